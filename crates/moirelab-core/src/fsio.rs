@@ -1,0 +1,195 @@
+//! Atomic writes: a reader never sees a half-written file, and a crash leaves the old file.
+
+use crate::{CoreError, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
+    move |source| CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Temp-file name in the same directory (rename is only atomic within one file system).
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+}
+
+/// Write `bytes` to `path` through a temp file and a rename. Parent folders are created.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(path))
+}
+
+/// Like [`write_atomic`] but the content is produced by a callback writing to a temp path
+/// (for encoders such as PNG or safetensors writers that want a path, not bytes).
+pub fn write_atomic_with<E>(
+    path: &Path,
+    produce: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), AtomicError<E>> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| AtomicError::Io(io_err(parent)(e)))?;
+    }
+    let tmp = temp_path(path);
+    if let Err(e) = produce(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(AtomicError::Produce(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        AtomicError::Io(io_err(path)(e))
+    })
+}
+
+/// Failure of [`write_atomic_with`]: either the producer or the file system.
+#[derive(Debug, thiserror::Error)]
+pub enum AtomicError<E> {
+    #[error(transparent)]
+    Io(CoreError),
+    #[error("{0}")]
+    Produce(E),
+}
+
+/// Serialise `value` as pretty JSON and write it atomically.
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| CoreError::Invalid {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Read and parse a JSON file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text).map_err(|e| CoreError::Parse {
+        path: path.to_path_buf(),
+        line: e.line(),
+        msg: e.to_string(),
+    })
+}
+
+/// Append one JSON object as a line. The line is written with a single `write_all` on a file
+/// opened in append mode, so a crash can lose the line but never leaves a torn one among
+/// complete lines (readers skip a trailing partial line, see [`read_jsonl`]).
+pub fn append_jsonl<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(|e| CoreError::Invalid {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(&line).map_err(io_err(path))
+}
+
+/// Read a JSON-lines file. Blank lines are skipped; a final line without a newline that does
+/// not parse is treated as a torn write and ignored; any other bad line is an error naming it.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if !complete && i + 1 == lines.len() => break,
+            Err(e) => {
+                return Err(CoreError::Parse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    msg: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// First free folder name: `base`, then `base-2`, `base-3`, … Creates it (never reuses one).
+pub fn create_unique_dir(base: &Path) -> Result<PathBuf> {
+    if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    for i in 1..10_000u32 {
+        let candidate = if i == 1 {
+            base.to_path_buf()
+        } else {
+            base.with_file_name(format!("{name}-{i}"))
+        };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(&candidate)(e)),
+        }
+    }
+    Err(CoreError::Invalid {
+        path: base.to_path_buf(),
+        msg: "no free run-folder name after 10000 tries".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn jsonl_skips_torn_last_line_but_rejects_bad_middle_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        let v: Vec<serde_json::Value> = read_jsonl(&p).unwrap();
+        assert_eq!(v.len(), 2);
+        std::fs::write(&p, "{\"a\":1}\nnot json\n{\"a\":2}\n").unwrap();
+        let err = read_jsonl::<serde_json::Value>(&p).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn unique_dir_never_reuses_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = create_unique_dir(&dir.path().join("run")).unwrap();
+        let b = create_unique_dir(&dir.path().join("run")).unwrap();
+        let c = create_unique_dir(&dir.path().join("run")).unwrap();
+        assert!(a.ends_with("run") && b.ends_with("run-2") && c.ends_with("run-3"));
+    }
+}

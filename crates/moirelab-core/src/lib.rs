@@ -1,0 +1,37 @@
+//! Shared, tch-free building blocks of moirelab.
+//!
+//! This crate owns the *formats* that several crates read or write: the data-set files
+//! (`dataset.json`, `manifest.jsonl`, region-mask encoding), the run-folder records
+//! (`metrics.jsonl` lines, `probes.json`, `meta.json`), atomic file writes, and the small
+//! seeded RNG every stochastic component uses so results do not depend on a third-party
+//! RNG crate's version. It owns no I/O policy beyond "write to a temp file, then rename",
+//! and it never prints.
+
+pub mod format;
+pub mod fsio;
+pub mod rng;
+pub mod run;
+
+/// Errors of the shared format helpers. Every variant names the file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {msg}")]
+    Parse {
+        path: std::path::PathBuf,
+        line: usize,
+        msg: String,
+    },
+    #[error("{path}: {msg}")]
+    Invalid {
+        path: std::path::PathBuf,
+        msg: String,
+    },
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

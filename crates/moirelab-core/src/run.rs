@@ -1,0 +1,252 @@
+//! Records of a run folder (`runs/<name>/`), shared by the trainer, the Grad-CAM dump and
+//! the report so that writer and reader cannot drift apart.
+//!
+//! ```text
+//! config.toml  meta.json  metrics.jsonl  summary.json  train.log
+//! checkpoints/{last,best}.safetensors  checkpoints/state.json
+//! probes/NN.png                      probe inputs (never change across epochs)
+//! epochs/NNNN/grid.png               Grad-CAM grid
+//! epochs/NNNN/cams.safetensors       raw maps, key "<method>/<layer>/<pred|true>" -> [P, H, W]
+//! epochs/NNNN/probes.json            ProbesFile
+//! epochs/NNNN/tiles/NN-<method>-{pred,true,overlay}.png
+//! plots/*.png|svg   report/index.html   tb/events.out.tfevents.*
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_TOML: &str = "config.toml";
+pub const META_JSON: &str = "meta.json";
+pub const METRICS_JSONL: &str = "metrics.jsonl";
+pub const SUMMARY_JSON: &str = "summary.json";
+pub const TRAIN_LOG: &str = "train.log";
+pub const PROBES_JSON: &str = "probes.json";
+pub const CAMS_SAFETENSORS: &str = "cams.safetensors";
+pub const GRID_PNG: &str = "grid.png";
+
+/// `epochs/0007` for epoch 7.
+pub fn epoch_dir(run: &Path, epoch: u32) -> PathBuf {
+    run.join("epochs").join(format!("{epoch:04}"))
+}
+
+/// `probes/03.png` for probe 3.
+pub fn probe_input_png(run: &Path, probe: usize) -> PathBuf {
+    run.join("probes").join(format!("{probe:02}.png"))
+}
+
+/// Which target class a CAM explains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CamTarget {
+    Pred,
+    True,
+}
+
+impl CamTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CamTarget::Pred => "pred",
+            CamTarget::True => "true",
+        }
+    }
+}
+
+/// `epochs/NNNN/tiles/NN-<method>-<kind>.png`, kind = `pred`, `true` or `overlay`.
+pub fn tile_png(run: &Path, epoch: u32, probe: usize, method: &str, kind: &str) -> PathBuf {
+    epoch_dir(run, epoch)
+        .join("tiles")
+        .join(format!("{probe:02}-{method}-{kind}.png"))
+}
+
+/// `meta.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub moirelab_version: String,
+    pub tch_version: String,
+    pub libtorch_version: String,
+    pub device: String,
+    pub threads: usize,
+    pub seed: u64,
+    pub git_rev: Option<String>,
+    pub hostname: Option<String>,
+    /// RFC 3339 UTC.
+    pub started: String,
+    pub finished: Option<String>,
+    /// `running`, `finished`, `interrupted`, `failed: <reason>`.
+    pub status: String,
+    /// Every `started` of a resumed run, oldest first.
+    #[serde(default)]
+    pub resumed: Vec<String>,
+}
+
+/// Presentation-attack-detection metrics (ISO/IEC 30107-3 vocabulary) at one threshold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PadMetrics {
+    /// Threshold on the attack score (attack iff score >= threshold).
+    pub threshold: f64,
+    pub apcer: f64,
+    pub bpcer: f64,
+    /// (APCER + BPCER) / 2 — common in papers, not ISO-conformant.
+    pub acer_non_iso: f64,
+    pub eer: f64,
+    pub auc: f64,
+    /// Smallest BPCER with APCER <= 5 % (None if no threshold reaches it).
+    pub bpcer20: Option<f64>,
+    pub bpcer100: Option<f64>,
+}
+
+/// Accuracy of one group, e.g. `screen|flag=A`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupStat {
+    pub n: u64,
+    pub correct: u64,
+    pub accuracy: f64,
+    /// Aligned with the train-set shortcut (Some(true)), conflicting (Some(false)).
+    pub aligned: Option<bool>,
+}
+
+/// One (epoch, split) of classification metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: u32,
+    pub split: String,
+    pub step: u64,
+    pub n: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    /// confusion[true][pred]
+    pub confusion: Vec<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad: Option<PadMetrics>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupStat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_group_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aligned_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicting_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_per_sec: Option<f64>,
+    pub wall_s: f64,
+}
+
+/// Attention-in-region numbers of one map and one region (GRADCAM.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionStats {
+    /// Share of the map's mass inside the region.
+    pub mass: f64,
+    /// mass / (region area share); 1 = no preference.
+    pub lift: f64,
+    /// Pointing game hit (1 or 0; a mean over probes is a hit rate).
+    pub pointing: f64,
+    /// Relevance rank accuracy.
+    pub rank: f64,
+}
+
+/// Mean region stats over probes for one (epoch, method, layer, target), overall and split by
+/// the shortcut alignment of each probe.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CamMetrics {
+    pub epoch: u32,
+    pub method: String,
+    /// Layer name, or several joined with `+` when maps were averaged across layers.
+    pub layer: String,
+    pub target: CamTarget,
+    pub probes: u64,
+    pub regions: BTreeMap<String, RegionStats>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aligned: BTreeMap<String, RegionStats>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conflicting: BTreeMap<String, RegionStats>,
+    /// Seconds spent on the dump (maps, metrics, images) this epoch.
+    #[serde(default)]
+    pub dump_s: f64,
+}
+
+impl Default for CamTarget {
+    fn default() -> Self {
+        CamTarget::Pred
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum MetricsLine {
+    Epoch(EpochMetrics),
+    Cam(CamMetrics),
+}
+
+/// One probe row of `epochs/NNNN/probes.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    /// Row in the grid (0-based) = index into `probes/NN.png`.
+    pub index: usize,
+    /// Stable id: the image path relative to the data-set root.
+    pub id: String,
+    pub true_class: usize,
+    pub pred_class: usize,
+    pub probs: Vec<f64>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, String>,
+    #[serde(default)]
+    pub aligned: Option<bool>,
+    /// "<method>/<target>" -> region -> stats (empty without masks).
+    #[serde(default)]
+    pub regions: BTreeMap<String, BTreeMap<String, RegionStats>>,
+}
+
+/// `epochs/NNNN/probes.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbesFile {
+    pub epoch: u32,
+    pub classes: Vec<String>,
+    pub methods: Vec<String>,
+    pub layers: Vec<String>,
+    pub image_size: [u32; 2],
+    pub colormap: String,
+    pub probes: Vec<ProbeRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_lines_are_tagged_and_round_trip() {
+        let e = MetricsLine::Epoch(EpochMetrics {
+            epoch: 1,
+            split: "val".into(),
+            ..Default::default()
+        });
+        let s = serde_json::to_string(&e).unwrap();
+        assert!(s.starts_with("{\"kind\":\"epoch\""), "{s}");
+        assert_eq!(serde_json::from_str::<MetricsLine>(&s).unwrap(), e);
+        let c = MetricsLine::Cam(CamMetrics {
+            epoch: 2,
+            method: "gradcam".into(),
+            ..Default::default()
+        });
+        let s = serde_json::to_string(&c).unwrap();
+        assert!(s.contains("\"kind\":\"cam\"") && s.contains("\"target\":\"pred\""));
+        assert_eq!(serde_json::from_str::<MetricsLine>(&s).unwrap(), c);
+    }
+
+    #[test]
+    fn paths_follow_the_layout() {
+        let r = Path::new("runs/x");
+        assert_eq!(epoch_dir(r, 7), Path::new("runs/x/epochs/0007"));
+        assert_eq!(
+            tile_png(r, 3, 1, "gradcam", "pred"),
+            Path::new("runs/x/epochs/0003/tiles/01-gradcam-pred.png")
+        );
+        assert_eq!(probe_input_png(r, 12), Path::new("runs/x/probes/12.png"));
+    }
+}

@@ -1,0 +1,1 @@
+//! placeholder-free stub; replaced by the crate's implementation
