@@ -184,6 +184,25 @@ pub enum MetricsLine {
     Cam(CamMetrics),
 }
 
+/// `summary.json`, written at the end of a run (and rewritten on resume).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub name: String,
+    pub epochs: u32,
+    /// Metric that selects `best.safetensors`, e.g. `val.balanced_accuracy`.
+    pub best_metric: String,
+    pub best_epoch: u32,
+    pub best_value: f64,
+    /// Decision threshold on the attack score, fixed on val (EER point) and applied to test.
+    pub threshold: f64,
+    pub val: Option<EpochMetrics>,
+    pub test: Option<EpochMetrics>,
+    /// Region stats of the last CAM dump (mean over probes), method/target -> region -> stats.
+    #[serde(default)]
+    pub attention: BTreeMap<String, BTreeMap<String, RegionStats>>,
+    pub wall_s: f64,
+}
+
 /// One probe row of `epochs/NNNN/probes.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRecord {
