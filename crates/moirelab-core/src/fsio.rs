@@ -11,13 +11,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
     }
 }
 
-/// Temp-file name in the same directory (rename is only atomic within one file system).
-fn temp_path(path: &Path) -> PathBuf {
+/// Temp-file name in the same directory (rename is only atomic within one file system). It
+/// keeps the original name as its suffix, so writers that pick a format by extension (tch's
+/// `VarStore::save`, image encoders) still see `.safetensors` / `.png`.
+pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+    path.with_file_name(format!(".tmp{}.{name}", std::process::id()))
 }
 
 /// Write `bytes` to `path` through a temp file and a rename. Parent folders are created.
