@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_LIB");
-    let lib = std::env::var_os("LIBTORCH_LIB")
+    println!("cargo:rerun-if-env-changed=MOIRELAB_LIBTORCH_LIB");
+    let lib = std::env::var_os("MOIRELAB_LIBTORCH_LIB")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("LIBTORCH").map(|p| PathBuf::from(p).join("lib")));
     let Some(lib) = lib.filter(|l| l.join("libtorch_cpu.so").exists()) else {

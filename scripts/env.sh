@@ -75,10 +75,10 @@ moirelab_setup() {
   if [ -x "$MOIRELAB_VENV/bin/python" ]; then
     export MOIRELAB_PYTHON="$MOIRELAB_VENV/bin/python"
   fi
-  export LIBTORCH_LIB="$LIBTORCH/lib"
+  export MOIRELAB_LIBTORCH_LIB="$LIBTORCH/lib"
   case ":${LD_LIBRARY_PATH:-}:" in
-    *":$LIBTORCH_LIB:"*) ;;
-    *) export LD_LIBRARY_PATH="$LIBTORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+    *":$MOIRELAB_LIBTORCH_LIB:"*) ;;
+    *) export LD_LIBRARY_PATH="$MOIRELAB_LIBTORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
   esac
   export CARGO_TARGET_DIR="${MOIRELAB_TARGET_DIR:-${CARGO_TARGET_DIR:-$MOIRELAB_ROOT/target}}"
   if ! command -v cargo >/dev/null 2>&1; then
