@@ -1,1 +1,81 @@
-//! placeholder-free stub; replaced by the crate's implementation
+//! Reviewing and comparing moirelab runs without a server.
+//!
+//! This crate owns everything that *reads* a finished or still-running run folder (the layout
+//! and record types live in `moirelab_core::run`) and turns it into something a person looks
+//! at: the self-contained offline HTML gallery (`report/index.html`, epoch slider, filmstrip,
+//! curves, PAD table, confusion matrix, config and meta), the multi-run compare page, PNG/SVG
+//! curve plots drawn with an embedded font, animated GIF strips of each probe across epochs,
+//! and TensorBoard event files written without TensorFlow or protoc. It does not train, compute
+//! CAMs or metrics (it only displays what the trainer and Grad-CAM dump wrote), and it never
+//! prints. Anything in a run folder may be missing (a run still training, a data set without
+//! masks): pages show what exists and list what is missing; only corrupt files are errors.
+
+pub mod gif;
+mod html;
+mod load;
+pub mod plots;
+pub mod tb;
+mod util;
+
+pub use load::{load_run, EpochData, RunData};
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the report crate. Every variant names the file or run it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Core(#[from] moirelab_core::CoreError),
+    #[error("{path}: corrupt file: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
+    #[error(
+        "{path}: not a run folder (none of config.toml, meta.json, metrics.jsonl, epochs/ found)"
+    )]
+    NotARun { path: PathBuf },
+    #[error("compare needs at least one run folder")]
+    NoRuns,
+    #[error("{path}: cannot encode {what}: {msg}")]
+    Encode {
+        path: PathBuf,
+        what: &'static str,
+        msg: String,
+    },
+    #[error("plot {name}: {msg}")]
+    Plot { name: String, msg: String },
+    #[error("TensorBoard tag {tag:?}: {msg}")]
+    Tag { tag: String, msg: String },
+}
+
+pub type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+/// Write `run_dir/report/index.html` (self-contained apart from relative links to the run's
+/// own images), the curve plots under `run_dir/plots/` and one GIF per probe and method
+/// under `run_dir/report/gifs/`. Every file is written atomically, so the trainer can call
+/// this after each epoch while someone has the page open. Returns the path of `index.html`.
+pub fn write_run_report(run_dir: &Path) -> Result<PathBuf> {
+    let run = load::load_run(run_dir)?;
+    let plots = plots::write_curves_for(&run)?;
+    let gifs = gif::write_probe_gifs_for(&run)?;
+    html::write_run_page(&run, &plots, &gifs)
+}
+
+/// Write `out_dir/index.html` comparing `runs` side by side: probes matched by probe id, one
+/// global epoch slider, config table with a "differences only" toggle, overlaid curves and a
+/// final-metrics table with the best value per row marked. Image links are relative from
+/// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree.
+pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
+    if runs.is_empty() {
+        return Err(ReportError::NoRuns);
+    }
+    let loaded = runs
+        .iter()
+        .map(|r| load::load_run(r))
+        .collect::<Result<Vec<_>>>()?;
+    html::write_compare_page(&loaded, out_dir)
+}

@@ -1,0 +1,424 @@
+//! Curve plots (PNG and SVG) drawn with plotters and an embedded DejaVu Sans, so no system
+//! font or fontconfig is needed. The same chart description renders to `plots/*.png|svg`
+//! and to the SVG inlined in the HTML pages.
+
+use crate::load::RunData;
+use crate::{ReportError, Result};
+use moirelab_core::fsio::{write_atomic, write_atomic_with};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// DejaVu Sans (Bitstream Vera licence, see `assets/DejaVuSans-LICENSE.txt`).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+/// Register the embedded font once; plotters' bitmap backend panics on text without it.
+fn ensure_font() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
+            .map_err(|_| "embedded DejaVuSans.ttf is not a valid font".to_string())
+    })
+    .clone()
+    .map_err(|msg| ReportError::Plot {
+        name: "font".into(),
+        msg,
+    })
+}
+
+/// Tableau-10 colours: distinguishable and colour-blind friendlier than plotters' palette.
+pub(crate) const PALETTE: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+/// One line of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    /// (epoch, value), ascending in epoch.
+    pub points: Vec<(f64, f64)>,
+    /// Index into the palette.
+    pub color: usize,
+    pub dashed: bool,
+}
+
+/// A line chart over epochs.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// File stem under `plots/` and anchor id in the pages.
+    pub name: String,
+    pub title: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+}
+
+impl Chart {
+    fn new(name: &str, title: &str, y_label: &str) -> Self {
+        Chart {
+            name: name.into(),
+            title: title.into(),
+            y_label: y_label.into(),
+            series: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, name: String, points: Vec<(f64, f64)>, color: usize, dashed: bool) {
+        let points: Vec<(f64, f64)> = points.into_iter().filter(|p| p.1.is_finite()).collect();
+        if !points.is_empty() {
+            self.series.push(Series {
+                name,
+                points,
+                color,
+                dashed,
+            });
+        }
+    }
+
+    fn bounds(&self) -> ((f64, f64), (f64, f64)) {
+        let pts = self.series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x1 - x0 < 1.0 {
+            x0 -= 0.5;
+            x1 += 0.5;
+        }
+        // A flat series still gets a readable range around its value.
+        let pad = ((y1 - y0) * 0.08)
+            .max(y1.abs().max(y0.abs()) * 0.05)
+            .max(1e-3);
+        (y0, y1) = (y0 - pad, y1 + pad);
+        // Shares and accuracies live in [0, 1]; keep 0 on the axis when close to it.
+        if y0 > 0.0 && y0 < 0.25 * y1 {
+            y0 = 0.0;
+        }
+        ((x0, x1), (y0, y1))
+    }
+}
+
+fn rgb(i: usize) -> RGBColor {
+    let (r, g, b) = PALETTE[i % PALETTE.len()];
+    RGBColor(r, g, b)
+}
+
+/// Draw `chart` onto any plotters backend.
+pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Chart) -> Result<()> {
+    ensure_font()?;
+    let err = |e: &dyn std::fmt::Display| ReportError::Plot {
+        name: chart.name.clone(),
+        msg: e.to_string(),
+    };
+    area.fill(&WHITE).map_err(|e| err(&e))?;
+    let ((x0, x1), (y0, y1)) = chart.bounds();
+    let mut ctx = ChartBuilder::on(area)
+        .caption(&chart.title, (FAMILY, 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| err(&e))?;
+    ctx.configure_mesh()
+        .x_desc("epoch")
+        .y_desc(chart.y_label.as_str())
+        .label_style((FAMILY, 12))
+        .axis_desc_style((FAMILY, 13))
+        .light_line_style(RGBColor(235, 235, 235))
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .draw()
+        .map_err(|e| err(&e))?;
+    for s in &chart.series {
+        let color = rgb(s.color);
+        let style = color.stroke_width(2);
+        let anno = if s.dashed {
+            ctx.draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, style))
+                .map_err(|e| err(&e))?
+        } else {
+            ctx.draw_series(LineSeries::new(s.points.iter().copied(), style))
+                .map_err(|e| err(&e))?
+        };
+        let dashed = s.dashed;
+        anno.label(s.name.as_str()).legend(move |(x, y)| {
+            if dashed {
+                PathElement::new(vec![(x, y), (x + 6, y)], color.stroke_width(2))
+            } else {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            }
+        });
+        // Markers so a single epoch still shows as a point.
+        ctx.draw_series(
+            s.points
+                .iter()
+                .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+        )
+        .map_err(|e| err(&e))?;
+    }
+    ctx.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font((FAMILY, 12))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| err(&e))?;
+    area.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+pub const WIDTH: u32 = 640;
+pub const HEIGHT: u32 = 400;
+
+/// The chart as an SVG document string (inlined into the pages).
+pub fn to_svg(chart: &Chart) -> Result<String> {
+    let mut buf = String::new();
+    {
+        let area = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&area, chart)?;
+    }
+    Ok(buf)
+}
+
+/// Write `dir/<name>.svg` and `dir/<name>.png` atomically; returns both paths.
+pub fn write_chart(dir: &Path, chart: &Chart) -> Result<Vec<PathBuf>> {
+    let svg_path = dir.join(format!("{}.svg", chart.name));
+    write_atomic(&svg_path, to_svg(chart)?.as_bytes())?;
+    let png_path = dir.join(format!("{}.png", chart.name));
+    let mut rgb_buf = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let area = BitMapBackend::with_buffer(&mut rgb_buf, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&area, chart)?;
+    }
+    let img =
+        image::RgbImage::from_raw(WIDTH, HEIGHT, rgb_buf).ok_or_else(|| ReportError::Plot {
+            name: chart.name.clone(),
+            msg: "bitmap buffer has the wrong size".into(),
+        })?;
+    write_atomic_with(&png_path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+    })
+    .map_err(|e| match e {
+        moirelab_core::fsio::AtomicError::Io(c) => ReportError::Core(c),
+        moirelab_core::fsio::AtomicError::Produce(e) => ReportError::Encode {
+            path: png_path.clone(),
+            what: "PNG plot",
+            msg: e.to_string(),
+        },
+    })?;
+    Ok(vec![png_path, svg_path])
+}
+
+const SPLITS: [&str; 3] = ["train", "val", "test"];
+
+fn split_color(split: &str) -> usize {
+    SPLITS.iter().position(|s| *s == split).unwrap_or(7)
+}
+
+/// Per-split series of one epoch-metric getter.
+fn split_series(
+    run: &RunData,
+    chart: &mut Chart,
+    label: &str,
+    color_offset: usize,
+    dashed: bool,
+    get: impl Fn(&moirelab_core::run::EpochMetrics) -> Option<f64>,
+) {
+    let mut by_split: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for e in run.epoch_metrics() {
+        if let Some(v) = get(e) {
+            by_split
+                .entry(e.split.as_str())
+                .or_default()
+                .push((f64::from(e.epoch), v));
+        }
+    }
+    let mut splits: Vec<&str> = by_split.keys().copied().collect();
+    splits.sort_by_key(|s| (split_color(s), s.to_string()));
+    for s in splits {
+        let mut pts = by_split.remove(s).unwrap_or_default();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let name = if label.is_empty() {
+            s.to_string()
+        } else {
+            format!("{s} {label}")
+        };
+        chart.push(name, pts, split_color(s) + color_offset, dashed);
+    }
+}
+
+/// Attention share (CAM mass) per region over epochs for one method and target: solid for
+/// shortcut-aligned probes, dashed for conflicting ones; overall when probes were not split.
+pub(crate) fn attention_series(
+    run: &RunData,
+    method: &str,
+    target: &str,
+    color_of: &mut dyn FnMut(&str) -> usize,
+    name_prefix: &str,
+) -> Vec<Series> {
+    type Pts = BTreeMap<String, Vec<(f64, f64)>>;
+    let (mut aligned, mut conflicting, mut overall): (Pts, Pts, Pts) = Default::default();
+    for c in run.cam_metrics() {
+        if c.method != method || c.target.as_str() != target {
+            continue;
+        }
+        let x = f64::from(c.epoch);
+        for (map, src) in [
+            (&mut aligned, &c.aligned),
+            (&mut conflicting, &c.conflicting),
+            (&mut overall, &c.regions),
+        ] {
+            for (r, s) in src {
+                map.entry(r.clone()).or_default().push((x, s.mass));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let split = !aligned.is_empty() || !conflicting.is_empty();
+    let mut add = |region: &str, suffix: &str, mut pts: Vec<(f64, f64)>, dashed: bool| {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts.retain(|p| p.1.is_finite());
+        if !pts.is_empty() {
+            out.push(Series {
+                name: format!("{name_prefix}{region}{suffix}"),
+                points: pts,
+                color: color_of(region),
+                dashed,
+            });
+        }
+    };
+    if split {
+        for (r, pts) in aligned {
+            add(&r, " aligned", pts, false);
+        }
+        for (r, pts) in conflicting {
+            add(&r, " conflicting", pts, true);
+        }
+    } else {
+        for (r, pts) in overall {
+            add(&r, "", pts, false);
+        }
+    }
+    out
+}
+
+/// (method, target) pairs that have CAM metric lines, in first-seen order.
+pub(crate) fn cam_keys(run: &RunData) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for c in run.cam_metrics() {
+        let k = (c.method.clone(), c.target.as_str().to_string());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// The charts of one run: loss, accuracy, PAD error rates, attention share per method and
+/// target. Charts without data are left out.
+pub fn run_charts(run: &RunData) -> Vec<Chart> {
+    let mut charts = Vec::new();
+    let mut loss = Chart::new("loss", "Loss", "cross-entropy");
+    split_series(run, &mut loss, "", 0, false, |e| Some(e.loss));
+    charts.push(loss);
+
+    let mut acc = Chart::new("accuracy", "Accuracy", "accuracy");
+    split_series(run, &mut acc, "", 0, false, |e| Some(e.accuracy));
+    split_series(run, &mut acc, "balanced", 0, true, |e| {
+        Some(e.balanced_accuracy)
+    });
+    charts.push(acc);
+
+    // The shortcut story in one chart: accuracy on probes whose shortcut attribute agrees
+    // with the label (aligned, solid) vs disagrees (conflicting, dashed).
+    let mut groups = Chart::new(
+        "shortcut-groups",
+        "Shortcut-aligned vs conflicting accuracy",
+        "accuracy",
+    );
+    split_series(run, &mut groups, "aligned", 0, false, |e| {
+        e.aligned_accuracy
+    });
+    split_series(run, &mut groups, "conflicting", 0, true, |e| {
+        e.conflicting_accuracy
+    });
+    split_series(run, &mut groups, "worst group", 4, true, |e| {
+        e.worst_group_accuracy
+    });
+    charts.push(groups);
+
+    let mut pad = Chart::new("pad", "PAD error rates", "rate");
+    split_series(run, &mut pad, "EER", 0, false, |e| {
+        e.pad.as_ref().map(|p| p.eer)
+    });
+    split_series(run, &mut pad, "APCER", 4, true, |e| {
+        e.pad.as_ref().map(|p| p.apcer)
+    });
+    split_series(run, &mut pad, "BPCER", 6, true, |e| {
+        e.pad.as_ref().map(|p| p.bpcer)
+    });
+    charts.push(pad);
+
+    let mut regions: Vec<String> = Vec::new();
+    for (method, target) in cam_keys(run) {
+        let mut color_of = |r: &str| {
+            if !regions.iter().any(|x| x == r) {
+                regions.push(r.to_string());
+            }
+            regions.iter().position(|x| x == r).unwrap_or(0)
+        };
+        let series = attention_series(run, &method, &target, &mut color_of, "");
+        let safe: String = format!("attention-{method}-{target}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        charts.push(Chart {
+            name: safe,
+            title: format!("Attention share per region ({method}, {target} class)"),
+            y_label: "share of CAM mass".into(),
+            series,
+        });
+    }
+    charts.retain(|c| !c.series.is_empty());
+    charts
+}
+
+/// Write `plots/<name>.png|svg` for every chart of the run; returns the written paths.
+pub fn write_curves(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let run = crate::load::load_run(run_dir)?;
+    write_curves_for(&run)
+}
+
+pub(crate) fn write_curves_for(run: &RunData) -> Result<Vec<PathBuf>> {
+    let dir = run.dir.join("plots");
+    let mut out = Vec::new();
+    for chart in run_charts(run) {
+        out.extend(write_chart(&dir, &chart)?);
+    }
+    Ok(out)
+}

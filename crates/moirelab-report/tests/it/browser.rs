@@ -1,0 +1,167 @@
+//! Real headless Chromium over file://: the pages' #selftest steps the slider through every
+//! epoch and mode, checks that every <img> loaded, and records script errors and CSP
+//! violations; the dumped DOM must say PASS. Screenshots land under the target dir.
+
+use crate::fixture::{self, Spec, HOSTILE};
+use moirelab_report::{write_compare, write_run_report};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn chromium() -> Option<PathBuf> {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        }) {
+            return Some(p);
+        }
+    }
+    if std::env::var("MOIRELAB_SKIP_BROWSER").as_deref() == Ok("1") {
+        return None;
+    }
+    panic!(
+        "no chromium on PATH: install it (Debian: apt-get install chromium) to run the page \
+         tests, or set MOIRELAB_SKIP_BROWSER=1 to skip them explicitly"
+    );
+}
+
+fn file_url(p: &Path) -> String {
+    let mut s = String::from("file://");
+    for b in p.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+fn headless(bin: &Path, profile: &Path, extra: &[String], url: &str) -> (String, String) {
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check_page(bin: &Path, page: &Path, shot_name: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, log) = headless(
+        bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &format!("{}#selftest", file_url(page)),
+    );
+    let start = dom.find("<pre id=\"selftest\">").unwrap_or_else(|| {
+        panic!(
+            "no visible selftest result in the DOM of {}\n{log}",
+            page.display()
+        )
+    });
+    let result = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    assert!(
+        result.contains("SELFTEST PASS"),
+        "{result}\n--- chromium log ---\n{log}"
+    );
+    let images: usize = result
+        .split("images=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(images > 0, "{result}");
+    for bad in ["Uncaught", "Refused to", "Content Security Policy"] {
+        assert!(!log.contains(bad), "console says {bad:?}:\n{log}");
+    }
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join(shot_name);
+    let profile2 = tempfile::tempdir().unwrap();
+    let _ = std::fs::remove_file(&shot);
+    headless(
+        bin,
+        profile2.path(),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1800".into(),
+            "--hide-scrollbars".into(),
+        ],
+        &file_url(page),
+    );
+    assert!(shot.is_file(), "no screenshot at {}", shot.display());
+    dom
+}
+
+#[test]
+fn run_and_compare_pages_pass_their_selftest_in_headless_chromium() {
+    let Some(bin) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Spec::new("shallow <b> #1");
+    a.name = HOSTILE.into();
+    a.classes = vec![HOSTILE.into(), "screen".into()];
+    a.methods = vec!["gradcam".into(), "gradcam++".into()];
+    a.epochs = vec![1, 2, 3, 4];
+    a.dumps = vec![1, 2, 4];
+    let ra = fixture::make_run(&tmp.path().join("runs"), &a);
+    let mut b = Spec::new("deep");
+    b.arch = "resnet".into();
+    b.skill = 0.2;
+    b.summary = false;
+    b.probe_ids = vec!["images/000002.png".into(), "images/000003.png".into()];
+    let rb = fixture::make_run(&tmp.path().join("runs"), &b);
+
+    let page = write_run_report(&ra).unwrap();
+    let dom = check_page(&bin, &page, "run.png");
+    // Hostile strings are text in the live DOM too: no element was created from them.
+    assert_eq!(
+        dom.matches("<script").count(),
+        2,
+        "extra script elements in the DOM"
+    );
+    assert!(!dom.contains("<b>"));
+    assert!(dom.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;'../"));
+
+    let cmp = write_compare(&[ra, rb], &tmp.path().join("out/cmp")).unwrap();
+    let dom = check_page(&bin, &cmp, "compare.png");
+    assert_eq!(dom.matches("<script").count(), 2);
+    assert!(!dom.contains("<b>"));
+}
+
+#[test]
+fn selftest_reports_a_missing_image_as_failure() {
+    let Some(bin) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("broken"));
+    let page = write_run_report(&run).unwrap();
+    // The page was built while the tile existed; deleting it afterwards must be caught.
+    std::fs::remove_file(run.join("epochs/0002/tiles/00-gradcam-pred.png")).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, _) = headless(
+        &bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &format!("{}#selftest", file_url(&page)),
+    );
+    assert!(dom.contains("SELFTEST FAIL"), "{dom}");
+    assert!(dom.contains("00-gradcam-pred.png"));
+}

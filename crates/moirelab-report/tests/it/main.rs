@@ -1,0 +1,8 @@
+//! Integration tests of moirelab-report: fabricated run folders in temp dirs, real readers
+//! (TensorBoard's EventAccumulator, headless Chromium) where the brief asks for them.
+
+mod browser;
+mod fixture;
+mod media;
+mod pages;
+mod tb;
