@@ -202,6 +202,13 @@
     table.appendChild(tbody);
     view.appendChild(table);
   }
+  function splitOrder(bySplit) {
+    var known = ['train', 'val', 'test'];
+    return Object.keys(bySplit).sort(function (a, b) {
+      var ia = known.indexOf(a), ib = known.indexOf(b);
+      return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || (a < b ? -1 : a > b ? 1 : 0);
+    });
+  }
   function metricsTable(bySplit) {
     var cols = [
       ['n', function (e) { return e.n; }],
@@ -225,7 +232,7 @@
     cols.forEach(function (c) { hr.appendChild(el('th', null, c[0])); });
     var th = el('thead'); th.appendChild(hr); t.appendChild(th);
     var tb = el('tbody');
-    Object.keys(bySplit).forEach(function (s) {
+    splitOrder(bySplit).forEach(function (s) {
       var tr = el('tr');
       tr.appendChild(el('th', null, s));
       cols.forEach(function (c) { tr.appendChild(el('td', null, num(c[1](bySplit[s])))); });
@@ -287,13 +294,17 @@
     if (!m) { box.appendChild(el('p', 'note', epoch === null ? 'No metrics yet.' : 'No metrics lines for epoch ' + epoch + '.')); return; }
     box.appendChild(el('p', 'note', 'epoch ' + epoch));
     box.appendChild(metricsTable(m));
-    ['val', 'test', 'train'].forEach(function (s) {
-      if (m[s] && m[s].confusion && m[s].confusion.length) box.appendChild(confusion(m[s]));
+    var row = el('div', 'side');
+    splitOrder(m).forEach(function (s) {
+      if (m[s].confusion && m[s].confusion.length) row.appendChild(confusion(m[s]));
     });
-    ['val', 'test'].forEach(function (s) {
-      var g = m[s] && groupsTable(m[s]);
-      if (g) box.appendChild(g);
+    box.appendChild(row);
+    var groups = el('div', 'side');
+    splitOrder(m).forEach(function (s) {
+      var g = groupsTable(m[s]);
+      if (g) groups.appendChild(g);
     });
+    box.appendChild(groups);
   }
   function renderRun() {
     var view = $('view');

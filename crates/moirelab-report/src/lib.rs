@@ -73,9 +73,59 @@ pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
     if runs.is_empty() {
         return Err(ReportError::NoRuns);
     }
-    let loaded = runs
+    let mut loaded = runs
         .iter()
         .map(|r| load::load_run(r))
         .collect::<Result<Vec<_>>>()?;
+    disambiguate_names(&mut loaded);
     html::write_compare_page(&loaded, out_dir)
+}
+
+/// Columns must be told apart: runs sharing a name get their folder (or full path) appended.
+fn disambiguate_names(runs: &mut [RunData]) {
+    let count = |runs: &[RunData], n: &str| runs.iter().filter(|r| r.name == n).count();
+    let dup: Vec<bool> = runs.iter().map(|r| count(runs, &r.name) > 1).collect();
+    for (r, d) in runs.iter_mut().zip(&dup) {
+        if *d {
+            let folder = r
+                .dir
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            r.name = format!("{} [{folder}]", r.name);
+        }
+    }
+    let dup: Vec<bool> = runs.iter().map(|r| count(runs, &r.name) > 1).collect();
+    for (r, d) in runs.iter_mut().zip(&dup) {
+        if *d {
+            r.name = format!("{} [{}]", r.name, r.dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_run_names_get_their_folder_then_their_path() {
+        let mk = |name: &str, dir: &str| RunData {
+            name: name.into(),
+            dir: PathBuf::from(dir),
+            ..Default::default()
+        };
+        let mut runs = vec![
+            mk("a", "/x/r1"),
+            mk("a", "/x/r2"),
+            mk("b", "/y/s"),
+            mk("b", "/z/s"),
+            mk("c", "/c"),
+        ];
+        disambiguate_names(&mut runs);
+        let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a [r1]", "a [r2]", "b [s] [/y/s]", "b [s] [/z/s]", "c"]
+        );
+    }
 }
