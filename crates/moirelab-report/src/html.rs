@@ -266,7 +266,9 @@ fn pad_table(rows: &[(&str, &EpochMetrics)]) -> String {
     s
 }
 
-fn charts_html(charts: &[Chart], links: Option<(&Path, &Path)>) -> Result<String> {
+/// Inline SVG charts; `links` = (page folder, plots folder, plot files on disk) adds PNG/SVG
+/// links to the charts whose files exist.
+fn charts_html(charts: &[Chart], links: Option<(&Path, &Path, &[PathBuf])>) -> Result<String> {
     if charts.is_empty() {
         return Ok("<p class=\"note\">No curves yet (no metrics lines).</p>".into());
     }
@@ -277,9 +279,13 @@ fn charts_html(charts: &[Chart], links: Option<(&Path, &Path)>) -> Result<String
             esc(&c.name),
             plots::to_svg(c)?
         ));
-        if let Some((base, plots_dir)) = links {
+        if let Some((base, plots_dir, files)) = links {
             let png = plots_dir.join(format!("{}.png", c.name));
             let svg = plots_dir.join(format!("{}.svg", c.name));
+            if !files.contains(&png) {
+                s.push_str("</figure>");
+                continue;
+            }
             s.push_str(&format!(
                 "<figcaption><a href=\"{}\">PNG</a> · <a href=\"{}\">SVG</a></figcaption>",
                 esc(&url(base, &png)),
@@ -407,11 +413,10 @@ pub(crate) fn write_run_page(
 
     let plots_dir = run.dir.join("plots");
     let charts = plots::run_charts(run);
-    let linked = !plots.is_empty();
     body.push_str("<section id=\"curves\"><h2>Curves</h2>");
     body.push_str(&charts_html(
         &charts,
-        linked.then_some((base, plots_dir.as_path())),
+        Some((base, plots_dir.as_path(), plots)),
     )?);
     body.push_str("</section>");
 

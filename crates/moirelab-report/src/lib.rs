@@ -54,6 +54,39 @@ pub enum ReportError {
 
 pub type Result<T, E = ReportError> = std::result::Result<T, E>;
 
+/// Write only `run_dir/report/index.html`, linking the plot files and GIF strips already on
+/// disk (from [`plots::write_curves`] / [`gif::write_probe_gifs`] or an earlier
+/// [`write_run_report`]) without re-encoding them; the inline curves are always current.
+/// This is the cheap per-epoch refresh: GIF encoding is most of a full report's time.
+pub fn write_run_page(run_dir: &Path) -> Result<PathBuf> {
+    let run = load::load_run(run_dir)?;
+    let existing = |dir: PathBuf, ext: &str| -> Result<Vec<PathBuf>> {
+        let mut v = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                for e in rd {
+                    let p = e
+                        .map_err(|source| ReportError::Io {
+                            path: dir.clone(),
+                            source,
+                        })?
+                        .path();
+                    if p.extension().is_some_and(|x| x == ext) {
+                        v.push(p);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ReportError::Io { path: dir, source }),
+        }
+        v.sort();
+        Ok(v)
+    };
+    let plots = existing(run.dir.join("plots"), "png")?;
+    let gifs = existing(run.dir.join("report").join("gifs"), "gif")?;
+    html::write_run_page(&run, &plots, &gifs)
+}
+
 /// Write `run_dir/report/index.html` (self-contained apart from relative links to the run's
 /// own images), the curve plots under `run_dir/plots/` and one GIF per probe and method
 /// under `run_dir/report/gifs/`. Every file is written atomically, so the trainer can call

@@ -296,3 +296,36 @@ fn report_bytes_are_deterministic() {
         }
     }
 }
+
+#[test]
+fn run_page_alone_links_only_the_plots_and_gifs_on_disk_and_encodes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("pageonly"));
+    let page = moirelab_report::write_run_page(&run).unwrap();
+    let html = read(&page);
+    assert!(
+        !run.join("report/gifs").exists(),
+        "page-only refresh encoded GIFs"
+    );
+    assert!(
+        !run.join("plots").exists(),
+        "page-only refresh drew plot files"
+    );
+    assert!(
+        html.contains("id=\"chart-loss\""),
+        "inline curves are always drawn"
+    );
+    assert!(!html.contains("plots/loss.png"));
+    assert!(page_data(&html)["gifs"].as_object().unwrap().is_empty());
+
+    write_run_report(&run).unwrap();
+    std::fs::remove_file(run.join("report/gifs/01-gradcam.gif")).unwrap();
+    std::fs::remove_file(run.join("plots/pad.png")).unwrap();
+    let html = read(&moirelab_report::write_run_page(&run).unwrap());
+    assert!(html.contains("../plots/loss.png") && !html.contains("../plots/pad.png"));
+    let gifs = &page_data(&html)["gifs"];
+    assert_eq!(gifs["0"]["gradcam"], "gifs/00-gradcam.gif");
+    assert!(gifs["1"].is_null());
+    assert!(!run.join("report/gifs/01-gradcam.gif").exists());
+    assert_links_resolve(&page, &html);
+}
