@@ -287,6 +287,7 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     if !found_any {
         return Err(ReportError::NotARun { path: dir });
     }
+    key_tiles_by_method_name(&mut run.epochs);
 
     run.name = run
         .meta
@@ -336,6 +337,34 @@ pub(crate) fn scan_tiles(epoch_dir: &Path) -> Result<BTreeMap<(usize, String, St
     Ok(out)
 }
 
+/// File-name-safe form of a method name as the Grad-CAM dump writes it into tile names
+/// (`gradcam++` -> `gradcampp`).
+pub(crate) fn method_file_stem(method: &str) -> String {
+    method.replace('+', "p")
+}
+
+/// Tile names carry the method's file stem (`gradcampp`) while probes.json, CAM metrics and
+/// region keys use its name (`gradcam++`): re-key tiles by the name wherever a probes.json
+/// names a method with that stem, so each method is one column, not two.
+fn key_tiles_by_method_name(epochs: &mut [EpochData]) {
+    let mut by_stem: BTreeMap<String, String> = BTreeMap::new();
+    for e in epochs.iter() {
+        for m in e.probes.iter().flat_map(|p| p.methods.iter()) {
+            by_stem.insert(method_file_stem(m), m.clone());
+        }
+    }
+    for e in epochs.iter_mut() {
+        let tiles = std::mem::take(&mut e.tiles);
+        e.tiles = tiles
+            .into_iter()
+            .map(|((i, m, k), p)| {
+                let m = by_stem.get(&m).cloned().unwrap_or(m);
+                ((i, m, k), p)
+            })
+            .collect();
+    }
+}
+
 /// Notes for absent probe inputs, probes.json files and tiles, summarised per epoch.
 fn describe_missing_images(run: &mut RunData) {
     let indices = run.probe_indices();
@@ -382,6 +411,27 @@ fn describe_missing_images(run: &mut RunData) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiles_named_by_file_stem_are_keyed_by_the_method_name() {
+        let pf = ProbesFile {
+            methods: vec!["gradcam++".into(), "gradcam".into()],
+            ..Default::default()
+        };
+        let mut e = EpochData {
+            epoch: 1,
+            probes: Some(pf),
+            ..Default::default()
+        };
+        for m in ["gradcampp", "gradcam", "gradcam++", "other"] {
+            e.tiles
+                .insert((0, m.into(), "pred".into()), PathBuf::from(m));
+        }
+        let mut epochs = vec![e];
+        key_tiles_by_method_name(&mut epochs);
+        let methods: BTreeSet<&str> = epochs[0].tiles.keys().map(|k| k.1.as_str()).collect();
+        assert_eq!(methods, BTreeSet::from(["gradcam", "gradcam++", "other"]));
+    }
 
     #[test]
     fn tile_names_parse_with_dashes_in_the_method() {

@@ -246,8 +246,10 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
         for (i, _) in spec.probe_ids.iter().enumerate() {
             for m in &spec.methods {
                 for (k, kind) in ["pred", "true", "overlay"].iter().enumerate() {
+                    // As the Grad-CAM dump does: `gradcam++` -> `gradcampp` in file names.
+                    let stem = m.replace('+', "p");
                     write(
-                        &run::tile_png(&dir, e, i, m, kind),
+                        &run::tile_png(&dir, e, i, &stem, kind),
                         &png(24, 24, e * 100 + i as u32 * 10 + k as u32),
                     );
                 }

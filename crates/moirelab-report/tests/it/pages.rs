@@ -42,7 +42,7 @@ fn run_report_has_every_epoch_probe_method_and_tile_kind() {
     assert_eq!(d["probes"][1]["input"], "../probes/01.png");
     assert_eq!(
         d["dumps"]["2"]["tiles"]["1"]["gradcam++"]["overlay"],
-        "../epochs/0002/tiles/01-gradcam%2B%2B-overlay.png"
+        "../epochs/0002/tiles/01-gradcampp-overlay.png"
     );
     let row = &d["dumps"]["2"]["rows"]["1"];
     assert_eq!(row["true_class"], "screen");
@@ -68,6 +68,10 @@ fn run_report_has_every_epoch_probe_method_and_tile_kind() {
     }
     assert!(run.join("plots/loss.png").is_file() && run.join("plots/loss.svg").is_file());
     assert!(run.join("report/gifs/01-gradcam++.gif").is_file());
+    assert!(
+        !html.contains("tiles missing"),
+        "stem-named tiles counted as missing"
+    );
 }
 
 #[test]
