@@ -306,9 +306,9 @@ fn colorbar_html(colormap: &str) -> String {
         "jet"
     };
     format!(
-        "<div class=\"colorbar\"><span>0 · no attention</span><div class=\"cbar cm-{cls}\" \
-         role=\"img\" aria-label=\"colour bar\"></div><span>1 · most attention</span>\
-         <span class=\"note\">colormap: {}; maps normalised per image</span></div>",
+        "<div class=\"colorbar\"><span>low</span><div class=\"cbar cm-{cls}\" \
+         role=\"img\" aria-label=\"colour bar\"></div><span>high CAM value</span>\
+         <span class=\"note\">colormap: {}</span></div>",
         esc(colormap)
     )
 }

@@ -188,3 +188,29 @@ fn pages_of_a_run_without_metrics_or_dumps_pass_their_selftest() {
     let cmp = write_compare(&[fresh, other], &tmp.path().join("cmp")).unwrap();
     check_page(&bin, &cmp, None);
 }
+
+#[test]
+fn csp_blocks_an_injected_inline_script_under_file_urls() {
+    let Some(bin) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("csp"));
+    let page = write_run_report(&run).unwrap();
+    // Simulate an escaping bug: a script that is not one of the page's hashed blocks.
+    let html = std::fs::read_to_string(&page)
+        .unwrap()
+        .replace("</body>", "<script>document.title='pwned';</script></body>");
+    let injected = page.with_file_name("injected.html");
+    std::fs::write(&injected, html).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, _) = headless(
+        &bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &format!("{}#selftest", file_url(&injected)),
+    );
+    assert!(!dom.contains("<title>pwned</title>"), "injected script ran");
+    assert!(
+        dom.contains("SELFTEST FAIL") && dom.contains("CSP violation"),
+        "{dom}"
+    );
+}
