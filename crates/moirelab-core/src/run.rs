@@ -36,9 +36,12 @@ pub fn probe_input_png(run: &Path, probe: usize) -> PathBuf {
 }
 
 /// Which target class a CAM explains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CamTarget {
+    #[default]
     Pred,
     True,
 }
@@ -168,12 +171,6 @@ pub struct CamMetrics {
     /// Seconds spent on the dump (maps, metrics, images) this epoch.
     #[serde(default)]
     pub dump_s: f64,
-}
-
-impl Default for CamTarget {
-    fn default() -> Self {
-        CamTarget::Pred
-    }
 }
 
 /// One line of `metrics.jsonl`.
