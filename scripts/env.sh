@@ -80,6 +80,16 @@ moirelab_setup() {
     *":$MOIRELAB_LIBTORCH_LIB:"*) ;;
     *) export LD_LIBRARY_PATH="$MOIRELAB_LIBTORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
   esac
+  # torch-sys compiles a large C++ wrapper for every target folder and profile; with ccache
+  # installed, every checkout, CI clone and `cargo clippy` after the first gets it in seconds.
+  if [ -z "${MOIRELAB_NO_CCACHE:-}" ] && command -v ccache >/dev/null 2>&1; then
+    case "${CXX:-}" in
+      ccache*) ;;
+      *) export CXX="ccache ${CXX:-c++}" ;;
+    esac
+    export CCACHE_DIR="${CCACHE_DIR:-$MOIRELAB_CACHE/ccache}"
+    export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+  fi
   export CARGO_TARGET_DIR="${MOIRELAB_TARGET_DIR:-${CARGO_TARGET_DIR:-$MOIRELAB_ROOT/target}}"
   if ! command -v cargo >/dev/null 2>&1; then
     [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
