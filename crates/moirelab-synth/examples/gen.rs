@@ -1,0 +1,71 @@
+//! Generate a data set or a preview from the command line (calibration and benchmarks; the
+//! product CLI is `moirelab gen-data`).
+//!
+//! ```text
+//! cargo run -p moirelab-synth --example gen -- --preset clean --out data/clean \
+//!     [--count N] [--size S] [--seed S] [--set knob=value]... [--force] [--preview sheet.png]
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use moirelab_synth::{generate, write_preview, GenConfig};
+use std::path::PathBuf;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut preset = "clean".to_string();
+    let mut sets: Vec<(String, String)> = Vec::new();
+    let mut out: Option<PathBuf> = None;
+    let mut preview: Option<PathBuf> = None;
+    let mut force = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--preset" => preset = val()?,
+            "--out" => out = Some(val()?.into()),
+            "--preview" => preview = Some(val()?.into()),
+            "--force" => force = true,
+            "--count" | "--size" | "--seed" => sets.push((a[2..].to_string(), val()?)),
+            "--set" => {
+                let kv = val()?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or(format!("--set {kv}: expected knob=value"))?;
+                sets.push((k.to_string(), v.to_string()));
+            }
+            _ => return Err(format!("unknown argument {a}").into()),
+        }
+    }
+    let mut cfg = GenConfig::preset(&preset)?;
+    for (k, v) in &sets {
+        cfg.set(k, v)?;
+    }
+    cfg.validate()?;
+    if let Some(p) = preview {
+        write_preview(&cfg, &p, 12)?;
+        println!("preview -> {}", p.display());
+    }
+    if let Some(out) = out {
+        let t = std::time::Instant::now();
+        let s = generate(&cfg, &out, force, &|_, _| {})?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{} images ({} px) -> {} in {secs:.1} s ({:.1} images/s, {} threads); counts {:?}; flag-aligned {:?}",
+            s.count,
+            cfg.size,
+            s.out.display(),
+            s.count as f64 / secs,
+            rayon::current_num_threads(),
+            s.counts,
+            s.flag_aligned
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,980 @@
+//! Stages B (screen), C (scene) and D (camera) and the composition of one sample.
+//!
+//! Resolutions: the card is rendered at display resolution `2·size` pixels wide (one display
+//! pixel ≈ one camera pixel, which is what makes moiré), the camera works at `2·size` square
+//! ("working" grid) and the result is area-downsampled ×2 to the output size.
+//!
+//! # Shapes
+//! Working images are `[2·size][2·size][3]` linear light; outputs `[size][size][3]` sRGB u8;
+//! masks `[size][size]` u16 bit fields.
+
+use crate::card::{self, Card, CardSpec, FlagFamily, Hair};
+use crate::config::{Artifact, Bezel, GenConfig};
+use crate::geom::Homography;
+use crate::raster::{jpeg_round_trip, lin, Plane, Rgb, ValueNoise};
+use crate::{region_bit, SynthError};
+use moirelab_core::rng::Rng;
+use std::f64::consts::{PI, TAU};
+
+/// RNG stream ids per sample: `Rng::derive(seed, &[index, STREAM])`. Each stage has its own
+/// stream and every stage draws all its parameters whatever the label, so the label never
+/// shifts another stage's random numbers.
+const STREAM_CARD: u64 = 1;
+const STREAM_SCREEN: u64 = 2;
+const STREAM_SCENE: u64 = 3;
+const STREAM_CAMERA: u64 = 4;
+const STREAM_NOISE: u64 = 5;
+
+/// What the data-set plan decided for one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleSpec {
+    pub index: usize,
+    pub screen: bool,
+    pub family: FlagFamily,
+    pub hair: Hair,
+}
+
+/// Stage-B parameters (drawn for every sample; used only for screen recordings).
+#[derive(Debug, Clone)]
+struct ScreenParams {
+    q1: u8,
+    blue_red: f64,
+    saturation: f64,
+    gamma: f64,
+    black: f64,
+    white: f64,
+    blur_sigma: f64,
+    moire_period: f64,
+    moire_dir: f64,
+    moire_n: [f64; 2],
+    moire_amp: f64,
+    moire_chroma: f64,
+    moire_phase: f64,
+    envelope: ValueNoise,
+    envelope_threshold: f32,
+    sub_pitch: f64,
+    sub_depth: f64,
+    sub_angle: f64,
+    band_amp: f64,
+    band_period: f64,
+    band_phase: f64,
+    band_sharp: i32,
+    veil: f64,
+    canvas_margin: f64,
+    canvas_colour: [f32; 3],
+    bezel_width: f64,
+}
+
+impl ScreenParams {
+    fn draw(rng: &mut Rng, cfg: &GenConfig) -> ScreenParams {
+        let k = &cfg.knobs;
+        let g = k.artifact_gain;
+        let s256 = cfg.size as f64 / 256.0;
+        // Tone deviations from identity are scaled by the gain.
+        let dev = |rng: &mut Rng, lo: f64, hi: f64, id: f64| id + g * (rng.range(lo, hi) - id);
+        let blue_red = dev(rng, 1.0, 1.08, 1.0);
+        let saturation = dev(rng, 0.85, 1.10, 1.0);
+        let gamma = dev(rng, 0.85, 1.20, 1.0);
+        let black = g * rng.range(0.01, 0.05);
+        let white = 1.0 - g * (1.0 - rng.range(0.88, 1.0));
+        let lp =
+            |rng: &mut Rng, lo: f64, hi: f64| (lo.ln() + rng.f64() * (hi.ln() - lo.ln())).exp();
+        let moire_period = lp(rng, k.moire_period_min, k.moire_period_max) * s256;
+        let ns = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, -1.0]];
+        let moire_n = ns[rng.below(4) as usize];
+        ScreenParams {
+            q1: (75 + rng.below(21)) as u8,
+            blue_red,
+            saturation,
+            gamma,
+            black,
+            white: white.max(0.3),
+            blur_sigma: rng.range(0.2, 0.6),
+            moire_period,
+            moire_dir: rng.range(0.0, PI),
+            moire_n,
+            moire_amp: g * rng.range(k.moire_amp_min, k.moire_amp_max),
+            moire_chroma: rng.range(0.3, 1.0),
+            moire_phase: rng.range(0.0, TAU),
+            envelope: ValueNoise::new(rng, 4, 3),
+            // Value noise is concentrated around 0.5: thresholds in [0.4, 0.6] give 30–70 %
+            // coverage of the screen.
+            envelope_threshold: rng.range(0.40, 0.60) as f32,
+            sub_pitch: rng.range(2.0, 4.0),
+            sub_depth: g * rng.range(0.03, 0.08),
+            sub_angle: rng.range(-0.05, 0.05),
+            band_amp: g * rng.range(k.band_amp_min, k.band_amp_max),
+            band_period: rng.range(12.0, 120.0) * s256,
+            band_phase: rng.f64(),
+            band_sharp: 1 + rng.below(3) as i32,
+            veil: g * rng.range(0.005, 0.03),
+            canvas_margin: rng.range(0.08, 0.25),
+            canvas_colour: if rng.bernoulli(0.5) {
+                lin([(20 + rng.below(40)) as u8; 3])
+            } else {
+                lin([(215 + rng.below(35)) as u8; 3])
+            },
+            bezel_width: rng.range(0.03, 0.07),
+        }
+    }
+}
+
+/// Stage C/D parameters: identical distributions for both classes.
+#[derive(Debug, Clone)]
+struct SceneParams {
+    scale: f64,
+    rotation: f64,
+    jitter: [[f64; 2]; 4],
+    offset: [f64; 2],
+    bg_colour: [f32; 3],
+    bg_noise: ValueNoise,
+    bg_noise_amp: f32,
+    grain_amp: f32,
+    grain_period: f64,
+    grain_angle: f64,
+    light_g: f64,
+    light_dir: f64,
+    vignette: f64,
+    shadow: Option<(f64, f64, f64, f64)>,
+    glare: Option<GlareParams>,
+    flag_frac: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GlareParams {
+    centre: [f64; 2],
+    sigma: [f64; 2],
+    angle: f64,
+    gain: f64,
+}
+
+impl SceneParams {
+    fn draw(rng: &mut Rng, cfg: &GenConfig) -> SceneParams {
+        const DESKS: [[u8; 3]; 6] = [
+            [120, 84, 56],
+            [168, 168, 162],
+            [232, 230, 224],
+            [40, 48, 70],
+            [60, 90, 62],
+            [90, 90, 96],
+        ];
+        let desk = lin(DESKS[rng.below(DESKS.len() as u64) as usize]);
+        let tint = [
+            0.9 + 0.2 * rng.f32(),
+            0.9 + 0.2 * rng.f32(),
+            0.9 + 0.2 * rng.f32(),
+        ];
+        let jitter = [0; 4].map(|_| [rng.range(-0.04, 0.04), rng.range(-0.04, 0.04)]);
+        let shadow_on = rng.bernoulli(0.3);
+        let shadow = (
+            rng.range(0.0, TAU),
+            rng.range(-0.3, 0.3),
+            rng.range(0.1, 0.35),
+            rng.range(0.03, 0.15),
+        );
+        let glare_on = rng.bernoulli(cfg.knobs.glare_prob);
+        let glare = GlareParams {
+            centre: [rng.range(0.25, 0.75), rng.range(0.25, 0.75)],
+            sigma: [rng.range(0.05, 0.2), rng.range(0.03, 0.1)],
+            angle: rng.range(0.0, PI),
+            gain: rng.range(0.03, 0.15),
+        };
+        // The flag must span >= ~22 output pixels at the smallest card scale (>= two cells of
+        // a stride-8 feature map), otherwise 14 % of the card width; capped at a quarter of
+        // the card so tiny outputs (64 px) still look like cards.
+        let flag_frac = (22.0 / (0.75 * cfg.size as f64)).clamp(0.14, 0.25);
+        SceneParams {
+            scale: rng.range(0.75, 0.95),
+            rotation: rng.range(-8.0, 8.0).to_radians(),
+            jitter,
+            offset: [rng.f64(), rng.f64()],
+            bg_colour: [desk[0] * tint[0], desk[1] * tint[1], desk[2] * tint[2]],
+            bg_noise: ValueNoise::new(rng, 6, 6),
+            bg_noise_amp: rng.range(0.05, 0.3) as f32,
+            grain_amp: if rng.bernoulli(0.4) {
+                rng.range(0.03, 0.12) as f32
+            } else {
+                0.0
+            },
+            grain_period: rng.range(0.02, 0.08),
+            grain_angle: rng.range(0.0, PI),
+            light_g: rng.range(0.0, 0.25),
+            light_dir: rng.range(0.0, TAU),
+            vignette: rng.range(0.0, 0.3),
+            shadow: shadow_on.then_some(shadow),
+            glare: glare_on.then_some(glare),
+            flag_frac,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CameraParams {
+    defocus: f64,
+    motion_len: f64,
+    motion_angle: f64,
+    noise_a: f64,
+    noise_b: f64,
+    wb: [f64; 3],
+    exposure: f64,
+    q2: u8,
+}
+
+impl CameraParams {
+    fn draw(rng: &mut Rng) -> CameraParams {
+        let motion_len = if rng.bernoulli(0.5) {
+            rng.range(0.0, 3.0)
+        } else {
+            0.0
+        };
+        CameraParams {
+            defocus: rng.range(0.3, 1.0),
+            motion_len,
+            motion_angle: rng.range(0.0, PI),
+            noise_a: (1e-4f64.ln() + rng.f64() * (3e-3f64.ln() - 1e-4f64.ln())).exp(),
+            noise_b: rng.range(1e-6, 1e-4),
+            wb: [rng.range(0.95, 1.05), 1.0, rng.range(0.95, 1.05)],
+            exposure: rng.range(-0.3, 0.3),
+            q2: (70 + rng.below(26)) as u8,
+        }
+    }
+}
+
+/// Which image-space screen effects a render includes (masks re-render with one off).
+#[derive(Debug, Clone, Copy)]
+struct Toggles {
+    moire: bool,
+    subpixel: bool,
+    bands: bool,
+    glare: bool,
+    veil: bool,
+}
+
+/// One rendered sample at output resolution.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// `[size][size][3]` sRGB bytes.
+    pub rgb8: Vec<u8>,
+    /// `[size][size]` region bits.
+    pub bits: Vec<u16>,
+    /// Boxes in output pixels `[x0, y0, x1, y1]` (exclusive ends).
+    pub boxes: Vec<(String, [u32; 4])>,
+    pub params: serde_json::Value,
+}
+
+/// The object placed in the scene: the card, optionally on a viewer canvas with a bezel.
+struct Object {
+    rgb: Rgb,
+    alpha: Plane,
+    /// Emitted-light coverage (screen area) in object coordinates.
+    emissive: Plane,
+    /// Offset of the card's top-left corner inside the object, in object pixels.
+    margin: [f64; 2],
+    /// False when `emissive` is all zero (direct captures).
+    emits: bool,
+}
+
+fn build_object(card: &Card, screen: bool, sp: &ScreenParams, cfg: &GenConfig) -> Object {
+    let bezel = match cfg.knobs.bezel {
+        Bezel::AttackOnly => screen,
+        Bezel::Both => true,
+        Bezel::Off | Bezel::RectifiedCrop => false,
+    };
+    if !bezel {
+        let emissive = if screen {
+            card.alpha.clone()
+        } else {
+            Plane::new(card.alpha.w, card.alpha.h)
+        };
+        return Object {
+            rgb: card.rgb.clone(),
+            alpha: card.alpha.clone(),
+            emissive,
+            margin: [0.0, 0.0],
+            emits: screen,
+        };
+    }
+    let (wc, hc) = (card.rgb.w, card.rgb.h);
+    let canvas = (sp.canvas_margin * wc as f64).round() as usize;
+    let frame = (sp.bezel_width * wc as f64).round().max(1.0) as usize;
+    let m = canvas + frame;
+    let (w, h) = (wc + 2 * m, hc + 2 * m);
+    let bezel_colour = lin([14, 14, 16]);
+    let mut rgb = Rgb::filled(w, h, bezel_colour);
+    let mut alpha = Plane::new(w, h);
+    alpha.px.iter_mut().for_each(|a| *a = 1.0);
+    let mut emissive = Plane::new(w, h);
+    for y in frame..h - frame {
+        for x in frame..w - frame {
+            rgb.set(x, y, sp.canvas_colour);
+            if screen {
+                emissive.px[y * w + x] = 1.0;
+            }
+        }
+    }
+    for y in 0..hc {
+        for x in 0..wc {
+            rgb.blend(x + m, y + m, card.rgb.get(x, y), card.alpha.px[y * wc + x]);
+        }
+    }
+    Object {
+        rgb,
+        alpha,
+        emissive,
+        margin: [m as f64, m as f64],
+        emits: screen,
+    }
+}
+
+/// Display tone curve and colour, applied to emitted content in display space.
+fn apply_tone(img: &mut Rgb, sp: &ScreenParams) {
+    let rb = sp.blue_red.sqrt();
+    let gains = [1.0 / rb, 1.0, rb];
+    for p in img.px.chunks_exact_mut(3) {
+        let l = 0.2126 * p[0] as f64 + 0.7152 * p[1] as f64 + 0.0722 * p[2] as f64;
+        for k in 0..3 {
+            let v = l + (p[k] as f64 - l) * sp.saturation;
+            let v = (v * gains[k]).clamp(0.0, 1.0).powf(sp.gamma);
+            p[k] = (sp.black + (sp.white - sp.black) * v) as f32;
+        }
+    }
+}
+
+/// Card corners in working-image pixels.
+fn place(sc: &SceneParams, cfg: &GenConfig, wc: f64, hc: f64) -> [[f64; 2]; 4] {
+    let wi = 2.0 * cfg.size as f64;
+    if cfg.knobs.bezel == Bezel::RectifiedCrop {
+        // A document detector's rectified crop: corners at the frame corners, ≤ 1 % slack.
+        let j = |k: usize, i: usize| sc.jitter[k][i] * 0.25 * wi;
+        return [
+            [j(0, 0), j(0, 1)],
+            [wi + j(1, 0), j(1, 1)],
+            [wi + j(2, 0), wi + j(2, 1)],
+            [j(3, 0), wi + j(3, 1)],
+        ];
+    }
+    let mut cw = sc.scale * wi;
+    let ch = cw * hc / wc;
+    let (c, s) = (sc.rotation.cos(), sc.rotation.sin());
+    let mut pts = [[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]].map(|[u, v]| {
+        let (x, y) = (u * cw, v * ch);
+        [x * c - y * s, x * s + y * c]
+    });
+    for (p, j) in pts.iter_mut().zip(&sc.jitter) {
+        p[0] += j[0] * cw;
+        p[1] += j[1] * cw;
+    }
+    let margin = 0.02 * wi;
+    let minx = pts.iter().map(|p| p[0]).fold(f64::MAX, f64::min);
+    let maxx = pts.iter().map(|p| p[0]).fold(f64::MIN, f64::max);
+    let miny = pts.iter().map(|p| p[1]).fold(f64::MAX, f64::min);
+    let maxy = pts.iter().map(|p| p[1]).fold(f64::MIN, f64::max);
+    let span = (maxx - minx).max(maxy - miny);
+    let shrink = ((wi - 2.0 * margin) / span).min(1.0);
+    cw *= shrink;
+    let _ = cw;
+    for p in &mut pts {
+        p[0] *= shrink;
+        p[1] *= shrink;
+    }
+    let (minx, maxx, miny, maxy) = (minx * shrink, maxx * shrink, miny * shrink, maxy * shrink);
+    let lo_x = margin - minx;
+    let hi_x = wi - margin - maxx;
+    let lo_y = margin - miny;
+    let hi_y = wi - margin - maxy;
+    let cx = lo_x + (hi_x - lo_x).max(0.0) * sc.offset[0];
+    let cy = lo_y + (hi_y - lo_y).max(0.0) * sc.offset[1];
+    pts.map(|p| [p[0] + cx, p[1] + cy])
+}
+
+fn background(sc: &SceneParams, wi: usize) -> Rgb {
+    let mut bg = Rgb::filled(wi, wi, sc.bg_colour);
+    let (ca, sa) = (sc.grain_angle.cos(), sc.grain_angle.sin());
+    for y in 0..wi {
+        for x in 0..wi {
+            let (u, v) = ((x as f32 + 0.5) / wi as f32, (y as f32 + 0.5) / wi as f32);
+            let n = sc.bg_noise.at(u, v);
+            let t = (u as f64 * ca + v as f64 * sa) / sc.grain_period + n as f64 * 6.0;
+            let f = 1.0 + sc.bg_noise_amp * (n - 0.5) + sc.grain_amp * (TAU * t).sin() as f32;
+            let i = (y * wi + x) * 3;
+            for k in 0..3 {
+                bg.px[i + k] *= f.max(0.0);
+            }
+        }
+    }
+    bg
+}
+
+/// Warp the object into the working frame (inverse mapping, bilinear, 2×2 supersampled).
+fn warp(obj: &Object, inv: &Homography, bg: &Rgb) -> (Rgb, Plane) {
+    let wi = bg.w;
+    let mut out = bg.clone();
+    let mut emis = Plane::new(wi, wi);
+    let (ow, oh) = (obj.rgb.w as f64, obj.rgb.h as f64);
+    for y in 0..wi {
+        for x in 0..wi {
+            let mut acc = [0.0f32; 3];
+            let mut a_acc = 0.0f32;
+            let mut e_acc = 0.0f32;
+            for (sx, sy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
+                let [u, v] = inv.apply(x as f64 + sx, y as f64 + sy);
+                if u < -1.0 || v < -1.0 || u > ow + 1.0 || v > oh + 1.0 {
+                    continue;
+                }
+                let a = obj.alpha.sample(u as f32, v as f32) * edge_cov(u, ow) * edge_cov(v, oh);
+                if a <= 0.0 {
+                    continue;
+                }
+                let c = obj.rgb.sample(u as f32, v as f32);
+                for k in 0..3 {
+                    acc[k] += c[k] * a;
+                }
+                a_acc += a;
+                if obj.emits {
+                    e_acc += obj.emissive.sample(u as f32, v as f32) * a;
+                }
+            }
+            if a_acc > 0.0 {
+                let i = (y * wi + x) * 3;
+                for k in 0..3 {
+                    out.px[i + k] = out.px[i + k] * (1.0 - a_acc * 0.25) + acc[k] * 0.25;
+                }
+                emis.px[y * wi + x] = e_acc * 0.25;
+            }
+        }
+    }
+    (out, emis)
+}
+
+/// Coverage of a texture coordinate near the texture border (bilinear clamps otherwise).
+#[inline]
+fn edge_cov(u: f64, size: f64) -> f32 {
+    ((u + 0.5).min(size + 0.5 - u)).clamp(0.0, 1.0) as f32
+}
+
+struct Prepared {
+    warped: Rgb,
+    emissive: Plane,
+    h_card: Homography,
+    inv_tex: Homography,
+    /// Centre of the object texture (object pixels) and its image position (working pixels).
+    tex_centre: [f64; 2],
+    img_centre: [f64; 2],
+    card_w: f64,
+    card_h: f64,
+}
+
+/// Image-space stages after the warp: screen light modulation, glare, lighting, optics,
+/// white balance and exposure. Returns linear light at working resolution (noise-free).
+fn screen_light(
+    pre: &Prepared,
+    spec: &SampleSpec,
+    sp: &ScreenParams,
+    sc: &SceneParams,
+    t: Toggles,
+) -> Rgb {
+    let mut img = pre.warped.clone();
+    let wi = img.w;
+    if spec.screen && (t.moire || t.bands || t.subpixel) {
+        // Moiré: a grating of display frequency g (cycles per display pixel) seen through the
+        // screen→image homography. g is chosen so that at the screen centre the frequency in
+        // camera pixels is f = n + (cos β, sin β)/P; sampled at pixel centres the integer part
+        // aliases away and a beat of period P in direction β remains, bending with perspective.
+        let c_img = pre.img_centre;
+        let j = pre.inv_tex.jacobian(c_img[0], c_img[1]);
+        let pw = sp.moire_period * 2.0;
+        let f = [
+            sp.moire_n[0] + sp.moire_dir.cos() / pw,
+            sp.moire_n[1] + sp.moire_dir.sin() / pw,
+        ];
+        // Solve J^T g = f.
+        let det = j[0][0] * j[1][1] - j[0][1] * j[1][0];
+        let g = [
+            (j[1][1] * f[0] - j[1][0] * f[1]) / det,
+            (-j[0][1] * f[0] + j[0][0] * f[1]) / det,
+        ];
+        let delta = TAU / 3.0 * sp.moire_chroma;
+        // Sub-pixel stripes: display pitch `sub_pitch` output px = 2·pitch camera px.
+        let sub_g = 1.0 / (sp.sub_pitch * 2.0);
+        let (ew, eh) = (pre.emissive_extent_w(), pre.emissive_extent_h());
+        for y in 0..wi {
+            let band = if t.bands {
+                let ph = (y as f64 + 0.5) / (sp.band_period * 2.0) + sp.band_phase;
+                let w = (0.5 - 0.5 * (TAU * ph).cos()).powi(sp.band_sharp);
+                1.0 - sp.band_amp * w
+            } else {
+                1.0
+            };
+            for x in 0..wi {
+                let e = pre.emissive.px[y * wi + x];
+                if e <= 0.0 {
+                    continue;
+                }
+                let mut m = [band; 3];
+                let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
+                if t.moire {
+                    let [u, v] = pre.inv_tex.apply(px, py);
+                    let env_n = sp.envelope.at((u / ew) as f32, (v / eh) as f32);
+                    let env = ((env_n - sp.envelope_threshold) / 0.08 + 0.5).clamp(0.0, 1.0);
+                    if env > 0.0 {
+                        let phi = TAU
+                            * (g[0] * (u - pre.tex_centre[0]) + g[1] * (v - pre.tex_centre[1]))
+                            + sp.moire_phase;
+                        for (k, mk) in m.iter_mut().enumerate() {
+                            let mc = (phi - k as f64 * delta).cos();
+                            *mk *= 1.0 + sp.moire_amp * env as f64 * mc;
+                        }
+                    }
+                }
+                if t.subpixel {
+                    // RGB stripe mask box-filtered over 4×4 sub-samples of the camera pixel.
+                    let mut cov = [0.0f64; 3];
+                    for sy in 0..4 {
+                        for sx in 0..4 {
+                            let qx = x as f64 + (sx as f64 + 0.5) / 4.0;
+                            let qy = y as f64 + (sy as f64 + 0.5) / 4.0;
+                            let s = (qx + qy * sp.sub_angle) * sub_g;
+                            let c = ((s - s.floor()) * 3.0) as usize;
+                            cov[c.min(2)] += 1.0 / 16.0;
+                        }
+                    }
+                    for k in 0..3 {
+                        m[k] *= 1.0 + sp.sub_depth * (3.0 * cov[k] - 1.0);
+                    }
+                }
+                let i = (y * wi + x) * 3;
+                for k in 0..3 {
+                    let mk = 1.0 + (m[k] as f32 - 1.0) * e;
+                    img.px[i + k] *= mk;
+                }
+            }
+        }
+    }
+    // Specular glare (both classes, same distribution) and the screen's glass veil.
+    if let (true, Some(gl)) = (t.glare, sc.glare) {
+        let card_bb = pre.card_bbox();
+        let cx = card_bb[0] + gl.centre[0] * (card_bb[2] - card_bb[0]);
+        let cy = card_bb[1] + gl.centre[1] * (card_bb[3] - card_bb[1]);
+        let (ca, sa) = (gl.angle.cos(), gl.angle.sin());
+        let (sx, sy) = (gl.sigma[0] * wi as f64, gl.sigma[1] * wi as f64);
+        let warm = [1.0, 0.98, 0.94];
+        for y in 0..wi {
+            for x in 0..wi {
+                let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
+                let (a, b) = ((dx * ca + dy * sa) / sx, (-dx * sa + dy * ca) / sy);
+                let q = 0.5 * (a * a + b * b);
+                if q < 12.0 {
+                    let add = gl.gain * (-q).exp();
+                    let i = (y * wi + x) * 3;
+                    for k in 0..3 {
+                        img.px[i + k] += (add * warm[k]) as f32;
+                    }
+                }
+            }
+        }
+    }
+    if spec.screen && t.veil {
+        for (i, v) in img.px.iter_mut().enumerate() {
+            *v += (sp.veil * pre.emissive.px[i / 3] as f64) as f32;
+        }
+    }
+    img
+}
+
+/// Scene lighting and camera optics, identical for both classes: lighting gradient
+/// `1 + g·d·(x−c)/W`, vignetting, an optional soft shadow, defocus and motion blur, white
+/// balance and exposure.
+fn optics(mut img: Rgb, sc: &SceneParams, cam: &CameraParams) -> Rgb {
+    let wi = img.w;
+    let (dx, dy) = (sc.light_dir.cos(), sc.light_dir.sin());
+    let half = wi as f64 * 0.5;
+    for y in 0..wi {
+        for x in 0..wi {
+            let (u, v) = (
+                (x as f64 + 0.5 - half) / wi as f64,
+                (y as f64 + 0.5 - half) / wi as f64,
+            );
+            let mut f = 1.0 + sc.light_g * (dx * u + dy * v) * 2.0;
+            f *= 1.0 - sc.vignette * (u * u + v * v) * 2.0;
+            if let Some((ang, off, depth, soft)) = sc.shadow {
+                let s = (u * ang.cos() + v * ang.sin() - off) / soft;
+                f *= 1.0 - depth / (1.0 + (-s).exp());
+            }
+            let i = (y * wi + x) * 3;
+            for k in 0..3 {
+                img.px[i + k] *= f as f32;
+            }
+        }
+    }
+    img.gaussian_blur(cam.defocus as f32);
+    img.motion_blur(cam.motion_len as f32, cam.motion_angle as f32);
+    let ev = 2f64.powf(cam.exposure);
+    for p in img.px.chunks_exact_mut(3) {
+        for k in 0..3 {
+            p[k] = (p[k] as f64 * cam.wb[k] * ev) as f32;
+        }
+    }
+    img
+}
+
+impl Prepared {
+    fn emissive_extent_w(&self) -> f64 {
+        self.tex_centre[0] * 2.0
+    }
+    fn emissive_extent_h(&self) -> f64 {
+        self.tex_centre[1] * 2.0
+    }
+    /// Bounding box of the card in working pixels.
+    fn card_bbox(&self) -> [f64; 4] {
+        let (w, h) = (self.card_w, self.card_h);
+        bbox(&self.h_card, &[0.0, 0.0, w, h])
+    }
+}
+
+fn bbox(h: &Homography, b: &[f64; 4]) -> [f64; 4] {
+    let pts = [[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]].map(|p| h.apply(p[0], p[1]));
+    [
+        pts.iter().map(|p| p[0]).fold(f64::MAX, f64::min),
+        pts.iter().map(|p| p[1]).fold(f64::MAX, f64::min),
+        pts.iter().map(|p| p[0]).fold(f64::MIN, f64::max),
+        pts.iter().map(|p| p[1]).fold(f64::MIN, f64::max),
+    ]
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10000.0).round() / 10000.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Mean absolute channel difference at output resolution, smoothed and thresholded into a
+/// binary mask: the exact footprint of one factor (same seed, factor toggled).
+fn diff_mask(full: &Rgb, without: &Rgb, size: usize) -> Vec<bool> {
+    let a = full.downsample(2);
+    let b = without.downsample(2);
+    let mut d = Plane::new(size, size);
+    for (i, v) in d.px.iter_mut().enumerate() {
+        let j = i * 3;
+        *v = ((a.px[j] - b.px[j]).abs()
+            + (a.px[j + 1] - b.px[j + 1]).abs()
+            + (a.px[j + 2] - b.px[j + 2]).abs())
+            / 3.0;
+    }
+    // Oscillating factors (moiré, bands) cross zero; smoothing over about a quarter of the
+    // shortest period fills those gaps.
+    d.box_blur((size / 64).max(1));
+    let mut sorted = d.px.clone();
+    sorted.sort_by(f32::total_cmp);
+    let p99 = sorted[(sorted.len() * 99) / 100];
+    // Absolute floor: below ~0.1 % of full scale in linear light a difference is invisible
+    // after 8-bit quantisation, so a factor with zero gain yields an empty mask.
+    let thr = (0.35 * p99).max(0.0015);
+    d.px.iter().map(|&v| v > thr).collect()
+}
+
+/// Render one sample. `twin` swaps the flag family (counterfactual: everything else equal).
+/// Artifact masks are computed when `masks` is true.
+pub fn render(
+    cfg: &GenConfig,
+    spec: &SampleSpec,
+    twin: bool,
+    masks: bool,
+) -> Result<Rendered, SynthError> {
+    let seed = cfg.seed;
+    let i = spec.index as u64;
+    let size = cfg.size as usize;
+    let wi = 2 * size;
+    let family = if twin {
+        spec.family.other()
+    } else {
+        spec.family
+    };
+    let cs = CardSpec::draw(
+        &mut Rng::derive(seed, &[i, STREAM_CARD]),
+        family,
+        spec.hair,
+        cfg.knobs.aliased_guilloche,
+    );
+    let sp = ScreenParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCREEN]), cfg);
+    let sc = SceneParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCENE]), cfg);
+    let cam = CameraParams::draw(&mut Rng::derive(seed, &[i, STREAM_CAMERA]));
+
+    let mut card = card::render(&cs, wi, sc.flag_frac);
+    let (wc, hc) = (card.rgb.w as f64, card.rgb.h as f64);
+    if spec.screen && cfg.has(Artifact::DoubleJpeg) {
+        // The attacker's file: JPEG at display resolution before it is shown.
+        let bytes = jpeg_round_trip(card.rgb.w, card.rgb.h, &card.rgb.to_srgb8(), sp.q1).map_err(
+            |msg| SynthError::Render {
+                index: spec.index,
+                msg,
+            },
+        )?;
+        card.rgb = Rgb::from_srgb8(card.rgb.w, card.rgb.h, &bytes);
+    }
+    let mut obj = build_object(&card, spec.screen, &sp, cfg);
+    if spec.screen {
+        let mut shown = obj.rgb.clone();
+        if cfg.has(Artifact::Blur) {
+            shown.gaussian_blur(sp.blur_sigma as f32);
+        }
+        if cfg.has(Artifact::Tone) {
+            apply_tone(&mut shown, &sp);
+        }
+        for (p, (&e, (s, o))) in obj
+            .emissive
+            .px
+            .iter()
+            .zip(shown.px.chunks_exact(3).zip(obj.rgb.px.chunks_exact_mut(3)))
+            .enumerate()
+        {
+            let _ = p;
+            for k in 0..3 {
+                o[k] += (s[k] - o[k]) * e;
+            }
+        }
+    }
+
+    let corners = place(&sc, cfg, wc, hc);
+    let rect = [[0.0, 0.0], [wc, 0.0], [wc, hc], [0.0, hc]];
+    let h_card = Homography::from_points(&rect, &corners).ok_or_else(|| SynthError::Render {
+        index: spec.index,
+        msg: "degenerate card placement".into(),
+    })?;
+    let h_tex = h_card.compose(&Homography::scale_translate(
+        1.0,
+        1.0,
+        -obj.margin[0],
+        -obj.margin[1],
+    ));
+    let inv_tex = h_tex.inverse().ok_or_else(|| SynthError::Render {
+        index: spec.index,
+        msg: "singular homography".into(),
+    })?;
+    let inv_card = h_card.inverse().ok_or_else(|| SynthError::Render {
+        index: spec.index,
+        msg: "singular homography".into(),
+    })?;
+    let bg = background(&sc, wi);
+    let (warped, emissive) = warp(&obj, &inv_tex, &bg);
+    let tex_centre = [obj.rgb.w as f64 * 0.5, obj.rgb.h as f64 * 0.5];
+    let pre = Prepared {
+        warped,
+        emissive,
+        h_card,
+        inv_tex,
+        tex_centre,
+        img_centre: h_tex.apply(tex_centre[0], tex_centre[1]),
+        card_w: wc,
+        card_h: hc,
+    };
+    let full = Toggles {
+        moire: cfg.has(Artifact::Moire),
+        subpixel: cfg.has(Artifact::Subpixel),
+        bands: cfg.has(Artifact::Bands),
+        glare: true,
+        veil: cfg.has(Artifact::Veil),
+    };
+    let lit = screen_light(&pre, spec, &sp, &sc, full);
+
+    // Camera: signal-dependent noise y = x + sqrt(a·x + b)·N(0, 1), sRGB, JPEG Q2, area
+    // downsample to the output size.
+    let mut nrng = Rng::derive(seed, &[i, STREAM_NOISE]);
+    let mut noisy = optics(lit.clone(), &sc, &cam);
+    for v in noisy.px.iter_mut() {
+        let x = v.max(0.0) as f64;
+        *v = (x + (cam.noise_a * x + cam.noise_b).sqrt() * nrng.normal()) as f32;
+    }
+    let jpeg =
+        jpeg_round_trip(wi, wi, &noisy.to_srgb8(), cam.q2).map_err(|msg| SynthError::Render {
+            index: spec.index,
+            msg,
+        })?;
+    let mut rgb8 = vec![0u8; size * size * 3];
+    for y in 0..size {
+        for x in 0..size {
+            for k in 0..3 {
+                let s: u32 = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                    .iter()
+                    .map(|(dx, dy)| jpeg[((2 * y + dy) * wi + 2 * x + dx) * 3 + k] as u32)
+                    .sum();
+                rgb8[(y * size + x) * 3 + k] = ((s + 2) / 4) as u8;
+            }
+        }
+    }
+
+    // Region labels: nearest-neighbour through the same homography.
+    let mut bits = vec![0u16; size * size];
+    let (cwu, chu) = (card.rgb.w, card.rgb.h);
+    for y in 0..size {
+        for x in 0..size {
+            let [u, v] = inv_card.apply((x as f64 + 0.5) * 2.0, (y as f64 + 0.5) * 2.0);
+            if u >= 0.0 && v >= 0.0 && u < wc && v < hc {
+                let (ui, vi) = ((u as usize).min(cwu - 1), (v as usize).min(chu - 1));
+                bits[y * size + x] = card.labels[vi * cwu + ui];
+            }
+        }
+    }
+    let mut mask_params = serde_json::Map::new();
+    if masks {
+        let mut factors: Vec<(&str, Toggles)> = Vec::new();
+        if spec.screen && full.moire {
+            factors.push((
+                "moire",
+                Toggles {
+                    moire: false,
+                    ..full
+                },
+            ));
+        }
+        if spec.screen && full.bands {
+            factors.push((
+                "bands",
+                Toggles {
+                    bands: false,
+                    ..full
+                },
+            ));
+        }
+        if sc.glare.is_some() {
+            factors.push((
+                "glare",
+                Toggles {
+                    glare: false,
+                    ..full
+                },
+            ));
+        }
+        for (name, t) in factors {
+            // The re-render stops before the optics: lighting, blur and white balance are
+            // linear and shared, so they would only smear the footprint.
+            let without = screen_light(&pre, spec, &sp, &sc, t);
+            let m = diff_mask(&lit, &without, size);
+            let b = region_bit(name);
+            let mut area = 0usize;
+            for (bit, on) in bits.iter_mut().zip(&m) {
+                if *on {
+                    *bit |= b;
+                    area += 1;
+                }
+            }
+            mask_params.insert(format!("{name}-area"), serde_json::json!(area));
+        }
+    }
+
+    let h_out = Homography::scale_translate(0.5, 0.5, 0.0, 0.0).compose(&h_card);
+    let sz = size as f64;
+    let boxes = card
+        .boxes
+        .iter()
+        .map(|(name, b)| {
+            let bb = bbox(&h_out, b);
+            let c =
+                |v: f64, up: bool| (if up { v.ceil() } else { v.floor() }).clamp(0.0, sz) as u32;
+            (
+                name.to_string(),
+                [
+                    c(bb[0], false),
+                    c(bb[1], false),
+                    c(bb[2], true),
+                    c(bb[3], true),
+                ],
+            )
+        })
+        .collect();
+
+    let mut params = serde_json::json!({
+        "card": card.params,
+        "scene": {
+            "corners": corners.map(|p| [round3(p[0] * 0.5), round3(p[1] * 0.5)]),
+            "scale": round3(sc.scale),
+            "rotation-deg": round3(sc.rotation.to_degrees()),
+            "light-gradient": round3(sc.light_g),
+            "vignette": round3(sc.vignette),
+            "shadow": sc.shadow.is_some(),
+            "glare-gain": sc.glare.map(|g| round3(g.gain)),
+        },
+        "camera": {
+            "defocus-sigma": round3(cam.defocus),
+            "motion-px": round3(cam.motion_len),
+            "noise-a": cam.noise_a,
+            "exposure-ev": round3(cam.exposure),
+            "jpeg-q2": cam.q2,
+        },
+    });
+    if spec.screen {
+        params["screen"] = serde_json::json!({
+            "jpeg-q1": cfg.has(Artifact::DoubleJpeg).then_some(sp.q1),
+            "moire-period-px": cfg.has(Artifact::Moire).then_some(round3(sp.moire_period)),
+            "moire-amplitude": cfg.has(Artifact::Moire).then_some(round4(sp.moire_amp)),
+            "moire-direction-deg": round3(sp.moire_dir.to_degrees()),
+            "band-period-px": cfg.has(Artifact::Bands).then_some(round3(sp.band_period)),
+            "band-amplitude": cfg.has(Artifact::Bands).then_some(round4(sp.band_amp)),
+            "gamma": cfg.has(Artifact::Tone).then_some(round3(sp.gamma)),
+            "black-lift": cfg.has(Artifact::Tone).then_some(round3(sp.black)),
+        });
+    }
+    if !mask_params.is_empty() {
+        params["mask-areas"] = serde_json::Value::Object(mask_params);
+    }
+    Ok(Rendered {
+        rgb8,
+        bits,
+        boxes,
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(index: usize, screen: bool) -> SampleSpec {
+        SampleSpec {
+            index,
+            screen,
+            family: FlagFamily::A,
+            hair: Hair::Dark,
+        }
+    }
+
+    #[test]
+    fn flag_pixels_under_the_flag_mask_have_flag_colours() {
+        // After the warp, the pixels labelled "flag" must show the flag's saturated palette,
+        // not the pastel card: mean chroma inside the mask far exceeds the card's.
+        let cfg = GenConfig::preset("tiny").unwrap();
+        let r = render(&cfg, &spec(3, false), false, false).unwrap();
+        let fb = region_bit("flag");
+        let cb = region_bit("card");
+        let chroma = |i: usize| {
+            let p = &r.rgb8[i * 3..i * 3 + 3];
+            (*p.iter().max().unwrap() - *p.iter().min().unwrap()) as f64
+        };
+        let (mut fsum, mut fn_, mut csum, mut cn) = (0.0, 0, 0.0, 0);
+        for (i, &b) in r.bits.iter().enumerate() {
+            if b & fb != 0 {
+                fsum += chroma(i);
+                fn_ += 1;
+            } else if b & cb != 0 && b == cb {
+                csum += chroma(i);
+                cn += 1;
+            }
+        }
+        assert!(fn_ > 30, "flag area {fn_}");
+        assert!(fsum / fn_ as f64 > 2.0 * csum / cn as f64 + 20.0);
+    }
+
+    #[test]
+    fn moire_mask_is_empty_with_zero_gain_and_present_with_gain() {
+        let mut cfg = GenConfig::preset("tiny").unwrap();
+        cfg.knobs.artifact_gain = 4.0;
+        let r = render(&cfg, &spec(1, true), false, true).unwrap();
+        let mb = region_bit("moire");
+        let on = r.bits.iter().filter(|&&b| b & mb != 0).count();
+        assert!(on > 50, "moire area {on}");
+        cfg.knobs.artifact_gain = 0.0;
+        let r = render(&cfg, &spec(1, true), false, true).unwrap();
+        assert_eq!(r.bits.iter().filter(|&&b| b & mb != 0).count(), 0);
+    }
+}

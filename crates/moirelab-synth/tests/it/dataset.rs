@@ -1,0 +1,203 @@
+use crate::tiny;
+use moirelab_core::format::{DatasetMeta, ManifestRecord};
+use moirelab_core::fsio::{read_json, read_jsonl};
+use moirelab_synth::{generate, read_mask_png, render_sample, GENERATOR_NAME, REGIONS};
+use std::path::Path;
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = walk(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn pool(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn same_seed_gives_identical_bytes_with_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(8);
+    cfg.twins = true;
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    pool(1)
+        .install(|| generate(&cfg, &a, false, &|_, _| {}))
+        .unwrap();
+    pool(2)
+        .install(|| generate(&cfg, &b, false, &|_, _| {}))
+        .unwrap();
+    let (fa, fb) = (files(&a), files(&b));
+    assert_eq!(fa.len(), 2 + 3 * 8);
+    assert!(fa == fb, "data sets differ between 1 and 2 threads");
+    // And a single sample rendered on its own is the same image.
+    let s = render_sample(&cfg, 5).unwrap();
+    let img = image::open(a.join("images/000005.png"))
+        .unwrap()
+        .into_rgb8();
+    assert!(img == s.image);
+}
+
+#[test]
+fn different_seeds_give_different_images() {
+    let mut c = tiny(2);
+    let a = render_sample(&c, 0).unwrap().image;
+    c.seed += 1;
+    let b = render_sample(&c, 0).unwrap().image;
+    assert!(a != b);
+}
+
+#[test]
+fn generated_set_has_meta_manifest_masks_and_twins() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("set");
+    let mut cfg = tiny(12);
+    cfg.twins = true;
+    cfg.set("rho-flag", "1").unwrap();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let summary = generate(&cfg, &out, false, &|_, total| {
+        assert_eq!(total, 12);
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(calls.into_inner(), 12);
+    assert_eq!(summary.count, 12);
+    let meta: DatasetMeta = read_json(&out.join("dataset.json")).unwrap();
+    assert_eq!(meta.classes, ["direct", "screen"]);
+    assert_eq!(meta.regions, REGIONS);
+    assert_eq!(meta.shortcuts["flag"]["screen"], "A");
+    assert_eq!(meta.shortcuts["hair"]["direct"], "light");
+    let gen = meta.generator.as_ref().unwrap();
+    assert_eq!(gen.name, GENERATOR_NAME);
+    assert_eq!(gen.knobs["knobs"]["rho-flag"], 1.0);
+    let recs: Vec<ManifestRecord> = read_jsonl(&out.join("manifest.jsonl")).unwrap();
+    assert_eq!(recs.len(), 12);
+    for r in &recs {
+        if r.split != "test" {
+            assert_eq!(
+                meta.alignment("flag", r),
+                Some(true),
+                "rho 1 in train/val: {}",
+                r.path
+            );
+        }
+        let mask = read_mask_png(&out.join(r.mask.as_ref().unwrap()), &meta.regions).unwrap();
+        assert_eq!((mask.width, mask.height), (64, 64));
+        let twin = image::open(out.join(r.flag_twin.as_ref().unwrap()))
+            .unwrap()
+            .into_rgb8();
+        let img = image::open(out.join(&r.path)).unwrap().into_rgb8();
+        // The twin differs from the image only near the flag: beyond a margin for camera
+        // blur and the camera JPEG's 16×16 (chroma) blocks at 2× resolution, pixels are equal.
+        let [x0, y0, x1, y1] = r.boxes["flag"];
+        let m = 10i64;
+        let mut inside_diff = 0u64;
+        for (x, y, p) in img.enumerate_pixels() {
+            let q = twin.get_pixel(x, y);
+            let (xi, yi) = (x as i64, y as i64);
+            let near = xi >= x0 as i64 - m
+                && xi < x1 as i64 + m
+                && yi >= y0 as i64 - m
+                && yi < y1 as i64 + m;
+            if !near {
+                assert_eq!(
+                    p, q,
+                    "{} differs from its twin at ({x},{y}) far from the flag",
+                    r.path
+                );
+            } else {
+                inside_diff +=
+                    p.0.iter()
+                        .zip(q.0)
+                        .map(|(a, b)| a.abs_diff(b) as u64)
+                        .sum::<u64>();
+            }
+        }
+        assert!(inside_diff > 0, "{}: twin flag identical", r.path);
+    }
+}
+
+#[test]
+fn masks_line_up_with_the_warped_image() {
+    // The flag mask sits inside the flag box, covers most of it, and its pixels stand out
+    // from the pastel card: their mean distance from the plain-card mean colour is far larger
+    // than the plain card's own spread.
+    let cfg = tiny(6);
+    for i in 0..6 {
+        let s = render_sample(&cfg, i).unwrap();
+        let flag = s.masks.mask("flag").unwrap();
+        let card = s.masks.mask("card").unwrap();
+        let idx = |name: &str| s.masks.names.iter().position(|n| n == name).unwrap();
+        let plain_bits = (1u16 << idx("card")) | (1u16 << idx("guilloche"));
+        let [x0, y0, x1, y1] = s.record.boxes["flag"];
+        let px = |p: usize| {
+            s.image
+                .get_pixel((p % 64) as u32, (p / 64) as u32)
+                .0
+                .map(f64::from)
+        };
+        let plain: Vec<usize> = (0..s.masks.bits.len())
+            .filter(|&p| card[p] && s.masks.bits[p] & !plain_bits == 0)
+            .collect();
+        let mean: Vec<f64> = (0..3)
+            .map(|c| plain.iter().map(|&p| px(p)[c]).sum::<f64>() / plain.len() as f64)
+            .collect();
+        let dist = |p: usize| {
+            px(p)
+                .iter()
+                .zip(&mean)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let spread = plain.iter().map(|&p| dist(p)).sum::<f64>() / plain.len() as f64;
+        let mut n = 0;
+        let mut flag_dist = 0.0;
+        for (p, (&f, &c)) in flag.iter().zip(&card).enumerate() {
+            if f {
+                let (x, y) = ((p % 64) as u32, (p / 64) as u32);
+                assert!(
+                    x >= x0 && x < x1 && y >= y0 && y < y1,
+                    "sample {i}: flag pixel outside box"
+                );
+                assert!(c, "sample {i}: flag pixel outside the card");
+                n += 1;
+                flag_dist += dist(p);
+            }
+        }
+        let box_area = ((x1 - x0) * (y1 - y0)) as usize;
+        assert!(
+            n * 2 > box_area / 2,
+            "sample {i}: flag mask {n} px vs box {box_area}"
+        );
+        let flag_dist = flag_dist / n as f64;
+        assert!(
+            flag_dist > 2.0 * spread,
+            "sample {i}: flag {flag_dist:.1} vs card spread {spread:.1}"
+        );
+        // A quarter of the card width at 64 px (the cap): at least 11 px at the smallest
+        // card scale.
+        assert!(x1 - x0 >= 11, "sample {i}: flag only {} px wide", x1 - x0);
+    }
+}
