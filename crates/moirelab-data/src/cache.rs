@@ -1,0 +1,425 @@
+//! The decode cache: every image is decoded once into compact 8-bit RGB at its stored size
+//! (see `decode::stored_dims`); later epochs never decode.
+//!
+//! Two backings:
+//! * memory: one boxed slice per image (no giant reallocation, so peak ≈ final size);
+//! * disk: one file `<cache-dir>/<family>-<key>.mlc`, memory-mapped, plus a JSON sidecar with
+//!   what validation found. `key` hashes every file's path, size and mtime (and the settings
+//!   that shape the stored pixels), so any change to the data invalidates it; a later run with
+//!   the same key maps the file and skips decoding entirely. Older files of the same family
+//!   (same root and settings) are deleted when a new one is written.
+//!
+//! File layout (little endian): pixel blobs back to back, then `count` × (offset u64,
+//! width u32, height u32), then the footer: count u64, key u64, magic `MLCACHE1`.
+
+use crate::config::DataConfig;
+use crate::decode::{self, ImageInfo};
+use crate::report::{Problem, ProblemKind};
+use crate::source::Source;
+use crate::DataError;
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"MLCACHE1";
+/// Bump when the stored pixels of the same inputs would change.
+const CACHE_VERSION: u32 = 1;
+/// Images decoded in parallel before being appended in order.
+const CHUNK: usize = 64;
+
+/// What the scan learned about one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ScanItem {
+    /// `None` when the file is unusable (the reason is in `problems`).
+    pub info: Option<ImageInfo>,
+    pub problems: Vec<Problem>,
+    pub mask_ok: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    off: u64,
+    w: u32,
+    h: u32,
+}
+
+enum Backing {
+    Memory(Vec<Box<[u8]>>),
+    Mapped(memmap2::Mmap),
+}
+
+/// Decoded pixels of every record (empty for unusable ones).
+pub(crate) struct Store {
+    entries: Vec<Entry>,
+    backing: Backing,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("images", &self.entries.len())
+            .field("file", &self.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// `(width, height, HWC RGB bytes)` of record slot `i`.
+    pub fn pixels(&self, i: usize) -> (u32, u32, &[u8]) {
+        let e = self.entries[i];
+        let data: &[u8] = match &self.backing {
+            Backing::Memory(v) => &v[i],
+            Backing::Mapped(m) => {
+                let n = e.w as usize * e.h as usize * 3;
+                &m[e.off as usize..e.off as usize + n]
+            }
+        };
+        (e.w, e.h, data)
+    }
+
+    /// The cache file when disk-backed.
+    pub fn file(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+/// Decode every usable record of `src`, in parallel chunks, handing each stored view to
+/// `sink` in record order (`None` for unusable records). `store` = false skips resizing
+/// (validation only).
+fn scan(
+    src: &Source,
+    root: &Path,
+    cfg: &DataConfig,
+    store: bool,
+    sink: &mut dyn FnMut(Option<&RgbImage>) -> Result<(), DataError>,
+) -> Result<Vec<ScanItem>, DataError> {
+    let mut items = Vec::with_capacity(src.records.len());
+    let idx: Vec<usize> = (0..src.records.len()).collect();
+    for chunk in idx.chunks(CHUNK) {
+        let done: Vec<(ScanItem, Option<RgbImage>)> = chunk
+            .par_iter()
+            .map(|&i| scan_one(src, i, root, cfg, store))
+            .collect();
+        for (item, view) in done {
+            sink(view.as_ref())?;
+            items.push(item);
+        }
+    }
+    Ok(items)
+}
+
+fn scan_one(
+    src: &Source,
+    i: usize,
+    root: &Path,
+    cfg: &DataConfig,
+    store: bool,
+) -> (ScanItem, Option<RgbImage>) {
+    let rec = &src.records[i];
+    if src.bad[i] {
+        return (
+            ScanItem {
+                info: None,
+                problems: Vec::new(),
+                mask_ok: false,
+            },
+            None,
+        );
+    }
+    match decode::decode_file(&root.join(&rec.path), &rec.path, cfg.min_image_size) {
+        Err(p) => (
+            ScanItem {
+                info: None,
+                problems: vec![p],
+                mask_ok: false,
+            },
+            None,
+        ),
+        Ok(d) => {
+            let mut problems = d.warnings;
+            let (w, h) = (d.info.width, d.info.height);
+            problems.extend(decode::view_warning(w, h, cfg, &rec.path));
+            let mask_ok = match &rec.mask {
+                None => false,
+                Some(m) => match check_mask(&root.join(m), w, h) {
+                    Ok(()) => true,
+                    Err(msg) => {
+                        problems.push(Problem::new(
+                            ProblemKind::BadMask,
+                            Some(&rec.path),
+                            format!("mask {m}: {msg}; regions not available for this image"),
+                        ));
+                        false
+                    }
+                },
+            };
+            let view = store.then(|| decode::stored_view(d.rgb, cfg));
+            (
+                ScanItem {
+                    info: Some(d.info),
+                    problems,
+                    mask_ok,
+                },
+                view,
+            )
+        }
+    }
+}
+
+/// A mask must be a grayscale PNG (16-bit bit field, or 8-bit for ≤ 8 regions) of the
+/// image's size.
+fn check_mask(path: &Path, w: u32, h: u32) -> Result<(), String> {
+    let m = crate::masks::read_mask_bits(path)?;
+    if (m.0, m.1) != (w, h) {
+        return Err(format!("{}x{} but the image is {w}x{h}", m.0, m.1));
+    }
+    Ok(())
+}
+
+/// Validation only: decode every file, keep nothing.
+pub(crate) fn scan_only(
+    src: &Source,
+    root: &Path,
+    cfg: &DataConfig,
+) -> Result<Vec<ScanItem>, DataError> {
+    scan(src, root, cfg, false, &mut |_| Ok(()))
+}
+
+/// Decode into memory.
+pub(crate) fn build_memory(
+    src: &Source,
+    root: &Path,
+    cfg: &DataConfig,
+) -> Result<(Vec<ScanItem>, Store), DataError> {
+    let mut blobs: Vec<Box<[u8]>> = Vec::with_capacity(src.records.len());
+    let mut entries = Vec::with_capacity(src.records.len());
+    let items = scan(src, root, cfg, true, &mut |view| {
+        match view {
+            Some(img) => {
+                entries.push(Entry {
+                    off: 0,
+                    w: img.width(),
+                    h: img.height(),
+                });
+                blobs.push(img.as_raw().clone().into_boxed_slice());
+            }
+            None => {
+                entries.push(Entry { off: 0, w: 0, h: 0 });
+                blobs.push(Box::new([]));
+            }
+        }
+        Ok(())
+    })?;
+    Ok((
+        items,
+        Store {
+            entries,
+            backing: Backing::Memory(blobs),
+            path: None,
+        },
+    ))
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// (family, key): family names the root + settings, key adds every file's size and mtime.
+fn cache_key(src: &Source, root: &Path, cfg: &DataConfig) -> (u64, u64) {
+    let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let family = format!(
+        "v{CACHE_VERSION}|{}|{:?}|{}|{}|{}",
+        canon.display(),
+        cfg.mode,
+        cfg.image_size,
+        cfg.patch_max_side,
+        cfg.min_image_size
+    );
+    let mut desc = family.clone();
+    let stat = |rel: &str, desc: &mut String| match std::fs::metadata(root.join(rel)) {
+        Ok(m) => desc.push_str(&format!("|{rel}:{}:{}", m.len(), mtime_ns(&m))),
+        Err(_) => desc.push_str(&format!("|{rel}:-")),
+    };
+    for (i, r) in src.records.iter().enumerate() {
+        if src.bad[i] {
+            desc.push_str("|!bad");
+            continue;
+        }
+        stat(&r.path, &mut desc);
+        if let Some(m) = &r.mask {
+            stat(m, &mut desc);
+        }
+    }
+    (
+        decode::content_hash(1, 0, family.as_bytes()),
+        decode::content_hash(2, 0, desc.as_bytes()),
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sidecar {
+    key: String,
+    items: Vec<ScanItem>,
+}
+
+/// Whether the cache folder accepts files.
+pub(crate) fn dir_writable(dir: &Path) -> bool {
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// Open the disk cache for `src`, building it when missing or stale.
+pub(crate) fn open_disk(
+    src: &Source,
+    root: &Path,
+    cfg: &DataConfig,
+    dir: &Path,
+) -> Result<(Vec<ScanItem>, Store), DataError> {
+    let (family, key) = cache_key(src, root, cfg);
+    let stem = format!("{family:016x}-{key:016x}");
+    let file = dir.join(format!("{stem}.mlc"));
+    let side = dir.join(format!("{stem}.scan.json"));
+    if let Some(hit) = try_load(&file, &side, key, src.records.len()) {
+        return Ok(hit);
+    }
+    let mut items = None;
+    moirelab_core::fsio::write_atomic_with(&file, |tmp| -> Result<(), DataError> {
+        let f = std::fs::File::create(tmp).map_err(DataError::io(tmp))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut entries = Vec::with_capacity(src.records.len());
+        let mut off = 0u64;
+        let scanned = scan(src, root, cfg, true, &mut |view| {
+            match view {
+                Some(img) => {
+                    w.write_all(img.as_raw()).map_err(DataError::io(tmp))?;
+                    entries.push(Entry {
+                        off,
+                        w: img.width(),
+                        h: img.height(),
+                    });
+                    off += img.as_raw().len() as u64;
+                }
+                None => entries.push(Entry { off, w: 0, h: 0 }),
+            }
+            Ok(())
+        })?;
+        for e in &entries {
+            w.write_all(&e.off.to_le_bytes())
+                .and_then(|_| w.write_all(&e.w.to_le_bytes()))
+                .and_then(|_| w.write_all(&e.h.to_le_bytes()))
+                .map_err(DataError::io(tmp))?;
+        }
+        w.write_all(&(entries.len() as u64).to_le_bytes())
+            .and_then(|_| w.write_all(&key.to_le_bytes()))
+            .and_then(|_| w.write_all(MAGIC))
+            .map_err(DataError::io(tmp))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| DataError::io(tmp)(e.into_error()))?;
+        f.sync_all().map_err(DataError::io(tmp))?;
+        items = Some(scanned);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        moirelab_core::fsio::AtomicError::Io(c) => DataError::Core(c),
+        moirelab_core::fsio::AtomicError::Produce(d) => d,
+    })?;
+    let items = items.ok_or_else(|| DataError::Cache {
+        path: file.clone(),
+        msg: "writer finished without scanning".into(),
+    })?;
+    moirelab_core::fsio::write_json_atomic(
+        &side,
+        &Sidecar {
+            key: format!("{key:016x}"),
+            items: items.clone(),
+        },
+    )?;
+    remove_stale(dir, family, &stem);
+    let store = map_file(&file, key, src.records.len())?;
+    Ok((items, store))
+}
+
+/// Delete older cache files of the same family (other keys).
+fn remove_stale(dir: &Path, family: u64, keep: &str) {
+    let prefix = format!("{family:016x}-");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && !name.starts_with(keep) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn try_load(file: &Path, side: &Path, key: u64, n: usize) -> Option<(Vec<ScanItem>, Store)> {
+    let sc: Sidecar = moirelab_core::fsio::read_json(side).ok()?;
+    if sc.key != format!("{key:016x}") || sc.items.len() != n {
+        return None;
+    }
+    let store = map_file(file, key, n).ok()?;
+    Some((sc.items, store))
+}
+
+fn map_file(path: &Path, key: u64, n: usize) -> Result<Store, DataError> {
+    let bad = |msg: String| DataError::Cache {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let f = std::fs::File::open(path).map_err(DataError::io(path))?;
+    // SAFETY: the cache file is written once through a temp file and an atomic rename and
+    // never modified in place (new data → new key → new file name), so the mapping does not
+    // change under us unless someone truncates our private cache file by hand.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(DataError::io(path))?;
+    let len = map.len();
+    if len < 24 || &map[len - 8..] != MAGIC {
+        return Err(bad("not a moirelab cache file (bad magic)".into()));
+    }
+    let rd = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&map[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let count = rd(len - 24) as usize;
+    if count != n || rd(len - 16) != key {
+        return Err(bad(format!("stale: holds {count} images for another key")));
+    }
+    let table = len
+        .checked_sub(24 + 16 * count)
+        .ok_or_else(|| bad("truncated table".into()))?;
+    let mut entries = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = table + 16 * i;
+        let off = rd(at);
+        let wh = rd(at + 8);
+        let e = Entry {
+            off,
+            w: wh as u32,
+            h: (wh >> 32) as u32,
+        };
+        let end = off as u128 + e.w as u128 * e.h as u128 * 3;
+        if end > table as u128 {
+            return Err(bad(format!("entry {i} points past the pixel data")));
+        }
+        entries.push(e);
+    }
+    Ok(Store {
+        entries,
+        backing: Backing::Mapped(map),
+        path: Some(path.to_path_buf()),
+    })
+}

@@ -1,0 +1,471 @@
+//! `Dataset`: the validated, decoded, cached data set the trainer and Grad-CAM read from.
+
+use crate::augment::{self, Geom, AUG_STREAM};
+use crate::cache::{self, ScanItem, Store};
+use crate::config::{CacheMode, DataConfig, OnBad};
+use crate::report::{count_size, CheckReport, Problem, ProblemKind};
+use crate::source::{self, Source};
+use crate::{normalize_into, DataError};
+use image::RgbImage;
+use moirelab_core::format::{DatasetMeta, ManifestRecord, RegionMasks};
+use moirelab_core::rng::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// How many bad files a `BadImages` error lists.
+const LIST_MAX: usize = 20;
+
+/// A validated data set with every image decoded once (memory or memory-mapped cache).
+#[derive(Debug)]
+pub struct Dataset {
+    root: PathBuf,
+    cfg: DataConfig,
+    meta: DatasetMeta,
+    records: Vec<ManifestRecord>,
+    labels: Vec<usize>,
+    /// Dataset index → cache slot (the record's position in the source list).
+    slots: Vec<usize>,
+    mask_ok: Vec<bool>,
+    store: Store,
+    splits: BTreeMap<String, Vec<usize>>,
+    report: CheckReport,
+}
+
+pub(crate) fn resolve_root(cfg: &DataConfig, base_dir: &Path) -> PathBuf {
+    if cfg.root.is_absolute() {
+        cfg.root.clone()
+    } else {
+        base_dir.join(&cfg.root)
+    }
+}
+
+/// Merge source- and scan-level findings into a report (stats over usable images).
+pub(crate) fn assemble_report(
+    src: &Source,
+    items: &[ScanItem],
+    root: &Path,
+    cfg: &DataConfig,
+) -> CheckReport {
+    let mut r = CheckReport {
+        root: root.to_path_buf(),
+        format: src.format.as_str().to_string(),
+        files: src.records.len(),
+        classes: src.meta.classes.clone(),
+        val_carved: src.val_carved,
+        problems: src.problems.clone(),
+        ..Default::default()
+    };
+    let mut by_hash: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, (rec, it)) in src.records.iter().zip(items).enumerate() {
+        r.problems.extend(it.problems.iter().cloned());
+        let Some(info) = &it.info else { continue };
+        if src.bad[i] {
+            continue;
+        }
+        count_size(&mut r.sizes, info.width, info.height);
+        *r.color_types.entry(info.color.clone()).or_default() += 1;
+        *r.file_formats.entry(info.format.clone()).or_default() += 1;
+        r.exif_rotated += info.exif_rotated as usize;
+        r.with_masks += it.mask_ok as usize;
+        r.usable += 1;
+        let s = r.splits.entry(rec.split.clone()).or_default();
+        s.images += 1;
+        *s.classes.entry(rec.label.clone()).or_default() += 1;
+        for (k, v) in &rec.groups {
+            *s.groups.entry(format!("{k}={v}")).or_default() += 1;
+        }
+        by_hash.entry(info.hash).or_default().push(i);
+    }
+    let rank = |s: &str| crate::source::SPLITS.iter().position(|x| *x == s);
+    for dup in by_hash.values_mut().filter(|v| v.len() > 1) {
+        // Flag the copy in the later split (train < val < test): that is the leaked one.
+        dup.sort_by_key(|&i| (rank(&src.records[i].split), i));
+        let first = &src.records[dup[0]];
+        for &j in &dup[1..] {
+            let other = &src.records[j];
+            let relabel = if other.label != first.label {
+                format!(
+                    " with a different label ({} vs {})",
+                    first.label, other.label
+                )
+            } else {
+                String::new()
+            };
+            let (kind, msg) = if other.split != first.split {
+                (
+                    ProblemKind::DuplicateAcrossSplits,
+                    format!(
+                        "same pixels as {} ({} vs {}){relabel}; {} metrics are inflated",
+                        first.path, first.split, other.split, other.split
+                    ),
+                )
+            } else {
+                (
+                    ProblemKind::DuplicateWithinSplit,
+                    format!(
+                        "same pixels as {} (both {}){relabel}",
+                        first.path, first.split
+                    ),
+                )
+            };
+            r.problems.push(Problem::new(kind, Some(&other.path), msg));
+        }
+    }
+    let train = r.splits.get("train").cloned().unwrap_or_default();
+    let mut min: Option<(&String, usize)> = None;
+    let mut max: Option<(&String, usize)> = None;
+    for c in &src.meta.classes {
+        let n = train.classes.get(c).copied().unwrap_or(0);
+        if n == 0 {
+            r.problems.push(Problem::new(
+                ProblemKind::EmptyClass,
+                None,
+                format!("class '{c}' has no usable training images"),
+            ));
+            continue;
+        }
+        if min.is_none_or(|m| n < m.1) {
+            min = Some((c, n));
+        }
+        if max.is_none_or(|m| n > m.1) {
+            max = Some((c, n));
+        }
+    }
+    if let (Some((cmin, nmin)), Some((cmax, nmax))) = (min, max) {
+        let ratio = nmax as f64 / nmin as f64;
+        if ratio > cfg.max_imbalance {
+            r.problems.push(Problem::new(
+                ProblemKind::ClassImbalance,
+                None,
+                format!(
+                    "train has {nmax} '{cmax}' vs {nmin} '{cmin}' ({ratio:.1}:1 > max-imbalance {}); consider a balanced loader",
+                    cfg.max_imbalance
+                ),
+            ));
+        }
+    }
+    r
+}
+
+impl Dataset {
+    /// Read, validate and decode the data set `cfg` describes. A relative `cfg.root`
+    /// resolves against `base_dir` (the config file's folder).
+    ///
+    /// With `on-bad-image = "error"` any error-level finding fails with a list of up to 20
+    /// files and reasons; with `"skip"` bad files are dropped and listed in
+    /// [`Dataset::report`]. Warnings never fail.
+    pub fn open(cfg: &DataConfig, base_dir: &Path) -> Result<Dataset, DataError> {
+        cfg.validate()?;
+        let root = resolve_root(cfg, base_dir);
+        let src = source::read_source(cfg, &root)?;
+        let dir = match &cfg.cache_dir {
+            Some(d) if d.is_absolute() => d.clone(),
+            Some(d) => root.join(d),
+            None => root.join(".moirelab-cache"),
+        };
+        let mut fallback = None;
+        let (items, store) = match cfg.cache {
+            CacheMode::Memory => cache::build_memory(&src, &root, cfg)?,
+            CacheMode::Disk => {
+                if !cache::dir_writable(&dir) {
+                    return Err(DataError::config(
+                        "cache",
+                        format!(
+                            "cache = \"disk\" but {} is not writable (set cache-dir or cache = \"memory\")",
+                            dir.display()
+                        ),
+                    ));
+                }
+                cache::open_disk(&src, &root, cfg, &dir)?
+            }
+            CacheMode::Auto => {
+                if cache::dir_writable(&dir) {
+                    cache::open_disk(&src, &root, cfg, &dir)?
+                } else {
+                    fallback = Some(Problem::new(
+                        ProblemKind::CacheFallback,
+                        None,
+                        format!(
+                            "{} is not writable; decoded images kept in memory (set cache-dir to reuse them across runs)",
+                            dir.display()
+                        ),
+                    ));
+                    cache::build_memory(&src, &root, cfg)?
+                }
+            }
+        };
+        let mut report = assemble_report(&src, &items, &root, cfg);
+        report.problems.extend(fallback);
+        let file_errors = report
+            .errors()
+            .filter(|p| p.kind.disqualifies_file())
+            .count();
+        if file_errors > 0 && cfg.on_bad_image == OnBad::Error {
+            return Err(DataError::BadImages {
+                root,
+                count: report.errors().count(),
+                listing: report.error_listing(LIST_MAX),
+            });
+        }
+        // Errors that skipping files cannot fix (e.g. a class left without training images).
+        let fatal: Vec<String> = report
+            .errors()
+            .filter(|p| !p.kind.disqualifies_file())
+            .map(|p| p.to_string())
+            .collect();
+        if !fatal.is_empty() {
+            return Err(DataError::Layout {
+                root,
+                msg: fatal.join("; "),
+            });
+        }
+        let mut ds = Dataset {
+            root,
+            cfg: cfg.clone(),
+            meta: src.meta.clone(),
+            records: Vec::new(),
+            labels: Vec::new(),
+            slots: Vec::new(),
+            mask_ok: Vec::new(),
+            store,
+            splits: BTreeMap::new(),
+            report,
+        };
+        for (i, (rec, it)) in src.records.into_iter().zip(items).enumerate() {
+            if src.bad[i] || it.info.is_none() {
+                ds.report.skipped.push(rec.path);
+                continue;
+            }
+            let label = ds
+                .meta
+                .classes
+                .iter()
+                .position(|c| *c == rec.label)
+                .unwrap_or_else(|| unreachable!("unknown labels are marked bad"));
+            let idx = ds.records.len();
+            ds.splits.entry(rec.split.clone()).or_default().push(idx);
+            ds.records.push(rec);
+            ds.labels.push(label);
+            ds.slots.push(i);
+            ds.mask_ok.push(it.mask_ok);
+        }
+        Ok(ds)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &DataConfig {
+        &self.cfg
+    }
+
+    /// `dataset.json`, or one synthesised for ImageFolder/CSV (classes, no regions).
+    pub fn meta(&self) -> &DatasetMeta {
+        &self.meta
+    }
+
+    pub fn classes(&self) -> &[String] {
+        &self.meta.classes
+    }
+
+    /// Index of the attack class (`attack-class`, `dataset.json`'s, else the last class).
+    pub fn attack_index(&self) -> usize {
+        self.meta
+            .attack_index()
+            .unwrap_or(self.meta.classes.len() - 1)
+    }
+
+    /// Usable images (all splits).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Side `S` of network inputs.
+    pub fn image_size(&self) -> u32 {
+        self.cfg.image_size
+    }
+
+    /// Indices of a split (`train`, `val`, `test`); empty when absent.
+    pub fn split(&self, name: &str) -> &[usize] {
+        self.splits.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn record(&self, i: usize) -> &ManifestRecord {
+        &self.records[i]
+    }
+
+    pub fn label(&self, i: usize) -> usize {
+        self.labels[i]
+    }
+
+    /// Aligned/conflicting for the primary shortcut (`meta.shortcuts`), `None` if n/a.
+    pub fn alignment(&self, i: usize) -> Option<bool> {
+        let attr = self.meta.primary_shortcut()?;
+        self.meta.alignment(attr, &self.records[i])
+    }
+
+    /// `label|attr=value|…` (groups sorted), e.g. `screen|flag=A`, for group metrics.
+    pub fn group_key(&self, i: usize) -> String {
+        source::stratum_key(&self.records[i])
+    }
+
+    /// What validation found.
+    pub fn report(&self) -> &CheckReport {
+        &self.report
+    }
+
+    /// The decode-cache file, when disk-backed.
+    pub fn cache_file(&self) -> Option<&Path> {
+        self.store.file()
+    }
+
+    fn check_index(&self, i: usize) -> Result<(), DataError> {
+        if i >= self.records.len() {
+            return Err(DataError::Request(format!(
+                "image index {i} out of range (data set has {})",
+                self.records.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Un-normalised eval view `S×S`: resize mode = the whole image resized to `S×S`
+    /// (triangle filter, aspect ignored); patch mode = the centre `S×S` crop at native
+    /// resolution. Never augmented.
+    pub fn eval_image(&self, i: usize) -> Result<RgbImage, DataError> {
+        self.check_index(i)?;
+        let (w, h, px) = self.store.pixels(self.slots[i]);
+        let s = self.cfg.image_size;
+        Ok(augment::render(
+            w,
+            h,
+            px,
+            &Geom::eval(w, h, s, self.cfg.mode),
+            s,
+        ))
+    }
+
+    /// Normalised eval batch.
+    ///
+    /// # Shapes
+    /// `idx: [N]` → `[N, 3, S, S]` f32 on the CPU.
+    pub fn eval_batch(&self, idx: &[usize]) -> Result<Tensor, DataError> {
+        let s = self.cfg.image_size as usize;
+        let mut buf = vec![0f32; idx.len() * 3 * s * s];
+        for (k, &i) in idx.iter().enumerate() {
+            let img = self.eval_image(i)?;
+            normalize_into(&img, &mut buf[k * 3 * s * s..(k + 1) * 3 * s * s]);
+        }
+        Ok(Tensor::f_from_slice(&buf)?.f_view([idx.len() as i64, 3, s as i64, s as i64])?)
+    }
+
+    /// The training view of sample position `position` of `epoch` under `seed` — exactly
+    /// what the [`crate::Loader`] feeds the network (before normalisation) — with the region
+    /// masks put through the same geometry. For "show me what the model sees" previews and
+    /// tests.
+    pub fn train_view(
+        &self,
+        i: usize,
+        seed: u64,
+        epoch: u32,
+        position: usize,
+    ) -> Result<(RgbImage, Option<RegionMasks>), DataError> {
+        self.check_index(i)?;
+        let (img, geom, (w, h)) = self.augmented(i, seed, epoch, position);
+        let masks = self.load_mask(i)?.map(|(mw, mh, bits)| RegionMasks {
+            width: self.cfg.image_size,
+            height: self.cfg.image_size,
+            names: self.meta.regions.clone(),
+            bits: augment::render_mask(mw, mh, &bits, w, h, &geom, self.cfg.image_size),
+        });
+        Ok((img, masks))
+    }
+
+    /// Augmented `S×S` view (internal: no bounds check, no masks).
+    pub(crate) fn augmented(
+        &self,
+        i: usize,
+        seed: u64,
+        epoch: u32,
+        position: usize,
+    ) -> (RgbImage, Geom, (u32, u32)) {
+        let (w, h, px) = self.store.pixels(self.slots[i]);
+        let s = self.cfg.image_size;
+        let a = &self.cfg.augment;
+        if !a.enabled {
+            let g = Geom::eval(w, h, s, self.cfg.mode);
+            return (augment::render(w, h, px, &g, s), g, (w, h));
+        }
+        let mut rng = Rng::derive(seed, &[epoch as u64, position as u64, AUG_STREAM]);
+        let g = Geom::sample(w, h, s, self.cfg.mode, a, &mut rng);
+        let mut img = augment::render(w, h, px, &g, s);
+        augment::photometric(&mut img, a, &mut rng);
+        (img, g, (w, h))
+    }
+
+    fn load_mask(&self, i: usize) -> Result<Option<(u32, u32, Vec<u16>)>, DataError> {
+        let Some(m) = self.records[i].mask.as_ref().filter(|_| self.mask_ok[i]) else {
+            return Ok(None);
+        };
+        let path = self.root.join(m);
+        crate::masks::read_mask_bits(&path)
+            .map(Some)
+            .map_err(|msg| DataError::Decode { path, msg })
+    }
+
+    /// Region masks aligned with [`Dataset::eval_image`] (`S×S`); `None` when the data set
+    /// has no regions or this image's mask was found unusable by validation.
+    pub fn region_masks(&self, i: usize) -> Result<Option<RegionMasks>, DataError> {
+        self.check_index(i)?;
+        let Some((mw, mh, bits)) = self.load_mask(i)? else {
+            return Ok(None);
+        };
+        let (w, h, _) = self.store.pixels(self.slots[i]);
+        let s = self.cfg.image_size;
+        let g = Geom::eval(w, h, s, self.cfg.mode);
+        Ok(Some(RegionMasks {
+            width: s,
+            height: s,
+            names: self.meta.regions.clone(),
+            bits: augment::render_mask(mw, mh, &bits, w, h, &g, s),
+        }))
+    }
+
+    /// Distinct group keys of a split, sorted.
+    pub fn group_keys(&self, split: &str) -> BTreeSet<String> {
+        self.split(split)
+            .iter()
+            .map(|&i| self.group_key(i))
+            .collect()
+    }
+}
+
+/// One validation pass (opens every file, caches nothing). The report's errors are what
+/// `Dataset::open` would refuse under `on-bad-image = "error"`.
+pub fn check(cfg: &DataConfig, base_dir: &Path) -> Result<CheckReport, DataError> {
+    cfg.validate()?;
+    let root = resolve_root(cfg, base_dir);
+    let src = source::read_source(cfg, &root)?;
+    let items = cache::scan_only(&src, &root, cfg)?;
+    let mut r = assemble_report(&src, &items, &root, cfg);
+    for (i, rec) in src.records.iter().enumerate() {
+        if src.bad[i] || items[i].info.is_none() {
+            r.skipped.push(rec.path.clone());
+        }
+    }
+    if cfg.on_bad_image == OnBad::Error {
+        r.skipped.clear();
+    }
+    Ok(r)
+}
+
+/// [`check`] of a folder with default settings (format auto-detected).
+pub fn check_root(root: &Path) -> Result<CheckReport, DataError> {
+    check(&DataConfig::for_root(root), Path::new("."))
+}

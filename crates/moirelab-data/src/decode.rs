@@ -1,0 +1,367 @@
+//! Opening one image file: format sniffing, decoding, EXIF orientation, conversion to 8-bit
+//! RGB, and the findings along the way (grayscale, alpha, 16-bit, CMYK, too small …).
+
+use crate::config::{DataConfig, Mode};
+use crate::report::{Problem, ProblemKind};
+use image::imageops::FilterType;
+use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::path::Path;
+
+/// What decoding one file learned (kept in the cache sidecar so a cached open skips it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Native size after EXIF orientation.
+    pub width: u32,
+    pub height: u32,
+    /// Decoded colour type before conversion, e.g. `Rgb8`, `L16`.
+    pub color: String,
+    /// Sniffed file format, e.g. `png`.
+    pub format: String,
+    /// Content hash of the decoded 8-bit RGB pixels and size (duplicate detection).
+    pub hash: u64,
+    pub exif_rotated: bool,
+}
+
+/// A decoded image plus warnings about it.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub rgb: RgbImage,
+    pub info: ImageInfo,
+    pub warnings: Vec<Problem>,
+}
+
+fn format_name(f: ImageFormat) -> String {
+    f.extensions_str()
+        .first()
+        .copied()
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn format_for_extension(path: &str) -> Option<ImageFormat> {
+    let ext = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
+    ImageFormat::from_extension(ext)
+}
+
+/// Printable preview of the first bytes (for "not an image" messages).
+fn preview(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(12)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
+/// Number of colour components declared by a JPEG's frame header (SOFn), `None` when the
+/// marker walk fails. 4 means CMYK/YCCK, which decoders convert to RGB with guessed inks.
+pub(crate) fn jpeg_components(bytes: &[u8]) -> Option<u8> {
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        // SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC).
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            // length(2) precision(1) height(2) width(2) components(1)
+            return bytes.get(i + 9).copied();
+        }
+        if marker == 0xDA {
+            return None; // start of scan before any frame header
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Fast 64-bit content hash (not cryptographic): 8-byte lanes mixed with the SplitMix64
+/// finaliser. Collisions between distinct images are negligible at data-set sizes.
+pub(crate) fn content_hash(width: u32, height: u32, pixels: &[u8]) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let mut h = mix(((width as u64) << 32) | height as u64);
+    let mut chunks = pixels.chunks_exact(8);
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        h = mix(h ^ u64::from_le_bytes(b)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(h ^ u64::from_le_bytes(tail) ^ pixels.len() as u64)
+}
+
+/// Decode bytes of a file named `rel` (for messages and the extension check).
+/// `Err` is the file-disqualifying problem.
+pub(crate) fn decode_bytes(bytes: &[u8], rel: &str, min_side: u32) -> Result<Decoded, Problem> {
+    let fail = |kind, msg: String| Problem::new(kind, Some(rel), msg);
+    if bytes.is_empty() {
+        return Err(fail(ProblemKind::EmptyFile, "empty file (0 bytes)".into()));
+    }
+    let format = image::guess_format(bytes).map_err(|_| {
+        fail(
+            ProblemKind::NotAnImage,
+            format!(
+                "not an image: content matches no supported format (starts with \"{}\")",
+                preview(bytes)
+            ),
+        )
+    })?;
+    let fname = format_name(format);
+    let mut warnings = Vec::new();
+    if let Some(by_ext) = format_for_extension(rel) {
+        if by_ext != format {
+            warnings.push(fail(
+                ProblemKind::ExtensionMismatch,
+                format!(
+                    "content is {} but the extension says {}",
+                    fname.to_uppercase(),
+                    format_name(by_ext).to_uppercase()
+                ),
+            ));
+        }
+    }
+    if format == ImageFormat::Jpeg && jpeg_components(bytes) == Some(4) {
+        warnings.push(fail(
+            ProblemKind::Cmyk,
+            "CMYK/YCCK JPEG (4 components), converted to RGB; colours may shift".into(),
+        ));
+    }
+    let corrupt = |e: image::ImageError| {
+        fail(
+            ProblemKind::Corrupt,
+            format!(
+                "cannot decode {} (truncated or corrupt): {e}",
+                fname.to_uppercase()
+            ),
+        )
+    };
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(corrupt)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let color = decoder.color_type();
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let exif_rotated = orientation != image::metadata::Orientation::NoTransforms;
+    if exif_rotated {
+        img.apply_orientation(orientation);
+    }
+    let (w, h) = (img.width(), img.height());
+    if w < min_side || h < min_side {
+        return Err(fail(
+            ProblemKind::TooSmall,
+            format!(
+                "image is {w}x{h}, smaller than the minimum {min_side}x{min_side} ([data] min-image-size)"
+            ),
+        ));
+    }
+    let cname = format!("{color:?}");
+    match color {
+        ColorType::L8 | ColorType::L16 => warnings.push(fail(
+            ProblemKind::Grayscale,
+            format!("grayscale ({cname}), replicated to RGB"),
+        )),
+        ColorType::La8 | ColorType::La16 => warnings.push(fail(
+            ProblemKind::Grayscale,
+            format!("grayscale with alpha ({cname}), replicated to RGB, alpha dropped"),
+        )),
+        ColorType::Rgba8 | ColorType::Rgba16 | ColorType::Rgba32F => warnings.push(fail(
+            ProblemKind::Alpha,
+            format!("alpha channel ({cname}) dropped, not composited"),
+        )),
+        _ => {}
+    }
+    if matches!(
+        color,
+        ColorType::L16
+            | ColorType::La16
+            | ColorType::Rgb16
+            | ColorType::Rgba16
+            | ColorType::Rgb32F
+            | ColorType::Rgba32F
+    ) {
+        warnings.push(fail(
+            ProblemKind::HighBitDepth,
+            format!("{cname}: more than 8 bits per channel, scaled to 8-bit"),
+        ));
+    }
+    let rgb = img.into_rgb8();
+    let hash = content_hash(w, h, rgb.as_raw());
+    Ok(Decoded {
+        rgb,
+        info: ImageInfo {
+            width: w,
+            height: h,
+            color: cname,
+            format: fname,
+            hash,
+            exif_rotated,
+        },
+        warnings,
+    })
+}
+
+/// Read and decode one file.
+pub(crate) fn decode_file(path: &Path, rel: &str, min_side: u32) -> Result<Decoded, Problem> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound {
+            ProblemKind::MissingFile
+        } else {
+            ProblemKind::Unreadable
+        };
+        Problem::new(kind, Some(rel), format!("cannot read: {e}"))
+    })?;
+    decode_bytes(&bytes, rel, min_side)
+}
+
+/// Warning about how the stored view changes the native size (upscale / downscale).
+pub(crate) fn view_warning(w: u32, h: u32, cfg: &DataConfig, rel: &str) -> Option<Problem> {
+    let s = cfg.image_size;
+    match cfg.mode {
+        Mode::Resize => (w < s || h < s).then(|| {
+            Problem::new(
+                ProblemKind::Upscaled,
+                Some(rel),
+                format!("{w}x{h} is smaller than image-size {s}; upscaled"),
+            )
+        }),
+        Mode::Patch => {
+            let (nw, nh) = patch_dims(w, h, cfg);
+            if (nw, nh) == (w, h) {
+                None
+            } else if nw < w {
+                Some(Problem::new(
+                    ProblemKind::Downscaled,
+                    Some(rel),
+                    format!(
+                        "{w}x{h} exceeds patch-max-side {}; downscaled to {nw}x{nh}",
+                        cfg.patch_max_side
+                    ),
+                ))
+            } else {
+                Some(Problem::new(
+                    ProblemKind::Upscaled,
+                    Some(rel),
+                    format!("{w}x{h} is smaller than the {s}px patch; upscaled to {nw}x{nh}"),
+                ))
+            }
+        }
+    }
+}
+
+/// Size of the stored (cached) view of a `w×h` image.
+///
+/// * resize mode: `S×S`, aspect ignored so no corner of the card is cut off.
+/// * patch mode: native resolution; upscaled so the short side is `S` when smaller,
+///   downscaled so the long side is at most `patch-max-side` when larger.
+pub(crate) fn stored_dims(w: u32, h: u32, cfg: &DataConfig) -> (u32, u32) {
+    match cfg.mode {
+        Mode::Resize => (cfg.image_size, cfg.image_size),
+        Mode::Patch => patch_dims(w, h, cfg),
+    }
+}
+
+/// The stored view (see [`stored_dims`]); resampling uses the triangle filter, whose
+/// support widens with the scale factor, so shrinking averages like an area filter instead
+/// of aliasing.
+pub(crate) fn stored_view(rgb: RgbImage, cfg: &DataConfig) -> RgbImage {
+    let (w, h) = rgb.dimensions();
+    let (nw, nh) = stored_dims(w, h, cfg);
+    if (nw, nh) == (w, h) {
+        rgb
+    } else {
+        image::imageops::resize(&rgb, nw, nh, FilterType::Triangle)
+    }
+}
+
+/// Patch-mode stored size for a native size.
+pub(crate) fn patch_dims(w: u32, h: u32, cfg: &DataConfig) -> (u32, u32) {
+    let s = cfg.image_size as f64;
+    let (wf, hf) = (w as f64, h as f64);
+    let short = wf.min(hf);
+    let long = wf.max(hf);
+    let mut scale = 1.0;
+    if short < s {
+        scale = s / short;
+    } else if cfg.patch_max_side > 0 && long > cfg.patch_max_side as f64 {
+        scale = (cfg.patch_max_side as f64 / long).max(s / short);
+    }
+    if scale == 1.0 {
+        return (w, h);
+    }
+    let nw = ((wf * scale).round() as u32).max(cfg.image_size);
+    let nh = ((hf * scale).round() as u32).max(cfg.image_size);
+    (nw, nh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: &DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn jpeg_frame_header_component_count_is_found() {
+        let img = DynamicImage::ImageRgb8(RgbImage::new(16, 16));
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+            .unwrap();
+        assert_eq!(jpeg_components(&out), Some(3));
+        assert_eq!(jpeg_components(b"\xff\xd8garbage"), None);
+    }
+
+    #[test]
+    fn content_hash_separates_pixels_and_sizes() {
+        let a = content_hash(2, 2, &[1; 12]);
+        assert_eq!(a, content_hash(2, 2, &[1; 12]));
+        assert_ne!(a, content_hash(2, 2, &[2; 12]));
+        assert_ne!(a, content_hash(1, 4, &[1; 12]));
+        let mut v = vec![0u8; 13];
+        let b = content_hash(1, 1, &v);
+        v[12] = 1;
+        assert_ne!(b, content_hash(1, 1, &v));
+    }
+
+    #[test]
+    fn extension_mismatch_is_a_warning_not_an_error() {
+        let bytes = png(&DynamicImage::ImageRgb8(RgbImage::new(20, 20)));
+        let d = decode_bytes(&bytes, "a.jpg", 16).unwrap();
+        assert_eq!(d.warnings[0].kind, ProblemKind::ExtensionMismatch);
+        assert!(d.warnings[0].message.contains("content is PNG"));
+    }
+
+    #[test]
+    fn patch_dims_upscale_small_and_cap_large() {
+        let mut cfg = DataConfig::for_root("d");
+        cfg.image_size = 64;
+        cfg.patch_max_side = 256;
+        assert_eq!(patch_dims(100, 80, &cfg), (100, 80));
+        assert_eq!(patch_dims(32, 48, &cfg), (64, 96));
+        assert_eq!(patch_dims(1024, 512, &cfg), (256, 128));
+        // the cap never pushes the short side below S
+        assert_eq!(patch_dims(2048, 70, &cfg), (1872, 64));
+    }
+}

@@ -1,0 +1,375 @@
+//! What validation found: counts per split/class/group, image sizes and formats, and every
+//! problem, each with a severity. `Display` renders the table `moirelab data check` prints.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Errors stop a run (unless `on-bad-image = "skip"`); warnings are reported and tolerated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// The kind of a problem; fixes its severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// The file could not be read (permissions, I/O error).
+    Unreadable,
+    /// The manifest names a file that does not exist.
+    MissingFile,
+    /// Zero bytes.
+    EmptyFile,
+    /// Content matches no supported image format.
+    NotAnImage,
+    /// Decoder failed (truncated or corrupt data).
+    Corrupt,
+    /// A side below `min-image-size`.
+    TooSmall,
+    /// A manifest path is absolute or contains `..`.
+    PathEscapesRoot,
+    /// A label not among the configured classes.
+    UnknownLabel,
+    /// A split name other than train/val/test.
+    UnknownSplit,
+    /// A class without training images.
+    EmptyClass,
+    /// Grayscale, converted to RGB.
+    Grayscale,
+    /// Alpha channel dropped.
+    Alpha,
+    /// 16-bit or float samples scaled to 8 bits.
+    HighBitDepth,
+    /// CMYK/YCCK JPEG converted to RGB.
+    Cmyk,
+    /// Content format differs from the file extension.
+    ExtensionMismatch,
+    /// Smaller than the working resolution, upscaled.
+    Upscaled,
+    /// Patch mode: larger than `patch-max-side`, downscaled.
+    Downscaled,
+    /// Identical pixels in two different splits (leakage).
+    DuplicateAcrossSplits,
+    /// Identical pixels twice in one split.
+    DuplicateWithinSplit,
+    /// Largest/smallest class ratio in train above `max-imbalance`.
+    ClassImbalance,
+    /// Region mask missing, unreadable or not aligned; regions unavailable for that image.
+    BadMask,
+    /// Files or manifest columns that were ignored.
+    Ignored,
+    /// The decode cache could not be written; kept in memory.
+    CacheFallback,
+}
+
+impl ProblemKind {
+    pub fn severity(self) -> Severity {
+        use ProblemKind::*;
+        match self {
+            Unreadable | MissingFile | EmptyFile | NotAnImage | Corrupt | TooSmall
+            | PathEscapesRoot | UnknownLabel | UnknownSplit | EmptyClass => Severity::Error,
+            _ => Severity::Warning,
+        }
+    }
+
+    /// Whether the problem disqualifies the file it names (dropped under `skip`).
+    pub(crate) fn disqualifies_file(self) -> bool {
+        self.severity() == Severity::Error && self != ProblemKind::EmptyClass
+    }
+
+    fn title(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            Unreadable => "unreadable files",
+            MissingFile => "missing files",
+            EmptyFile => "empty files",
+            NotAnImage => "not images",
+            Corrupt => "truncated or corrupt images",
+            TooSmall => "images too small",
+            PathEscapesRoot => "paths outside the data-set root",
+            UnknownLabel => "unknown labels",
+            UnknownSplit => "unknown splits",
+            EmptyClass => "classes without training images",
+            Grayscale => "grayscale images (converted to RGB)",
+            Alpha => "images with alpha (alpha dropped)",
+            HighBitDepth => "16-bit/float images (scaled to 8 bits)",
+            Cmyk => "CMYK JPEGs (converted to RGB)",
+            ExtensionMismatch => "extension does not match content",
+            Upscaled => "images smaller than the working size (upscaled)",
+            Downscaled => "images above patch-max-side (downscaled)",
+            DuplicateAcrossSplits => "same image in two splits",
+            DuplicateWithinSplit => "same image twice in one split",
+            ClassImbalance => "class imbalance",
+            BadMask => "region masks unusable",
+            Ignored => "ignored",
+            CacheFallback => "decode cache",
+        }
+    }
+}
+
+/// One finding. `path` is relative to the data-set root when the problem is about a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub path: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemKind, path: Option<&str>, message: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            path: path.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.kind.severity()
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{p}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Image counts of one split.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SplitStats {
+    pub images: usize,
+    /// class -> images
+    pub classes: BTreeMap<String, usize>,
+    /// "attr=value" -> images
+    pub groups: BTreeMap<String, usize>,
+}
+
+/// Everything one validation pass learned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub root: PathBuf,
+    /// The layout that was read (`moirelab`, `imagefolder`, `csv`, `jsonl`).
+    pub format: String,
+    /// Records in the manifest / files found.
+    pub files: usize,
+    /// Images usable for training/eval (after dropping bad files under `skip`).
+    pub usable: usize,
+    pub classes: Vec<String>,
+    /// Per split (`train`, `val`, `test`), counted over usable images.
+    pub splits: BTreeMap<String, SplitStats>,
+    /// Native (width, height) -> images, over decodable images.
+    pub sizes: BTreeMap<String, usize>,
+    /// Decoded colour type (e.g. `Rgb8`, `L8`) -> images.
+    pub color_types: BTreeMap<String, usize>,
+    /// File format (e.g. `png`, `jpeg`) -> images.
+    pub file_formats: BTreeMap<String, usize>,
+    /// Images rotated upright from EXIF orientation.
+    pub exif_rotated: usize,
+    /// Records carved from train into val (`val-fraction`), when the data set had no val.
+    pub val_carved: usize,
+    /// Records with a usable region mask.
+    pub with_masks: usize,
+    pub problems: Vec<Problem>,
+    /// Files dropped under `on-bad-image = "skip"`.
+    pub skipped: Vec<String>,
+}
+
+/// How many example files `Display` lists per problem kind.
+const EXAMPLES: usize = 5;
+
+impl CheckReport {
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity() == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity() == Severity::Warning)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+
+    /// Problems of one kind.
+    pub fn of_kind(&self, kind: ProblemKind) -> impl Iterator<Item = &Problem> {
+        self.problems.iter().filter(move |p| p.kind == kind)
+    }
+
+    /// Up to `max` errors as `path: reason; …` for one-line error messages.
+    pub fn error_listing(&self, max: usize) -> String {
+        let errors: Vec<&Problem> = self.errors().collect();
+        let mut s = errors
+            .iter()
+            .take(max)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if errors.len() > max {
+            s.push_str(&format!("; … and {} more", errors.len() - max));
+        }
+        s
+    }
+}
+
+fn size_key(w: u32, h: u32) -> String {
+    format!("{w}x{h}")
+}
+
+pub(crate) fn count_size(map: &mut BTreeMap<String, usize>, w: u32, h: u32) {
+    *map.entry(size_key(w, h)).or_default() += 1;
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "data set {} ({}): {} files, {} usable, classes [{}]",
+            self.root.display(),
+            self.format,
+            self.files,
+            self.usable,
+            self.classes.join(", ")
+        )?;
+        // split × class table
+        let cw = self
+            .classes
+            .iter()
+            .map(|c| c.len())
+            .chain([6])
+            .max()
+            .unwrap_or(6);
+        write!(f, "  {:<6} {:>7}", "split", "images")?;
+        for c in &self.classes {
+            write!(f, " {c:>cw$}")?;
+        }
+        writeln!(f)?;
+        for (name, s) in &self.splits {
+            write!(f, "  {name:<6} {:>7}", s.images)?;
+            for c in &self.classes {
+                write!(f, " {:>cw$}", s.classes.get(c).copied().unwrap_or(0))?;
+            }
+            writeln!(f)?;
+        }
+        for (name, s) in &self.splits {
+            if !s.groups.is_empty() {
+                let g: Vec<String> = s.groups.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                writeln!(f, "  groups in {name}: {}", g.join(", "))?;
+            }
+        }
+        if self.val_carved > 0 {
+            writeln!(
+                f,
+                "  val: {} images carved from train (stratified by class and group)",
+                self.val_carved
+            )?;
+        }
+        let mut sizes: Vec<(&String, &usize)> = self.sizes.iter().collect();
+        sizes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let shown: Vec<String> = sizes
+            .iter()
+            .take(5)
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let more = if sizes.len() > 5 {
+            format!(", … {} more sizes", sizes.len() - 5)
+        } else {
+            String::new()
+        };
+        writeln!(f, "  sizes: {}{more}", shown.join(", "))?;
+        let join = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(f, "  formats: {}", join(&self.file_formats))?;
+        writeln!(f, "  channels: {}", join(&self.color_types))?;
+        if self.exif_rotated > 0 {
+            writeln!(f, "  exif-rotated: {}", self.exif_rotated)?;
+        }
+        writeln!(f, "  region masks: {}", self.with_masks)?;
+        // Problems grouped by kind, errors first.
+        let mut kinds: BTreeMap<(Severity, ProblemKind), Vec<&Problem>> = BTreeMap::new();
+        for p in &self.problems {
+            kinds.entry((p.severity(), p.kind)).or_default().push(p);
+        }
+        for ((sev, kind), ps) in &kinds {
+            let tag = match sev {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            writeln!(f, "{tag}: {} ({})", kind.title(), ps.len())?;
+            for p in ps.iter().take(EXAMPLES) {
+                writeln!(f, "    {p}")?;
+            }
+            if ps.len() > EXAMPLES {
+                writeln!(f, "    … and {} more", ps.len() - EXAMPLES)?;
+            }
+        }
+        if !self.skipped.is_empty() {
+            writeln!(
+                f,
+                "skipped (on-bad-image = \"skip\"): {} files",
+                self.skipped.len()
+            )?;
+        }
+        let (e, w) = (self.errors().count(), self.warnings().count());
+        write!(f, "{e} error(s), {w} warning(s)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_groups_problems_by_kind_errors_first_and_counts_them() {
+        let mut r = CheckReport {
+            root: "d".into(),
+            format: "imagefolder".into(),
+            classes: vec!["direct".into(), "screen".into()],
+            ..Default::default()
+        };
+        r.splits.insert(
+            "train".into(),
+            SplitStats {
+                images: 3,
+                classes: [("direct".to_string(), 1), ("screen".to_string(), 2)].into(),
+                groups: BTreeMap::new(),
+            },
+        );
+        for i in 0..7 {
+            r.problems.push(Problem::new(
+                ProblemKind::Grayscale,
+                Some(&format!("g{i}.png")),
+                "grayscale (L8), replicated to RGB",
+            ));
+        }
+        r.problems.push(Problem::new(
+            ProblemKind::EmptyFile,
+            Some("z.png"),
+            "empty file (0 bytes)",
+        ));
+        let s = r.to_string();
+        let err_at = s.find("error: empty files (1)").unwrap();
+        let warn_at = s.find("warning: grayscale images").unwrap();
+        assert!(err_at < warn_at, "{s}");
+        assert!(s.contains("… and 2 more"), "{s}");
+        assert!(s.contains("  train        3      1      2"), "{s}");
+        assert!(s.ends_with("1 error(s), 7 warning(s)"), "{s}");
+        assert!(r.has_errors());
+        assert_eq!(r.error_listing(20), "z.png: empty file (0 bytes)");
+    }
+}

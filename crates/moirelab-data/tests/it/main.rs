@@ -1,0 +1,8 @@
+//! Integration tests of moirelab-data (one binary so libtorch links once).
+
+mod cache;
+mod check;
+mod fixtures;
+mod loader;
+mod masks;
+mod readers;
