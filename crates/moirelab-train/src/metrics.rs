@@ -16,7 +16,7 @@
 //! undefined for the data are `None`, never NaN: PAD metrics need at least one attack and
 //! one bona fide presentation (`pad_metrics` returns `None` otherwise); pooled aligned /
 //! conflicting accuracies are `None` when no sample has that flag, the worst group is `None`
-//! for an empty epoch. Ratios over an empty set (`accuracy` of an empty epoch) are 0.
+//! without group tags. Ratios over an empty set (`accuracy` of an empty epoch) are 0.
 //!
 //! NaN scores (a diverged model) rank below every other score: they are decided bona fide
 //! at every finite threshold, in the threshold sweep and at a fixed τ alike.
@@ -32,15 +32,30 @@ pub enum MetricsError {
     NoClasses,
     #[error("attack class {attack} is out of range for {classes} classes")]
     AttackClassOutOfRange { attack: usize, classes: usize },
-    #[error("target class {target} is out of range for {classes} classes")]
-    TargetOutOfRange { target: usize, classes: usize },
-    #[error("probabilities: got {got} values for {classes} classes")]
-    ProbsShape { got: usize, classes: usize },
-    #[error("group '{name}': tagged aligned={before:?} earlier, aligned={now:?} now")]
+    #[error("batch row {row}: target class {target} is out of range for {classes} classes")]
+    TargetOutOfRange {
+        row: usize,
+        target: usize,
+        classes: usize,
+    },
+    #[error(
+        "probabilities: got {got} values for {rows} rows x {classes} classes (row-major [B, C])"
+    )]
+    ProbsShape {
+        got: usize,
+        rows: usize,
+        classes: usize,
+    },
+    #[error("group tags: got {got} for {rows} rows")]
+    GroupsLen { got: usize, rows: usize },
+    #[error(
+        "group '{name}': tagged aligned={before:?} earlier and aligned={now:?} at batch row {row}"
+    )]
     GroupAlignment {
         name: String,
         before: Option<bool>,
         now: Option<bool>,
+        row: usize,
     },
 }
 
@@ -282,6 +297,14 @@ pub fn threshold_at_bpcer(scores: &[f64], is_attack: &[bool], max_bpcer: f64) ->
         .map(|p| p.threshold)
 }
 
+/// The shortcut group of one sample, e.g. `screen|flag=A`, and whether it follows the
+/// train-set correlation (`Some(true)` aligned, `Some(false)` conflicting, `None` unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTag {
+    pub name: String,
+    pub aligned: Option<bool>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 struct GroupCount {
     n: u64,
@@ -289,7 +312,7 @@ struct GroupCount {
     aligned: Option<bool>,
 }
 
-/// Accumulates one epoch of one split sample by sample, then [`compute`](Self::compute)s
+/// Accumulates one epoch of one split batch by batch, then [`compute`](Self::compute)s
 /// its [`EpochMetrics`]: mean loss, accuracy, balanced accuracy, confusion matrix, PAD
 /// metrics, per-group accuracy, worst-group accuracy and aligned vs conflicting accuracy.
 ///
@@ -299,7 +322,7 @@ struct GroupCount {
 #[derive(Debug, Clone)]
 pub struct ClassificationAccumulator {
     classes: usize,
-    attack_class: usize,
+    attack_class: Option<usize>,
     loss_sum: f64,
     n: u64,
     /// confusion[true][pred]
@@ -321,16 +344,14 @@ fn argmax(row: &[f64]) -> usize {
 }
 
 impl ClassificationAccumulator {
-    /// `classes` output classes; the probability of `attack_class` is the PAD attack score.
-    pub fn new(classes: usize, attack_class: usize) -> Result<Self, MetricsError> {
+    /// `classes` output classes; `attack_class` is the class whose probability is the PAD
+    /// attack score (`None`: no PAD metrics).
+    pub fn new(classes: usize, attack_class: Option<usize>) -> Result<Self, MetricsError> {
         if classes == 0 {
             return Err(MetricsError::NoClasses);
         }
-        if attack_class >= classes {
-            return Err(MetricsError::AttackClassOutOfRange {
-                attack: attack_class,
-                classes,
-            });
+        if let Some(attack) = attack_class.filter(|&a| a >= classes) {
+            return Err(MetricsError::AttackClassOutOfRange { attack, classes });
         }
         Ok(Self {
             classes,
@@ -344,59 +365,92 @@ impl ClassificationAccumulator {
         })
     }
 
-    /// Adds the *sum* of per-sample losses of a batch (mean loss × batch size); `compute`
-    /// reports `loss sum / samples`.
-    pub fn add_loss_sum(&mut self, loss_sum: f64) {
-        self.loss_sum += loss_sum;
-    }
-
-    /// Adds one sample: its true class, its class probabilities, its shortcut group (e.g.
-    /// `screen|flag=A`) and whether that group follows the train-set correlation
-    /// (`Some(true)` aligned, `Some(false)` conflicting, `None` unknown). A rejected sample
-    /// leaves the accumulator unchanged.
+    /// Adds one batch. Validates everything first, so a rejected batch leaves the
+    /// accumulator unchanged.
+    ///
+    /// * `loss_sum`: the *sum* of per-sample losses over the batch (mean loss × batch size);
+    /// * `targets`: true class per row;
+    /// * `probs`: class probabilities, row-major;
+    /// * `groups`: one tag per row, or `None` when the data set has no shortcut groups.
     ///
     /// # Shapes
-    /// `probs: [C]`, one row of the softmax output.
+    /// `targets: [B]`, `probs: [B * C]` (a `[B, C]` tensor flattened), `groups: [B]`.
     pub fn update(
         &mut self,
-        target: usize,
+        loss_sum: f64,
+        targets: &[usize],
         probs: &[f64],
-        group: &str,
-        aligned: Option<bool>,
+        groups: Option<&[GroupTag]>,
     ) -> Result<(), MetricsError> {
+        let rows = targets.len();
         let classes = self.classes;
-        if probs.len() != classes {
+        if probs.len() != rows * classes {
             return Err(MetricsError::ProbsShape {
                 got: probs.len(),
+                rows,
                 classes,
             });
         }
-        if target >= classes {
-            return Err(MetricsError::TargetOutOfRange { target, classes });
+        if let Some((row, &target)) = targets.iter().enumerate().find(|(_, &t)| t >= classes) {
+            return Err(MetricsError::TargetOutOfRange {
+                row,
+                target,
+                classes,
+            });
         }
-        if let Some(g) = self.groups.get(group) {
-            if g.aligned != aligned {
-                return Err(MetricsError::GroupAlignment {
-                    name: group.to_string(),
-                    before: g.aligned,
-                    now: aligned,
+        if let Some(tags) = groups {
+            if tags.len() != rows {
+                return Err(MetricsError::GroupsLen {
+                    got: tags.len(),
+                    rows,
                 });
             }
+            // Alignment must be consistent with earlier batches and within this one.
+            let mut seen: BTreeMap<&str, Option<bool>> = BTreeMap::new();
+            for (row, tag) in tags.iter().enumerate() {
+                let before = self
+                    .groups
+                    .get(&tag.name)
+                    .map(|g| g.aligned)
+                    .or_else(|| seen.get(tag.name.as_str()).copied());
+                match before {
+                    Some(b) if b != tag.aligned => {
+                        return Err(MetricsError::GroupAlignment {
+                            name: tag.name.clone(),
+                            before: b,
+                            now: tag.aligned,
+                            row,
+                        });
+                    }
+                    _ => {
+                        seen.insert(&tag.name, tag.aligned);
+                    }
+                }
+            }
         }
-        let pred = argmax(probs);
-        self.n += 1;
-        self.confusion[target][pred] += 1;
-        self.scores.push(probs[self.attack_class]);
-        self.is_attack.push(target == self.attack_class);
-        let g = self
-            .groups
-            .entry(group.to_string())
-            .or_insert_with(|| GroupCount {
-                aligned,
-                ..GroupCount::default()
-            });
-        g.n += 1;
-        g.correct += u64::from(pred == target);
+
+        self.loss_sum += loss_sum;
+        self.n += rows as u64;
+        for (row, &target) in targets.iter().enumerate() {
+            let p = &probs[row * classes..(row + 1) * classes];
+            let pred = argmax(p);
+            self.confusion[target][pred] += 1;
+            if let Some(attack) = self.attack_class {
+                self.scores.push(p[attack]);
+                self.is_attack.push(target == attack);
+            }
+            if let Some(tags) = groups {
+                let g = self
+                    .groups
+                    .entry(tags[row].name.clone())
+                    .or_insert_with(|| GroupCount {
+                        aligned: tags[row].aligned,
+                        ..GroupCount::default()
+                    });
+                g.n += 1;
+                g.correct += u64::from(pred == target);
+            }
+        }
         Ok(())
     }
 
@@ -405,13 +459,14 @@ impl ClassificationAccumulator {
         self.n
     }
 
-    /// Attack scores and ground truth collected so far, e.g. to fix a threshold by
-    /// [`threshold_at_bpcer`].
+    /// Attack scores and ground truth collected so far (empty without an attack class), e.g.
+    /// to fix a threshold by [`threshold_at_bpcer`].
     pub fn attack_scores(&self) -> (&[f64], &[bool]) {
         (&self.scores, &self.is_attack)
     }
 
-    /// `(eer, τ)` of the scores collected so far; `None` unless both classes were seen.
+    /// `(eer, τ)` of the scores collected so far; `None` without an attack class or unless
+    /// both classes were seen.
     pub fn eer_threshold(&self) -> Option<(f64, f64)> {
         eer_threshold(&self.scores, &self.is_attack)
     }
@@ -419,8 +474,8 @@ impl ClassificationAccumulator {
     /// Metrics of everything since the last reset.
     ///
     /// `threshold`: `None` fixes τ at this split's own EER point (validation); `Some(τ)`
-    /// applies a τ fixed elsewhere (test gets val's τ). `pad` is `None` unless both attack
-    /// and bona fide samples were seen. Balanced accuracy is the mean recall over classes
+    /// applies a τ fixed elsewhere (test gets val's τ). `pad` is `None` without an attack
+    /// class or unless both attack and bona fide samples were seen. Balanced accuracy is the mean recall over classes
     /// that occur as targets. Groups with `aligned = None` count only in `groups` and the
     /// worst group. `step`, `lr`, `images_per_sec` and `wall_s` are left at their defaults
     /// for the trainer to fill in.
@@ -444,7 +499,10 @@ impl ClassificationAccumulator {
             Some(t) => Some(t),
             None => self.eer_threshold().map(|(_, t)| t),
         };
-        let pad = tau.and_then(|t| pad_metrics(&self.scores, &self.is_attack, t));
+        let pad = self
+            .attack_class
+            .and(tau)
+            .and_then(|t| pad_metrics(&self.scores, &self.is_attack, t));
 
         let groups: BTreeMap<String, GroupStat> = self
             .groups

@@ -212,8 +212,7 @@ fn deep_copy(t: &Tensor) -> Result<Tensor, TchError> {
 impl Optimizer {
     /// `params`: the trainable variables with their names (e.g. `VarStore::variables()`
     /// sorted by name). The tensors are shallow clones sharing storage with the model's.
-    /// All must live on one device with one floating-point dtype (which is what makes
-    /// [`clip_grad_norm`](Self::clip_grad_norm) infallible).
+    /// All must live on one device with one floating-point dtype.
     pub fn new(cfg: &OptimConfig, params: Vec<(String, Tensor)>) -> Result<Self, OptimError> {
         cfg.validate()?;
         let mut seen = BTreeSet::new();
@@ -267,12 +266,9 @@ impl Optimizer {
     }
 
     /// Sets every parameter's gradient to undefined (torch's `zero_grad(set_to_none=True)`).
-    pub fn zero_grad(&mut self) {
-        // libtorch's `Optimizer::zero_grad` only resets each parameter's grad handle; the
-        // C wrapper can report nothing but a C++ exception, which that loop cannot throw.
-        if let Err(e) = self.grad_reset.zero_grad() {
-            unreachable!("libtorch zero_grad failed: {e}");
-        }
+    pub fn zero_grad(&mut self) -> Result<(), OptimError> {
+        self.grad_reset.zero_grad()?;
+        Ok(())
     }
 
     /// One update with learning rate `lr`, in place and without recording autograd history.
@@ -306,10 +302,8 @@ impl Optimizer {
     /// norms, coefficient `min(max_norm / (norm + 1e-6), 1)` applied to every gradient
     /// (also when it is 1). Returns the total norm before clipping (0 without gradients;
     /// NaN/inf pass through, as with torch's `error_if_nonfinite=False`).
-    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
-        // The tensor ops below cannot fail: `new` checked that all parameters (hence all
-        // gradients) share one device and one floating-point dtype.
-        tch::no_grad(|| {
+    pub fn clip_grad_norm(&self, max_norm: f64) -> Result<f64, OptimError> {
+        tch::no_grad(|| -> Result<f64, OptimError> {
             let grads: Vec<Tensor> = self
                 .slots
                 .iter()
@@ -317,28 +311,25 @@ impl Optimizer {
                 .filter(Tensor::defined)
                 .collect();
             if grads.is_empty() {
-                return 0.0;
+                return Ok(0.0);
             }
             // `aten::norm` (p = 2, all dims) runs the `linalg_vector_norm` kernel torch uses.
-            let norms: Vec<Tensor> = grads.iter().map(Tensor::norm).collect();
-            let total = Tensor::stack(&norms, 0).norm();
+            let norms = grads
+                .iter()
+                .map(Tensor::f_norm)
+                .collect::<Result<Vec<_>, _>>()?;
+            let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
             // torch: `max_norm / (total + 1e-6)`, where `float / Tensor` is
             // `Tensor.__rtruediv__` = `reciprocal() * float`.
             let coef = total
-                .f_add_scalar(1e-6)
-                .and_then(|t| t.f_reciprocal())
-                .and_then(|t| t.f_mul_scalar(max_norm))
-                .and_then(|t| t.f_clamp_max(1.0));
-            let coef = match coef {
-                Ok(c) => c,
-                Err(e) => unreachable!("scalar ops on a 0-dim norm failed: {e}"),
-            };
+                .f_add_scalar(1e-6)?
+                .f_reciprocal()?
+                .f_mul_scalar(max_norm)?
+                .f_clamp_max(1.0)?;
             for mut g in grads {
-                if let Err(e) = g.f_mul_(&coef) {
-                    unreachable!("scaling a gradient by a 0-dim norm failed: {e}");
-                }
+                g.f_mul_(&coef)?;
             }
-            total.double_value(&[])
+            Ok(total.f_double_value(&[])?)
         })
     }
 
@@ -347,20 +338,19 @@ impl Optimizer {
     /// `optim/step/<name>` (0-dim i64), `optim/exp_avg/<name>`, `optim/exp_avg_sq/<name>`
     /// (Adam, AdamW). Every key starts with `optim/`, so the tensors can share a
     /// safetensors file with other state.
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let copy = |t: &Tensor| t.detach().copy();
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>, OptimError> {
         let mut out = vec![(STEPS_KEY.to_string(), Tensor::from(self.steps as i64))];
         for s in &self.slots {
             if let Some(buf) = &s.momentum_buffer {
-                out.push((key("momentum_buffer", &s.name), copy(buf)));
+                out.push((key("momentum_buffer", &s.name), deep_copy(buf)?));
             }
             if let Some((m, v)) = &s.moments {
                 out.push((key("step", &s.name), Tensor::from(s.step as i64)));
-                out.push((key("exp_avg", &s.name), copy(m)));
-                out.push((key("exp_avg_sq", &s.name), copy(v)));
+                out.push((key("exp_avg", &s.name), deep_copy(m)?));
+                out.push((key("exp_avg_sq", &s.name), deep_copy(v)?));
             }
         }
-        out
+        Ok(out)
     }
 
     /// Restores state written by [`state_tensors`](Self::state_tensors) for the same

@@ -169,34 +169,42 @@ fn nan_scores_rank_lowest_and_keep_metrics_finite() {
     assert!(eer.is_finite() && tau.is_finite(), "{eer} {tau}");
 }
 
-/// Adds samples `(target, attack score, group, aligned)` of a two-class model
-/// (`[p(direct), p(screen)]`).
-fn add(acc: &mut ClassificationAccumulator, rows: &[(usize, f64, &str, Option<bool>)]) {
-    for &(target, s, group, aligned) in rows {
-        acc.update(target, &[1.0 - s, s], group, aligned).unwrap();
+/// Two-class rows `[p(direct), p(screen)]` from attack scores.
+fn probs(scores: &[f64]) -> Vec<f64> {
+    scores.iter().flat_map(|&s| [1.0 - s, s]).collect()
+}
+
+fn tag(name: &str, aligned: Option<bool>) -> GroupTag {
+    GroupTag {
+        name: name.into(),
+        aligned,
     }
 }
 
 fn hand_epoch() -> ClassificationAccumulator {
-    // Classes: 0 = direct, 1 = screen (attack).
-    let mut acc = ClassificationAccumulator::new(2, 1).unwrap();
-    acc.add_loss_sum(2.0);
-    add(
-        &mut acc,
-        &[
-            (1, 0.9, "screen|flag=A", Some(true)),
-            (1, 0.4, "screen|flag=B", Some(false)),
-            (0, 0.2, "direct|flag=B", Some(true)),
-        ],
-    );
-    acc.add_loss_sum(1.0);
-    add(
-        &mut acc,
-        &[
-            (0, 0.7, "direct|flag=A", Some(false)),
-            (1, 0.8, "screen|flag=A", Some(true)),
-        ],
-    );
+    // Classes: 0 = direct, 1 = screen (attack). Two batches.
+    let mut acc = ClassificationAccumulator::new(2, Some(1)).unwrap();
+    acc.update(
+        2.0,
+        &[1, 1, 0],
+        &probs(&[0.9, 0.4, 0.2]),
+        Some(&[
+            tag("screen|flag=A", Some(true)),
+            tag("screen|flag=B", Some(false)),
+            tag("direct|flag=B", Some(true)),
+        ]),
+    )
+    .unwrap();
+    acc.update(
+        1.0,
+        &[0, 1],
+        &probs(&[0.7, 0.8]),
+        Some(&[
+            tag("direct|flag=A", Some(false)),
+            tag("screen|flag=A", Some(true)),
+        ]),
+    )
+    .unwrap();
     acc
 }
 
@@ -243,7 +251,7 @@ fn a_given_threshold_is_applied_instead_of_the_eer_point() {
 
 #[test]
 fn empty_epoch_is_nan_free_and_round_trips_through_json() {
-    let acc = ClassificationAccumulator::new(2, 1).unwrap();
+    let acc = ClassificationAccumulator::new(2, Some(1)).unwrap();
     let m = acc.compute(0, "val", None);
     assert_eq!(
         (m.n, m.loss, m.accuracy, m.balanced_accuracy),
@@ -259,33 +267,27 @@ fn empty_epoch_is_nan_free_and_round_trips_through_json() {
 
 #[test]
 fn one_class_epoch_has_no_pad_block_but_class_metrics() {
-    let mut acc = ClassificationAccumulator::new(2, 1).unwrap();
-    acc.add_loss_sum(0.5);
-    add(
-        &mut acc,
-        &[(1, 0.9, "screen", None), (1, 0.3, "screen", None)],
-    );
+    let mut acc = ClassificationAccumulator::new(2, Some(1)).unwrap();
+    acc.update(0.5, &[1, 1], &probs(&[0.9, 0.3]), None).unwrap();
     let m = acc.compute(1, "val", Some(0.5));
     assert_eq!(m.pad, None);
     assert_eq!((m.accuracy, m.balanced_accuracy, m.loss), (0.5, 0.5, 0.25));
-    // Unflagged groups still count for the worst group, not for aligned/conflicting.
-    assert_eq!(m.worst_group_accuracy, Some(0.5));
-    assert_eq!((m.aligned_accuracy, m.conflicting_accuracy), (None, None));
+    assert!(m.groups.is_empty() && m.worst_group_accuracy.is_none());
     let s = serde_json::to_string(&m).unwrap();
     assert_eq!(serde_json::from_str::<EpochMetrics>(&s).unwrap(), m);
 }
 
 #[test]
-fn multiclass_confusion_and_balanced_accuracy_skip_absent_classes() {
-    let mut acc = ClassificationAccumulator::new(3, 2).unwrap();
-    acc.update(2, &[0.1, 0.2, 0.7], "c", None).unwrap();
+fn without_an_attack_class_there_is_no_pad_block() {
+    let mut acc = ClassificationAccumulator::new(3, None).unwrap();
     // A tie goes to the first class, like torch.argmax.
-    acc.update(0, &[0.5, 0.5, 0.0], "a", None).unwrap();
+    acc.update(0.0, &[2, 0], &[0.1, 0.2, 0.7, 0.5, 0.5, 0.0], None)
+        .unwrap();
     let m = acc.compute(1, "train", None);
+    assert_eq!(m.pad, None);
     assert_eq!(m.confusion, vec![vec![1, 0, 0], vec![0; 3], vec![0, 0, 1]]);
     // Class 1 never occurs as a target: balanced accuracy averages classes 0 and 2.
     assert_eq!(m.balanced_accuracy, 1.0);
-    assert_eq!(m.pad.unwrap().auc, 1.0);
 }
 
 #[test]
@@ -301,29 +303,50 @@ fn reset_forgets_everything() {
 }
 
 #[test]
-fn bad_samples_are_rejected_and_leave_the_accumulator_unchanged() {
+fn bad_batches_are_rejected_and_leave_the_accumulator_unchanged() {
     let mut acc = hand_epoch();
     let before = acc.compute(3, "val", None);
-    let err = acc.update(2, &[0.5, 0.5], "g", None).unwrap_err();
+    let err = acc
+        .update(1.0, &[0, 2], &probs(&[0.1, 0.2]), None)
+        .unwrap_err();
     assert_eq!(
         err,
         MetricsError::TargetOutOfRange {
+            row: 1,
             target: 2,
             classes: 2
         }
     );
-    let err = acc.update(0, &[0.5; 3], "g", None).unwrap_err();
+    let err = acc.update(1.0, &[0, 1], &[0.5; 3], None).unwrap_err();
     assert!(
-        err.to_string().contains("got 3 values for 2 classes"),
+        err.to_string().contains("3 values for 2 rows x 2 classes"),
         "{err}"
     );
+    let err = acc
+        .update(1.0, &[0], &probs(&[0.1]), Some(&[]))
+        .unwrap_err();
+    assert_eq!(err, MetricsError::GroupsLen { got: 0, rows: 1 });
     // screen|flag=A was tagged aligned earlier.
     let err = acc
-        .update(1, &[0.1, 0.9], "screen|flag=A", Some(false))
+        .update(
+            1.0,
+            &[1],
+            &probs(&[0.9]),
+            Some(&[tag("screen|flag=A", Some(false))]),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("'screen|flag=A'"), "{err}");
+    // …and within one batch.
+    let err = acc
+        .update(
+            1.0,
+            &[1, 1],
+            &probs(&[0.9, 0.9]),
+            Some(&[tag("new", Some(true)), tag("new", None)]),
+        )
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("'screen|flag=A': tagged aligned=Some(true) earlier"),
+        matches!(err, MetricsError::GroupAlignment { row: 1, .. }),
         "{err}"
     );
     assert_eq!(acc.compute(3, "val", None), before);
@@ -332,11 +355,11 @@ fn bad_samples_are_rejected_and_leave_the_accumulator_unchanged() {
 #[test]
 fn constructor_rejects_bad_class_layouts() {
     assert_eq!(
-        ClassificationAccumulator::new(0, 0).unwrap_err(),
+        ClassificationAccumulator::new(0, None).unwrap_err(),
         MetricsError::NoClasses
     );
     assert_eq!(
-        ClassificationAccumulator::new(2, 2).unwrap_err(),
+        ClassificationAccumulator::new(2, Some(2)).unwrap_err(),
         MetricsError::AttackClassOutOfRange {
             attack: 2,
             classes: 2

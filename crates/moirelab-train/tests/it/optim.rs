@@ -101,10 +101,10 @@ fn run(
 ) -> Vec<f64> {
     let mut norms = Vec::new();
     for k in range {
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         set_grads(params, &prob.grads[k]);
         if let Some(m) = max_norm {
-            norms.push(opt.clip_grad_norm(m));
+            norms.push(opt.clip_grad_norm(m).unwrap());
         }
         opt.step(prob.lrs[k]).unwrap();
     }
@@ -247,7 +247,7 @@ fn matches_torch_optim_for_every_optimizer_config() {
         }
         // State: torch's keys are state/<field>/<name>; ours optim/<field>/<name>.
         let ours: std::collections::BTreeMap<String, Tensor> =
-            opt.state_tensors().into_iter().collect();
+            opt.state_tensors().unwrap().into_iter().collect();
         let theirs: Vec<&String> = want.keys().filter(|k| k.starts_with("state/")).collect();
         assert_eq!(
             ours.len() - 1,
@@ -298,7 +298,7 @@ fn resuming_from_saved_state_continues_bit_for_bit() {
             .iter()
             .map(|(n, p)| (format!("model/{n}"), p.detach()))
             .collect();
-        saved.extend(opt1.state_tensors());
+        saved.extend(opt1.state_tensors().unwrap());
         let path = dir.path().join("state.safetensors");
         Tensor::write_safetensors(&saved, &path).unwrap();
         drop(opt1);
@@ -322,7 +322,7 @@ fn resuming_from_saved_state_continues_bit_for_bit() {
         for ((name, a), (_, b)) in straight.iter().zip(&second) {
             assert!(bitwise_equal(a, b), "{:?}: param {name} diverged", cfg.kind);
         }
-        let (sa, sb) = (opt.state_tensors(), opt2.state_tensors());
+        let (sa, sb) = (opt.state_tensors().unwrap(), opt2.state_tensors().unwrap());
         assert_eq!(sa.len(), sb.len());
         for ((ka, a), (kb, b)) in sa.iter().zip(&sb) {
             assert_eq!(ka, kb);
@@ -344,6 +344,7 @@ fn state_tensors_are_named_per_field_and_parameter() {
     let keys: Vec<String> = stepped(OptimizerKind::Adam, 0.0)
         .state_tensors()
         .unwrap()
+        .unwrap()
         .into_iter()
         .map(|(k, _)| k)
         .collect();
@@ -362,7 +363,7 @@ fn state_tensors_are_named_per_field_and_parameter() {
     }
     assert!(!keys.iter().any(|k| k.contains("d.late")), "{keys:?}");
     let opt = stepped(OptimizerKind::Sgd, 0.9);
-    let state = opt.state_tensors();
+    let state = opt.state_tensors().unwrap();
     assert!(state
         .iter()
         .any(|(k, _)| k == "optim/momentum_buffer/b.fc.weight"));
@@ -372,7 +373,13 @@ fn state_tensors_are_named_per_field_and_parameter() {
         (Kind::Int64, 0, 2)
     );
     // Plain SGD has no state beyond the step counter.
-    assert_eq!(stepped(OptimizerKind::Sgd, 0.0).state_tensors().len(), 1);
+    assert_eq!(
+        stepped(OptimizerKind::Sgd, 0.0)
+            .state_tensors()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 fn without(state: &[(String, Tensor)], key: &str) -> Vec<(String, Tensor)> {
@@ -385,7 +392,7 @@ fn without(state: &[(String, Tensor)], key: &str) -> Vec<(String, Tensor)> {
 
 #[test]
 fn loading_bad_state_names_the_key_and_changes_nothing() {
-    let state = stepped(OptimizerKind::Adam, 0.0).state_tensors();
+    let state = stepped(OptimizerKind::Adam, 0.0).state_tensors().unwrap();
     let mut fresh = Optimizer::new(
         &config(OptimizerKind::Adam, 0.0, false, 0.0),
         leaves(&problem(0.01).params),
@@ -429,7 +436,7 @@ fn loading_bad_state_names_the_key_and_changes_nothing() {
     assert!(err.to_string().contains("dtype"), "{err}");
 
     // State of another optimizer kind.
-    let sgd = stepped(OptimizerKind::Sgd, 0.9).state_tensors();
+    let sgd = stepped(OptimizerKind::Sgd, 0.9).state_tensors().unwrap();
     let err = fresh.load_state_tensors(&sgd).unwrap_err();
     assert!(
         err.to_string()
@@ -444,7 +451,7 @@ fn loading_bad_state_names_the_key_and_changes_nothing() {
 
     // Nothing above was applied; a good state still loads, and foreign keys are ignored.
     assert_eq!(fresh.steps(), 0);
-    assert_eq!(fresh.state_tensors().len(), 1);
+    assert_eq!(fresh.state_tensors().unwrap().len(), 1);
     let mut with_model = state
         .iter()
         .map(|(k, t)| (k.clone(), t.shallow_clone()))
@@ -467,7 +474,7 @@ fn zero_grad_unsets_gradients_and_gradientless_params_are_untouched() {
     )
     .unwrap();
     run(&mut opt, &params, &prob, 0..2, None);
-    opt.zero_grad();
+    opt.zero_grad().unwrap();
     assert!(params.iter().all(|(_, p)| !p.grad().defined()));
 
     // Step 2: only some parameters get a gradient; the others must not even be decayed.
@@ -506,14 +513,14 @@ fn clip_grad_norm_scales_to_the_max_norm_and_returns_the_total() {
         shallow(&params),
     )
     .unwrap();
-    assert_eq!(opt.clip_grad_norm(1.0), 0.0, "no gradients yet");
+    assert_eq!(opt.clip_grad_norm(1.0).unwrap(), 0.0, "no gradients yet");
     let g = [
         Some(Tensor::from_slice(&[3.0f32, 0.0])),
         Some(Tensor::from_slice(&[4.0f32])),
         None,
     ];
     set_grads(&params, &g);
-    let norm = opt.clip_grad_norm(1.0);
+    let norm = opt.clip_grad_norm(1.0).unwrap();
     assert_eq!(norm, 5.0);
     let coef = 1.0 / (5.0 + 1e-6);
     let gx = Vec::<f32>::try_from(params[0].1.grad()).unwrap();
@@ -522,7 +529,7 @@ fn clip_grad_norm_scales_to_the_max_norm_and_returns_the_total() {
     assert!((f64::from(gy[0]) - 4.0 * coef).abs() < 1e-6, "{gy:?}");
     assert!(!params[2].1.grad().defined());
     // Below the limit the coefficient clamps to 1 and the gradients keep their value.
-    let norm = opt.clip_grad_norm(10.0);
+    let norm = opt.clip_grad_norm(10.0).unwrap();
     assert!((norm - 1.0).abs() < 1e-5, "{norm}");
     assert_eq!(Vec::<f32>::try_from(params[0].1.grad()).unwrap(), gx);
 }
