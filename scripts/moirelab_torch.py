@@ -91,6 +91,11 @@ class BatchNorm2d(nn.BatchNorm2d):
         # forward skips the counter when it is None (momentum is fixed, so it is unused).
         self.num_batches_tracked = None
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Skip _NormBase's compatibility shim, which inserts a num_batches_tracked entry into
+        # old-format state dicts and would then make strict loading fail on it.
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
+
 
 def make_divisible(v: float, divisor: int = 8) -> int:
     """Channel rounding of MobileNetV2 (as in torchvision and the Rust side)."""

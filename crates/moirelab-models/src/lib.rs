@@ -1,18 +1,30 @@
 //! CNN architectures for recapture detection, built as structs of named layers so Grad-CAM can
 //! reach inside them (STYLE.md: no opaque `nn::seq` closures).
 //!
-//! This crate owns the model *definitions*, their configuration (`[model]` in the TOML), the
-//! list of CAM layers each one exposes, and model summaries. It does not own training,
-//! checkpoints or CAM maths.
+//! This crate owns the model *definitions* (shallow, VGG-, ResNet- and MobileNetV2-style),
+//! their configuration (`[model]` in the TOML), the list of CAM layers each one exposes, and
+//! model summaries (shapes, parameters, FLOPs, receptive fields). It does not own training,
+//! checkpoints or CAM maths. Its PyTorch twin is `scripts/moirelab_torch.py`: same parameter
+//! names (checkpoints load with `strict=True`), and CAM layer names are module paths there.
 //!
 //! Every model implements [`CamNet`]: one forward pass returns the logits and the activations
 //! of any requested named layers, so Grad-CAM needs no hooks.
 
 mod config;
+mod layers;
+mod mobilenet;
+mod resnet;
 mod shallow;
+mod summary;
+mod vgg;
 
 pub use config::{Arch, ModelConfig};
+pub use layers::{Architecture, LayerSpec, Op};
+pub use mobilenet::MobileNet;
+pub use resnet::ResNet;
 pub use shallow::Shallow;
+pub use summary::{summary, LayerSummary, ModelSummary};
+pub use vgg::Vgg;
 
 use tch::{nn, Tensor};
 
@@ -28,6 +40,8 @@ pub enum ModelError {
     },
     #[error("model config: {0}")]
     Config(String),
+    #[error("model summary: {0}")]
+    Summary(String),
     #[error("input shape {got:?}: expected [N, {channels}, H, W] with H, W >= {min_size}")]
     Shape {
         got: Vec<i64>,
@@ -77,6 +91,12 @@ pub trait CamNet: std::fmt::Debug + Send {
     /// The config the model was built from.
     fn config(&self) -> &ModelConfig;
 
+    /// The model's layers as operations (for [`summary`]); `None` for models that do not
+    /// describe themselves.
+    fn architecture(&self) -> Option<Architecture> {
+        None
+    }
+
     /// Logits only.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor, ModelError> {
         Ok(self.forward_with(xs, train, &[])?.logits)
@@ -89,6 +109,9 @@ pub fn build(vs: &nn::Path, cfg: &ModelConfig) -> Result<Box<dyn CamNet>, ModelE
     cfg.validate()?;
     Ok(match cfg.arch {
         Arch::Shallow => Box::new(Shallow::new(vs, cfg)?),
+        Arch::Vgg => Box::new(Vgg::new(vs, cfg)?),
+        Arch::Resnet => Box::new(ResNet::new(vs, cfg)?),
+        Arch::Mobilenet => Box::new(MobileNet::new(vs, cfg)?),
     })
 }
 

@@ -1,0 +1,60 @@
+//! `[model]` as users write it in TOML.
+
+use moirelab_models::{Arch, ModelConfig};
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    model: ModelConfig,
+}
+
+fn parse(s: &str) -> Result<ModelConfig, String> {
+    toml::from_str::<File>(s)
+        .map(|f| f.model)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn kebab_case_keys_parse_and_missing_keys_take_defaults() {
+    let cfg = parse(
+        "[model]\narch = \"resnet\"\nwidth = 64\ndepth = 4\nbatch-norm = false\n\
+         in-channels = 1\nblocks-per-stage = 3\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.arch, Arch::Resnet);
+    assert_eq!(cfg.width, 64);
+    assert_eq!(cfg.blocks_per_stage, Some(3));
+    assert!(!cfg.batch_norm);
+    assert_eq!(cfg.in_channels, 1);
+    assert_eq!(cfg.classes, ModelConfig::default().classes);
+    cfg.validate().unwrap();
+}
+
+#[test]
+fn unknown_arch_in_toml_lists_valid_archs() {
+    let err = parse("[model]\narch = \"densenet\"\n").unwrap_err();
+    for a in Arch::ALL {
+        assert!(err.contains(a.as_str()), "{err} should list {a}");
+    }
+    assert!(err.contains("densenet"), "{err}");
+}
+
+#[test]
+fn unknown_model_key_is_rejected_by_name() {
+    let err = parse("[model]\nwidht = 8\n").unwrap_err();
+    assert!(err.contains("widht"), "{err}");
+}
+
+#[test]
+fn serialised_config_round_trips() {
+    let cfg = ModelConfig {
+        arch: Arch::Vgg,
+        blocks_per_stage: Some(3),
+        dropout: 0.25,
+        ..Default::default()
+    };
+    let text = toml::to_string(&cfg).unwrap();
+    assert!(text.contains("blocks-per-stage = 3"), "{text}");
+    let back: ModelConfig = toml::from_str(&text).unwrap();
+    assert_eq!(back, cfg);
+}
