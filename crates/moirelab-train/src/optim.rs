@@ -327,7 +327,7 @@ impl Optimizer {
                 .f_mul_scalar(max_norm)?
                 .f_clamp_max(1.0)?;
             for mut g in grads {
-                g.f_mul_(&coef)?;
+                let _ = g.f_mul_(&coef)?;
             }
             Ok(total.f_double_value(&[])?)
         })
@@ -464,8 +464,8 @@ fn sgd_update(slot: &mut Slot, grad: Tensor, cfg: &OptimConfig, lr: f64) -> Resu
             None => slot.momentum_buffer.insert(deep_copy(&d_p)?),
             Some(ref mut buf) => {
                 // buf.mul_(momentum).add_(grad, alpha=1 - dampening), dampening = 0
-                buf.f_mul_scalar_(cfg.momentum)?;
-                buf.f_add_(&d_p)?;
+                let _ = buf.f_mul_scalar_(cfg.momentum)?;
+                let _ = buf.f_add_(&d_p)?;
                 buf
             }
         };
@@ -477,7 +477,7 @@ fn sgd_update(slot: &mut Slot, grad: Tensor, cfg: &OptimConfig, lr: f64) -> Resu
         };
     }
     // param.add_(grad, alpha=-lr)
-    p.f_addcmul_(&d_p, &scalar_like(-lr, p)?)?;
+    let _ = p.f_addcmul_(&d_p, &scalar_like(-lr, p)?)?;
     Ok(())
 }
 
@@ -493,16 +493,16 @@ fn adam_update(slot: &mut Slot, grad: Tensor, cfg: &OptimConfig, lr: f64) -> Res
     let mut grad = grad;
     if cfg.weight_decay != 0.0 {
         if cfg.kind == OptimizerKind::Adamw {
-            p.f_mul_scalar_(1.0 - lr * cfg.weight_decay)?;
+            let _ = p.f_mul_scalar_(1.0 - lr * cfg.weight_decay)?;
         } else {
             // grad = grad.add(param, alpha=weight_decay)
             grad = grad.f_addcmul(p, &scalar_like(cfg.weight_decay, p)?)?;
         }
     }
-    m.f_lerp_(&grad, 1.0 - beta1)?;
+    let _ = m.f_lerp_(&grad, 1.0 - beta1)?;
     // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    v.f_mul_scalar_(beta2)?;
-    v.f_addcmul_(&grad.f_mul_scalar(1.0 - beta2)?, &grad)?;
+    let _ = v.f_mul_scalar_(beta2)?;
+    let _ = v.f_addcmul_(&grad.f_mul_scalar(1.0 - beta2)?, &grad)?;
 
     // Python floats: `beta ** step` and `bias_correction2 ** 0.5` are C `pow`. The 0.5 goes
     // through `black_box` so LLVM cannot turn `pow(x, 0.5)` into `sqrt(x)`, which may
@@ -514,8 +514,8 @@ fn adam_update(slot: &mut Slot, grad: Tensor, cfg: &OptimConfig, lr: f64) -> Res
     let bias_correction2_sqrt = bias_correction2.powf(std::hint::black_box(0.5));
     // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
     let mut denom = v.f_sqrt()?.f_div_scalar(bias_correction2_sqrt)?;
-    denom.f_add_scalar_(cfg.eps)?;
+    let _ = denom.f_add_scalar_(cfg.eps)?;
     // param.addcdiv_(exp_avg, denom, value=-step_size)
-    p.f_addcdiv_(&m.f_mul_scalar(-step_size)?, &denom)?;
+    let _ = p.f_addcdiv_(&m.f_mul_scalar(-step_size)?, &denom)?;
     Ok(())
 }
