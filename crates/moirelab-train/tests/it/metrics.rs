@@ -4,7 +4,7 @@ use moirelab_core::rng::Rng;
 use moirelab_core::run::EpochMetrics;
 use moirelab_train::metrics::{
     auc, eer_threshold, error_rates_at, pad_metrics, threshold_at_bpcer, ClassificationAccumulator,
-    MetricsError,
+    GroupTag, MetricsError,
 };
 
 fn close(a: f64, b: f64) -> bool {
