@@ -344,7 +344,6 @@ fn state_tensors_are_named_per_field_and_parameter() {
     let keys: Vec<String> = stepped(OptimizerKind::Adam, 0.0)
         .state_tensors()
         .unwrap()
-        .unwrap()
         .into_iter()
         .map(|(k, _)| k)
         .collect();
