@@ -4,27 +4,32 @@
 # interleaved (moirelab, pytorch, moirelab, pytorch) so load from other processes hits both.
 # Prints a Markdown table; ratio = moirelab / pytorch (>1: moirelab faster).
 #
-#   scripts/bench_models.sh [--threads N] [--batch N] [--steps N] [--sizes "128 224"]
+#   scripts/bench_models.sh [--threads N] [--batch N] [--steps N] [--sizes "128 224"] [--dev]
+#
+# --dev uses the dev profile (dependencies at opt-level 3, our crates at 1) to skip a release
+# rebuild of torch-sys; the time is spent in libtorch either way.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 source "$here/env.sh"
 moirelab_setup
 
-threads=2 batch=32 steps=3 sizes="128 224"
+threads=2 batch=32 steps=3 sizes="128 224" profile=release
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
     --batch) batch="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
     --sizes) sizes="$2"; shift 2 ;;
+    --dev) profile=dev; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 
-(cd "$MOIRELAB_ROOT" && cargo build --quiet --release -p moirelab-models --example bench_models)
-bin="$CARGO_TARGET_DIR/release/examples/bench_models"
+(cd "$MOIRELAB_ROOT" && cargo build --quiet --profile "$profile" -p moirelab-models --example bench_models)
+dir=release; [ "$profile" = dev ] && dir=debug
+bin="$CARGO_TARGET_DIR/$dir/examples/bench_models"
 
 # Sizes chosen so the whole run stays within a few minutes on 2 cores: ResNet-18 and
 # MobileNetV2 at half width (width 32 and 16), VGG with 4 stages of 2 convs.
