@@ -31,8 +31,8 @@ pub use config::{
     preset_names, Artifact, Bezel, GenConfig, Knobs, KNOB_NAMES, MAX_COUNT, MAX_SIZE, MIN_SIZE,
 };
 pub use dataset::{
-    encode_mask_png, generate, plan, read_mask_png, render_sample, write_preview, GenSummary,
-    PlanEntry, Sample, SHORTCUT_FLAG, SHORTCUT_HAIR,
+    dataset_meta, encode_mask_png, generate, plan, read_mask_png, render_sample, write_preview,
+    GenSummary, PlanEntry, Sample, SHORTCUT_FLAG, SHORTCUT_HAIR,
 };
 pub use geom::Homography;
 pub use mrz::{check_digit, Td1};
