@@ -455,9 +455,12 @@ fn read_user_jsonl(path: &Path) -> Result<Vec<ManifestRecord>, DataError> {
     Ok(out)
 }
 
+/// A CSV row: (line number where it starts, fields).
+pub(crate) type CsvRow = (usize, Vec<String>);
+
 /// RFC 4180 CSV: quoted fields, `""` escapes, CRLF or LF, newlines inside quotes, a UTF-8
 /// BOM. Returns (line number of the row's start, fields).
-pub(crate) fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+pub(crate) fn parse_csv(text: &str) -> Result<Vec<CsvRow>, (usize, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut rows = Vec::new();
     let mut row: Vec<String> = Vec::new();
