@@ -160,7 +160,7 @@ impl Dumper {
     /// Whether epoch `epoch` (1-based) of a run of `last_epoch` epochs gets a dump: the first,
     /// every `every`-th, and the last.
     pub fn due(&self, epoch: u32, last_epoch: u32) -> bool {
-        epoch == 1 || epoch == last_epoch || epoch % self.cfg.every == 0
+        epoch == 1 || epoch == last_epoch || epoch.is_multiple_of(self.cfg.every)
     }
 
     /// Move the probe inputs to the model's device (they start where the caller made them).
