@@ -1,11 +1,12 @@
-// Shared build script of every crate that links libtorch (see each Cargo.toml's `build`).
-//
-// 1. rpath: binaries and test executables find libtorch at run time without LD_LIBRARY_PATH.
-// 2. CUDA: torch-sys asks for `-ltorch_cuda`, but under the default `--as-needed` the linker
-//    drops it because no symbol is referenced directly; then `Cuda::is_available()` is false
-//    on a GPU host. Linking it inside `--no-as-needed` keeps the DT_NEEDED entry.
-//
-// The library folder comes from `LIBTORCH` (set by scripts/env.sh, or by the user).
+#![allow(clippy::print_stdout)] // cargo reads build-script directives from stdout
+                                // Shared build script of every crate that links libtorch (see each Cargo.toml's `build`).
+                                //
+                                // 1. rpath: binaries and test executables find libtorch at run time without LD_LIBRARY_PATH.
+                                // 2. CUDA: torch-sys asks for `-ltorch_cuda`, but under the default `--as-needed` the linker
+                                //    drops it because no symbol is referenced directly; then `Cuda::is_available()` is false
+                                //    on a GPU host. Linking it inside `--no-as-needed` keeps the DT_NEEDED entry.
+                                //
+                                // The library folder comes from `LIBTORCH` (set by scripts/env.sh, or by the user).
 use std::path::PathBuf;
 
 fn main() {

@@ -1,1 +1,255 @@
-fn main() {}
+//! `moirelab`: the command line. Argument parsing, config loading and terminal output; the work
+//! itself lives in the library crates (ripgrep-style: the binary is glue).
+
+mod commands;
+mod config;
+mod demo;
+mod hooks;
+mod progress;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "moirelab",
+    version,
+    about = "Train and debug screen-recapture detectors for ID documents, with per-epoch Grad-CAM galleries",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a synthetic recapture data set (ID cards, screen artifacts, masks)
+    GenData(GenDataArgs),
+    /// Inspect a data set on disk
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// Inspect model architectures
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// Train a model from a config file (or resume an interrupted run)
+    Train(TrainArgs),
+    /// Evaluate a run's best checkpoint on a split (PAD metrics at the run's threshold)
+    Eval(EvalArgs),
+    /// Probability of "screen recording" for image files, with the decision at the run's threshold
+    Predict(PredictArgs),
+    /// Grad-CAM (and friends) for arbitrary images with a run's model
+    Explain(ExplainArgs),
+    /// Sanity checks of the maps: cascading parameter randomisation, deletion/insertion AUC
+    Sanity(SanityArgs),
+    /// (Re)write a run's offline HTML gallery, plots and GIFs
+    Report(ReportArgs),
+    /// Compare runs side by side in one offline HTML page
+    Compare(CompareArgs),
+    /// The flag-shortcut story end to end: data, a shallow and a fixed run, reports, verdict
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenDataArgs {
+    /// Generator preset (clean, flag-shortcut, face-shortcut, obvious, tiny)
+    #[arg(long)]
+    pub preset: String,
+    /// Output folder (must be empty or absent unless --force)
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Output size in pixels (square)
+    #[arg(long)]
+    pub size: Option<u32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Knob overrides, e.g. --set rho-flag=0.9 --set artifact-gain=2
+    #[arg(long = "set", value_name = "KNOB=VALUE")]
+    pub sets: Vec<String>,
+    /// Also write flag-swapped counterfactual twins
+    #[arg(long)]
+    pub twins: bool,
+    /// Replace a non-empty output folder
+    #[arg(long)]
+    pub force: bool,
+    /// Only write a contact sheet PNG (to --out) with samples of both classes and their masks
+    #[arg(long)]
+    pub preview: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCmd {
+    /// Open every file of a data set and report counts and problems (exit 1 on errors)
+    Check(DataCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DataCheckArgs {
+    /// Data-set root (moirelab format, ImageFolder, or with --manifest a CSV/JSONL manifest)
+    pub dir: PathBuf,
+    /// CSV or JSONL manifest (relative to DIR or absolute)
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Per-layer output shape, parameters, FLOPs, receptive field and stride
+    Summary(ModelSummaryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ModelSummaryArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Input size (default: data.image-size)
+    #[arg(long)]
+    pub size: Option<i64>,
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Config file (TOML)
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
+    /// Resume an interrupted run folder
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Run name (default: config `name`, else the config file's stem)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Override config values, e.g. --set train.lr=3e-4 --set model.arch=vgg
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Print the resolved config and exit
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Folder for run folders (default: config `runs-dir`, else ./runs)
+    #[arg(long)]
+    pub runs_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Another data set (same classes) instead of the run's
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// `best` or `last`
+    #[arg(long, default_value = "best")]
+    pub checkpoint: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    #[arg(long, default_value = "best")]
+    pub checkpoint: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// CAM method(s): gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam, scorecam
+    #[arg(long = "method", default_value = "gradcam")]
+    pub methods: Vec<String>,
+    /// Layer name(s) (default: the model's default CAM layer)
+    #[arg(long = "layer")]
+    pub layers: Vec<String>,
+    /// Explain this class (name or index) instead of the predicted one
+    #[arg(long)]
+    pub class: Option<String>,
+    #[arg(long, default_value = "explain")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "best")]
+    pub checkpoint: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SanityArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Number of images from the test split
+    #[arg(long, default_value_t = 16)]
+    pub images: usize,
+    #[arg(long, default_value = "gradcam")]
+    pub method: String,
+    /// Also compute deletion/insertion AUC and average drop/increase
+    #[arg(long)]
+    pub faithfulness: bool,
+    /// Output folder (default: <run>/sanity)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    pub run: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    #[arg(long, default_value = "runs/compare")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder for the demo's runs and compare page
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Config of the shortcut-taking run
+    #[arg(long, default_value = "configs/shallow.toml")]
+    pub shallow: PathBuf,
+    /// Config of the fixed run
+    #[arg(long, default_value = "configs/fixed.toml")]
+    pub fixed: PathBuf,
+    /// Extra overrides applied to both runs (e.g. train.epochs=2 for a smoke test)
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::GenData(a) => commands::gen_data(a),
+        Command::Data(DataCmd::Check(a)) => commands::data_check(a),
+        Command::Model(ModelCmd::Summary(a)) => commands::model_summary(a),
+        Command::Train(a) => commands::train(a),
+        Command::Eval(a) => commands::eval(a),
+        Command::Predict(a) => commands::predict(a),
+        Command::Explain(a) => commands::explain(a),
+        Command::Sanity(a) => commands::sanity(a),
+        Command::Report(a) => commands::report(a),
+        Command::Compare(a) => commands::compare(a),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, the whole chain, no backtrace.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

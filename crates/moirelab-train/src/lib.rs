@@ -1,1 +1,55 @@
-//! placeholder-free stub; replaced by the crate's implementation
+//! The training loop of moirelab and everything a run needs to be impossible to lose:
+//! optimizers with saveable state ([`optim`]), LR schedules ([`schedule`]), PAD and group
+//! metrics ([`metrics`]), the run folder, checkpoints and exact resume ([`trainer`]).
+//!
+//! It does not own the data pipeline (moirelab-data), the architectures (moirelab-models),
+//! Grad-CAM or reports: those plug in through [`EpochHook`]. It never prints: progress goes
+//! to a [`Reporter`] (the CLI draws bars or plain lines) and, as plain lines, to `train.log`.
+
+pub mod config;
+pub mod metrics;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{DeviceChoice, TrainConfig};
+pub use trainer::{
+    evaluate, load_run, EpochContext, EpochHook, Event, LoadedRun, Outcome, Reporter, TrainSetup,
+    Trainer,
+};
+
+/// Errors of training, resuming and evaluating. Each names the file, key or epoch concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] moirelab_data::DataError),
+    #[error(transparent)]
+    Model(#[from] moirelab_models::ModelError),
+    #[error(transparent)]
+    Core(#[from] moirelab_core::CoreError),
+    #[error(transparent)]
+    Optim(#[from] optim::OptimError),
+    #[error("{path}: {msg}")]
+    Checkpoint {
+        path: std::path::PathBuf,
+        msg: String,
+    },
+    #[error("epoch {epoch}, batch {batch}: loss is {value} (not finite); stopped, the last good checkpoint is kept")]
+    NonFinite {
+        epoch: u32,
+        batch: usize,
+        value: f64,
+    },
+    #[error("device: {0}")]
+    Device(String),
+    #[error("epoch hook '{hook}' at epoch {epoch}: {msg}")]
+    Hook {
+        hook: String,
+        epoch: u32,
+        msg: String,
+    },
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}

@@ -1,0 +1,756 @@
+//! One function per subcommand: parse, call the library, print.
+
+use crate::config::{self, Loaded};
+use crate::hooks::{GradcamHook, ReportHook};
+use crate::progress::CliReporter;
+use crate::{
+    CompareArgs, DataCheckArgs, EvalArgs, ExplainArgs, GenDataArgs, ModelSummaryArgs, PredictArgs,
+    ReportArgs, SanityArgs, TrainArgs,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use moirelab_core::run::{EpochMetrics, RunMeta, RunSummary};
+use moirelab_data::{DataConfig, Dataset};
+use moirelab_train::{EpochHook, Outcome, TrainSetup, Trainer};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, the shell convention).
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
+    let mut cfg = moirelab_synth::GenConfig::preset(&a.preset)?;
+    if let Some(c) = a.count {
+        cfg.set("count", &c.to_string())?;
+    }
+    if let Some(s) = a.size {
+        cfg.set("size", &s.to_string())?;
+    }
+    if let Some(s) = a.seed {
+        cfg.set("seed", &s.to_string())?;
+    }
+    for s in &a.sets {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {s}: expected knob=value"))?;
+        cfg.set(k.trim(), v.trim())?;
+    }
+    cfg.twins = a.twins;
+    cfg.validate()?;
+    if a.preview {
+        let out = if a.out.extension().is_some() {
+            a.out.clone()
+        } else {
+            a.out.join("preview.png")
+        };
+        moirelab_synth::write_preview(&cfg, &out, 16)?;
+        println!("preview: {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summary = generate_with_progress(&cfg, &a.out, a.force)?;
+    for (split, labels) in &summary.counts {
+        let per: Vec<String> = labels.iter().map(|(l, n)| format!("{l}={n}")).collect();
+        let aligned = summary.flag_aligned.get(split).copied().unwrap_or(0);
+        println!("{split:<6} {}  flag-aligned={aligned}", per.join(" "));
+    }
+    if summary.twins > 0 {
+        println!("flag-swapped twins: {}", summary.twins);
+    }
+    println!("data set: {} ({} images)", a.out.display(), summary.count);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run the generator with a bar (terminal) or periodic plain lines.
+pub fn generate_with_progress(
+    cfg: &moirelab_synth::GenConfig,
+    out: &Path,
+    force: bool,
+) -> Result<moirelab_synth::GenSummary> {
+    use std::io::IsTerminal;
+    let total = cfg.count as u64;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "gen-data {bar:30.cyan/blue} {pos}/{len} [{elapsed} < {eta}] {per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let step = (total / 10).max(1);
+    let progress = |done: usize, n: usize| match &bar {
+        Some(b) => b.set_position(done as u64),
+        None => {
+            if done as u64 % step == 0 || done == n {
+                eprintln!("event=gen-data done={done}/{n}");
+            }
+        }
+    };
+    let summary = moirelab_synth::generate(cfg, out, force, &progress)
+        .with_context(|| format!("gen-data --out {}", out.display()))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(summary)
+}
+
+pub fn data_check(a: DataCheckArgs) -> Result<ExitCode> {
+    let mut cfg = DataConfig::for_root(&a.dir);
+    if let Some(m) = a.manifest {
+        cfg.manifest = Some(m);
+    }
+    let report = moirelab_data::check(&cfg, Path::new("."))?;
+    println!("{report}");
+    Ok(if report.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn model_summary(a: ModelSummaryArgs) -> Result<ExitCode> {
+    let loaded = config::load(&a.config, &a.sets)?;
+    let size = a.size.unwrap_or(loaded.config.data.image_size as i64);
+    let mut model = loaded.config.model.clone();
+    if model.classes < 2 {
+        model.classes = 2;
+    }
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = moirelab_models::build(&vs.root(), &model)?;
+    let s = moirelab_models::summary(net.as_ref(), &vs, [model.in_channels, size, size])?;
+    println!("{s}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Make sure `data.root` exists, generating it from `data.preset` when it does not.
+pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
+    let root = &loaded.config.data.root;
+    if root.join(moirelab_core::format::DATASET_JSON).is_file() || root.is_dir() {
+        return Ok(());
+    }
+    let Some(preset) = &loaded.preset else {
+        bail!(
+            "{}: data.root = {} does not exist (set data.preset to generate it, or run gen-data)",
+            loaded.path.display(),
+            root.display()
+        );
+    };
+    let mut cfg = moirelab_synth::GenConfig::preset(preset)?;
+    cfg.set("size", &loaded.config.data.image_size.to_string())?;
+    let msg = format!(
+        "generating data set '{preset}' ({} images, {} px) into {}",
+        cfg.count,
+        cfg.size,
+        root.display()
+    );
+    match reporter {
+        Some(r) => r.line(&msg),
+        None => eprintln!("{msg}"),
+    }
+    generate_with_progress(&cfg, root, false)?;
+    Ok(())
+}
+
+fn libtorch_version() -> String {
+    // The wheel ships torch/version.py; a plain libtorch zip ships build-version.
+    let Some(root) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
+        return "unknown".into();
+    };
+    if let Ok(v) = std::fs::read_to_string(root.join("build-version")) {
+        return v.trim().to_string();
+    }
+    std::fs::read_to_string(root.join("version.py"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("__version__"))
+                .and_then(|l| l.split('\'').nth(1).map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn git_rev() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn new_meta() -> RunMeta {
+    RunMeta {
+        argv: std::env::args().collect(),
+        moirelab_version: env!("CARGO_PKG_VERSION").into(),
+        tch_version: "0.26.0".into(),
+        libtorch_version: libtorch_version(),
+        git_rev: git_rev(),
+        hostname: std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string()),
+        started: moirelab_train::trainer::now_rfc3339(),
+        status: "starting".into(),
+        ..Default::default()
+    }
+}
+
+/// Resolve `data.root` to an absolute path so the run folder's config resumes from anywhere.
+fn absolutize_root(loaded: &mut Loaded) -> Result<()> {
+    let root = &loaded.config.data.root;
+    if root.is_relative() {
+        let abs = std::env::current_dir()?.join(root);
+        loaded.config.data.root = abs.canonicalize().unwrap_or(abs);
+    }
+    let mut resolved = String::new();
+    if let Some(p) = &loaded.preset {
+        resolved.push_str(&format!("# data generated from preset \"{p}\"\n"));
+    }
+    resolved.push_str(&toml::to_string_pretty(&loaded.config)?);
+    loaded.resolved = resolved;
+    Ok(())
+}
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // A second Ctrl-C while saving falls through to the default handler only if this fails;
+    // failing to install the handler is not fatal (the run just cannot be stopped gracefully).
+    let _ = ctrlc::set_handler(move || {
+        f.store(true, Ordering::SeqCst);
+    });
+    flag
+}
+
+/// Start a run from a config (the `train` subcommand and the demo).
+pub fn train_from_config(
+    path: &Path,
+    sets: &[String],
+    name: Option<&str>,
+    runs_dir: Option<&Path>,
+    stop: &AtomicBool,
+) -> Result<(PathBuf, Outcome)> {
+    let mut loaded = config::load(path, sets)?;
+    let mut reporter = CliReporter::new(loaded.config.train.log_every);
+    ensure_data(&loaded, Some(&reporter))?;
+    absolutize_root(&mut loaded)?;
+    let name = name
+        .map(str::to_string)
+        .or_else(|| loaded.config.name.clone())
+        .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".into());
+    if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." {
+        bail!("run name '{name}' is not a plain folder name");
+    }
+    let runs_dir = runs_dir
+        .map(Path::to_path_buf)
+        .or_else(|| loaded.config.runs_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("runs"));
+    let setup = TrainSetup {
+        data: loaded.config.data.clone(),
+        model: loaded.config.model.clone(),
+        train: loaded.config.train.clone(),
+        base_dir: std::env::current_dir()?,
+    };
+    let trainer = Trainer::create(setup, &loaded.resolved, &runs_dir, &name, new_meta())?;
+    run_trainer(trainer, &loaded.config, &mut reporter, stop)
+}
+
+fn run_trainer(
+    mut trainer: Trainer,
+    cfg: &config::Config,
+    reporter: &mut CliReporter,
+    stop: &AtomicBool,
+) -> Result<(PathBuf, Outcome)> {
+    let run_dir = trainer.run_dir().to_path_buf();
+    let mut cam = GradcamHook::new(&cfg.gradcam, trainer.dataset(), trainer.net(), &run_dir)?;
+    let mut report = ReportHook::new(&cfg.report, &run_dir)?;
+    let outcome = {
+        let mut hooks: Vec<&mut dyn EpochHook> = vec![&mut cam, &mut report];
+        trainer.run(reporter, &mut hooks, stop)
+    };
+    let outcome = outcome.with_context(|| format!("run {}", run_dir.display()))?;
+    Ok((run_dir, outcome))
+}
+
+pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    let stop = stop_flag();
+    let (run_dir, outcome) = match (&a.resume, &a.config) {
+        (Some(run), _) => {
+            if !a.sets.is_empty() || a.name.is_some() || a.dry_run {
+                bail!(
+                    "--resume takes the run's own config; --set, --name and --dry-run do not apply"
+                );
+            }
+            let cfg_path = run.join(moirelab_core::run::CONFIG_TOML);
+            if !cfg_path.is_file() {
+                bail!("{}: not a run folder (no config.toml)", run.display());
+            }
+            let loaded = config::load(&cfg_path, &[])?;
+            let mut reporter = CliReporter::new(loaded.config.train.log_every);
+            let setup = TrainSetup {
+                data: loaded.config.data.clone(),
+                model: loaded.config.model.clone(),
+                train: loaded.config.train.clone(),
+                base_dir: std::env::current_dir()?,
+            };
+            let trainer = Trainer::resume(setup, run)?;
+            reporter.line(&format!(
+                "resuming {} after epoch {}",
+                run.display(),
+                trainer.epochs_done()
+            ));
+            run_trainer(trainer, &loaded.config, &mut reporter, &stop)?
+        }
+        (None, Some(path)) => {
+            if a.dry_run {
+                let mut loaded = config::load(path, &a.sets)?;
+                absolutize_root(&mut loaded)?;
+                print!("{}", loaded.resolved);
+                return Ok(ExitCode::SUCCESS);
+            }
+            train_from_config(
+                path,
+                &a.sets,
+                a.name.as_deref(),
+                a.runs_dir.as_deref(),
+                &stop,
+            )?
+        }
+        (None, None) => bail!("train needs --config FILE or --resume RUN"),
+    };
+    match outcome {
+        Outcome::Interrupted { epoch, next_batch } => {
+            eprintln!(
+                "interrupted in epoch {epoch} after batch {next_batch}; checkpoint saved.\nresume with: moirelab train --resume {}",
+                run_dir.display()
+            );
+            Ok(ExitCode::from(EXIT_INTERRUPTED))
+        }
+        Outcome::Finished(s) | Outcome::EarlyStopped(s) => {
+            println!("{}", summary_table(&s));
+            println!("run folder: {}", run_dir.display());
+            println!(
+                "gallery:    {}",
+                run_dir.join("report").join("index.html").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
+}
+
+/// The rows both `train` and `eval` print.
+pub fn metrics_rows(m: &EpochMetrics) -> Vec<(String, String)> {
+    let mut rows = vec![
+        ("images".to_string(), m.n.to_string()),
+        ("loss".into(), format!("{:.4}", m.loss)),
+        ("accuracy".into(), format!("{:.4}", m.accuracy)),
+        (
+            "balanced accuracy".into(),
+            format!("{:.4}", m.balanced_accuracy),
+        ),
+    ];
+    if let Some(p) = &m.pad {
+        rows.push(("threshold".into(), format!("{:.4}", p.threshold)));
+        rows.push(("APCER".into(), format!("{:.4}", p.apcer)));
+        rows.push(("BPCER".into(), format!("{:.4}", p.bpcer)));
+        rows.push(("ACER (non-ISO)".into(), format!("{:.4}", p.acer_non_iso)));
+        rows.push(("EER".into(), format!("{:.4}", p.eer)));
+        rows.push(("AUC".into(), format!("{:.4}", p.auc)));
+        rows.push(("BPCER20".into(), fmt_opt(p.bpcer20)));
+    }
+    if m.aligned_accuracy.is_some() || m.conflicting_accuracy.is_some() {
+        rows.push(("aligned-group acc".into(), fmt_opt(m.aligned_accuracy)));
+        rows.push((
+            "conflicting-group acc".into(),
+            fmt_opt(m.conflicting_accuracy),
+        ));
+    }
+    if m.worst_group_accuracy.is_some() {
+        rows.push(("worst-group acc".into(), fmt_opt(m.worst_group_accuracy)));
+    }
+    rows
+}
+
+/// Val and test side by side.
+pub fn summary_table(s: &RunSummary) -> String {
+    let val = s.val.as_ref().map(metrics_rows).unwrap_or_default();
+    let test = s.test.as_ref().map(metrics_rows).unwrap_or_default();
+    let keys: Vec<String> = if val.len() >= test.len() {
+        val.iter().map(|r| r.0.clone()).collect()
+    } else {
+        test.iter().map(|r| r.0.clone()).collect()
+    };
+    let get = |rows: &[(String, String)], k: &str| {
+        rows.iter()
+            .find(|r| r.0 == k)
+            .map(|r| r.1.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = format!(
+        "best epoch {} ({} = {:.4}); threshold {:.4} fixed on val\n{:<24}{:>12}{:>12}\n",
+        s.best_epoch, s.best_metric, s.best_value, s.threshold, "metric", "val", "test"
+    );
+    for k in keys {
+        out.push_str(&format!(
+            "{k:<24}{:>12}{:>12}\n",
+            get(&val, &k),
+            get(&test, &k)
+        ));
+    }
+    out.trim_end().to_string()
+}
+
+/// The run's config plus its data set (or another one).
+fn open_run(run: &Path, data: Option<&Path>) -> Result<(Loaded, Dataset)> {
+    let cfg_path = run.join(moirelab_core::run::CONFIG_TOML);
+    if !cfg_path.is_file() {
+        bail!("{}: not a run folder (no config.toml)", run.display());
+    }
+    let mut loaded = config::load(&cfg_path, &[])?;
+    if let Some(d) = data {
+        loaded.config.data.root = d.to_path_buf();
+    }
+    let ds = Dataset::open(&loaded.config.data, &std::env::current_dir()?)?;
+    Ok((loaded, ds))
+}
+
+fn load_model(
+    run: &Path,
+    loaded: &Loaded,
+    classes: usize,
+    which: &str,
+) -> Result<moirelab_train::LoadedRun> {
+    if which != "best" && which != "last" {
+        bail!("--checkpoint {which}: valid values are best, last");
+    }
+    let mut model = loaded.config.model.clone();
+    model.classes = classes as i64;
+    let device = moirelab_train::trainer::choose_device(loaded.config.train.device)?;
+    Ok(moirelab_train::load_run(run, &model, device, which)?)
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let (loaded, ds) = open_run(&a.run, a.data.as_deref())?;
+    let lr = load_model(&a.run, &loaded, ds.classes().len(), &a.checkpoint)?;
+    let idx = ds.split(&a.split).to_vec();
+    if idx.is_empty() {
+        bail!(
+            "split '{}' is empty in {}",
+            a.split,
+            loaded.config.data.root.display()
+        );
+    }
+    let threshold = if a.split == "val" { None } else { lr.threshold };
+    let m = moirelab_train::evaluate(
+        lr.net.as_ref(),
+        &ds,
+        &idx,
+        &moirelab_train::trainer::EvalOptions {
+            batch_size: 64,
+            device: lr.device,
+            epoch: 0,
+            split: a.split.clone(),
+            threshold,
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        for (k, v) in metrics_rows(&m) {
+            println!("{k:<24}{v:>12}");
+        }
+        for (g, s) in &m.groups {
+            println!("group {g:<18}{:>12.4}  (n={})", s.accuracy, s.n);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn predict(a: PredictArgs) -> Result<ExitCode> {
+    let cfg_path = a.run.join(moirelab_core::run::CONFIG_TOML);
+    if !cfg_path.is_file() {
+        bail!("{}: not a run folder (no config.toml)", a.run.display());
+    }
+    let loaded = config::load(&cfg_path, &[])?;
+    let classes = run_classes(&a.run, &loaded)?;
+    let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
+    let attack = attack_index(&classes, &loaded);
+    let threshold = lr.threshold.unwrap_or(0.5);
+    let mut rows = Vec::new();
+    for path in &a.images {
+        let (input, _) = moirelab_data::load_image_file(path, &loaded.config.data)?;
+        let probs = tch::no_grad(|| -> Result<Vec<f64>> {
+            let logits = lr
+                .net
+                .forward_t(&input.unsqueeze(0).to_device(lr.device), false)?;
+            let p = logits
+                .softmax(-1, tch::Kind::Double)
+                .to_device(tch::Device::Cpu)
+                .flatten(0, -1);
+            Ok(Vec::<f64>::try_from(p)?)
+        })?;
+        let score = probs[attack];
+        rows.push(serde_json::json!({
+            "image": path.display().to_string(),
+            "score": score,
+            "decision": if score >= threshold { classes[attack].clone() } else { "bona fide".to_string() },
+            "threshold": threshold,
+            "probs": classes.iter().cloned().zip(probs.iter().copied()).collect::<std::collections::BTreeMap<_, _>>(),
+        }));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<48}{:>10}  decision (threshold {threshold:.4})",
+            "image", "P(attack)"
+        );
+        for r in &rows {
+            println!(
+                "{:<48}{:>10.4}  {}",
+                r["image"].as_str().unwrap_or(""),
+                r["score"].as_f64().unwrap_or(f64::NAN),
+                r["decision"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Class names of a run: from its data set's `dataset.json`, or the ImageFolder scan.
+fn run_classes(run: &Path, loaded: &Loaded) -> Result<Vec<String>> {
+    let probes = moirelab_core::run::epoch_dir(run, 1).join(moirelab_core::run::PROBES_JSON);
+    if let Ok(p) = moirelab_core::fsio::read_json::<moirelab_core::run::ProbesFile>(&probes) {
+        if !p.classes.is_empty() {
+            return Ok(p.classes);
+        }
+    }
+    let ds = Dataset::open(&loaded.config.data, &std::env::current_dir()?)?;
+    Ok(ds.classes().to_vec())
+}
+
+fn attack_index(classes: &[String], loaded: &Loaded) -> usize {
+    loaded
+        .config
+        .data
+        .attack_class
+        .as_ref()
+        .and_then(|a| classes.iter().position(|c| c == a))
+        .unwrap_or(classes.len().saturating_sub(1))
+}
+
+pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
+    let cfg_path = a.run.join(moirelab_core::run::CONFIG_TOML);
+    if !cfg_path.is_file() {
+        bail!("{}: not a run folder (no config.toml)", a.run.display());
+    }
+    let loaded = config::load(&cfg_path, &[])?;
+    let classes = run_classes(&a.run, &loaded)?;
+    let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
+    let methods = a
+        .methods
+        .iter()
+        .map(|m| m.parse::<moirelab_gradcam::Method>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = match &a.class {
+        None => None,
+        Some(c) => Some(
+            classes
+                .iter()
+                .position(|n| n == c)
+                .or_else(|| c.parse::<usize>().ok().filter(|&i| i < classes.len()))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--class {c}: unknown; valid: {} (or an index)",
+                        classes.join(", ")
+                    )
+                })? as i64,
+        ),
+    };
+    let mut inputs = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    for p in &a.images {
+        let (t, img) = moirelab_data::load_image_file(p, &loaded.config.data)?;
+        // File-name-safe, unique output stem per image.
+        let stem: String = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut name = stem.clone();
+        let mut k = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{stem}-{k}");
+            k += 1;
+        }
+        inputs.push(moirelab_gradcam::ExplainInput {
+            name,
+            image: img,
+            input: t.squeeze_dim(0).to_device(lr.device),
+            masks: None,
+        });
+    }
+    let g = &loaded.config.gradcam;
+    let opts = moirelab_gradcam::ExplainOptions {
+        methods,
+        layers: a.layers.clone(),
+        target,
+        classes: classes.clone(),
+        colormap: g.colormap.parse()?,
+        image_weight: g.image_weight,
+        pointing_tolerance: g.pointing_tolerance,
+        batch_size: g.batch_size,
+    };
+    let records = moirelab_gradcam::explain(lr.net.as_ref(), &inputs, &opts, &a.out)?;
+    println!(
+        "{:<32}{:>10}  {:<10}{}",
+        "image", "P(attack)", "explained", "files"
+    );
+    let attack = attack_index(&classes, &loaded);
+    for r in &records {
+        let files: Vec<String> = r.methods.values().map(|m| m.overlay.clone()).collect();
+        println!(
+            "{:<32}{:>10.4}  {:<10}{}",
+            r.name,
+            r.probs.get(attack).copied().unwrap_or(f64::NAN),
+            classes.get(r.target_class).cloned().unwrap_or_default(),
+            files.join(" ")
+        );
+    }
+    println!("written to {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
+    let (loaded, ds) = open_run(&a.run, None)?;
+    let lr = load_model(&a.run, &loaded, ds.classes().len(), "best")?;
+    let method: moirelab_gradcam::Method = a.method.parse()?;
+    let split = ["test", "val", "train"]
+        .into_iter()
+        .find(|s| !ds.split(s).is_empty())
+        .ok_or_else(|| anyhow!("the data set has no images"))?;
+    let idx = ds.split(split);
+    let labels: Vec<usize> = idx.iter().map(|&i| ds.label(i)).collect();
+    let groups: Vec<String> = idx.iter().map(|&i| ds.group_key(i)).collect();
+    let pick =
+        moirelab_gradcam::select_probes(&labels, &groups, a.images, loaded.config.train.seed)?;
+    let chosen: Vec<usize> = pick.iter().map(|&j| idx[j]).collect();
+    let xs = ds.eval_batch(&chosen)?.to_device(lr.device);
+    let out = a.out.clone().unwrap_or_else(|| a.run.join("sanity"));
+    let layers: Vec<String> = if loaded.config.gradcam.layers.is_empty() {
+        vec![lr.net.default_cam_layer()]
+    } else {
+        loaded.config.gradcam.layers.clone()
+    };
+    let layer_refs: Vec<&str> = layers.iter().map(String::as_str).collect();
+    let steps = moirelab_gradcam::sanity::cascading_randomization(
+        &lr.vs,
+        lr.net.as_ref(),
+        &xs,
+        &moirelab_gradcam::Targets::Pred,
+        &layer_refs,
+        method,
+        loaded.config.train.seed,
+    )?;
+    println!(
+        "cascading parameter randomisation (Adebayo et al. 2018), {method}, {} images from {split}",
+        chosen.len()
+    );
+    println!(
+        "{:<6}{:<36}{:>12}{:>10}",
+        "step", "re-initialised", "spearman", "std"
+    );
+    for s in &steps {
+        println!(
+            "{:<6}{:<36}{:>12.4}{:>10.4}",
+            s.step, s.group, s.mean, s.std
+        );
+    }
+    let mut json = serde_json::json!({
+        "method": method.to_string(),
+        "layers": layers,
+        "images": chosen.iter().map(|&i| ds.record(i).path.clone()).collect::<Vec<_>>(),
+        "randomization": steps.iter().map(|s| serde_json::json!({
+            "step": s.step, "group": s.group, "mean": s.mean, "std": s.std, "per_image": s.per_image,
+        })).collect::<Vec<_>>(),
+    });
+    if a.faithfulness {
+        let batch = moirelab_gradcam::compute(
+            lr.net.as_ref(),
+            &xs,
+            &moirelab_gradcam::Targets::Pred,
+            &layer_refs,
+            &[method],
+        )?;
+        let map = batch
+            .maps
+            .first()
+            .ok_or_else(|| anyhow!("no map computed for {method}"))?;
+        let f = moirelab_gradcam::sanity::faithfulness(
+            lr.net.as_ref(),
+            &xs,
+            map,
+            &batch.targets,
+            20,
+            loaded.config.gradcam.batch_size,
+        )?;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        println!(
+            "deletion AUC (lower is better)   {:.4}",
+            mean(&f.deletion_auc)
+        );
+        println!(
+            "insertion AUC (higher is better) {:.4}",
+            mean(&f.insertion_auc)
+        );
+        println!("average drop %                   {:.2}", f.average_drop);
+        println!(
+            "increase in confidence %         {:.2}",
+            f.increase_in_confidence
+        );
+        json["faithfulness"] = serde_json::json!({
+            "deletion_auc": f.deletion_auc, "insertion_auc": f.insertion_auc,
+            "deletion": f.deletion, "insertion": f.insertion,
+            "average_drop": f.average_drop, "increase_in_confidence": f.increase_in_confidence,
+        });
+    }
+    let path = out.join("sanity.json");
+    moirelab_core::fsio::write_json_atomic(&path, &json)?;
+    println!("written to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report(a: ReportArgs) -> Result<ExitCode> {
+    if !a.run.join(moirelab_core::run::CONFIG_TOML).is_file() {
+        bail!("{}: not a run folder (no config.toml)", a.run.display());
+    }
+    let page = moirelab_report::write_run_report(&a.run)?;
+    println!("{}", page.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn compare(a: CompareArgs) -> Result<ExitCode> {
+    for r in &a.runs {
+        if !r.join(moirelab_core::run::CONFIG_TOML).is_file() {
+            bail!("{}: not a run folder (no config.toml)", r.display());
+        }
+    }
+    let page = moirelab_report::write_compare(&a.runs, &a.out)?;
+    println!("{}", page.display());
+    Ok(ExitCode::SUCCESS)
+}

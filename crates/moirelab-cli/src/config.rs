@@ -1,0 +1,282 @@
+//! The config file: `[data]`, `[model]`, `[train]`, `[gradcam]`, `[report]`, each owned by the
+//! crate it configures and nested here. Loading applies `--set section.key=value` overrides
+//! (values parsed as TOML, bare words taken as strings) and rejects unknown keys, naming the
+//! file, the line and the key.
+
+use anyhow::{anyhow, bail, Context, Result};
+use moirelab_data::DataConfig;
+use moirelab_gradcam::GradcamConfig;
+use moirelab_models::ModelConfig;
+use moirelab_train::TrainConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `[report]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ReportConfig {
+    /// Rewrite `report/index.html` and the plots after every epoch.
+    pub every_epoch: bool,
+    /// Write TensorBoard event files under `tb/`.
+    pub tensorboard: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            every_epoch: true,
+            tensorboard: true,
+        }
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Run name (default: the config file's stem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Folder that holds the run folders (default `runs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_dir: Option<PathBuf>,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub gradcam: GradcamConfig,
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// A parsed config plus where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// `data.preset`: a generator preset to create `data.root` from when it does not exist.
+    pub preset: Option<String>,
+    /// The resolved config as TOML (what goes into the run folder).
+    pub resolved: String,
+    pub path: PathBuf,
+}
+
+/// Line number (1-based) of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The `[section]` header in force at a byte offset.
+fn section_at(text: &str, offset: usize) -> Option<String> {
+    text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+}
+
+/// One-line description of a TOML error: `file:line: [section] message`.
+fn describe(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let msg = e.message().replace('\n', " ");
+    match e.span() {
+        Some(span) if !text.is_empty() => {
+            let section = section_at(text, span.start)
+                .map(|s| format!("in [{s}]: "))
+                .unwrap_or_default();
+            anyhow!(
+                "{}:{}: {section}{msg}",
+                path.display(),
+                line_of(text, span.start)
+            )
+        }
+        _ => anyhow!("{}: {msg}", path.display()),
+    }
+}
+
+/// Parse a `--set` value: TOML if it parses, else a bare string.
+fn parse_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Apply one `section.key=value` override to a TOML table.
+pub fn apply_set(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {spec}: expected section.key=value"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set {spec}: empty key component");
+    }
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("--set {spec}: '{p}' is not a table"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), parse_value(raw.trim()));
+    Ok(())
+}
+
+/// Load and validate a config file with overrides.
+pub fn load(path: &Path, sets: &[String]) -> Result<Loaded> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("config file {}", path.display()))?;
+    load_str(path, &text, sets)
+}
+
+pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| describe(path, text, &e))?;
+    for s in sets {
+        apply_set(&mut table, s)?;
+    }
+    // `data.preset` is ours, not the data crate's: it names a generator preset and gives a
+    // default root, so configs can stay short.
+    let mut preset = None;
+    if let Some(data) = table.get_mut("data").and_then(|d| d.as_table_mut()) {
+        if let Some(p) = data.remove("preset") {
+            let p = p
+                .as_str()
+                .ok_or_else(|| anyhow!("{}: data.preset must be a string", path.display()))?
+                .to_string();
+            if moirelab_synth::GenConfig::preset(&p).is_err() {
+                bail!(
+                    "{}: data.preset = \"{p}\" is unknown; valid: {}",
+                    path.display(),
+                    moirelab_synth::preset_names().join(", ")
+                );
+            }
+            if !data.contains_key("root") {
+                data.insert("root".into(), toml::Value::String(format!("data/{p}")));
+            }
+            preset = Some(p);
+        }
+    } else {
+        bail!(
+            "{}: missing [data] section (data.root or data.preset)",
+            path.display()
+        );
+    }
+    // Re-serialise so errors from overrides point at the merged text.
+    let merged = toml::to_string(&table)?;
+    let from = if sets.is_empty() {
+        text
+    } else {
+        merged.as_str()
+    };
+    let config: Config = toml::from_str(&merged).map_err(|e| {
+        // Spans refer to the merged text; when there were no overrides, re-parse the
+        // original to get the user's own line numbers.
+        match toml::from_str::<Config>(from) {
+            Err(orig) if sets.is_empty() => describe(path, text, &orig),
+            _ => describe(path, &merged, &e),
+        }
+    })?;
+    config
+        .train
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    config
+        .model
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    config
+        .gradcam
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    config
+        .data
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let mut resolved = String::new();
+    if let Some(p) = &preset {
+        resolved.push_str(&format!("# data generated from preset \"{p}\"\n"));
+    }
+    resolved.push_str(&toml::to_string_pretty(&config)?);
+    Ok(Loaded {
+        config,
+        preset,
+        resolved,
+        path: path.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[data]\nroot = \"d\"\n[train]\nepochs = 2\n";
+
+    #[test]
+    fn unknown_key_names_file_line_section_and_key() {
+        let text = "[data]\nroot = \"d\"\n[train]\nepochs = 2\nlearning-rate = 0.1\n";
+        let e = load_str(Path::new("c.toml"), text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:5: in [train]:"), "{e}");
+        assert!(e.contains("learning-rate"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_is_one_line_with_position() {
+        let e = load_str(Path::new("c.toml"), "[data\nroot=1", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:1:"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_parse_as_toml_or_string() {
+        let l = load_str(
+            Path::new("c.toml"),
+            MIN,
+            &[
+                "train.lr=3e-4".into(),
+                "model.arch=shallow".into(),
+                "train.epochs=5".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(l.config.train.lr, 3e-4);
+        assert_eq!(l.config.train.epochs, 5);
+        let e = load_str(Path::new("c.toml"), MIN, &["train.nope=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = load_str(Path::new("c.toml"), MIN, &["train.epochs=\"x\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("epochs") || e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        let e = load_str(Path::new("c.toml"), MIN, &["train.lr=-1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.lr"), "{e}");
+    }
+
+    #[test]
+    fn preset_gives_a_default_root_and_unknown_presets_are_listed() {
+        let l = load_str(Path::new("c.toml"), "[data]\npreset = \"tiny\"\n", &[]).unwrap();
+        assert_eq!(l.preset.as_deref(), Some("tiny"));
+        assert_eq!(l.config.data.root, PathBuf::from("data/tiny"));
+        let e = load_str(Path::new("c.toml"), "[data]\npreset = \"nope\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("flag-shortcut"), "{e}");
+    }
+}

@@ -1,0 +1,71 @@
+use crate::{assert_one_line_error, moirelab};
+
+#[test]
+fn missing_config_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = moirelab(dir.path(), &["train", "--config", "nope.toml"]);
+    assert_one_line_error(&o, &["nope.toml"]);
+}
+
+#[test]
+fn toml_syntax_error_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[data]\nroot = \"d\"\n[train\nepochs = 1\n",
+    )
+    .unwrap();
+    let o = moirelab(dir.path(), &["train", "--config", "c.toml"]);
+    assert_one_line_error(&o, &["c.toml:3"]);
+}
+
+#[test]
+fn unknown_key_names_file_section_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[data]\nroot = \"d\"\n[train]\nepochs = 1\nlearning-rate = 0.1\n",
+    )
+    .unwrap();
+    let o = moirelab(dir.path(), &["train", "--config", "c.toml"]);
+    assert_one_line_error(&o, &["c.toml:5", "[train]", "learning-rate"]);
+    let o = moirelab(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            "c.toml",
+            "--set",
+            "model.arch=transformer",
+        ],
+    );
+    assert!(!o.status.success());
+}
+
+#[test]
+fn missing_data_root_is_a_clear_error_and_writes_no_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[data]\nroot = \"no/such/dir\"\n",
+    )
+    .unwrap();
+    let o = moirelab(dir.path(), &["train", "--config", "c.toml"]);
+    assert_one_line_error(&o, &["no/such/dir"]);
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn unknown_preset_lists_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = moirelab(dir.path(), &["gen-data", "--preset", "nope", "--out", "d"]);
+    assert_one_line_error(&o, &["nope", "flag-shortcut"]);
+    assert!(!dir.path().join("d").exists());
+}
+
+#[test]
+fn report_on_a_non_run_folder_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = moirelab(dir.path(), &["report", "."]);
+    assert_one_line_error(&o, &["not a run folder"]);
+}

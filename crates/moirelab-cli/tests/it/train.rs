@@ -1,0 +1,139 @@
+//! Training through the binary: the foundation's end-to-end slice, kill -9 + resume.
+
+use crate::{moirelab, stderr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TINY: &str = r#"
+[data]
+preset = "tiny"
+image-size = 64
+cache = "memory"
+
+[model]
+arch = "shallow"
+width = 4
+
+[train]
+epochs = 2
+batch-size = 8
+seed = 3
+threads = 1
+device = "cpu"
+
+[gradcam]
+methods = ["gradcam"]
+probes = 4
+"#;
+
+fn write_cfg(dir: &Path, epochs: u32) {
+    std::fs::write(
+        dir.join("tiny.toml"),
+        TINY.replace("epochs = 2", &format!("epochs = {epochs}")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn train_writes_a_run_folder_with_a_grid_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cfg(dir.path(), 2);
+    let o = moirelab(dir.path(), &["train", "--config", "tiny.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = dir.path().join("runs/tiny");
+    for f in [
+        "config.toml",
+        "meta.json",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoints/last.safetensors",
+        "epochs/0001/grid.png",
+        "epochs/0002/grid.png",
+        "epochs/0002/probes.json",
+        "epochs/0002/cams.safetensors",
+        "report/index.html",
+    ] {
+        assert!(
+            run.join(f).is_file(),
+            "missing {f}; stderr:\n{}",
+            stderr(&o)
+        );
+    }
+    // Plain lines (stderr is not a terminal here), one per epoch.
+    let err = stderr(&o);
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("event=epoch")).count(),
+        2,
+        "{err}"
+    );
+    // The resolved config is complete and re-loadable.
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains("[train]") && cfg.contains("[model]") && cfg.contains("[gradcam]"));
+    // A second run with the same name never overwrites the first.
+    let o = moirelab(
+        dir.path(),
+        &["train", "--config", "tiny.toml", "--set", "train.epochs=1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("runs/tiny-2/config.toml").is_file());
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cfg(dir.path(), 3);
+    let o = moirelab(
+        dir.path(),
+        &["train", "--config", "tiny.toml", "--name", "full"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(["train", "--config", "tiny.toml", "--name", "killed"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once the first epoch's checkpoint exists, somewhere inside epoch 2.
+    let state = dir.path().join("runs/killed/checkpoints/state.json");
+    let t0 = Instant::now();
+    while !state.exists() && t0.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let o = moirelab(dir.path(), &["train", "--resume", "runs/killed"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let a =
+        tch::Tensor::read_safetensors(dir.path().join("runs/full/checkpoints/last.safetensors"))
+            .unwrap();
+    let b =
+        tch::Tensor::read_safetensors(dir.path().join("runs/killed/checkpoints/last.safetensors"))
+            .unwrap();
+    assert_eq!(a.len(), b.len());
+    for ((ka, ta), (_, tb)) in a.iter().zip(b.iter()) {
+        assert!(ta.equal(tb), "weights differ at {ka}");
+    }
+}
+
+#[test]
+fn dry_run_prints_the_resolved_config_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cfg(dir.path(), 2);
+    let o = moirelab(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--dry-run",
+            "--set",
+            "train.lr=0.01",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("lr = 0.01"), "{out}");
+    assert!(!dir.path().join("runs").exists());
+}

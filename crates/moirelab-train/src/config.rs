@@ -1,0 +1,261 @@
+//! `[train]` of the config file (burn-style: the trainer's config lives beside the trainer).
+
+use serde::{Deserialize, Serialize};
+
+/// Which device to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Class weighting of the loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    /// `"none"` or `"balanced"` (inverse class frequency in train).
+    Named(String),
+    /// One weight per class.
+    Explicit(Vec<f64>),
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct TrainConfig {
+    pub epochs: u32,
+    pub batch_size: usize,
+    /// `sgd`, `adam` or `adamw`.
+    pub optimizer: String,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    /// `constant`, `step`, `cosine`.
+    pub schedule: String,
+    /// Epochs of linear warm-up (0 = none); composes with the schedule.
+    pub warmup_epochs: f64,
+    /// `step` schedule: multiply by `gamma` every `step-epochs` epochs.
+    pub step_epochs: u32,
+    pub gamma: f64,
+    /// `cosine` schedule: final learning rate.
+    pub min_lr: f64,
+    pub label_smoothing: f64,
+    pub class_weights: ClassWeights,
+    /// Sample batches class-balanced (with replacement) instead of shuffling.
+    pub balanced_sampling: bool,
+    /// Clip the global gradient 2-norm (0 = off).
+    pub grad_clip: f64,
+    /// Metric that selects `best.safetensors` and drives early stopping, e.g.
+    /// `val.balanced-accuracy`, `val.loss`, `val.eer`, `val.auc`, `val.worst-group-accuracy`.
+    pub monitor: String,
+    /// Stop after this many epochs without improvement of `monitor` (0 = never).
+    pub early_stop_patience: u32,
+    pub seed: u64,
+    pub device: DeviceChoice,
+    /// Intra-op threads (0 = all cores).
+    pub threads: usize,
+    /// Plain progress line every N batches (0 = once per epoch).
+    pub log_every: usize,
+    /// Evaluate on the test split at the end (with the best checkpoint).
+    pub test: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 8,
+            batch_size: 32,
+            optimizer: "adam".into(),
+            lr: 1e-3,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            schedule: "constant".into(),
+            warmup_epochs: 0.0,
+            step_epochs: 10,
+            gamma: 0.1,
+            min_lr: 0.0,
+            label_smoothing: 0.0,
+            class_weights: ClassWeights::Named("none".into()),
+            balanced_sampling: false,
+            grad_clip: 0.0,
+            monitor: "val.balanced-accuracy".into(),
+            early_stop_patience: 0,
+            seed: 42,
+            device: DeviceChoice::Auto,
+            threads: 0,
+            log_every: 0,
+            test: true,
+        }
+    }
+}
+
+/// Metrics `monitor` may name, with whether higher is better.
+pub const MONITORS: &[(&str, bool)] = &[
+    ("val.loss", false),
+    ("val.accuracy", true),
+    ("val.balanced-accuracy", true),
+    ("val.eer", false),
+    ("val.auc", true),
+    ("val.worst-group-accuracy", true),
+];
+
+impl TrainConfig {
+    /// Range and enum checks; messages name the key as it is written in the file.
+    pub fn validate(&self) -> Result<(), String> {
+        let err = |m: String| Err(m);
+        if self.epochs == 0 || self.epochs > 100_000 {
+            return err(format!(
+                "train.epochs = {} is out of range 1..=100000",
+                self.epochs
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > 65_536 {
+            return err(format!(
+                "train.batch-size = {} is out of range 1..=65536",
+                self.batch_size
+            ));
+        }
+        if !["sgd", "adam", "adamw"].contains(&self.optimizer.as_str()) {
+            return err(format!(
+                "train.optimizer = \"{}\" is unknown; valid: sgd, adam, adamw",
+                self.optimizer
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite() && self.lr <= 10.0) {
+            return err(format!("train.lr = {} is out of range (0, 10]", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return err(format!(
+                "train.momentum = {} is out of range [0, 1)",
+                self.momentum
+            ));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return err(format!(
+                "train.weight-decay = {} must be >= 0",
+                self.weight_decay
+            ));
+        }
+        if !self.betas.iter().all(|b| (0.0..1.0).contains(b)) {
+            return err(format!(
+                "train.betas = {:?}: each must be in [0, 1)",
+                self.betas
+            ));
+        }
+        if !(self.eps > 0.0) {
+            return err(format!("train.eps = {} must be > 0", self.eps));
+        }
+        if !["constant", "step", "cosine"].contains(&self.schedule.as_str()) {
+            return err(format!(
+                "train.schedule = \"{}\" is unknown; valid: constant, step, cosine",
+                self.schedule
+            ));
+        }
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
+            return err(format!(
+                "train.warmup-epochs = {} must be >= 0",
+                self.warmup_epochs
+            ));
+        }
+        if self.step_epochs == 0 {
+            return err("train.step-epochs must be >= 1".into());
+        }
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return err(format!(
+                "train.gamma = {} is out of range (0, 1]",
+                self.gamma
+            ));
+        }
+        if !(self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            return err(format!("train.min-lr = {} must be in [0, lr]", self.min_lr));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return err(format!(
+                "train.label-smoothing = {} is out of range [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        match &self.class_weights {
+            ClassWeights::Named(n) if n != "none" && n != "balanced" => {
+                return err(format!(
+                    "train.class-weights = \"{n}\" is unknown; valid: \"none\", \"balanced\", or a list of numbers"
+                ))
+            }
+            ClassWeights::Explicit(w) if w.iter().any(|x| !(*x >= 0.0 && x.is_finite())) => {
+                return err(format!("train.class-weights = {w:?}: weights must be finite and >= 0"))
+            }
+            _ => {}
+        }
+        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
+            return err(format!("train.grad-clip = {} must be >= 0", self.grad_clip));
+        }
+        if !MONITORS.iter().any(|(m, _)| *m == self.monitor) {
+            let valid: Vec<&str> = MONITORS.iter().map(|(m, _)| *m).collect();
+            return err(format!(
+                "train.monitor = \"{}\" is unknown; valid: {}",
+                self.monitor,
+                valid.join(", ")
+            ));
+        }
+        if self.threads > 1024 {
+            return err(format!(
+                "train.threads = {} is out of range 0..=1024",
+                self.threads
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a larger `monitor` value is better.
+    pub fn monitor_higher_is_better(&self) -> bool {
+        MONITORS
+            .iter()
+            .find(|(m, _)| *m == self.monitor)
+            .map(|(_, h)| *h)
+            .unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_the_key() {
+        TrainConfig::default().validate().unwrap();
+        let cfg = TrainConfig {
+            optimizer: "rmsprop".into(),
+            ..Default::default()
+        };
+        let e = cfg.validate().unwrap_err();
+        assert!(e.contains("train.optimizer") && e.contains("adamw"), "{e}");
+        let cfg = TrainConfig {
+            lr: 0.0,
+            ..Default::default()
+        };
+        assert!(cfg.validate().unwrap_err().contains("train.lr"));
+        let cfg = TrainConfig {
+            monitor: "val.f1".into(),
+            ..Default::default()
+        };
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .contains("val.balanced-accuracy"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = toml::from_str::<TrainConfig>("epochz = 3").unwrap_err();
+        assert!(e.to_string().contains("epochz"), "{e}");
+    }
+}

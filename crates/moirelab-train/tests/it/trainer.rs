@@ -1,0 +1,196 @@
+//! End-to-end trainer tests on a tiny generated data set.
+
+use moirelab_core::fsio;
+use moirelab_core::run::{MetricsLine, RunMeta, RunSummary};
+use moirelab_data::DataConfig;
+use moirelab_models::ModelConfig;
+use moirelab_train::{Event, Outcome, Reporter, TrainConfig, TrainSetup, Trainer};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// One tiny data set shared by the tests of this binary (generated once).
+fn tiny_data() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("moirelab-train-it-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
+        cfg.set("size", "64").unwrap();
+        moirelab_synth::generate(&cfg, &dir, true, &|_, _| {}).unwrap();
+        dir
+    })
+    .clone()
+}
+
+fn setup(epochs: u32) -> TrainSetup {
+    let mut data = DataConfig::for_root(tiny_data());
+    data.image_size = 64;
+    data.cache = moirelab_data::CacheMode::Memory;
+    TrainSetup {
+        data,
+        model: ModelConfig {
+            width: 4,
+            ..Default::default()
+        },
+        train: TrainConfig {
+            epochs,
+            batch_size: 8,
+            threads: 1,
+            device: moirelab_train::DeviceChoice::Cpu,
+            seed: 7,
+            ..Default::default()
+        },
+        base_dir: PathBuf::from("."),
+    }
+}
+
+struct Quiet;
+impl Reporter for Quiet {
+    fn event(&mut self, _: &Event) {}
+}
+
+/// Sets the stop flag after `after` batches (a simulated Ctrl-C).
+struct StopAfter<'a> {
+    after: usize,
+    seen: usize,
+    flag: &'a AtomicBool,
+}
+impl Reporter for StopAfter<'_> {
+    fn event(&mut self, e: &Event) {
+        if let Event::Batch { .. } = e {
+            self.seen += 1;
+            if self.seen == self.after {
+                self.flag.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+fn create(runs: &Path, name: &str, epochs: u32) -> Trainer {
+    Trainer::create(setup(epochs), "# test\n", runs, name, RunMeta::default()).unwrap()
+}
+
+#[test]
+fn two_tiny_epochs_write_the_whole_run_folder() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut t = create(runs.path(), "r", 2);
+    let out = t.run(&mut Quiet, &mut [], &AtomicBool::new(false)).unwrap();
+    assert!(matches!(out, Outcome::Finished(_)));
+    let dir = runs.path().join("r");
+    for f in [
+        "config.toml",
+        "meta.json",
+        "metrics.jsonl",
+        "summary.json",
+        "train.log",
+        "checkpoints/last.safetensors",
+        "checkpoints/best.safetensors",
+        "checkpoints/state.json",
+        "checkpoints/state.safetensors",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    let lines: Vec<MetricsLine> = fsio::read_jsonl(&dir.join("metrics.jsonl")).unwrap();
+    let epochs: Vec<(u32, String)> = lines
+        .iter()
+        .filter_map(|l| match l {
+            MetricsLine::Epoch(m) => Some((m.epoch, m.split.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(epochs.contains(&(1, "train".into())) && epochs.contains(&(2, "val".into())));
+    assert!(epochs.iter().any(|(_, s)| s == "test"), "{epochs:?}");
+    let s: RunSummary = fsio::read_json(&dir.join("summary.json")).unwrap();
+    assert_eq!(s.epochs, 2);
+    assert!(s.test.is_some() && s.threshold.is_finite());
+    let meta: RunMeta = fsio::read_json(&dir.join("meta.json")).unwrap();
+    assert_eq!(meta.status, "finished");
+    let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("event=epoch")).count(),
+        2,
+        "{log}"
+    );
+}
+
+#[test]
+fn a_name_clash_gets_a_suffix_never_an_overwrite() {
+    let runs = tempfile::tempdir().unwrap();
+    let a = create(runs.path(), "same", 1);
+    let b = create(runs.path(), "same", 1);
+    assert!(a.run_dir().ends_with("same"));
+    assert!(b.run_dir().ends_with("same-2"));
+}
+
+#[test]
+fn interrupted_then_resumed_equals_uninterrupted_bitwise() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut full = create(runs.path(), "full", 2);
+    full.run(&mut Quiet, &mut [], &AtomicBool::new(false))
+        .unwrap();
+    drop(full);
+
+    let mut part = create(runs.path(), "part", 2);
+    let flag = AtomicBool::new(false);
+    // Stop mid-way through epoch 1 (tiny has a handful of batches per epoch).
+    let mut rep = StopAfter {
+        after: 2,
+        seen: 0,
+        flag: &flag,
+    };
+    let out = part.run(&mut rep, &mut [], &flag).unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::Interrupted {
+                epoch: 1,
+                next_batch: 2
+            }
+        ),
+        "{out:?}"
+    );
+    let dir = part.run_dir().to_path_buf();
+    drop(part);
+    let mut resumed = Trainer::resume(setup(2), &dir).unwrap();
+    resumed
+        .run(&mut Quiet, &mut [], &AtomicBool::new(false))
+        .unwrap();
+    drop(resumed);
+
+    let a = tch::Tensor::read_safetensors(runs.path().join("full/checkpoints/last.safetensors"))
+        .unwrap();
+    let b = tch::Tensor::read_safetensors(dir.join("checkpoints/last.safetensors")).unwrap();
+    assert_eq!(a.len(), b.len());
+    for ((ka, ta), (kb, tb)) in a.iter().zip(b.iter()) {
+        assert_eq!(ka, kb);
+        assert!(ta.equal(tb), "weights differ at {ka}");
+    }
+    let la: Vec<MetricsLine> = fsio::read_jsonl(&runs.path().join("full/metrics.jsonl")).unwrap();
+    let lb: Vec<MetricsLine> = fsio::read_jsonl(&dir.join("metrics.jsonl")).unwrap();
+    let losses = |l: &[MetricsLine]| -> Vec<(u32, String, u64)> {
+        l.iter()
+            .filter_map(|x| match x {
+                MetricsLine::Epoch(m) => Some((m.epoch, m.split.clone(), m.loss.to_bits())),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(losses(&la), losses(&lb));
+}
+
+#[test]
+fn a_bad_config_value_is_an_error_naming_the_key() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut s = setup(1);
+    s.train.lr = -1.0;
+    let err = Trainer::create(s, "", runs.path(), "bad", RunMeta::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("train.lr"), "{err}");
+    assert!(
+        std::fs::read_dir(runs.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
