@@ -77,21 +77,40 @@ fn section_at(text: &str, offset: usize) -> Option<String> {
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
 }
 
-/// One-line description of a TOML error: `file:line: [section] message`.
-fn describe(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+/// The key written on the line holding a byte offset (`key = value` lines only).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+/// One-line description of a TOML error: `file:line: in [section]: key: message`. With
+/// `--set` overrides the text is the merged document, so no line number is given.
+fn describe(path: &Path, text: &str, e: &toml::de::Error, overridden: bool) -> anyhow::Error {
     let msg = e.message().replace('\n', " ");
-    match e.span() {
-        Some(span) if !text.is_empty() => {
-            let section = section_at(text, span.start)
-                .map(|s| format!("in [{s}]: "))
-                .unwrap_or_default();
-            anyhow!(
-                "{}:{}: {section}{msg}",
-                path.display(),
-                line_of(text, span.start)
-            )
-        }
-        _ => anyhow!("{}: {msg}", path.display()),
+    let Some(span) = e.span().filter(|_| !text.is_empty()) else {
+        return anyhow!("{}: {msg}", path.display());
+    };
+    let section = section_at(text, span.start);
+    let key = key_at(text, span.start).filter(|k| !msg.contains(k.as_str()));
+    let key = key.map(|k| format!("{k}: ")).unwrap_or_default();
+    if overridden {
+        let section = section.map(|s| format!("[{s}] ")).unwrap_or_default();
+        anyhow!(
+            "{} (with --set overrides): {section}{key}{msg}",
+            path.display()
+        )
+    } else {
+        let section = section.map(|s| format!("in [{s}]: ")).unwrap_or_default();
+        anyhow!(
+            "{}:{}: {section}{key}{msg}",
+            path.display(),
+            line_of(text, span.start)
+        )
     }
 }
 
@@ -136,7 +155,8 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded> {
 }
 
 pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| describe(path, text, &e))?;
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| describe(path, text, &e, false))?;
     for s in sets {
         apply_set(&mut table, s)?;
     }
@@ -167,21 +187,22 @@ pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
             path.display()
         );
     }
-    // Re-serialise so errors from overrides point at the merged text.
+    // Without overrides (and without a stripped `preset` line) the original text parses to
+    // the same config and its spans are the user's own lines.
     let merged = toml::to_string(&table)?;
-    let from = if sets.is_empty() {
-        text
+    let config: Config = if sets.is_empty() && preset.is_none() {
+        toml::from_str(text).map_err(|e| describe(path, text, &e, false))?
     } else {
-        merged.as_str()
+        toml::from_str(&merged).map_err(|e| {
+            // Point at the user's line when the original text shows the same problem.
+            match toml::from_str::<Config>(text) {
+                Err(orig) if sets.is_empty() && orig.message() == e.message() => {
+                    describe(path, text, &orig, false)
+                }
+                _ => describe(path, &merged, &e, !sets.is_empty()),
+            }
+        })?
     };
-    let config: Config = toml::from_str(&merged).map_err(|e| {
-        // Spans refer to the merged text; when there were no overrides, re-parse the
-        // original to get the user's own line numbers.
-        match toml::from_str::<Config>(from) {
-            Err(orig) if sets.is_empty() => describe(path, text, &orig),
-            _ => describe(path, &merged, &e),
-        }
-    })?;
     config
         .train
         .validate()
