@@ -83,7 +83,7 @@ pub fn generate_with_progress(
     let progress = |done: usize, n: usize| match &bar {
         Some(b) => b.set_position(done as u64),
         None => {
-            if done as u64 % step == 0 || done == n {
+            if (done as u64).is_multiple_of(step) || done == n {
                 eprintln!("event=gen-data done={done}/{n}");
             }
         }
@@ -618,8 +618,8 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
     };
     let records = moirelab_gradcam::explain(lr.net.as_ref(), &inputs, &opts, &a.out)?;
     println!(
-        "{:<32}{:>10}  {:<10}{}",
-        "image", "P(attack)", "explained", "files"
+        "{:<32}{:>10}  {:<10}files",
+        "image", "P(attack)", "explained"
     );
     let attack = attack_index(&classes, &loaded);
     for r in &records {

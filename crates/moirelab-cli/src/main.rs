@@ -1,6 +1,9 @@
 //! `moirelab`: the command line. Argument parsing, config loading and terminal output; the work
 //! itself lives in the library crates (ripgrep-style: the binary is glue).
 
+// The binary owns the terminal: printing is its job (the lints guard the library crates).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod commands;
 mod config;
 mod demo;

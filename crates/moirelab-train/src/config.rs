@@ -151,7 +151,7 @@ impl TrainConfig {
                 self.betas
             ));
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             return err(format!("train.eps = {} must be > 0", self.eps));
         }
         if !["constant", "step", "cosine"].contains(&self.schedule.as_str()) {

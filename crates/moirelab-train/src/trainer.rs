@@ -63,8 +63,8 @@ pub enum Event {
     EpochEnd {
         epoch: u32,
         epochs: u32,
-        train: EpochMetrics,
-        val: Option<EpochMetrics>,
+        train: Box<EpochMetrics>,
+        val: Option<Box<EpochMetrics>>,
         improved: bool,
     },
     Hook {
@@ -749,8 +749,8 @@ impl Trainer {
                 Event::EpochEnd {
                     epoch,
                     epochs,
-                    train: train_m,
-                    val: val_m,
+                    train: Box::new(train_m),
+                    val: val_m.map(Box::new),
                     improved,
                 },
             );
