@@ -699,17 +699,7 @@ impl Trainer {
             }
             running.seconds += epoch_start.elapsed().as_secs_f64();
             let train_m = running_metrics(&running, epoch, self.state.step, images_this_call);
-            let val_idx = self.dataset.split("val").to_vec();
-            let val_m = if val_idx.is_empty() {
-                None
-            } else {
-                Some(evaluate(
-                    self.net.as_ref(),
-                    &self.dataset,
-                    &val_idx,
-                    &self.eval_options(epoch, "val", None),
-                )?)
-            };
+            let val_m = self.evaluate_split(epoch, "val", None)?;
             let mut train_m = train_m;
             train_m.lr = Some(self.schedule.lr_at(
                 self.setup.train.lr,
@@ -831,17 +821,7 @@ impl Trainer {
             self.vs.load(&best).map_err(|e| ckpt_err(&best, e))?;
         }
         let epoch = self.state.best_epoch;
-        let val_idx = self.dataset.split("val").to_vec();
-        let val = if val_idx.is_empty() {
-            None
-        } else {
-            Some(evaluate(
-                self.net.as_ref(),
-                &self.dataset,
-                &val_idx,
-                &self.eval_options(epoch, "val", None),
-            )?)
-        };
+        let val = self.evaluate_split(epoch, "val", None)?;
         let threshold = val
             .as_ref()
             .and_then(|m| m.pad.as_ref())
@@ -889,6 +869,21 @@ impl Trainer {
             )),
         );
         Ok(summary)
+    }
+
+    /// Metrics of a whole split in eval mode, `None` when the data set has no such split.
+    fn evaluate_split(
+        &self,
+        epoch: u32,
+        split: &str,
+        threshold: Option<f64>,
+    ) -> Result<Option<EpochMetrics>, TrainError> {
+        let idx = self.dataset.split(split);
+        if idx.is_empty() {
+            return Ok(None);
+        }
+        let opts = self.eval_options(epoch, split, threshold);
+        evaluate(self.net.as_ref(), &self.dataset, idx, &opts).map(Some)
     }
 
     fn eval_options(&self, epoch: u32, split: &str, threshold: Option<f64>) -> EvalOptions {

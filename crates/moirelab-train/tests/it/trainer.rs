@@ -7,7 +7,14 @@ use moirelab_models::ModelConfig;
 use moirelab_train::{Event, Outcome, Reporter, TrainConfig, TrainSetup, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// libtorch has one global random generator, and the trainer seeds it; tests of this binary
+/// run on parallel threads, so each trainer test holds this lock.
+fn torch_rng_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// One tiny data set shared by the tests of this binary (generated once).
 fn tiny_data() -> PathBuf {
@@ -73,6 +80,7 @@ fn create(runs: &Path, name: &str, epochs: u32) -> Trainer {
 
 #[test]
 fn two_tiny_epochs_write_the_whole_run_folder() {
+    let _rng = torch_rng_lock();
     let runs = tempfile::tempdir().unwrap();
     let mut t = create(runs.path(), "r", 2);
     let out = t.run(&mut Quiet, &mut [], &AtomicBool::new(false)).unwrap();
@@ -116,6 +124,7 @@ fn two_tiny_epochs_write_the_whole_run_folder() {
 
 #[test]
 fn a_name_clash_gets_a_suffix_never_an_overwrite() {
+    let _rng = torch_rng_lock();
     let runs = tempfile::tempdir().unwrap();
     let a = create(runs.path(), "same", 1);
     let b = create(runs.path(), "same", 1);
@@ -125,6 +134,7 @@ fn a_name_clash_gets_a_suffix_never_an_overwrite() {
 
 #[test]
 fn interrupted_then_resumed_equals_uninterrupted_bitwise() {
+    let _rng = torch_rng_lock();
     let runs = tempfile::tempdir().unwrap();
     let mut full = create(runs.path(), "full", 2);
     full.run(&mut Quiet, &mut [], &AtomicBool::new(false))
@@ -176,6 +186,7 @@ fn interrupted_then_resumed_equals_uninterrupted_bitwise() {
 
 #[test]
 fn a_bad_config_value_is_an_error_naming_the_key() {
+    let _rng = torch_rng_lock();
     let runs = tempfile::tempdir().unwrap();
     let mut s = setup(1);
     s.train.lr = -1.0;
