@@ -11,7 +11,10 @@
 use crate::card::{self, Card, CardSpec, FlagFamily, Hair};
 use crate::config::{Artifact, Bezel, GenConfig};
 use crate::geom::Homography;
-use crate::raster::{jpeg_round_trip, lin, Plane, Rgb, ValueNoise};
+use crate::raster::{
+    cos_turns, fast_exp, fill_normals, jpeg_round_trip, lin, pow01_f32, sin_turns, Plane, Rgb,
+    ValueNoise,
+};
 use crate::{region_bit, SynthError};
 use moirelab_core::rng::Rng;
 use std::f64::consts::{PI, TAU};
@@ -328,14 +331,18 @@ fn build_object(card: &Card, screen: bool, sp: &ScreenParams, cfg: &GenConfig) -
 
 /// Display tone curve and colour, applied to emitted content in display space.
 fn apply_tone(img: &mut Rgb, sp: &ScreenParams) {
+    // f32 throughout: the result is stored as f32, and `pow01_f32` is accurate to ~2e-6
+    // relative, far below the 16-bit sRGB table step.
     let rb = sp.blue_red.sqrt();
-    let gains = [1.0 / rb, 1.0, rb];
+    let gains = [(1.0 / rb) as f32, 1.0, rb as f32];
+    let (sat, gamma) = (sp.saturation as f32, sp.gamma as f32);
+    let (black, range) = (sp.black as f32, (sp.white - sp.black) as f32);
     for p in img.px.chunks_exact_mut(3) {
-        let l = 0.2126 * p[0] as f64 + 0.7152 * p[1] as f64 + 0.0722 * p[2] as f64;
+        let l = 0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2];
         for k in 0..3 {
-            let v = l + (p[k] as f64 - l) * sp.saturation;
-            let v = (v * gains[k]).clamp(0.0, 1.0).powf(sp.gamma);
-            p[k] = (sp.black + (sp.white - sp.black) * v) as f32;
+            let v = l + (p[k] - l) * sat;
+            let v = pow01_f32((v * gains[k]).clamp(0.0, 1.0), gamma);
+            p[k] = black + range * v;
         }
     }
 }
@@ -388,50 +395,96 @@ fn place(sc: &SceneParams, cfg: &GenConfig, wc: f64, hc: f64) -> [[f64; 2]; 4] {
 }
 
 fn background(sc: &SceneParams, wi: usize) -> Rgb {
-    let mut bg = Rgb::filled(wi, wi, sc.bg_colour);
     let (ca, sa) = (sc.grain_angle.cos(), sc.grain_angle.sin());
-    for y in 0..wi {
-        for x in 0..wi {
-            let (u, v) = ((x as f32 + 0.5) / wi as f32, (y as f32 + 0.5) / wi as f32);
-            let n = sc.bg_noise.at(u, v);
+    let us: Vec<f32> = (0..wi).map(|x| (x as f32 + 0.5) / wi as f32).collect();
+    let noise = sc.bg_noise.grid(&us, &us);
+    let mut px = vec![0.0f32; wi * wi * 3];
+    for (i, (p, &n)) in px.chunks_exact_mut(3).zip(&noise).enumerate() {
+        let (u, v) = (us[i % wi], us[i / wi]);
+        let mut f = 1.0 + sc.bg_noise_amp * (n - 0.5);
+        // Wood grain only on 40 % of desks: skip its sine elsewhere.
+        if sc.grain_amp != 0.0 {
             let t = (u as f64 * ca + v as f64 * sa) / sc.grain_period + n as f64 * 6.0;
-            let f = 1.0 + sc.bg_noise_amp * (n - 0.5) + sc.grain_amp * (TAU * t).sin() as f32;
-            let i = (y * wi + x) * 3;
-            for k in 0..3 {
-                bg.px[i + k] *= f.max(0.0);
-            }
+            f += sc.grain_amp * sin_turns(t) as f32;
+        }
+        let f = f.max(0.0);
+        for k in 0..3 {
+            p[k] = sc.bg_colour[k] * f;
         }
     }
-    bg
+    Rgb { w: wi, h: wi, px }
 }
 
 /// Warp the object into the working frame (inverse mapping, bilinear, 2×2 supersampled).
-fn warp(obj: &Object, inv: &Homography, bg: &Rgb) -> (Rgb, Plane) {
+///
+/// The object's colour, alpha and emissive coverage are interleaved into one texture so each
+/// sub-sample computes its bilinear weights once and reads one cache line per neighbour.
+fn warp(obj: &Object, fwd: &Homography, inv: &Homography, bg: Rgb) -> (Rgb, Plane) {
     let wi = bg.w;
-    let mut out = bg.clone();
+    let mut out = bg;
     let mut emis = Plane::new(wi, wi);
-    let (ow, oh) = (obj.rgb.w as f64, obj.rgb.h as f64);
-    for y in 0..wi {
-        for x in 0..wi {
+    let (tw, th) = (obj.rgb.w, obj.rgb.h);
+    let (ow, oh) = (tw as f64, th as f64);
+    // `[r, g, b, alpha]` per texel: the four lanes are interpolated together (one SIMD lane
+    // each); the emissive plane is read only for screens.
+    let tex: Vec<[f32; 4]> = (0..tw * th)
+        .map(|i| {
+            let c = &obj.rgb.px[i * 3..i * 3 + 3];
+            [c[0], c[1], c[2], obj.alpha.px[i]]
+        })
+        .collect();
+    let em = &obj.emissive.px;
+    let (xmax, ymax) = ((tw - 1) as f32, (th - 1) as f32);
+    let m = &inv.m;
+    // Only pixels inside the image-space bounding box of the texture grown by the 1-texel
+    // margin below can have a sub-sample that lands on it (the box of a convex quad holds
+    // every point that maps into it); the others keep the background.
+    let bb = bbox(fwd, &[-1.0, -1.0, ow + 1.0, oh + 1.0]);
+    let span = |lo: f64, hi: f64| {
+        let a = (lo - 1.0).floor().clamp(0.0, wi as f64) as usize;
+        let b = (hi + 1.0).ceil().clamp(0.0, wi as f64) as usize;
+        a..b.max(a)
+    };
+    let (xs, ys) = (span(bb[0], bb[2]), span(bb[1], bb[3]));
+    for y in ys {
+        for x in xs.clone() {
             let mut acc = [0.0f32; 3];
             let mut a_acc = 0.0f32;
             let mut e_acc = 0.0f32;
             for (sx, sy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
-                let [u, v] = inv.apply(x as f64 + sx, y as f64 + sy);
+                let (px, py) = (x as f64 + sx, y as f64 + sy);
+                let rw = 1.0 / (m[6] * px + m[7] * py + m[8]);
+                let u = (m[0] * px + m[1] * py + m[2]) * rw;
+                let v = (m[3] * px + m[4] * py + m[5]) * rw;
                 if u < -1.0 || v < -1.0 || u > ow + 1.0 || v > oh + 1.0 {
                     continue;
                 }
-                let a = obj.alpha.sample(u as f32, v as f32) * edge_cov(u, ow) * edge_cov(v, oh);
+                // Bilinear weights exactly as `Plane::sample` / `Rgb::sample` computed them.
+                let fx = (u as f32 - 0.5).clamp(0.0, xmax);
+                let fy = (v as f32 - 0.5).clamp(0.0, ymax);
+                let (x0, y0) = (fx as usize, fy as usize);
+                let (x1, y1) = ((x0 + 1).min(tw - 1), (y0 + 1).min(th - 1));
+                let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
+                let (i00, i10, i01, i11) = (y0 * tw + x0, y0 * tw + x1, y1 * tw + x0, y1 * tw + x1);
+                let (p00, p10, p01, p11) = (tex[i00], tex[i10], tex[i01], tex[i11]);
+                let mut c = [0.0f32; 4];
+                for k in 0..4 {
+                    let top = p00[k] + (p10[k] - p00[k]) * tx;
+                    let bot = p01[k] + (p11[k] - p01[k]) * tx;
+                    c[k] = top + (bot - top) * ty;
+                }
+                let a = c[3] * edge_cov(u, ow) * edge_cov(v, oh);
                 if a <= 0.0 {
                     continue;
                 }
-                let c = obj.rgb.sample(u as f32, v as f32);
                 for k in 0..3 {
                     acc[k] += c[k] * a;
                 }
                 a_acc += a;
                 if obj.emits {
-                    e_acc += obj.emissive.sample(u as f32, v as f32) * a;
+                    let top = em[i00] + (em[i10] - em[i00]) * tx;
+                    let bot = em[i01] + (em[i11] - em[i01]) * tx;
+                    e_acc += (top + (bot - top) * ty) * a;
                 }
             }
             if a_acc > 0.0 {
@@ -464,18 +517,46 @@ struct Prepared {
     card_h: f64,
 }
 
-/// Image-space stages after the warp: screen light modulation, glare, lighting, optics,
-/// white balance and exposure. Returns linear light at working resolution (noise-free).
-fn screen_light(
+/// Per-pixel factors of the image-space screen effects of one sample, computed once and
+/// shared by the full render and by the re-renders with one factor off (mask footprints),
+/// which used to recompute the moiré field each time.
+///
+/// # Shapes
+/// `band` is `[wi]` (one factor per row); `moire` and `sub` are `[wi·wi][3]` multipliers
+/// (exactly 1.0 where a pixel has none; empty when the effect is off); `glare` is `[wi·wi]`
+/// additive linear light (0 outside the blob; empty without glare).
+struct ScreenFields {
+    band: Vec<f64>,
+    moire: Vec<[f64; 3]>,
+    sub: Vec<[f64; 3]>,
+    glare: Vec<f64>,
+}
+
+/// Evaluate the screen-effect fields that `full` switches on.
+fn screen_fields(
     pre: &Prepared,
     spec: &SampleSpec,
     sp: &ScreenParams,
     sc: &SceneParams,
-    t: Toggles,
-) -> Rgb {
-    let mut img = pre.warped.clone();
-    let wi = img.w;
-    if spec.screen && (t.moire || t.bands || t.subpixel) {
+    full: Toggles,
+) -> ScreenFields {
+    let wi = pre.warped.w;
+    let mut f = ScreenFields {
+        band: Vec::new(),
+        moire: Vec::new(),
+        sub: Vec::new(),
+        glare: Vec::new(),
+    };
+    if spec.screen && full.bands {
+        f.band = (0..wi)
+            .map(|y| {
+                let ph = (y as f64 + 0.5) / (sp.band_period * 2.0) + sp.band_phase;
+                let w = (0.5 - 0.5 * cos_turns(ph)).powi(sp.band_sharp);
+                1.0 - sp.band_amp * w
+            })
+            .collect();
+    }
+    if spec.screen && full.moire {
         // Moiré: a grating of display frequency g (cycles per display pixel) seen through the
         // screen→image homography. g is chosen so that at the screen centre the frequency in
         // camera pixels is f = n + (cos β, sin β)/P; sampled at pixel centres the integer part
@@ -483,92 +564,135 @@ fn screen_light(
         let c_img = pre.img_centre;
         let j = pre.inv_tex.jacobian(c_img[0], c_img[1]);
         let pw = sp.moire_period * 2.0;
-        let f = [
+        let fr = [
             sp.moire_n[0] + sp.moire_dir.cos() / pw,
             sp.moire_n[1] + sp.moire_dir.sin() / pw,
         ];
         // Solve J^T g = f.
         let det = j[0][0] * j[1][1] - j[0][1] * j[1][0];
         let g = [
-            (j[1][1] * f[0] - j[1][0] * f[1]) / det,
-            (-j[0][1] * f[0] + j[0][0] * f[1]) / det,
+            (j[1][1] * fr[0] - j[1][0] * fr[1]) / det,
+            (-j[0][1] * fr[0] + j[0][0] * fr[1]) / det,
         ];
-        let delta = TAU / 3.0 * sp.moire_chroma;
-        // Sub-pixel stripes: display pitch `sub_pitch` output px = 2·pitch camera px.
-        let sub_g = 1.0 / (sp.sub_pitch * 2.0);
+        // Channel c is shifted by c·δ with δ = 2π/3·chroma (RGB stripe offset); in turns.
+        let delta = sp.moire_chroma / 3.0;
+        let phase = sp.moire_phase / TAU;
         let (ew, eh) = (pre.emissive_extent_w(), pre.emissive_extent_h());
+        f.moire = vec![[1.0; 3]; wi * wi];
         for y in 0..wi {
-            let band = if t.bands {
-                let ph = (y as f64 + 0.5) / (sp.band_period * 2.0) + sp.band_phase;
-                let w = (0.5 - 0.5 * (TAU * ph).cos()).powi(sp.band_sharp);
-                1.0 - sp.band_amp * w
-            } else {
-                1.0
-            };
             for x in 0..wi {
-                let e = pre.emissive.px[y * wi + x];
-                if e <= 0.0 {
+                if pre.emissive.px[y * wi + x] <= 0.0 {
                     continue;
                 }
-                let mut m = [band; 3];
-                let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-                if t.moire {
-                    let [u, v] = pre.inv_tex.apply(px, py);
-                    let env_n = sp.envelope.at((u / ew) as f32, (v / eh) as f32);
-                    let env = ((env_n - sp.envelope_threshold) / 0.08 + 0.5).clamp(0.0, 1.0);
-                    if env > 0.0 {
-                        let phi = TAU
-                            * (g[0] * (u - pre.tex_centre[0]) + g[1] * (v - pre.tex_centre[1]))
-                            + sp.moire_phase;
-                        for (k, mk) in m.iter_mut().enumerate() {
-                            let mc = (phi - k as f64 * delta).cos();
-                            *mk *= 1.0 + sp.moire_amp * env as f64 * mc;
-                        }
+                let [u, v] = pre.inv_tex.apply(x as f64 + 0.5, y as f64 + 0.5);
+                let env_n = sp.envelope.at((u / ew) as f32, (v / eh) as f32);
+                let env = ((env_n - sp.envelope_threshold) / 0.08 + 0.5).clamp(0.0, 1.0);
+                if env > 0.0 {
+                    let phi =
+                        g[0] * (u - pre.tex_centre[0]) + g[1] * (v - pre.tex_centre[1]) + phase;
+                    let mf = &mut f.moire[y * wi + x];
+                    for (k, mk) in mf.iter_mut().enumerate() {
+                        let mc = cos_turns(phi - k as f64 * delta);
+                        *mk = 1.0 + sp.moire_amp * env as f64 * mc;
                     }
-                }
-                if t.subpixel {
-                    // RGB stripe mask box-filtered over 4×4 sub-samples of the camera pixel.
-                    let mut cov = [0.0f64; 3];
-                    for sy in 0..4 {
-                        for sx in 0..4 {
-                            let qx = x as f64 + (sx as f64 + 0.5) / 4.0;
-                            let qy = y as f64 + (sy as f64 + 0.5) / 4.0;
-                            let s = (qx + qy * sp.sub_angle) * sub_g;
-                            let c = ((s - s.floor()) * 3.0) as usize;
-                            cov[c.min(2)] += 1.0 / 16.0;
-                        }
-                    }
-                    for k in 0..3 {
-                        m[k] *= 1.0 + sp.sub_depth * (3.0 * cov[k] - 1.0);
-                    }
-                }
-                let i = (y * wi + x) * 3;
-                for k in 0..3 {
-                    let mk = 1.0 + (m[k] as f32 - 1.0) * e;
-                    img.px[i + k] *= mk;
                 }
             }
         }
     }
-    // Specular glare (both classes, same distribution) and the screen's glass veil.
-    if let (true, Some(gl)) = (t.glare, sc.glare) {
+    if spec.screen && full.subpixel {
+        // Sub-pixel stripes: display pitch `sub_pitch` output px = 2·pitch camera px; the RGB
+        // stripe mask is box-filtered over 4×4 sub-samples of the camera pixel.
+        let sub_g = 1.0 / (sp.sub_pitch * 2.0);
+        f.sub = vec![[1.0; 3]; wi * wi];
+        for y in 0..wi {
+            for x in 0..wi {
+                if pre.emissive.px[y * wi + x] <= 0.0 {
+                    continue;
+                }
+                let mut cov = [0.0f64; 3];
+                for sy in 0..4 {
+                    for sx in 0..4 {
+                        let qx = x as f64 + (sx as f64 + 0.5) / 4.0;
+                        let qy = y as f64 + (sy as f64 + 0.5) / 4.0;
+                        let s = (qx + qy * sp.sub_angle) * sub_g;
+                        let c = ((s - s.floor()) * 3.0) as usize;
+                        cov[c.min(2)] += 1.0 / 16.0;
+                    }
+                }
+                f.sub[y * wi + x] = cov.map(|c| 1.0 + sp.sub_depth * (3.0 * c - 1.0));
+            }
+        }
+    }
+    // Specular glare (both classes, same distribution).
+    if let (true, Some(gl)) = (full.glare, sc.glare) {
         let card_bb = pre.card_bbox();
         let cx = card_bb[0] + gl.centre[0] * (card_bb[2] - card_bb[0]);
         let cy = card_bb[1] + gl.centre[1] * (card_bb[3] - card_bb[1]);
         let (ca, sa) = (gl.angle.cos(), gl.angle.sin());
         let (sx, sy) = (gl.sigma[0] * wi as f64, gl.sigma[1] * wi as f64);
-        let warm = [1.0, 0.98, 0.94];
+        f.glare = vec![0.0; wi * wi];
         for y in 0..wi {
             for x in 0..wi {
                 let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
                 let (a, b) = ((dx * ca + dy * sa) / sx, (-dx * sa + dy * ca) / sy);
                 let q = 0.5 * (a * a + b * b);
                 if q < 12.0 {
-                    let add = gl.gain * (-q).exp();
-                    let i = (y * wi + x) * 3;
+                    f.glare[y * wi + x] = gl.gain * fast_exp(-q);
+                }
+            }
+        }
+    }
+    f
+}
+
+/// Image-space stages after the warp: screen light modulation (moiré, sub-pixel stripes,
+/// PWM bands), glare and the screen's glass veil, composed from precomputed [`ScreenFields`].
+/// Returns linear light at working resolution before the optics.
+fn screen_light(
+    pre: &Prepared,
+    spec: &SampleSpec,
+    sp: &ScreenParams,
+    f: &ScreenFields,
+    t: Toggles,
+) -> Rgb {
+    let mut img = pre.warped.clone();
+    let wi = img.w;
+    let moire = t.moire && !f.moire.is_empty();
+    let sub = t.subpixel && !f.sub.is_empty();
+    let bands = t.bands && !f.band.is_empty();
+    if spec.screen && (moire || bands || sub) {
+        for y in 0..wi {
+            let band = if bands { f.band[y] } else { 1.0 };
+            for x in 0..wi {
+                let j = y * wi + x;
+                let e = pre.emissive.px[j];
+                if e <= 0.0 {
+                    continue;
+                }
+                let mut m = [band; 3];
+                if moire {
                     for k in 0..3 {
-                        img.px[i + k] += (add * warm[k]) as f32;
+                        m[k] *= f.moire[j][k];
                     }
+                }
+                if sub {
+                    for k in 0..3 {
+                        m[k] *= f.sub[j][k];
+                    }
+                }
+                for k in 0..3 {
+                    let mk = 1.0 + (m[k] as f32 - 1.0) * e;
+                    img.px[j * 3 + k] *= mk;
+                }
+            }
+        }
+    }
+    if t.glare && !f.glare.is_empty() {
+        let warm = [1.0, 0.98, 0.94];
+        for (p, &add) in img.px.chunks_exact_mut(3).zip(&f.glare) {
+            if add > 0.0 {
+                for k in 0..3 {
+                    p[k] += (add * warm[k]) as f32;
                 }
             }
         }
@@ -588,6 +712,9 @@ fn optics(mut img: Rgb, sc: &SceneParams, cam: &CameraParams) -> Rgb {
     let wi = img.w;
     let (dx, dy) = (sc.light_dir.cos(), sc.light_dir.sin());
     let half = wi as f64 * 0.5;
+    let shadow = sc
+        .shadow
+        .map(|(ang, off, depth, soft)| (ang.cos(), ang.sin(), off, depth, soft));
     for y in 0..wi {
         for x in 0..wi {
             let (u, v) = (
@@ -596,9 +723,9 @@ fn optics(mut img: Rgb, sc: &SceneParams, cam: &CameraParams) -> Rgb {
             );
             let mut f = 1.0 + sc.light_g * (dx * u + dy * v) * 2.0;
             f *= 1.0 - sc.vignette * (u * u + v * v) * 2.0;
-            if let Some((ang, off, depth, soft)) = sc.shadow {
-                let s = (u * ang.cos() + v * ang.sin() - off) / soft;
-                f *= 1.0 - depth / (1.0 + (-s).exp());
+            if let Some((ca, sa, off, depth, soft)) = shadow {
+                let s = (u * ca + v * sa - off) / soft;
+                f *= 1.0 - depth / (1.0 + fast_exp(-s));
             }
             let i = (y * wi + x) * 3;
             for k in 0..3 {
@@ -650,9 +777,9 @@ fn round3(v: f64) -> f64 {
 }
 
 /// Mean absolute channel difference at output resolution, smoothed and thresholded into a
-/// binary mask: the exact footprint of one factor (same seed, factor toggled).
-fn diff_mask(full: &Rgb, without: &Rgb, size: usize) -> Vec<bool> {
-    let a = full.downsample(2);
+/// binary mask: the exact footprint of one factor (same seed, factor toggled). `a` is the
+/// full render already downsampled ×2.
+fn diff_mask(a: &Rgb, without: &Rgb, size: usize) -> Vec<bool> {
     let b = without.downsample(2);
     let mut d = Plane::new(size, size);
     for (i, v) in d.px.iter_mut().enumerate() {
@@ -666,8 +793,8 @@ fn diff_mask(full: &Rgb, without: &Rgb, size: usize) -> Vec<bool> {
     // shortest period fills those gaps.
     d.box_blur((size / 64).max(1));
     let mut sorted = d.px.clone();
-    sorted.sort_by(f32::total_cmp);
-    let p99 = sorted[(sorted.len() * 99) / 100];
+    let k = (sorted.len() * 99) / 100;
+    let p99 = *sorted.select_nth_unstable_by(k, f32::total_cmp).1;
     // Absolute floor: below ~0.1 % of full scale in linear light a difference is invisible
     // after 8-bit quantisation, so a factor with zero gain yields an empty mask.
     let thr = (0.35 * p99).max(0.0015);
@@ -757,7 +884,7 @@ pub fn render(
         msg: "singular homography".into(),
     })?;
     let bg = background(&sc, wi);
-    let (warped, emissive) = warp(&obj, &inv_tex, &bg);
+    let (warped, emissive) = warp(&obj, &h_tex, &inv_tex, bg);
     let tex_centre = [obj.rgb.w as f64 * 0.5, obj.rgb.h as f64 * 0.5];
     let pre = Prepared {
         warped,
@@ -776,15 +903,21 @@ pub fn render(
         glare: true,
         veil: cfg.has(Artifact::Veil),
     };
-    let lit = screen_light(&pre, spec, &sp, &sc, full);
+    let fields = screen_fields(&pre, spec, &sp, &sc, full);
+    let lit = screen_light(&pre, spec, &sp, &fields, full);
 
     // Camera: signal-dependent noise y = x + sqrt(a·x + b)·N(0, 1), sRGB, JPEG Q2, area
     // downsample to the output size.
     let mut nrng = Rng::derive(seed, &[i, STREAM_NOISE]);
     let mut noisy = optics(lit.clone(), &sc, &cam);
-    for v in noisy.px.iter_mut() {
-        let x = v.max(0.0) as f64;
-        *v = (x + (cam.noise_a * x + cam.noise_b).sqrt() * nrng.normal()) as f32;
+    let mut normals = [0.0f64; 1024];
+    for chunk in noisy.px.chunks_mut(normals.len()) {
+        let normals = &mut normals[..chunk.len()];
+        fill_normals(&mut nrng, normals);
+        for (v, n) in chunk.iter_mut().zip(normals.iter()) {
+            let x = v.max(0.0) as f64;
+            *v = (x + (cam.noise_a * x + cam.noise_b).sqrt() * n) as f32;
+        }
     }
     let jpeg =
         jpeg_round_trip(wi, wi, &noisy.to_srgb8(), cam.q2).map_err(|msg| SynthError::Render {
@@ -846,11 +979,12 @@ pub fn render(
                 },
             ));
         }
+        let lit_down = lit.downsample(2);
         for (name, t) in factors {
             // The re-render stops before the optics: lighting, blur and white balance are
             // linear and shared, so they would only smear the footprint.
-            let without = screen_light(&pre, spec, &sp, &sc, t);
-            let m = diff_mask(&lit, &without, size);
+            let without = screen_light(&pre, spec, &sp, &fields, t);
+            let m = diff_mask(&lit_down, &without, size);
             let b = region_bit(name);
             let mut area = 0usize;
             for (bit, on) in bits.iter_mut().zip(&m) {

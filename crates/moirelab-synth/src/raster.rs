@@ -55,7 +55,8 @@ impl Rgb {
     }
 
     /// Bilinear sample at continuous coordinates (pixel centres at +0.5), clamped at edges.
-    #[inline]
+    /// The reference the warp and the motion blur reproduce (they inline it).
+    #[cfg(test)]
     pub fn sample(&self, x: f32, y: f32) -> [f32; 3] {
         let fx = (x - 0.5).clamp(0.0, (self.w - 1) as f32);
         let fy = (y - 0.5).clamp(0.0, (self.h - 1) as f32);
@@ -84,6 +85,9 @@ impl Rgb {
             return self.clone();
         }
         let (w, h) = (self.w / f, self.h / f);
+        if f == 2 {
+            return self.downsample2();
+        }
         let mut out = vec![0.0f32; w * h * 3];
         let norm = 1.0 / (f * f) as f32;
         for y in 0..h {
@@ -105,6 +109,26 @@ impl Rgb {
         Rgb { w, h, px: out }
     }
 
+    /// [`Rgb::downsample`] by 2 with the same summation order (row 0: left, right; row 1:
+    /// left, right; then × 1/4), so results are bit-identical, without the generic loops.
+    fn downsample2(&self) -> Rgb {
+        let (w, h) = (self.w / 2, self.h / 2);
+        let mut out = vec![0.0f32; w * h * 3];
+        let stride = self.w * 3;
+        for y in 0..h {
+            let r0 = &self.px[2 * y * stride..(2 * y + 1) * stride];
+            let r1 = &self.px[(2 * y + 1) * stride..(2 * y + 2) * stride];
+            let orow = &mut out[y * w * 3..(y + 1) * w * 3];
+            for (x, o) in orow.chunks_exact_mut(3).enumerate() {
+                let (a, b) = (&r0[x * 6..x * 6 + 6], &r1[x * 6..x * 6 + 6]);
+                for k in 0..3 {
+                    o[k] = (((0.0 + a[k]) + a[3 + k]) + b[k] + b[3 + k]) * 0.25;
+                }
+            }
+        }
+        Rgb { w, h, px: out }
+    }
+
     /// Separable Gaussian blur with standard deviation `sigma` pixels (edges clamped).
     pub fn gaussian_blur(&mut self, sigma: f32) {
         if sigma < 0.05 {
@@ -116,32 +140,53 @@ impl Rgb {
     }
 
     /// Linear motion blur of length `len` pixels at angle `theta` (bilinear taps).
+    ///
+    /// Every tap is the same sub-pixel shift for every pixel, so each one is a fixed 2×2
+    /// bilinear stencil; clamping the stencil's indices at the borders gives exactly what
+    /// clamping the sample coordinate did (the border pixel).
     pub fn motion_blur(&mut self, len: f32, theta: f32) {
         if len < 0.5 {
             return;
         }
         let taps = (len.ceil() as usize + 1).max(2);
         let (dx, dy) = (theta.cos(), theta.sin());
-        let src = self.clone();
+        let (w, h) = (self.w, self.h);
+        let src = std::mem::replace(&mut self.px, vec![0.0; w * h * 3]);
         let norm = 1.0 / taps as f32;
-        for y in 0..self.h {
-            for x in 0..self.w {
-                let mut acc = [0.0f32; 3];
-                for t in 0..taps {
-                    let s = (t as f32 / (taps - 1) as f32 - 0.5) * len;
-                    let c = src.sample(x as f32 + 0.5 + s * dx, y as f32 + 0.5 + s * dy);
-                    acc[0] += c[0];
-                    acc[1] += c[1];
-                    acc[2] += c[2];
+        let stride = w * 3;
+        let clampi = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
+        for t in 0..taps {
+            let s = (t as f32 / (taps - 1) as f32 - 0.5) * len;
+            let (ox, oy) = (s * dx, s * dy);
+            let (fx, fy) = (ox.floor(), oy.floor());
+            let (tx, ty) = (ox - fx, oy - fy);
+            let (ix, iy) = (fx as isize, fy as isize);
+            // Source columns of the two horizontal taps for every output column.
+            let cols: Vec<(usize, usize)> = (0..w as isize)
+                .map(|x| (clampi(x + ix, w) * 3, clampi(x + ix + 1, w) * 3))
+                .collect();
+            for y in 0..h {
+                let ya = clampi(y as isize + iy, h);
+                let yb = clampi(y as isize + iy + 1, h);
+                let ra = &src[ya * stride..(ya + 1) * stride];
+                let rb = &src[yb * stride..(yb + 1) * stride];
+                let out = &mut self.px[y * stride..(y + 1) * stride];
+                for (o, &(xa, xb)) in out.chunks_exact_mut(3).zip(&cols) {
+                    for k in 0..3 {
+                        let top = ra[xa + k] + (ra[xb + k] - ra[xa + k]) * tx;
+                        let bot = rb[xa + k] + (rb[xb + k] - rb[xa + k]) * tx;
+                        o[k] += top + (bot - top) * ty;
+                    }
                 }
-                self.set(x, y, [acc[0] * norm, acc[1] * norm, acc[2] * norm]);
             }
         }
+        self.px.iter_mut().for_each(|v| *v *= norm);
     }
 
     /// Linear light -> 8-bit sRGB.
     pub fn to_srgb8(&self) -> Vec<u8> {
-        self.px.iter().map(|&v| linear_to_srgb8(v)).collect()
+        let lut = srgb8_encode_lut();
+        self.px.iter().map(|&v| srgb8_encode(lut, v)).collect()
     }
 
     /// 8-bit sRGB -> linear light.
@@ -162,22 +207,6 @@ impl Plane {
             h,
             px: vec![0.0; w * h],
         }
-    }
-
-    #[inline]
-    pub fn sample(&self, x: f32, y: f32) -> f32 {
-        let fx = (x - 0.5).clamp(0.0, (self.w - 1) as f32);
-        let fy = (y - 0.5).clamp(0.0, (self.h - 1) as f32);
-        let x0 = fx as usize;
-        let y0 = fy as usize;
-        let x1 = (x0 + 1).min(self.w - 1);
-        let y1 = (y0 + 1).min(self.h - 1);
-        let tx = fx - x0 as f32;
-        let ty = fy - y0 as f32;
-        let p = |x: usize, y: usize| self.px[y * self.w + x];
-        let top = p(x0, y0) + (p(x1, y0) - p(x0, y0)) * tx;
-        let bot = p(x0, y1) + (p(x1, y1) - p(x0, y1)) * tx;
-        top + (bot - top) * ty
     }
 
     pub fn box_blur(&mut self, r: usize) {
@@ -201,19 +230,25 @@ pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
 }
 
 fn convolve_rows(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
-    let r = (k.len() / 2) as isize;
-    let mut line = vec![0.0f32; w * ch];
+    let r = k.len() / 2;
+    // Edge-replicated copy of the row, so the inner loop has no clamping.
+    let mut line = vec![0.0f32; (w + 2 * r) * ch];
     for y in 0..h {
         let row = &mut px[y * w * ch..(y + 1) * w * ch];
-        line.copy_from_slice(row);
-        for x in 0..w as isize {
+        for i in 0..r {
+            line[i * ch..(i + 1) * ch].copy_from_slice(&row[..ch]);
+            let j = r + w + i;
+            line[j * ch..(j + 1) * ch].copy_from_slice(&row[(w - 1) * ch..]);
+        }
+        line[r * ch..(r + w) * ch].copy_from_slice(row);
+        for (x, o) in row.chunks_exact_mut(ch).enumerate() {
+            let win = &line[x * ch..(x + k.len()) * ch];
             for c in 0..ch {
                 let mut acc = 0.0;
                 for (j, &kv) in k.iter().enumerate() {
-                    let sx = (x + j as isize - r).clamp(0, w as isize - 1) as usize;
-                    acc += kv * line[sx * ch + c];
+                    acc += kv * win[j * ch + c];
                 }
-                row[x as usize * ch + c] = acc;
+                o[c] = acc;
             }
         }
     }
@@ -232,6 +267,132 @@ fn convolve_cols(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
             for (o, s) in out.iter_mut().zip(srow) {
                 *o += kv * s;
             }
+        }
+    }
+}
+
+// The polynomials below are evaluated with Estrin's scheme (independent sub-products) rather
+// than Horner's: the camera-noise loop is bound by the latency of these chains, and their
+// accuracy (relative error ~1e-12) is far below what survives the f32 / 16-bit sRGB table.
+
+/// Natural logarithm of a positive normal `f64`, about 3× faster than libm in a loop:
+/// `x = 2^e·m` with `m ∈ [√½, √2)`, then `ln m = 2·atanh(s)`, `s = (m−1)/(m+1)`, summed to
+/// `s¹³` (|s| ≤ 0.172, truncation error below 1e-12).
+#[inline]
+pub fn fast_ln(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let big = m > std::f64::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e = e + i64::from(big);
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let z2 = z * z;
+    let z4 = z2 * z2;
+    let p = (1.0 + z * (1.0 / 3.0))
+        + z2 * (1.0 / 5.0 + z * (1.0 / 7.0))
+        + z4 * ((1.0 / 9.0 + z * (1.0 / 11.0)) + z2 * (1.0 / 13.0));
+    2.0 * s * p + e as f64 * std::f64::consts::LN_2
+}
+
+/// `e^x` for `x ∈ [−700, 700]`: Cody–Waite reduction `x = k·ln2 + r`, |r| ≤ ln2/2, and the
+/// Taylor polynomial to `r¹¹` (relative error below 1e-13).
+#[inline]
+pub fn fast_exp(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // Round to nearest through the 1.5·2^52 trick (no libm call).
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    let k = (x * std::f64::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let lo = (1.0 + r) + r2 * (0.5 + r * (1.0 / 6.0));
+    let mid = (1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5_040.0));
+    let hi = (1.0 / 40_320.0 + r * (1.0 / 362_880.0))
+        + r2 * (1.0 / 3_628_800.0 + r * (1.0 / 39_916_800.0));
+    let p = lo + r4 * mid + r8 * hi;
+    p * f64::from_bits(((k as i64 + 1023) as u64) << 52)
+}
+
+/// `v^g` for `v ∈ [0, 1]` and `g > 0` in `f32` (relative error below 2e-6 for `v ≥ 1e-3`,
+/// growing with f32's resolution of `g·log2 v` to ~1e-5 near 1e-30; results below 2^-126 are
+/// returned as 2^-126): `2^(g·log2 v)` with `log2` from the `atanh` series to `s⁹`
+/// (|s| ≤ 0.172) and `2^r`, |r| ≤ ½, from the Taylor series of `e^(r·ln2)` to degree 6.
+/// Branch-free so the display tone loop vectorises (libm `pow` per channel dominated it).
+#[inline]
+pub fn pow01_f32(v: f32, g: f32) -> f32 {
+    let x = v.max(f32::MIN_POSITIVE);
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m > std::f32::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e = (e + i32::from(big)) as f32;
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let ln_m = 2.0 * s * (1.0 + z * (1.0 / 3.0 + z * (1.0 / 5.0 + z * (1.0 / 7.0 + z / 9.0))));
+    let l2 = (g * (ln_m * std::f32::consts::LOG2_E + e)).max(-126.0);
+    // Round to nearest through the 1.5·2^23 trick.
+    const MAGIC: f32 = 12_582_912.0;
+    let k = (l2 + MAGIC) - MAGIC;
+    let y = (l2 - k) * std::f32::consts::LN_2;
+    let p = 1.0
+        + y * (1.0
+            + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 + y / 720.0)))));
+    let r = p * f32::from_bits(((k as i32 + 127) as u32) << 23);
+    if v <= 0.0 {
+        0.0
+    } else {
+        r
+    }
+}
+
+/// `cos(2π·t)` for any finite `t` (|t| < 2^51) given in turns: exact reduction to a quarter
+/// turn and the even Taylor polynomial to `x¹⁴` on [0, π/2] (error below 1e-10).
+#[inline]
+pub fn cos_turns(t: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    let a = (t - ((t + MAGIC) - MAGIC)).abs();
+    let flip = a > 0.25;
+    let b = if flip { 0.5 - a } else { a };
+    let x = std::f64::consts::TAU * b;
+    let z = x * x;
+    let z2 = z * z;
+    let z4 = z2 * z2;
+    let p = (1.0 - 0.5 * z)
+        + z2 * (1.0 / 24.0 - z * (1.0 / 720.0))
+        + z4 * ((1.0 / 40_320.0 - z * (1.0 / 3_628_800.0))
+            + z2 * (1.0 / 479_001_600.0 - z * (1.0 / 87_178_291_200.0)));
+    if flip {
+        -p
+    } else {
+        p
+    }
+}
+
+/// `sin(2π·t)` in turns (see [`cos_turns`]).
+#[inline]
+pub fn sin_turns(t: f64) -> f64 {
+    cos_turns(t - 0.25)
+}
+
+/// Fill `out` with standard normals drawn exactly as `Rng::normal` draws them (Box–Muller, two
+/// uniforms per value, in order), evaluated with [`fast_ln`] and [`cos_turns`]: the same
+/// numbers to ~1e-11. The uniforms are drawn first and transformed in a second pass so the
+/// long polynomial chains of neighbouring values overlap.
+pub fn fill_normals(rng: &mut Rng, out: &mut [f64]) {
+    const CHUNK: usize = 256;
+    let mut u = [[0.0f64; 2]; CHUNK];
+    for chunk in out.chunks_mut(CHUNK) {
+        for p in u[..chunk.len()].iter_mut() {
+            let u1 = rng.f64().max(f64::MIN_POSITIVE);
+            *p = [u1, rng.f64()];
+        }
+        for (o, &[u1, u2]) in chunk.iter_mut().zip(&u) {
+            *o = (-2.0 * fast_ln(u1)).sqrt() * cos_turns(u2);
         }
     }
 }
@@ -255,17 +416,24 @@ pub fn linear_to_srgb(v: f32) -> f32 {
     }
 }
 
-/// Linear light -> 8-bit sRGB through a 65 536-entry table (exact rounding of the transfer
-/// function at table points; `powf` per pixel dominated the camera stage otherwise).
+/// Linear light -> 8-bit sRGB table with 65 536 entries (exact rounding of the transfer
+/// function at table points; `powf` per pixel dominated the camera stage otherwise). Fetched
+/// once per image: a `OnceLock` access per value showed up in profiles.
+fn srgb8_encode_lut() -> &'static [u8; 65536] {
+    static LUT: std::sync::OnceLock<Box<[u8; 65536]>> = std::sync::OnceLock::new();
+    LUT.get_or_init(|| {
+        let mut t = Box::new([0u8; 65536]);
+        for (i, v) in t.iter_mut().enumerate() {
+            *v = (linear_to_srgb(i as f32 / 65535.0) * 255.0 + 0.5) as u8;
+        }
+        t
+    })
+}
+
 #[inline]
-pub fn linear_to_srgb8(v: f32) -> u8 {
-    static LUT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let lut = LUT.get_or_init(|| {
-        (0..65536u32)
-            .map(|i| (linear_to_srgb(i as f32 / 65535.0) * 255.0 + 0.5) as u8)
-            .collect()
-    });
-    lut[(v.clamp(0.0, 1.0) * 65535.0 + 0.5) as usize]
+fn srgb8_encode(lut: &[u8; 65536], v: f32) -> u8 {
+    // The clamp keeps the index within 0..=65535, so the lookup never fails its bounds check.
+    lut[((v.clamp(0.0, 1.0) * 65535.0 + 0.5) as usize).min(65535)]
 }
 
 pub fn srgb8_lut() -> [f32; 256] {
@@ -310,6 +478,33 @@ impl ValueNoise {
         ValueNoise { gx, gy, v }
     }
 
+    /// Values on a separable grid: `out[j·us.len() + i] == self.at(us[i], vs[j])` exactly
+    /// (lattice cells and smoothstep weights are computed once per column and per row instead
+    /// of once per pixel).
+    pub fn grid(&self, us: &[f32], vs: &[f32]) -> Vec<f32> {
+        let cell = |u: f32, g: usize| {
+            let x = u.clamp(0.0, 1.0) * g as f32;
+            let x0 = (x as usize).min(g - 1);
+            (x0, smooth(x - x0 as f32))
+        };
+        let cols: Vec<(usize, f32)> = us.iter().map(|&u| cell(u, self.gx)).collect();
+        let s = self.gx + 1;
+        let mut out = Vec::with_capacity(us.len() * vs.len());
+        for &v in vs {
+            let (y0, ty) = cell(v, self.gy);
+            let (r0, r1) = (
+                &self.v[y0 * s..(y0 + 1) * s],
+                &self.v[(y0 + 1) * s..(y0 + 2) * s],
+            );
+            out.extend(cols.iter().map(|&(x0, tx)| {
+                let top = r0[x0] + (r0[x0 + 1] - r0[x0]) * tx;
+                let bot = r1[x0] + (r1[x0 + 1] - r1[x0]) * tx;
+                top + (bot - top) * ty
+            }));
+        }
+        out
+    }
+
     /// `u`, `v` in [0, 1] across the lattice.
     #[inline]
     pub fn at(&self, u: f32, v: f32) -> f32 {
@@ -339,8 +534,152 @@ mod tests {
     #[test]
     fn srgb_round_trips_every_byte() {
         let lut = srgb8_lut();
-        for (i, &v) in lut.iter().enumerate() {
-            assert_eq!(linear_to_srgb8(v), i as u8);
+        let img = Rgb {
+            w: 256,
+            h: 1,
+            px: lut.iter().flat_map(|&v| [v; 3]).collect(),
+        };
+        for (i, &b) in img.to_srgb8().iter().enumerate() {
+            assert_eq!(b as usize, i / 3);
+        }
+    }
+
+    fn random_rgb(w: usize, h: usize, seed: u64) -> Rgb {
+        let mut r = Rng::new(seed);
+        Rgb {
+            w,
+            h,
+            px: (0..w * h * 3).map(|_| r.f32()).collect(),
+        }
+    }
+
+    #[test]
+    fn fast_ln_exp_and_cos_match_libm() {
+        let mut r = Rng::new(11);
+        for _ in 0..20_000 {
+            let x = r.f64().max(f64::MIN_POSITIVE) * 10f64.powi(-(r.below(300) as i32));
+            assert!(
+                (fast_ln(x) - x.ln()).abs() <= 1e-11 * x.ln().abs().max(1.0),
+                "ln {x}"
+            );
+            let y = r.range(-700.0, 5.0);
+            assert!((fast_exp(y) / y.exp() - 1.0).abs() < 1e-12, "exp {y}");
+            let t = r.range(-3000.0, 3000.0);
+            assert!(
+                (cos_turns(t) - (std::f64::consts::TAU * t).cos()).abs() < 1e-9,
+                "cos {t}"
+            );
+            assert!(
+                (sin_turns(t) - (std::f64::consts::TAU * t).sin()).abs() < 1e-9,
+                "sin {t}"
+            );
+        }
+        assert_eq!(fast_ln(1.0), 0.0);
+        assert_eq!(fast_exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn pow01_f32_matches_powf_on_the_tone_range() {
+        let mut r = Rng::new(12);
+        for _ in 0..20_000 {
+            let v = r.f32() * 10f32.powi(-(r.below(30) as i32));
+            let g = r.range(0.8, 1.3) as f32;
+            let want = (v as f64).powf(g as f64);
+            let got = pow01_f32(v, g) as f64;
+            let tol = if v >= 1e-3 { 2e-6 } else { 1e-5 };
+            assert!(
+                (got - want).abs() <= tol * want + 1e-37,
+                "{v}^{g}: {got} vs {want}"
+            );
+        }
+        assert_eq!(pow01_f32(0.0, 0.9), 0.0);
+        assert!((pow01_f32(1.0, 1.2) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fill_normals_reproduces_rng_normal_and_its_stream_position() {
+        let (mut a, mut b) = (Rng::new(5), Rng::new(5));
+        let mut fast = vec![0.0; 1000];
+        fill_normals(&mut a, &mut fast);
+        for (i, f) in fast.iter().enumerate() {
+            let want = b.normal();
+            assert!((f - want).abs() < 1e-9, "value {i}: {f} vs {want}");
+        }
+        assert_eq!(a.next_u64(), b.next_u64());
+    }
+
+    #[test]
+    fn value_noise_grid_equals_pointwise_evaluation() {
+        let n = ValueNoise::new(&mut Rng::new(2), 5, 4);
+        let us: Vec<f32> = (0..37).map(|i| i as f32 / 36.0 - 0.01).collect();
+        let vs: Vec<f32> = (0..23).map(|j| j as f32 / 22.0).collect();
+        let g = n.grid(&us, &vs);
+        for (j, &v) in vs.iter().enumerate() {
+            for (i, &u) in us.iter().enumerate() {
+                assert_eq!(g[j * us.len() + i], n.at(u, v));
+            }
+        }
+    }
+
+    #[test]
+    fn motion_blur_equals_averaging_bilinear_taps() {
+        // Reference: the per-pixel formulation (bilinear sample at each tap position).
+        for (len, theta) in [(0.8f32, 0.3f32), (2.5, 2.0), (3.0, -0.7), (1.7, 1.4)] {
+            let src = random_rgb(19, 13, 7);
+            let mut fast = src.clone();
+            fast.motion_blur(len, theta);
+            let taps = (len.ceil() as usize + 1).max(2);
+            let (dx, dy) = (theta.cos(), theta.sin());
+            for y in 0..src.h {
+                for x in 0..src.w {
+                    let mut acc = [0.0f32; 3];
+                    for t in 0..taps {
+                        let s = (t as f32 / (taps - 1) as f32 - 0.5) * len;
+                        let c = src.sample(x as f32 + 0.5 + s * dx, y as f32 + 0.5 + s * dy);
+                        for k in 0..3 {
+                            acc[k] += c[k];
+                        }
+                    }
+                    let got = fast.get(x, y);
+                    for k in 0..3 {
+                        let want = acc[k] / taps as f32;
+                        assert!((got[k] - want).abs() < 1e-5, "({x},{y}) {len} {theta}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gaussian_rows_and_downsample_are_bit_identical_to_naive_loops() {
+        let src = random_rgb(14, 6, 9);
+        let k = gaussian_kernel(0.9);
+        let r = (k.len() / 2) as isize;
+        let mut fast = src.px.clone();
+        convolve_rows(&mut fast, src.w, src.h, 3, &k);
+        for y in 0..src.h {
+            for x in 0..src.w as isize {
+                for c in 0..3 {
+                    let mut acc = 0.0;
+                    for (j, &kv) in k.iter().enumerate() {
+                        let sx = (x + j as isize - r).clamp(0, src.w as isize - 1) as usize;
+                        acc += kv * src.px[(y * src.w + sx) * 3 + c];
+                    }
+                    assert_eq!(fast[(y * src.w + x as usize) * 3 + c], acc);
+                }
+            }
+        }
+        let d = src.downsample(2);
+        for y in 0..d.h {
+            for x in 0..d.w {
+                for c in 0..3 {
+                    let mut acc = 0.0f32;
+                    for (sx, sy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                        acc += src.get(2 * x + sx, 2 * y + sy)[c];
+                    }
+                    assert_eq!(d.get(x, y)[c], acc * 0.25);
+                }
+            }
         }
     }
 
