@@ -316,12 +316,18 @@ impl Canvas {
         }
     }
 
-    /// Paint a coverage plane (supersampled resolution) with colour `c`.
-    fn paint(&mut self, cov: &Plane, c: [f32; 3], opacity: f32) {
-        for (i, &a) in cov.px.iter().enumerate() {
-            if a > 0.0 {
-                let (x, y) = (i % cov.w, i / cov.w);
-                self.hi.blend(x, y, c, a.min(1.0) * opacity);
+    /// Paint a coverage plane (supersampled resolution) with colour `c`; coverage is zero
+    /// outside `region` (`[x0, y0, x1, y1)`, as returned by [`stroke`]), which is then
+    /// cleared so the plane can be reused.
+    fn paint(&mut self, cov: &mut Plane, region: [usize; 4], c: [f32; 3], opacity: f32) {
+        let [x0, y0, x1, y1] = region;
+        for y in y0..y1 {
+            let row = &mut cov.px[y * cov.w + x0..y * cov.w + x1];
+            for (x, a) in (x0..x1).zip(row.iter_mut()) {
+                if *a > 0.0 {
+                    self.hi.blend(x, y, c, a.min(1.0) * opacity);
+                    *a = 0.0;
+                }
             }
         }
     }
@@ -355,8 +361,19 @@ impl Canvas {
 
 /// Accumulate an anti-aliased stroke of a polyline into a coverage plane (max-combined, so
 /// joints are not painted twice). With `aliased`, coverage is binary (hard-negative mode).
-fn stroke(cov: &mut Plane, pts: &[[f64; 2]], width: f64, aliased: bool) {
+/// Returns the pixel region `[x0, y0, x1, y1)` the stroke may have touched, merged into
+/// `region`.
+fn stroke(
+    cov: &mut Plane,
+    pts: &[[f64; 2]],
+    width: f64,
+    aliased: bool,
+    region: [usize; 4],
+) -> [usize; 4] {
+    let mut region = region;
     let hw = width * 0.5;
+    // Aliased (hard-negative) strokes cover pixels within max(hw, 0.5).
+    let reach = hw.max(0.5);
     for seg in pts.windows(2) {
         let ([ax, ay], [bx, by]) = (seg[0], seg[1]);
         let x0 = (ax.min(bx) - hw - 1.0).floor().max(0.0) as usize;
@@ -364,29 +381,43 @@ fn stroke(cov: &mut Plane, pts: &[[f64; 2]], width: f64, aliased: bool) {
         let x1 = ((ax.max(bx) + hw + 1.0).ceil().max(0.0) as usize).min(cov.w);
         let y1 = ((ay.max(by) + hw + 1.0).ceil().max(0.0) as usize).min(cov.h);
         let (dx, dy) = (bx - ax, by - ay);
-        let len2 = (dx * dx + dy * dy).max(1e-12);
+        let inv_len2 = 1.0 / (dx * dx + dy * dy).max(1e-12);
+        if x0 < x1 && y0 < y1 {
+            region = [
+                region[0].min(x0),
+                region[1].min(y0),
+                region[2].max(x1),
+                region[3].max(y1),
+            ];
+        }
+        // Branch-free f32 inner loops (the compiler vectorises them); coordinates stay below
+        // ~2000 px, where f32 resolves 1e-4 px, far below what coverage can show.
+        let (axf, ayf, dxf, dyf) = (ax as f32, ay as f32, dx as f32, dy as f32);
+        let inv = inv_len2 as f32;
+        let (hwf, reachf) = (hw as f32, reach as f32);
         for y in y0..y1 {
-            for x in x0..x1 {
-                let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-                let t = (((px - ax) * dx + (py - ay) * dy) / len2).clamp(0.0, 1.0);
-                let (qx, qy) = (ax + t * dx - px, ay + t * dy - py);
+            let py = y as f32 + 0.5 - ayf;
+            let row = &mut cov.px[y * cov.w + x0..y * cov.w + x1];
+            let mut px = x0 as f32 + 0.5 - axf;
+            for p in row.iter_mut() {
+                let t = ((px * dxf + py * dyf) * inv).clamp(0.0, 1.0);
+                let (qx, qy) = (t * dxf - px, t * dyf - py);
                 let d = (qx * qx + qy * qy).sqrt();
                 let a = if aliased {
-                    if d <= hw.max(0.5) {
+                    if d <= reachf {
                         1.0
                     } else {
                         0.0
                     }
                 } else {
-                    (hw + 0.5 - d).clamp(0.0, 1.0)
-                } as f32;
-                let p = &mut cov.px[y * cov.w + x];
-                if a > *p {
-                    *p = a;
-                }
+                    (hwf + 0.5 - d).clamp(0.0, 1.0)
+                };
+                *p = if a > *p { a } else { *p };
+                px += 1.0;
             }
         }
     }
+    region
 }
 
 fn in_box(b: &BoxF, x: f64, y: f64) -> bool {
@@ -404,17 +435,20 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
 
     // Paper: pastel base with faint low-frequency mottling.
     let noise = ValueNoise::new(&mut rng, 5, 4);
-    let mut hi = Rgb::filled(wc * SS, hc * SS, spec.base);
-    for y in 0..hc * SS {
-        for x in 0..wc * SS {
-            let n = noise.at(x as f32 / (wc * SS) as f32, y as f32 / (hc * SS) as f32);
-            let f = 1.0 + (n - 0.5) * 0.06;
-            let i = (y * wc * SS + x) * 3;
-            for k in 0..3 {
-                hi.px[i + k] *= f;
-            }
+    let us: Vec<f32> = (0..wc * SS).map(|x| x as f32 / (wc * SS) as f32).collect();
+    let vs: Vec<f32> = (0..hc * SS).map(|y| y as f32 / (hc * SS) as f32).collect();
+    let mut px = vec![0.0f32; wc * SS * hc * SS * 3];
+    for (p, n) in px.chunks_exact_mut(3).zip(noise.grid(&us, &vs)) {
+        let f = 1.0 + (n - 0.5) * 0.06;
+        for k in 0..3 {
+            p[k] = spec.base[k] * f;
         }
     }
+    let hi = Rgb {
+        w: wc * SS,
+        h: hc * SS,
+        px,
+    };
     let mut cv = Canvas { hi };
     let s = SS as f64;
 
@@ -429,6 +463,9 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         0.8 * s * wf / 256.0
     }
     .max(0.9);
+    // One coverage plane for every layer: painting clears the region a layer touched.
+    let mut cov = Plane::new(wc * SS, hc * SS);
+    const EMPTY: [usize; 4] = [usize::MAX, usize::MAX, 0, 0];
     for _ in 0..layers {
         let contrast = rng.range(0.05, 0.15) as f32;
         let colour = [
@@ -436,7 +473,7 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
             spec.base[1] * (1.0 - contrast * 3.0) + spec.ink[1] * contrast * 3.0,
             spec.base[2] * (1.0 - contrast * 3.0) + spec.ink[2] * contrast * 3.0,
         ];
-        let mut cov = Plane::new(wc * SS, hc * SS);
+        let mut region = EMPTY;
         if rng.bernoulli(0.5) {
             // Rosette x = (R−r)cos t + d cos((R−r)t/r), y = (R−r)sin t − d sin((R−r)t/r).
             let big_r = (5 + rng.below(5)) as f64;
@@ -460,7 +497,7 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
                         [cx + x * scale, cy + y * scale]
                     })
                     .collect();
-                stroke(&mut cov, &pts, line_w, spec.aliased);
+                region = stroke(&mut cov, &pts, line_w, spec.aliased, region);
             }
             guil_discs.push([cx / s, cy / s, radius / s + 1.0]);
         } else {
@@ -481,14 +518,14 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
                         [x, c + amp * ph.sin()]
                     })
                     .collect();
-                stroke(&mut cov, &pts, line_w, spec.aliased);
+                region = stroke(&mut cov, &pts, line_w, spec.aliased, region);
             }
             guil_bands.push([
                 (y0 - amp) / s - 1.0,
                 (y0 + lines as f64 * spacing + amp) / s + 1.0,
             ]);
         }
-        cv.paint(&cov, colour, 1.0);
+        cv.paint(&mut cov, region, colour, 1.0);
     }
 
     // Header title and flag.
@@ -616,7 +653,7 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
 
     // Bézier-scribble signature.
     let sig = to_px(lay.signature);
-    let mut sig_cov = Plane::new(wc * SS, hc * SS);
+
     let mut pts = Vec::new();
     let mut p0 = [sig[0] + (sig[2] - sig[0]) * 0.05, rng.range(sig[1], sig[3])];
     let segs = 3 + rng.below(3) as usize;
@@ -645,8 +682,8 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         }
         p0 = p3;
     }
-    stroke(&mut sig_cov, &pts, 1.1 * s * wf / 256.0, false);
-    cv.paint(&sig_cov, lin([20, 30, 110]), 0.9);
+    let region = stroke(&mut cov, &pts, 1.1 * s * wf / 256.0, false, EMPTY);
+    cv.paint(&mut cov, region, lin([20, 30, 110]), 0.9);
 
     // MRZ.
     let mrz = to_px(lay.mrz);
@@ -670,7 +707,17 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
     let rad = CORNER * wf;
     let mut alpha = Plane::new(wc, hc);
     let mut labels = vec![0u16; wc * hc];
-    let bit = |name: &str| region_bit(name);
+    let [b_card, b_flag, b_photo, b_face, b_mrz, b_text, b_sig, b_guil] = [
+        "card",
+        "flag",
+        "photo",
+        "face",
+        "mrz",
+        "text",
+        "signature",
+        "guilloche",
+    ]
+    .map(region_bit);
     for y in 0..hc {
         for x in 0..wc {
             let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
@@ -683,33 +730,33 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
             if a < 0.5 {
                 continue;
             }
-            let mut b = bit("card");
+            let mut b = b_card;
             if in_box(&flag_box, px, py) {
-                b |= bit("flag");
+                b |= b_flag;
             }
             if in_box(&photo, px, py) {
-                b |= bit("photo");
+                b |= b_photo;
                 if ellipse(head_c, head_r, px, py) < 1.0
                     || (ellipse(hair_c, hair_r, px, py) < 1.0 && py < head_c[1] + head_r[1] * 0.4)
                 {
-                    b |= bit("face");
+                    b |= b_face;
                 }
             }
             if in_box(&mrz, px, py) {
-                b |= bit("mrz");
+                b |= b_mrz;
             }
             if text_boxes.iter().any(|t| in_box(t, px, py)) {
-                b |= bit("text");
+                b |= b_text;
             }
             if in_box(&sig, px, py) {
-                b |= bit("signature");
+                b |= b_sig;
             }
             let in_g = guil_discs
                 .iter()
                 .any(|d| (px - d[0]).powi(2) + (py - d[1]).powi(2) < d[2] * d[2])
                 || guil_bands.iter().any(|b| py >= b[0] && py < b[1]);
             if in_g {
-                b |= bit("guilloche");
+                b |= b_guil;
             }
             labels[y * wc + x] = b;
         }
@@ -747,5 +794,57 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         labels,
         boxes,
         params,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: [usize; 4] = [usize::MAX, usize::MAX, 0, 0];
+
+    #[test]
+    fn stroke_coverage_follows_distance_to_the_segment() {
+        // Horizontal line through pixel centres of row 10, width 1.6 (half width 0.8):
+        // coverage clamp(0.8 + 0.5 − d, 0, 1).
+        let mut cov = Plane::new(64, 32);
+        stroke(&mut cov, &[[5.0, 10.5], [50.0, 10.5]], 1.6, false, EMPTY);
+        let at = |x: usize, y: usize| cov.px[y * 64 + x];
+        assert_eq!(at(20, 10), 1.0);
+        assert!((at(20, 11) - 0.3).abs() < 1e-6 && (at(20, 9) - 0.3).abs() < 1e-6);
+        assert_eq!(at(20, 12), 0.0);
+        assert_eq!(at(60, 10), 0.0);
+        let mut hard = Plane::new(64, 32);
+        stroke(&mut hard, &[[5.0, 10.5], [50.0, 10.5]], 1.6, true, EMPTY);
+        assert_eq!((hard.px[10 * 64 + 20], hard.px[11 * 64 + 20]), (1.0, 0.0));
+    }
+
+    #[test]
+    fn stroke_region_holds_every_covered_pixel_and_paint_clears_it() {
+        let mut cov = Plane::new(64, 48);
+        let pts: Vec<[f64; 2]> = (0..=80)
+            .map(|i| {
+                let t = i as f64 / 80.0 * 6.0;
+                [32.0 + 20.0 * t.cos(), 24.0 + 15.0 * (1.3 * t).sin()]
+            })
+            .collect();
+        let region = stroke(&mut cov, &pts, 1.6, false, EMPTY);
+        let mut covered = 0;
+        for y in 0..48 {
+            for x in 0..64 {
+                if cov.px[y * 64 + x] > 0.0 {
+                    covered += 1;
+                    assert!(x >= region[0] && x < region[2] && y >= region[1] && y < region[3]);
+                }
+            }
+        }
+        assert!(covered > 100, "{covered}");
+        let mut cv = Canvas {
+            hi: Rgb::filled(64, 48, [1.0; 3]),
+        };
+        cv.paint(&mut cov, region, [0.0; 3], 1.0);
+        assert!(cov.px.iter().all(|&a| a == 0.0));
+        let inked = cv.hi.px.chunks(3).filter(|p| p[0] < 1.0).count();
+        assert_eq!(inked, covered);
     }
 }
