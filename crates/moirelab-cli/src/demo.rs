@@ -14,6 +14,8 @@ use std::time::Instant;
 
 /// Regions that hold screen artifacts (generator masks); "attention on the cue".
 const ARTIFACT_REGIONS: &[&str] = &["moire", "bands"];
+/// The generator's attack class (presentation attack = screen recording).
+const ATTACK_CLASS: &str = "screen";
 
 /// The numbers the demo's story is told with, for one run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,6 +47,12 @@ fn last_cam(lines: &[MetricsLine]) -> Option<&CamMetrics> {
         .copied()
 }
 
+/// Region stats of the maps of probes the model calls screen recordings (all probes when the
+/// metrics line predates the per-class split).
+fn attack_regions(c: &CamMetrics) -> &std::collections::BTreeMap<String, runfmt::RegionStats> {
+    c.per_class.get(ATTACK_CLASS).unwrap_or(&c.regions)
+}
+
 /// Read a finished run's verdict numbers from its files.
 pub fn verdict(run: &Path) -> Result<Verdict> {
     let summary: RunSummary = fsio::read_json(&run.join(runfmt::SUMMARY_JSON))?;
@@ -62,13 +70,18 @@ pub fn verdict(run: &Path) -> Result<Verdict> {
         v.conflicting_accuracy = t.conflicting_accuracy;
     }
     if let Some(c) = last_cam(&lines) {
-        if let Some(f) = c.regions.get("flag") {
+        // Maps of the images the model calls screen recordings: where its evidence for an
+        // attack lies. Bona-fide ("direct") maps explain an absence of artifacts and light up
+        // the card's sharpest, most saturated edges (the flag) whatever the model learnt, so
+        // they would blur the comparison; the gallery shows both.
+        let regions = attack_regions(c);
+        if let Some(f) = regions.get("flag") {
             v.flag_mass = Some(f.mass);
             v.flag_lift = Some(f.lift);
         }
         v.artifact_lift = ARTIFACT_REGIONS
             .iter()
-            .filter_map(|r| c.regions.get(*r).map(|s| (r.to_string(), s.lift)))
+            .filter_map(|r| regions.get(*r).map(|s| (r.to_string(), s.lift)))
             .filter(|(_, l)| l.is_finite())
             .max_by(|a, b| a.1.total_cmp(&b.1));
     }
@@ -193,6 +206,22 @@ mod tests {
             aligned_accuracy: Some(al),
             conflicting_accuracy: Some(co),
         }
+    }
+
+    #[test]
+    fn verdict_reads_the_attack_class_maps_and_falls_back_to_all_probes() {
+        let stats = |lift: f64| runfmt::RegionStats {
+            lift,
+            ..Default::default()
+        };
+        let mut c = CamMetrics::default();
+        c.regions.insert("flag".into(), stats(9.0));
+        assert_eq!(attack_regions(&c)["flag"].lift, 9.0);
+        let screen = [("flag".to_string(), stats(0.2))].into_iter().collect();
+        c.per_class.insert("screen".into(), screen);
+        let direct = [("flag".to_string(), stats(15.0))].into_iter().collect();
+        c.per_class.insert("direct".into(), direct);
+        assert_eq!(attack_regions(&c)["flag"].lift, 0.2);
     }
 
     #[test]

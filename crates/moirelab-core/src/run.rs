@@ -168,6 +168,14 @@ pub struct CamMetrics {
     pub aligned: BTreeMap<String, RegionStats>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub conflicting: BTreeMap<String, RegionStats>,
+    /// The same split by the class each map explains (the predicted class for `pred` maps,
+    /// the true class for `true` maps), class name -> region -> stats. For a recapture
+    /// detector the attack class is the informative one: `per_class["screen"]` of the `pred`
+    /// maps says where the evidence lies when the model calls an image a screen recording,
+    /// while maps of the bona-fide class explain an *absence* of artifacts and tend to light
+    /// up the sharpest, most saturated edges of the card whatever the model learnt.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_class: BTreeMap<String, BTreeMap<String, RegionStats>>,
     /// Seconds spent on the dump (maps, metrics, images) this epoch.
     #[serde(default)]
     pub dump_s: f64,

@@ -212,6 +212,7 @@ impl Dumper {
         let mut records = Vec::with_capacity(self.probes.len());
         let mut means: BTreeMap<(usize, usize), [RegionMean; 3]> = BTreeMap::new();
         let mut counts: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+        let mut per_class: BTreeMap<(usize, usize, usize), RegionMean> = BTreeMap::new();
         for (pi, probe) in self.probes.iter().enumerate() {
             let mut regions: BTreeMap<String, BTreeMap<String, RegionStats>> = BTreeMap::new();
             if let Some(masks) = &self.masks[pi] {
@@ -229,6 +230,11 @@ impl Dumper {
                             Some(false) => acc[2].update(&table),
                             None => {}
                         }
+                        let class = match t {
+                            CamTarget::Pred => maps.pred[pi] as usize,
+                            CamTarget::True => probe.true_class,
+                        };
+                        per_class.entry((mi, ti, class)).or_default().update(&table);
                         *counts.entry((mi, ti)).or_default() += 1;
                         regions.insert(format!("{m}/{}", t.as_str()), table);
                     }
@@ -304,6 +310,18 @@ impl Dumper {
         for (mi, m) in self.methods.iter().enumerate() {
             for (ti, t) in TARGETS.iter().enumerate() {
                 let acc = means.remove(&(mi, ti)).unwrap_or_default();
+                let by_class = per_class
+                    .iter()
+                    .filter(|((m2, t2, _), _)| (*m2, *t2) == (mi, ti))
+                    .map(|((_, _, c), mean)| {
+                        let name = self
+                            .classes
+                            .get(*c)
+                            .cloned()
+                            .unwrap_or_else(|| c.to_string());
+                        (name, mean.compute())
+                    })
+                    .collect();
                 out.push(CamMetrics {
                     epoch,
                     method: m.to_string(),
@@ -313,6 +331,7 @@ impl Dumper {
                     regions: acc[0].compute(),
                     aligned: acc[1].compute(),
                     conflicting: acc[2].compute(),
+                    per_class: by_class,
                     dump_s,
                 });
             }

@@ -353,13 +353,17 @@ fn cam_scalars(w: &mut EventWriter, c: &CamMetrics) -> Result<()> {
     let base = format!("cam/{}/{}", c.method, c.target.as_str());
     region_scalars(w, &base, step, &c.regions)?;
     region_scalars(w, &format!("{base}/aligned"), step, &c.aligned)?;
-    region_scalars(w, &format!("{base}/conflicting"), step, &c.conflicting)
+    region_scalars(w, &format!("{base}/conflicting"), step, &c.conflicting)?;
+    for (class, regions) in &c.per_class {
+        region_scalars(w, &format!("{base}/class-{class}"), step, regions)?;
+    }
+    Ok(())
 }
 
 /// Log one `metrics.jsonl` line as scalars, step = epoch. Tags: `<split>/loss`,
 /// `<split>/accuracy`, `<split>/pad/eer`, `<split>/group/<group>/accuracy`, …;
 /// `cam/<method>/<pred|true>/<region>/<mass|lift|pointing|rank>` and the same under
-/// `…/<pred|true>/aligned/…` and `…/conflicting/…`.
+/// `…/<pred|true>/aligned/…`, `…/conflicting/…` and `…/class-<class>/…`.
 pub fn log_metrics_line(w: &mut EventWriter, line: &MetricsLine) -> Result<()> {
     match line {
         MetricsLine::Epoch(e) => epoch_scalars(w, e),
