@@ -256,7 +256,11 @@ mod tests {
 
     #[test]
     fn random_resized_crop_stays_inside_and_respects_scale() {
-        let a = AugmentConfig::default();
+        let a = AugmentConfig {
+            scale: [0.6, 1.0],
+            ratio: [3.0 / 4.0, 4.0 / 3.0],
+            ..AugmentConfig::default()
+        };
         let mut rng = Rng::new(3);
         for _ in 0..200 {
             let g = Geom::sample(64, 64, 32, Mode::Resize, &a, &mut rng);
