@@ -58,37 +58,43 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--compute", action="store_true", help="also time pure fwd+bwd on in-memory tensors")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     ds = ManifestDataset(a.data, "train", a.size)
     dl = torch.utils.data.DataLoader(ds, batch_size=a.batch_size, shuffle=True, num_workers=a.workers,
                                      persistent_workers=a.workers > 0)
     model = moirelab_torch.build_model({"arch": "shallow", "width": a.width, "depth": 3, "classes": 2})
-    model.train()
+    model.to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     lossf = torch.nn.CrossEntropyLoss()
     for epoch in range(1, a.epochs + 1):
         t0, n = time.perf_counter(), 0
         for x, y in dl:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             opt.zero_grad()
             lossf(model(x), y).backward()
             opt.step()
             n += len(y)
+        sync()
         dt = time.perf_counter() - t0
-        print(json.dumps({"impl": "pytorch", "epoch": epoch, "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
+        print(json.dumps({"impl": "pytorch", "device": a.device, "epoch": epoch, "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
     if a.compute:
-        x = torch.randn(a.batch_size, 3, a.size, a.size)
-        y = torch.randint(0, 2, (a.batch_size,))
+        x = torch.randn(a.batch_size, 3, a.size, a.size, device=dev)
+        y = torch.randint(0, 2, (a.batch_size,), device=dev)
         steps = max(1, len(ds) // a.batch_size)
         t0 = time.perf_counter()
         for _ in range(steps):
             opt.zero_grad()
             lossf(model(x), y).backward()
             opt.step()
+        sync()
         dt = time.perf_counter() - t0
         n = steps * a.batch_size
-        print(json.dumps({"impl": "pytorch-compute", "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
+        print(json.dumps({"impl": "pytorch-compute", "device": a.device, "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
 
 
 if __name__ == "__main__":
