@@ -230,6 +230,39 @@ pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
 }
 
 fn convolve_rows(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
+    // Monomorphised per channel count so the tap loop over interleaved channels unrolls.
+    match ch {
+        1 => convolve_rows_ch::<1>(px, w, h, k),
+        3 => convolve_rows_ch::<3>(px, w, h, k),
+        _ => convolve_rows_any(px, w, h, ch, k),
+    }
+}
+
+fn convolve_rows_ch<const CH: usize>(px: &mut [f32], w: usize, h: usize, k: &[f32]) {
+    let r = k.len() / 2;
+    let mut line = vec![0.0f32; (w + 2 * r) * CH];
+    for y in 0..h {
+        let row = &mut px[y * w * CH..(y + 1) * w * CH];
+        for i in 0..r {
+            line[i * CH..(i + 1) * CH].copy_from_slice(&row[..CH]);
+            let j = r + w + i;
+            line[j * CH..(j + 1) * CH].copy_from_slice(&row[(w - 1) * CH..]);
+        }
+        line[r * CH..(r + w) * CH].copy_from_slice(row);
+        for (x, o) in row.chunks_exact_mut(CH).enumerate() {
+            let win = &line[x * CH..(x + k.len()) * CH];
+            let mut acc = [0.0f32; CH];
+            for (&kv, t) in k.iter().zip(win.chunks_exact(CH)) {
+                for c in 0..CH {
+                    acc[c] += kv * t[c];
+                }
+            }
+            o.copy_from_slice(&acc);
+        }
+    }
+}
+
+fn convolve_rows_any(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
     let r = k.len() / 2;
     // Edge-replicated copy of the row, so the inner loop has no clamping.
     let mut line = vec![0.0f32; (w + 2 * r) * ch];
@@ -281,11 +314,13 @@ fn convolve_cols(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
 #[inline]
 pub fn fast_ln(x: f64) -> f64 {
     let bits = x.to_bits();
-    let e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    // Exponent as f64 through the 2^52 trick (pure bit operations, so loops vectorise).
+    const TWO52: f64 = 4_503_599_627_370_496.0;
+    let e = f64::from_bits(0x4330_0000_0000_0000 | ((bits >> 52) & 0x7ff)) - (TWO52 + 1023.0);
     let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
     let big = m > std::f64::consts::SQRT_2;
     let m = if big { m * 0.5 } else { m };
-    let e = e + i64::from(big);
+    let e = if big { e + 1.0 } else { e };
     let s = (m - 1.0) / (m + 1.0);
     let z = s * s;
     let z2 = z * z;
@@ -293,7 +328,7 @@ pub fn fast_ln(x: f64) -> f64 {
     let p = (1.0 + z * (1.0 / 3.0))
         + z2 * (1.0 / 5.0 + z * (1.0 / 7.0))
         + z4 * ((1.0 / 9.0 + z * (1.0 / 11.0)) + z2 * (1.0 / 13.0));
-    2.0 * s * p + e as f64 * std::f64::consts::LN_2
+    2.0 * s * p + e * std::f64::consts::LN_2
 }
 
 /// `e^x` for `x ∈ [−700, 700]`: Cody–Waite reduction `x = k·ln2 + r`, |r| ≤ ln2/2, and the
