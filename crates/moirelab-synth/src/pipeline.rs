@@ -275,6 +275,9 @@ struct Object {
     margin: [f64; 2],
     /// False when `emissive` is all zero (direct captures).
     emits: bool,
+    /// True when `emissive` equals `alpha` (a screen without bezel): the warp reuses the
+    /// interpolated alpha instead of interpolating the same values twice.
+    emissive_is_alpha: bool,
 }
 
 fn build_object(card: &Card, screen: bool, sp: &ScreenParams, cfg: &GenConfig) -> Object {
@@ -295,6 +298,7 @@ fn build_object(card: &Card, screen: bool, sp: &ScreenParams, cfg: &GenConfig) -
             emissive,
             margin: [0.0, 0.0],
             emits: screen,
+            emissive_is_alpha: screen,
         };
     }
     let (wc, hc) = (card.rgb.w, card.rgb.h);
@@ -326,6 +330,7 @@ fn build_object(card: &Card, screen: bool, sp: &ScreenParams, cfg: &GenConfig) -
         emissive,
         margin: [m as f64, m as f64],
         emits: screen,
+        emissive_is_alpha: false,
     }
 }
 
@@ -473,7 +478,13 @@ fn warp(obj: &Object, fwd: &Homography, inv: &Homography, bg: Rgb) -> (Rgb, Plan
                     let bot = p01[k] + (p11[k] - p01[k]) * tx;
                     c[k] = top + (bot - top) * ty;
                 }
-                let a = c[3] * edge_cov(u, ow) * edge_cov(v, oh);
+                // Away from the texture border the edge coverage is exactly 1.
+                let interior = u >= 0.5 && v >= 0.5 && u <= ow - 0.5 && v <= oh - 0.5;
+                let a = if interior {
+                    c[3]
+                } else {
+                    c[3] * edge_cov(u, ow) * edge_cov(v, oh)
+                };
                 if a <= 0.0 {
                     continue;
                 }
@@ -481,7 +492,9 @@ fn warp(obj: &Object, fwd: &Homography, inv: &Homography, bg: Rgb) -> (Rgb, Plan
                     acc[k] += c[k] * a;
                 }
                 a_acc += a;
-                if obj.emits {
+                if obj.emissive_is_alpha {
+                    e_acc += c[3] * a;
+                } else if obj.emits {
                     let top = em[i00] + (em[i10] - em[i00]) * tx;
                     let bot = em[i01] + (em[i11] - em[i01]) * tx;
                     e_acc += (top + (bot - top) * ty) * a;
