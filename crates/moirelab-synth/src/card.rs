@@ -382,14 +382,17 @@ fn stroke(
         let y1 = ((ay.max(by) + hw + 1.0).ceil().max(0.0) as usize).min(cov.h);
         let (dx, dy) = (bx - ax, by - ay);
         let inv_len2 = 1.0 / (dx * dx + dy * dy).max(1e-12);
-        if x0 < x1 && y0 < y1 {
-            region = [
-                region[0].min(x0),
-                region[1].min(y0),
-                region[2].max(x1),
-                region[3].max(y1),
-            ];
+        if x0 >= x1 || y0 >= y1 {
+            // The segment lies wholly outside the plane (e.g. a guilloche curve past the
+            // card's right edge): nothing to draw, and `x0..x1` would be an inverted slice.
+            continue;
         }
+        region = [
+            region[0].min(x0),
+            region[1].min(y0),
+            region[2].max(x1),
+            region[3].max(y1),
+        ];
         // Branch-free f32 inner loops (the compiler vectorises them); coordinates stay below
         // ~2000 px, where f32 resolves 1e-4 px, far below what coverage can show.
         let (axf, ayf, dxf, dyf) = (ax as f32, ay as f32, dx as f32, dy as f32);
@@ -817,6 +820,22 @@ mod tests {
         let mut hard = Plane::new(64, 32);
         stroke(&mut hard, &[[5.0, 10.5], [50.0, 10.5]], 1.6, true, EMPTY);
         assert_eq!((hard.px[10 * 64 + 20], hard.px[11 * 64 + 20]), (1.0, 0.0));
+    }
+
+    #[test]
+    fn strokes_wholly_outside_the_plane_draw_nothing_and_do_not_panic() {
+        let mut cov = Plane::new(64, 32);
+        // Past the right edge (x0 > width after clamping x1), above, and left of the plane.
+        let pts = [
+            [70.0, 10.0],
+            [90.0, 12.0],
+            [95.0, -30.0],
+            [-20.0, -30.0],
+            [-40.0, 10.0],
+        ];
+        let region = stroke(&mut cov, &pts, 2.0, false, EMPTY);
+        assert_eq!(region, EMPTY);
+        assert!(cov.px.iter().all(|&p| p == 0.0));
     }
 
     #[test]
