@@ -487,9 +487,7 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
     for path in &a.images {
         let (input, _) = moirelab_data::load_image_file(path, &loaded.config.data)?;
         let probs = tch::no_grad(|| -> Result<Vec<f64>> {
-            let logits = lr
-                .net
-                .forward_t(&input.unsqueeze(0).to_device(lr.device), false)?;
+            let logits = lr.net.forward_t(&input.to_device(lr.device), false)?;
             let p = logits
                 .softmax(-1, tch::Kind::Double)
                 .to_device(tch::Device::Cpu)

@@ -69,6 +69,25 @@ fn train_writes_a_run_folder_with_a_grid_per_epoch() {
     // The resolved config is complete and re-loadable.
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(cfg.contains("[train]") && cfg.contains("[model]") && cfg.contains("[gradcam]"));
+    // The run's summary keeps the last dump's attention, also split by explained class.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let att = summary["attention"].as_object().expect("attention");
+    assert!(att.contains_key("gradcam/pred"), "{att:?}");
+    assert!(
+        att.keys().any(|k| k.starts_with("gradcam/true/")),
+        "{att:?}"
+    );
+    // The follow-up commands work on the run folder: predict (one image and a batch of two).
+    let images = first_images(dir.path(), 2);
+    let mut args = vec!["predict", "--run", "runs/tiny", "--json"];
+    args.extend(images.iter().map(String::as_str));
+    let o = moirelab(dir.path(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("predict --json");
+    let text = rows.to_string();
+    assert_eq!(text.matches(&images[0]).count(), 1, "{text}");
+    assert_eq!(text.matches(&images[1]).count(), 1, "{text}");
     // A second run with the same name never overwrites the first.
     let o = moirelab(
         dir.path(),
@@ -141,4 +160,30 @@ fn dry_run_prints_the_resolved_config_and_writes_nothing() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("lr = 0.01"), "{out}");
     assert!(!dir.path().join("runs").exists());
+}
+
+/// Paths (relative to `root`) of the first `n` PNG images under `root/**/images/`.
+fn first_images(root: &Path, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() && !p.ends_with("runs") {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "png")
+                && p.parent().is_some_and(|q| q.ends_with("images"))
+            {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out.truncate(n);
+    assert_eq!(out.len(), n, "no images under {}", root.display());
+    out
 }
