@@ -88,6 +88,8 @@ impl EpochHook for GradcamHook {
         if !d.due(ctx.epoch, ctx.epochs) {
             return Ok(Vec::new());
         }
+        // The probes are decoded on the CPU; the model may live on a GPU (a no-op otherwise).
+        d.to_device(ctx.device);
         let lines = d
             .dump(ctx.net, ctx.run_dir, ctx.epoch)
             .map_err(|e| e.to_string())?;
