@@ -16,6 +16,7 @@ use moirelab_core::run::{self as runfmt, EpochMetrics, MetricsLine, RunMeta, Run
 use moirelab_data::{DataConfig, Dataset, Loader, LoaderOptions};
 use moirelab_models::{CamNet, ModelConfig};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -852,7 +853,7 @@ impl Trainer {
             threshold,
             val,
             test,
-            attention: Default::default(),
+            attention: last_attention(&self.run_dir.join(runfmt::METRICS_JSONL))?,
             wall_s: self.state.wall_s,
         };
         fsio::write_json_atomic(&self.run_dir.join(runfmt::SUMMARY_JSON), &summary)?;
@@ -1082,4 +1083,35 @@ pub fn now_rfc3339() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Region stats of the last CAM dump in `metrics.jsonl` (written by a hook), keyed
+/// `method/target` and, split by the class each map explains, `method/target/class`.
+fn last_attention(
+    metrics: &Path,
+) -> Result<BTreeMap<String, BTreeMap<String, runfmt::RegionStats>>, TrainError> {
+    let lines: Vec<MetricsLine> = if metrics.is_file() {
+        fsio::read_jsonl(metrics)?
+    } else {
+        Vec::new()
+    };
+    let cams: Vec<&runfmt::CamMetrics> = lines
+        .iter()
+        .filter_map(|l| match l {
+            MetricsLine::Cam(c) => Some(c),
+            MetricsLine::Epoch(_) => None,
+        })
+        .collect();
+    let Some(last) = cams.iter().map(|c| c.epoch).max() else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for c in cams.into_iter().filter(|c| c.epoch == last) {
+        let key = format!("{}/{}", c.method, c.target.as_str());
+        for (class, regions) in &c.per_class {
+            out.insert(format!("{key}/{class}"), regions.clone());
+        }
+        out.insert(key, c.regions.clone());
+    }
+    Ok(out)
 }

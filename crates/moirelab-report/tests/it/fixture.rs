@@ -149,6 +149,13 @@ pub fn cam_metrics(spec: &Spec, epoch: u32, method: &str, target: CamTarget) -> 
         } else {
             BTreeMap::new()
         },
+        per_class: if spec.masks {
+            [("screen".to_string(), regions(flag - 0.2))]
+                .into_iter()
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
         dump_s: 0.1,
     }
 }
