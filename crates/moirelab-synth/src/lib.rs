@@ -40,7 +40,7 @@ pub use mrz::{check_digit, Td1};
 /// Generator name recorded in `dataset.json`.
 pub const GENERATOR_NAME: &str = "moirelab-synth";
 /// Generator version recorded in `dataset.json` (bumped whenever output bytes change).
-pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.2");
+pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.3");
 
 /// Region names in bit order: bit i of a mask pixel is `REGIONS[i]`.
 pub const REGIONS: [&str; 11] = [

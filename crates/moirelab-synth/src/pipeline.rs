@@ -100,9 +100,10 @@ impl ScreenParams {
             moire_chroma: rng.range(0.3, 1.0),
             moire_phase: rng.range(0.0, TAU),
             envelope: ValueNoise::new(rng, 4, 3),
-            // Value noise is concentrated around 0.5: thresholds in [0.4, 0.6] give 30–70 %
-            // coverage of the screen.
-            envelope_threshold: rng.range(0.40, 0.60) as f32,
+            // Value noise is concentrated around 0.5: thresholds in [0.3, 0.5] give roughly
+            // 50–90 % coverage of the screen (a recaptured screen rarely shows moiré in only
+            // a few small islands; SYNTH.md's 30–70 % left many attacks without a cue).
+            envelope_threshold: rng.range(0.30, 0.50) as f32,
             sub_pitch: rng.range(2.0, 4.0),
             sub_depth: g * rng.range(0.03, 0.08),
             sub_angle: rng.range(-0.05, 0.05),
@@ -922,7 +923,35 @@ pub fn render(
     // Camera: signal-dependent noise y = x + sqrt(a·x + b)·N(0, 1), sRGB, JPEG Q2, area
     // downsample to the output size.
     let mut nrng = Rng::derive(seed, &[i, STREAM_NOISE]);
-    let mut noisy = optics(lit.clone(), &sc, &cam);
+    // Moiré is the beat that forms where the sensor samples the (already blurred) display
+    // grid: the camera's defocus and motion blur set how strong the beat is (our amplitude
+    // draw) but must not low-pass the beat itself a second time. So the optics see the
+    // screen without moiré and the beat multiplies the image at the sensor.
+    let sensor_moire = spec.screen && full.moire && !fields.moire.is_empty();
+    let mut noisy = if sensor_moire {
+        let plain = screen_light(
+            &pre,
+            spec,
+            &sp,
+            &fields,
+            Toggles {
+                moire: false,
+                ..full
+            },
+        );
+        let mut img = optics(plain, &sc, &cam);
+        for (j, p) in img.px.chunks_exact_mut(3).enumerate() {
+            let e = pre.emissive.px[j];
+            if e > 0.0 {
+                for (k, v) in p.iter_mut().enumerate() {
+                    *v *= 1.0 + (fields.moire[j][k] as f32 - 1.0) * e;
+                }
+            }
+        }
+        img
+    } else {
+        optics(lit.clone(), &sc, &cam)
+    };
     let mut normals = [0.0f64; 1024];
     for chunk in noisy.px.chunks_mut(normals.len()) {
         let normals = &mut normals[..chunk.len()];
