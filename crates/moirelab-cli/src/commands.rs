@@ -127,7 +127,28 @@ pub fn model_summary(a: ModelSummaryArgs) -> Result<ExitCode> {
 /// Make sure `data.root` exists, generating it from `data.preset` when it does not.
 pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
     let root = &loaded.config.data.root;
-    if root.join(moirelab_core::format::DATASET_JSON).is_file() || root.is_dir() {
+    let meta_path = root.join(moirelab_core::format::DATASET_JSON);
+    let mut force = false;
+    if meta_path.is_file() {
+        // A folder this generator made from the same preset, but with another generator
+        // version (an upgrade changed the images), is regenerated: a stale preset data set
+        // would silently give other numbers than the configs and docs promise. Anything else
+        // (your own data, a different preset, gen-data overrides) is left alone.
+        let stale = loaded.preset.as_ref().is_some_and(|p| {
+            moirelab_core::fsio::read_json::<moirelab_core::format::DatasetMeta>(&meta_path)
+                .ok()
+                .and_then(|m| m.generator)
+                .is_some_and(|g| {
+                    g.name == moirelab_synth::GENERATOR_NAME
+                        && &g.preset == p
+                        && g.version != moirelab_synth::GENERATOR_VERSION
+                })
+        });
+        if !stale {
+            return Ok(());
+        }
+        force = true;
+    } else if root.is_dir() {
         return Ok(());
     }
     let Some(preset) = &loaded.preset else {
@@ -140,16 +161,25 @@ pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()
     let mut cfg = moirelab_synth::GenConfig::preset(preset)?;
     cfg.set("size", &loaded.config.data.image_size.to_string())?;
     let msg = format!(
-        "generating data set '{preset}' ({} images, {} px) into {}",
+        "{} data set '{preset}' ({} images, {} px) into {}{}",
+        if force { "regenerating" } else { "generating" },
         cfg.count,
         cfg.size,
-        root.display()
+        root.display(),
+        if force {
+            format!(
+                " (made by another version than {})",
+                moirelab_synth::GENERATOR_VERSION
+            )
+        } else {
+            String::new()
+        }
     );
     match reporter {
         Some(r) => r.line(&msg),
         None => eprintln!("{msg}"),
     }
-    generate_with_progress(&cfg, root, false)?;
+    generate_with_progress(&cfg, root, force)?;
     Ok(())
 }
 
@@ -729,7 +759,13 @@ pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
     }
     let path = out.join("sanity.json");
     moirelab_core::fsio::write_json_atomic(&path, &json)?;
+    let cascade: Vec<(usize, f64, f64)> = steps.iter().map(|s| (s.step, s.mean, s.std)).collect();
+    let chart = moirelab_report::plots::sanity_chart(&method.to_string(), &cascade);
+    let plots = moirelab_report::plots::write_chart(&out, &chart)?;
     println!("written to {}", path.display());
+    for p in plots {
+        println!("plot:      {}", p.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
