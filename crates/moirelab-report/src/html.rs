@@ -655,6 +655,7 @@ fn compare_charts(runs: &[RunData]) -> Vec<Chart> {
         charts.push(Chart {
             name: name.into(),
             title: format!("{title} (solid val, dashed test)"),
+            x_label: "epoch".into(),
             y_label: ylab.into(),
             series,
         });
@@ -691,6 +692,7 @@ fn compare_charts(runs: &[RunData]) -> Vec<Chart> {
         charts.push(Chart {
             name: format!("cmp-attention-{safe}"),
             title: format!("Attention share on \"{region}\" (pred-class CAM)"),
+            x_label: "epoch".into(),
             y_label: "share of CAM mass".into(),
             series,
         });

@@ -61,6 +61,8 @@ pub struct Chart {
     /// File stem under `plots/` and anchor id in the pages.
     pub name: String,
     pub title: String,
+    /// Horizontal axis caption ("epoch" for curves over training).
+    pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
 }
@@ -70,6 +72,7 @@ impl Chart {
         Chart {
             name: name.into(),
             title: title.into(),
+            x_label: "epoch".into(),
             y_label: y_label.into(),
             series: Vec::new(),
         }
@@ -135,7 +138,7 @@ pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Chart) ->
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| err(&e))?;
     ctx.configure_mesh()
-        .x_desc("epoch")
+        .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
         .label_style((FAMILY, 12))
         .axis_desc_style((FAMILY, 13))
@@ -400,6 +403,7 @@ pub fn run_charts(run: &RunData) -> Vec<Chart> {
         charts.push(Chart {
             name: safe,
             title: format!("Attention share per region ({method}, {target} class)"),
+            x_label: "epoch".into(),
             y_label: "share of CAM mass".into(),
             series,
         });
@@ -421,4 +425,33 @@ pub(crate) fn write_curves_for(run: &RunData) -> Result<Vec<PathBuf>> {
         out.extend(write_chart(&dir, &chart)?);
     }
     Ok(out)
+}
+
+/// Cascading parameter randomisation (Adebayo et al. 2018, "Sanity checks for saliency
+/// maps") as a chart: Spearman ρ between the trained model's maps and the maps after
+/// re-initialising the top `step` parameter groups, mean over images with ±1 std dashed.
+/// A faithful method falls towards 0 as layers are randomised; a flat curve near 1 means the
+/// maps do not depend on the weights (an edge detector, not an explanation).
+///
+/// `steps`: `(step, mean, std)` in cascade order, step 0 = the trained model.
+pub fn sanity_chart(method: &str, steps: &[(usize, f64, f64)]) -> Chart {
+    let mut c = Chart::new(
+        &format!(
+            "sanity-{}",
+            method.replace(|ch: char| !ch.is_ascii_alphanumeric(), "_")
+        ),
+        &format!("Cascading randomisation, {method}"),
+        "Spearman rank correlation",
+    );
+    c.x_label = "parameter groups re-initialised (top-down)".into();
+    let pts = |f: &dyn Fn(f64, f64) -> f64| -> Vec<(f64, f64)> {
+        steps
+            .iter()
+            .map(|&(s, m, sd)| (s as f64, f(m, sd)))
+            .collect()
+    };
+    c.push("mean".into(), pts(&|m, _| m), 0, false);
+    c.push("mean + std".into(), pts(&|m, s| m + s), 0, true);
+    c.push("mean - std".into(), pts(&|m, s| m - s), 0, true);
+    c
 }

@@ -38,6 +38,28 @@ fn curves_are_written_as_png_and_svg_with_rendered_text() {
 }
 
 #[test]
+fn sanity_chart_draws_the_cascade_with_its_axis_and_band() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = [
+        (0, 1.0, 0.0),
+        (1, 0.42, 0.1),
+        (2, 0.1, 0.05),
+        (3, -0.02, 0.04),
+    ];
+    let chart = plots::sanity_chart("gradcam++", &steps);
+    assert_eq!(chart.name, "sanity-gradcam__");
+    assert_eq!(chart.series.len(), 3);
+    assert_eq!(chart.series[0].points[1], (1.0, 0.42));
+    assert!((chart.series[1].points[1].1 - 0.52).abs() < 1e-12);
+    assert!(chart.series[2].dashed && !chart.series[0].dashed);
+    let written = plots::write_chart(tmp.path(), &chart).unwrap();
+    assert_eq!(written.len(), 2);
+    let svg = std::fs::read_to_string(tmp.path().join("sanity-gradcam__.svg")).unwrap();
+    assert!(svg.contains("re-initialised"), "{svg}");
+    assert!(image::open(tmp.path().join("sanity-gradcam__.png")).is_ok());
+}
+
+#[test]
 fn run_without_metrics_writes_no_plots() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
