@@ -81,6 +81,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     once()?; // warm-up
     let seconds: Vec<f64> = (0..iters).map(|_| once()).collect::<Result<_, _>>()?;
+    // The floor: one plain forward pass in eval mode without a graph.
+    let fwd = || -> Result<f64, Box<dyn std::error::Error>> {
+        let t0 = Instant::now();
+        let y = tch::no_grad(|| net.forward_t(&xs, false))?;
+        std::hint::black_box(Vec::<f32>::try_from(&y.flatten(0, -1))?);
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    fwd()?;
+    let fwd_s: Vec<f64> = (0..iters).map(|_| fwd()).collect::<Result<_, _>>()?;
+    let fwd_mean = fwd_s.iter().sum::<f64>() / fwd_s.len().max(1) as f64;
     let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
     let best = seconds.iter().cloned().fold(f64::INFINITY, f64::min);
     println!(
@@ -95,6 +105,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "seconds": seconds,
             "images_per_s": batch as f64 / mean,
             "images_per_s_best": batch as f64 / best,
+            "forward_images_per_s": batch as f64 / fwd_mean,
         })
     );
     Ok(())

@@ -231,7 +231,14 @@ fn check_input(xs: &Tensor) -> Result<(i64, i64)> {
     Ok((size[2], size[3]))
 }
 
-/// One forward pass in eval mode and one backward per target set (graph kept until the last).
+/// One forward pass in eval mode without a graph, then per layer the rest of the network
+/// from that layer's activation (a fresh leaf) and one backward per target set.
+///
+/// The trunk up to the CAM layer never records an autograd graph and nothing is
+/// back-propagated through it: for a last-block CAM layer the backward covers only the
+/// pooling and the classifier. pytorch-grad-cam instead back-propagates the whole network
+/// (parameter gradients included) — the main reason this is faster. Gradients w.r.t. the
+/// activation are the same: the rest of the network is the same function of it.
 fn prepare(
     net: &dyn CamNet,
     xs: &Tensor,
@@ -239,48 +246,36 @@ fn prepare(
     layers: &[&str],
     need_grad: bool,
 ) -> Result<Prepared> {
-    // Grad mode on even under a caller's `no_grad`: CAMs need the graph.
-    tch::with_grad(|| -> Result<Prepared> {
-        let out = net.forward_with(xs, false, layers)?;
-        let logits = out.logits;
-        let target_vecs = targets
-            .iter()
-            .map(|t| t.resolve(&logits))
-            .collect::<Result<Vec<_>>>()?;
-        let mut grads: Vec<Vec<Tensor>> = Vec::new();
-        let mut acts = out.activations;
-        if need_grad {
-            if acts.iter().all(Tensor::requires_grad) {
+    let out = tch::no_grad(|| net.forward_with(xs, false, layers))?;
+    let logits = out.logits;
+    let target_vecs = targets
+        .iter()
+        .map(|t| t.resolve(&logits))
+        .collect::<Result<Vec<_>>>()?;
+    let mut grads: Vec<Vec<Tensor>> = target_vecs.iter().map(|_| Vec::new()).collect();
+    if need_grad {
+        // Grad mode on even under a caller's `no_grad`: the head's graph is needed.
+        tch::with_grad(|| -> Result<()> {
+            for (layer, act) in layers.iter().zip(&out.activations) {
+                let leaf = act.detach().set_requires_grad(true);
+                let rest = net.forward_from(layer, &leaf, false)?;
                 for (ti, tv) in target_vecs.iter().enumerate() {
-                    let score = selected_score(&logits, tv)?;
+                    let score = selected_score(&rest, tv)?;
                     let keep = ti + 1 < target_vecs.len();
-                    grads.push(Tensor::f_run_backward(&[&score], &acts, keep, false)?);
+                    let mut g = Tensor::f_run_backward(&[&score], &[&leaf], keep, false)?;
+                    grads[ti].push(g.remove(0));
                 }
-            } else {
-                // Frozen parameters (or an input that does not require grad): restart the
-                // graph at each layer's detached activation and run only the rest of the net.
-                grads = target_vecs.iter().map(|_| Vec::new()).collect();
-                let mut leaves = Vec::with_capacity(acts.len());
-                for (layer, act) in layers.iter().zip(&acts) {
-                    let leaf = act.detach().set_requires_grad(true);
-                    let rest = net.forward_from(layer, &leaf, false)?;
-                    for (ti, tv) in target_vecs.iter().enumerate() {
-                        let score = selected_score(&rest, tv)?;
-                        let keep = ti + 1 < target_vecs.len();
-                        let mut g = Tensor::f_run_backward(&[&score], &[&leaf], keep, false)?;
-                        grads[ti].push(g.remove(0));
-                    }
-                    leaves.push(leaf);
-                }
-                acts = leaves;
             }
-        }
-        Ok(Prepared {
-            logits: logits.detach(),
-            acts: acts.iter().map(Tensor::detach).collect(),
-            targets: target_vecs,
-            grads,
-        })
+            Ok(())
+        })?;
+    } else {
+        grads.clear();
+    }
+    Ok(Prepared {
+        logits: logits.detach(),
+        acts: out.activations.iter().map(Tensor::detach).collect(),
+        targets: target_vecs,
+        grads,
     })
 }
 
