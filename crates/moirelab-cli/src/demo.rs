@@ -30,8 +30,10 @@ pub struct Verdict {
     pub conflicting_accuracy: Option<f64>,
 }
 
-/// The last Grad-CAM line for the predicted class (method `gradcam` preferred).
-fn last_cam(lines: &[MetricsLine]) -> Option<&CamMetrics> {
+/// The Grad-CAM line for the predicted class (method `gradcam` preferred) of epoch `at` —
+/// the best epoch, whose weights the test numbers come from — or of the last dump when that
+/// epoch has none.
+fn last_cam(lines: &[MetricsLine], at: u32) -> Option<&CamMetrics> {
     let cams: Vec<&CamMetrics> = lines
         .iter()
         .filter_map(|l| match l {
@@ -39,7 +41,11 @@ fn last_cam(lines: &[MetricsLine]) -> Option<&CamMetrics> {
             _ => None,
         })
         .collect();
-    let last_epoch = cams.iter().map(|c| c.epoch).max()?;
+    let last_epoch = if cams.iter().any(|c| c.epoch == at) {
+        at
+    } else {
+        cams.iter().map(|c| c.epoch).max()?
+    };
     cams.iter()
         .filter(|c| c.epoch == last_epoch)
         .find(|c| c.method == "gradcam")
@@ -69,7 +75,7 @@ pub fn verdict(run: &Path) -> Result<Verdict> {
         v.aligned_accuracy = t.aligned_accuracy;
         v.conflicting_accuracy = t.conflicting_accuracy;
     }
-    if let Some(c) = last_cam(&lines) {
+    if let Some(c) = last_cam(&lines, summary.best_epoch) {
         // Maps of the images the model calls screen recordings: where its evidence for an
         // attack lies. Bona-fide ("direct") maps explain an absence of artifacts and light up
         // the card's sharpest, most saturated edges (the flag) whatever the model learnt, so

@@ -202,7 +202,8 @@ pub struct RunSummary {
     pub threshold: f64,
     pub val: Option<EpochMetrics>,
     pub test: Option<EpochMetrics>,
-    /// Region stats of the last CAM dump (mean over probes), method/target -> region -> stats.
+    /// Region stats of the best epoch's CAM dump (the last dump when that epoch has none),
+    /// mean over probes: `method/target` and `method/target/class` -> region -> stats.
     #[serde(default)]
     pub attention: BTreeMap<String, BTreeMap<String, RegionStats>>,
     pub wall_s: f64,

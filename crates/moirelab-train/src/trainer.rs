@@ -853,7 +853,10 @@ impl Trainer {
             threshold,
             val,
             test,
-            attention: last_attention(&self.run_dir.join(runfmt::METRICS_JSONL))?,
+            attention: attention_at(
+                &self.run_dir.join(runfmt::METRICS_JSONL),
+                self.state.best_epoch,
+            )?,
             wall_s: self.state.wall_s,
         };
         fsio::write_json_atomic(&self.run_dir.join(runfmt::SUMMARY_JSON), &summary)?;
@@ -1085,10 +1088,13 @@ pub fn now_rfc3339() -> String {
     )
 }
 
-/// Region stats of the last CAM dump in `metrics.jsonl` (written by a hook), keyed
-/// `method/target` and, split by the class each map explains, `method/target/class`.
-fn last_attention(
+/// Region stats of the CAM dump of epoch `at` (the best epoch, whose weights the test
+/// metrics come from; the last dump when that epoch has none) in `metrics.jsonl` (written by
+/// a hook), keyed `method/target` and, split by the class each map explains,
+/// `method/target/class`.
+fn attention_at(
     metrics: &Path,
+    at: u32,
 ) -> Result<BTreeMap<String, BTreeMap<String, runfmt::RegionStats>>, TrainError> {
     let lines: Vec<MetricsLine> = if metrics.is_file() {
         fsio::read_jsonl(metrics)?
@@ -1102,8 +1108,13 @@ fn last_attention(
             MetricsLine::Epoch(_) => None,
         })
         .collect();
-    let Some(last) = cams.iter().map(|c| c.epoch).max() else {
-        return Ok(BTreeMap::new());
+    let last = if cams.iter().any(|c| c.epoch == at) {
+        at
+    } else {
+        match cams.iter().map(|c| c.epoch).max() {
+            Some(e) => e,
+            None => return Ok(BTreeMap::new()),
+        }
     };
     let mut out = BTreeMap::new();
     for c in cams.into_iter().filter(|c| c.epoch == last) {
