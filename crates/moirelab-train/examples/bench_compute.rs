@@ -4,6 +4,8 @@
 //!
 //!     bench_compute MODEL_JSON SIZE BATCH STEPS THREADS
 
+#![allow(clippy::print_stdout)] // a benchmark's output is its result
+
 use moirelab_models::{build, ModelConfig};
 use moirelab_train::optim::{OptimConfig, Optimizer, OptimizerKind};
 use std::time::Instant;

@@ -135,11 +135,18 @@ fn expected_scalars(lines: &[MetricsLine]) -> BTreeMap<String, Vec<(i64, f64)>> 
             }
             MetricsLine::Cam(c) => {
                 let t = c.target.as_str();
-                for (sub, map) in [
-                    ("", &c.regions),
-                    ("/aligned", &c.aligned),
-                    ("/conflicting", &c.conflicting),
-                ] {
+                let classes: Vec<(String, _)> = c
+                    .per_class
+                    .iter()
+                    .map(|(k, v)| (format!("/class-{k}"), v))
+                    .collect();
+                let mut subs = vec![
+                    (String::new(), &c.regions),
+                    ("/aligned".to_string(), &c.aligned),
+                    ("/conflicting".to_string(), &c.conflicting),
+                ];
+                subs.extend(classes);
+                for (sub, map) in subs {
                     for (r, st) in map {
                         let base = format!("cam/{}/{t}{sub}/{r}", c.method);
                         put(format!("{base}/mass"), c.epoch, st.mass);
