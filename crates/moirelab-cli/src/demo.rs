@@ -4,8 +4,9 @@ use crate::commands::train_from_config;
 use crate::DemoArgs;
 use anyhow::{bail, Result};
 use moirelab_core::fsio;
-use moirelab_core::run::{self as runfmt, CamMetrics, CamTarget, MetricsLine, RunSummary};
+use moirelab_core::run::{self as runfmt, RunSummary};
 use moirelab_train::Outcome;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,39 +31,32 @@ pub struct Verdict {
     pub conflicting_accuracy: Option<f64>,
 }
 
-/// The Grad-CAM line for the predicted class (method `gradcam` preferred) of epoch `at` —
-/// the best epoch, whose weights the test numbers come from — or of the last dump when that
-/// epoch has none.
-fn last_cam(lines: &[MetricsLine], at: u32) -> Option<&CamMetrics> {
-    let cams: Vec<&CamMetrics> = lines
-        .iter()
-        .filter_map(|l| match l {
-            MetricsLine::Cam(c) if c.target == CamTarget::Pred => Some(c),
-            _ => None,
-        })
-        .collect();
-    let last_epoch = if cams.iter().any(|c| c.epoch == at) {
-        at
-    } else {
-        cams.iter().map(|c| c.epoch).max()?
-    };
-    cams.iter()
-        .filter(|c| c.epoch == last_epoch)
-        .find(|c| c.method == "gradcam")
-        .or_else(|| cams.iter().find(|c| c.epoch == last_epoch))
-        .copied()
-}
+type Regions = BTreeMap<String, runfmt::RegionStats>;
 
-/// Region stats of the maps of probes the model calls screen recordings (all probes when the
-/// metrics line predates the per-class split).
-fn attack_regions(c: &CamMetrics) -> &std::collections::BTreeMap<String, runfmt::RegionStats> {
-    c.per_class.get(ATTACK_CLASS).unwrap_or(&c.regions)
+/// Region stats of the predicted-class Grad-CAM maps (method `gradcam` preferred) of the
+/// probes the model calls screen recordings, from `summary.json`'s attention (the best
+/// epoch's dump, keyed `method/pred/class`); all probes' maps when the run predates the
+/// per-class split.
+fn attack_regions(attention: &BTreeMap<String, Regions>) -> Option<&Regions> {
+    let methods = std::iter::once("gradcam").chain(
+        attention
+            .keys()
+            .filter_map(|k| k.strip_suffix("/pred"))
+            .filter(|m| !m.contains('/')),
+    );
+    methods
+        .clone()
+        .find_map(|m| attention.get(&format!("{m}/pred/{ATTACK_CLASS}")))
+        .or_else(|| {
+            methods
+                .clone()
+                .find_map(|m| attention.get(&format!("{m}/pred")))
+        })
 }
 
 /// Read a finished run's verdict numbers from its files.
 pub fn verdict(run: &Path) -> Result<Verdict> {
     let summary: RunSummary = fsio::read_json(&run.join(runfmt::SUMMARY_JSON))?;
-    let lines: Vec<MetricsLine> = fsio::read_jsonl(&run.join(runfmt::METRICS_JSONL))?;
     let mut v = Verdict {
         name: run
             .file_name()
@@ -75,12 +69,11 @@ pub fn verdict(run: &Path) -> Result<Verdict> {
         v.aligned_accuracy = t.aligned_accuracy;
         v.conflicting_accuracy = t.conflicting_accuracy;
     }
-    if let Some(c) = last_cam(&lines, summary.best_epoch) {
-        // Maps of the images the model calls screen recordings: where its evidence for an
-        // attack lies. Bona-fide ("direct") maps explain an absence of artifacts and light up
-        // the card's sharpest, most saturated edges (the flag) whatever the model learnt, so
-        // they would blur the comparison; the gallery shows both.
-        let regions = attack_regions(c);
+    // Maps of the images the model calls screen recordings: where its evidence for an attack
+    // lies. Bona-fide ("direct") maps explain an absence of artifacts and light up the card's
+    // sharpest, most saturated edges (the flag) whatever the model learnt, so they would blur
+    // the comparison; the gallery shows both.
+    if let Some(regions) = attack_regions(&summary.attention) {
         if let Some(f) = regions.get("flag") {
             v.flag_mass = Some(f.mass);
             v.flag_lift = Some(f.lift);
@@ -220,14 +213,16 @@ mod tests {
             lift,
             ..Default::default()
         };
-        let mut c = CamMetrics::default();
-        c.regions.insert("flag".into(), stats(9.0));
-        assert_eq!(attack_regions(&c)["flag"].lift, 9.0);
-        let screen = [("flag".to_string(), stats(0.2))].into_iter().collect();
-        c.per_class.insert("screen".into(), screen);
-        let direct = [("flag".to_string(), stats(15.0))].into_iter().collect();
-        c.per_class.insert("direct".into(), direct);
-        assert_eq!(attack_regions(&c)["flag"].lift, 0.2);
+        let table = |lift: f64| -> Regions { [("flag".to_string(), stats(lift))].into() };
+        let mut att: BTreeMap<String, Regions> = BTreeMap::new();
+        att.insert("gradcam/pred".into(), table(9.0));
+        assert_eq!(attack_regions(&att).unwrap()["flag"].lift, 9.0);
+        att.insert("gradcam/pred/screen".into(), table(0.2));
+        att.insert("gradcam/pred/direct".into(), table(15.0));
+        assert_eq!(attack_regions(&att).unwrap()["flag"].lift, 0.2);
+        // Another method when the run did not compute Grad-CAM.
+        let other: BTreeMap<String, Regions> = [("hirescam/pred".to_string(), table(3.0))].into();
+        assert_eq!(attack_regions(&other).unwrap()["flag"].lift, 3.0);
     }
 
     #[test]
