@@ -252,8 +252,10 @@ fn prepare(
         .iter()
         .map(|t| t.resolve(&logits))
         .collect::<Result<Vec<_>>>()?;
-    let mut grads: Vec<Vec<Tensor>> = target_vecs.iter().map(|_| Vec::new()).collect();
+    // Per target set, per layer; empty when no method needs gradients.
+    let mut grads: Vec<Vec<Tensor>> = Vec::new();
     if need_grad {
+        grads = target_vecs.iter().map(|_| Vec::new()).collect();
         // Grad mode on even under a caller's `no_grad`: the head's graph is needed.
         tch::with_grad(|| -> Result<()> {
             for (layer, act) in layers.iter().zip(&out.activations) {
@@ -268,8 +270,6 @@ fn prepare(
             }
             Ok(())
         })?;
-    } else {
-        grads.clear();
     }
     Ok(Prepared {
         logits: logits.detach(),
