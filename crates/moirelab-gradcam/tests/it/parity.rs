@@ -51,7 +51,10 @@ fn small(arch: Arch) -> (ModelConfig, i64) {
 #[test]
 fn maps_match_pytorch_grad_cam_on_every_architecture() {
     let Some(py) = python() else { return };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gradcam_parity.py");
+    let script = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../scripts/gradcam_parity.py");
     let dir = tempfile::tempdir().unwrap();
     let mut report = Vec::new();
     for (ai, &arch) in Arch::ALL.iter().enumerate() {

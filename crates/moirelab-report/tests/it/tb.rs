@@ -7,7 +7,7 @@ use moirelab_report::tb::{
 };
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 fn hex(b: &[u8]) -> String {
@@ -230,7 +230,10 @@ fn tensorboard_event_accumulator_reads_back_every_scalar_and_image() {
     let expected = json!({"scalars": scalars_json, "images": images});
     let exp_path = tmp.path().join("expected.json");
     std::fs::write(&exp_path, expected.to_string()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tb_readback.py");
+    let script = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../scripts/tb_readback.py");
     let out = Command::new(&py)
         .arg(&script)
         .arg(run.join("tb"))

@@ -135,7 +135,10 @@ fn python() -> Option<PathBuf> {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/optim_parity.py")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../scripts/optim_parity.py")
 }
 
 /// Runs torch.optim on the problem and returns its output tensors by name.
