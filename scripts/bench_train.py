@@ -59,6 +59,9 @@ def main():
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--compute", action="store_true", help="also time pure fwd+bwd on in-memory tensors")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="tuned baseline: model and inputs in torch.channels_last (what moirelab's "
+                         "model.memory-format = 'auto' does on CPU); the idiomatic script omits it")
     a = ap.parse_args()
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -68,22 +71,23 @@ def main():
     dl = torch.utils.data.DataLoader(ds, batch_size=a.batch_size, shuffle=True, num_workers=a.workers,
                                      persistent_workers=a.workers > 0)
     model = moirelab_torch.build_model({"arch": "shallow", "width": a.width, "depth": 3, "classes": 2})
-    model.to(dev).train()
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model.to(dev, memory_format=fmt).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     lossf = torch.nn.CrossEntropyLoss()
     for epoch in range(1, a.epochs + 1):
         t0, n = time.perf_counter(), 0
         for x, y in dl:
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            x, y = x.to(dev, non_blocking=True, memory_format=fmt), y.to(dev, non_blocking=True)
             opt.zero_grad()
             lossf(model(x), y).backward()
             opt.step()
             n += len(y)
         sync()
         dt = time.perf_counter() - t0
-        print(json.dumps({"impl": "pytorch", "device": a.device, "epoch": epoch, "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
+        print(json.dumps({"impl": "pytorch", "channels_last": a.channels_last, "device": a.device, "epoch": epoch, "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
     if a.compute:
-        x = torch.randn(a.batch_size, 3, a.size, a.size, device=dev)
+        x = torch.randn(a.batch_size, 3, a.size, a.size, device=dev).contiguous(memory_format=fmt)
         y = torch.randint(0, 2, (a.batch_size,), device=dev)
         steps = max(1, len(ds) // a.batch_size)
         t0 = time.perf_counter()
@@ -94,7 +98,7 @@ def main():
         sync()
         dt = time.perf_counter() - t0
         n = steps * a.batch_size
-        print(json.dumps({"impl": "pytorch-compute", "device": a.device, "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
+        print(json.dumps({"impl": "pytorch-compute", "channels_last": a.channels_last, "device": a.device, "seconds": dt, "images": n, "images_per_sec": n / dt}), flush=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ for r in $(seq "$rounds"); do
     --name "bench-$r" --runs-dir "$tmp/runs" >/dev/null 2>"$tmp/train-$r.log"
   "$MOIRELAB_PYTHON" "$here/bench_train.py" "$tmp/data" --epochs 2 --batch-size 32 \
     --threads "$threads" --workers "$workers" --compute >"$tmp/py-$r.jsonl"
+  "$MOIRELAB_PYTHON" "$here/bench_train.py" "$tmp/data" --epochs 2 --batch-size 32 \
+    --threads "$threads" --workers "$workers" --compute --channels-last >"$tmp/pycl-$r.jsonl"
   "$CARGO_TARGET_DIR/release/examples/bench_compute" "$model" 128 32 "$batches" "$threads" >"$tmp/rc-$r.jsonl"
 done
 "$MOIRELAB_PYTHON" - "$tmp" "$rounds" <<'PY'
@@ -53,11 +55,14 @@ for r in range(1, rounds + 1):
     py_ips = [p for p in py if p["impl"] == "pytorch" and p["epoch"] == 2][0]["images_per_sec"]
     py_c = [p for p in py if p["impl"] == "pytorch-compute"][0]["images_per_sec"]
     ml_c = json.loads(open(f"{tmp}/rc-{r}.jsonl").read())["images_per_sec"]
-    rows.append(dict(ml=ml_ips, py=py_ips, ml_c=ml_c, py_c=py_c,
+    pycl = [json.loads(l) for l in open(f"{tmp}/pycl-{r}.jsonl")]
+    pycl_ips = [p for p in pycl if p["impl"] == "pytorch" and p["epoch"] == 2][0]["images_per_sec"]
+    rows.append(dict(ml=ml_ips, py=py_ips, pycl=pycl_ips, ml_c=ml_c, py_c=py_c,
                      dump=(hooks[0] / ml_wall if hooks else float("nan"))))
     print(json.dumps({"round": r, **{k: round(v, 3) for k, v in rows[-1].items()}}))
 med = lambda k: st.median(x[k] for x in rows)
 print(f"moirelab epoch time / PyTorch epoch time : {med('py') / med('ml'):.2f}  (goal <= 0.7)")
+print(f"moirelab epoch time / PyTorch channels-last epoch time: {med('pycl') / med('ml'):.2f}")
 print(f"moirelab epoch / moirelab pure compute   : {med('ml_c') / med('ml'):.2f}  (goal <= 1.10)")
 print(f"PyTorch  epoch / PyTorch pure compute    : {med('py_c') / med('py'):.2f}")
 print(f"moirelab compute / PyTorch compute speed : {med('ml_c') / med('py_c'):.2f}")

@@ -52,6 +52,8 @@ DEFAULTS: Dict[str, Any] = {
     "in-channels": 3,
     "classes": 2,
     "blocks-per-stage": None,
+    # A speed setting of the Rust side (activation layout); the twin takes its input as given.
+    "memory-format": "auto",
 }
 
 # MobileNetV2 inverted-residual stages (Sandler et al. 2018, table 2): expansion t,

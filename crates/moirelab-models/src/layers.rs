@@ -411,7 +411,11 @@ impl Sequence {
             .map(|l| self.index(l))
             .collect::<Result<_, _>>()?;
         let mut acts: Vec<Option<Tensor>> = (0..layers.len()).map(|_| None).collect();
-        let mut ys = xs.shallow_clone();
+        let mut ys = if self.cfg.channels_last(xs.device()) {
+            to_channels_last(xs)
+        } else {
+            xs.shallow_clone()
+        };
         for (i, (_, node)) in self.nodes.iter().enumerate() {
             ys = node.forward_t(&ys, train);
             for (slot, &w) in acts.iter_mut().zip(&wanted) {
@@ -464,6 +468,18 @@ impl Sequence {
             head: self.head.ops(),
         }
     }
+}
+
+/// `xs` ([N, C, H, W]) with channels-last strides, the layout `torch.channels_last` gives: the
+/// same shape and values, so everything downstream is unchanged except the kernels libtorch
+/// picks. A tensor that already has that layout is returned as is.
+pub fn to_channels_last(xs: &Tensor) -> Tensor {
+    let size = xs.size();
+    let stride = xs.stride();
+    if size.len() != 4 || (stride[1] == 1 && stride[3] == size[1]) {
+        return xs.shallow_clone();
+    }
+    xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// Implements [`crate::CamNet`] for an architecture struct holding a `seq: Sequence` and a

@@ -18,8 +18,8 @@ mod shallow;
 mod summary;
 mod vgg;
 
-pub use config::{Arch, ModelConfig};
-pub use layers::{Architecture, LayerSpec, Op};
+pub use config::{Arch, MemoryFormat, ModelConfig};
+pub use layers::{to_channels_last, Architecture, LayerSpec, Op};
 pub use mobilenet::MobileNet;
 pub use resnet::ResNet;
 pub use shallow::Shallow;

@@ -1,7 +1,9 @@
 //! Architecture behaviour: CAM layer shapes, names, forward_from, determinism, errors.
 
 use crate::{input, max_abs_diff, seeded, tiny_configs};
-use moirelab_models::{check_layers, summary, Arch, ModelConfig, ModelError};
+use moirelab_models::{
+    check_layers, summary, to_channels_last, Arch, MemoryFormat, ModelConfig, ModelError,
+};
 use tch::{Device, Kind, Tensor};
 
 /// `(layer, [C, H, W])` of one image.
@@ -327,4 +329,70 @@ fn full_size_resnet18_and_mobilenet_v2_have_torchvision_parameter_counts() {
         ..Default::default()
     };
     assert_eq!(count(&mobilenet_v2), 3_504_872);
+}
+
+#[test]
+fn to_channels_last_keeps_shape_and_values_and_is_idempotent() {
+    let _rng = crate::rng_lock();
+    let xs = input(&tiny_configs()[0].1, 2, 5, 3);
+    let cl = to_channels_last(&xs);
+    assert_eq!(cl.size(), xs.size());
+    assert_eq!(cl.stride(), vec![5 * 5 * 3, 1, 5 * 3, 3]);
+    assert_eq!(max_abs_diff(&cl, &xs), 0.0);
+    let again = to_channels_last(&cl);
+    assert_eq!(
+        again.data_ptr(),
+        cl.data_ptr(),
+        "a channels-last tensor is not copied"
+    );
+}
+
+/// The memory format is a speed setting: logits, CAM activations and the gradients Grad-CAM
+/// reads agree between layouts up to float rounding, for every architecture, in train and
+/// eval mode.
+#[test]
+fn channels_last_and_contiguous_models_compute_the_same_numbers() {
+    let _rng = crate::rng_lock();
+    for (name, cfg, size) in tiny_configs() {
+        let run = |format: MemoryFormat, train: bool| {
+            let cfg = ModelConfig {
+                memory_format: format,
+                ..cfg.clone()
+            };
+            let (_vs, net) = seeded(&cfg, 21);
+            let layers = net.cam_layers();
+            let refs: Vec<&str> = layers.iter().map(String::as_str).collect();
+            // `input` reseeds, so dropout draws the same masks in both runs.
+            let out = net
+                .forward_with(&input(&cfg, 3, size, 23), train, &refs)
+                .unwrap();
+            let score = out.logits.select(1, 1).sum(Kind::Float);
+            let acts: Vec<&Tensor> = out.activations.iter().collect();
+            let grads = Tensor::run_backward(&[score], &acts, false, false);
+            (out.logits, out.activations, grads)
+        };
+        for train in [false, true] {
+            let (la, aa, ga) = run(MemoryFormat::ChannelsLast, train);
+            let (lb, ab, gb) = run(MemoryFormat::Contiguous, train);
+            let scale = lb.abs().max().double_value(&[]).max(1.0);
+            assert!(
+                max_abs_diff(&la, &lb) <= 1e-5 * scale,
+                "{name} train={train}: logits"
+            );
+            for (i, (a, b)) in aa.iter().zip(&ab).enumerate() {
+                let s = b.abs().max().double_value(&[]).max(1.0);
+                assert!(
+                    max_abs_diff(a, b) <= 1e-5 * s,
+                    "{name} train={train}: act {i}"
+                );
+            }
+            for (i, (a, b)) in ga.iter().zip(&gb).enumerate() {
+                let s = b.abs().max().double_value(&[]).max(1e-3);
+                assert!(
+                    max_abs_diff(a, b) <= 1e-4 * s,
+                    "{name} train={train}: grad {i}"
+                );
+            }
+        }
+    }
 }

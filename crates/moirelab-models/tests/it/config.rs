@@ -1,6 +1,6 @@
 //! `[model]` as users write it in TOML.
 
-use moirelab_models::{Arch, ModelConfig};
+use moirelab_models::{Arch, MemoryFormat, ModelConfig};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,4 +57,64 @@ fn serialised_config_round_trips() {
     assert!(text.contains("blocks-per-stage = 3"), "{text}");
     let back: ModelConfig = toml::from_str(&text).unwrap();
     assert_eq!(back, cfg);
+}
+
+#[test]
+fn memory_format_parses_defaults_to_auto_and_rejects_unknown_values() {
+    assert_eq!(
+        parse("[model]\n").unwrap().memory_format,
+        MemoryFormat::Auto
+    );
+    for (text, want) in [
+        ("auto", MemoryFormat::Auto),
+        ("channels-last", MemoryFormat::ChannelsLast),
+        ("contiguous", MemoryFormat::Contiguous),
+    ] {
+        let cfg = parse(&format!("[model]\nmemory-format = \"{text}\"\n")).unwrap();
+        assert_eq!(cfg.memory_format, want, "{text}");
+    }
+    let err = parse("[model]\nmemory-format = \"nhwc\"\n").unwrap_err();
+    assert!(
+        err.contains("nhwc") && err.contains("channels-last"),
+        "{err}"
+    );
+}
+
+#[test]
+fn auto_memory_format_is_channels_last_on_cpu_except_mobilenet_and_never_on_cuda() {
+    for &arch in Arch::ALL {
+        let cfg = ModelConfig {
+            arch,
+            ..Default::default()
+        };
+        assert_eq!(
+            cfg.channels_last(tch::Device::Cpu),
+            arch != Arch::Mobilenet,
+            "{arch}"
+        );
+        assert!(!cfg.channels_last(tch::Device::Cuda(0)), "{arch}");
+        let forced = ModelConfig {
+            memory_format: MemoryFormat::ChannelsLast,
+            ..cfg.clone()
+        };
+        assert!(forced.channels_last(tch::Device::Cuda(0)), "{arch}");
+        let plain = ModelConfig {
+            memory_format: MemoryFormat::Contiguous,
+            ..cfg
+        };
+        assert!(!plain.channels_last(tch::Device::Cpu), "{arch}");
+    }
+}
+
+#[test]
+fn auto_memory_format_is_not_written_and_an_explicit_one_round_trips() {
+    let text = toml::to_string(&ModelConfig::default()).unwrap();
+    assert!(!text.contains("memory-format"), "{text}");
+    let cfg = ModelConfig {
+        memory_format: MemoryFormat::Contiguous,
+        ..Default::default()
+    };
+    let text = toml::to_string(&cfg).unwrap();
+    assert!(text.contains("memory-format = \"contiguous\""), "{text}");
+    assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), cfg);
 }

@@ -23,7 +23,10 @@ fn python() -> Option<String> {
 }
 
 fn scripts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../scripts")
 }
 
 /// Compares everything the Rust side saved in each case folder and prints
@@ -131,7 +134,8 @@ fn write_case(d: &Path, name: &'static str, cfg: &ModelConfig, size: i64) -> Exp
         ("logits".into(), out.logits),
     ];
     for (l, a) in layers.iter().zip(out.activations) {
-        named.push((format!("act.{l}"), a));
+        // Activations may be channels-last (model.memory-format); safetensors wants NCHW.
+        named.push((format!("act.{l}"), a.contiguous()));
     }
     // Train mode is only deterministic without dropout (the two RNGs differ).
     let train_parity = cfg.dropout == 0.0;
