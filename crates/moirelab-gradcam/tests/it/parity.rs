@@ -4,7 +4,6 @@
 use crate::common::{images, model};
 use moirelab_gradcam::{compute, Method, Targets};
 use moirelab_models::{Arch, ModelConfig};
-use std::path::PathBuf;
 use tch::Tensor;
 
 const METHODS: [Method; 5] = [
@@ -14,20 +13,6 @@ const METHODS: [Method; 5] = [
     Method::XGradCam,
     Method::LayerCam,
 ];
-
-fn python() -> Option<String> {
-    match std::env::var("MOIRELAB_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("MOIRELAB_SKIP_PYTHON").as_deref() == Ok("1"),
-                "MOIRELAB_PYTHON is unset: run the tests through scripts/test.sh (or set \
-                 MOIRELAB_SKIP_PYTHON=1 to skip the pytorch-grad-cam parity test)"
-            );
-            None
-        }
-    }
-}
 
 fn pearson(a: &Tensor, b: &Tensor) -> f64 {
     let a = Vec::<f32>::try_from(&a.flatten(0, -1)).unwrap();
@@ -50,11 +35,10 @@ fn small(arch: Arch) -> (ModelConfig, i64) {
 
 #[test]
 fn maps_match_pytorch_grad_cam_on_every_architecture() {
-    let Some(py) = python() else { return };
-    let script = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../scripts/gradcam_parity.py");
+    let Some(py) = moirelab_testkit::python("the pytorch-grad-cam parity test") else {
+        return;
+    };
+    let script = moirelab_testkit::script("gradcam_parity.py");
     let dir = tempfile::tempdir().unwrap();
     let mut report = Vec::new();
     for (ai, &arch) in Arch::ALL.iter().enumerate() {

@@ -3,31 +3,9 @@
 
 use crate::{input, tiny_configs};
 use moirelab_models::{CamNet, ModelConfig};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use tch::{nn, Device, Tensor};
-
-/// The venv python, or `None` when the caller opted out with MOIRELAB_SKIP_PYTHON=1.
-fn python() -> Option<String> {
-    if std::env::var("MOIRELAB_SKIP_PYTHON").as_deref() == Ok("1") {
-        return None;
-    }
-    match std::env::var("MOIRELAB_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => panic!(
-            "MOIRELAB_PYTHON is not set: run the tests via scripts/test.sh (or source \
-             scripts/env.sh && moirelab_setup), or set MOIRELAB_SKIP_PYTHON=1 to skip the \
-             PyTorch parity tests"
-        ),
-    }
-}
-
-fn scripts_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../scripts")
-}
 
 /// Compares everything the Rust side saved in each case folder and prints
 /// `<case> <key> <value>` lines (max abs diffs). One process for all cases: importing torch
@@ -168,7 +146,7 @@ fn check_cases(py: &str, root: &Path, cases: &[Expected]) {
     let res = Command::new(py)
         .arg("-c")
         .arg(CHECK)
-        .arg(scripts_dir())
+        .arg(moirelab_testkit::scripts_dir())
         .args(cases.iter().map(|c| root.join(c.name)))
         .output()
         .unwrap();
@@ -223,7 +201,9 @@ fn check_cases(py: &str, root: &Path, cases: &[Expected]) {
 #[test]
 fn pytorch_twin_loads_strict_and_matches_logits_and_cam_activations_of_every_arch() {
     let _rng = crate::rng_lock();
-    let Some(py) = python() else { return };
+    let Some(py) = moirelab_testkit::python("the PyTorch twin parity test") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<Expected> = tiny_configs()
         .into_iter()

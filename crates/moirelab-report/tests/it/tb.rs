@@ -7,7 +7,6 @@ use moirelab_report::tb::{
 };
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 fn hex(b: &[u8]) -> String {
@@ -161,26 +160,11 @@ fn expected_scalars(lines: &[MetricsLine]) -> BTreeMap<String, Vec<(i64, f64)>> 
     out
 }
 
-fn python() -> Option<String> {
-    match std::env::var("MOIRELAB_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            if std::env::var("MOIRELAB_SKIP_PYTHON").as_deref() == Ok("1") {
-                None
-            } else {
-                panic!(
-                    "MOIRELAB_PYTHON is not set: run the tests via scripts/test.sh (it sources \
-                     scripts/env.sh and installs tensorboard), or set MOIRELAB_SKIP_PYTHON=1 to \
-                     skip the TensorBoard read-back explicitly"
-                )
-            }
-        }
-    }
-}
-
 #[test]
 fn tensorboard_event_accumulator_reads_back_every_scalar_and_image() {
-    let Some(py) = python() else { return };
+    let Some(py) = moirelab_testkit::python("the TensorBoard read-back") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let spec = Spec::new("tbrun");
     let run = fixture::make_run(tmp.path(), &spec);
@@ -230,10 +214,7 @@ fn tensorboard_event_accumulator_reads_back_every_scalar_and_image() {
     let expected = json!({"scalars": scalars_json, "images": images});
     let exp_path = tmp.path().join("expected.json");
     std::fs::write(&exp_path, expected.to_string()).unwrap();
-    let script = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../scripts/tb_readback.py");
+    let script = moirelab_testkit::script("tb_readback.py");
     let out = Command::new(&py)
         .arg(&script)
         .arg(run.join("tb"))

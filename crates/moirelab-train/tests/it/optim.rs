@@ -3,7 +3,7 @@
 
 use moirelab_core::rng::Rng;
 use moirelab_train::optim::{OptimConfig, OptimError, Optimizer, OptimizerKind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use tch::{Kind, Tensor};
 
@@ -120,27 +120,6 @@ fn config(kind: OptimizerKind, momentum: f64, nesterov: bool, weight_decay: f64)
     }
 }
 
-/// `None` when the PyTorch checks are explicitly skipped.
-fn python() -> Option<PathBuf> {
-    if std::env::var("MOIRELAB_SKIP_PYTHON").as_deref() == Ok("1") {
-        return None;
-    }
-    match std::env::var_os("MOIRELAB_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => panic!(
-            "MOIRELAB_PYTHON is unset: run the tests through scripts/test.sh (it sources \
-             scripts/env.sh), or set MOIRELAB_SKIP_PYTHON=1 to skip the PyTorch parity checks"
-        ),
-    }
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../scripts/optim_parity.py")
-}
-
 /// Runs torch.optim on the problem and returns its output tensors by name.
 fn torch_reference(
     py: &Path,
@@ -163,7 +142,7 @@ fn torch_reference(
     let (inp, out) = (dir.join("in.safetensors"), dir.join("out.safetensors"));
     Tensor::write_safetensors(&input, &inp).unwrap();
     let res = Command::new(py)
-        .arg(script())
+        .arg(moirelab_testkit::script("optim_parity.py"))
         .args(["--config", json, "--input"])
         .arg(&inp)
         .arg("--output")
@@ -191,7 +170,9 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn matches_torch_optim_for_every_optimizer_config() {
-    let Some(py) = python() else { return };
+    let Some(py) = moirelab_testkit::python("the torch.optim parity checks") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     use OptimizerKind::*;
     // (label, config, base lr, clip max_norm, JSON for the script)
@@ -237,7 +218,7 @@ fn matches_torch_optim_for_every_optimizer_config() {
             cfg.eps,
             max_norm.map_or("null".to_string(), |m| m.to_string()),
         );
-        let want = torch_reference(&py, dir.path(), &json, &prob);
+        let want = torch_reference(Path::new(&py), dir.path(), &json, &prob);
 
         let params = leaves(&prob.params);
         let mut opt = Optimizer::new(&cfg, shallow(&params)).unwrap();
