@@ -1,12 +1,13 @@
-//! Stage A: the ID-1 card (85.60 × 53.98 mm) rendered at display resolution with ×2
-//! supersampling, plus per-pixel region labels.
+//! Stage A: the ID-1 card (85.60 × 53.98 mm) rendered at display resolution (analytic
+//! coverage for strokes and text, 2×2 sub-samples for the flag and portrait), plus its
+//! region geometry ([`Labeler`]).
 //!
 //! # Shapes
 //! [`Card::rgb`] is `[hc][wc][3]` linear light, [`Card::alpha`] `[hc][wc]` coverage of the
 //! rounded card outline, [`Card::labels`] `[hc][wc]` region bit field (bits of [`crate::REGIONS`]).
 
 use crate::mrz::Td1;
-use crate::raster::{lin, Plane, Rgb, ValueNoise};
+use crate::raster::{fceil, ffloor, lin, Plane, Rgb, ValueNoise};
 use crate::region_bit;
 use font8x8::UnicodeFonts;
 use moirelab_core::rng::Rng;
@@ -15,8 +16,13 @@ use moirelab_core::rng::Rng;
 pub const CARD_ASPECT: f64 = 85.60 / 53.98;
 /// Corner radius as a fraction of the card width (3.18 mm / 85.60 mm ≈ 3.7 %).
 const CORNER: f64 = 0.037;
-/// Supersampling factor of the card render.
-const SS: usize = 2;
+/// Supersampling factor of the card canvas over the display resolution. Strokes, text and
+/// rectangles are drawn with analytic area coverage and the flag and portrait with 2×2
+/// sub-samples per pixel ([`AA`]), so the canvas itself needs none: until stop 13 it was 2,
+/// which cost 4× the pixels for the same display image.
+const SS: usize = 1;
+/// Sub-sample offsets (in canvas pixels) of the point-sampled shapes: flag and portrait.
+const AA: [(f64, f64); 4] = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)];
 
 /// The two flag design families of shortcut S1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,10 +177,93 @@ pub type BoxF = [f64; 4];
 pub struct Card {
     pub rgb: Rgb,
     pub alpha: Plane,
-    pub labels: Vec<u16>,
+    /// Region bits of any texel, evaluated on demand (the pipeline needs them only at the
+    /// texels its output pixels land on: about a tenth of the texture).
+    pub labels: Labeler,
     pub boxes: Vec<(&'static str, BoxF)>,
     /// Parameters worth recording in the manifest.
     pub params: serde_json::Value,
+}
+
+/// The card's region geometry in display pixels: [`Labeler::at`] gives the region bits of
+/// one texel (evaluated at its centre).
+#[derive(Debug, Clone)]
+pub struct Labeler {
+    w: usize,
+    h: usize,
+    rad: f64,
+    flag: BoxF,
+    photo: BoxF,
+    /// Head and hair ellipses (centre, radii) and the hair's lower cut-off.
+    head: ([f64; 2], [f64; 2]),
+    hair: ([f64; 2], [f64; 2]),
+    hair_cut: f64,
+    mrz: BoxF,
+    text: Vec<BoxF>,
+    sig: BoxF,
+    guil_discs: Vec<[f64; 3]>,
+    guil_bands: Vec<[f64; 2]>,
+    /// Bits of card, flag, photo, face, mrz, text, signature, guilloche.
+    bits: [u16; 8],
+}
+
+impl Labeler {
+    /// Region bits of texel `(x, y)`; 0 outside the rounded card outline (coverage < ½).
+    pub fn at(&self, x: usize, y: usize) -> u16 {
+        let (wf, hf) = (self.w as f64, self.h as f64);
+        let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
+        if outline_cov(px, py, wf, hf, self.rad) < 0.5 {
+            return 0;
+        }
+        let [b_card, b_flag, b_photo, b_face, b_mrz, b_text, b_sig, b_guil] = self.bits;
+        let mut b = b_card;
+        if in_box(&self.flag, px, py) {
+            b |= b_flag;
+        }
+        if in_box(&self.photo, px, py) {
+            b |= b_photo;
+            let (hc, hr) = self.head;
+            let (hac, har) = self.hair;
+            if ellipse(hc, hr, px, py) < 1.0
+                || (ellipse(hac, har, px, py) < 1.0 && py < self.hair_cut)
+            {
+                b |= b_face;
+            }
+        }
+        if in_box(&self.mrz, px, py) {
+            b |= b_mrz;
+        }
+        if self.text.iter().any(|t| in_box(t, px, py)) {
+            b |= b_text;
+        }
+        if in_box(&self.sig, px, py) {
+            b |= b_sig;
+        }
+        let in_g = self
+            .guil_discs
+            .iter()
+            .any(|d| (px - d[0]).powi(2) + (py - d[1]).powi(2) < d[2] * d[2])
+            || self.guil_bands.iter().any(|b| py >= b[0] && py < b[1]);
+        if in_g {
+            b |= b_guil;
+        }
+        b
+    }
+}
+
+/// Coverage of the point `(px, py)` by the card's rounded-rectangle outline (analytic,
+/// one-pixel ramp).
+fn outline_cov(px: f64, py: f64, wf: f64, hf: f64, rad: f64) -> f32 {
+    let qx = (px - wf * 0.5).abs() - (wf * 0.5 - rad);
+    let qy = (py - hf * 0.5).abs() - (hf * 0.5 - rad);
+    let outside = (qx.max(0.0).powi(2) + qy.max(0.0).powi(2)).sqrt() + qx.max(qy).min(0.0);
+    (0.5 - (outside - rad)).clamp(0.0, 1.0) as f32
+}
+
+/// `((x − c)/r)²` summed over both axes: < 1 inside the ellipse.
+fn ellipse(c: [f64; 2], r: [f64; 2], x: f64, y: f64) -> f64 {
+    let (dx, dy) = ((x - c[0]) / r[0], (y - c[1]) / r[1]);
+    dx * dx + dy * dy
 }
 
 /// Everything stage A draws at random, fixed before rendering so the flag-swapped twin
@@ -300,10 +389,10 @@ impl Canvas {
     fn fill_rect(&mut self, b: BoxF, c: [f32; 3], opacity: f32) {
         let s = SS as f64;
         let [x0, y0, x1, y1] = b.map(|v| v * s);
-        let xa = x0.floor().max(0.0) as usize;
-        let ya = y0.floor().max(0.0) as usize;
-        let xb = (x1.ceil() as usize).min(self.hi.w);
-        let yb = (y1.ceil() as usize).min(self.hi.h);
+        let xa = ffloor(x0).max(0.0) as usize;
+        let ya = ffloor(y0).max(0.0) as usize;
+        let xb = (fceil(x1) as usize).min(self.hi.w);
+        let yb = (fceil(y1) as usize).min(self.hi.h);
         for y in ya..yb {
             let cy = (y1.min(y as f64 + 1.0) - y0.max(y as f64)).max(0.0);
             for x in xa..xb {
@@ -376,10 +465,12 @@ fn stroke(
     let reach = hw.max(0.5);
     for seg in pts.windows(2) {
         let ([ax, ay], [bx, by]) = (seg[0], seg[1]);
-        let x0 = (ax.min(bx) - hw - 1.0).floor().max(0.0) as usize;
-        let y0 = (ay.min(by) - hw - 1.0).floor().max(0.0) as usize;
-        let x1 = ((ax.max(bx) + hw + 1.0).ceil().max(0.0) as usize).min(cov.w);
-        let y1 = ((ay.max(by) + hw + 1.0).ceil().max(0.0) as usize).min(cov.h);
+        let x0 = ffloor(ax.min(bx) - hw - 1.0).max(0.0) as usize;
+        let y0 = ffloor(ay.min(by) - hw - 1.0).max(0.0) as usize;
+        // Coverage is zero unless a pixel centre lies within hw + ½ of the segment: the last
+        // pixel that can be covered has its centre below max + hw + ½, i.e. index < max + hw.
+        let x1 = (fceil(ax.max(bx) + hw).max(0.0) as usize).min(cov.w);
+        let y1 = (fceil(ay.max(by) + hw).max(0.0) as usize).min(cov.h);
         let (dx, dy) = (bx - ax, by - ay);
         let inv_len2 = 1.0 / (dx * dx + dy * dy).max(1e-12);
         if x0 >= x1 || y0 >= y1 {
@@ -460,12 +551,17 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
     let layers = 2 + rng.below(3) as usize;
     let mut guil_discs: Vec<[f64; 3]> = Vec::new();
     let mut guil_bands: Vec<[f64; 2]> = Vec::new();
+    // 0.8 display pixels at a 256-px-wide card: 0.4 output pixels at 128 px whatever the
+    // display resolution, as before stop 13 (whose 0.9-pixel floor on its ×2 canvas never
+    // bit at 128 px; on the 1× canvas it made the lines 1.5× bolder and the paper busier).
+    // The floor keeps the analytic coverage honest: a line of width w deposits (w/2 + ½)² of
+    // ink per unit length, within 7 % of w from w = 0.6 up.
     let line_w = if spec.aliased {
         0.6
     } else {
         0.8 * s * wf / 256.0
     }
-    .max(0.9);
+    .max(0.6);
     // One coverage plane for every layer: painting clears the region a layer touched.
     let mut cov = Plane::new(wc * SS, hc * SS);
     const EMPTY: [usize; 4] = [usize::MAX, usize::MAX, 0, 0];
@@ -487,16 +583,30 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
             let (cx, cy) = (rng.range(0.3, 0.8) * wf * s, rng.range(0.3, 0.7) * hf * s);
             let copies = 4 + rng.below(6) as usize;
             let loops = (r as u64).max(1) as f64;
-            let n = 600 * loops as usize;
             for k in 0..copies {
                 let scale = radius / outer * (1.0 - 0.07 * k as f64);
+                // Enough points that no segment exceeds 1.5 canvas pixels (a chord of length
+                // L strays L²/8ρ from a loop of radius ρ: 0.1 px at ρ = 3 px); the curve's
+                // speed is at most scale·(R−r)·(1 + d/r) per unit of t.
+                let vmax = scale * (big_r - r) * (1.0 + d / r);
+                let n = ((std::f64::consts::TAU * loops * vmax / 1.5).ceil() as usize)
+                    .clamp(64, 600 * loops as usize);
                 let rot = k as f64 * 0.05;
+                // x = (R−r)cos(t+rot) + d cos(q+rot), y = (R−r)sin(t+rot) − d sin(q+rot),
+                // q = (R−r)/r·t: both angles advance by a fixed step, so the unit vectors
+                // are rotated by a fixed complex factor instead of four sin/cos per point
+                // (relative drift after 1800 steps ~1e-13).
+                let dt = std::f64::consts::TAU * loops / n as f64;
+                let dq = (big_r - r) / r * dt;
+                let (sa, ca) = dt.sin_cos();
+                let (sb, cb) = dq.sin_cos();
+                let (mut a, mut b) = (rot.sin_cos(), rot.sin_cos());
                 let pts: Vec<[f64; 2]> = (0..=n)
-                    .map(|i| {
-                        let t = i as f64 / n as f64 * std::f64::consts::TAU * loops;
-                        let q = (big_r - r) / r * t;
-                        let x = (big_r - r) * (t + rot).cos() + d * (q + rot).cos();
-                        let y = (big_r - r) * (t + rot).sin() - d * (q + rot).sin();
+                    .map(|_| {
+                        let x = (big_r - r) * a.1 + d * b.1;
+                        let y = (big_r - r) * a.0 - d * b.0;
+                        a = (a.0 * ca + a.1 * sa, a.1 * ca - a.0 * sa);
+                        b = (b.0 * cb + b.1 * sb, b.1 * cb - b.0 * sb);
                         [cx + x * scale, cy + y * scale]
                     })
                     .collect();
@@ -544,10 +654,21 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         let [x0, y0, x1, y1] = flag_box.map(|v| v * s);
         for y in (y0.floor() as usize)..(y1.ceil() as usize).min(hc * SS) {
             for x in (x0.floor() as usize)..(x1.ceil() as usize).min(wc * SS) {
-                let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-                if px >= x0 && px < x1 && py >= y0 && py < y1 {
-                    let c = flag.colour((px - x0) / (x1 - x0), (py - y0) / (y1 - y0));
-                    cv.hi.set(x, y, c);
+                // Area-weighted by the sub-samples inside the flag; the rest keeps the paper.
+                let mut acc = [0.0f32; 3];
+                let mut n = 0u32;
+                for (sx, sy) in AA {
+                    let (px, py) = (x as f64 + sx, y as f64 + sy);
+                    if px >= x0 && px < x1 && py >= y0 && py < y1 {
+                        let c = flag.colour((px - x0) / (x1 - x0), (py - y0) / (y1 - y0));
+                        for k in 0..3 {
+                            acc[k] += c[k];
+                        }
+                        n += 1;
+                    }
+                }
+                if n > 0 {
+                    cv.hi.blend(x, y, acc.map(|v| v / n as f32), n as f32 / 4.0);
                 }
             }
         }
@@ -559,10 +680,6 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
     let (pw, ph) = (photo[2] - photo[0], photo[3] - photo[1]);
     let head_c = [photo[0] + pw * 0.5, photo[1] + ph * 0.42];
     let head_r = [pw * 0.24, ph * 0.22];
-    let ellipse = |c: [f64; 2], r: [f64; 2], x: f64, y: f64| {
-        let (dx, dy) = ((x - c[0]) / r[0], (y - c[1]) / r[1]);
-        dx * dx + dy * dy
-    };
     let hair_c = [head_c[0], head_c[1] - ph * 0.04];
     let hair_r = [head_r[0] * 1.18, head_r[1] * 1.12];
     let shoulder_c = [head_c[0], photo[3] + ph * 0.05];
@@ -577,31 +694,45 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         let [x0, y0, x1, y1] = photo.map(|v| v * s);
         for y in (y0.floor() as usize)..(y1.ceil() as usize).min(hc * SS) {
             for x in (x0.floor() as usize)..(x1.ceil() as usize).min(wc * SS) {
-                let (px, py) = ((x as f64 + 0.5) / s, (y as f64 + 0.5) / s);
-                if !in_box(&photo, px, py) {
-                    continue;
-                }
-                let mut c = None;
-                if ellipse(shoulder_c, shoulder_r, px, py) < 1.0 {
-                    c = Some(spec.cloth);
-                }
-                if ellipse(hair_c, hair_r, px, py) < 1.0 && py < head_c[1] + head_r[1] * 0.4 {
-                    c = Some(spec.hair_colour);
-                }
-                if ellipse(head_c, head_r, px, py) < 1.0 && py >= head_c[1] - head_r[1] * 0.45 {
-                    c = Some(spec.skin);
-                    for e in &eyes {
-                        if ellipse(*e, [head_r[0] * 0.12, head_r[1] * 0.08], px, py) < 1.0 {
-                            c = Some(eye_c);
+                // Each sub-sample takes the topmost shape's colour; sub-samples outside every
+                // shape (or outside the photo box) keep the pixel's background.
+                let under = cv.hi.get(x, y);
+                let mut acc = [0.0f32; 3];
+                let mut hit = false;
+                for (sx, sy) in AA {
+                    let (px, py) = ((x as f64 + sx) / s, (y as f64 + sy) / s);
+                    let mut c = None;
+                    if in_box(&photo, px, py) {
+                        if ellipse(shoulder_c, shoulder_r, px, py) < 1.0 {
+                            c = Some(spec.cloth);
+                        }
+                        if ellipse(hair_c, hair_r, px, py) < 1.0 && py < head_c[1] + head_r[1] * 0.4
+                        {
+                            c = Some(spec.hair_colour);
+                        }
+                        if ellipse(head_c, head_r, px, py) < 1.0
+                            && py >= head_c[1] - head_r[1] * 0.45
+                        {
+                            c = Some(spec.skin);
+                            for e in &eyes {
+                                if ellipse(*e, [head_r[0] * 0.12, head_r[1] * 0.08], px, py) < 1.0 {
+                                    c = Some(eye_c);
+                                }
+                            }
+                            let m = [head_c[0], head_c[1] + head_r[1] * 0.5];
+                            if ellipse(m, [head_r[0] * 0.3, head_r[1] * 0.06], px, py) < 1.0 {
+                                c = Some(lips);
+                            }
                         }
                     }
-                    let m = [head_c[0], head_c[1] + head_r[1] * 0.5];
-                    if ellipse(m, [head_r[0] * 0.3, head_r[1] * 0.06], px, py) < 1.0 {
-                        c = Some(lips);
+                    hit |= c.is_some();
+                    let c = c.unwrap_or(under);
+                    for k in 0..3 {
+                        acc[k] += c[k] * 0.25;
                     }
                 }
-                if let Some(c) = c {
-                    cv.hi.set(x, y, c);
+                if hit {
+                    cv.hi.set(x, y, acc);
                 }
             }
         }
@@ -704,64 +835,14 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         );
     }
 
-    let rgb = cv.hi.downsample(SS);
+    let rgb = if SS == 1 { cv.hi } else { cv.hi.downsample(SS) };
 
-    // Outline coverage (analytic rounded rectangle) and labels at display resolution.
+    // Outline coverage (analytic rounded rectangle) at display resolution.
     let rad = CORNER * wf;
     let mut alpha = Plane::new(wc, hc);
-    let mut labels = vec![0u16; wc * hc];
-    let [b_card, b_flag, b_photo, b_face, b_mrz, b_text, b_sig, b_guil] = [
-        "card",
-        "flag",
-        "photo",
-        "face",
-        "mrz",
-        "text",
-        "signature",
-        "guilloche",
-    ]
-    .map(region_bit);
     for y in 0..hc {
         for x in 0..wc {
-            let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-            let qx = (px - wf * 0.5).abs() - (wf * 0.5 - rad);
-            let qy = (py - hf * 0.5).abs() - (hf * 0.5 - rad);
-            let outside = (qx.max(0.0).powi(2) + qy.max(0.0).powi(2)).sqrt() + qx.max(qy).min(0.0);
-            let d = outside - rad;
-            let a = (0.5 - d).clamp(0.0, 1.0) as f32;
-            alpha.px[y * wc + x] = a;
-            if a < 0.5 {
-                continue;
-            }
-            let mut b = b_card;
-            if in_box(&flag_box, px, py) {
-                b |= b_flag;
-            }
-            if in_box(&photo, px, py) {
-                b |= b_photo;
-                if ellipse(head_c, head_r, px, py) < 1.0
-                    || (ellipse(hair_c, hair_r, px, py) < 1.0 && py < head_c[1] + head_r[1] * 0.4)
-                {
-                    b |= b_face;
-                }
-            }
-            if in_box(&mrz, px, py) {
-                b |= b_mrz;
-            }
-            if text_boxes.iter().any(|t| in_box(t, px, py)) {
-                b |= b_text;
-            }
-            if in_box(&sig, px, py) {
-                b |= b_sig;
-            }
-            let in_g = guil_discs
-                .iter()
-                .any(|d| (px - d[0]).powi(2) + (py - d[1]).powi(2) < d[2] * d[2])
-                || guil_bands.iter().any(|b| py >= b[0] && py < b[1]);
-            if in_g {
-                b |= b_guil;
-            }
-            labels[y * wc + x] = b;
+            alpha.px[y * wc + x] = outline_cov(x as f64 + 0.5, y as f64 + 0.5, wf, hf, rad);
         }
     }
     let text_union = text_boxes
@@ -791,6 +872,32 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         "guilloche-aliased": spec.aliased,
         "mrz": lines,
     });
+    let labels = Labeler {
+        w: wc,
+        h: hc,
+        rad,
+        flag: flag_box,
+        photo,
+        head: (head_c, head_r),
+        hair: (hair_c, hair_r),
+        hair_cut: head_c[1] + head_r[1] * 0.4,
+        mrz,
+        text: text_boxes,
+        sig,
+        guil_discs,
+        guil_bands,
+        bits: [
+            "card",
+            "flag",
+            "photo",
+            "face",
+            "mrz",
+            "text",
+            "signature",
+            "guilloche",
+        ]
+        .map(region_bit),
+    };
     Card {
         rgb,
         alpha,

@@ -150,7 +150,7 @@ impl Default for Knobs {
             moire_period_max: 40.0,
             // SYNTH.md's "subtle at 256 px" ranges (moiré 0.01–0.04, bands 0.01–0.05) leave
             // most attacks without a learnable cue at the default 128 px after JPEG, noise and
-            // the ×2 area downsample: the shallow CNN stalled near 0.7 balanced accuracy.
+            // the (then) ×2 area downsample: the shallow CNN stalled near 0.7 balanced accuracy.
             // These ranges (calibrated with scripts/calibrate_synth.py and the demo) keep the
             // beat at a few grey levels — visible when zoomed, not at a glance.
             moire_amp_min: 0.06,

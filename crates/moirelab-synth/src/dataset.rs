@@ -6,6 +6,7 @@ use crate::config::GenConfig;
 use crate::pipeline::{render, Rendered, SampleSpec};
 use crate::{SynthError, GENERATOR_NAME, GENERATOR_VERSION, REGIONS};
 use font8x8::UnicodeFonts;
+use image::ImageEncoder;
 use moirelab_core::format::{
     DatasetMeta, GeneratorInfo, ManifestRecord, RegionMasks, DATASET_JSON, FORMAT_VERSION,
     MANIFEST_JSONL,
@@ -58,6 +59,8 @@ pub struct GenSummary {
     /// split -> number of flag-aligned samples.
     pub flag_aligned: BTreeMap<String, usize>,
     pub twins: usize,
+    /// Samples copied from a donor data set instead of rendered (see [`Donor`]).
+    pub reused: usize,
 }
 
 const SPLITS: [&str; 3] = ["train", "val", "test"];
@@ -141,6 +144,24 @@ fn stem(index: usize) -> String {
 }
 
 fn record(index: usize, e: &PlanEntry, r: &Rendered, twins: bool) -> ManifestRecord {
+    record_with(
+        index,
+        e,
+        r.boxes.iter().cloned().collect(),
+        r.params.clone(),
+        twins,
+    )
+}
+
+/// The manifest record of sample `index`: paths from its stem, label, split and groups from
+/// the plan, boxes and parameters from its render (or from a donor's record of it).
+fn record_with(
+    index: usize,
+    e: &PlanEntry,
+    boxes: BTreeMap<String, [u32; 4]>,
+    params: serde_json::Value,
+    twins: bool,
+) -> ManifestRecord {
     let s = stem(index);
     ManifestRecord {
         path: format!("images/{s}.png"),
@@ -153,9 +174,9 @@ fn record(index: usize, e: &PlanEntry, r: &Rendered, twins: bool) -> ManifestRec
         .into_iter()
         .collect(),
         mask: Some(format!("masks/{s}.png")),
-        boxes: r.boxes.iter().cloned().collect(),
+        boxes,
         flag_twin: twins.then(|| format!("twins/{s}.png")),
-        params: r.params.clone(),
+        params,
     }
 }
 
@@ -210,17 +231,18 @@ fn sample_from(
 
 /// Encode a bit-field mask as a 16-bit grayscale PNG (the `moirelab-core` mask format).
 pub fn encode_mask_png(m: &RegionMasks) -> Result<Vec<u8>, String> {
-    let buf = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
-        m.width,
-        m.height,
-        m.bits.clone(),
-    )
-    .ok_or("mask buffer has the wrong length")?;
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageLuma16(buf)
-        .write_to(&mut out, image::ImageFormat::Png)
+    if m.bits.len() != m.width as usize * m.height as usize {
+        return Err("mask buffer has the wrong length".into());
+    }
+    // `write_image` takes 16-bit samples as native-endian bytes and stores them big-endian.
+    let bytes: Vec<u8> = m.bits.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut out = Vec::new();
+    // Masks are runs of equal 16-bit values: the `Up` filter turns every row inside a region
+    // into zeros, as small as the adaptive choice and without trying five filters per row.
+    png_encoder(&mut out, image::codecs::png::FilterType::Up)
+        .write_image(&bytes, m.width, m.height, image::ExtendedColorType::L16)
         .map_err(|e| e.to_string())?;
-    Ok(out.into_inner())
+    Ok(out)
 }
 
 /// Decode a 16-bit bit-field mask PNG with the given region names.
@@ -244,14 +266,33 @@ pub fn read_mask_png(path: &Path, names: &[String]) -> Result<RegionMasks, Synth
     })
 }
 
+fn png_encoder(
+    out: &mut Vec<u8>,
+    filter: image::codecs::png::FilterType,
+) -> image::codecs::png::PngEncoder<&mut Vec<u8>> {
+    image::codecs::png::PngEncoder::new_with_quality(
+        out,
+        image::codecs::png::CompressionType::Fast,
+        filter,
+    )
+}
+
 fn encode_png(path: &Path, img: &image::RgbImage) -> Result<Vec<u8>, SynthError> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
+    let mut out = Vec::new();
+    // Paeth alone compresses camera images about as well as the adaptive per-row choice, at
+    // a fifth of the filtering work.
+    png_encoder(&mut out, image::codecs::png::FilterType::Paeth)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
         .map_err(|e| SynthError::Image {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })?;
-    Ok(out.into_inner())
+    Ok(out)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SynthError> {
@@ -304,6 +345,111 @@ pub fn dataset_meta(cfg: &GenConfig) -> Result<DatasetMeta, SynthError> {
     })
 }
 
+/// Knobs that only steer the plan (labels, splits, shortcut groups), never the renderer:
+/// two configs that differ only in these render identical bytes for the same sample spec.
+const PLAN_ONLY_KNOBS: [&str; 6] = [
+    "rho-flag",
+    "test-rho-flag",
+    "rho-face",
+    "test-rho-face",
+    "train-frac",
+    "val-frac",
+];
+
+/// An existing data set whose samples can stand in for ones this config would render.
+///
+/// A shortcut-strength sweep (ρ = 0.5, 0.8, 0.95, … on one seed) renders mostly the same
+/// samples again: with the same generator version, seed, size, twins setting and every knob
+/// that reaches the renderer, sample `i` is byte-identical whenever its label and groups
+/// (screen, flag family, hair) agree. Those are copied instead of rendered; everything else
+/// is rendered as usual, so the result is byte-identical to a fresh generation (tested).
+#[derive(Debug)]
+pub struct Donor {
+    root: PathBuf,
+    /// The donor's manifest records by sample index.
+    records: BTreeMap<usize, ManifestRecord>,
+}
+
+impl Donor {
+    /// `Ok(None)` when `dir` holds no data set compatible with `cfg` (no `dataset.json`,
+    /// another generator or version, another seed, size, twins setting or rendering knob).
+    /// A compatible data set whose manifest cannot be read is an error.
+    pub fn open(cfg: &GenConfig, dir: &Path) -> Result<Option<Donor>, SynthError> {
+        let meta_path = dir.join(DATASET_JSON);
+        let Ok(meta) = moirelab_core::fsio::read_json::<DatasetMeta>(&meta_path) else {
+            return Ok(None);
+        };
+        let Some(g) = meta.generator else {
+            return Ok(None);
+        };
+        if g.name != GENERATOR_NAME || g.version != GENERATOR_VERSION || g.seed != cfg.seed {
+            return Ok(None);
+        }
+        let ours = serde_json::to_value(cfg).map_err(|e| SynthError::Invalid {
+            what: "config".into(),
+            msg: e.to_string(),
+        })?;
+        if render_inputs(&ours) != render_inputs(&g.knobs) {
+            return Ok(None);
+        }
+        let path = dir.join(MANIFEST_JSONL);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let mut records = BTreeMap::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let r: ManifestRecord =
+                serde_json::from_str(line).map_err(|e| SynthError::Invalid {
+                    what: format!("{}:{}", path.display(), n + 1),
+                    msg: e.to_string(),
+                })?;
+            let index = r
+                .path
+                .strip_prefix("images/")
+                .and_then(|p| p.strip_suffix(".png"))
+                .and_then(|p| p.parse::<usize>().ok());
+            if let Some(i) = index {
+                records.insert(i, r);
+            }
+        }
+        Ok(Some(Donor {
+            root: dir.to_path_buf(),
+            records,
+        }))
+    }
+
+    /// The donor's record for sample `index` when it is the same sample: same label and
+    /// groups, with a mask (and a twin when `twins`).
+    fn matching(&self, index: usize, e: &PlanEntry, twins: bool) -> Option<&ManifestRecord> {
+        let r = self.records.get(&index)?;
+        let same = r.label == e.label()
+            && r.groups.get(SHORTCUT_FLAG).map(String::as_str) == Some(e.family.name())
+            && r.groups.get(SHORTCUT_HAIR).map(String::as_str) == Some(e.hair.name())
+            && r.mask.is_some()
+            && (r.flag_twin.is_some() == twins);
+        same.then_some(r)
+    }
+}
+
+/// The parts of a serialised [`GenConfig`] that reach the renderer: size, seed, twins and
+/// the knobs except [`PLAN_ONLY_KNOBS`].
+fn render_inputs(cfg: &serde_json::Value) -> serde_json::Value {
+    let mut knobs = cfg.get("knobs").cloned().unwrap_or_default();
+    if let Some(k) = knobs.as_object_mut() {
+        for key in PLAN_ONLY_KNOBS {
+            k.remove(key);
+        }
+    }
+    serde_json::json!({
+        "size": cfg.get("size"),
+        "seed": cfg.get("seed"),
+        "twins": cfg.get("twins"),
+        "knobs": knobs,
+    })
+}
+
 /// Generate the data set into `out`. An existing non-empty `out` is an error unless `force`;
 /// everything is written into a hidden sibling folder first and renamed into place at the
 /// end, so a failure leaves nothing half-written. `progress(done, total)` is called from
@@ -313,6 +459,18 @@ pub fn generate(
     out: &Path,
     force: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<GenSummary, SynthError> {
+    generate_reusing(cfg, out, force, progress, &[])
+}
+
+/// [`generate`], copying every sample that one of `donors` already holds (first match wins;
+/// see [`Donor`]) instead of rendering it.
+pub fn generate_reusing(
+    cfg: &GenConfig,
+    out: &Path,
+    force: bool,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    donors: &[Donor],
 ) -> Result<GenSummary, SynthError> {
     let entries = plan(cfg)?;
     let exists = out.exists();
@@ -349,7 +507,7 @@ pub fn generate(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
-    let result = write_all(cfg, &entries, &tmp, progress);
+    let result = write_all(cfg, &entries, &tmp, progress, donors);
     let result = result.and_then(|summary| {
         if exists {
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
@@ -370,11 +528,31 @@ pub fn generate(
     result
 }
 
+/// Copy sample `i` from `donor` into `root`: its image, mask and twin files, and its record
+/// with the donor's boxes and parameters.
+fn copy_sample(
+    cfg: &GenConfig,
+    i: usize,
+    e: &PlanEntry,
+    donor: &Donor,
+    d: &ManifestRecord,
+    root: &Path,
+) -> Result<ManifestRecord, SynthError> {
+    let rec = record_with(i, e, d.boxes.clone(), d.params.clone(), cfg.twins);
+    let files = [Some(&rec.path), rec.mask.as_ref(), rec.flag_twin.as_ref()];
+    for rel in files.into_iter().flatten() {
+        let (from, to) = (donor.root.join(rel), root.join(rel));
+        std::fs::copy(&from, &to).map_err(io(&from))?;
+    }
+    Ok(rec)
+}
+
 fn write_all(
     cfg: &GenConfig,
     entries: &[PlanEntry],
     root: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
+    donors: &[Donor],
 ) -> Result<GenSummary, SynthError> {
     for d in ["images", "masks"]
         .into_iter()
@@ -384,11 +562,22 @@ fn write_all(
         std::fs::create_dir_all(&p).map_err(io(&p))?;
     }
     let done = AtomicUsize::new(0);
+    let reused = AtomicUsize::new(0);
     let total = entries.len();
     let records: Vec<ManifestRecord> = entries
         .par_iter()
         .enumerate()
         .map(|(i, e)| {
+            let donor = donors
+                .iter()
+                .find_map(|d| d.matching(i, e, cfg.twins).map(|r| (d, r)));
+            // A donor file that cannot be copied (deleted since) is rendered instead; the
+            // render overwrites whatever part of the copy got through.
+            if let Some(Ok(rec)) = donor.map(|(donor, d)| copy_sample(cfg, i, e, donor, d, root)) {
+                reused.fetch_add(1, Ordering::Relaxed);
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                return Ok(rec);
+            }
             let r = render(cfg, &spec_of(i, e), false, true)?;
             let twin = if cfg.twins {
                 Some(render(cfg, &spec_of(i, e), true, false)?)
@@ -446,6 +635,7 @@ fn write_all(
         counts,
         flag_aligned,
         twins: if cfg.twins { total } else { 0 },
+        reused: reused.into_inner(),
     })
 }
 

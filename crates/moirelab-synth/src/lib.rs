@@ -22,6 +22,7 @@ mod card;
 mod config;
 mod dataset;
 mod geom;
+mod jpeg;
 mod mrz;
 mod pipeline;
 mod raster;
@@ -31,8 +32,8 @@ pub use config::{
     preset_names, Artifact, Bezel, GenConfig, Knobs, KNOB_NAMES, MAX_COUNT, MAX_SIZE, MIN_SIZE,
 };
 pub use dataset::{
-    dataset_meta, encode_mask_png, generate, plan, read_mask_png, render_sample, write_preview,
-    GenSummary, PlanEntry, Sample, SHORTCUT_FLAG, SHORTCUT_HAIR,
+    dataset_meta, encode_mask_png, generate, generate_reusing, plan, read_mask_png, render_sample,
+    write_preview, Donor, GenSummary, PlanEntry, Sample, SHORTCUT_FLAG, SHORTCUT_HAIR,
 };
 pub use geom::Homography;
 pub use mrz::{check_digit, Td1};
@@ -40,7 +41,7 @@ pub use mrz::{check_digit, Td1};
 /// Generator name recorded in `dataset.json`.
 pub const GENERATOR_NAME: &str = "moirelab-synth";
 /// Generator version recorded in `dataset.json` (bumped whenever output bytes change).
-pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.3");
+pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.4");
 
 /// Region names in bit order: bit i of a mask pixel is `REGIONS[i]`.
 pub const REGIONS: [&str; 11] = [

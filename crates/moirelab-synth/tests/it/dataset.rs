@@ -1,7 +1,9 @@
 use crate::tiny;
 use moirelab_core::format::{DatasetMeta, ManifestRecord};
 use moirelab_core::fsio::{read_json, read_jsonl};
-use moirelab_synth::{generate, read_mask_png, render_sample, GENERATOR_NAME, REGIONS};
+use moirelab_synth::{
+    generate, generate_reusing, read_mask_png, render_sample, Donor, GENERATOR_NAME, REGIONS,
+};
 use std::path::Path;
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -200,4 +202,69 @@ fn masks_line_up_with_the_warped_image() {
         // card scale.
         assert!(x1 - x0 >= 11, "sample {i}: flag only {} px wide", x1 - x0);
     }
+}
+
+/// Generate `cfg` into `out`, reusing samples from `donors` (data-set folders).
+fn generate_from(cfg: &moirelab_synth::GenConfig, out: &Path, donors: &[&Path]) -> usize {
+    let donors: Vec<Donor> = donors
+        .iter()
+        .filter_map(|d| Donor::open(cfg, d).unwrap())
+        .collect();
+    generate_reusing(cfg, out, false, &|_, _| {}, &donors)
+        .unwrap()
+        .reused
+}
+
+#[test]
+fn reusing_a_sibling_data_set_gives_the_same_bytes_as_rendering() {
+    // A ρ sweep: the shortcut set and the debiased set share the seed, so every sample whose
+    // label and groups agree is the same sample.
+    let dir = tempfile::tempdir().unwrap();
+    let mut shortcut = tiny(40);
+    shortcut.twins = true;
+    shortcut.set("rho-flag", "0.95").unwrap();
+    let mut clean = shortcut.clone();
+    clean.set("rho-flag", "0.5").unwrap();
+    let (a, fresh, reused) = (
+        dir.path().join("shortcut"),
+        dir.path().join("clean-fresh"),
+        dir.path().join("clean-reused"),
+    );
+    assert_eq!(generate_from(&shortcut, &a, &[]), 0);
+    assert_eq!(generate_from(&clean, &fresh, &[]), 0);
+    let n = generate_from(&clean, &reused, &[&a]);
+    // The test split (test-rho is the same) and the agreeing train/val samples are copied.
+    assert!((10..40).contains(&n), "reused {n} of 40");
+    assert!(
+        files(&fresh) == files(&reused),
+        "reusing samples changed the data set"
+    );
+}
+
+#[test]
+fn data_sets_that_render_differently_are_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny(12);
+    let a = dir.path().join("a");
+    generate_from(&base, &a, &[]);
+    let mut other_seed = base.clone();
+    other_seed.seed += 1;
+    let mut other_gain = base.clone();
+    other_gain.set("artifact-gain", "2").unwrap();
+    let mut other_twins = base.clone();
+    other_twins.twins = true;
+    for (k, cfg) in [other_seed, other_gain, other_twins].iter().enumerate() {
+        assert!(Donor::open(cfg, &a).unwrap().is_none(), "case {k}");
+        let out = dir.path().join(format!("out{k}"));
+        assert_eq!(generate_from(cfg, &out, &[&a]), 0, "case {k}");
+    }
+    // Not a data set at all: nothing to reuse, no error.
+    assert!(Donor::open(&base, dir.path()).unwrap().is_none());
+    // The same config reuses everything.
+    let again = dir.path().join("again");
+    assert_eq!(generate_from(&base, &again, &[&a]), 12);
+    assert!(
+        files(&a) == files(&again),
+        "a full reuse differs from the donor"
+    );
 }
