@@ -48,7 +48,21 @@ pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
         println!("preview: {}", out.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let summary = generate_with_progress(&cfg, &a.out, a.force)?;
+    let mut donors = Vec::new();
+    for d in &a.reuse {
+        if !d.is_dir() {
+            bail!("--reuse {}: no such folder", d.display());
+        }
+        match moirelab_synth::Donor::open(&cfg, d)? {
+            Some(donor) => donors.push(donor),
+            None => eprintln!(
+                "note: --reuse {}: not a data set this generator version renders the same way \
+                 (version, seed, size or a rendering knob differ); nothing reused from it",
+                d.display()
+            ),
+        }
+    }
+    let summary = generate_with_progress(&cfg, &a.out, a.force, &donors)?;
     for (split, labels) in &summary.counts {
         let per: Vec<String> = labels.iter().map(|(l, n)| format!("{l}={n}")).collect();
         let aligned = summary.flag_aligned.get(split).copied().unwrap_or(0);
@@ -66,6 +80,7 @@ pub fn generate_with_progress(
     cfg: &moirelab_synth::GenConfig,
     out: &Path,
     force: bool,
+    donors: &[moirelab_synth::Donor],
 ) -> Result<moirelab_synth::GenSummary> {
     use std::io::IsTerminal;
     let total = cfg.count as u64;
@@ -88,10 +103,25 @@ pub fn generate_with_progress(
             }
         }
     };
-    let summary = moirelab_synth::generate(cfg, out, force, &progress)
+    let t0 = std::time::Instant::now();
+    let summary = moirelab_synth::generate_reusing(cfg, out, force, &progress, donors)
         .with_context(|| format!("gen-data --out {}", out.display()))?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = summary.count as f64 / secs.max(1e-9);
+    match bar {
+        Some(b) => {
+            b.finish_and_clear();
+            eprintln!(
+                "gen-data: {} images in {secs:.1} s ({rate:.0} images/s; {} copied from \
+                 an existing data set)",
+                summary.count, summary.reused
+            );
+        }
+        None => eprintln!(
+            "event=gen-data-finished images={} reused={} seconds={secs:.2} \
+             images-per-sec={rate:.0}",
+            summary.count, summary.reused
+        ),
     }
     Ok(summary)
 }
@@ -179,8 +209,30 @@ pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()
         Some(r) => r.line(&msg),
         None => eprintln!("{msg}"),
     }
-    generate_with_progress(&cfg, root, force)?;
+    // Preset data sets live side by side (data/<preset>): the demo's two presets differ
+    // only in rho, so most of the second one's samples are already rendered in the first.
+    let donors = sibling_donors(&cfg, root);
+    generate_with_progress(&cfg, root, force, &donors)?;
     Ok(())
+}
+
+/// Data sets next to `root` that can donate samples to `cfg` (see
+/// [`moirelab_synth::Donor`]); unreadable or incompatible folders are skipped.
+fn sibling_donors(cfg: &moirelab_synth::GenConfig, root: &Path) -> Vec<moirelab_synth::Donor> {
+    let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.as_path() != root)
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .filter_map(|d| moirelab_synth::Donor::open(cfg, d).ok().flatten())
+        .collect()
 }
 
 fn libtorch_version() -> String {

@@ -78,6 +78,11 @@ pub struct GenDataArgs {
     /// Replace a non-empty output folder
     #[arg(long)]
     pub force: bool,
+    /// Copy the samples an existing data set already holds (same generator version, seed,
+    /// size and rendering knobs: e.g. the same preset at another rho) instead of rendering
+    /// them; the result is byte-identical. Repeatable
+    #[arg(long, value_name = "DIR")]
+    pub reuse: Vec<PathBuf>,
     /// Only write a contact sheet PNG (to --out) with samples of both classes and their masks
     #[arg(long)]
     pub preview: bool,
