@@ -345,17 +345,6 @@ pub fn dataset_meta(cfg: &GenConfig) -> Result<DatasetMeta, SynthError> {
     })
 }
 
-/// Knobs that only steer the plan (labels, splits, shortcut groups), never the renderer:
-/// two configs that differ only in these render identical bytes for the same sample spec.
-const PLAN_ONLY_KNOBS: [&str; 6] = [
-    "rho-flag",
-    "test-rho-flag",
-    "rho-face",
-    "test-rho-face",
-    "train-frac",
-    "val-frac",
-];
-
 /// An existing data set whose samples can stand in for ones this config would render.
 ///
 /// A shortcut-strength sweep (ρ = 0.5, 0.8, 0.95, … on one seed) renders mostly the same
@@ -385,35 +374,25 @@ impl Donor {
         if g.name != GENERATOR_NAME || g.version != GENERATOR_VERSION || g.seed != cfg.seed {
             return Ok(None);
         }
-        let ours = serde_json::to_value(cfg).map_err(|e| SynthError::Invalid {
-            what: "config".into(),
-            msg: e.to_string(),
-        })?;
-        if render_inputs(&ours) != render_inputs(&g.knobs) {
+        // `knobs` holds the donor's whole config; one this version cannot read renders
+        // differently anyway.
+        let Ok(theirs) = serde_json::from_value::<GenConfig>(g.knobs) else {
+            return Ok(None);
+        };
+        if render_inputs(cfg) != render_inputs(&theirs) {
             return Ok(None);
         }
-        let path = dir.join(MANIFEST_JSONL);
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let mut records = BTreeMap::new();
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let r: ManifestRecord =
-                serde_json::from_str(line).map_err(|e| SynthError::Invalid {
-                    what: format!("{}:{}", path.display(), n + 1),
-                    msg: e.to_string(),
-                })?;
-            let index = r
-                .path
-                .strip_prefix("images/")
-                .and_then(|p| p.strip_suffix(".png"))
-                .and_then(|p| p.parse::<usize>().ok());
-            if let Some(i) = index {
-                records.insert(i, r);
-            }
-        }
+        let records = moirelab_core::fsio::read_jsonl::<ManifestRecord>(&dir.join(MANIFEST_JSONL))?
+            .into_iter()
+            .filter_map(|r| {
+                let index = r
+                    .path
+                    .strip_prefix("images/")
+                    .and_then(|p| p.strip_suffix(".png"))
+                    .and_then(|p| p.parse::<usize>().ok());
+                index.map(|i| (i, r))
+            })
+            .collect();
         Ok(Some(Donor {
             root: dir.to_path_buf(),
             records,
@@ -433,21 +412,17 @@ impl Donor {
     }
 }
 
-/// The parts of a serialised [`GenConfig`] that reach the renderer: size, seed, twins and
-/// the knobs except [`PLAN_ONLY_KNOBS`].
-fn render_inputs(cfg: &serde_json::Value) -> serde_json::Value {
-    let mut knobs = cfg.get("knobs").cloned().unwrap_or_default();
-    if let Some(k) = knobs.as_object_mut() {
-        for key in PLAN_ONLY_KNOBS {
-            k.remove(key);
-        }
-    }
-    serde_json::json!({
-        "size": cfg.get("size"),
-        "seed": cfg.get("seed"),
-        "twins": cfg.get("twins"),
-        "knobs": knobs,
-    })
+/// The parts of a [`GenConfig`] that reach the renderer: everything but the preset name,
+/// the count and the knobs that only steer the plan (labels, splits, shortcut groups). Two
+/// configs with equal render inputs render identical bytes for the same sample spec.
+fn render_inputs(cfg: &GenConfig) -> GenConfig {
+    let mut c = cfg.clone();
+    c.preset = String::new();
+    c.count = 0;
+    let k = &mut c.knobs;
+    (k.rho_flag, k.test_rho_flag, k.rho_face, k.test_rho_face) = (0.0, 0.0, 0.0, 0.0);
+    (k.train_frac, k.val_frac) = (0.0, 0.0);
+    c
 }
 
 /// Generate the data set into `out`. An existing non-empty `out` is an error unless `force`;
