@@ -4,7 +4,8 @@
 //!
 //! # Shapes
 //! [`Card::rgb`] is `[hc][wc][3]` linear light, [`Card::alpha`] `[hc][wc]` coverage of the
-//! rounded card outline, [`Card::labels`] `[hc][wc]` region bit field (bits of [`crate::REGIONS`]).
+//! rounded card outline; [`Card::labels`] gives the region bit field (bits of
+//! [`crate::REGIONS`]) of any texel.
 
 use crate::mrz::Td1;
 use crate::raster::{fceil, ffloor, lin, Plane, Rgb, ValueNoise};

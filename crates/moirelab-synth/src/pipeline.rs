@@ -1036,12 +1036,11 @@ pub fn render(
 
     // Region labels: nearest-neighbour through the same homography.
     let mut bits = vec![0u16; size * size];
-    let (cwu, chu) = (card_w, card_h);
     for y in 0..size {
         for x in 0..size {
             let [u, v] = inv_card.apply(x as f64 + 0.5, y as f64 + 0.5);
             if u >= 0.0 && v >= 0.0 && u < wc && v < hc {
-                let (ui, vi) = ((u as usize).min(cwu - 1), (v as usize).min(chu - 1));
+                let (ui, vi) = ((u as usize).min(card_w - 1), (v as usize).min(card_h - 1));
                 bits[y * size + x] = card_labels.at(ui, vi);
             }
         }
@@ -1093,12 +1092,11 @@ pub fn render(
         }
     }
 
-    let h_out = &h_card;
     let sz = size as f64;
     let boxes = card_boxes
         .iter()
         .map(|(name, b)| {
-            let bb = bbox(h_out, b);
+            let bb = bbox(&h_card, b);
             let c =
                 |v: f64, up: bool| (if up { v.ceil() } else { v.floor() }).clamp(0.0, sz) as u32;
             (
