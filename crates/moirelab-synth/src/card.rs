@@ -209,6 +209,11 @@ pub struct Labeler {
 }
 
 impl Labeler {
+    /// Width and height of the card texture, texels.
+    pub fn size(&self) -> (usize, usize) {
+        (self.w, self.h)
+    }
+
     /// Region bits of texel `(x, y)`; 0 outside the rounded card outline (coverage < ½).
     pub fn at(&self, x: usize, y: usize) -> u16 {
         let (wf, hf) = (self.w as f64, self.h as f64);

@@ -1,7 +1,126 @@
 //! Generator configuration: presets, knobs and the `--set knob=value` parser.
 
+use crate::camera::{Demosaic, Resize};
+use crate::display::Layout;
 use crate::SynthError;
 use serde::{Deserialize, Serialize};
+
+/// Accepted range of the display pitch knobs (output pixels per display pixel).
+const PITCH: (f64, f64) = (0.05, 8.0);
+/// Accepted range of the sensor-scale knobs.
+const SCALE: (f64, f64) = (1.0, 4.0);
+
+/// A factor of the recapture physics held out for the transfer protocol: train and val never
+/// draw it, test always does (display factors on recaptures only, camera factors on every
+/// image). Written `factor:value`, e.g. `layout:pentile`, `demosaic:malvar`, `resize:area`,
+/// `pitch:0.25-0.4`, `sensor-scale:2.5-3`, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Holdout {
+    None,
+    Layout(Layout),
+    Demosaic(Demosaic),
+    Resize(Resize),
+    /// A band of display pitch, output pixels per display pixel.
+    Pitch(f64, f64),
+    /// A band of sensor scale.
+    SensorScale(f64, f64),
+}
+
+impl Holdout {
+    pub fn parse(v: &str) -> Result<Holdout, String> {
+        if v == "none" || v.is_empty() {
+            return Ok(Holdout::None);
+        }
+        let expected = "expected none or factor:value with factor one of layout, demosaic, \
+                        resize, pitch, sensor-scale";
+        let (f, val) = v.split_once(':').ok_or_else(|| expected.to_string())?;
+        let band = |val: &str| -> Result<(f64, f64), String> {
+            let (a, b) = val
+                .split_once('-')
+                .ok_or_else(|| format!("`{val}`: expected a band lo-hi, e.g. 0.25-0.4"))?;
+            let (a, b): (f64, f64) = (
+                a.trim()
+                    .parse()
+                    .map_err(|_| format!("`{a}` is not a number"))?,
+                b.trim()
+                    .parse()
+                    .map_err(|_| format!("`{b}` is not a number"))?,
+            );
+            if !(a.is_finite() && b.is_finite() && 0.0 < a && a < b) {
+                return Err(format!("band {a}-{b} must satisfy 0 < lo < hi"));
+            }
+            Ok((a, b))
+        };
+        let list = |names: Vec<&str>| names.join(", ");
+        match f.trim() {
+            "layout" => Layout::parse(val).map(Holdout::Layout).ok_or_else(|| {
+                format!(
+                    "unknown layout `{val}`; expected one of {}",
+                    list(Layout::ALL.map(Layout::name).to_vec())
+                )
+            }),
+            "demosaic" => Demosaic::parse(val).map(Holdout::Demosaic).ok_or_else(|| {
+                format!(
+                    "unknown demosaic `{val}`; expected one of {}",
+                    list(Demosaic::ALL.map(Demosaic::name).to_vec())
+                )
+            }),
+            "resize" => Resize::parse(val).map(Holdout::Resize).ok_or_else(|| {
+                format!(
+                    "unknown resize `{val}`; expected one of {}",
+                    list(Resize::ALL.map(Resize::name).to_vec())
+                )
+            }),
+            "pitch" => band(val).map(|(a, b)| Holdout::Pitch(a, b)),
+            "sensor-scale" => band(val).map(|(a, b)| Holdout::SensorScale(a, b)),
+            other => Err(format!("unknown factor `{other}`; {expected}")),
+        }
+    }
+
+    /// A held-out band must leave part of the knob's range to train on and take part of it.
+    fn check(&self, k: &Knobs) -> Result<(), String> {
+        let (lo, hi, what, min, max) = match *self {
+            Holdout::Pitch(a, b) => (a, b, "pitch", k.pitch_min, k.pitch_max),
+            Holdout::SensorScale(a, b) => {
+                (a, b, "sensor-scale", k.sensor_scale_min, k.sensor_scale_max)
+            }
+            _ => return Ok(()),
+        };
+        if hi <= min || lo >= max || (lo <= min && hi >= max) {
+            return Err(format!(
+                "band {lo}-{hi} must overlap {what} range [{min}, {max}] and leave part of it"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Holdout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holdout::None => write!(f, "none"),
+            Holdout::Layout(l) => write!(f, "layout:{}", l.name()),
+            Holdout::Demosaic(d) => write!(f, "demosaic:{}", d.name()),
+            Holdout::Resize(r) => write!(f, "resize:{}", r.name()),
+            Holdout::Pitch(a, b) => write!(f, "pitch:{a}-{b}"),
+            Holdout::SensorScale(a, b) => write!(f, "sensor-scale:{a}-{b}"),
+        }
+    }
+}
+
+impl TryFrom<String> for Holdout {
+    type Error = String;
+    fn try_from(s: String) -> Result<Holdout, String> {
+        Holdout::parse(&s)
+    }
+}
+
+impl From<Holdout> for String {
+    fn from(h: Holdout) -> String {
+        h.to_string()
+    }
+}
 
 /// Smallest and largest output size in pixels (square images).
 pub const MIN_SIZE: u32 = 64;
@@ -13,26 +132,24 @@ pub const MAX_COUNT: usize = 10_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Artifact {
-    /// Aliasing of the display grid against the camera grid (luma + colour fringes).
+    /// The display's sub-pixel grid: the emitting apertures the camera samples (moiré, colour
+    /// fringes and the pixel structure emerge from it). Off: a uniformly emitting surface.
     Moire,
-    /// Visible RGB sub-pixel stripes; only where the display pitch is >= 2 output pixels.
-    Subpixel,
-    /// PWM / rolling-shutter bands along image rows.
+    /// A PWM-dimmed backlight read by the rolling shutter (bands emerge along sensor rows).
     Bands,
-    /// Display tone curve and colour gains.
+    /// The panel's tone curve, white point, black level and gamut.
     Tone,
     /// Uniform veil of the cover glass (the glare blob itself is a shared nuisance).
     Veil,
-    /// Extra optical blur of the displayed content.
+    /// The viewer's resampling of the card file to the display's pixels.
     Blur,
-    /// JPEG encode/decode of the displayed file before display (double compression).
+    /// The attacker's file was a JPEG (on half of the recaptures): double compression.
     DoubleJpeg,
 }
 
 impl Artifact {
-    pub const ALL: [Artifact; 7] = [
+    pub const ALL: [Artifact; 6] = [
         Artifact::Moire,
-        Artifact::Subpixel,
         Artifact::Bands,
         Artifact::Tone,
         Artifact::Veil,
@@ -51,7 +168,6 @@ impl Artifact {
     pub fn name(self) -> &'static str {
         match self {
             Artifact::Moire => "moire",
-            Artifact::Subpixel => "subpixel",
             Artifact::Bands => "bands",
             Artifact::Tone => "tone",
             Artifact::Veil => "veil",
@@ -109,7 +225,8 @@ pub struct Knobs {
     pub rho_face: f64,
     /// The same in test.
     pub test_rho_face: f64,
-    /// Multiplies every stage-B amplitude (moiré, sub-pixel, bands, veil, tone deviations).
+    /// Multiplies every display effect: the sub-pixel grid's modulation, band depth, veil and
+    /// tone deviations (0: a perfect display; > 1: exaggerated, for smoke tests).
     pub artifact_gain: f64,
     /// Stage-B artifacts that are on.
     pub artifacts: Vec<Artifact>,
@@ -120,15 +237,19 @@ pub struct Knobs {
     /// Probability that the guilloche is drawn aliased (accidental moiré on genuine cards too;
     /// drawn for both classes, so it is a hard negative and not a label cue).
     pub aliased_guilloche: f64,
-    /// Visible moiré period range in output pixels at a 256-px output (scaled with `size`).
-    pub moire_period_min: f64,
-    pub moire_period_max: f64,
-    /// Moiré amplitude range (fraction of emitted light) before `artifact-gain`.
-    pub moire_amp_min: f64,
-    pub moire_amp_max: f64,
-    /// PWM band depth range before `artifact-gain` (band periods: 12–120 px at 256 px).
-    pub band_amp_min: f64,
-    pub band_amp_max: f64,
+    /// Display pixel pitch in output pixels (log-uniform range): how large one display pixel
+    /// appears in the final image. Together with the sensor scale it sets the pitch on the
+    /// sensor, and so whether and where moiré forms.
+    pub pitch_min: f64,
+    pub pitch_max: f64,
+    /// Sensor pixels per output pixel (log-uniform range): the camera's resolution relative to
+    /// the data set's size (1: the sensor grid is the output grid).
+    pub sensor_scale_min: f64,
+    pub sensor_scale_max: f64,
+    /// Probability that a panel is PWM-dimmed (the rest are flicker-free).
+    pub pwm_prob: f64,
+    /// One factor held out of train/val and forced in test (the transfer protocol).
+    pub holdout: Holdout,
     /// Fraction of samples in train and val (test gets the rest).
     pub train_frac: f64,
     pub val_frac: f64,
@@ -146,17 +267,12 @@ impl Default for Knobs {
             bezel: Bezel::Off,
             glare_prob: 0.4,
             aliased_guilloche: 0.0,
-            moire_period_min: 6.0,
-            moire_period_max: 40.0,
-            // SYNTH.md's "subtle at 256 px" ranges (moiré 0.01–0.04, bands 0.01–0.05) leave
-            // most attacks without a learnable cue at the default 128 px after JPEG, noise and
-            // the (then) ×2 area downsample: the shallow CNN stalled near 0.7 balanced accuracy.
-            // These ranges (calibrated with scripts/calibrate_synth.py and the demo) keep the
-            // beat at a few grey levels — visible when zoomed, not at a glance.
-            moire_amp_min: 0.06,
-            moire_amp_max: 0.14,
-            band_amp_min: 0.04,
-            band_amp_max: 0.10,
+            pitch_min: 0.25,
+            pitch_max: 1.5,
+            sensor_scale_min: 1.0,
+            sensor_scale_max: 3.0,
+            pwm_prob: 0.5,
+            holdout: Holdout::None,
             train_frac: 0.70,
             val_frac: 0.15,
         }
@@ -174,12 +290,12 @@ pub const KNOB_NAMES: &[&str] = &[
     "bezel",
     "glare-prob",
     "aliased-guilloche",
-    "moire-period-min",
-    "moire-period-max",
-    "moire-amp-min",
-    "moire-amp-max",
-    "band-amp-min",
-    "band-amp-max",
+    "pitch-min",
+    "pitch-max",
+    "sensor-scale-min",
+    "sensor-scale-max",
+    "pwm-prob",
+    "holdout",
     "train-frac",
     "val-frac",
     "count",
@@ -254,12 +370,18 @@ impl GenConfig {
             "artifact-gain" => k.artifact_gain = parse_f64(key, v, 0.0, 25.0)?,
             "glare-prob" => k.glare_prob = parse_f64(key, v, 0.0, 1.0)?,
             "aliased-guilloche" => k.aliased_guilloche = parse_f64(key, v, 0.0, 1.0)?,
-            "moire-period-min" => k.moire_period_min = parse_f64(key, v, 2.0, 200.0)?,
-            "moire-period-max" => k.moire_period_max = parse_f64(key, v, 2.0, 200.0)?,
-            "moire-amp-min" => k.moire_amp_min = parse_f64(key, v, 0.0, 0.5)?,
-            "moire-amp-max" => k.moire_amp_max = parse_f64(key, v, 0.0, 0.5)?,
-            "band-amp-min" => k.band_amp_min = parse_f64(key, v, 0.0, 0.5)?,
-            "band-amp-max" => k.band_amp_max = parse_f64(key, v, 0.0, 0.5)?,
+            "pitch-min" => k.pitch_min = parse_f64(key, v, PITCH.0, PITCH.1)?,
+            "pitch-max" => k.pitch_max = parse_f64(key, v, PITCH.0, PITCH.1)?,
+            "sensor-scale-min" => k.sensor_scale_min = parse_f64(key, v, SCALE.0, SCALE.1)?,
+            "sensor-scale-max" => k.sensor_scale_max = parse_f64(key, v, SCALE.0, SCALE.1)?,
+            "pwm-prob" => k.pwm_prob = parse_f64(key, v, 0.0, 1.0)?,
+            "holdout" => {
+                k.holdout = Holdout::parse(v).map_err(|reason| SynthError::BadValue {
+                    key: key.to_string(),
+                    value: v.to_string(),
+                    reason,
+                })?
+            }
             "train-frac" => k.train_frac = parse_f64(key, v, 0.0, 1.0)?,
             "val-frac" => k.val_frac = parse_f64(key, v, 0.0, 1.0)?,
             "artifacts" => k.artifacts = parse_artifacts(key, v)?,
@@ -341,6 +463,7 @@ impl GenConfig {
             ("rho-face", k.rho_face),
             ("test-rho-face", k.test_rho_face),
             ("glare-prob", k.glare_prob),
+            ("pwm-prob", k.pwm_prob),
             ("aliased-guilloche", k.aliased_guilloche),
             ("train-frac", k.train_frac),
             ("val-frac", k.val_frac),
@@ -357,15 +480,14 @@ impl GenConfig {
             );
         }
         let pairs = [
+            ("pitch", k.pitch_min, k.pitch_max, PITCH.0, PITCH.1),
             (
-                "moire-period",
-                k.moire_period_min,
-                k.moire_period_max,
-                2.0,
-                200.0,
+                "sensor-scale",
+                k.sensor_scale_min,
+                k.sensor_scale_max,
+                SCALE.0,
+                SCALE.1,
             ),
-            ("moire-amp", k.moire_amp_min, k.moire_amp_max, 0.0, 0.5),
-            ("band-amp", k.band_amp_min, k.band_amp_max, 0.0, 0.5),
         ];
         for (name, lo, hi, min, max) in pairs {
             if !(lo >= min && hi <= max && lo <= hi) {
@@ -374,6 +496,9 @@ impl GenConfig {
                     format!("min {lo} / max {hi} must satisfy {min} <= min <= max <= {max}"),
                 );
             }
+        }
+        if let Err(msg) = k.holdout.check(k) {
+            return inv("holdout", msg);
         }
         if k.train_frac + k.val_frac > 1.0 + 1e-9 {
             return inv(
@@ -469,6 +594,22 @@ mod tests {
         assert_eq!(c.knobs.artifacts, vec![Artifact::Moire, Artifact::Bands]);
         c.set("artifacts", "none").unwrap();
         assert!(c.knobs.artifacts.is_empty());
+        c.set("holdout", "layout:pentile").unwrap();
+        assert_eq!(c.knobs.holdout, Holdout::Layout(Layout::Pentile));
+        c.set("holdout", "pitch:0.3-0.5").unwrap();
+        assert_eq!(c.knobs.holdout, Holdout::Pitch(0.3, 0.5));
+        assert_eq!(c.knobs.holdout.to_string(), "pitch:0.3-0.5");
+        for bad in [
+            "layout:crt",
+            "pitch:0.5",
+            "pitch:0.5-0.3",
+            "gamma:2",
+            "layout",
+        ] {
+            let e = c.set("holdout", bad).unwrap_err().to_string();
+            assert!(e.contains("holdout"), "{bad}: {e}");
+        }
+        c.set("holdout", "none").unwrap();
         c.set("bezel", "attack-only").unwrap();
         assert_eq!(c.knobs.bezel, Bezel::AttackOnly);
         let e = c.set("bezel", "sometimes").unwrap_err().to_string();
@@ -487,10 +628,10 @@ mod tests {
     #[test]
     fn validate_rejects_crossed_ranges() {
         let mut c = GenConfig::preset("clean").unwrap();
-        c.knobs.moire_period_min = 30.0;
-        c.knobs.moire_period_max = 10.0;
+        c.knobs.pitch_min = 1.0;
+        c.knobs.pitch_max = 0.5;
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("moire-period"), "{e}");
+        assert!(e.contains("pitch"), "{e}");
         let mut c = GenConfig::preset("clean").unwrap();
         c.knobs.train_frac = 0.9;
         c.knobs.val_frac = 0.2;

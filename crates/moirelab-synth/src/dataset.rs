@@ -186,6 +186,7 @@ fn spec_of(index: usize, e: &PlanEntry) -> SampleSpec {
         screen: e.screen,
         family: e.family,
         hair: e.hair,
+        test: e.split == "test",
     }
 }
 

@@ -18,30 +18,37 @@
 // loops obscure the arithmetic.
 #![allow(clippy::needless_range_loop)]
 
+mod camera;
 mod card;
 mod config;
 mod dataset;
+mod display;
 mod geom;
 mod jpeg;
 mod mrz;
 mod pipeline;
 mod raster;
+mod sampling;
+mod scene;
 
+pub use camera::{Demosaic, Resize};
 pub use card::{FlagFamily, Hair, CARD_ASPECT};
 pub use config::{
-    preset_names, Artifact, Bezel, GenConfig, Knobs, KNOB_NAMES, MAX_COUNT, MAX_SIZE, MIN_SIZE,
+    preset_names, Artifact, Bezel, GenConfig, Holdout, Knobs, KNOB_NAMES, MAX_COUNT, MAX_SIZE,
+    MIN_SIZE,
 };
 pub use dataset::{
     dataset_meta, encode_mask_png, generate, generate_reusing, plan, read_mask_png, render_sample,
     write_preview, Donor, GenSummary, PlanEntry, Sample, SHORTCUT_FLAG, SHORTCUT_HAIR,
 };
+pub use display::Layout;
 pub use geom::Homography;
 pub use mrz::{check_digit, Td1};
 
 /// Generator name recorded in `dataset.json`.
 pub const GENERATOR_NAME: &str = "moirelab-synth";
 /// Generator version recorded in `dataset.json` (bumped whenever output bytes change).
-pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.4");
+pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.5");
 
 /// Region names in bit order: bit i of a mask pixel is `REGIONS[i]`.
 pub const REGIONS: [&str; 11] = [

@@ -531,8 +531,9 @@ impl ValueNoise {
         out
     }
 
-    /// `u`, `v` in [0, 1] across the lattice.
-    #[inline]
+    /// `u`, `v` in [0, 1] across the lattice (the reference [`ValueNoise::grid`] is tested
+    /// against).
+    #[cfg(test)]
     pub fn at(&self, u: f32, v: f32) -> f32 {
         let x = u.clamp(0.0, 1.0) * self.gx as f32;
         let y = v.clamp(0.0, 1.0) * self.gy as f32;

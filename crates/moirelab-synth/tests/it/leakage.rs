@@ -160,11 +160,11 @@ fn with_artifacts_off_global_and_background_statistics_are_at_chance() {
 #[test]
 fn with_strong_artifacts_high_frequency_statistics_beat_chance() {
     let mut cfg = tiny(N);
-    // At 64 px the default moiré periods (6–40 px at 256) fall to 1.5–10 px and partly
-    // average out in the ×2 area downsample; keep them >= 3 output px here.
+    // A coarse display pitch (the camera resolves the sub-pixel grid) with an exaggerated
+    // grid: the screen's texture must show in the high-frequency statistics.
     cfg.set("artifacts", "moire,bands,double-jpeg").unwrap();
-    cfg.set("artifact-gain", "8").unwrap();
-    cfg.set("moire-period-min", "12").unwrap();
+    cfg.set("artifact-gain", "3").unwrap();
+    cfg.set("pitch-min", "0.8").unwrap();
     let (_, h, y) = dataset(&cfg);
     let acc = held_out_accuracy(&h, &y);
     assert!(
