@@ -140,7 +140,7 @@ pub struct EpochMetrics {
     pub wall_s: f64,
 }
 
-/// Attention-in-region numbers of one map and one region (GRADCAM.md).
+/// Attention-in-region numbers of one map and one region (docs/GRADCAM.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegionStats {
     /// Share of the map's mass inside the region.
