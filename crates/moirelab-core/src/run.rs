@@ -194,7 +194,7 @@ pub enum MetricsLine {
 pub struct RunSummary {
     pub name: String,
     pub epochs: u32,
-    /// Metric that selects `best.safetensors`, e.g. `val.balanced_accuracy`.
+    /// Metric that selects `best.safetensors` (`train.monitor`), e.g. `val.balanced-accuracy`.
     pub best_metric: String,
     pub best_epoch: u32,
     pub best_value: f64,
