@@ -140,7 +140,7 @@ pub struct EpochMetrics {
     pub wall_s: f64,
 }
 
-/// Attention-in-region numbers of one map and one region (GRADCAM.md).
+/// Attention-in-region numbers of one map and one region (docs/GRADCAM.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegionStats {
     /// Share of the map's mass inside the region.
@@ -194,7 +194,7 @@ pub enum MetricsLine {
 pub struct RunSummary {
     pub name: String,
     pub epochs: u32,
-    /// Metric that selects `best.safetensors`, e.g. `val.balanced_accuracy`.
+    /// Metric that selects `best.safetensors` (`train.monitor`), e.g. `val.balanced-accuracy`.
     pub best_metric: String,
     pub best_epoch: u32,
     pub best_value: f64,

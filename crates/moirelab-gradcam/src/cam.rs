@@ -2,7 +2,7 @@
 //! the requested layers; one `run_backward` per target set returns `d(score)/d(activation)`
 //! for the whole batch (the score is the sum of one selected logit per image, so with
 //! BatchNorm in eval mode every image's gradient is its own). Methods then only combine the
-//! `(A, g)` pair, per GRADCAM.md:
+//! `(A, g)` pair, per docs/GRADCAM.md:
 //!
 //! * Grad-CAM — Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via
 //!   Gradient-based Localization".
@@ -552,7 +552,7 @@ pub fn upsample(m: &Tensor, height: i64, width: i64) -> Tensor {
         .squeeze_dim(1)
 }
 
-/// ReLU, upsample, normalise and average the per-layer maps (GRADCAM.md).
+/// ReLU, upsample, normalise and average the per-layer maps (docs/GRADCAM.md).
 ///
 /// # Shapes
 /// each `[N, h_l, w_l]` → `(raw [N, H, W], normalized [N, H, W])`.

@@ -70,7 +70,7 @@ pub struct GradcamConfig {
     pub scale: String,
     /// Probe images per forward pass (also Score-CAM's masked inputs per pass).
     pub batch_size: usize,
-    /// Pointing-game tolerance in pixels at the model input size (GRADCAM.md: ≈ 4 at 256).
+    /// Pointing-game tolerance in pixels at the model input size (docs/GRADCAM.md: ≈ 4 at 256).
     pub pointing_tolerance: u32,
     /// Seed of the probe selection.
     pub seed: u64,

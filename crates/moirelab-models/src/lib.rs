@@ -1,5 +1,5 @@
 //! CNN architectures for recapture detection, built as structs of named layers so Grad-CAM can
-//! reach inside them (STYLE.md: no opaque `nn::seq` closures).
+//! reach inside them (docs/STYLE.md: no opaque `nn::seq` closures).
 //!
 //! This crate owns the model *definitions* (shallow, VGG-, ResNet- and MobileNetV2-style),
 //! their configuration (`[model]` in the TOML), the list of CAM layers each one exposes, and

@@ -1,4 +1,4 @@
-//! GRADCAM.md's test oracles on the shallow model (GAP → linear head).
+//! docs/GRADCAM.md's test oracles on the shallow model (GAP → linear head).
 
 use crate::common::{images, max_diff, shallow};
 use moirelab_gradcam::cam::feature_maps;
