@@ -21,7 +21,7 @@ moirelab_setup
 size=128 patch=0 count=2400 epochs=12 out="bench-out/transfer"
 factors="layout:rgb-stripe layout:bgr-stripe layout:vertical-stripe layout:pentile \
 demosaic:bilinear demosaic:malvar resize:area resize:triangle resize:bicubic resize:bilinear \
-pitch:0.25-0.4 pitch:0.9-1.5 sensor-scale:1-1.3 sensor-scale:2.3-3"
+pitch:0.45-0.6 pitch:1.2-1.8 sensor-scale:1.25-1.5 sensor-scale:2.3-3"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size="$2"; shift 2 ;;

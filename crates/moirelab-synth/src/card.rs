@@ -19,8 +19,8 @@ pub const CARD_ASPECT: f64 = 85.60 / 53.98;
 const CORNER: f64 = 0.037;
 /// Supersampling factor of the card canvas over the display resolution. Strokes, text and
 /// rectangles are drawn with analytic area coverage and the flag and portrait with 2×2
-/// sub-samples per pixel ([`AA`]), so the canvas itself needs none: until stop 13 it was 2,
-/// which cost 4× the pixels for the same display image.
+/// sub-samples per pixel ([`AA`]), so the canvas itself needs none (a factor of 2 would cost
+/// 4× the pixels for the same display image).
 const SS: usize = 1;
 /// Sub-sample offsets (in canvas pixels) of the point-sampled shapes: flag and portrait.
 const AA: [(f64, f64); 4] = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)];
@@ -51,7 +51,7 @@ impl FlagFamily {
 /// diagonal structure in cool colours; every flag uses three colours including white, so the
 /// ink coverage of "a flag" is the same for both families. Hue plus stripe orientation makes
 /// the family a cue a shallow CNN picks up within an epoch — by design: the shortcut must be
-/// easier than the screen artifacts (SYNTH.md, calibration).
+/// easier than the screen artifacts (docs/SYNTH.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagLayout {
     HorizontalTricolour,
@@ -558,10 +558,9 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
     let mut guil_discs: Vec<[f64; 3]> = Vec::new();
     let mut guil_bands: Vec<[f64; 2]> = Vec::new();
     // 0.8 display pixels at a 256-px-wide card: 0.4 output pixels at 128 px whatever the
-    // display resolution, as before stop 13 (whose 0.9-pixel floor on its ×2 canvas never
-    // bit at 128 px; on the 1× canvas it made the lines 1.5× bolder and the paper busier).
-    // The floor keeps the analytic coverage honest: a line of width w deposits (w/2 + ½)² of
-    // ink per unit length, within 7 % of w from w = 0.6 up.
+    // texture resolution (a higher floor makes the lines bolder and the paper busier on
+    // coarse textures). The floor keeps the analytic coverage honest: a line of width w
+    // deposits (w/2 + ½)² of ink per unit length, within 7 % of w from w = 0.6 up.
     let line_w = if spec.aliased {
         0.6
     } else {

@@ -318,9 +318,10 @@ pub(crate) struct ScreenParams {
 
 impl ScreenParams {
     /// Ranges (and why):
-    /// - pitch: a 1080p 24" monitor filmed so that the card fills a 128-px frame puts
-    ///   0.3–0.6 display pixels into one output pixel; a phone screen close-up or a zoomed
-    ///   viewer gives more (knob `pitch-min/max`, default 0.25–1.5 output px per display px).
+    /// - pitch (knob `pitch-min/max`, default 0.45–1.8 output px per display px): what
+    ///   matters is the pitch on the sensor (pitch × sensor scale, 0.6–5.4 sensor px), where
+    ///   phone photos of screens resolve or alias the grid; finer pitches are physically
+    ///   possible but leave no trace after the lens and are only label noise.
     /// - fill: the black matrix leaves 60–95 % of a pixel's width and 70–95 % of its height
     ///   emitting.
     /// - tone: panel gamma 2.0–2.6 against the file's 2.2 (ratio 0.85–1.2), white point

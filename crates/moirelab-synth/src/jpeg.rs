@@ -216,8 +216,7 @@ mod tests {
             .into_raw()
     }
 
-    /// The `image` crate's encoder (4:4:4, the same tables; what the generator used until
-    /// stop 13), decoded the same way.
+    /// The `image` crate's encoder (4:4:4, the same tables), decoded the same way.
     fn image_crate_codec(w: usize, h: usize, rgb8: &[u8], quality: u8) -> Vec<u8> {
         use image::ImageEncoder;
         let mut buf = Vec::new();

@@ -2,10 +2,11 @@
 //!
 //! This crate owns the synthetic data set of moirelab (spec: `docs/SYNTH.md`): stage A renders
 //! an ID-1 card (guilloche, flag, portrait, text, ICAO 9303 MRZ, signature) with label masks;
-//! stage B adds screen artifacts for recaptures (moiré through the screen→image homography,
-//! PWM bands, display tone, extra blur, double JPEG, optional sub-pixel stripes and veil);
-//! stages C/D (perspective, background, lighting, glare, optics, noise, JPEG, area
-//! downsampling) are drawn from identical distributions for both classes. It plants the
+//! stage B shows recaptures on a display simulated as physics (a sub-pixel grid sampled by the
+//! camera, so moiré emerges; panel tone; a PWM backlight read by a rolling shutter; the
+//! attacker's JPEG); stages C/D (perspective, background, lighting, glare, a lens, a Bayer
+//! sensor, demosaicing, sharpening, JPEG and the resize to the output size) are drawn from
+//! identical distributions for both classes. It plants the
 //! flag/hair shortcuts on request and writes data sets in the `moirelab-core` format
 //! (`dataset.json`, `manifest.jsonl`, PNG images, 16-bit bit-field mask PNGs, splits,
 //! counterfactual flag twins). It does not read data sets for training, does not depend on
@@ -48,7 +49,7 @@ pub use mrz::{check_digit, Td1};
 /// Generator name recorded in `dataset.json`.
 pub const GENERATOR_NAME: &str = "moirelab-synth";
 /// Generator version recorded in `dataset.json` (bumped whenever output bytes change).
-pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.5");
+pub const GENERATOR_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+synth.6");
 
 /// Region names in bit order: bit i of a mask pixel is `REGIONS[i]`.
 pub const REGIONS: [&str; 11] = [

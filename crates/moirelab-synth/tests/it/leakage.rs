@@ -1,4 +1,4 @@
-//! SYNTH.md leakage checklist: with stage-B artifacts off nothing but the (balanced) flag and
+//! docs/SYNTH.md leakage checklist: with the display effects off nothing but the (balanced) flag and
 //! hair attributes may differ between classes, so a classifier on global image statistics and
 //! on background-only pixels must be at chance; with artifacts on it must not be.
 
