@@ -251,7 +251,8 @@ pub fn sweep_chart_svg(chart: &SweepChart) -> Result<String> {
     if y0 > 0.0 && y0 < 0.25 * y1 {
         y0 = 0.0;
     }
-    let n = chart.categories.len().max(1) as i32;
+    // `a..b` of i32 is inclusive in plotters: one segment per category is `0..n - 1`.
+    let last = chart.categories.len().saturating_sub(1) as i32;
     let mut buf = String::new();
     {
         let area = SVGBackend::with_string(&mut buf, (crate::plots::WIDTH, crate::plots::HEIGHT))
@@ -262,7 +263,7 @@ pub fn sweep_chart_svg(chart: &SweepChart) -> Result<String> {
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d((0..n).into_segmented(), y0..y1)
+            .build_cartesian_2d((0..last).into_segmented(), y0..y1)
             .map_err(|e| err(&e))?;
         let cats = chart.categories.clone();
         ctx.configure_mesh()
@@ -485,6 +486,11 @@ mod tests {
             svg.contains("0.95") && svg.contains("arch=shallow"),
             "{svg}"
         );
+        // A single category still draws.
+        let mut one = c.clone();
+        one.categories.truncate(1);
+        one.series.iter_mut().for_each(|s| s.values.truncate(1));
+        assert!(sweep_chart_svg(&one).unwrap().contains("0.5"));
     }
 
     #[test]
