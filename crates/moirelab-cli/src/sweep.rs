@@ -815,11 +815,15 @@ pub fn slurm_script(file: &SweepFile, out: &Path, exe: &Path) -> String {
         .iter()
         .map(|a| format!("{}={}", a.key, a.values.join(",")))
         .collect();
+    // Comment text on one line each, whatever the values hold.
+    let one_line = |t: String| t.replace(['\n', '\r'], " ");
     let mut s = format!(
         "#!/bin/bash\n\
-         # moirelab sweep: {n} cells ({grid}), one per array task, written by\n\
-         # `moirelab sweep --emit slurm` (which also generated the data sets). Each task trains\n\
-         # one cell into {runs}/<cell>; a finished cell is skipped, an interrupted one resumed.\n\
+         # moirelab sweep: {n} cells, one per array task, of\n\
+         #   {grid}\n\
+         # written by `moirelab sweep --emit slurm`, which also generated the data sets. Each\n\
+         # task trains one cell into {runs}/<cell>;\n\
+         # a finished cell is skipped, an interrupted one resumed.\n\
          # Submit, then build the table once every task has ended:\n\
          #   jobid=$(sbatch --parsable {script})\n\
          #   sbatch --dependency=afterany:$jobid --wrap {collect}\n\
@@ -830,12 +834,12 @@ pub fn slurm_script(file: &SweepFile, out: &Path, exe: &Path) -> String {
          set -euo pipefail\n\
          cd {workdir}\n\
          case \"${{SLURM_ARRAY_TASK_ID:?not a Slurm array task}}\" in\n",
-        grid = grid.join(" "),
-        runs = out.join("runs").display(),
-        script = shell_quote(&out.join(SLURM_SCRIPT).display().to_string()),
-        collect = shell_quote(&collect_command(exe, out)),
+        grid = one_line(grid.join(" ")),
+        runs = one_line(out.join("runs").display().to_string()),
+        script = one_line(shell_quote(&out.join(SLURM_SCRIPT).display().to_string())),
+        collect = one_line(shell_quote(&collect_command(exe, out))),
         last = n.saturating_sub(1),
-        logs = out.join("logs").display(),
+        logs = one_line(out.join("logs").display().to_string()),
         workdir = shell_quote(&file.workdir.display().to_string()),
     );
     for c in &file.cells {
@@ -943,8 +947,12 @@ mod tests {
             workdir: "/work dir".into(),
             cells,
         };
+        let mut file = file;
+        // A line break in a value must not end the comment that lists the grid.
+        file.grid[0].values[0] = "shal\nlow".into();
         let script = slurm_script(&file, out, exe);
         assert!(script.contains("#SBATCH --array=0-3\n"), "{script}");
+        assert!(script.contains("model.arch=shal low,vgg"), "{script}");
         for c in &file.cells {
             assert_eq!(c.command, cell_command(exe, out, c.index));
             let line = script
