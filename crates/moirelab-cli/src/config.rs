@@ -319,17 +319,7 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
                 .and_then(|()| all.set(key, text))
                 .map_err(|e| anyhow!("{}: data.knobs.{key}: {e}", path.display()))?;
             if one != base {
-                let safe: String = text
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                suffix.push_str(&format!("_{key}-{safe}"));
+                suffix.push_str(&format!("_{key}-{}", file_safe(text, ".-")));
             }
         }
         all.validate()
@@ -347,6 +337,20 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
         }
     }
     Ok((preset, knobs))
+}
+
+/// `s` as a file-name part: ASCII letters, digits and the characters of `keep`; anything else
+/// becomes `_`.
+pub fn file_safe(s: &str, keep: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || keep.contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A knob value as `gen-data --set` takes it; arrays become comma-separated lists.

@@ -202,17 +202,7 @@ pub fn cell_name(index: usize, count: usize, axes: &[Axis], values: &[String]) -
         } else {
             short.to_string()
         };
-        let safe: String = v
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || ".+-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(32)
-            .collect();
+        let safe: String = config::file_safe(v, ".+-").chars().take(32).collect();
         name.push_str(&format!("_{label}={safe}"));
     }
     name
@@ -748,17 +738,7 @@ fn write_compares(out: &Path, file: &SweepFile) -> Result<Vec<(String, PathBuf)>
         let folder = if label.is_empty() {
             "all".to_string()
         } else {
-            label
-                .join("_")
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || ".+-=".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
+            config::file_safe(&label.join("_"), ".+-=")
         };
         let dir = out.join("compare").join(&folder);
         let page = moirelab_report::write_compare(&runs, &dir)?;
