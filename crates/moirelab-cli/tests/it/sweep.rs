@@ -250,3 +250,54 @@ fn slurm_tasks_run_the_local_runner_command_and_collect_builds_the_table() {
     assert_eq!(cs[0]["status"], "pending");
     assert_eq!(cs[1]["status"], "finished");
 }
+
+#[test]
+fn ctrl_c_stops_the_sweep_with_a_checkpoint_and_counts_no_unfinished_cell() {
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("tiny.toml"),
+        TINY.replace("epochs = 1", "epochs = 50"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(GRID)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGINT to the sweep alone (not its process group) once the first cell has a checkpoint.
+    let state = dir
+        .path()
+        .join("sw/runs/00_rho-flag=0.5_width=4/checkpoints/state.json");
+    let t0 = std::time::Instant::now();
+    while !state.exists() && t0.elapsed() < std::time::Duration::from_secs(300) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let cs = cells(&out);
+    assert_eq!(cs[0]["status"], "unfinished", "{}", stderr(&o));
+    for c in &cs[1..] {
+        assert_eq!(c["status"], "pending", "{c}");
+    }
+    let meta = json(&out.join("runs/00_rho-flag=0.5_width=4/meta.json"));
+    assert_eq!(meta["status"], "interrupted");
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",finished,")).count(),
+        0,
+        "{csv}"
+    );
+    assert!(
+        stderr(&o).contains("run the same command again"),
+        "{}",
+        stderr(&o)
+    );
+}
