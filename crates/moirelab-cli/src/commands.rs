@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, the shell convention).
-const EXIT_INTERRUPTED: u8 = 130;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
     let mut cfg = moirelab_synth::GenConfig::preset(&a.preset)?;
@@ -154,45 +154,63 @@ pub fn model_summary(a: ModelSummaryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Make sure `data.root` exists, generating it from `data.preset` when it does not.
+/// Make sure `data.root` exists, generating it from `data.preset` (and `[data.knobs]`) when it
+/// does not.
 pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
     let root = &loaded.config.data.root;
     let meta_path = root.join(moirelab_core::format::DATASET_JSON);
+    let cfg = loaded.gen_config()?;
     let mut force = false;
     if meta_path.is_file() {
         // A folder this generator made from the same preset, but with another generator
         // version (an upgrade changed the images), is regenerated: a stale preset data set
         // would silently give other numbers than the configs and docs promise. Anything else
-        // (your own data, a different preset, gen-data overrides) is left alone.
-        let stale = loaded.preset.as_ref().is_some_and(|p| {
-            moirelab_core::fsio::read_json::<moirelab_core::format::DatasetMeta>(&meta_path)
-                .ok()
-                .and_then(|m| m.generator)
-                .is_some_and(|g| {
-                    g.name == moirelab_synth::GENERATOR_NAME
-                        && &g.preset == p
-                        && g.version != moirelab_synth::GENERATOR_VERSION
-                })
-        });
-        if !stale {
+        // (your own data, a different preset, gen-data overrides) is left alone, except that
+        // a config naming knobs must get a data set made with exactly those knobs.
+        let ours = match (&cfg, &loaded.preset) {
+            (Some(cfg), Some(p)) => {
+                moirelab_core::fsio::read_json::<moirelab_core::format::DatasetMeta>(&meta_path)
+                    .ok()
+                    .and_then(|m| m.generator)
+                    .filter(|g| g.name == moirelab_synth::GENERATOR_NAME && &g.preset == p)
+                    .map(|g| (g, cfg))
+            }
+            _ => None,
+        };
+        let Some((made, cfg)) = ours else {
+            return Ok(());
+        };
+        if made.version == moirelab_synth::GENERATOR_VERSION {
+            if !loaded.knobs.is_empty() && made.knobs != serde_json::to_value(cfg)? {
+                bail!(
+                    "{}: data.root = {} was generated with other knobs than [data.knobs] ({}); \
+                     remove it or choose another data.root",
+                    loaded.path.display(),
+                    root.display(),
+                    loaded.knob_list()
+                );
+            }
             return Ok(());
         }
         force = true;
     } else if root.is_dir() {
         return Ok(());
     }
-    let Some(preset) = &loaded.preset else {
+    let (Some(preset), Some(cfg)) = (&loaded.preset, cfg) else {
         bail!(
             "{}: data.root = {} does not exist (set data.preset to generate it, or run gen-data)",
             loaded.path.display(),
             root.display()
         );
     };
-    let mut cfg = moirelab_synth::GenConfig::preset(preset)?;
-    cfg.set("size", &loaded.config.data.image_size.to_string())?;
     let msg = format!(
-        "{} data set '{preset}' ({} images, {} px) into {}{}",
+        "{} data set '{preset}'{} ({} images, {} px) into {}{}",
         if force { "regenerating" } else { "generating" },
+        if loaded.knobs.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", loaded.knob_list())
+        },
         cfg.count,
         cfg.size,
         root.display(),
@@ -209,8 +227,9 @@ pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()
         Some(r) => r.line(&msg),
         None => eprintln!("{msg}"),
     }
-    // Preset data sets live side by side (data/<preset>): the demo's two presets differ
-    // only in rho, so most of the second one's samples are already rendered in the first.
+    // Preset data sets live side by side (data/<preset>, data/<preset>_<knob>-<value>): the
+    // demo's two presets, or the steps of a swept knob, differ only in rho, so most of the
+    // next one's samples are already rendered in the others.
     let donors = sibling_donors(&cfg, root);
     generate_with_progress(&cfg, root, force, &donors)?;
     Ok(())
@@ -286,16 +305,10 @@ fn absolutize_root(loaded: &mut Loaded) -> Result<()> {
         let abs = std::env::current_dir()?.join(root);
         loaded.config.data.root = abs.canonicalize().unwrap_or(abs);
     }
-    let mut resolved = String::new();
-    if let Some(p) = &loaded.preset {
-        resolved.push_str(&format!("# data generated from preset \"{p}\"\n"));
-    }
-    resolved.push_str(&toml::to_string_pretty(&loaded.config)?);
-    loaded.resolved = resolved;
-    Ok(())
+    loaded.resolve()
 }
 
-fn stop_flag() -> Arc<AtomicBool> {
+pub fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     // A second Ctrl-C while saving falls through to the default handler only if this fails;
@@ -366,25 +379,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                     "--resume takes the run's own config; --set, --name and --dry-run do not apply"
                 );
             }
-            let cfg_path = run.join(moirelab_core::run::CONFIG_TOML);
-            if !cfg_path.is_file() {
-                bail!("{}: not a run folder (no config.toml)", run.display());
-            }
-            let loaded = config::load(&cfg_path, &[])?;
-            let mut reporter = CliReporter::new(loaded.config.train.log_every);
-            let setup = TrainSetup {
-                data: loaded.config.data.clone(),
-                model: loaded.config.model.clone(),
-                train: loaded.config.train.clone(),
-                base_dir: std::env::current_dir()?,
-            };
-            let trainer = Trainer::resume(setup, run)?;
-            reporter.line(&format!(
-                "resuming {} after epoch {}",
-                run.display(),
-                trainer.epochs_done()
-            ));
-            run_trainer(trainer, &loaded.config, &mut reporter, &stop)?
+            resume_run(run, &stop)?
         }
         (None, Some(path)) => {
             if a.dry_run {
@@ -403,13 +398,41 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         (None, None) => bail!("train needs --config FILE or --resume RUN"),
     };
+    Ok(report_outcome(&run_dir, outcome))
+}
+
+/// Continue an interrupted run folder with its own config (`train --resume`).
+pub fn resume_run(run: &Path, stop: &AtomicBool) -> Result<(PathBuf, Outcome)> {
+    let cfg_path = run.join(moirelab_core::run::CONFIG_TOML);
+    if !cfg_path.is_file() {
+        bail!("{}: not a run folder (no config.toml)", run.display());
+    }
+    let loaded = config::load(&cfg_path, &[])?;
+    let mut reporter = CliReporter::new(loaded.config.train.log_every);
+    let setup = TrainSetup {
+        data: loaded.config.data.clone(),
+        model: loaded.config.model.clone(),
+        train: loaded.config.train.clone(),
+        base_dir: std::env::current_dir()?,
+    };
+    let trainer = Trainer::resume(setup, run)?;
+    reporter.line(&format!(
+        "resuming {} after epoch {}",
+        run.display(),
+        trainer.epochs_done()
+    ));
+    run_trainer(trainer, &loaded.config, &mut reporter, stop)
+}
+
+/// Print how a run ended; the exit code of `train`.
+pub fn report_outcome(run_dir: &Path, outcome: Outcome) -> ExitCode {
     match outcome {
         Outcome::Interrupted { epoch, next_batch } => {
             eprintln!(
                 "interrupted in epoch {epoch} after batch {next_batch}; checkpoint saved.\nresume with: moirelab train --resume {}",
                 run_dir.display()
             );
-            Ok(ExitCode::from(EXIT_INTERRUPTED))
+            ExitCode::from(EXIT_INTERRUPTED)
         }
         Outcome::Finished(s) | Outcome::EarlyStopped(s) => {
             println!("{}", summary_table(&s));
@@ -418,7 +441,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 "gallery:    {}",
                 run_dir.join("report").join("index.html").display()
             );
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
     }
 }

@@ -2,6 +2,10 @@
 //! crate it configures and nested here. Loading applies `--set section.key=value` overrides
 //! (values parsed as TOML, bare words taken as strings) and rejects unknown keys, naming the
 //! file, the line and the key.
+//!
+//! Two `[data]` keys are ours rather than the data crate's: `preset` names a generator preset
+//! to create the data set from, and the `[data.knobs]` table overrides that preset's generator
+//! knobs (`rho-flag = 0.75`, `count = 800`; the names of `moirelab gen-data --set`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use moirelab_data::DataConfig;
@@ -57,6 +61,9 @@ pub struct Loaded {
     pub config: Config,
     /// `data.preset`: a generator preset to create `data.root` from when it does not exist.
     pub preset: Option<String>,
+    /// `[data.knobs]`: generator knob overrides of the preset (`knob`, value as `gen-data
+    /// --set` takes it), sorted by knob name.
+    pub knobs: Vec<(String, String)>,
     /// The resolved config as TOML (what goes into the run folder).
     pub resolved: String,
     pub path: PathBuf,
@@ -160,33 +167,15 @@ pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
     for s in sets {
         apply_set(&mut table, s)?;
     }
-    // `data.preset` is ours, not the data crate's: it names a generator preset and gives a
-    // default root, so configs can stay short.
-    let mut preset = None;
-    if let Some(data) = table.get_mut("data").and_then(|d| d.as_table_mut()) {
-        if let Some(p) = data.remove("preset") {
-            let p = p
-                .as_str()
-                .ok_or_else(|| anyhow!("{}: data.preset must be a string", path.display()))?
-                .to_string();
-            if moirelab_synth::GenConfig::preset(&p).is_err() {
-                bail!(
-                    "{}: data.preset = \"{p}\" is unknown; valid: {}",
-                    path.display(),
-                    moirelab_synth::preset_names().join(", ")
-                );
-            }
-            if !data.contains_key("root") {
-                data.insert("root".into(), toml::Value::String(format!("data/{p}")));
-            }
-            preset = Some(p);
-        }
-    } else {
+    // `data.preset` and `[data.knobs]` are ours, not the data crate's: they name the data set
+    // to generate and give a default root, so configs can stay short.
+    let Some(data) = table.get_mut("data").and_then(|d| d.as_table_mut()) else {
         bail!(
             "{}: missing [data] section (data.root or data.preset)",
             path.display()
         );
-    }
+    };
+    let (preset, knobs) = take_generator(path, data)?;
     // Without overrides (and without a stripped `preset` line) the original text parses to
     // the same config and its spans are the user's own lines.
     let merged = toml::to_string(&table)?;
@@ -219,17 +208,165 @@ pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
         .data
         .validate()
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let mut resolved = String::new();
-    if let Some(p) = &preset {
-        resolved.push_str(&format!("# data generated from preset \"{p}\"\n"));
-    }
-    resolved.push_str(&toml::to_string_pretty(&config)?);
-    Ok(Loaded {
+    let mut loaded = Loaded {
         config,
         preset,
-        resolved,
+        knobs,
+        resolved: String::new(),
         path: path.to_path_buf(),
-    })
+    };
+    loaded.resolve()?;
+    Ok(loaded)
+}
+
+impl Loaded {
+    /// Rewrite [`Loaded::resolved`] from the config (after changing it, e.g. the data root).
+    pub fn resolve(&mut self) -> Result<()> {
+        let mut resolved = String::new();
+        if let Some(p) = &self.preset {
+            resolved.push_str(&format!("# data generated from preset \"{p}\""));
+            if !self.knobs.is_empty() {
+                resolved.push_str(&format!(" with {}", self.knob_list()));
+            }
+            resolved.push('\n');
+        }
+        resolved.push_str(&toml::to_string_pretty(&self.config)?);
+        self.resolved = resolved;
+        Ok(())
+    }
+
+    /// The knob overrides as `rho-flag=0.75 count=800`.
+    pub fn knob_list(&self) -> String {
+        let knobs: Vec<String> = self.knobs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        knobs.join(" ")
+    }
+
+    /// The generator config of `data.preset` with the `[data.knobs]` overrides at
+    /// `data.image-size`; `None` without a preset.
+    pub fn gen_config(&self) -> Result<Option<moirelab_synth::GenConfig>> {
+        let Some(p) = &self.preset else {
+            return Ok(None);
+        };
+        let mut cfg = moirelab_synth::GenConfig::preset(p)?;
+        cfg.set("size", &self.config.data.image_size.to_string())?;
+        for (k, v) in &self.knobs {
+            cfg.set(k, v)?;
+        }
+        Ok(Some(cfg))
+    }
+}
+
+/// `(knob, value)` overrides, sorted by knob.
+type Knobs = Vec<(String, String)>;
+
+/// Remove `preset` and `knobs` from the `[data]` table, check them against the generator and
+/// insert the default root: `data/<preset>`, plus `_<knob>-<value>` for each knob that
+/// changes the preset (so data sets of a swept knob live side by side and the unchanged
+/// preset keeps its folder).
+fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>, Knobs)> {
+    let preset = match data.remove("preset") {
+        None => None,
+        Some(p) => {
+            let p = p
+                .as_str()
+                .ok_or_else(|| anyhow!("{}: data.preset must be a string", path.display()))?
+                .to_string();
+            if moirelab_synth::GenConfig::preset(&p).is_err() {
+                bail!(
+                    "{}: data.preset = \"{p}\" is unknown; valid: {}",
+                    path.display(),
+                    moirelab_synth::preset_names().join(", ")
+                );
+            }
+            Some(p)
+        }
+    };
+    let mut knobs = Vec::new();
+    if let Some(k) = data.remove("knobs") {
+        let table = k.as_table().ok_or_else(|| {
+            anyhow!(
+                "{}: data.knobs must be a table of generator knobs ([data.knobs] rho-flag = 0.75)",
+                path.display()
+            )
+        })?;
+        let Some(p) = &preset else {
+            bail!(
+                "{}: data.knobs overrides a generator preset; set data.preset too",
+                path.display()
+            );
+        };
+        for (key, value) in table {
+            if key == "size" {
+                bail!(
+                    "{}: data.knobs.size: the generated size is data.image-size",
+                    path.display()
+                );
+            }
+            let text = knob_text(value).ok_or_else(|| {
+                anyhow!(
+                    "{}: data.knobs.{key}: expected a number, string or boolean",
+                    path.display()
+                )
+            })?;
+            knobs.push((key.clone(), text));
+        }
+        let base = moirelab_synth::GenConfig::preset(p)?;
+        let mut all = base.clone();
+        let mut suffix = String::new();
+        for (key, text) in &knobs {
+            let mut one = base.clone();
+            one.set(key, text)
+                .and_then(|()| all.set(key, text))
+                .map_err(|e| anyhow!("{}: data.knobs.{key}: {e}", path.display()))?;
+            if one != base {
+                suffix.push_str(&format!("_{key}-{}", file_safe(text, ".-")));
+            }
+        }
+        all.validate()
+            .map_err(|e| anyhow!("{}: data.knobs: {e}", path.display()))?;
+        if !data.contains_key("root") {
+            data.insert(
+                "root".into(),
+                toml::Value::String(format!("data/{p}{suffix}")),
+            );
+        }
+    }
+    if let Some(p) = &preset {
+        if !data.contains_key("root") {
+            data.insert("root".into(), toml::Value::String(format!("data/{p}")));
+        }
+    }
+    Ok((preset, knobs))
+}
+
+/// `s` as a file-name part: ASCII letters, digits and the characters of `keep`; anything else
+/// becomes `_`.
+pub fn file_safe(s: &str, keep: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || keep.contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A knob value as `gen-data --set` takes it; arrays become comma-separated lists.
+fn knob_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(knob_text)
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -299,5 +436,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("flag-shortcut"), "{e}");
+    }
+
+    #[test]
+    fn knobs_override_the_preset_and_get_their_own_default_root() {
+        let text =
+            "[data]\npreset = \"flag-shortcut\"\n[data.knobs]\nrho-flag = 0.75\ncount = 800\n";
+        let l = load_str(Path::new("c.toml"), text, &[]).unwrap();
+        assert_eq!(
+            l.config.data.root,
+            PathBuf::from("data/flag-shortcut_count-800_rho-flag-0.75")
+        );
+        let g = l.gen_config().unwrap().unwrap();
+        assert_eq!((g.knobs.rho_flag, g.count), (0.75, 800));
+        assert!(
+            l.resolved.contains("count=800 rho-flag=0.75"),
+            "{}",
+            l.resolved
+        );
+        // Through --set; the preset's own value keeps the preset's folder.
+        let base = "[data]\npreset = \"flag-shortcut\"\n";
+        let l = load_str(
+            Path::new("c.toml"),
+            base,
+            &["data.knobs.rho-flag=0.95".into()],
+        )
+        .unwrap();
+        assert_eq!(l.config.data.root, PathBuf::from("data/flag-shortcut"));
+        assert_eq!(l.knobs, [("rho-flag".to_string(), "0.95".to_string())]);
+        let err = |text: &str, sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            load_str(Path::new("c.toml"), text, &sets)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(base, &["data.knobs.nope=1"]);
+        assert!(
+            e.contains("data.knobs.nope") && e.contains("rho-flag"),
+            "{e}"
+        );
+        let e = err(base, &["data.knobs.rho-flag=1.5"]);
+        assert!(
+            e.contains("data.knobs.rho-flag") && e.contains("range"),
+            "{e}"
+        );
+        let e = err(base, &["data.knobs.size=64"]);
+        assert!(e.contains("image-size"), "{e}");
+        let e = err("[data]\nroot = \"d\"\n[data.knobs]\nrho-flag = 0.5\n", &[]);
+        assert!(e.contains("data.preset"), "{e}");
     }
 }

@@ -24,6 +24,8 @@ pub struct Verdict {
     pub name: String,
     pub flag_mass: Option<f64>,
     pub flag_lift: Option<f64>,
+    /// Lift of the holder's portrait (the face-shortcut preset's cue).
+    pub face_lift: Option<f64>,
     /// Best lift over the artifact regions, with the region's name.
     pub artifact_lift: Option<(String, f64)>,
     pub test_accuracy: Option<f64>,
@@ -78,6 +80,7 @@ pub fn verdict(run: &Path) -> Result<Verdict> {
             v.flag_mass = Some(f.mass);
             v.flag_lift = Some(f.lift);
         }
+        v.face_lift = regions.get("face").map(|f| f.lift);
         v.artifact_lift = ARTIFACT_REGIONS
             .iter()
             .filter_map(|r| regions.get(*r).map(|s| (r.to_string(), s.lift)))
@@ -200,6 +203,7 @@ mod tests {
             name: name.into(),
             flag_mass: Some(lift * 0.02),
             flag_lift: Some(lift),
+            face_lift: None,
             artifact_lift: Some(("moire".into(), art)),
             test_accuracy: Some((al + co) / 2.0),
             aligned_accuracy: Some(al),

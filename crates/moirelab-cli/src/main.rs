@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod hooks;
 mod progress;
+mod sweep;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Command {
     Compare(CompareArgs),
     /// The flag-shortcut story end to end: data, a shallow and a fixed run, reports, verdict
     Demo(DemoArgs),
+    /// Train one run per cell of a parameter grid; one table, page and charts over all cells
+    Sweep(SweepArgs),
 }
 
 #[derive(Args, Debug)]
@@ -237,6 +240,39 @@ pub struct DemoArgs {
     pub sets: Vec<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Base config (TOML); a cell is this config plus --set plus its grid values
+    #[arg(long, required_unless_present_any = ["collect", "cell"])]
+    pub config: Option<PathBuf>,
+    /// A swept key and its values, e.g. --grid data.knobs.rho-flag=0.5,0.75,0.95 (repeat for
+    /// more keys: the cells are the Cartesian product)
+    #[arg(long = "grid", value_name = "SECTION.KEY=V1,V2,...")]
+    pub grids: Vec<String>,
+    /// Overrides of every cell, as for train: --set train.epochs=10
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Sweep folder (sweep.json, runs/<cell>, logs/, table.csv, index.html); rerunning the
+    /// same sweep into it continues where it stopped
+    #[arg(long, required_unless_present = "collect")]
+    pub out: Option<PathBuf>,
+    /// Cells trained at the same time (child processes)
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Allow grids of more than 1000 cells
+    #[arg(long)]
+    pub yes: bool,
+    /// Write a job script into --out instead of training: slurm (one array task per cell)
+    #[arg(long, value_parser = ["slurm"])]
+    pub emit: Option<String>,
+    /// Rebuild a sweep folder's table, page, charts and compare pages from its runs
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "grids", "sets", "out", "emit", "cell"])]
+    pub collect: Option<PathBuf>,
+    /// Train cell INDEX of the sweep in --out (what each local job and Slurm task runs)
+    #[arg(long, value_name = "INDEX", requires = "out", conflicts_with_all = ["config", "grids", "sets", "emit"])]
+    pub cell: Option<usize>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -251,6 +287,7 @@ fn main() -> ExitCode {
         Command::Report(a) => commands::report(a),
         Command::Compare(a) => commands::compare(a),
         Command::Demo(a) => demo::run(a),
+        Command::Sweep(a) => sweep::run(a),
     };
     match result {
         Ok(code) => code,

@@ -14,6 +14,7 @@ pub mod gif;
 mod html;
 mod load;
 pub mod plots;
+pub mod sweep;
 pub mod tb;
 mod util;
 

@@ -1,6 +1,7 @@
 //! The `moirelab` binary as a user runs it: exit codes, one-line errors, run folders.
 
 mod errors;
+mod sweep;
 mod train;
 
 use std::path::Path;

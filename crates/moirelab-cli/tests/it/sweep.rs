@@ -1,0 +1,303 @@
+//! `moirelab sweep`: a tiny 2×2 grid end to end, continuing after an interruption, one-line
+//! errors, and the Slurm script running the same command per cell as the local runner.
+
+use crate::{assert_one_line_error, moirelab, stderr};
+use serde_json::Value;
+use std::path::Path;
+
+const TINY: &str = r#"
+[data]
+preset = "tiny"
+image-size = 64
+cache = "memory"
+
+[model]
+arch = "shallow"
+width = 4
+
+[train]
+epochs = 1
+batch-size = 8
+seed = 3
+threads = 1
+device = "cpu"
+
+[gradcam]
+methods = ["gradcam"]
+probes = 4
+"#;
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), TINY).unwrap();
+    dir
+}
+
+fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn cells(out: &Path) -> Vec<Value> {
+    json(&out.join("sweep.json"))["cells"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The run folder's `meta.json` argv: what the process that trained it was started with.
+fn argv(out: &Path, cell: &Value) -> Value {
+    json(&out.join(cell["run"].as_str().unwrap()).join("meta.json"))["argv"].clone()
+}
+
+const GRID: [&str; 9] = [
+    "sweep",
+    "--config",
+    "tiny.toml",
+    "--grid",
+    "data.knobs.rho-flag=0.5,0.9",
+    "--grid",
+    "model.width=4,6",
+    "--out",
+    "sw",
+];
+
+#[test]
+fn sweep_trains_each_cell_once_and_continues_after_an_interruption() {
+    let dir = setup();
+    let o = moirelab(dir.path(), &GRID);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let cs = cells(&out);
+    assert_eq!(cs.len(), 4);
+    assert_eq!(cs[1]["name"], "01_rho-flag=0.5_width=6");
+    assert_eq!(cs[2]["values"], serde_json::json!(["0.9", "4"]));
+    for c in &cs {
+        assert_eq!(c["status"], "finished", "{c}");
+        // Every cell ran exactly the command sweep.json gives it.
+        assert_eq!(argv(&out, c), c["command"]);
+    }
+    // The swept knob made its own data set (0.5 is the tiny preset's own value).
+    let made = json(&dir.path().join("data/tiny_rho-flag-0.9/dataset.json"));
+    assert_eq!(made["generator"]["knobs"]["knobs"]["rho-flag"], 0.9);
+    assert!(dir.path().join("data/tiny/dataset.json").is_file());
+    let run3 =
+        std::fs::read_to_string(out.join("runs/03_rho-flag=0.9_width=6/config.toml")).unwrap();
+    assert!(
+        run3.contains("width = 6") && run3.contains("tiny_rho-flag-0.9"),
+        "{run3}"
+    );
+
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(lines[0].starts_with("cell,data.knobs.rho-flag,model.width,status,test_acc"));
+    for l in &lines[1..] {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f[3], "finished", "{l}");
+        let acc: f64 = f[4]
+            .parse()
+            .unwrap_or_else(|_| panic!("no test accuracy: {l}"));
+        assert!((0.0..=1.0).contains(&acc), "{l}");
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("runs/00_rho-flag%3D0.5_width%3D4/report/index.html"),
+        "{html}"
+    );
+    assert!(out.join("plots/conflicting-accuracy.svg").is_file());
+    // One compare page per line of the charts: width=4 and width=6, across rho-flag.
+    for w in ["width=4", "width=6"] {
+        assert!(
+            out.join("compare").join(w).join("index.html").is_file(),
+            "{w}"
+        );
+    }
+
+    // An interruption: one cell lost its summary (stopped while finishing), another never
+    // saved a checkpoint. The rerun trains those two and leaves the others alone.
+    let run = |i: usize| out.join(cs[i]["run"].as_str().unwrap());
+    std::fs::remove_file(run(2).join("summary.json")).unwrap();
+    std::fs::remove_dir_all(run(3).join("checkpoints")).unwrap();
+    std::fs::remove_file(run(3).join("summary.json")).unwrap();
+    let untouched: Vec<Vec<u8>> = (0..2)
+        .map(|i| std::fs::read(run(i).join("meta.json")).unwrap())
+        .collect();
+    let o = moirelab(dir.path(), &GRID);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("2 finished, 2 to train"), "{err}");
+    for (i, before) in untouched.iter().enumerate() {
+        assert_eq!(&std::fs::read(run(i).join("meta.json")).unwrap(), before);
+    }
+    let resumed = |i: usize| {
+        json(&run(i).join("meta.json"))["resumed"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(resumed(2), 1, "cell 2 continues from its checkpoint");
+    assert_eq!(resumed(3), 0, "cell 3 starts again");
+    assert!(run(3).join("checkpoints/state.json").is_file());
+    for c in cells(&out) {
+        assert_eq!(c["status"], "finished", "{c}");
+    }
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.contains(",finished,")).count(), 4);
+
+    // The same folder refuses another grid.
+    let mut other = GRID.to_vec();
+    other[6] = "model.width=4,8";
+    let o = moirelab(dir.path(), &other);
+    assert_one_line_error(&o, &["holds another sweep"]);
+}
+
+#[test]
+fn sweep_errors_are_one_line_and_write_nothing() {
+    let dir = setup();
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["--grid", "model.nope=1,2"],
+            &["--grid model.nope=1", "nope"],
+        ),
+        (
+            &["--grid", "data.knobs.nope=1"],
+            &["data.knobs.nope", "unknown knob"],
+        ),
+        (
+            &["--grid", "model.arch=shallow,nope"],
+            &["--grid model.arch=nope"],
+        ),
+        (&["--grid", "model.arch="], &["model.arch: no values"]),
+        (&[], &["at least one --grid"]),
+        (
+            &["--grid", "model.width=4", "--set", "train.nope=1"],
+            &["nope", "--set"],
+        ),
+        (
+            &[
+                "--grid",
+                "train.seed=1,2,3,4,5,6,7,8,9,10,11",
+                "--grid",
+                "train.lr=1,2,3,4,5,6,7,8,9,10",
+                "--grid",
+                "model.width=1,2,3,4,5,6,7,8,9,10",
+            ],
+            &["1100 cells", "--yes"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec!["sweep", "--config", "tiny.toml", "--out", "sw"];
+        args.extend_from_slice(extra);
+        let o = moirelab(dir.path(), &args);
+        assert_one_line_error(&o, needles);
+        assert!(!dir.path().join("sw").exists(), "{args:?}");
+        assert!(!dir.path().join("data").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn slurm_tasks_run_the_local_runner_command_and_collect_builds_the_table() {
+    let dir = setup();
+    let o = moirelab(
+        dir.path(),
+        &[
+            "sweep",
+            "--config",
+            "tiny.toml",
+            "--grid",
+            "model.width=4,6",
+            "--out",
+            "sw",
+            "--emit",
+            "slurm",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let script = out.join("sweep.sbatch");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("#SBATCH --array=0-1\n"), "{text}");
+    let o = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Nothing trained yet; the data set is ready for the tasks.
+    assert!(!out.join("runs").exists());
+    assert!(dir.path().join("data/tiny/dataset.json").is_file());
+
+    // Task 1 as Slurm would start it, from another directory.
+    let o = std::process::Command::new("bash")
+        .arg(&script)
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cs = cells(&out);
+    assert_eq!(argv(&out, &cs[1]), cs[1]["command"]);
+    assert!(!out.join(cs[0]["run"].as_str().unwrap()).exists());
+
+    let o = moirelab(dir.path(), &["sweep", "--collect", "sw"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[1].contains(",pending,"), "{csv}");
+    assert!(lines[2].contains(",finished,"), "{csv}");
+    let cs = cells(&out);
+    assert_eq!(cs[0]["status"], "pending");
+    assert_eq!(cs[1]["status"], "finished");
+}
+
+#[test]
+fn ctrl_c_stops_the_sweep_with_a_checkpoint_and_counts_no_unfinished_cell() {
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("tiny.toml"),
+        TINY.replace("epochs = 1", "epochs = 50"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(GRID)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGINT to the sweep alone (not its process group) once the first cell has a checkpoint.
+    let state = dir
+        .path()
+        .join("sw/runs/00_rho-flag=0.5_width=4/checkpoints/state.json");
+    let t0 = std::time::Instant::now();
+    while !state.exists() && t0.elapsed() < std::time::Duration::from_secs(300) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let cs = cells(&out);
+    assert_eq!(cs[0]["status"], "unfinished", "{}", stderr(&o));
+    for c in &cs[1..] {
+        assert_eq!(c["status"], "pending", "{c}");
+    }
+    let meta = json(&out.join("runs/00_rho-flag=0.5_width=4/meta.json"));
+    assert_eq!(meta["status"], "interrupted");
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",finished,")).count(),
+        0,
+        "{csv}"
+    );
+    assert!(
+        stderr(&o).contains("run the same command again"),
+        "{}",
+        stderr(&o)
+    );
+}
