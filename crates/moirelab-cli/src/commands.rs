@@ -8,9 +8,9 @@ use crate::{
     ReportArgs, SanityArgs, TrainArgs,
 };
 use anyhow::{anyhow, bail, Context, Result};
-use moirelab_core::run::{EpochMetrics, RunMeta, RunSummary};
+use moirelab_core::run::{EpochMetrics, RunMeta, RunSummary, META_JSON};
 use moirelab_data::{DataConfig, Dataset};
-use moirelab_train::{EpochHook, Outcome, TrainSetup, Trainer};
+use moirelab_train::{EpochHook, ExtraEval, Outcome, TrainSetup, Trainer};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -305,6 +305,18 @@ fn absolutize_root(loaded: &mut Loaded) -> Result<()> {
         let abs = std::env::current_dir()?.join(root);
         loaded.config.data.root = abs.canonicalize().unwrap_or(abs);
     }
+    if let Some(init) = &loaded.config.model.init {
+        if init.is_relative() {
+            let abs = std::env::current_dir()?.join(init);
+            loaded.config.model.init = Some(abs.canonicalize().unwrap_or(abs));
+        }
+    }
+    for e in &mut loaded.config.eval.extra {
+        if e.root.is_relative() {
+            let abs = std::env::current_dir()?.join(&e.root);
+            e.root = abs.canonicalize().unwrap_or(abs);
+        }
+    }
     loaded.resolve()
 }
 
@@ -349,13 +361,61 @@ pub fn train_from_config(
         train: loaded.config.train.clone(),
         base_dir: std::env::current_dir()?,
     };
+    // Extra data sets are opened first: a missing or mismatched one fails before the run
+    // folder exists.
+    let extra = open_extra(&loaded.config, &reporter)?;
+    check_init(&loaded.config)?;
     let trainer = Trainer::create(setup, &loaded.resolved, &runs_dir, &name, new_meta())?;
-    run_trainer(trainer, &loaded.config, &mut reporter, stop)
+    run_trainer(trainer, &loaded.config, extra, &mut reporter, stop)
+}
+
+/// Open `[eval] extra` for a model of the training data's classes (read from its manifest or
+/// folders; no image is decoded for that).
+fn open_extra(cfg: &config::Config, reporter: &CliReporter) -> Result<ExtraEval> {
+    if cfg.eval.is_empty() {
+        return Ok(ExtraEval::default());
+    }
+    let cwd = std::env::current_dir()?;
+    let (classes, attack) = moirelab_data::peek_classes(&cfg.data, &cwd)?;
+    let extra = ExtraEval::open(
+        &cfg.eval,
+        &cfg.data,
+        &cwd,
+        &classes,
+        attack,
+        cfg.train.batch_size,
+    )?;
+    let sizes: Vec<String> = extra
+        .sizes()
+        .iter()
+        .map(|(n, k)| format!("{n} ({k} images)"))
+        .collect();
+    reporter.line(&format!(
+        "evaluated after every epoch: {}",
+        sizes.join(", ")
+    ));
+    Ok(extra)
+}
+
+/// Load `model.init` into a throwaway CPU model, so a missing file or a tensor that does not
+/// fit fails before the run folder exists.
+fn check_init(cfg: &config::Config) -> Result<()> {
+    let Some(init) = &cfg.model.init else {
+        return Ok(());
+    };
+    let (classes, _) = moirelab_data::peek_classes(&cfg.data, &std::env::current_dir()?)?;
+    let mut model = cfg.model.clone();
+    model.classes = classes.len() as i64;
+    let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    moirelab_models::build(&vs.root(), &model)?;
+    moirelab_models::load_pretrained(&mut vs, &model, init)?;
+    Ok(())
 }
 
 fn run_trainer(
     mut trainer: Trainer,
     cfg: &config::Config,
+    mut extra: ExtraEval,
     reporter: &mut CliReporter,
     stop: &AtomicBool,
 ) -> Result<(PathBuf, Outcome)> {
@@ -363,7 +423,8 @@ fn run_trainer(
     let mut cam = GradcamHook::new(&cfg.gradcam, trainer.dataset(), trainer.net(), &run_dir)?;
     let mut report = ReportHook::new(&cfg.report, &run_dir)?;
     let outcome = {
-        let mut hooks: Vec<&mut dyn EpochHook> = vec![&mut cam, &mut report];
+        // Extra evaluation first: the report hook logs the epoch's lines, theirs included.
+        let mut hooks: Vec<&mut dyn EpochHook> = vec![&mut extra, &mut cam, &mut report];
         trainer.run(reporter, &mut hooks, stop)
     };
     let outcome = outcome.with_context(|| format!("run {}", run_dir.display()))?;
@@ -415,13 +476,14 @@ pub fn resume_run(run: &Path, stop: &AtomicBool) -> Result<(PathBuf, Outcome)> {
         train: loaded.config.train.clone(),
         base_dir: std::env::current_dir()?,
     };
+    let extra = open_extra(&loaded.config, &reporter)?;
     let trainer = Trainer::resume(setup, run)?;
     reporter.line(&format!(
         "resuming {} after epoch {}",
         run.display(),
         trainer.epochs_done()
     ));
-    run_trainer(trainer, &loaded.config, &mut reporter, stop)
+    run_trainer(trainer, &loaded.config, extra, &mut reporter, stop)
 }
 
 /// Print how a run ended; the exit code of `train`.
@@ -483,45 +545,59 @@ pub fn metrics_rows(m: &EpochMetrics) -> Vec<(String, String)> {
     rows
 }
 
-/// Val and test side by side.
+/// Val, test and the `[eval] extra` data sets side by side.
 pub fn summary_table(s: &RunSummary) -> String {
-    let val = s.val.as_ref().map(metrics_rows).unwrap_or_default();
-    let test = s.test.as_ref().map(metrics_rows).unwrap_or_default();
-    let keys: Vec<String> = if val.len() >= test.len() {
-        val.iter().map(|r| r.0.clone()).collect()
-    } else {
-        test.iter().map(|r| r.0.clone()).collect()
-    };
+    let mut cols: Vec<(String, Vec<(String, String)>)> = vec![
+        (
+            "val".into(),
+            s.val.as_ref().map(metrics_rows).unwrap_or_default(),
+        ),
+        (
+            "test".into(),
+            s.test.as_ref().map(metrics_rows).unwrap_or_default(),
+        ),
+    ];
+    for (name, m) in &s.extra {
+        cols.push((moirelab_core::run::extra_split(name), metrics_rows(m)));
+    }
+    let keys: Vec<String> = cols
+        .iter()
+        .map(|c| &c.1)
+        .max_by_key(|rows| rows.len())
+        .map(|rows| rows.iter().map(|r| r.0.clone()).collect())
+        .unwrap_or_default();
     let get = |rows: &[(String, String)], k: &str| {
         rows.iter()
             .find(|r| r.0 == k)
             .map(|r| r.1.clone())
             .unwrap_or_else(|| "-".into())
     };
+    let width = |h: &str| (h.len() + 2).max(12);
     let mut out = format!(
-        "best epoch {} ({} = {:.4}); threshold {:.4} fixed on val\n{:<24}{:>12}{:>12}\n",
-        s.best_epoch, s.best_metric, s.best_value, s.threshold, "metric", "val", "test"
+        "best epoch {} ({} = {:.4}); threshold {:.4} fixed on val\n{:<24}",
+        s.best_epoch, s.best_metric, s.best_value, s.threshold, "metric"
     );
+    for (h, _) in &cols {
+        out.push_str(&format!("{h:>w$}", w = width(h)));
+    }
+    out.push('\n');
     for k in keys {
-        out.push_str(&format!(
-            "{k:<24}{:>12}{:>12}\n",
-            get(&val, &k),
-            get(&test, &k)
-        ));
+        out.push_str(&format!("{k:<24}"));
+        for (h, rows) in &cols {
+            out.push_str(&format!("{:>w$}", get(rows, &k), w = width(h)));
+        }
+        out.push('\n');
     }
     out.trim_end().to_string()
 }
 
-/// The run's config plus its data set (or another one).
-fn open_run(run: &Path, data: Option<&Path>) -> Result<(Loaded, Dataset)> {
+/// The run's config plus its data set.
+fn open_run(run: &Path) -> Result<(Loaded, Dataset)> {
     let cfg_path = run.join(moirelab_core::run::CONFIG_TOML);
     if !cfg_path.is_file() {
         bail!("{}: not a run folder (no config.toml)", run.display());
     }
-    let mut loaded = config::load(&cfg_path, &[])?;
-    if let Some(d) = data {
-        loaded.config.data.root = d.to_path_buf();
-    }
+    let loaded = config::load(&cfg_path, &[])?;
     let ds = Dataset::open(&loaded.config.data, &std::env::current_dir()?)?;
     Ok((loaded, ds))
 }
@@ -541,41 +617,142 @@ fn load_model(
     Ok(moirelab_train::load_run(run, &model, device, which)?)
 }
 
+/// One data set of `eval`: what was asked for, and its metrics at the run's threshold.
+#[derive(serde::Serialize)]
+struct EvalRow {
+    data: String,
+    #[serde(flatten)]
+    metrics: EpochMetrics,
+}
+
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
-    let (loaded, ds) = open_run(&a.run, a.data.as_deref())?;
-    let lr = load_model(&a.run, &loaded, ds.classes().len(), &a.checkpoint)?;
-    let idx = ds.split(&a.split).to_vec();
-    if idx.is_empty() {
+    if !moirelab_data::SPLITS.contains(&a.split.as_str()) {
         bail!(
-            "split '{}' is empty in {}",
+            "--split {}: valid values are {}",
             a.split,
-            loaded.config.data.root.display()
+            moirelab_data::SPLITS.join(", ")
         );
     }
-    let threshold = if a.split == "val" { None } else { lr.threshold };
-    let m = moirelab_train::evaluate(
-        lr.net.as_ref(),
-        &ds,
-        &idx,
-        &moirelab_train::trainer::EvalOptions {
-            batch_size: 64,
-            device: lr.device,
-            epoch: 0,
-            split: a.split.clone(),
-            threshold,
-        },
-    )?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&m)?);
+    let cfg_path = a.run.join(moirelab_core::run::CONFIG_TOML);
+    if !cfg_path.is_file() {
+        bail!("{}: not a run folder (no config.toml)", a.run.display());
+    }
+    let loaded = config::load(&cfg_path, &[])?;
+    let cwd = std::env::current_dir()?;
+    let mut sets: Vec<(String, Dataset)> = Vec::new();
+    let classes = if a.data.is_empty() {
+        let ds = Dataset::open(&loaded.config.data, &cwd)?;
+        if ds.split(&a.split).is_empty() {
+            bail!(
+                "split '{}' is empty in {} (evaluate another data set with --data DIR)",
+                a.split,
+                loaded.config.data.root.display()
+            );
+        }
+        let classes = ds.classes().to_vec();
+        sets.push((loaded.config.data.root.display().to_string(), ds));
+        classes
     } else {
-        for (k, v) in metrics_rows(&m) {
+        run_classes(&a.run, &loaded)?
+    };
+    let attack = attack_index(&a.run, &classes, &loaded);
+    for d in &a.data {
+        if !d.exists() {
+            bail!("--data {}: no such folder or manifest file", d.display());
+        }
+        let spec = moirelab_data::EvalSpec {
+            split: a.split.clone(),
+            classes: classes.clone(),
+            attack_class: classes.get(attack).cloned(),
+        };
+        let cfg = loaded.config.data.for_eval_source(d);
+        let ds = Dataset::open_eval(&cfg, &cwd, &spec)
+            .with_context(|| format!("--data {}", d.display()))?;
+        sets.push((d.display().to_string(), ds));
+    }
+    let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
+    // The run's own val split fixes its threshold; everything else applies it.
+    let threshold = if a.data.is_empty() && a.split == "val" {
+        None
+    } else {
+        lr.threshold
+    };
+    let mut rows = Vec::with_capacity(sets.len());
+    for (name, ds) in &sets {
+        let m = moirelab_train::evaluate(
+            lr.net.as_ref(),
+            ds,
+            ds.split(&a.split),
+            &moirelab_train::trainer::EvalOptions {
+                batch_size: 64,
+                device: lr.device,
+                epoch: 0,
+                split: a.split.clone(),
+                threshold,
+            },
+        )
+        .with_context(|| format!("evaluating {name}"))?;
+        rows.push(EvalRow {
+            data: name.clone(),
+            metrics: m,
+        });
+    }
+    if a.json {
+        let text = match rows.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            _ => serde_json::to_string_pretty(&rows)?,
+        };
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (threshold, lr.threshold) {
+        (Some(t), _) => println!("threshold {t:.4} (fixed on the run's val split)"),
+        (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
+        (None, None) => println!("threshold: each data set's EER point (the run has none yet)"),
+    }
+    if let [one] = rows.as_slice() {
+        println!("{:<24}{:>12}", "data", one.data);
+        println!("{:<24}{:>12}", "split", a.split);
+        for (k, v) in metrics_rows(&one.metrics) {
             println!("{k:<24}{v:>12}");
         }
-        for (g, s) in &m.groups {
+        for (g, s) in &one.metrics.groups {
             println!("group {g:<18}{:>12.4}  (n={})", s.accuracy, s.n);
         }
+    } else {
+        print!("{}", eval_table(&rows, &a.split));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row per data set: n, accuracy, balanced accuracy, AUC, EER, APCER, BPCER.
+fn eval_table(rows: &[EvalRow], split: &str) -> String {
+    let w = rows.iter().map(|r| r.data.len()).max().unwrap_or(0).max(4) + 2;
+    let mut out = format!(
+        "{:<w$}{:<7}{:>7}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}\n",
+        "data", "split", "n", "accuracy", "bal.acc", "AUC", "EER", "APCER", "BPCER"
+    );
+    for r in rows {
+        let m = &r.metrics;
+        let pad = |f: fn(&moirelab_core::run::PadMetrics) -> f64| {
+            m.pad
+                .as_ref()
+                .map(|p| format!("{:.4}", f(p)))
+                .unwrap_or_else(|| "-".into())
+        };
+        out.push_str(&format!(
+            "{:<w$}{split:<7}{:>7}{:>10.4}{:>10.4}{:>8}{:>8}{:>8}{:>8}\n",
+            r.data,
+            m.n,
+            m.accuracy,
+            m.balanced_accuracy,
+            pad(|p| p.auc),
+            pad(|p| p.eer),
+            pad(|p| p.apcer),
+            pad(|p| p.bpcer),
+        ));
+    }
+    out
 }
 
 pub fn predict(a: PredictArgs) -> Result<ExitCode> {
@@ -586,7 +763,7 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
     let loaded = config::load(&cfg_path, &[])?;
     let classes = run_classes(&a.run, &loaded)?;
     let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
-    let attack = attack_index(&classes, &loaded);
+    let attack = attack_index(&a.run, &classes, &loaded);
     let threshold = lr.threshold.unwrap_or(0.5);
     let mut rows = Vec::new();
     for path in &a.images {
@@ -627,8 +804,14 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Class names of a run: from its data set's `dataset.json`, or the ImageFolder scan.
+/// Class names of a run (index = logit): from `meta.json`, the first Grad-CAM dump, or its
+/// data set.
 fn run_classes(run: &Path, loaded: &Loaded) -> Result<Vec<String>> {
+    if let Ok(m) = moirelab_core::fsio::read_json::<RunMeta>(&run.join(META_JSON)) {
+        if !m.classes.is_empty() {
+            return Ok(m.classes);
+        }
+    }
     let probes = moirelab_core::run::epoch_dir(run, 1).join(moirelab_core::run::PROBES_JSON);
     if let Ok(p) = moirelab_core::fsio::read_json::<moirelab_core::run::ProbesFile>(&probes) {
         if !p.classes.is_empty() {
@@ -639,7 +822,15 @@ fn run_classes(run: &Path, loaded: &Loaded) -> Result<Vec<String>> {
     Ok(ds.classes().to_vec())
 }
 
-fn attack_index(classes: &[String], loaded: &Loaded) -> usize {
+/// The run's attack class: `meta.json`'s, else `data.attack-class`, else the last class.
+fn attack_index(run: &Path, classes: &[String], loaded: &Loaded) -> usize {
+    let from_meta = moirelab_core::fsio::read_json::<RunMeta>(&run.join(META_JSON))
+        .ok()
+        .and_then(|m| m.attack_class)
+        .and_then(|a| classes.iter().position(|c| *c == a));
+    if let Some(i) = from_meta {
+        return i;
+    }
     loaded
         .config
         .data
@@ -724,7 +915,7 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
         "{:<32}{:>10}  {:<10}files",
         "image", "P(attack)", "explained"
     );
-    let attack = attack_index(&classes, &loaded);
+    let attack = attack_index(&a.run, &classes, &loaded);
     for r in &records {
         let files: Vec<String> = r.methods.values().map(|m| m.overlay.clone()).collect();
         println!(
@@ -740,7 +931,7 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
 }
 
 pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
-    let (loaded, ds) = open_run(&a.run, None)?;
+    let (loaded, ds) = open_run(&a.run)?;
     let lr = load_model(&a.run, &loaded, ds.classes().len(), "best")?;
     let method: moirelab_gradcam::Method = a.method.parse()?;
     let split = ["test", "val", "train"]

@@ -1,5 +1,5 @@
-//! The config file: `[data]`, `[model]`, `[train]`, `[gradcam]`, `[report]`, each owned by the
-//! crate it configures and nested here. Loading applies `--set section.key=value` overrides
+//! The config file: `[data]`, `[model]`, `[train]`, `[gradcam]`, `[report]`, `[eval]`, each
+//! owned by the crate it configures and nested here. Loading applies `--set section.key=value` overrides
 //! (values parsed as TOML, bare words taken as strings) and rejects unknown keys, naming the
 //! file, the line and the key.
 //!
@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use moirelab_data::DataConfig;
 use moirelab_gradcam::GradcamConfig;
 use moirelab_models::ModelConfig;
-use moirelab_train::TrainConfig;
+use moirelab_train::{EvalConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -53,6 +53,9 @@ pub struct Config {
     pub gradcam: GradcamConfig,
     #[serde(default)]
     pub report: ReportConfig,
+    /// Extra data sets evaluated after every epoch.
+    #[serde(default, skip_serializing_if = "EvalConfig::is_empty")]
+    pub eval: EvalConfig,
 }
 
 /// A parsed config plus where it came from.
@@ -206,6 +209,10 @@ pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     config
         .data
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    config
+        .eval
         .validate()
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let mut loaded = Loaded {

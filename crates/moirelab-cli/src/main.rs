@@ -39,7 +39,8 @@ enum Command {
     Model(ModelCmd),
     /// Train a model from a config file (or resume an interrupted run)
     Train(TrainArgs),
-    /// Evaluate a run's best checkpoint on a split (PAD metrics at the run's threshold)
+    /// Evaluate a run's best checkpoint on a split of its data or of other data sets (PAD
+    /// metrics at the run's threshold)
     Eval(EvalArgs),
     /// Probability of "screen recording" for image files, with the decision at the run's threshold
     Predict(PredictArgs),
@@ -149,9 +150,12 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     #[arg(long)]
     pub run: PathBuf,
-    /// Another data set (same classes) instead of the run's
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    /// Another data set (same classes) instead of the run's: a folder in any layout
+    /// (ImageFolder, moirelab, or holding only the split asked for, or no splits at all: then
+    /// every image is evaluated) or a CSV/JSONL manifest file. Repeat for one table
+    #[arg(long, value_name = "DIR")]
+    pub data: Vec<PathBuf>,
+    /// train, val or test
     #[arg(long, default_value = "test")]
     pub split: String,
     /// `best` or `last`

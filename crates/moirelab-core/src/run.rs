@@ -83,6 +83,12 @@ pub struct RunMeta {
     /// Every `started` of a resumed run, oldest first.
     #[serde(default)]
     pub resumed: Vec<String>,
+    /// The model's classes (index = logit), so `eval`/`predict` work without the data set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+    /// The class whose probability is the attack score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack_class: Option<String>,
 }
 
 /// Presentation-attack-detection metrics (ISO/IEC 30107-3 vocabulary) at one threshold.
@@ -206,8 +212,20 @@ pub struct RunSummary {
     /// mean over probes: `method/target` and `method/target/class` -> region -> stats.
     #[serde(default)]
     pub attention: BTreeMap<String, BTreeMap<String, RegionStats>>,
+    /// `[eval] extra` data sets at the best epoch: name -> the `metrics.jsonl` line of split
+    /// `extra/<name>` (threshold: that epoch's val threshold, the run's final one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, EpochMetrics>,
     pub wall_s: f64,
 }
+
+/// Split name of an `[eval] extra` data set in `metrics.jsonl` and TensorBoard.
+pub fn extra_split(name: &str) -> String {
+    format!("{EXTRA_PREFIX}{name}")
+}
+
+/// Prefix of the splits of `[eval] extra` data sets (`extra/<name>`).
+pub const EXTRA_PREFIX: &str = "extra/";
 
 /// One probe row of `epochs/NNNN/probes.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

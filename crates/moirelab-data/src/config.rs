@@ -209,6 +209,32 @@ impl DataConfig {
         }
     }
 
+    /// These settings (image size, mode, cache, …) pointed at another data set, to evaluate
+    /// a model on it: `path` is a data-set folder (layout detected as usual) or a CSV/JSONL
+    /// manifest file (its folder is the root). The class list and attack class are left to
+    /// the model (see `Dataset::open_eval`).
+    pub fn for_eval_source(&self, path: &std::path::Path) -> DataConfig {
+        let mut c = self.clone();
+        c.format = Format::Auto;
+        c.classes.clear();
+        c.attack_class = None;
+        if path.is_file() {
+            c.root = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            // A moirelab `dataset.json` names its folder; anything else is a manifest.
+            c.manifest = path
+                .file_name()
+                .filter(|n| *n != moirelab_core::format::DATASET_JSON)
+                .map(PathBuf::from);
+        } else {
+            c.root = path.to_path_buf();
+            c.manifest = None;
+        }
+        c
+    }
+
     /// Check value ranges; the error names the offending key.
     pub fn validate(&self) -> Result<(), DataError> {
         if self.root.as_os_str().is_empty() {

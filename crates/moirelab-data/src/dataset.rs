@@ -4,7 +4,7 @@ use crate::augment::{self, Geom, AUG_STREAM};
 use crate::cache::{self, ScanItem, Store};
 use crate::config::{CacheMode, DataConfig, OnBad};
 use crate::report::{count_size, CheckReport, Problem, ProblemKind};
-use crate::source::{self, Source};
+use crate::source::{self, EvalSpec, Source};
 use crate::{normalize_into, DataError};
 use image::RgbImage;
 use moirelab_core::format::{DatasetMeta, ManifestRecord, RegionMasks};
@@ -156,9 +156,50 @@ impl Dataset {
     /// files and reasons; with `"skip"` bad files are dropped and listed in
     /// [`Dataset::report`]. Warnings never fail.
     pub fn open(cfg: &DataConfig, base_dir: &Path) -> Result<Dataset, DataError> {
+        Self::open_for(cfg, base_dir, None)
+    }
+
+    /// Open a data set to evaluate a trained model on: only `spec.split` is needed, so a
+    /// folder holding just that split (`test/<class>/…`) or no split at all (`<class>/…`, a
+    /// manifest without a split column: every image is in `spec.split`) is fine, and no
+    /// class needs training images. The data set's classes must be the model's (any order;
+    /// labels are mapped to the model's indices); an empty `spec.split` is an error.
+    pub fn open_eval(
+        cfg: &DataConfig,
+        base_dir: &Path,
+        spec: &EvalSpec,
+    ) -> Result<Dataset, DataError> {
+        let ds = Self::open_for(cfg, base_dir, Some(spec))?;
+        if ds.split(&spec.split).is_empty() {
+            let found: Vec<String> = ds
+                .splits
+                .iter()
+                .map(|(s, v)| format!("{s} {}", v.len()))
+                .collect();
+            return Err(DataError::Layout {
+                root: ds.root,
+                msg: format!(
+                    "split '{}' has no usable images (found: {})",
+                    spec.split,
+                    if found.is_empty() {
+                        "none".to_string()
+                    } else {
+                        found.join(", ")
+                    }
+                ),
+            });
+        }
+        Ok(ds)
+    }
+
+    fn open_for(
+        cfg: &DataConfig,
+        base_dir: &Path,
+        eval: Option<&EvalSpec>,
+    ) -> Result<Dataset, DataError> {
         cfg.validate()?;
         let root = resolve_root(cfg, base_dir);
-        let src = source::read_source(cfg, &root)?;
+        let src = source::read_source_for(cfg, &root, eval)?;
         let dir = match &cfg.cache_dir {
             Some(d) if d.is_absolute() => d.clone(),
             Some(d) => root.join(d),
@@ -197,6 +238,15 @@ impl Dataset {
         };
         let mut report = assemble_report(&src, &items, &root, cfg);
         report.problems.extend(fallback);
+        if eval.is_some() {
+            // Evaluation trains nothing: classes without training images are fine.
+            report.problems.retain(|p| {
+                !matches!(
+                    p.kind,
+                    ProblemKind::EmptyClass | ProblemKind::ClassImbalance
+                )
+            });
+        }
         let file_errors = report
             .errors()
             .filter(|p| p.kind.disqualifies_file())
@@ -463,6 +513,19 @@ pub fn check(cfg: &DataConfig, base_dir: &Path) -> Result<CheckReport, DataError
         r.skipped.clear();
     }
     Ok(r)
+}
+
+/// The classes of the data set `cfg` describes, in class-index order, and the index of its
+/// attack class, from its manifest or folder names alone (no image is opened).
+pub fn peek_classes(cfg: &DataConfig, base_dir: &Path) -> Result<(Vec<String>, usize), DataError> {
+    cfg.validate()?;
+    let root = resolve_root(cfg, base_dir);
+    let src = source::read_source(cfg, &root)?;
+    let attack = src
+        .meta
+        .attack_index()
+        .unwrap_or(src.meta.classes.len() - 1);
+    Ok((src.meta.classes, attack))
 }
 
 /// [`check`] of a folder with default settings (format auto-detected).

@@ -21,12 +21,12 @@ mod report;
 mod source;
 
 pub use config::{AugmentConfig, CacheMode, DataConfig, Format, Mode, OnBad};
-pub use dataset::{check, check_root, Dataset};
+pub use dataset::{check, check_root, peek_classes, Dataset};
 pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
 pub use report::{CheckReport, Problem, ProblemKind, Severity, SplitStats};
-pub use source::{IMAGE_EXTENSIONS, SPLITS};
+pub use source::{EvalSpec, IMAGE_EXTENSIONS, SPLITS};
 
 use image::RgbImage;
 use std::path::Path;

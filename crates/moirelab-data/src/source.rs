@@ -19,6 +19,18 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp"];
 /// Split names; `valid`/`validation` are read as `val`.
 pub const SPLITS: &[&str] = &["train", "val", "test"];
 
+/// Opening a data set to evaluate a trained model on (see `Dataset::open_eval`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalSpec {
+    /// The split to evaluate (`train`, `val` or `test`). Images of a folder or manifest
+    /// without splits belong to it.
+    pub split: String,
+    /// The model's classes in its order; the data set's classes must be the same set.
+    pub classes: Vec<String>,
+    /// The model's attack class for PAD metrics (`None`: the last class).
+    pub attack_class: Option<String>,
+}
+
 /// Records read from a data-set folder.
 #[derive(Debug)]
 pub(crate) struct Source {
@@ -63,6 +75,17 @@ pub(crate) fn resolve_format(cfg: &DataConfig, root: &Path) -> Format {
 
 /// Read the records of `root` as `cfg` describes.
 pub(crate) fn read_source(cfg: &DataConfig, root: &Path) -> Result<Source, DataError> {
+    read_source_for(cfg, root, None)
+}
+
+/// [`read_source`], for training (`eval = None`: records without a split are train) or for
+/// evaluating a model (records without a split belong to the evaluated split, and the class
+/// list is the model's, which the data set's own must equal).
+pub(crate) fn read_source_for(
+    cfg: &DataConfig,
+    root: &Path,
+    eval: Option<&EvalSpec>,
+) -> Result<Source, DataError> {
     if !root.is_dir() {
         return Err(DataError::Layout {
             root: root.to_path_buf(),
@@ -135,6 +158,22 @@ pub(crate) fn read_source(cfg: &DataConfig, root: &Path) -> Result<Source, DataE
         let set: BTreeSet<&str> = records.iter().map(|r| r.label.as_str()).collect();
         meta.classes = set.into_iter().map(str::to_string).collect();
     }
+    if let Some(spec) = eval {
+        let ours: BTreeSet<&String> = meta.classes.iter().collect();
+        let model: BTreeSet<&String> = spec.classes.iter().collect();
+        if ours != model {
+            return Err(DataError::Layout {
+                root: root.to_path_buf(),
+                msg: format!(
+                    "classes [{}] differ from the model's [{}]",
+                    meta.classes.join(", "),
+                    spec.classes.join(", ")
+                ),
+            });
+        }
+        meta.classes = spec.classes.clone();
+        meta.attack_class = spec.attack_class.clone();
+    }
     if let Some(a) = &cfg.attack_class {
         if !meta.classes.contains(a) {
             return Err(DataError::config(
@@ -163,13 +202,18 @@ pub(crate) fn read_source(cfg: &DataConfig, root: &Path) -> Result<Source, DataE
         problems,
         val_carved: 0,
     };
-    check_records(&mut src);
-    src.val_carved = carve_val(&mut src.records, &src.bad, cfg.val_fraction, cfg.split_seed);
+    // Evaluating a folder or manifest without splits means every image: nothing is carved.
+    let splitless = src.records.iter().any(|r| r.split.is_empty());
+    check_records(&mut src, eval.map_or("train", |e| e.split.as_str()));
+    if !(eval.is_some() && splitless) {
+        src.val_carved = carve_val(&mut src.records, &src.bad, cfg.val_fraction, cfg.split_seed);
+    }
     Ok(src)
 }
 
 /// Manifest-level checks: paths inside the root, known labels and splits, masks usable.
-fn check_records(src: &mut Source) {
+/// Records without a split (empty) go to `default_split`.
+fn check_records(src: &mut Source, default_split: &str) {
     let has_regions = !src.meta.regions.is_empty();
     let mut masks_without_regions = 0usize;
     for (i, r) in src.records.iter_mut().enumerate() {
@@ -194,6 +238,9 @@ fn check_records(src: &mut Source) {
                 ),
             ));
             src.bad[i] = true;
+        }
+        if r.split.is_empty() {
+            r.split = default_split.to_string();
         }
         match normalize_split(&r.split) {
             Some(s) => r.split = s.to_string(),
@@ -322,8 +369,8 @@ fn has_image_extension(name: &str) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// `<root>/<split>/<class>/**` when a split folder exists, else `<root>/<class>/**` (all
-/// train). Class folders are walked recursively, in sorted order.
+/// `<root>/<split>/<class>/**` when a split folder exists, else `<root>/<class>/**` (no
+/// split: train, or the evaluated split). Class folders are walked recursively, in sorted order.
 fn read_imagefolder(
     root: &Path,
     problems: &mut Vec<Problem>,
@@ -341,7 +388,7 @@ fn read_imagefolder(
     let mut ignored: Vec<String> = Vec::new();
     let mut records = Vec::new();
     let layout: Vec<(&'static str, PathBuf)> = if split_dirs.is_empty() {
-        vec![("train", root.to_path_buf())]
+        vec![("", root.to_path_buf())]
     } else {
         for (n, _, _) in &top {
             if normalize_split(n).is_none() {
@@ -444,7 +491,7 @@ fn read_user_jsonl(path: &Path) -> Result<Vec<ManifestRecord>, DataError> {
         out.push(ManifestRecord {
             path: u.path,
             label: u.label,
-            split: u.split.unwrap_or_else(|| "train".into()),
+            split: u.split.unwrap_or_default(),
             groups: u.groups,
             mask: u.mask,
             boxes: u.boxes,
@@ -612,7 +659,7 @@ fn read_csv(path: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ManifestReco
         let mut rec = ManifestRecord {
             path: String::new(),
             label: String::new(),
-            split: "train".into(),
+            split: String::new(),
             groups: BTreeMap::new(),
             mask: None,
             boxes: BTreeMap::new(),

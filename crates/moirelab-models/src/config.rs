@@ -1,5 +1,6 @@
 use crate::ModelError;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Model family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,10 +14,24 @@ pub enum Arch {
     Resnet,
     /// MobileNetV2-style inverted residuals (1×1 expand → 3×3 depthwise → 1×1 project).
     Mobilenet,
+    /// torchvision's `resnet18`, exactly (width, depth and blocks fixed), for ImageNet
+    /// weights through `init`.
+    Resnet18,
+    /// torchvision's `mobilenet_v3_small`, exactly (hard-swish, squeeze-excitation, BN eps
+    /// 1e-3), for ImageNet weights through `init`.
+    #[serde(rename = "mobilenet_v3_small")]
+    MobilenetV3Small,
 }
 
 impl Arch {
-    pub const ALL: &'static [Arch] = &[Arch::Shallow, Arch::Vgg, Arch::Resnet, Arch::Mobilenet];
+    pub const ALL: &'static [Arch] = &[
+        Arch::Shallow,
+        Arch::Vgg,
+        Arch::Resnet,
+        Arch::Mobilenet,
+        Arch::Resnet18,
+        Arch::MobilenetV3Small,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -24,6 +39,24 @@ impl Arch {
             Arch::Vgg => "vgg",
             Arch::Resnet => "resnet",
             Arch::Mobilenet => "mobilenet",
+            Arch::Resnet18 => "resnet18",
+            Arch::MobilenetV3Small => "mobilenet_v3_small",
+        }
+    }
+
+    /// torchvision's own architectures: `width`, `depth` and `batch-norm` do not apply, and
+    /// the input is ImageNet-normalised unless `normalize` says otherwise.
+    pub fn is_torchvision(self) -> bool {
+        matches!(self, Arch::Resnet18 | Arch::MobilenetV3Small)
+    }
+
+    /// Prefix of the final classifier's parameters (`fc.`, `classifier.3.`, …): the layer
+    /// `init` leaves freshly initialised when its shape does not fit the class count.
+    pub fn classifier_prefix(self) -> &'static str {
+        match self {
+            Arch::Shallow | Arch::Vgg | Arch::Resnet | Arch::Resnet18 => "fc.",
+            Arch::Mobilenet => "classifier.1.",
+            Arch::MobilenetV3Small => "classifier.3.",
         }
     }
 
@@ -34,6 +67,8 @@ impl Arch {
             Arch::Shallow | Arch::Vgg => 1..=8,
             Arch::Resnet => 1..=6,
             Arch::Mobilenet => 1..=7,
+            // Fixed architectures: `depth` is not read.
+            Arch::Resnet18 | Arch::MobilenetV3Small => 1..=i64::MAX,
         }
     }
 }
@@ -73,8 +108,9 @@ impl std::str::FromStr for Arch {
 pub enum MemoryFormat {
     /// Channels-last on CPU for the architectures it speeds up (shallow, vgg, resnet:
     /// 1.3–1.8× per training step and 1.5–3× per eval forward with libtorch 2.13's oneDNN
-    /// convolutions); contiguous for mobilenet (its depthwise convolutions are slower
-    /// channels-last) and on CUDA (not measured there yet).
+    /// convolutions; resnet18 is resnet); contiguous for mobilenet (its depthwise
+    /// convolutions are slower channels-last) and, by the same token (unmeasured),
+    /// mobilenet_v3_small; and on CUDA (not measured there yet).
     #[default]
     Auto,
     /// NHWC strides (`torch.channels_last`) whatever the device and architecture.
@@ -116,7 +152,42 @@ pub struct ModelConfig {
     /// Activation memory layout; see [`MemoryFormat`].
     #[serde(skip_serializing_if = "MemoryFormat::is_auto")]
     pub memory_format: MemoryFormat,
+    /// Initial weights: a safetensors file of a PyTorch `state_dict` with this model's
+    /// (torchvision's) parameter names. Every tensor must fit, except the final classifier,
+    /// which stays freshly initialised when its shape differs (e.g. 1000 ImageNet classes).
+    /// Read when a run starts, not on resume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
+    /// Freeze the parameters of the first layers up to and including this one (`stem`,
+    /// `layer1` … for resnet/resnet18; `stem`, `features.<i>` for the mobilenets); BatchNorm
+    /// statistics of frozen layers still update in training mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<String>,
+    /// Input normalisation the weights expect, applied inside the model on top of the
+    /// loader's: `imagenet` (torchvision's mean/std; default for resnet18 and
+    /// mobilenet_v3_small) or `none` (default for the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalize>,
 }
+
+/// `model.normalize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// `(v / 255 − [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]` per channel.
+    Imagenet,
+    /// The loader's normalisation only.
+    None,
+}
+
+/// torchvision's ImageNet mean, in `[0, 1]` units.
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+/// torchvision's ImageNet standard deviation, in `[0, 1]` units.
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+/// The loader's per-channel mean and standard deviation (`moirelab_data::MEAN`/`STD`; this
+/// crate does not depend on the data crate, the train crate's tests check they agree).
+pub const LOADER_MEAN: [f64; 3] = [0.5, 0.5, 0.5];
+pub const LOADER_STD: [f64; 3] = [0.25, 0.25, 0.25];
 
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -130,6 +201,9 @@ impl Default for ModelConfig {
             classes: 2,
             blocks_per_stage: None,
             memory_format: MemoryFormat::Auto,
+            init: None,
+            freeze: None,
+            normalize: None,
         }
     }
 }
@@ -181,7 +255,7 @@ impl ModelConfig {
                         ));
                     }
                 }
-                Arch::Shallow | Arch::Mobilenet => {
+                Arch::Shallow | Arch::Mobilenet | Arch::Resnet18 | Arch::MobilenetV3Small => {
                     return bad(format!(
                         "model.blocks-per-stage applies to arch 'vgg' and 'resnet' only, not '{}'",
                         self.arch
@@ -189,7 +263,34 @@ impl ModelConfig {
                 }
             }
         }
+        if self.arch.is_torchvision() && self.in_channels != 3 {
+            return bad(format!(
+                "model.in-channels = {} but arch '{}' takes RGB (3)",
+                self.in_channels, self.arch
+            ));
+        }
+        if self.normalize == Some(Normalize::Imagenet) && self.in_channels != 3 {
+            return bad(format!(
+                "model.normalize = \"imagenet\" needs in-channels = 3, not {}",
+                self.in_channels
+            ));
+        }
+        if let Some(f) = &self.freeze {
+            crate::pretrained::freeze_prefixes(self, f)?;
+        }
+        if self.init.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return bad("model.init is empty: give a safetensors file or remove the key".into());
+        }
         Ok(())
+    }
+
+    /// The input normalisation in force (`normalize`, else the architecture's default).
+    pub fn input_normalize(&self) -> Normalize {
+        self.normalize.unwrap_or(if self.arch.is_torchvision() {
+            Normalize::Imagenet
+        } else {
+            Normalize::None
+        })
     }
 
     /// Whether activations on `device` run channels-last (see [`MemoryFormat`]).
@@ -197,7 +298,10 @@ impl ModelConfig {
         match self.memory_format {
             MemoryFormat::ChannelsLast => true,
             MemoryFormat::Contiguous => false,
-            MemoryFormat::Auto => device == tch::Device::Cpu && self.arch != Arch::Mobilenet,
+            MemoryFormat::Auto => {
+                device == tch::Device::Cpu
+                    && !matches!(self.arch, Arch::Mobilenet | Arch::MobilenetV3Small)
+            }
         }
     }
 
@@ -216,7 +320,8 @@ mod tests {
         let err = "densenet".parse::<Arch>().unwrap_err().to_string();
         assert_eq!(
             err,
-            "model config: unknown model.arch 'densenet'; valid: shallow, vgg, resnet, mobilenet"
+            "model config: unknown model.arch 'densenet'; valid: shallow, vgg, resnet, mobilenet, \
+             resnet18, mobilenet_v3_small"
         );
     }
 

@@ -226,9 +226,14 @@ pub(crate) struct Bn {
 
 impl Bn {
     pub(crate) fn new(vs: nn::Path, channels: i64) -> Bn {
+        Bn::with(vs, channels, 1e-5, 0.1)
+    }
+
+    /// Other `eps` and `momentum` (MobileNetV3: 1e-3 and 0.01).
+    pub(crate) fn with(vs: nn::Path, channels: i64, eps: f64, momentum: f64) -> Bn {
         let cfg = nn::BatchNormConfig {
-            eps: 1e-5,
-            momentum: 0.1,
+            eps,
+            momentum,
             ws_init: nn::Init::Const(1.0),
             bs_init: nn::Init::Const(0.0),
             ..Default::default()
@@ -254,6 +259,7 @@ pub(crate) enum Act {
     None,
     Relu,
     Relu6,
+    Hardswish,
 }
 
 impl Act {
@@ -262,6 +268,7 @@ impl Act {
             Act::None => xs,
             Act::Relu => xs.relu(),
             Act::Relu6 => xs.relu6(),
+            Act::Hardswish => xs.hardswish(),
         }
     }
 }
@@ -321,9 +328,11 @@ impl ConvBnAct {
     }
 }
 
-/// Global average pool → dropout → linear.
+/// Global average pool → [linear → hard-swish] → dropout → linear.
 #[derive(Debug)]
 pub(crate) struct Head {
+    /// MobileNetV3's hidden layer (`classifier.0`), `(layer, c_out)`.
+    hidden: Option<(nn::Linear, i64)>,
     fc: nn::Linear,
     dropout: f64,
     c_in: i64,
@@ -333,7 +342,23 @@ pub(crate) struct Head {
 impl Head {
     pub(crate) fn new(fc_path: nn::Path, c_in: i64, cfg: &ModelConfig) -> Head {
         Head {
+            hidden: None,
             fc: nn::linear(fc_path, c_in, cfg.classes, Default::default()),
+            dropout: cfg.dropout,
+            c_in,
+            classes: cfg.classes,
+        }
+    }
+
+    /// torchvision's MobileNetV3 classifier: `<p>.0` linear `c_in → hidden`, hard-swish,
+    /// dropout, `<p>.3` linear `hidden → classes`.
+    pub(crate) fn mlp(p: &nn::Path, c_in: i64, hidden: i64, cfg: &ModelConfig) -> Head {
+        Head {
+            hidden: Some((
+                nn::linear(p / "0", c_in, hidden, Default::default()),
+                hidden,
+            )),
+            fc: nn::linear(p / "3", hidden, cfg.classes, Default::default()),
             dropout: cfg.dropout,
             c_in,
             classes: cfg.classes,
@@ -345,17 +370,60 @@ impl Head {
     pub(crate) fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         // [N, C, h, w] -> [N, C]
         let pooled = xs.mean_dim(&[2i64, 3][..], false, tch::Kind::Float);
+        let pooled = match &self.hidden {
+            Some((h, _)) => pooled.apply(h).hardswish(),
+            None => pooled,
+        };
         pooled.dropout(self.dropout, train).apply_t(&self.fc, train)
     }
 
     fn ops(&self) -> Vec<Op> {
-        vec![
-            Op::GlobalAvgPool,
-            Op::Linear {
-                c_in: self.c_in,
-                c_out: self.classes,
-            },
-        ]
+        let mut ops = vec![Op::GlobalAvgPool];
+        let mut c_in = self.c_in;
+        if let Some((_, hidden)) = &self.hidden {
+            ops.push(Op::Linear {
+                c_in,
+                c_out: *hidden,
+            });
+            c_in = *hidden;
+        }
+        ops.push(Op::Linear {
+            c_in,
+            c_out: self.classes,
+        });
+        ops
+    }
+}
+
+/// `model.normalize` as a per-channel affine map of the loader's input: `x · scale + shift`
+/// turns `(v − LOADER_MEAN) / LOADER_STD` into `(v − mean) / std`.
+#[derive(Debug)]
+struct InputMap {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl InputMap {
+    fn new(cfg: &ModelConfig) -> Option<InputMap> {
+        use crate::config::{IMAGENET_MEAN, IMAGENET_STD, LOADER_MEAN, LOADER_STD};
+        if cfg.input_normalize() != crate::Normalize::Imagenet {
+            return None;
+        }
+        let scale: Vec<f32> = (0..3)
+            .map(|c| (LOADER_STD[c] / IMAGENET_STD[c]) as f32)
+            .collect();
+        let shift: Vec<f32> = (0..3)
+            .map(|c| ((LOADER_MEAN[c] - IMAGENET_MEAN[c]) / IMAGENET_STD[c]) as f32)
+            .collect();
+        Some(InputMap {
+            scale: Tensor::from_slice(&scale).view([1, 3, 1, 1]),
+            shift: Tensor::from_slice(&shift).view([1, 3, 1, 1]),
+        })
+    }
+
+    fn apply(&self, xs: &Tensor) -> Tensor {
+        let d = xs.device();
+        xs * self.scale.to_device(d) + self.shift.to_device(d)
     }
 }
 
@@ -366,6 +434,7 @@ pub(crate) struct Sequence {
     pub(crate) nodes: Vec<(String, Box<dyn Node>)>,
     pub(crate) head: Head,
     min_size: i64,
+    input_map: Option<InputMap>,
 }
 
 impl Sequence {
@@ -379,6 +448,7 @@ impl Sequence {
             nodes,
             head,
             min_size: 1,
+            input_map: InputMap::new(cfg),
         };
         seq.min_size = seq.architecture().min_input_size(cfg.in_channels);
         seq
@@ -411,10 +481,14 @@ impl Sequence {
             .map(|l| self.index(l))
             .collect::<Result<_, _>>()?;
         let mut acts: Vec<Option<Tensor>> = (0..layers.len()).map(|_| None).collect();
+        let xs = match &self.input_map {
+            Some(m) => m.apply(xs),
+            None => xs.shallow_clone(),
+        };
         let mut ys = if self.cfg.channels_last(xs.device()) {
-            to_channels_last(xs)
+            to_channels_last(&xs)
         } else {
-            xs.shallow_clone()
+            xs
         };
         for (i, (_, node)) in self.nodes.iter().enumerate() {
             ys = node.forward_t(&ys, train);

@@ -1,7 +1,8 @@
 //! CNN architectures for recapture detection, built as structs of named layers so Grad-CAM can
 //! reach inside them (docs/STYLE.md: no opaque `nn::seq` closures).
 //!
-//! This crate owns the model *definitions* (shallow, VGG-, ResNet- and MobileNetV2-style),
+//! This crate owns the model *definitions* (shallow, VGG-, ResNet- and MobileNetV2-style, and
+//! torchvision's resnet18 and mobilenet_v3_small for ImageNet weights),
 //! their configuration (`[model]` in the TOML), the list of CAM layers each one exposes, and
 //! model summaries (shapes, parameters, FLOPs, receptive fields). It does not own training,
 //! checkpoints or CAM maths. Its PyTorch twin is `scripts/moirelab_torch.py`: same parameter
@@ -13,14 +14,21 @@
 mod config;
 mod layers;
 mod mobilenet;
+mod mobilenet_v3;
+mod pretrained;
 mod resnet;
 mod shallow;
 mod summary;
 mod vgg;
 
-pub use config::{Arch, MemoryFormat, ModelConfig};
+pub use config::{
+    Arch, MemoryFormat, ModelConfig, Normalize, IMAGENET_MEAN, IMAGENET_STD, LOADER_MEAN,
+    LOADER_STD,
+};
 pub use layers::{to_channels_last, Architecture, LayerSpec, Op};
 pub use mobilenet::MobileNet;
+pub use mobilenet_v3::MobileNetV3Small;
+pub use pretrained::{apply_freeze, freeze_prefixes, load_pretrained, InitReport};
 pub use resnet::ResNet;
 pub use shallow::Shallow;
 pub use summary::{summary, LayerSummary, ModelSummary};
@@ -110,8 +118,9 @@ pub fn build(vs: &nn::Path, cfg: &ModelConfig) -> Result<Box<dyn CamNet>, ModelE
     Ok(match cfg.arch {
         Arch::Shallow => Box::new(Shallow::new(vs, cfg)?),
         Arch::Vgg => Box::new(Vgg::new(vs, cfg)?),
-        Arch::Resnet => Box::new(ResNet::new(vs, cfg)?),
+        Arch::Resnet | Arch::Resnet18 => Box::new(ResNet::new(vs, cfg)?),
         Arch::Mobilenet => Box::new(MobileNet::new(vs, cfg)?),
+        Arch::MobilenetV3Small => Box::new(MobileNetV3Small::new(vs, cfg)?),
     })
 }
 

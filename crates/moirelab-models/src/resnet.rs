@@ -2,7 +2,8 @@
 //! stages of `blocks-per-stage` basic blocks (3×3 conv → [BN] → ReLU → 3×3 conv → [BN], plus
 //! the identity or a 1×1 projection, → ReLU). Widths w, 2w, 4w, …; every stage but the first
 //! halves the resolution in its first block. width 64, depth 4 and 2 blocks per stage is
-//! ResNet-18; width 16, depth 3 is close to the CIFAR ResNets.
+//! ResNet-18; width 16, depth 3 is close to the CIFAR ResNets. `arch = "resnet18"` is exactly
+//! that (torchvision's `resnet18`), whatever `width`, `depth` and `batch-norm` say.
 //!
 //! Parameter names follow torchvision (`conv1`, `bn1`, `layer<s>.<b>.conv1`, …,
 //! `layer<s>.<b>.downsample.0|1`, `fc`), so its state dicts line up key for key.
@@ -122,43 +123,47 @@ pub struct ResNet {
 impl ResNet {
     pub fn new(vs: &nn::Path, cfg: &ModelConfig) -> Result<Self, ModelError> {
         cfg.validate()?;
-        if cfg.arch != Arch::Resnet {
-            return Err(ModelError::Config(format!(
-                "ResNet::new called with model.arch = '{}'",
-                cfg.arch
-            )));
-        }
+        // resnet18 is torchvision's: width 64, four stages of two blocks, BatchNorm.
+        let (width, depth, blocks, batch_norm) = match cfg.arch {
+            Arch::Resnet => (cfg.width, cfg.depth, cfg.blocks(), cfg.batch_norm),
+            Arch::Resnet18 => (64, 4, 2, true),
+            other => {
+                return Err(ModelError::Config(format!(
+                    "ResNet::new called with model.arch = '{other}'"
+                )))
+            }
+        };
         let stem = ConvBnAct::new(
             vs / "conv1",
             vs / "bn1",
             ConvArgs {
                 c_in: cfg.in_channels,
-                c_out: cfg.width,
+                c_out: width,
                 kernel: 7,
                 stride: 2,
                 groups: 1,
             },
-            cfg.batch_norm,
+            batch_norm,
             Act::Relu,
         );
         let mut nodes: Vec<(String, Box<dyn Node>)> =
             vec![("maxpool".to_string(), Box::new(Stem(stem)))];
-        let mut c_in = cfg.width;
-        for s in 1..=cfg.depth {
-            let c_out = cfg.width << (s - 1);
-            for b in 0..cfg.blocks() {
+        let mut c_in = width;
+        for s in 1..=depth {
+            let c_out = width << (s - 1);
+            for b in 0..blocks {
                 let name = format!("layer{s}.{b}");
                 let stride = if b == 0 && s > 1 { 2 } else { 1 };
                 let p = vs / format!("layer{s}") / b.to_string();
                 nodes.push((
                     name,
-                    Box::new(BasicBlock::new(&p, c_in, c_out, stride, cfg.batch_norm)),
+                    Box::new(BasicBlock::new(&p, c_in, c_out, stride, batch_norm)),
                 ));
                 c_in = c_out;
             }
         }
         let head = Head::new(vs / "fc", c_in, cfg);
-        let default_layer = format!("layer{}.{}", cfg.depth, cfg.blocks() - 1);
+        let default_layer = format!("layer{depth}.{}", blocks - 1);
         Ok(ResNet {
             seq: Sequence::new(cfg, nodes, head),
             default_layer,

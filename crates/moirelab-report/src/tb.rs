@@ -345,6 +345,10 @@ fn epoch_scalars(w: &mut EventWriter, e: &EpochMetrics) -> Result<()> {
     for (g, st) in &e.groups {
         put(&format!("group/{g}/accuracy"), Some(st.accuracy))?;
     }
+    if s.starts_with(run::EXTRA_PREFIX) {
+        // Extra data sets are compared on AUC first: keep it beside accuracy.
+        put("auc", e.pad.as_ref().map(|p| p.auc))?;
+    }
     Ok(())
 }
 
@@ -361,7 +365,8 @@ fn cam_scalars(w: &mut EventWriter, c: &CamMetrics) -> Result<()> {
 }
 
 /// Log one `metrics.jsonl` line as scalars, step = epoch. Tags: `<split>/loss`,
-/// `<split>/accuracy`, `<split>/pad/eer`, `<split>/group/<group>/accuracy`, …;
+/// `<split>/accuracy`, `<split>/pad/eer`, `<split>/group/<group>/accuracy`, …; an
+/// `[eval] extra` data set's split is `extra/<name>` and adds `extra/<name>/auc`;
 /// `cam/<method>/<pred|true>/<region>/<mass|lift|pointing|rank>` and the same under
 /// `…/<pred|true>/aligned/…`, `…/conflicting/…` and `…/class-<class>/…`.
 pub fn log_metrics_line(w: &mut EventWriter, line: &MetricsLine) -> Result<()> {

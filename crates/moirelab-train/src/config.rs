@@ -1,6 +1,7 @@
 //! `[train]` of the config file (burn-style: the trainer's config lives beside the trainer).
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Which device to train on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +96,68 @@ impl Default for TrainConfig {
             log_every: 0,
             test: true,
         }
+    }
+}
+
+/// One data set of `[eval] extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExtraDataConfig {
+    /// Short name: the split is recorded as `extra/<name>` (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Data-set folder (any layout) or CSV/JSONL manifest file; a relative path resolves
+    /// against the working directory.
+    pub root: PathBuf,
+    /// The split evaluated; a folder or manifest without splits is evaluated whole.
+    #[serde(default = "default_extra_split")]
+    pub split: String,
+}
+
+fn default_extra_split() -> String {
+    "test".into()
+}
+
+/// `[eval]`: data sets evaluated after every epoch besides val, with the model's current
+/// weights and that epoch's val threshold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EvalConfig {
+    pub extra: Vec<ExtraDataConfig>,
+}
+
+impl EvalConfig {
+    pub fn is_empty(&self) -> bool {
+        self.extra.is_empty()
+    }
+
+    /// Names, splits and roots; messages name the key as it is written in the file.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &self.extra {
+            let ok = !e.name.is_empty()
+                && e.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                return Err(format!(
+                    "eval.extra: name '{}' must be non-empty letters, digits, '-', '_' or '.'",
+                    e.name
+                ));
+            }
+            if !seen.insert(e.name.as_str()) {
+                return Err(format!("eval.extra: name '{}' is used twice", e.name));
+            }
+            if !["train", "val", "test"].contains(&e.split.as_str()) {
+                return Err(format!(
+                    "eval.extra '{}': split = \"{}\" is unknown; valid: train, val, test",
+                    e.name, e.split
+                ));
+            }
+            if e.root.as_os_str().is_empty() {
+                return Err(format!("eval.extra '{}': root is empty", e.name));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -251,6 +314,25 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("val.balanced-accuracy"));
+    }
+
+    #[test]
+    fn eval_extra_parses_and_names_its_errors() {
+        let c: EvalConfig =
+            toml::from_str("extra = [{ name = \"indep\", root = \"data/indep\" }]").unwrap();
+        assert_eq!(c.extra[0].split, "test");
+        c.validate().unwrap();
+        let twice: EvalConfig = toml::from_str(
+            "[[extra]]\nname = \"a\"\nroot = \"x\"\n[[extra]]\nname = \"a\"\nroot = \"y\"\n",
+        )
+        .unwrap();
+        assert!(twice.validate().unwrap_err().contains("'a' is used twice"));
+        let bad: EvalConfig = toml::from_str("extra = [{ name = \"a/b\", root = \"x\" }]").unwrap();
+        assert!(bad.validate().unwrap_err().contains("'a/b'"));
+        let split: EvalConfig =
+            toml::from_str("extra = [{ name = \"a\", root = \"x\", split = \"dev\" }]").unwrap();
+        assert!(split.validate().unwrap_err().contains("dev"));
+        assert!(toml::from_str::<EvalConfig>("extra = [{ name = \"a\", path = \"x\" }]").is_err());
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! to a [`Reporter`] (the CLI draws bars or plain lines) and, as plain lines, to `train.log`.
 
 pub mod config;
+pub mod extra;
 pub mod metrics;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;
 
-pub use config::{DeviceChoice, TrainConfig};
+pub use config::{DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
+pub use extra::ExtraEval;
 pub use trainer::{
     evaluate, load_run, EpochContext, EpochHook, Event, LoadedRun, Outcome, Reporter, TrainSetup,
     Trainer,
@@ -52,4 +54,19 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_models_idea_of_the_loader_normalisation_is_the_loaders() {
+        // `model.normalize` undoes the loader's normalisation inside the model.
+        for c in 0..3 {
+            assert_eq!(
+                moirelab_models::LOADER_MEAN[c] as f32,
+                moirelab_data::MEAN[c]
+            );
+            assert_eq!(moirelab_models::LOADER_STD[c] as f32, moirelab_data::STD[c]);
+        }
+    }
 }

@@ -382,6 +382,8 @@ pub struct Trainer {
     class_weights: Option<Tensor>,
     log: std::fs::File,
     meta: RunMeta,
+    /// What building the model did (`model.init`, `model.freeze`), reported when `run` starts.
+    notes: Vec<String>,
 }
 
 impl Trainer {
@@ -454,6 +456,20 @@ impl Trainer {
         tch::manual_seed(t.seed as i64);
         let mut vs = nn::VarStore::new(device);
         let net = moirelab_models::build(&vs.root(), &setup.model)?;
+        let mut notes = Vec::new();
+        if let (true, Some(init)) = (fresh, &setup.model.init) {
+            let path = setup.base_dir.join(init);
+            let r = moirelab_models::load_pretrained(&mut vs, &setup.model, &path)?;
+            notes.push(format!("model.init {}: {r}", init.display()));
+        }
+        // Before the optimizer collects the trainable parameters (also on resume).
+        let frozen = moirelab_models::apply_freeze(&vs, &setup.model)?;
+        if frozen > 0 {
+            notes.push(format!(
+                "model.freeze = {}: {frozen} tensors frozen",
+                setup.model.freeze.as_deref().unwrap_or_default()
+            ));
+        }
         let ckpt = run_dir.join(CKPT_DIR);
         let loader = Loader::new(
             dataset.clone(),
@@ -518,6 +534,8 @@ impl Trainer {
         meta.device = device_name(device);
         meta.threads = threads;
         meta.seed = t.seed;
+        meta.classes = dataset.classes().to_vec();
+        meta.attack_class = dataset.classes().get(dataset.attack_index()).cloned();
         meta.status = "running".into();
         meta.name = run_dir
             .file_name()
@@ -545,6 +563,7 @@ impl Trainer {
             class_weights,
             log,
             meta,
+            notes,
         })
     }
 
@@ -606,6 +625,9 @@ impl Trainer {
                 train_images: self.dataset.split("train").len(),
             },
         );
+        for note in std::mem::take(&mut self.notes) {
+            self.emit(reporter, Event::Message(note));
+        }
         let mut early = false;
         while self.state.epochs_done < epochs && !early {
             let epoch = self.state.epochs_done + 1;
@@ -854,6 +876,10 @@ impl Trainer {
             val,
             test,
             attention: attention_at(
+                &self.run_dir.join(runfmt::METRICS_JSONL),
+                self.state.best_epoch,
+            )?,
+            extra: extra_at(
                 &self.run_dir.join(runfmt::METRICS_JSONL),
                 self.state.best_epoch,
             )?,
@@ -1125,4 +1151,22 @@ fn attention_at(
         out.insert(key, c.regions.clone());
     }
     Ok(out)
+}
+
+/// The `[eval] extra` lines (split `extra/<name>`) of epoch `at` in `metrics.jsonl`, by name.
+fn extra_at(metrics: &Path, at: u32) -> Result<BTreeMap<String, EpochMetrics>, TrainError> {
+    if !metrics.is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let lines: Vec<MetricsLine> = fsio::read_jsonl(metrics)?;
+    Ok(lines
+        .into_iter()
+        .filter_map(|l| match l {
+            MetricsLine::Epoch(m) if m.epoch == at => m
+                .split
+                .strip_prefix(runfmt::EXTRA_PREFIX)
+                .map(|name| (name.to_string(), m.clone())),
+            _ => None,
+        })
+        .collect())
 }

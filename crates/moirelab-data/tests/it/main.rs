@@ -2,6 +2,7 @@
 
 mod cache;
 mod check;
+mod eval_open;
 mod fixtures;
 mod loader;
 mod masks;

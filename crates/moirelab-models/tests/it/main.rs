@@ -4,6 +4,7 @@ mod archs;
 mod config;
 mod interop;
 mod summary;
+mod torchvision;
 
 use moirelab_models::{build, Arch, CamNet, ModelConfig};
 use std::sync::{Mutex, MutexGuard};

@@ -188,6 +188,8 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
         finished: spec.summary.then(|| "2026-01-01T00:10:00Z".into()),
         status: if spec.summary { "finished" } else { "running" }.into(),
         resumed: vec![],
+        classes: spec.classes.clone(),
+        attack_class: spec.classes.last().cloned(),
     };
     write_json_atomic(&dir.join(run::META_JSON), &meta).expect("meta");
     let metrics = dir.join(run::METRICS_JSONL);
@@ -275,6 +277,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             val: Some(epoch_metrics(spec, last, "val")),
             test: Some(epoch_metrics(spec, last, "test")),
             attention: BTreeMap::new(),
+            extra: BTreeMap::new(),
             wall_s: 60.0,
         };
         write_json_atomic(&dir.join(run::SUMMARY_JSON), &s).expect("summary");

@@ -1,0 +1,259 @@
+//! Evaluation on any data: `eval --data` with split-only, split-less and manifest data sets,
+//! several at once, the errors; and `[eval] extra` data sets after every epoch of a run.
+
+use crate::{assert_one_line_error, moirelab, stderr};
+use serde_json::Value;
+use std::path::Path;
+
+const CONFIG: &str = r#"
+[data]
+preset = "tiny"
+image-size = 64
+cache = "memory"
+
+[model]
+arch = "shallow"
+width = 4
+
+[train]
+epochs = 2
+batch-size = 8
+seed = 3
+threads = 1
+device = "cpu"
+
+[gradcam]
+methods = ["gradcam"]
+probes = 2
+
+[eval]
+extra = [
+  { name = "flat", root = "flat" },
+  { name = "only", root = "only-test", split = "test" },
+]
+"#;
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap();
+}
+
+/// From the tiny preset: `only-test/test/<class>/` (its test images), `flat/<class>/` (all
+/// images, no split folders), `tiny-test.csv` (its test images, no split column) and
+/// `wrong/test/{cat,dog}/`. Returns (class names, test count, total count).
+fn make_sets(dir: &Path) -> (Vec<String>, usize, usize) {
+    let o = moirelab(dir, &["gen-data", "--preset", "tiny", "--out", "data/tiny"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data = dir.join("data/tiny");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("dataset.json")).unwrap()).unwrap();
+    let classes: Vec<String> = meta["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let manifest = std::fs::read_to_string(data.join("manifest.jsonl")).unwrap();
+    let (mut test, mut total) = (0, 0);
+    let mut csv = String::from("path,label\n");
+    for (k, line) in manifest
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+    {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let (path, label) = (r["path"].as_str().unwrap(), r["label"].as_str().unwrap());
+        let src = data.join(path);
+        let name = format!("{k:03}.png");
+        copy(&src, &dir.join("flat").join(label).join(&name));
+        total += 1;
+        if r["split"] == "test" {
+            copy(&src, &dir.join("only-test/test").join(label).join(&name));
+            csv.push_str(&format!("data/tiny/{path},{label}\n"));
+            let other = if label == classes[0] { "cat" } else { "dog" };
+            copy(&src, &dir.join("wrong/test").join(other).join(&name));
+            test += 1;
+        }
+    }
+    std::fs::write(dir.join("tiny-test.csv"), csv).unwrap();
+    assert!(test > 0 && total > test);
+    (classes, test, total)
+}
+
+fn epoch_lines(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "epoch")
+        .collect()
+}
+
+#[test]
+fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (classes, n_test, n_total) = make_sets(d);
+    std::fs::write(d.join("tiny.toml"), CONFIG).unwrap();
+
+    // Extra data sets are checked before the run folder exists.
+    let broken = CONFIG.replace("root = \"flat\"", "root = \"no-such-set\"");
+    std::fs::write(d.join("broken.toml"), broken).unwrap();
+    let o = moirelab(d, &["train", "--config", "broken.toml"]);
+    assert_one_line_error(&o, &["eval.extra 'flat'", "no-such-set"]);
+    assert!(!d.join("runs/broken").exists());
+    let twice = CONFIG.replace("name = \"only\"", "name = \"flat\"");
+    std::fs::write(d.join("twice.toml"), twice).unwrap();
+    let o = moirelab(d, &["train", "--config", "twice.toml"]);
+    assert_one_line_error(&o, &["twice.toml", "'flat' is used twice"]);
+
+    let o = moirelab(d, &["train", "--config", "tiny.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("extra/flat") && out.contains("extra/only"),
+        "{out}"
+    );
+    let run = d.join("runs/tiny");
+
+    // metrics.jsonl: one ordinary epoch line per extra data set and epoch, with the epoch's
+    // val threshold.
+    let lines = epoch_lines(&run);
+    for epoch in [1, 2] {
+        let at = |split: &str| {
+            lines
+                .iter()
+                .find(|v| v["epoch"] == epoch && v["split"] == split)
+                .unwrap_or_else(|| panic!("no {split} line for epoch {epoch}"))
+                .clone()
+        };
+        let flat = at("extra/flat");
+        let only = at("extra/only");
+        assert_eq!(flat["n"], n_total as u64);
+        assert_eq!(only["n"], n_test as u64);
+        let val_t = at("val")["pad"]["threshold"].as_f64().unwrap();
+        assert_eq!(flat["pad"]["threshold"].as_f64().unwrap(), val_t);
+        assert!(flat["pad"]["auc"].is_number());
+    }
+    // summary.json: the best epoch's lines by name.
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let best = summary["best_epoch"].clone();
+    for name in ["flat", "only"] {
+        let m = &summary["extra"][name];
+        assert_eq!(m["epoch"], best, "{summary}");
+        assert_eq!(m["split"], format!("extra/{name}"));
+    }
+    // TensorBoard: the three scalars per extra data set.
+    let tb: Vec<u8> = std::fs::read_dir(run.join("tb"))
+        .unwrap()
+        .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let tb = String::from_utf8_lossy(&tb);
+    for tag in [
+        "extra/flat/accuracy",
+        "extra/flat/balanced_accuracy",
+        "extra/flat/auc",
+        "extra/only/auc",
+    ] {
+        assert!(tb.contains(tag), "no TensorBoard tag {tag}");
+    }
+
+    // eval on a folder holding only the test split: every test image once.
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(one["data"], "only-test");
+    assert_eq!(one["n"], n_test as u64);
+    // The run's threshold, fixed on val, is applied.
+    assert_eq!(one["pad"]["threshold"], summary["threshold"]);
+    // The same images through the per-epoch evaluation of the best epoch: same numbers.
+    assert_eq!(one["accuracy"], summary["extra"]["only"]["accuracy"]);
+
+    // Several data sets (split-only, split-less, a manifest file): one table, one row each.
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--data",
+            "flat",
+            "--data",
+            "tiny-test.csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("threshold "), "{table}");
+    assert!(
+        rows[1].contains("balanced") || rows[1].contains("bal.acc"),
+        "{table}"
+    );
+    for (row, (name, n)) in rows[2..].iter().zip([
+        ("only-test", n_test),
+        ("flat", n_total),
+        ("tiny-test.csv", n_test),
+    ]) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[0], name, "{table}");
+        assert_eq!(cells[1], "test", "{table}");
+        assert_eq!(cells[2], n.to_string(), "{table}");
+        assert_eq!(cells.len(), 9, "{table}");
+    }
+    assert_eq!(rows.len(), 5, "{table}");
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--data",
+            "tiny-test.csv",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let many: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let many = many.as_array().unwrap();
+    assert_eq!(many.len(), 2);
+    // The manifest lists the same test images: same metrics.
+    assert_eq!(many[0]["n"], many[1]["n"]);
+    assert_eq!(many[0]["accuracy"], many[1]["accuracy"]);
+    assert_eq!(many[0]["pad"]["auc"], many[1]["pad"]["auc"]);
+
+    // Errors: one line each, naming the thing.
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "wrong"]);
+    let model = format!("[{}]", classes.join(", "));
+    assert_one_line_error(&o, &["--data wrong", "[cat, dog]", &model]);
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "nowhere"]);
+    assert_one_line_error(&o, &["--data nowhere", "no such folder"]);
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--split",
+            "val",
+        ],
+    );
+    assert_one_line_error(&o, &["only-test", "split 'val'", "test"]);
+}

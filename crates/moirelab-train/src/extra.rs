@@ -1,0 +1,125 @@
+//! `[eval] extra`: named data sets evaluated after every epoch, besides val — an independent
+//! test set, another capture device, the conflicting-flag subset. Each becomes an ordinary
+//! `kind: "epoch"` line of `metrics.jsonl` with split `extra/<name>`, so curves, TensorBoard
+//! and `summary.json` pick it up like val and test.
+
+use crate::config::EvalConfig;
+use crate::trainer::{evaluate, EpochContext, EpochHook, EvalOptions};
+use crate::TrainError;
+use moirelab_core::run::{extra_split, EpochMetrics, MetricsLine};
+use moirelab_data::{DataConfig, Dataset, EvalSpec};
+use std::path::Path;
+
+/// The threshold of an epoch without a val split (the same default as the final summary).
+const NO_VAL_THRESHOLD: f64 = 0.5;
+
+/// One opened extra data set.
+#[derive(Debug)]
+struct Extra {
+    name: String,
+    split: String,
+    dataset: Dataset,
+}
+
+/// The epoch hook that evaluates the `[eval] extra` data sets. Register it before hooks that
+/// read the epoch's lines (the report's TensorBoard writer sees them that way).
+#[derive(Debug, Default)]
+pub struct ExtraEval {
+    sets: Vec<Extra>,
+    batch_size: usize,
+}
+
+impl ExtraEval {
+    /// Open every extra data set of `cfg` with the training data's settings (`data`: image
+    /// size, mode, cache) for a model with `classes` (attack class `classes[attack]`).
+    /// Relative roots resolve against `base_dir`. Fails on the first unusable one, naming it.
+    pub fn open(
+        cfg: &EvalConfig,
+        data: &DataConfig,
+        base_dir: &Path,
+        classes: &[String],
+        attack: usize,
+        batch_size: usize,
+    ) -> Result<ExtraEval, TrainError> {
+        cfg.validate().map_err(TrainError::Config)?;
+        let mut sets = Vec::with_capacity(cfg.extra.len());
+        for e in &cfg.extra {
+            let root = if e.root.is_absolute() {
+                e.root.clone()
+            } else {
+                base_dir.join(&e.root)
+            };
+            if !root.exists() {
+                return Err(TrainError::Config(format!(
+                    "eval.extra '{}': {} does not exist",
+                    e.name,
+                    e.root.display()
+                )));
+            }
+            let spec = EvalSpec {
+                split: e.split.clone(),
+                classes: classes.to_vec(),
+                attack_class: classes.get(attack).cloned(),
+            };
+            let dataset = Dataset::open_eval(&data.for_eval_source(&root), base_dir, &spec)
+                .map_err(|err| TrainError::Config(format!("eval.extra '{}': {err}", e.name)))?;
+            sets.push(Extra {
+                name: e.name.clone(),
+                split: e.split.clone(),
+                dataset,
+            });
+        }
+        Ok(ExtraEval {
+            sets,
+            batch_size: batch_size.max(64),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// Names and image counts of the data sets, in config order.
+    pub fn sizes(&self) -> Vec<(String, usize)> {
+        self.sets
+            .iter()
+            .map(|s| (s.name.clone(), s.dataset.split(&s.split).len()))
+            .collect()
+    }
+}
+
+/// The val threshold among an epoch's lines (`None` without val).
+fn val_threshold(lines: &[MetricsLine]) -> Option<f64> {
+    lines.iter().find_map(|l| match l {
+        MetricsLine::Epoch(m) if m.split == "val" => m.pad.as_ref().map(|p| p.threshold),
+        _ => None,
+    })
+}
+
+impl EpochHook for ExtraEval {
+    fn name(&self) -> &str {
+        "eval-extra"
+    }
+
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, String> {
+        let threshold = val_threshold(ctx.metrics).unwrap_or(NO_VAL_THRESHOLD);
+        let mut out = Vec::with_capacity(self.sets.len());
+        for s in &self.sets {
+            let m: EpochMetrics = evaluate(
+                ctx.net,
+                &s.dataset,
+                s.dataset.split(&s.split),
+                &EvalOptions {
+                    batch_size: self.batch_size,
+                    device: ctx.device,
+                    epoch: ctx.epoch,
+                    split: extra_split(&s.name),
+                    threshold: Some(threshold),
+                },
+            )
+            .map_err(|e| format!("extra data set '{}': {e}", s.name))?;
+            out.push(MetricsLine::Epoch(m));
+        }
+        Ok(out)
+    }
+}
