@@ -4,7 +4,7 @@
 //! ```text
 //! probes/NN.png                      probe inputs (write_probe_inputs, once)
 //! probes/scales.json                 per-method colour scale when scale = "run"
-//! epochs/NNNN/grid.png               rows = probes; input | per method: pred, true
+//! epochs/NNNN/grid.png               rows = probes; per method: pred, true (inputs: probes/)
 //! epochs/NNNN/maps/<method>-<pred|true>.png   raw maps as 8-bit strips (MapsFile)
 //! epochs/NNNN/maps.json              MapsFile: value range of every map
 //! epochs/NNNN/probes.json            ProbesFile
@@ -270,7 +270,9 @@ impl Dumper {
         let scales = self.scales(run_dir, &maps)?;
         let mut rows = Vec::with_capacity(self.probes.len());
         for (pi, probe) in self.probes.iter().enumerate() {
-            let mut tiles = vec![probe.image.clone()];
+            // Maps only: the inputs never change (probes/NN.png), and repeating their noisy
+            // pixels every epoch made the grid the largest file of a dump.
+            let mut tiles = Vec::with_capacity(2 * self.methods.len());
             for (mi, m) in self.methods.iter().enumerate() {
                 let draw = |ti: usize| match scales[mi] {
                     None => heatmap(&maps.normalized[ti][mi][pi], 1.0, self.colormap),
@@ -290,7 +292,7 @@ impl Dumper {
                 label: self.label(pi, &maps, epoch),
             });
         }
-        let mut headers = vec!["input".to_string()];
+        let mut headers = Vec::new();
         for m in &self.methods {
             headers.extend([format!("{m} pred"), format!("{m} true")]);
         }

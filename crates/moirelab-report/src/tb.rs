@@ -389,7 +389,7 @@ fn read_png(path: &Path) -> Result<Option<(Vec<u8>, u32, u32)>> {
 }
 
 /// Longest side of the grid image logged to TensorBoard; larger grids are downsized.
-pub const TB_GRID_MAX: u32 = 768;
+pub const TB_GRID_MAX: u32 = 512;
 /// Longest side of the per-probe overlays logged to TensorBoard.
 pub const TB_TILE_MAX: u32 = 96;
 
