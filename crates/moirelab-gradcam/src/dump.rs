@@ -572,3 +572,47 @@ pub fn prune_epochs(
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_policy_epochs_best_and_last_and_other_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        for e in 1..=12 {
+            std::fs::create_dir_all(run::epoch_dir(tmp.path(), e).join("maps")).unwrap();
+        }
+        std::fs::create_dir_all(tmp.path().join("epochs/notes")).unwrap();
+        let policy = crate::KeepPolicy { first: 2, every: 5 };
+        let deleted = prune_epochs(tmp.path(), &policy, Some(7), 12).unwrap();
+        assert_eq!(deleted, [3, 4, 6, 8, 9, 11]);
+        for e in [1, 2, 5, 7, 10, 12] {
+            assert!(run::epoch_dir(tmp.path(), e).is_dir(), "epoch {e}");
+        }
+        assert!(tmp.path().join("epochs/notes").is_dir());
+        assert!(prune_epochs(&tmp.path().join("none"), &policy, None, 3)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn map_strips_quantise_each_map_against_its_own_range() {
+        let maps = [
+            Map2 {
+                width: 2,
+                height: 1,
+                data: vec![1.0, 3.0],
+            },
+            Map2 {
+                width: 2,
+                height: 1,
+                data: vec![0.5, 0.5],
+            },
+        ];
+        let (img, strip) = map_strip(&maps, 2, 1, "maps/x.png".into());
+        assert_eq!((img.width(), img.height()), (2, 2));
+        assert_eq!(img.as_raw(), &vec![0, 255, 0, 0]);
+        assert_eq!((strip.min, strip.max), (vec![1.0, 0.5], vec![3.0, 0.5]));
+    }
+}
