@@ -1039,7 +1039,7 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     if !a.run.join(moirelab_core::run::CONFIG_TOML).is_file() {
         bail!("{}: not a run folder (no config.toml)", a.run.display());
     }
-    let page = moirelab_report::write_run_report(&a.run)?;
+    let page = moirelab_report::write_run_report_with(&a.run, a.standalone)?;
     println!("{}", page.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -1050,7 +1050,7 @@ pub fn compare(a: CompareArgs) -> Result<ExitCode> {
             bail!("{}: not a run folder (no config.toml)", r.display());
         }
     }
-    let page = moirelab_report::write_compare(&a.runs, &a.out)?;
+    let page = moirelab_report::write_compare_with(&a.runs, &a.out, a.standalone)?;
     println!("{}", page.display());
     Ok(ExitCode::SUCCESS)
 }

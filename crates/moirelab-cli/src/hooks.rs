@@ -52,6 +52,7 @@ pub fn choose_probes(ds: &Dataset, n: usize, seed: u64) -> Result<Vec<usize>> {
 /// Per-epoch Grad-CAM dump of a fixed probe set.
 pub struct GradcamHook {
     dumper: Option<Dumper>,
+    keep: Option<moirelab_gradcam::KeepPolicy>,
 }
 
 impl GradcamHook {
@@ -62,7 +63,10 @@ impl GradcamHook {
         run_dir: &Path,
     ) -> Result<Self> {
         if cfg.probes == 0 || cfg.methods.is_empty() {
-            return Ok(GradcamHook { dumper: None });
+            return Ok(GradcamHook {
+                dumper: None,
+                keep: None,
+            });
         }
         // The probe seed is fixed, not the training seed: runs that differ only in their
         // seed (or in anything else) show the same images side by side in `compare`.
@@ -72,6 +76,7 @@ impl GradcamHook {
         dumper.write_probe_inputs(run_dir)?;
         Ok(GradcamHook {
             dumper: Some(dumper),
+            keep: cfg.keep,
         })
     }
 }
@@ -94,6 +99,19 @@ impl EpochHook for GradcamHook {
             .dump(ctx.net, ctx.run_dir, ctx.epoch)
             .map_err(|e| e.to_string())?;
         Ok(lines.into_iter().map(MetricsLine::Cam).collect())
+    }
+
+    /// `gradcam.keep`: thin out the epoch dumps once the best and last epochs are known.
+    fn on_run_end(&mut self, run_dir: &Path) -> Result<(), String> {
+        let Some(policy) = &self.keep else {
+            return Ok(());
+        };
+        let summary: runfmt::RunSummary =
+            moirelab_core::fsio::read_json(&run_dir.join(runfmt::SUMMARY_JSON))
+                .map_err(|e| e.to_string())?;
+        moirelab_gradcam::prune_epochs(run_dir, policy, Some(summary.best_epoch), summary.epochs)
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 

@@ -218,6 +218,9 @@ pub struct SanityArgs {
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     pub run: PathBuf,
+    /// Copy every image the page shows into the report folder, so it opens on its own
+    #[arg(long)]
+    pub standalone: bool,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +229,9 @@ pub struct CompareArgs {
     pub runs: Vec<PathBuf>,
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,
+    /// Copy every image the page shows into the output folder, so it opens on its own
+    #[arg(long)]
+    pub standalone: bool,
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,8 @@
 //! checkpoints/{last,best}.safetensors  checkpoints/state.json
 //! probes/NN.png                      probe inputs (never change across epochs)
 //! epochs/NNNN/grid.png               Grad-CAM grid
-//! epochs/NNNN/cams.safetensors       raw maps, key "<method>/<layer>/<pred|true>" -> [P, H, W]
+//! epochs/NNNN/maps.json             MapsFile: per-map value ranges of the map strips
+//! epochs/NNNN/maps/<method>-<pred|true>.png  8-bit maps, P maps stacked top to bottom
 //! epochs/NNNN/probes.json            ProbesFile
 //! epochs/NNNN/tiles/NN-<method>-{pred,true,overlay}.png
 //! plots/*.png|svg   report/index.html   tb/events.out.tfevents.*
@@ -22,7 +23,7 @@ pub const METRICS_JSONL: &str = "metrics.jsonl";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const TRAIN_LOG: &str = "train.log";
 pub const PROBES_JSON: &str = "probes.json";
-pub const CAMS_SAFETENSORS: &str = "cams.safetensors";
+pub const MAPS_JSON: &str = "maps.json";
 pub const GRID_PNG: &str = "grid.png";
 
 /// `epochs/0007` for epoch 7.
@@ -256,6 +257,30 @@ pub struct ProbesFile {
     pub image_size: [u32; 2],
     pub colormap: String,
     pub probes: Vec<ProbeRecord>,
+}
+
+/// One map strip of [`MapsFile`]: an 8-bit grayscale PNG of `P` maps of `height` rows each,
+/// stacked top to bottom in probe order. Row `i` holds `q = round(255·(v − min[i]) /
+/// (max[i] − min[i]))` of the raw (ReLU'd, upsampled) map `v`, so `v ≈ min[i] + q/255 ·
+/// (max[i] − min[i])`; a constant map is all zeros.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MapStrip {
+    /// Path relative to the epoch folder, e.g. `maps/gradcam-pred.png`.
+    pub file: String,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+}
+
+/// `epochs/NNNN/maps.json`: the raw maps of one dump in compact form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MapsFile {
+    pub epoch: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Layer name (several joined with `+`).
+    pub layer: String,
+    /// `"<method>/<pred|true>"` -> strip.
+    pub maps: BTreeMap<String, MapStrip>,
 }
 
 #[cfg(test)]

@@ -74,8 +74,31 @@ pub struct GradcamConfig {
     pub pointing_tolerance: u32,
     /// Seed of the probe selection.
     pub seed: u64,
-    /// Write the per-probe tile PNGs beside the grid.
+    /// Also write per-probe overlay PNGs (`tiles/NN-<method>-overlay.png`); the pages, GIF
+    /// strips and TensorBoard draw overlays from the map strips, so this is off by default.
     pub tiles: bool,
+    /// Which epoch dumps to keep once the run ends; absent = all of them.
+    pub keep: Option<KeepPolicy>,
+}
+
+/// `gradcam.keep = { first = 10, every = 5 }`: keep the dumps of epochs `1..=first` and of
+/// every `every`-th epoch after that, plus the best and the last epoch; delete the others'
+/// epoch folders when the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeepPolicy {
+    pub first: u32,
+    pub every: u32,
+}
+
+impl KeepPolicy {
+    /// Whether the dump of `epoch` survives, given the run's best and last epochs.
+    pub fn keeps(&self, epoch: u32, best: Option<u32>, last: u32) -> bool {
+        epoch <= self.first
+            || epoch.is_multiple_of(self.every)
+            || Some(epoch) == best
+            || epoch == last
+    }
 }
 
 impl Default for GradcamConfig {
@@ -91,7 +114,8 @@ impl Default for GradcamConfig {
             batch_size: 32,
             pointing_tolerance: 2,
             seed: 0,
-            tiles: true,
+            tiles: false,
+            keep: None,
         }
     }
 }
@@ -143,6 +167,11 @@ impl GradcamConfig {
                 self.batch_size
             ));
         }
+        if let Some(k) = &self.keep {
+            if k.every == 0 {
+                return bad("gradcam.keep.every = 0: must be at least 1".into());
+            }
+        }
         if self.pointing_tolerance > 64 {
             return bad(format!(
                 "gradcam.pointing-tolerance = {} px is out of range 0..=64",
@@ -179,10 +208,27 @@ mod tests {
     }
 
     #[test]
+    fn keep_policy_keeps_the_first_every_nth_best_and_last() {
+        let c: GradcamConfig = serde_json::from_str(r#"{"keep":{"first":3,"every":5}}"#).unwrap();
+        c.validate().unwrap();
+        let k = c.keep.unwrap();
+        let kept: Vec<u32> = (1..=23).filter(|&e| k.keeps(e, Some(12), 23)).collect();
+        assert_eq!(kept, [1, 2, 3, 5, 10, 12, 15, 20, 23]);
+        assert!(serde_json::from_str::<GradcamConfig>(r#"{"keep":{"first":3}}"#).is_err());
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_rejected_with_the_key_name() {
         let e = serde_json::from_str::<GradcamConfig>(r#"{"method":["gradcam"]}"#).unwrap_err();
         assert!(e.to_string().contains("method"), "{e}");
-        let cases: [(&str, GradcamConfig); 6] = [
+        let cases: [(&str, GradcamConfig); 7] = [
+            (
+                "gradcam.keep.every",
+                GradcamConfig {
+                    keep: Some(KeepPolicy { first: 3, every: 0 }),
+                    ..Default::default()
+                },
+            ),
             (
                 "scorecam",
                 GradcamConfig {

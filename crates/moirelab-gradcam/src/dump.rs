@@ -4,10 +4,11 @@
 //! ```text
 //! probes/NN.png                      probe inputs (write_probe_inputs, once)
 //! probes/scales.json                 per-method colour scale when scale = "run"
-//! epochs/NNNN/grid.png               rows = probes; input | per method: pred, true, overlay
-//! epochs/NNNN/cams.safetensors       raw maps, "<method>/<layer>/<pred|true>" -> [P, H, W]
+//! epochs/NNNN/grid.png               rows = probes; per method: pred, true (inputs: probes/)
+//! epochs/NNNN/maps/<method>-<pred|true>.png   raw maps as 8-bit strips (MapsFile)
+//! epochs/NNNN/maps.json              MapsFile: value range of every map
 //! epochs/NNNN/probes.json            ProbesFile
-//! epochs/NNNN/tiles/NN-<method>-{pred,true,overlay}.png
+//! epochs/NNNN/tiles/NN-<method>-overlay.png    pred-class overlay, only with `tiles = true`
 //! ```
 //!
 //! Every file is written atomically; the same weights and probes give the same bytes.
@@ -18,9 +19,12 @@ use crate::grid::{compose, ColorBar, GridRow};
 use crate::metrics::{region_table, RegionMean};
 use crate::overlay::{fit, heatmap, overlay, save_png, Map2};
 use crate::{Colormap, GradcamConfig, GradcamError, ProbeInput, Result};
+use image::GrayImage;
 use moirelab_core::format::RegionMasks;
 use moirelab_core::fsio;
-use moirelab_core::run::{self, CamMetrics, CamTarget, ProbeRecord, ProbesFile, RegionStats};
+use moirelab_core::run::{
+    self, CamMetrics, CamTarget, MapStrip, MapsFile, ProbeRecord, ProbesFile, RegionStats,
+};
 use moirelab_models::CamNet;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,7 +57,6 @@ pub struct Dumper {
 struct DumpMaps {
     raw: Vec<Vec<Vec<Map2>>>,
     normalized: Vec<Vec<Vec<Map2>>>,
-    raw_tensors: Vec<Vec<Tensor>>,
     probs: Vec<Vec<f64>>,
     pred: Vec<i64>,
 }
@@ -190,23 +193,24 @@ impl Dumper {
         let dir = run::epoch_dir(run_dir, epoch);
         let layer_name = self.layers.join("+");
 
-        // Raw maps, machine-readable.
-        let mut named: Vec<(String, &Tensor)> = Vec::new();
+        // Raw maps in compact form: one 8-bit strip per (method, target) and their ranges.
+        let mut strips = BTreeMap::new();
         for (ti, t) in TARGETS.iter().enumerate() {
             for (mi, m) in self.methods.iter().enumerate() {
-                named.push((
-                    format!("{m}/{layer_name}/{}", t.as_str()),
-                    &maps.raw_tensors[ti][mi],
-                ));
+                let file = format!("maps/{}-{}.png", m.file_stem(), t.as_str());
+                let (img, strip) = map_strip(&maps.raw[ti][mi], self.width, self.height, file);
+                save_gray_png(&img, &dir.join(&strip.file))?;
+                strips.insert(format!("{m}/{}", t.as_str()), strip);
             }
         }
-        let cams_path = dir.join(run::CAMS_SAFETENSORS);
-        fsio::write_atomic_with(&cams_path, |tmp| Tensor::write_safetensors(&named, tmp)).map_err(
-            |e| GradcamError::Write {
-                path: cams_path.clone(),
-                msg: e.to_string(),
-            },
-        )?;
+        let maps_file = MapsFile {
+            epoch,
+            width: self.width,
+            height: self.height,
+            layer: layer_name.clone(),
+            maps: strips,
+        };
+        fsio::write_json_atomic(&dir.join(run::MAPS_JSON), &maps_file)?;
 
         // Region metrics.
         let mut records = Vec::with_capacity(self.probes.len());
@@ -266,7 +270,9 @@ impl Dumper {
         let scales = self.scales(run_dir, &maps)?;
         let mut rows = Vec::with_capacity(self.probes.len());
         for (pi, probe) in self.probes.iter().enumerate() {
-            let mut tiles = vec![probe.image.clone()];
+            // Maps only: the inputs never change (probes/NN.png), and repeating their noisy
+            // pixels every epoch made the grid the largest file of a dump.
+            let mut tiles = Vec::with_capacity(2 * self.methods.len());
             for (mi, m) in self.methods.iter().enumerate() {
                 let draw = |ti: usize| match scales[mi] {
                     None => heatmap(&maps.normalized[ti][mi][pi], 1.0, self.colormap),
@@ -274,23 +280,21 @@ impl Dumper {
                 };
                 let pred = draw(0);
                 let truth = draw(1);
-                let over = overlay(&probe.image, &pred, self.cfg.image_weight)?;
                 if self.cfg.tiles {
-                    let stem = m.file_stem();
-                    for (kind, img) in [("pred", &pred), ("true", &truth), ("overlay", &over)] {
-                        save_png(img, &run::tile_png(run_dir, epoch, pi, stem, kind))?;
-                    }
+                    let over = overlay(&probe.image, &pred, self.cfg.image_weight)?;
+                    let path = run::tile_png(run_dir, epoch, pi, m.file_stem(), "overlay");
+                    save_png(&over, &path)?;
                 }
-                tiles.extend([pred, truth, over]);
+                tiles.extend([pred, truth]);
             }
             rows.push(GridRow {
                 tiles,
                 label: self.label(pi, &maps, epoch),
             });
         }
-        let mut headers = vec!["input".to_string()];
+        let mut headers = Vec::new();
         for m in &self.methods {
-            headers.extend([format!("{m} pred"), format!("{m} true"), format!("{m} ovl")]);
+            headers.extend([format!("{m} pred"), format!("{m} true")]);
         }
         let bar = ColorBar {
             colormap: self.colormap,
@@ -382,9 +386,7 @@ impl Dumper {
         }
         let mut raw = Vec::new();
         let mut normalized = Vec::new();
-        let mut raw_tensors = Vec::new();
         for ti in 0..2 {
-            let mut r_t = Vec::new();
             let mut r_m = Vec::new();
             let mut n_m = Vec::new();
             for mi in 0..nm {
@@ -392,16 +394,13 @@ impl Dumper {
                 let n = Tensor::f_cat(&norm_chunks[ti][mi], 0)?;
                 r_m.push(Map2::batch_from_tensor(&r)?);
                 n_m.push(Map2::batch_from_tensor(&n)?);
-                r_t.push(r);
             }
             raw.push(r_m);
             normalized.push(n_m);
-            raw_tensors.push(r_t);
         }
         Ok(DumpMaps {
             raw,
             normalized,
-            raw_tensors,
             probs,
             pred,
         })
@@ -481,5 +480,139 @@ impl Dumper {
         }
         s.push_str(&format!(" ep{epoch}"));
         s
+    }
+}
+
+/// Quantise maps of one (method, target) into an 8-bit strip, each map against its own range.
+fn map_strip(maps: &[Map2], width: u32, height: u32, file: String) -> (GrayImage, MapStrip) {
+    let mut img = GrayImage::new(width, height * maps.len() as u32);
+    let mut strip = MapStrip {
+        file,
+        min: Vec::with_capacity(maps.len()),
+        max: Vec::with_capacity(maps.len()),
+    };
+    for (i, m) in maps.iter().enumerate() {
+        let finite = m.data.iter().copied().filter(|v| v.is_finite());
+        let lo = finite.clone().fold(f32::INFINITY, f32::min);
+        let hi = finite.fold(f32::NEG_INFINITY, f32::max);
+        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 0.0) };
+        let span = hi - lo;
+        let row0 = i as u32 * height;
+        for (k, &v) in m.data.iter().enumerate().take((width * height) as usize) {
+            let q = if span > 0.0 && v.is_finite() {
+                (255.0 * (v - lo) / span).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            };
+            img.put_pixel(k as u32 % width, row0 + k as u32 / width, image::Luma([q]));
+        }
+        strip.min.push(f64::from(lo));
+        strip.max.push(f64::from(hi));
+    }
+    (img, strip)
+}
+
+/// Write an 8-bit grayscale PNG atomically (best compression: strips are kept per epoch).
+fn save_gray_png(img: &GrayImage, path: &Path) -> Result<()> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
+    let mut bytes = Vec::new();
+    PngEncoder::new_with_quality(&mut bytes, CompressionType::Best, FilterType::Adaptive)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::L8,
+        )
+        .map_err(|e| GradcamError::Write {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+    fsio::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Apply a [`crate::KeepPolicy`]: delete `epochs/NNNN/` folders whose epoch the policy does not
+/// keep. `last` is the run's last epoch; returns the deleted epochs, ascending.
+pub fn prune_epochs(
+    run_dir: &Path,
+    policy: &crate::KeepPolicy,
+    best: Option<u32>,
+    last: u32,
+) -> Result<Vec<u32>> {
+    let dir = run_dir.join("epochs");
+    let io = |path: &Path, e: std::io::Error| GradcamError::Write {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&dir, e)),
+    };
+    let mut epochs = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| io(&dir, e))?.path();
+        let epoch = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(e) = epoch.filter(|&e| run::epoch_dir(run_dir, e) == path) {
+            epochs.push(e);
+        }
+    }
+    epochs.sort_unstable();
+    let mut deleted = Vec::new();
+    for e in epochs {
+        if !policy.keeps(e, best, last) {
+            let path = run::epoch_dir(run_dir, e);
+            std::fs::remove_dir_all(&path).map_err(|err| io(&path, err))?;
+            deleted.push(e);
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_policy_epochs_best_and_last_and_other_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        for e in 1..=12 {
+            std::fs::create_dir_all(run::epoch_dir(tmp.path(), e).join("maps")).unwrap();
+        }
+        std::fs::create_dir_all(tmp.path().join("epochs/notes")).unwrap();
+        let policy = crate::KeepPolicy { first: 2, every: 5 };
+        let deleted = prune_epochs(tmp.path(), &policy, Some(7), 12).unwrap();
+        assert_eq!(deleted, [3, 4, 6, 8, 9, 11]);
+        for e in [1, 2, 5, 7, 10, 12] {
+            assert!(run::epoch_dir(tmp.path(), e).is_dir(), "epoch {e}");
+        }
+        assert!(tmp.path().join("epochs/notes").is_dir());
+        assert!(prune_epochs(&tmp.path().join("none"), &policy, None, 3)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn map_strips_quantise_each_map_against_its_own_range() {
+        let maps = [
+            Map2 {
+                width: 2,
+                height: 1,
+                data: vec![1.0, 3.0],
+            },
+            Map2 {
+                width: 2,
+                height: 1,
+                data: vec![0.5, 0.5],
+            },
+        ];
+        let (img, strip) = map_strip(&maps, 2, 1, "maps/x.png".into());
+        assert_eq!((img.width(), img.height()), (2, 2));
+        assert_eq!(img.as_raw(), &vec![0, 255, 0, 0]);
+        assert_eq!((strip.min, strip.max), (vec![1.0, 0.5], vec![3.0, 0.5]));
     }
 }

@@ -17,7 +17,7 @@ const FG: Rgb<u8> = Rgb([235, 235, 235]);
 pub struct GridRow {
     /// Tiles left to right; all tiles of a grid must have the same size.
     pub tiles: Vec<RgbImage>,
-    /// Drawn under the tiles (truncated to the row width).
+    /// Drawn under the tiles, wrapped at spaces onto as many lines as it needs.
     pub label: String,
 }
 
@@ -62,6 +62,32 @@ fn fit_chars(text: &str, width: u32) -> String {
     text.chars().take((width / 8) as usize).collect()
 }
 
+/// Split `text` at spaces into lines of at most `width` pixels; a word longer than a line is
+/// cut into line-sized pieces, so nothing is dropped.
+pub fn wrap(text: &str, width: u32) -> Vec<String> {
+    let max = ((width / 8) as usize).max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let chars: Vec<char> = word.chars().collect();
+        for piece in chars.chunks(max) {
+            let piece: String = piece.iter().collect();
+            let need = cur.chars().count() + usize::from(!cur.is_empty()) + piece.chars().count();
+            if !cur.is_empty() && need > max {
+                lines.push(std::mem::take(&mut cur));
+            }
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(&piece);
+        }
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
 /// Compose a grid. `headers` are column titles (one per tile column, truncated to the tile
 /// width). Returns a tiny blank image when there are no rows.
 pub fn compose(headers: &[String], rows: &[GridRow], bar: Option<&ColorBar>) -> RgbImage {
@@ -73,7 +99,10 @@ pub fn compose(headers: &[String], rows: &[GridRow], bar: Option<&ColorBar>) -> 
         .next()
         .unwrap_or((0, 0));
     let width = (PAD + cols * (tw + PAD)).max(2 * PAD + 8 * 24);
-    let row_h = th + LINE + PAD;
+    let label_w = width - 2 * PAD;
+    let labels: Vec<Vec<String>> = rows.iter().map(|r| wrap(&r.label, label_w)).collect();
+    let lines = labels.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
+    let row_h = th + lines * LINE + PAD;
     let bar_h = if bar.is_some() { 12 + LINE + PAD } else { 0 };
     let height = PAD + LINE + rows.len() as u32 * row_h + bar_h + PAD;
     let mut img = RgbImage::from_pixel(width, height, BG);
@@ -83,18 +112,14 @@ pub fn compose(headers: &[String], rows: &[GridRow], bar: Option<&ColorBar>) -> 
         draw_text(&mut img, x, PAD, &fit_chars(h, tw), FG);
     }
     let mut y = PAD + LINE;
-    for row in rows {
+    for (row, label) in rows.iter().zip(&labels) {
         for (c, tile) in row.tiles.iter().enumerate() {
             let x = PAD + c as u32 * (tw + PAD);
             image::imageops::replace(&mut img, tile, x as i64, y as i64);
         }
-        draw_text(
-            &mut img,
-            PAD,
-            y + th + 1,
-            &fit_chars(&row.label, width - 2 * PAD),
-            FG,
-        );
+        for (l, line) in label.iter().enumerate() {
+            draw_text(&mut img, PAD, y + th + 1 + l as u32 * LINE, line, FG);
+        }
         y += row_h;
     }
     if let Some(bar) = bar {
@@ -135,6 +160,30 @@ mod tests {
         let mut full = RgbImage::from_pixel(16, 8, BG);
         draw_text(&mut full, 0, 0, "II", FG);
         assert!(full.pixels().filter(|p| **p == FG).count() > lit);
+    }
+
+    #[test]
+    fn labels_wrap_at_spaces_and_keep_every_character() {
+        let w = wrap(
+            "00 true=screen pred=direct p=0.91 flag=A conflicting ep12",
+            8 * 20,
+        );
+        assert!(w.iter().all(|l| l.chars().count() <= 20), "{w:?}");
+        assert_eq!(
+            w.join(" "),
+            "00 true=screen pred=direct p=0.91 flag=A conflicting ep12"
+        );
+        assert_eq!(
+            w,
+            [
+                "00 true=screen",
+                "pred=direct p=0.91",
+                "flag=A conflicting",
+                "ep12"
+            ]
+        );
+        assert_eq!(wrap("abcdefghij", 8 * 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 64), [""]);
     }
 
     #[test]

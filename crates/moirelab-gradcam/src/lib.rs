@@ -29,8 +29,8 @@ pub mod sanity;
 
 pub use cam::{compute, CamBatch, CamMap, Method, Targets};
 pub use colormap::Colormap;
-pub use config::{GradcamConfig, Scale};
-pub use dump::Dumper;
+pub use config::{GradcamConfig, KeepPolicy, Scale};
+pub use dump::{prune_epochs, Dumper};
 pub use explain::{explain, ExplainInput, ExplainOptions, ExplainRecord};
 pub use probes::{select_probes, ProbeInput};
 

@@ -1,5 +1,6 @@
-//! Animated GIF strips: one per probe and CAM method, the overlay tile at every epoch that
-//! has one, each frame captioned with its epoch. They show at a glance whether attention
+//! Animated GIF strips: one per probe and CAM method, the predicted-class map over the input
+//! at every epoch with a dump (from the map strip, else the overlay tile), each frame
+//! captioned with its epoch. They show at a glance whether attention
 //! drifts from the flag to the screen artifacts, and they paste into issues and chats.
 //!
 //! Frames use one fixed global palette (a 6x7x6 colour cube with ordered dithering) instead
@@ -134,17 +135,76 @@ pub fn gif_path(run_dir: &Path, probe: usize, method: &str) -> PathBuf {
         .join(format!("{probe:02}-{method}.gif"))
 }
 
-/// Encode one strip; `frames` are (epoch, tile path) in epoch order.
-fn encode_strip(path: &Path, frames: &[(u32, &PathBuf)]) -> Result<Vec<u8>> {
+/// Where one frame comes from: an overlay tile, or a map strip over the probe's input.
+enum Source<'a> {
+    Tile(&'a PathBuf),
+    Strip {
+        strip: &'a PathBuf,
+        index: usize,
+        input: &'a PathBuf,
+    },
+}
+
+/// Decoded strips and inputs, shared by every probe's strip of one run.
+#[derive(Default)]
+struct Cache {
+    strips: BTreeMap<PathBuf, image::GrayImage>,
+    inputs: BTreeMap<PathBuf, image::RgbImage>,
+}
+
+impl Source<'_> {
+    fn path(&self) -> &PathBuf {
+        match self {
+            Source::Tile(p) => p,
+            Source::Strip { strip, .. } => strip,
+        }
+    }
+
+    fn load(&self, cache: &mut Cache, stops: &[[u8; 3]]) -> Result<RgbaImage> {
+        match self {
+            Source::Tile(p) => decode(p),
+            Source::Strip {
+                strip,
+                index,
+                input,
+            } => {
+                if !cache.strips.contains_key(*strip) {
+                    let img = crate::maps::read_strip(strip)?;
+                    cache.strips.insert((*strip).clone(), img);
+                }
+                if !cache.inputs.contains_key(*input) {
+                    let img = crate::maps::read_rgb(input)?;
+                    cache.inputs.insert((*input).clone(), img);
+                }
+                match (cache.strips.get(*strip), cache.inputs.get(*input)) {
+                    (Some(s), Some(i)) => crate::maps::overlay(s, *index, i, stops, strip),
+                    _ => Err(ReportError::Corrupt {
+                        path: (*strip).clone(),
+                        msg: "strip not cached".into(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Encode one strip; `frames` are (epoch, source) in epoch order.
+fn encode_strip(
+    path: &Path,
+    frames: &[(u32, Source<'_>)],
+    cache: &mut Cache,
+    stops: &[[u8; 3]],
+) -> Result<Vec<u8>> {
     let enc_err = |e: gif::EncodingError| ReportError::Encode {
         path: path.to_path_buf(),
         what: "animated GIF",
         msg: e.to_string(),
     };
-    let Some(&(_, first_path)) = frames.first() else {
+    let Some((_, first_src)) = frames.first() else {
         return Ok(Vec::new());
     };
-    let mut first = Some(decode(first_path)?);
+    let first_path = first_src.path();
+    let mut first = Some(first_src.load(cache, stops)?);
     let size = first.as_ref().map(|t| t.dimensions()).unwrap_or((0, 0));
     let too_big = |_| ReportError::Corrupt {
         path: first_path.clone(),
@@ -156,10 +216,11 @@ fn encode_strip(path: &Path, frames: &[(u32, &PathBuf)]) -> Result<Vec<u8>> {
     {
         let mut enc = gif::Encoder::new(&mut encoded, w, h, &palette()).map_err(enc_err)?;
         enc.set_repeat(gif::Repeat::Infinite).map_err(enc_err)?;
-        for &(epoch, tile_path) in frames {
+        for (epoch, src) in frames {
+            let epoch = *epoch;
             let mut tile = match first.take() {
                 Some(t) => t,
-                None => decode(tile_path)?,
+                None => src.load(cache, stops)?,
             };
             // Frames share one size; a tile of another size (image size changed on resume)
             // is scaled to the first one rather than breaking the strip.
@@ -191,22 +252,45 @@ pub fn write_probe_gifs(run_dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub(crate) fn write_probe_gifs_for(run: &RunData) -> Result<Vec<PathBuf>> {
-    // (probe, method) -> [(epoch, tile path)] in epoch order.
-    let mut strips: BTreeMap<(usize, String), Vec<(u32, &PathBuf)>> = BTreeMap::new();
+    // (probe, method) -> [(epoch, source)] in epoch order: the pred map strip over the
+    // probe's input where the epoch has one, else the dump's overlay tile.
+    let mut strips: BTreeMap<(usize, String), Vec<(u32, Source<'_>)>> = BTreeMap::new();
+    let methods = run.methods();
     for e in &run.epochs {
+        let mut covered: Vec<(usize, &String)> = Vec::new();
+        for m in &methods {
+            let key = format!("{m}/pred");
+            let (Some(strip), Some(mf)) = (e.strips.get(&key), e.maps.as_ref()) else {
+                continue;
+            };
+            let n = mf.maps.get(&key).map(|s| s.max.len()).unwrap_or(0);
+            for (&probe, input) in run.probe_inputs.range(..n) {
+                strips.entry((probe, m.clone())).or_default().push((
+                    e.epoch,
+                    Source::Strip {
+                        strip,
+                        index: probe,
+                        input,
+                    },
+                ));
+                covered.push((probe, m));
+            }
+        }
         for ((probe, method, kind), path) in &e.tiles {
-            if kind == "overlay" {
+            if kind == "overlay" && !covered.contains(&(*probe, method)) {
                 strips
                     .entry((*probe, method.clone()))
                     .or_default()
-                    .push((e.epoch, path));
+                    .push((e.epoch, Source::Tile(path)));
             }
         }
     }
+    let stops = crate::maps::colormap_stops(&run.colormap());
+    let mut cache = Cache::default();
     let mut out = Vec::new();
     for ((probe, method), frames) in strips {
         let path = gif_path(&run.dir, probe, &method);
-        let bytes = encode_strip(&path, &frames)?;
+        let bytes = encode_strip(&path, &frames, &mut cache, stops)?;
         write_atomic(&path, &bytes)?;
         out.push(path);
     }

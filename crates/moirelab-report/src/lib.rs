@@ -13,6 +13,7 @@
 pub mod gif;
 mod html;
 mod load;
+mod maps;
 pub mod plots;
 pub mod sweep;
 pub mod tb;
@@ -60,6 +61,12 @@ pub type Result<T, E = ReportError> = std::result::Result<T, E>;
 /// [`write_run_report`]) without re-encoding them; the inline curves are always current.
 /// This is the cheap per-epoch refresh: GIF encoding is most of a full report's time.
 pub fn write_run_page(run_dir: &Path) -> Result<PathBuf> {
+    write_run_page_with(run_dir, false)
+}
+
+/// [`write_run_page`]; `standalone` copies every image the page links under `report/files/`
+/// (GIFs already live in `report/`), so the report folder opens on any machine by itself.
+pub fn write_run_page_with(run_dir: &Path, standalone: bool) -> Result<PathBuf> {
     let run = load::load_run(run_dir)?;
     let existing = |dir: PathBuf, ext: &str| -> Result<Vec<PathBuf>> {
         let mut v = Vec::new();
@@ -85,7 +92,7 @@ pub fn write_run_page(run_dir: &Path) -> Result<PathBuf> {
     };
     let plots = existing(run.dir.join("plots"), "png")?;
     let gifs = existing(run.dir.join("report").join("gifs"), "gif")?;
-    html::write_run_page(&run, &plots, &gifs)
+    html::write_run_page(&run, &plots, &gifs, standalone)
 }
 
 /// Write `run_dir/report/index.html` (self-contained apart from relative links to the run's
@@ -93,10 +100,15 @@ pub fn write_run_page(run_dir: &Path) -> Result<PathBuf> {
 /// under `run_dir/report/gifs/`. Every file is written atomically, so the trainer can call
 /// this after each epoch while someone has the page open. Returns the path of `index.html`.
 pub fn write_run_report(run_dir: &Path) -> Result<PathBuf> {
+    write_run_report_with(run_dir, false)
+}
+
+/// [`write_run_report`], optionally as a standalone export (see [`write_run_page_with`]).
+pub fn write_run_report_with(run_dir: &Path, standalone: bool) -> Result<PathBuf> {
     let run = load::load_run(run_dir)?;
     let plots = plots::write_curves_for(&run)?;
     let gifs = gif::write_probe_gifs_for(&run)?;
-    html::write_run_page(&run, &plots, &gifs)
+    html::write_run_page(&run, &plots, &gifs, standalone)
 }
 
 /// Write `out_dir/index.html` comparing `runs` side by side: probes matched by probe id, one
@@ -104,6 +116,12 @@ pub fn write_run_report(run_dir: &Path) -> Result<PathBuf> {
 /// final-metrics table with the best value per row marked. Image links are relative from
 /// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree.
 pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
+    write_compare_with(runs, out_dir, false)
+}
+
+/// [`write_compare`]; `standalone` copies every linked image under `out_dir/files/`, so the
+/// folder opens without the run folders.
+pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) -> Result<PathBuf> {
     if runs.is_empty() {
         return Err(ReportError::NoRuns);
     }
@@ -112,7 +130,7 @@ pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
         .map(|r| load::load_run(r))
         .collect::<Result<Vec<_>>>()?;
     disambiguate_names(&mut loaded);
-    html::write_compare_page(&loaded, out_dir)
+    html::write_compare_page(&loaded, out_dir, standalone)
 }
 
 /// Columns must be told apart: runs sharing a name get their folder (or full path) appended.

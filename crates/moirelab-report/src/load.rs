@@ -4,8 +4,8 @@ use crate::util::canonical;
 use crate::{ReportError, Result};
 use moirelab_core::fsio::{read_json, read_jsonl};
 use moirelab_core::run::{
-    self, CamMetrics, EpochMetrics, MetricsLine, ProbesFile, RunMeta, RunSummary, CONFIG_TOML,
-    GRID_PNG, META_JSON, METRICS_JSONL, PROBES_JSON, SUMMARY_JSON,
+    self, CamMetrics, EpochMetrics, MapsFile, MetricsLine, ProbesFile, RunMeta, RunSummary,
+    CONFIG_TOML, GRID_PNG, MAPS_JSON, META_JSON, METRICS_JSONL, PROBES_JSON, SUMMARY_JSON,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,10 @@ pub struct EpochData {
     pub grid: Option<PathBuf>,
     /// (probe index, method, kind) -> existing tile PNG; kind is `pred`, `true` or `overlay`.
     pub tiles: BTreeMap<(usize, String, String), PathBuf>,
+    /// `maps.json`, with only the strips whose PNG exists.
+    pub maps: Option<MapsFile>,
+    /// `"<method>/<target>"` -> existing strip PNG.
+    pub strips: BTreeMap<String, PathBuf>,
 }
 
 /// Everything the pages show about one run. Absent files are `None`/empty and described
@@ -33,6 +37,9 @@ pub struct RunData {
     pub meta: Option<RunMeta>,
     pub metrics: Vec<MetricsLine>,
     pub summary: Option<RunSummary>,
+    /// `summary.json`'s `extra` map (per-epoch evaluation of extra data sets at the best
+    /// epoch), name -> metrics; empty when absent.
+    pub summary_extra: BTreeMap<String, EpochMetrics>,
     /// probe index -> `probes/NN.png` that exists.
     pub probe_inputs: BTreeMap<usize, PathBuf>,
     /// Epoch folders, ascending.
@@ -244,6 +251,14 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     let summary_path = dir.join(SUMMARY_JSON);
     if summary_path.is_file() {
         run.summary = Some(read_json(&summary_path)?);
+        let raw: serde_json::Value = read_json(&summary_path)?;
+        if let Some(extra) = raw.get("extra").filter(|v| !v.is_null()) {
+            run.summary_extra =
+                serde_json::from_value(extra.clone()).map_err(|e| ReportError::Corrupt {
+                    path: summary_path.clone(),
+                    msg: format!("extra: {e}"),
+                })?;
+        }
     } else {
         let why = match run.meta.as_ref().map(|m| m.status.as_str()) {
             Some("running") => "run still training",
@@ -299,7 +314,7 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     Ok(run)
 }
 
-fn load_epoch(dir: &Path, epoch: u32) -> Result<EpochData> {
+pub(crate) fn load_epoch(dir: &Path, epoch: u32) -> Result<EpochData> {
     let mut e = EpochData {
         epoch,
         ..Default::default()
@@ -323,6 +338,34 @@ fn load_epoch(dir: &Path, epoch: u32) -> Result<EpochData> {
         e.grid = Some(grid);
     }
     e.tiles = scan_tiles(dir)?;
+    let maps = dir.join(MAPS_JSON);
+    if maps.is_file() {
+        let mf: MapsFile = read_json(&maps)?;
+        for (key, strip) in &mf.maps {
+            let bad = |msg: String| ReportError::Corrupt {
+                path: maps.clone(),
+                msg: format!("{key}: {msg}"),
+            };
+            if strip.min.len() != strip.max.len() {
+                return Err(bad("min and max differ in length".into()));
+            }
+            let rel = Path::new(&strip.file);
+            let inside = rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside || strip.file.is_empty() {
+                return Err(bad(format!(
+                    "file {:?} is not inside the epoch folder",
+                    strip.file
+                )));
+            }
+            let p = dir.join(rel);
+            if p.is_file() {
+                e.strips.insert(key.clone(), p);
+            }
+        }
+        e.maps = Some(mf);
+    }
     Ok(e)
 }
 
@@ -389,13 +432,36 @@ fn describe_missing_images(run: &mut RunData) {
         if e.grid.is_none() {
             notes.push(format!("{d}/{GRID_PNG} missing"));
         }
-        let expected = indices.len() * methods.len() * TILE_KINDS.len();
+        // Runs dumped with map strips need no tiles (overlay tiles are optional there);
+        // older runs have all three kinds.
+        let expected = if e.maps.is_some() {
+            0
+        } else {
+            indices.len() * methods.len() * TILE_KINDS.len()
+        };
         let present = e.tiles.len();
         if present < expected {
             notes.push(format!(
                 "{d}/tiles: {} of {expected} tiles missing",
                 expected - present
             ));
+        }
+        match &e.maps {
+            None if e.tiles.keys().all(|k| k.2 == "overlay") => {
+                notes.push(format!("{d}/{MAPS_JSON} missing: no maps to show"));
+            }
+            Some(mf) => {
+                let absent: Vec<&String> = mf
+                    .maps
+                    .keys()
+                    .filter(|k| !e.strips.contains_key(*k))
+                    .collect();
+                if !absent.is_empty() {
+                    let names: Vec<&str> = absent.iter().map(|s| s.as_str()).collect();
+                    notes.push(format!("{d}: map strips missing: {}", names.join(", ")));
+                }
+            }
+            None => {}
         }
     }
     run.missing.extend(notes);

@@ -393,21 +393,121 @@ fn read_png(path: &Path) -> Result<Option<(Vec<u8>, u32, u32)>> {
     }
 }
 
-/// Log the images of one epoch's CAM dump that exist: `cam/grid` (grid.png) and
-/// `cam/<method>/overlay/<NN>` per probe overlay tile. Returns how many images were logged.
+/// Longest side of the grid image logged to TensorBoard; larger grids are downsized.
+pub const TB_GRID_MAX: u32 = 512;
+/// Longest side of the per-probe overlays logged to TensorBoard.
+pub const TB_TILE_MAX: u32 = 96;
+
+/// PNG bytes of `png` scaled down (never up) so that its longer side is at most `max`.
+fn downsized(path: &Path, png: Vec<u8>, w: u32, h: u32, max: u32) -> Result<(Vec<u8>, u32, u32)> {
+    if w.max(h) <= max {
+        return Ok((png, w, h));
+    }
+    let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+        .map_err(|e| ReportError::Corrupt {
+            path: path.to_path_buf(),
+            msg: format!("cannot decode PNG: {e}"),
+        })?
+        .to_rgb8();
+    let k = f64::from(max) / f64::from(w.max(h));
+    let (nw, nh) = (
+        ((f64::from(w) * k).round() as u32).max(1),
+        ((f64::from(h) * k).round() as u32).max(1),
+    );
+    let small = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
+    let mut out = Vec::new();
+    small
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| ReportError::Encode {
+            path: path.to_path_buf(),
+            what: "downsized PNG",
+            msg: e.to_string(),
+        })?;
+    Ok((out, nw, nh))
+}
+
+/// Log the images of one epoch's CAM dump that exist: `cam/grid` (grid.png, longer side at
+/// most [`TB_GRID_MAX`]) and `cam/<method>/overlay/<NN>` per probe overlay tile (at most
+/// [`TB_TILE_MAX`]): TensorBoard shows thumbnails, and full-size copies of every epoch made
+/// its event file the largest thing in a run folder. Returns how many images were logged.
 pub fn log_epoch_images(w: &mut EventWriter, run_dir: &Path, epoch: u32) -> Result<usize> {
     let step = i64::from(epoch);
     let mut n = 0;
     let dir = run::epoch_dir(run_dir, epoch);
-    if let Some((png, pw, ph)) = read_png(&dir.join(run::GRID_PNG))? {
+    let grid = dir.join(run::GRID_PNG);
+    if let Some((png, pw, ph)) = read_png(&grid)? {
+        let (png, pw, ph) = downsized(&grid, png, pw, ph, TB_GRID_MAX)?;
         w.image("cam/grid", step, &png, pw, ph)?;
         n += 1;
     }
+    if !dir.is_dir() {
+        return Ok(n);
+    }
+    let e = crate::load::load_epoch(&dir, epoch)?;
+    let colormap = e
+        .probes
+        .as_ref()
+        .map(|p| p.colormap.clone())
+        .unwrap_or_default();
+    let stops = crate::maps::colormap_stops(&colormap);
+    let mut from_strips: Vec<String> = Vec::new();
+    if let Some(mf) = &e.maps {
+        for (key, strip) in &mf.maps {
+            let Some(method) = key.strip_suffix("/pred") else {
+                continue;
+            };
+            let Some(path) = e.strips.get(key) else {
+                continue;
+            };
+            let gray = crate::maps::read_strip(path)?;
+            for probe in 0..strip.max.len() {
+                let input = run::probe_input_png(run_dir, probe);
+                if !input.is_file() {
+                    continue;
+                }
+                let rgb = crate::maps::read_rgb(&input)?;
+                let over = crate::maps::overlay(&gray, probe, &rgb, stops, path)?;
+                let (w0, h0) = over.dimensions();
+                let k = f64::from(TB_TILE_MAX) / f64::from(w0.max(h0));
+                let over = if k < 1.0 {
+                    let nw = ((f64::from(w0) * k).round() as u32).max(1);
+                    let nh = ((f64::from(h0) * k).round() as u32).max(1);
+                    image::imageops::resize(&over, nw, nh, image::imageops::FilterType::Triangle)
+                } else {
+                    over
+                };
+                let rgb = image::DynamicImage::ImageRgba8(over).to_rgb8();
+                let mut png = Vec::new();
+                rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                    .map_err(|err| ReportError::Encode {
+                        path: path.clone(),
+                        what: "TensorBoard overlay",
+                        msg: err.to_string(),
+                    })?;
+                w.image(
+                    &format!(
+                        "cam/{}/overlay/{probe:02}",
+                        crate::load::method_file_stem(method)
+                    ),
+                    step,
+                    &png,
+                    rgb.width(),
+                    rgb.height(),
+                )?;
+                n += 1;
+            }
+            from_strips.push(method.to_string());
+        }
+    }
     for ((probe, method, kind), path) in crate::load::scan_tiles(&dir)? {
-        if kind != "overlay" {
+        let done = from_strips
+            .iter()
+            .any(|m| *m == method || crate::load::method_file_stem(m) == method);
+        if kind != "overlay" || done {
             continue;
         }
         if let Some((png, pw, ph)) = read_png(&path)? {
+            let (png, pw, ph) = downsized(&path, png, pw, ph, TB_TILE_MAX)?;
             w.image(
                 &format!("cam/{method}/overlay/{probe:02}"),
                 step,
@@ -448,6 +548,23 @@ mod tests {
         let e = event_head(0.0, -1);
         // key 0x10 then ten bytes of two's complement.
         assert_eq!(e.len(), 9 + 1 + 10);
+    }
+
+    #[test]
+    fn large_images_are_downsized_for_tensorboard_small_ones_kept() {
+        let img = image::RgbImage::from_pixel(200, 100, image::Rgb([10, 200, 30]));
+        let mut bytes = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+        let p = Path::new("x.png");
+        let (small, w, h) = downsized(p, bytes.clone(), 200, 100, 96).unwrap();
+        assert_eq!((w, h), (96, 48));
+        assert_eq!(png_info(&small).map(|i| (i.0, i.1)), Some((96, 48)));
+        let (same, w, h) = downsized(p, bytes.clone(), 200, 100, 200).unwrap();
+        assert_eq!((same == bytes, w, h), (true, 200, 100));
     }
 
     #[test]

@@ -50,7 +50,8 @@ fn train_writes_a_run_folder_with_a_grid_per_epoch() {
         "epochs/0001/grid.png",
         "epochs/0002/grid.png",
         "epochs/0002/probes.json",
-        "epochs/0002/cams.safetensors",
+        "epochs/0002/maps.json",
+        "epochs/0002/maps/gradcam-pred.png",
         "report/index.html",
     ] {
         assert!(

@@ -2,7 +2,7 @@
 
 use crate::common::{images, probes, shallow};
 use moirelab_core::fsio::read_json;
-use moirelab_core::run::{self, CamTarget, ProbesFile};
+use moirelab_core::run::{self, CamTarget, MapsFile, ProbesFile};
 use moirelab_gradcam::{Dumper, GradcamConfig};
 use std::path::Path;
 
@@ -57,24 +57,58 @@ fn dump_writes_the_run_folder_layout_and_region_metrics() {
     assert!(e.join(run::GRID_PNG).exists());
     for kind in ["pred", "true", "overlay"] {
         assert!(
-            run::tile_png(dir.path(), 3, 4, "gradcampp", kind).exists(),
-            "{kind}"
+            !run::tile_png(dir.path(), 3, 4, "gradcampp", kind).exists(),
+            "{kind}: the maps live in the strips"
         );
     }
-    // Raw maps: "<method>/<layer>/<target>" -> [P, H, W].
-    let cams = tch::Tensor::read_safetensors(e.join(run::CAMS_SAFETENSORS)).unwrap();
-    let mut keys: Vec<String> = cams.iter().map(|(k, _)| k.clone()).collect();
-    keys.sort();
+    // Raw maps: one 8-bit strip per "<method>/<target>", P maps of H rows, with their ranges.
+    let mf: MapsFile = read_json(&e.join(run::MAPS_JSON)).unwrap();
+    let keys: Vec<&String> = mf.maps.keys().collect();
     assert_eq!(
         keys,
         [
-            "gradcam++/conv2/pred",
-            "gradcam++/conv2/true",
-            "gradcam/conv2/pred",
-            "gradcam/conv2/true"
+            "gradcam++/pred",
+            "gradcam++/true",
+            "gradcam/pred",
+            "gradcam/true"
         ]
     );
-    assert_eq!(cams[0].1.size(), vec![5, 16, 16]);
+    assert_eq!(
+        (mf.epoch, mf.width, mf.height, mf.layer.as_str()),
+        (3, 16, 16, "conv2")
+    );
+    let strip = &mf.maps["gradcam/pred"];
+    assert_eq!(strip.file, "maps/gradcam-pred.png");
+    assert_eq!((strip.min.len(), strip.max.len()), (5, 5));
+    let img = image::open(e.join(&strip.file)).unwrap();
+    assert_eq!(img.color(), image::ColorType::L8);
+    assert_eq!((img.width(), img.height()), (16, 5 * 16));
+    // The strip decodes back to the raw maps within one quantisation step.
+    let raw = moirelab_gradcam::compute(
+        net.as_ref(),
+        &xs,
+        &moirelab_gradcam::Targets::Pred,
+        &["conv2"],
+        &[moirelab_gradcam::Method::GradCam],
+    )
+    .unwrap();
+    let raw = moirelab_gradcam::overlay::Map2::batch_from_tensor(&raw.maps[0].raw).unwrap();
+    let gray = img.to_luma8();
+    for (i, m) in raw.iter().enumerate() {
+        let (lo, hi) = (strip.min[i], strip.max[i]);
+        assert!((f64::from(m.max()) - hi).abs() <= 1e-4 * hi.abs().max(1e-6));
+        for (k, &v) in m.data.iter().enumerate() {
+            let q = f64::from(
+                gray.get_pixel(k as u32 % 16, i as u32 * 16 + k as u32 / 16)
+                    .0[0],
+            );
+            let back = lo + q / 255.0 * (hi - lo);
+            assert!(
+                (back - f64::from(v)).abs() <= (hi - lo) / 255.0 * 0.51 + 1e-4 * hi.abs(),
+                "probe {i} px {k}"
+            );
+        }
+    }
     let pf: ProbesFile = read_json(&e.join(run::PROBES_JSON)).unwrap();
     assert_eq!((pf.epoch, pf.probes.len(), pf.image_size), (3, 5, [16, 16]));
     assert_eq!(pf.methods, vec!["gradcam", "gradcam++"]);

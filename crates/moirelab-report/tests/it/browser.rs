@@ -64,12 +64,27 @@ fn headless(bin: &Path, profile: &Path, extra: &[String], url: &str) -> (String,
     )
 }
 
+/// Run the page's selftest at 1000 and 1400 px (layout checks included) and, when
+/// `shot_name` is given, take screenshots at both widths. Returns the DOM at 1000 px.
 fn check_page(bin: &Path, page: &Path, shot_name: Option<&str>) -> String {
+    let wide = check_page_at(bin, page, shot_name, 1400);
+    let result = &wide[wide.find("SELFTEST PASS").unwrap_or(0)..];
+    let width: u32 = result
+        .split(" width=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(width > 1300, "window width not applied: {width}");
+    check_page_at(bin, page, shot_name, 1000)
+}
+
+fn check_page_at(bin: &Path, page: &Path, shot_name: Option<&str>, width: u32) -> String {
     let profile = tempfile::tempdir().unwrap();
     let (dom, log) = headless(
         bin,
         profile.path(),
-        &["--dump-dom".into()],
+        &["--dump-dom".into(), format!("--window-size={width},900")],
         &format!("{}#selftest", file_url(page)),
     );
     let start = dom.find("<pre id=\"selftest\">").unwrap_or_else(|| {
@@ -100,7 +115,7 @@ fn check_page(bin: &Path, page: &Path, shot_name: Option<&str>) -> String {
     };
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join(shot_name);
+    let shot = shots.join(format!("{width}-{shot_name}"));
     let profile2 = tempfile::tempdir().unwrap();
     let _ = std::fs::remove_file(&shot);
     headless(
@@ -108,7 +123,7 @@ fn check_page(bin: &Path, page: &Path, shot_name: Option<&str>) -> String {
         profile2.path(),
         &[
             format!("--screenshot={}", shot.display()),
-            "--window-size=1400,3400".into(),
+            format!("--window-size={width},2400"),
             "--hide-scrollbars".into(),
         ],
         &file_url(page),
@@ -158,8 +173,8 @@ fn selftest_reports_a_missing_image_as_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let run = fixture::make_run(tmp.path(), &Spec::new("broken"));
     let page = write_run_report(&run).unwrap();
-    // The page was built while the tile existed; deleting it afterwards must be caught.
-    std::fs::remove_file(run.join("epochs/0002/tiles/00-gradcam-pred.png")).unwrap();
+    // The page was built while the strip existed; deleting it afterwards must be caught.
+    std::fs::remove_file(run.join("epochs/0002/maps/gradcam-pred.png")).unwrap();
     let profile = tempfile::tempdir().unwrap();
     let (dom, _) = headless(
         &bin,
@@ -168,7 +183,118 @@ fn selftest_reports_a_missing_image_as_failure() {
         &format!("{}#selftest", file_url(&page)),
     );
     assert!(dom.contains("SELFTEST FAIL"), "{dom}");
-    assert!(dom.contains("00-gradcam-pred.png"));
+    assert!(dom.contains("maps/gradcam-pred.png"));
+}
+
+/// The `data-state` attribute mirrors the state the page serialises into its address.
+fn state_of(dom: &str) -> String {
+    let i = dom.find("data-state=\"").expect("data-state") + "data-state=\"".len();
+    dom[i..i + dom[i..].find('"').unwrap()].replace("&amp;", "&")
+}
+
+#[test]
+fn a_link_with_view_state_reopens_that_view() {
+    let Some(bin) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Spec::new("a");
+    a.epochs = vec![1, 2, 3, 4];
+    a.dumps = vec![1, 2, 3, 4];
+    let ra = fixture::make_run(tmp.path(), &a);
+    let page = write_run_report(&ra).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let hash = "#e=2&map=both&grp=aligned&ok=right&sort=pa&norm=epoch&op=35&p=images%2F000001.png";
+    let (dom, log) = headless(
+        &bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &format!("{}{hash}", file_url(&page)),
+    );
+    let state = state_of(&dom);
+    for kv in [
+        "e=2",
+        "map=both",
+        "grp=aligned",
+        "ok=right",
+        "sort=pa",
+        "norm=epoch",
+        "op=35",
+        "p=images%2F000001.png",
+    ] {
+        assert!(state.contains(kv), "{kv} not restored: {state}\n{log}");
+    }
+    // The restored view shows the selected probe highlighted and the epoch's label.
+    assert!(
+        dom.contains("class=\"prow sel\" data-id=\"images/000001.png\""),
+        "{dom}"
+    );
+    assert!(dom.contains("epoch 2 (2/4)"));
+    // Hostile or stale values are ignored, not applied.
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, _) = headless(
+        &bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &format!("{}#e=77&sort=%3Cimg%3E&p=%3Cb%3E", file_url(&page)),
+    );
+    let state = state_of(&dom);
+    assert!(
+        state.contains("e=4") && state.contains("sort=flag") && !state.contains("%3C"),
+        "{state}"
+    );
+
+    // The compare page keeps its alignment mode in the address too.
+    let rb = fixture::make_run(tmp.path(), &Spec::new("b"));
+    let cmp = write_compare(&[ra, rb], &tmp.path().join("cmp")).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, _) = headless(
+        &bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &format!("{}#align=frac&f=10&map=pred", file_url(&cmp)),
+    );
+    let state = state_of(&dom);
+    assert!(
+        state.contains("align=frac") && state.contains("f=10") && state.contains("map=pred"),
+        "{state}"
+    );
+    // By default the compare page opens on each run's best epoch.
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, _) = headless(
+        &bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &file_url(&cmp),
+    );
+    assert!(state_of(&dom).contains("align=best"));
+    assert!(
+        dom.contains("best: a @ 4 · b @ 3"),
+        "{}",
+        &dom[dom.find("epoch-label").unwrap_or(0)..][..200]
+    );
+}
+
+#[test]
+fn gallery_of_a_50_epoch_run_opens_fast_and_stays_small() {
+    let Some(bin) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Spec::new("long");
+    s.epochs = (1..=50).collect();
+    s.dumps = (1..=50).collect();
+    s.probe_ids = (0..32).map(|i| format!("images/{i:06}.png")).collect();
+    let run = fixture::make_run(tmp.path(), &s);
+    let page = moirelab_report::write_run_page(&run).unwrap();
+    let bytes = std::fs::metadata(&page).unwrap().len();
+    assert!(bytes < 5_000_000, "page is {bytes} bytes");
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, log) = headless(
+        &bin,
+        profile.path(),
+        &["--dump-dom".into()],
+        &file_url(&page),
+    );
+    let i = dom.find("data-ready-ms=\"").expect("ready") + "data-ready-ms=\"".len();
+    let ms: u64 = dom[i..i + dom[i..].find('"').unwrap()].parse().unwrap();
+    assert!(ms < 2000, "first render after {ms} ms\n{log}");
 }
 
 #[test]

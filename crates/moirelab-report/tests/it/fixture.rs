@@ -2,8 +2,8 @@
 
 use moirelab_core::fsio::{append_jsonl, write_json_atomic};
 use moirelab_core::run::{
-    self, CamMetrics, CamTarget, EpochMetrics, GroupStat, MetricsLine, PadMetrics, ProbeRecord,
-    ProbesFile, RegionStats, RunMeta, RunSummary,
+    self, CamMetrics, CamTarget, EpochMetrics, GroupStat, MapStrip, MapsFile, MetricsLine,
+    PadMetrics, ProbeRecord, ProbesFile, RegionStats, RunMeta, RunSummary,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,10 @@ pub struct Spec {
     pub masks: bool,
     /// Accuracy offset so that runs differ.
     pub skill: f64,
+    /// Dump format before map strips: colour pred/true/overlay tiles, no maps.json.
+    pub legacy: bool,
+    /// Extra data sets evaluated every epoch (`extra/<name>` lines, summary `extra`).
+    pub extra: Vec<String>,
 }
 
 impl Spec {
@@ -43,6 +47,8 @@ impl Spec {
             summary: true,
             masks: true,
             skill: 0.0,
+            legacy: false,
+            extra: Vec::new(),
         }
     }
 }
@@ -59,6 +65,20 @@ pub fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
         .expect("encode test png");
+    out
+}
+
+/// An 8-bit map strip: `n` maps of `size`², each a blob whose place depends on the map.
+pub fn gray_strip(size: u32, n: u32, seed: u32) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(size, size * n.max(1), |x, y| {
+        let (i, y) = (y / size, y % size);
+        let (cx, cy) = ((seed * 7 + i * 5) % size, (seed * 3 + i * 11) % size);
+        let d2 = (x as i32 - cx as i32).pow(2) + (y as i32 - cy as i32).pow(2);
+        image::Luma([(255.0 * (-(d2 as f64) / 40.0).exp()) as u8])
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("encode test strip");
     out
 }
 
@@ -198,6 +218,12 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             append_jsonl(&metrics, &MetricsLine::Epoch(epoch_metrics(spec, e, split)))
                 .expect("metrics");
         }
+        for name in &spec.extra {
+            let mut m = epoch_metrics(spec, e, "val");
+            m.split = format!("extra/{name}");
+            m.accuracy = 0.5 + 0.01 * f64::from(e);
+            append_jsonl(&metrics, &MetricsLine::Epoch(m)).expect("extra metrics");
+        }
         if spec.dumps.contains(&e) {
             for m in &spec.methods {
                 for t in [CamTarget::Pred, CamTarget::True] {
@@ -221,9 +247,11 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             .map(|(i, id)| {
                 let mut regions_by = BTreeMap::new();
                 if spec.masks {
+                    // Flag attention fades with the epoch and differs per probe.
+                    let flag = 0.5 - 0.05 * f64::from(e) + 0.02 * i as f64;
                     for m in &spec.methods {
-                        regions_by.insert(format!("{m}/pred"), regions(0.5));
-                        regions_by.insert(format!("{m}/true"), regions(0.4));
+                        regions_by.insert(format!("{m}/pred"), regions(flag));
+                        regions_by.insert(format!("{m}/true"), regions(flag - 0.1));
                     }
                 }
                 ProbeRecord {
@@ -231,7 +259,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
                     id: id.clone(),
                     true_class: i % 2,
                     pred_class: (i + e as usize) % 2,
-                    probs: vec![0.3, 0.7],
+                    probs: vec![0.3 + 0.01 * i as f64, 0.7 - 0.01 * i as f64],
                     groups: [("flag".to_string(), "A".to_string())].into(),
                     aligned: Some(i % 2 == 0),
                     regions: regions_by,
@@ -252,9 +280,15 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             &run::epoch_dir(&dir, e).join(run::GRID_PNG),
             &png(48, 24, e),
         );
-        for (i, _) in spec.probe_ids.iter().enumerate() {
+        let n = spec.probe_ids.len();
+        let kinds: &[&str] = if spec.legacy {
+            &["pred", "true", "overlay"]
+        } else {
+            &["overlay"]
+        };
+        for i in 0..n {
             for m in &spec.methods {
-                for (k, kind) in ["pred", "true", "overlay"].iter().enumerate() {
+                for (k, kind) in kinds.iter().enumerate() {
                     // As the Grad-CAM dump does: `gradcam++` -> `gradcampp` in file names.
                     let stem = m.replace('+', "p");
                     write(
@@ -263,6 +297,35 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
                     );
                 }
             }
+        }
+        if !spec.legacy {
+            let mut maps = BTreeMap::new();
+            for m in &spec.methods {
+                for t in ["pred", "true"] {
+                    let file = format!("maps/{}-{t}.png", m.replace('+', "p"));
+                    write(
+                        &run::epoch_dir(&dir, e).join(&file),
+                        &gray_strip(24, n as u32, e),
+                    );
+                    let max: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 + f64::from(e)).collect();
+                    maps.insert(
+                        format!("{m}/{t}"),
+                        MapStrip {
+                            file,
+                            min: vec![0.0; n],
+                            max,
+                        },
+                    );
+                }
+            }
+            let mf = MapsFile {
+                epoch: e,
+                width: 24,
+                height: 24,
+                layer: "conv3".into(),
+                maps,
+            };
+            write_json_atomic(&run::epoch_dir(&dir, e).join(run::MAPS_JSON), &mf).expect("maps");
         }
     }
     if spec.summary {
@@ -280,7 +343,21 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             extra: BTreeMap::new(),
             wall_s: 60.0,
         };
-        write_json_atomic(&dir.join(run::SUMMARY_JSON), &s).expect("summary");
+        let mut v = serde_json::to_value(&s).expect("summary json");
+        if !spec.extra.is_empty() {
+            let extra: BTreeMap<&String, EpochMetrics> = spec
+                .extra
+                .iter()
+                .map(|n| {
+                    let mut m = epoch_metrics(spec, last, "val");
+                    m.split = format!("extra/{n}");
+                    m.accuracy = 0.5 + 0.01 * f64::from(last);
+                    (n, m)
+                })
+                .collect();
+            v["extra"] = serde_json::to_value(extra).expect("extra json");
+        }
+        write_json_atomic(&dir.join(run::SUMMARY_JSON), &v).expect("summary");
     }
     dir
 }
@@ -321,7 +398,7 @@ pub fn image_urls(v: &serde_json::Value, out: &mut Vec<String>) {
         // Probe ids are data-set paths (often `*.png`), not links.
         serde_json::Value::Object(o) => o
             .iter()
-            .filter(|(k, _)| k.as_str() != "id")
+            .filter(|(k, _)| k.as_str() != "id" && k.as_str() != "ids")
             .for_each(|(_, x)| image_urls(x, out)),
         _ => {}
     }

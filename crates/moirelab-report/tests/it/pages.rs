@@ -37,27 +37,37 @@ fn run_report_has_every_epoch_probe_method_and_tile_kind() {
     let d = page_data(&html);
     assert_eq!(d["kind"], "run");
     assert_eq!(d["epochs"], serde_json::json!([1, 2, 3]));
-    assert_eq!(d["methods"], serde_json::json!(["gradcam", "gradcam++"]));
+    let r = &d["runs"][0];
+    assert_eq!(r["methods"], serde_json::json!(["gradcam", "gradcam++"]));
+    assert_eq!(r["attack"], "screen");
+    assert_eq!(r["best"], 3);
     assert_eq!(d["probes"][1]["id"], "images/000002.png");
-    assert_eq!(d["probes"][1]["input"], "../probes/01.png");
-    assert_eq!(
-        d["dumps"]["2"]["tiles"]["1"]["gradcam++"]["overlay"],
-        "../epochs/0002/tiles/01-gradcampp-overlay.png"
-    );
-    let row = &d["dumps"]["2"]["rows"]["1"];
-    assert_eq!(row["true_class"], "screen");
-    assert_eq!(row["pred_class"], "screen");
-    assert_eq!(row["score"], 0.7);
+    assert_eq!(d["probes"][1]["cells"], serde_json::json!([1]));
+    assert_eq!(r["inputs"]["1"], "../probes/01.png");
+    // Maps come as 8-bit strips with their value ranges; overlays are composed in the page.
+    let strip = &r["dumps"]["2"]["maps"]["gradcam++/true"];
+    assert_eq!(strip["url"], "../epochs/0002/maps/gradcampp-true.png");
+    assert_eq!(strip["n"], 2);
+    assert_eq!(strip["max"], serde_json::json!([3.0, 4.0]));
+    assert_eq!(r["dumps"]["2"]["gmax"]["gradcam++"], 4.0);
+    assert!(r["dumps"]["2"]["tiles"].as_object().unwrap().is_empty());
+    let row = &r["dumps"]["2"]["rows"]["1"];
+    assert_eq!(row["t"], "screen");
+    assert_eq!(row["p"], "screen");
+    assert_eq!(row["ok"], true);
+    assert_eq!(row["pa"], 0.69);
     assert_eq!(row["groups"]["flag"], "A");
+    assert_eq!(row["lift"]["gradcam/pred"]["flag"], 1.26);
     assert_eq!(d["metrics"]["3"]["val"]["pad"]["threshold"], 0.5);
-    // 2 inputs + 3 grids + 3 epochs x 2 probes x 2 methods x 3 kinds + 2 x 2 GIFs.
-    assert_eq!(assert_links_resolve(&page, &html), 2 + 3 + 36 + 4);
+    // 2 inputs + 3 grids + 3 epochs x 2 methods x 2 strips + 2 x 2 GIFs.
+    assert_eq!(assert_links_resolve(&page, &html), 2 + 3 + 12 + 4);
     // Static parts: curves inline, PAD table with threshold, config and meta, colour bar.
     for needle in [
         "id=\"chart-loss\"",
         "id=\"chart-accuracy\"",
         "id=\"chart-pad\"",
-        "id=\"chart-attention-gradcam-pred\"",
+        "id=\"verdict\"",
+        "id=\"attention\"",
         "<th>threshold</th>",
         "val.balanced_accuracy",
         "train.lr",
@@ -69,9 +79,117 @@ fn run_report_has_every_epoch_probe_method_and_tile_kind() {
     assert!(run.join("plots/loss.png").is_file() && run.join("plots/loss.svg").is_file());
     assert!(run.join("report/gifs/01-gradcam++.gif").is_file());
     assert!(
-        !html.contains("tiles missing"),
+        !html.contains("tiles missing") && !html.contains("strips missing"),
         "stem-named tiles counted as missing"
     );
+    assert!(
+        !html.contains("chart-attention-"),
+        "the small multiples replace the crowded attention charts"
+    );
+}
+
+#[test]
+fn runs_dumped_before_map_strips_show_their_colour_tiles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = Spec::new("legacy");
+    spec.legacy = true;
+    let run = fixture::make_run(tmp.path(), &spec);
+    let page = write_run_report(&run).unwrap();
+    let html = read(&page);
+    let d = page_data(&html);
+    let dump = &d["runs"][0]["dumps"]["2"];
+    assert!(dump["maps"].as_object().unwrap().is_empty());
+    assert_eq!(
+        dump["tiles"]["1"]["gradcam"]["pred"],
+        "../epochs/0002/tiles/01-gradcam-pred.png"
+    );
+    assert!(dump["tiles"]["1"]["gradcam"]["overlay"].is_null());
+    assert!(!html.contains("tiles missing") && !html.contains("maps.json missing"));
+    assert_links_resolve(&page, &html);
+}
+
+#[test]
+fn verdict_card_reads_lifts_group_accuracies_and_extra_data_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = Spec::new("verdict");
+    spec.epochs = vec![1, 2, 3, 4];
+    spec.dumps = vec![1, 2, 3, 4];
+    spec.extra = vec!["other-flags".into()];
+    let run = fixture::make_run(tmp.path(), &spec);
+    // Best epoch 2, last epoch 4.
+    let s = run.join("summary.json");
+    let mut v: serde_json::Value = serde_json::from_str(&read(&s)).unwrap();
+    v["best_epoch"] = 2.into();
+    std::fs::write(&s, v.to_string()).unwrap();
+    let html = read(&write_run_report(&run).unwrap());
+    let card = &html[html.find("id=\"verdict\"").unwrap()..html.find("id=\"gallery\"").unwrap()];
+    assert!(card.contains("<th>other-flags acc</th>"), "{card}");
+    assert!(
+        card.contains(">best 2<") && card.contains(">last 4<"),
+        "{card}"
+    );
+    // per_class["screen"] lift at epoch 2: mass (0.6 - 0.2 - 0.2) * 3 = 0.6 on the flag.
+    assert!(card.contains("<td>0.6</td>"), "{card}");
+    // Test accuracy at epoch 2 is 0.8: aligned 0.85, conflicting 0.5 -> a gap.
+    assert!(card.contains("shortcut suspected"), "{card}");
+    assert!(
+        card.contains("<td>0.85</td><td>0.5</td><td>0.52</td>"),
+        "{card}"
+    );
+}
+
+#[test]
+fn compare_warns_when_configs_differ_besides_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixture::make_run(tmp.path(), &Spec::new("a"));
+    let b = fixture::make_run(tmp.path(), &Spec::new("b"));
+    let html = read(&write_compare(&[a.clone(), b], &tmp.path().join("c1")).unwrap());
+    assert!(
+        !html.contains("id=\"config-warning\""),
+        "only data.root differs"
+    );
+    let mut cs = Spec::new("c");
+    cs.lr = 0.5;
+    let c = fixture::make_run(tmp.path(), &cs);
+    let html = read(&write_compare(&[a, c], &tmp.path().join("c2")).unwrap());
+    let i = html.find("id=\"config-warning\"").expect("warning");
+    let warn = &html[i..i + html[i..].find("</div>").unwrap()];
+    assert!(
+        warn.contains("train.lr") && !warn.contains("data.root"),
+        "{warn}"
+    );
+}
+
+#[test]
+fn standalone_export_copies_every_image_into_the_page_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("alone"));
+    let page = moirelab_report::write_run_report_with(&run, true).unwrap();
+    let html = read(&page);
+    let mut urls = Vec::new();
+    fixture::image_urls(&page_data(&html), &mut urls);
+    assert!(!urls.is_empty());
+    for u in &urls {
+        assert!(
+            !u.starts_with("..") && !u.contains("/../"),
+            "{u} leaves the folder"
+        );
+    }
+    // Move the report folder away from the run: it still resolves every link.
+    let moved = tmp.path().join("moved");
+    std::fs::rename(run.join("report"), &moved).unwrap();
+    std::fs::remove_dir_all(&run).unwrap();
+    let html = read(&moved.join("index.html"));
+    assert_links_resolve(&moved.join("index.html"), &html);
+
+    let a = fixture::make_run(tmp.path(), &Spec::new("x"));
+    let b = fixture::make_run(tmp.path(), &Spec::new("y"));
+    let out = tmp.path().join("cmp");
+    let cmp = moirelab_report::write_compare_with(&[a.clone(), b], &out, true).unwrap();
+    let html = read(&cmp);
+    std::fs::remove_dir_all(&a).unwrap();
+    let n = assert_links_resolve(&cmp, &html);
+    assert!(n > 0 && html.contains("files/0/") && html.contains("files/1/"));
 }
 
 #[test]
@@ -98,13 +216,14 @@ fn run_with_gaps_reports_missing_tiles_and_only_links_existing_files() {
     spec.summary = false;
     spec.masks = false;
     let run = fixture::make_run(tmp.path(), &spec);
-    std::fs::remove_file(run.join("epochs/0004/tiles/01-gradcam-true.png")).unwrap();
+    std::fs::remove_file(run.join("epochs/0004/tiles/01-gradcam-overlay.png")).unwrap();
+    std::fs::remove_file(run.join("epochs/0004/maps/gradcam-true.png")).unwrap();
     std::fs::remove_file(run.join("epochs/0002/probes.json")).unwrap();
     std::fs::remove_file(run.join("probes/00.png")).unwrap();
     let page = write_run_report(&run).unwrap();
     let html = read(&page);
     for needle in [
-        "epochs/0004/tiles: 1 of 6 tiles missing",
+        "epochs/0004: map strips missing: gradcam/true",
         "epochs/0002/probes.json missing",
         "probe inputs missing: probes/{00}.png",
         "summary.json missing (run still training)",
@@ -114,8 +233,9 @@ fn run_with_gaps_reports_missing_tiles_and_only_links_existing_files() {
     }
     let d = page_data(&html);
     assert_eq!(d["epochs"], serde_json::json!([1, 2, 3, 4]));
-    assert!(d["dumps"]["3"].is_null());
-    assert!(d["probes"][0]["input"].is_null());
+    assert!(d["runs"][0]["dumps"]["3"].is_null());
+    assert!(d["runs"][0]["inputs"]["0"].is_null());
+    assert!(d["runs"][0]["dumps"]["4"]["maps"]["gradcam/true"].is_null());
     assert_links_resolve(&page, &html);
     // Final metrics fall back to the last epoch lines.
     assert!(html.contains("No summary.json yet"));
@@ -141,16 +261,19 @@ fn corrupt_files_are_errors_that_name_the_file() {
     );
     std::fs::write(run.join("config.toml"), "").unwrap();
 
+    std::fs::write(run.join("epochs/0002/maps/gradcam-pred.png"), b"junk").unwrap();
+    let e = write_run_report(&run).unwrap_err().to_string();
+    assert!(
+        e.contains("gradcam-pred.png") && e.contains("decode"),
+        "{e}"
+    );
     std::fs::write(
-        run.join("epochs/0002/tiles/00-gradcam-overlay.png"),
-        b"junk",
+        run.join("epochs/0002/maps.json"),
+        "{\"epoch\": 2, \"maps\": 3}",
     )
     .unwrap();
     let e = write_run_report(&run).unwrap_err().to_string();
-    assert!(
-        e.contains("00-gradcam-overlay.png") && e.contains("decode"),
-        "{e}"
-    );
+    assert!(e.contains("maps.json"), "{e}");
 }
 
 #[test]
@@ -181,8 +304,8 @@ fn hostile_run_class_and_config_strings_render_as_text() {
     assert!(!html.contains("<b>"));
     assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39;../"));
     let d = page_data(&html);
-    assert_eq!(d["name"], HOSTILE);
-    assert_eq!(d["classes"][0], HOSTILE);
+    assert_eq!(d["runs"][0]["name"], HOSTILE);
+    assert_eq!(d["runs"][0]["classes"][0], HOSTILE);
     assert_links_resolve(&page, &html);
 
     let out = tmp.path().join("cmp <i>");
@@ -226,13 +349,11 @@ fn compare_matches_probes_by_id_links_relatively_and_marks_the_best() {
         .collect();
     assert_eq!(ids, ["images/a.png", "images/b.png", "images/c.png"]);
     // images/b.png is row 1 in run a and row 0 in run b.
-    assert_eq!(d["probes"][1]["cells"][0]["index"], 1);
-    assert_eq!(d["probes"][1]["cells"][1]["index"], 0);
+    assert_eq!(d["probes"][1]["cells"], serde_json::json!([1, 0]));
     assert!(d["probes"][2]["cells"][0].is_null());
-    assert_eq!(
-        d["probes"][1]["cells"][1]["input"],
-        "../../runs/deep/probes/00.png"
-    );
+    assert_eq!(d["runs"][1]["inputs"]["0"], "../../runs/deep/probes/00.png");
+    assert_eq!(d["runs"][0]["best"], 3);
+    assert_eq!(d["runs"][1]["last"], 2);
     // The diff in the column headers names the differing keys only.
     let diff = d["runs"][1]["diff"].as_array().unwrap();
     let keys: Vec<&str> = diff.iter().map(|kv| kv[0].as_str().unwrap()).collect();
@@ -266,10 +387,9 @@ fn compare_matches_probes_by_id_links_relatively_and_marks_the_best() {
         cells[1].contains("best") && !cells[0].contains("best"),
         "{eer}"
     );
-    // Overlaid curves for both runs.
-    assert!(
-        html.contains("id=\"chart-cmp-loss\"") && html.contains("id=\"chart-cmp-attention-flag\"")
-    );
+    // Overlaid curves for both runs; attention as small multiples, one row per run.
+    assert!(html.contains("id=\"chart-cmp-loss\"") && !html.contains("chart-cmp-attention"));
+    assert_eq!(html.matches("<figure class=\"multiples\">").count(), 2);
 }
 
 #[test]
