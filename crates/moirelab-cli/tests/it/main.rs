@@ -1,6 +1,8 @@
 //! The `moirelab` binary as a user runs it: exit codes, one-line errors, run folders.
 
 mod errors;
+mod fuzz;
+mod hostile;
 mod train;
 
 use std::path::Path;

@@ -3,6 +3,8 @@
 mod cache;
 mod check;
 mod fixtures;
+mod fuzz;
+mod hostile;
 mod loader;
 mod masks;
 mod readers;
