@@ -97,7 +97,7 @@ fn malformed_inputs_through_the_binary_never_panic_hang_or_half_write() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     // 1. data check on folders holding hostile images (a few per folder)
-    for k in 0..12 {
+    for k in 0..8 {
         let d = format!("img{k}");
         folder(&p.join(&d), 2);
         for j in 0..3 {
@@ -118,7 +118,7 @@ fn malformed_inputs_through_the_binary_never_panic_hang_or_half_write() {
     }
     // 2. symlink loops and links out of the root
     #[cfg(unix)]
-    for k in 0..6 {
+    for k in 0..4 {
         let d = p.join(format!("loop{k}"));
         folder(&d, 2);
         for _ in 0..1 + rng.below(3) {
@@ -156,12 +156,12 @@ fn malformed_inputs_through_the_binary_never_panic_hang_or_half_write() {
             }
         }
     }
-    for k in 0..12 {
+    for k in 0..8 {
         let mut t: Vec<u8> = rows.clone().into_bytes();
         for _ in 0..1 + rng.below(4) {
             let at = rng.below(t.len());
             match rng.below(3) {
-                0 => t[at] = b"\",\n\r\0\xff/.."[rng.below(10)],
+                0 => t[at] = b"\",\n\r\0\xff/.."[rng.below(9)],
                 1 => t.truncate(at),
                 _ => t.splice(at..at, b"\"x\",".iter().copied()).for_each(drop),
             }
@@ -178,7 +178,7 @@ fn malformed_inputs_through_the_binary_never_panic_hang_or_half_write() {
     // 4. damaged configs, trained for real: a complete run or an error and no run folder
     folder(&p.join("d"), 4);
     let base = config("d", "");
-    for k in 0..8 {
+    for k in 0..5 {
         let mut t = base.clone();
         let lines: Vec<&str> = base.lines().collect();
         let i = rng.below(lines.len());
@@ -227,5 +227,5 @@ fn malformed_inputs_through_the_binary_never_panic_hang_or_half_write() {
     failures += 1;
     cases += 1;
     eprintln!("binary corpus: {cases} cases, {failures} non-zero exits, no panic, no hang");
-    assert_eq!(cases, 39);
+    assert_eq!(cases, 26);
 }

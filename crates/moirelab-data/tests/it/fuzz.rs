@@ -383,7 +383,7 @@ fn damaged_manifests_give_an_error_or_a_report_never_a_panic() {
             }
         }
     }
-    let mut rng = Rng(0xda3a_9e);
+    let mut rng = Rng(0x00da_3a9e);
     let (mut errors, mut reports) = (0, 0);
     for k in 0..MANIFEST_CASES {
         let (name, text) = if k % 2 == 0 {
