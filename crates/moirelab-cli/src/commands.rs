@@ -357,6 +357,26 @@ pub fn train_from_config(
     run_trainer(trainer, &loaded.config, &mut reporter, stop)
 }
 
+/// What training's validation tolerated (duplicates, links, conversions …): one line per
+/// kind with its first example, so a run never hides them.
+fn data_warnings(r: &moirelab_data::CheckReport) -> Vec<String> {
+    let mut by_kind: std::collections::BTreeMap<_, Vec<&moirelab_data::Problem>> =
+        std::collections::BTreeMap::new();
+    for p in r.warnings() {
+        by_kind.entry(p.kind).or_default().push(p);
+    }
+    by_kind
+        .values()
+        .map(|ps| {
+            let more = match ps.len() {
+                1 => String::new(),
+                n => format!(" (and {} more like it)", n - 1),
+            };
+            format!("warning: data: {}{more}", ps[0])
+        })
+        .collect()
+}
+
 fn run_trainer(
     mut trainer: Trainer,
     cfg: &config::Config,
@@ -364,6 +384,9 @@ fn run_trainer(
     stop: &AtomicBool,
 ) -> Result<(PathBuf, Outcome)> {
     let run_dir = trainer.run_dir().to_path_buf();
+    for line in data_warnings(trainer.dataset().report()) {
+        reporter.line(&line);
+    }
     let mut cam = GradcamHook::new(&cfg.gradcam, trainer.dataset(), trainer.net(), &run_dir)?;
     let mut report = ReportHook::new(&cfg.report, &run_dir)?;
     let outcome = {

@@ -157,11 +157,21 @@ fn a_png_claiming_100000_squared_is_refused_by_check_train_and_predict() {
     assert_no_crash(&o);
     assert_one_line_error(&o, &["bomb.png", "100000x100000", "on-bad-image"]);
     assert!(runs_in(p).is_empty(), "{:?}", runs_in(p));
-    // with skip it trains without it
+    // with skip it trains without it, and says what validation tolerated
     std::fs::write(p.join("c.toml"), config("d", "on-bad-image = \"skip\"")).unwrap();
+    std::fs::copy(
+        p.join("d/train/direct/0.png"),
+        p.join("d/test/direct/copy.png"),
+    )
+    .unwrap();
     let o = moirelab(p, &["train", "--config", "c.toml", "--name", "skip"]);
     assert_no_crash(&o);
     assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: data: test/direct/copy.png: same pixels as train/direct/0.png"),
+        "{err}"
+    );
     // predict refuses the file with one line, and still predicts a good one
     let o = moirelab(
         p,
