@@ -475,6 +475,7 @@ mod tests {
                 }
             }
         }
+        eprintln!("config corpus: {CASES} cases, {ok} loaded, {err} one-line errors");
         assert_eq!(ok + err, CASES);
         assert!(
             err > CASES / 2,

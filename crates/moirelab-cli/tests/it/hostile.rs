@@ -344,3 +344,28 @@ fn kill_9_at_several_points_and_resume_gives_bitwise_equal_weights() {
         "no kill landed after a checkpoint"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn data_check_follows_links_out_of_the_root_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 2);
+    folder(&p.join("elsewhere"), 1);
+    std::os::unix::fs::symlink(
+        p.join("elsewhere/train/screen"),
+        p.join("d/train/screen/ext"),
+    )
+    .unwrap();
+    let o = moirelab(p, &["data", "check", "d"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(" 12 files,") && out.contains("not followed"),
+        "{out}"
+    );
+    let o = moirelab(p, &["data", "check", "d", "--follow-links", "all"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(" 13 files,"), "{out}");
+    let o = moirelab(p, &["data", "check", "d", "--follow-links", "some"]);
+    assert_one_line_error(&o, &["--follow-links some", "inside, all, none"]);
+}
