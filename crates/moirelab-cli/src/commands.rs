@@ -105,6 +105,14 @@ pub fn generate_with_progress(
     };
     let t0 = std::time::Instant::now();
     let summary = moirelab_synth::generate_reusing(cfg, out, force, &progress, donors)
+        .map_err(|e| match e {
+            // The library's hint names its parameter; the user's knob is the flag.
+            moirelab_synth::SynthError::OutputNotEmpty { path } => anyhow!(
+                "{}: output folder exists and is not empty (pass --force to replace it)",
+                path.display()
+            ),
+            e => anyhow::Error::new(e),
+        })
         .with_context(|| format!("gen-data --out {}", out.display()))?;
     let secs = t0.elapsed().as_secs_f64();
     let rate = summary.count as f64 / secs.max(1e-9);
@@ -131,6 +139,16 @@ pub fn data_check(a: DataCheckArgs) -> Result<ExitCode> {
     if let Some(m) = a.manifest {
         cfg.manifest = Some(m);
     }
+    cfg.follow_links = match a.follow_links.as_str() {
+        "inside" => moirelab_data::FollowLinks::Inside,
+        "all" => moirelab_data::FollowLinks::All,
+        "none" => moirelab_data::FollowLinks::None,
+        other => bail!("--follow-links {other}: valid values are inside, all, none"),
+    };
+    if let Some(n) = a.max_pixels {
+        cfg.max_pixels = n;
+    }
+    cfg.allow_missing_class = a.allow_missing_class;
     let report = moirelab_data::check(&cfg, Path::new("."))?;
     println!("{report}");
     Ok(if report.has_errors() {
@@ -340,17 +358,16 @@ pub fn train_from_config(
     stop: &AtomicBool,
 ) -> Result<(PathBuf, Outcome)> {
     let mut loaded = config::load(path, sets)?;
-    let mut reporter = CliReporter::new(loaded.config.train.log_every);
-    ensure_data(&loaded, Some(&reporter))?;
-    absolutize_root(&mut loaded)?;
     let name = name
         .map(str::to_string)
         .or_else(|| loaded.config.name.clone())
         .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "run".into());
-    if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." {
-        bail!("run name '{name}' is not a plain folder name");
-    }
+    moirelab_core::run::check_run_name(&name)
+        .map_err(|e| anyhow!("{e}; pass a plain folder name with --name"))?;
+    let mut reporter = CliReporter::new(loaded.config.train.log_every);
+    ensure_data(&loaded, Some(&reporter))?;
+    absolutize_root(&mut loaded)?;
     let runs_dir = runs_dir
         .map(Path::to_path_buf)
         .or_else(|| loaded.config.runs_dir.clone())
@@ -412,6 +429,26 @@ fn check_init(cfg: &config::Config) -> Result<()> {
     Ok(())
 }
 
+/// What training's validation tolerated (duplicates, links, conversions …): one line per
+/// kind with its first example, so a run never hides them.
+fn data_warnings(r: &moirelab_data::CheckReport) -> Vec<String> {
+    let mut by_kind: std::collections::BTreeMap<_, Vec<&moirelab_data::Problem>> =
+        std::collections::BTreeMap::new();
+    for p in r.warnings() {
+        by_kind.entry(p.kind).or_default().push(p);
+    }
+    by_kind
+        .values()
+        .map(|ps| {
+            let more = match ps.len() {
+                1 => String::new(),
+                n => format!(" (and {} more like it)", n - 1),
+            };
+            format!("warning: data: {}{more}", ps[0])
+        })
+        .collect()
+}
+
 fn run_trainer(
     mut trainer: Trainer,
     cfg: &config::Config,
@@ -420,6 +457,9 @@ fn run_trainer(
     stop: &AtomicBool,
 ) -> Result<(PathBuf, Outcome)> {
     let run_dir = trainer.run_dir().to_path_buf();
+    for line in data_warnings(trainer.dataset().report()) {
+        reporter.line(&line);
+    }
     let mut cam = GradcamHook::new(&cfg.gradcam, trainer.dataset(), trainer.net(), &run_dir)?;
     let mut report = ReportHook::new(&cfg.report, &run_dir)?;
     let outcome = {

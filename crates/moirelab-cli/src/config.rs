@@ -124,6 +124,80 @@ fn describe(path: &Path, text: &str, e: &toml::de::Error, overridden: bool) -> a
     }
 }
 
+/// The text with `[data]`'s `preset` line commented out (line numbers unchanged): the same
+/// document the data crate sees once the preset is taken out, so serde's spans are the
+/// user's own lines. `None` when the key shares its line with something else.
+fn without_preset_line(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Doc {
+        data: Option<DataPreset>,
+    }
+    #[derive(Deserialize)]
+    struct DataPreset {
+        preset: Option<toml::Spanned<toml::Value>>,
+    }
+    let doc: Doc = toml::from_str(text).ok()?;
+    let span = doc.data?.preset?.span();
+    let start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[span.end..]
+        .find('\n')
+        .map_or(text.len(), |i| span.end + i);
+    let key = text[start..span.start].trim_start();
+    let key_ok = ["preset", "\"preset\"", "data.preset"].iter().any(|k| {
+        key.strip_prefix(k)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+    });
+    let rest = text[span.end..end].trim();
+    (key_ok && (rest.is_empty() || rest.starts_with('#')))
+        .then(|| format!("{}#{}", &text[..start], &text[start..]))
+}
+
+/// Line (1-based) of the `key = value` line a validation message names, e.g. `train.lr`
+/// or `[data] augment.hflip`; `None` when no line of the text matches.
+fn line_of_key(text: &str, msg: &str) -> Option<usize> {
+    let mut section = String::new();
+    let mut best: Option<(usize, usize)> = None; // (match length, line)
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            section = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().trim_matches('"');
+        if key.is_empty() || key.starts_with('#') {
+            continue;
+        }
+        let full = if section.is_empty() {
+            key.to_string()
+        } else {
+            format!("{section}.{key}")
+        };
+        let mut names = vec![full.clone()];
+        if let Some((top, rest)) = full.split_once('.') {
+            names.push(format!("[{top}] {rest}"));
+        }
+        for n in names {
+            let hit = msg.match_indices(n.as_str()).any(|(at, _)| {
+                // whole key: not followed by another key character
+                !msg[at + n.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
+            });
+            if hit && best.is_none_or(|b| n.len() > b.0) {
+                best = Some((n.len(), i + 1));
+            }
+        }
+    }
+    best.map(|b| b.1)
+}
+
 /// Parse a `--set` value: TOML if it parses, else a bare string.
 fn parse_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
@@ -186,35 +260,26 @@ pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
         toml::from_str(text).map_err(|e| describe(path, text, &e, false))?
     } else {
         toml::from_str(&merged).map_err(|e| {
-            // Point at the user's line when the original text shows the same problem.
-            match toml::from_str::<Config>(text) {
-                Err(orig) if sets.is_empty() && orig.message() == e.message() => {
-                    describe(path, text, &orig, false)
-                }
+            // Point at the user's line when the user's own text (preset line commented out)
+            // shows the same problem.
+            let own = without_preset_line(text).unwrap_or_else(|| text.to_string());
+            match toml::from_str::<Config>(&own) {
+                Err(orig) if orig.message() == e.message() => describe(path, &own, &orig, false),
                 _ => describe(path, &merged, &e, !sets.is_empty()),
             }
         })?
     };
-    config
-        .train
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    config
-        .model
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    config
-        .gradcam
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    config
-        .data
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    config
-        .eval
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    // Range errors name their key; the line is added when the user's text has that key
+    // (not when --set overrides may have supplied the value).
+    let at = |msg: String| match line_of_key(text, &msg).filter(|_| sets.is_empty()) {
+        Some(line) => anyhow!("{}:{line}: {msg}", path.display()),
+        None => anyhow!("{}: {msg}", path.display()),
+    };
+    config.train.validate().map_err(|e| at(e.to_string()))?;
+    config.model.validate().map_err(|e| at(e.to_string()))?;
+    config.gradcam.validate().map_err(|e| at(e.to_string()))?;
+    config.data.validate().map_err(|e| at(e.to_string()))?;
+    config.eval.validate().map_err(|e| at(e.to_string()))?;
     let mut loaded = Loaded {
         config,
         preset,
@@ -391,6 +456,172 @@ mod tests {
         assert!(e.starts_with("c.toml:5: in [train]:"), "{e}");
         assert!(e.contains("learning-rate"), "{e}");
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn errors_in_every_section_name_the_users_line_even_with_a_preset() {
+        // (text, expected line, needle)
+        let cases = [
+            (
+                "[data]\npreset = \"tiny\"\n[train]\nepoch = 2\n",
+                4,
+                "epoch",
+            ),
+            (
+                "[data]\npreset = \"tiny\"\n\n[model]\nwidht = 8\n",
+                5,
+                "widht",
+            ),
+            (
+                "[data]\npreset = \"tiny\"  # c\n[gradcam]\nevery = 1\nlayerz = []\n",
+                5,
+                "layerz",
+            ),
+            (
+                "[data]\npreset = \"tiny\"\n[report]\n\nevery-epoch = 3\n",
+                5,
+                "every-epoch",
+            ),
+            (
+                "[data]\nimage-size = 64\npreset = \"tiny\"\nbogus = 1\n",
+                4,
+                "bogus",
+            ),
+            (
+                "[data]\nroot = \"d\"\n[train]\nepochs = 2\nlr = -1.0\n",
+                5,
+                "train.lr",
+            ),
+            (
+                "[data]\npreset = \"tiny\"\n[train]\nlr = 50.0\n",
+                4,
+                "train.lr",
+            ),
+            (
+                "[data]\nroot = \"d\"\n\n[data.augment]\nhflip = 3.0\n",
+                5,
+                "augment.hflip",
+            ),
+            ("[data]\nroot = \"d\"\nimage-size = 4\n", 3, "image-size"),
+        ];
+        for (text, line, needle) in cases {
+            let e = load_str(Path::new("c.toml"), text, &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("c.toml:{line}: ")), "{text:?}: {e}");
+            assert!(e.contains(needle), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    /// A seeded corpus of damaged config files: every one loads or fails with one line
+    /// naming the file, never panics.
+    #[test]
+    fn damaged_configs_load_or_fail_with_one_line() {
+        const CASES: usize = 400;
+        let base = "name = \"x\"\n[data]\npreset = \"tiny\"\nimage-size = 64\ncache = \"memory\"\n\
+                    on-bad-image = \"skip\"\n[data.augment]\nhflip = 0.5\n[model]\narch = \"shallow\"\n\
+                    width = 4\n[train]\nepochs = 2\nbatch-size = 8\nlr = 0.001\nseed = 3\n\
+                    [gradcam]\nmethods = [\"gradcam\"]\nprobes = 4\n[report]\ntensorboard = false\n";
+        let tokens = [
+            "=",
+            "[",
+            "]",
+            "\"",
+            "\n",
+            "#",
+            "-1",
+            "1e309",
+            "nan",
+            "inf",
+            "\"\"",
+            "[[x]]",
+            "{",
+            "}",
+            ".",
+            "\0",
+            "é",
+            "99999999999999999999",
+            "true",
+            "[data]",
+            "[train]",
+            "root = 1",
+            "preset = 5",
+            "data.preset = \"nope\"",
+            "\\u0000",
+        ];
+        let mut z = 0x00c0_ffeeu64;
+        let mut next = move || {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (x ^ (x >> 31)) as usize
+        };
+        let (mut ok, mut err) = (0, 0);
+        for k in 0..CASES {
+            let mut text = base.to_string();
+            for _ in 0..1 + next() % 3 {
+                let mut at = next() % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match next() % 5 {
+                    0 => text.insert_str(at, tokens[next() % tokens.len()]),
+                    1 => {
+                        let mut end = (at + 1 + next() % 12).min(text.len());
+                        while !text.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        text.replace_range(at..end, "");
+                    }
+                    2 => text.truncate(at),
+                    3 => {
+                        // a value replaced by a token
+                        let lines: Vec<&str> = text.lines().collect();
+                        let i = next() % lines.len().max(1);
+                        let mut v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                        if let Some(l) = v.get_mut(i) {
+                            if let Some((key, _)) = l.clone().split_once('=') {
+                                *l = format!("{key}= {}", tokens[next() % tokens.len()]);
+                            }
+                        }
+                        text = v.join("\n");
+                    }
+                    _ => {
+                        let lines: Vec<&str> = text.lines().collect();
+                        let i = next() % lines.len().max(1);
+                        let dup = lines.get(i).copied().unwrap_or("").to_string();
+                        text = format!("{text}\n{dup}\n");
+                    }
+                }
+            }
+            let sets: Vec<String> = if k % 5 == 0 {
+                vec![format!("train.{}=1", ["lr", "epochs", "nope"][next() % 3])]
+            } else {
+                Vec::new()
+            };
+            let out = std::panic::catch_unwind(|| load_str(Path::new("c.toml"), &text, &sets));
+            match out {
+                Err(_) => panic!("case {k} panicked on:\n{text}"),
+                Ok(Ok(_)) => ok += 1,
+                Ok(Err(e)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.starts_with("c.toml") || e.starts_with("--set"),
+                        "case {k}: {e}"
+                    );
+                    assert!(!e.contains('\n'), "case {k}: {e}");
+                    err += 1;
+                }
+            }
+        }
+        eprintln!("config corpus: {CASES} cases, {ok} loaded, {err} one-line errors");
+        assert_eq!(ok + err, CASES);
+        assert!(
+            err > CASES / 2,
+            "the damage must mostly be caught: {ok} ok, {err} errors"
+        );
     }
 
     #[test]

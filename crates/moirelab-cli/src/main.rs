@@ -105,6 +105,15 @@ pub struct DataCheckArgs {
     /// CSV or JSONL manifest (relative to DIR or absolute)
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// Symbolic links to follow: inside (the data root), all, none (like data.follow-links)
+    #[arg(long, default_value = "inside")]
+    pub follow_links: String,
+    /// Images declaring more pixels are refused before decoding (like data.max-pixels)
+    #[arg(long)]
+    pub max_pixels: Option<u64>,
+    /// A val or test split missing a class is a warning, not an error
+    #[arg(long)]
+    pub allow_missing_class: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -302,9 +311,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // One line, the whole chain, no backtrace.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line, the whole chain, no backtrace, and no cause twice: error types that print
+/// their source (`"{path}: {source}"`) and also expose it as `source()` would otherwise
+/// repeat the OS error.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if s.is_empty() || out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.replace('\n', " ")
 }

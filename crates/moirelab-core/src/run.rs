@@ -26,6 +26,32 @@ pub const PROBES_JSON: &str = "probes.json";
 pub const MAPS_JSON: &str = "maps.json";
 pub const GRID_PNG: &str = "grid.png";
 
+/// The one rule for run names: a single ordinary folder name. Not empty, at most 200 bytes,
+/// not starting with `.` (so not `.`, `..` or a hidden folder), no `/` or `\\`, no control
+/// characters, no leading or trailing whitespace. `Err` says why, in a phrase.
+pub fn check_run_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name.len() > 200 {
+        "is longer than 200 bytes"
+    } else if name.starts_with('.') {
+        "starts with '.' (., .. and hidden folders are not run names)"
+    } else if name.contains(['/', '\\']) {
+        "contains a path separator"
+    } else if name.chars().any(char::is_control) {
+        "contains a control character"
+    } else if name.trim() != name {
+        "starts or ends with whitespace"
+    } else {
+        let mut comps = Path::new(name).components();
+        match (comps.next(), comps.next()) {
+            (Some(std::path::Component::Normal(c)), None) if c == name => return Ok(()),
+            _ => "is not a single folder name",
+        }
+    };
+    Err(format!("run name '{}' {why}", name.escape_debug()))
+}
+
 /// `epochs/0007` for epoch 7.
 pub fn epoch_dir(run: &Path, epoch: u32) -> PathBuf {
     run.join("epochs").join(format!("{epoch:04}"))
@@ -305,6 +331,32 @@ mod tests {
         let s = serde_json::to_string(&c).unwrap();
         assert!(s.contains("\"kind\":\"cam\"") && s.contains("\"target\":\"pred\""));
         assert_eq!(serde_json::from_str::<MetricsLine>(&s).unwrap(), c);
+    }
+
+    #[test]
+    fn run_names_are_single_plain_folder_names() {
+        for ok in ["demo-fixed", "run 2", "a.b", "ü-lauf", "x..y"] {
+            assert_eq!(check_run_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "/abs",
+            "a\\b",
+            "run/",
+            "tab\there",
+            " x",
+            "x ",
+            "nul\0",
+        ] {
+            let e = check_run_name(bad).unwrap_err();
+            assert!(e.starts_with("run name '"), "{bad:?}: {e}");
+        }
+        assert!(check_run_name(&"x".repeat(201)).is_err());
+        assert!(check_run_name(&"x".repeat(200)).is_ok());
     }
 
     #[test]

@@ -129,7 +129,11 @@ fn scan_one(
             None,
         );
     }
-    match decode::decode_file(&root.join(&rec.path), &rec.path, cfg.min_image_size) {
+    match decode::decode_file(
+        &root.join(&rec.path),
+        &rec.path,
+        decode::DecodeLimits::for_data(cfg),
+    ) {
         Err(p) => (
             ScanItem {
                 info: None,
@@ -144,7 +148,7 @@ fn scan_one(
             problems.extend(decode::view_warning(w, h, cfg, &rec.path));
             let mask_ok = match &rec.mask {
                 None => false,
-                Some(m) => match check_mask(&root.join(m), w, h) {
+                Some(m) => match check_mask(&root.join(m), w, h, cfg.max_pixels) {
                     Ok(()) => true,
                     Err(msg) => {
                         problems.push(Problem::new(
@@ -171,8 +175,8 @@ fn scan_one(
 
 /// A mask must be a grayscale PNG (16-bit bit field, or 8-bit for ≤ 8 regions) of the
 /// image's size.
-fn check_mask(path: &Path, w: u32, h: u32) -> Result<(), String> {
-    let m = crate::masks::read_mask_bits(path)?;
+fn check_mask(path: &Path, w: u32, h: u32, max_pixels: u64) -> Result<(), String> {
+    let m = crate::masks::read_mask_bits(path, max_pixels)?;
     if (m.0, m.1) != (w, h) {
         return Err(format!("{}x{} but the image is {w}x{h}", m.0, m.1));
     }
@@ -266,6 +270,41 @@ fn cache_key(src: &Source, root: &Path, cfg: &DataConfig) -> (u64, u64) {
 struct Sidecar {
     key: String,
     items: Vec<ScanItem>,
+}
+
+/// moirelab's cache folder: `$MOIRELAB_CACHE`, else `$XDG_CACHE_HOME/moirelab`, else
+/// `$HOME/.cache/moirelab` (the folder that also holds the libtorch venv).
+pub(crate) fn cache_root() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("MOIRELAB_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("moirelab")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache").join("moirelab")))
+}
+
+/// Default decode-cache folder of a data set: `<cache root>/decode/<name>-<hash of the
+/// canonical root>`. Never inside the data set, which may be read-only or shared.
+pub(crate) fn default_dir(root: &Path) -> Option<PathBuf> {
+    let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let name: String = canon
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    let name = name.trim_start_matches('.');
+    let hash = decode::content_hash(3, 0, canon.to_string_lossy().as_bytes());
+    let leaf = if name.is_empty() {
+        format!("{hash:016x}")
+    } else {
+        format!("{name}-{hash:016x}")
+    };
+    Some(cache_root()?.join("decode").join(leaf))
 }
 
 /// Whether the cache folder accepts files.

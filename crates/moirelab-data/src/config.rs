@@ -69,6 +69,30 @@ pub enum CacheMode {
     Disk,
 }
 
+/// Which symbolic links a folder walk (and a manifest path) may follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowLinks {
+    /// Links whose target lies inside the data-set root; links leading out of it are not
+    /// followed (reported).
+    #[default]
+    Inside,
+    /// Every link, wherever it points.
+    All,
+    /// No link at all.
+    None,
+}
+
+impl FollowLinks {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowLinks::Inside => "inside",
+            FollowLinks::All => "all",
+            FollowLinks::None => "none",
+        }
+    }
+}
+
 /// Seeded training augmentation (never applied to eval or probe images).
 ///
 /// The defaults are *artifact-preserving*, not ImageNet's: recapture cues are the
@@ -121,6 +145,9 @@ impl Default for AugmentConfig {
     }
 }
 
+/// Default `max-pixels`: 50 megapixels, above any ID-card photo from a phone.
+pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+
 /// The `[data]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -146,7 +173,9 @@ pub struct DataConfig {
     /// Loader threads preparing batches ahead of the trainer (0 = on the training thread).
     pub workers: usize,
     pub cache: CacheMode,
-    /// Cache folder; default `<root>/.moirelab-cache`. Relative paths resolve against `root`.
+    /// Cache folder; default `<cache>/decode/<data set>` under the moirelab cache folder
+    /// (`$MOIRELAB_CACHE`, else `$XDG_CACHE_HOME/moirelab`, else `~/.cache/moirelab`), never
+    /// inside the data set. Relative paths resolve against `root`.
     pub cache_dir: Option<PathBuf>,
     /// Images with a side below this are errors.
     pub min_image_size: u32,
@@ -155,6 +184,13 @@ pub struct DataConfig {
     pub patch_max_side: u32,
     /// Warn when the largest/smallest class ratio in train exceeds this.
     pub max_imbalance: f64,
+    /// Images whose header declares more pixels than this are errors, refused before any
+    /// pixel is decoded (a 68-byte PNG can claim 100000x100000).
+    pub max_pixels: u64,
+    /// Symbolic links: `inside` (default) follows links that stay in the root, `all`, `none`.
+    pub follow_links: FollowLinks,
+    /// A val or test split lacking a class is an error unless this is set (then a warning).
+    pub allow_missing_class: bool,
 }
 
 impl Default for DataConfig {
@@ -177,6 +213,9 @@ impl Default for DataConfig {
             min_image_size: 16,
             patch_max_side: 1024,
             max_imbalance: 3.0,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            follow_links: FollowLinks::Inside,
+            allow_missing_class: false,
         }
     }
 }
@@ -311,6 +350,9 @@ impl DataConfig {
                     self.patch_max_side, self.image_size
                 ),
             ));
+        }
+        if self.max_pixels == 0 {
+            return Err(DataError::config("max-pixels", "must be at least 1"));
         }
         if self.max_imbalance.is_nan() || self.max_imbalance < 1.0 {
             return Err(DataError::config(

@@ -132,6 +132,49 @@ pub(crate) fn assemble_report(
             max = Some((c, n));
         }
     }
+    for split in ["val", "test"] {
+        let Some(st) = r.splits.get(split).filter(|s| s.images > 0) else {
+            continue;
+        };
+        let missing: Vec<&String> = src
+            .meta
+            .classes
+            .iter()
+            .filter(|c| st.classes.get(*c).copied().unwrap_or(0) == 0)
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let names = missing
+            .iter()
+            .map(|c| format!("'{c}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let why = if split == "val" {
+            "val accuracy, the best checkpoint and the decision threshold fixed on val would ignore it"
+        } else {
+            "test metrics would say nothing about it"
+        };
+        let (kind, hint) = if cfg.allow_missing_class {
+            (
+                ProblemKind::MissingClassAllowed,
+                "allowed by [data] allow-missing-class",
+            )
+        } else {
+            (
+                ProblemKind::MissingClass,
+                "add images of it, or set [data] allow-missing-class = true",
+            )
+        };
+        r.problems.push(Problem::new(
+            kind,
+            None,
+            format!(
+                "split '{split}' ({} images) has no image of class {names}: {why} ({hint})",
+                st.images
+            ),
+        ));
+    }
     if let (Some((cmin, nmin)), Some((cmax, nmax))) = (min, max) {
         let ratio = nmax as f64 / nmin as f64;
         if ratio > cfg.max_imbalance {
@@ -201,39 +244,42 @@ impl Dataset {
         let root = resolve_root(cfg, base_dir);
         let src = source::read_source_for(cfg, &root, eval)?;
         let dir = match &cfg.cache_dir {
-            Some(d) if d.is_absolute() => d.clone(),
-            Some(d) => root.join(d),
-            None => root.join(".moirelab-cache"),
+            Some(d) if d.is_absolute() => Some(d.clone()),
+            Some(d) => Some(root.join(d)),
+            None => cache::default_dir(&root),
+        };
+        let where_ = |d: &Option<PathBuf>| match d {
+            Some(d) => format!("{} is not writable", d.display()),
+            None => "no cache folder ($MOIRELAB_CACHE, $XDG_CACHE_HOME and $HOME unset)".into(),
         };
         let mut fallback = None;
-        let (items, store) = match cfg.cache {
-            CacheMode::Memory => cache::build_memory(&src, &root, cfg)?,
-            CacheMode::Disk => {
-                if !cache::dir_writable(&dir) {
-                    return Err(DataError::config(
-                        "cache",
-                        format!(
-                            "cache = \"disk\" but {} is not writable (set cache-dir or cache = \"memory\")",
-                            dir.display()
-                        ),
-                    ));
-                }
-                cache::open_disk(&src, &root, cfg, &dir)?
+        let (items, store) = match (cfg.cache, dir.as_deref()) {
+            (CacheMode::Memory, _) => cache::build_memory(&src, &root, cfg)?,
+            (CacheMode::Disk, Some(d)) if cache::dir_writable(d) => {
+                cache::open_disk(&src, &root, cfg, d)?
             }
-            CacheMode::Auto => {
-                if cache::dir_writable(&dir) {
-                    cache::open_disk(&src, &root, cfg, &dir)?
-                } else {
-                    fallback = Some(Problem::new(
-                        ProblemKind::CacheFallback,
-                        None,
-                        format!(
-                            "{} is not writable; decoded images kept in memory (set cache-dir to reuse them across runs)",
-                            dir.display()
-                        ),
-                    ));
-                    cache::build_memory(&src, &root, cfg)?
-                }
+            (CacheMode::Disk, _) => {
+                return Err(DataError::config(
+                    "cache",
+                    format!(
+                        "cache = \"disk\" but {} (set [data] cache-dir, or cache = \"memory\")",
+                        where_(&dir)
+                    ),
+                ));
+            }
+            (CacheMode::Auto, Some(d)) if cache::dir_writable(d) => {
+                cache::open_disk(&src, &root, cfg, d)?
+            }
+            (CacheMode::Auto, _) => {
+                fallback = Some(Problem::new(
+                    ProblemKind::CacheFallback,
+                    None,
+                    format!(
+                        "{}; decoded images kept in memory (set [data] cache-dir to reuse them across runs)",
+                        where_(&dir)
+                    ),
+                ));
+                cache::build_memory(&src, &root, cfg)?
             }
         };
         let mut report = assemble_report(&src, &items, &root, cfg);
@@ -464,7 +510,7 @@ impl Dataset {
             return Ok(None);
         };
         let path = self.root.join(m);
-        crate::masks::read_mask_bits(&path)
+        crate::masks::read_mask_bits(&path, self.cfg.max_pixels)
             .map(Some)
             .map_err(|msg| DataError::Decode { path, msg })
     }

@@ -107,9 +107,55 @@ pub(crate) fn content_hash(width: u32, height: u32, pixels: &[u8]) -> u64 {
     mix(h ^ u64::from_le_bytes(tail) ^ pixels.len() as u64)
 }
 
+/// What a decode may cost and must deliver.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DecodeLimits {
+    /// Smallest accepted side.
+    pub min_side: u32,
+    /// Largest accepted width × height, checked from the header before decoding.
+    pub max_pixels: u64,
+}
+
+impl DecodeLimits {
+    pub fn for_data(cfg: &DataConfig) -> Self {
+        DecodeLimits {
+            min_side: cfg.min_image_size,
+            max_pixels: cfg.max_pixels,
+        }
+    }
+
+    /// Bytes any decoder may allocate: 16 bytes per pixel covers RGBA 32-bit float, the
+    /// widest sample layout; 64 MiB of slack for palettes, metadata and row buffers.
+    fn max_alloc(&self) -> u64 {
+        self.max_pixels.saturating_mul(16).saturating_add(64 << 20)
+    }
+
+    /// Largest file worth reading: no encoding of an accepted image is bigger than its raw
+    /// RGBA 16-bit samples plus slack.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_pixels.saturating_mul(8).saturating_add(64 << 20)
+    }
+}
+
+fn megapixels(n: u64) -> String {
+    let mp = n as f64 / 1e6;
+    if mp >= 10.0 {
+        format!("{mp:.0} MP")
+    } else {
+        format!("{mp:.1} MP")
+    }
+}
+
 /// Decode bytes of a file named `rel` (for messages and the extension check).
-/// `Err` is the file-disqualifying problem.
-pub(crate) fn decode_bytes(bytes: &[u8], rel: &str, min_side: u32) -> Result<Decoded, Problem> {
+/// `Err` is the file-disqualifying problem. The pixel count the header declares is checked
+/// against `limits.max_pixels` before a single pixel is decoded, and every decoder
+/// allocation is capped, so a lying header cannot exhaust memory.
+pub(crate) fn decode_bytes(
+    bytes: &[u8],
+    rel: &str,
+    limits: DecodeLimits,
+) -> Result<Decoded, Problem> {
+    let min_side = limits.min_side;
     let fail = |kind, msg: String| Problem::new(kind, Some(rel), msg);
     if bytes.is_empty() {
         return Err(fail(ProblemKind::EmptyFile, "empty file (0 bytes)".into()));
@@ -143,18 +189,50 @@ pub(crate) fn decode_bytes(bytes: &[u8], rel: &str, min_side: u32) -> Result<Dec
             "CMYK/YCCK JPEG (4 components), converted to RGB; colours may shift".into(),
         ));
     }
+    // Decoder messages may span lines; a problem is one line.
+    let one_line = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let corrupt = |e: image::ImageError| {
         fail(
             ProblemKind::Corrupt,
             format!(
-                "cannot decode {} (truncated or corrupt): {e}",
-                fname.to_uppercase()
+                "cannot decode {} (truncated or corrupt): {}",
+                fname.to_uppercase(),
+                one_line(e.to_string())
             ),
         )
     };
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_decoder()
-        .map_err(corrupt)?;
+    let mut lim = image::Limits::default();
+    lim.max_alloc = Some(limits.max_alloc());
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(lim.clone());
+    let too_large = |w: u32, h: u32| {
+        fail(
+            ProblemKind::TooLarge,
+            format!(
+                "header declares {w}x{h} ({}), above [data] max-pixels {}; not decoded",
+                megapixels(w as u64 * h as u64),
+                megapixels(limits.max_pixels)
+            ),
+        )
+    };
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(l) => fail(
+            ProblemKind::TooLarge,
+            format!(
+                "refused before decoding: {} ([data] max-pixels {})",
+                one_line(l.to_string()),
+                megapixels(limits.max_pixels)
+            ),
+        ),
+        e => corrupt(e),
+    })?;
+    let (dw, dh) = decoder.dimensions();
+    if dw as u64 * dh as u64 > limits.max_pixels {
+        return Err(too_large(dw, dh));
+    }
+    if lim.reserve(decoder.total_bytes()).is_err() {
+        return Err(too_large(dw, dh));
+    }
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -219,17 +297,53 @@ pub(crate) fn decode_bytes(bytes: &[u8], rel: &str, min_side: u32) -> Result<Dec
     })
 }
 
-/// Read and decode one file.
-pub(crate) fn decode_file(path: &Path, rel: &str, min_side: u32) -> Result<Decoded, Problem> {
-    let bytes = std::fs::read(path).map_err(|e| {
+/// Read and decode one file. Only regular files are read (a FIFO named `x.png` would block
+/// forever, a device never ends), and only up to [`DecodeLimits::max_file_bytes`].
+pub(crate) fn decode_file(
+    path: &Path,
+    rel: &str,
+    limits: DecodeLimits,
+) -> Result<Decoded, Problem> {
+    let io = |e: std::io::Error| {
         let kind = if e.kind() == std::io::ErrorKind::NotFound {
             ProblemKind::MissingFile
         } else {
             ProblemKind::Unreadable
         };
         Problem::new(kind, Some(rel), format!("cannot read: {e}"))
-    })?;
-    decode_bytes(&bytes, rel, min_side)
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a pipe, socket or device)"
+        };
+        return Err(Problem::new(
+            ProblemKind::NotAnImage,
+            Some(rel),
+            format!("{what}; not read"),
+        ));
+    }
+    if meta.len() > limits.max_file_bytes() {
+        return Err(Problem::new(
+            ProblemKind::TooLarge,
+            Some(rel),
+            format!(
+                "file is {} bytes, more than any image within [data] max-pixels {} needs; not read",
+                meta.len(),
+                megapixels(limits.max_pixels)
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(limits.max_file_bytes() + 1).read_to_end(&mut bytes)
+        })
+        .map_err(io)?;
+    decode_bytes(&bytes, rel, limits)
 }
 
 /// Warning about how the stored view changes the native size (upscale / downscale).
@@ -348,7 +462,11 @@ mod tests {
     #[test]
     fn extension_mismatch_is_a_warning_not_an_error() {
         let bytes = png(&DynamicImage::ImageRgb8(RgbImage::new(20, 20)));
-        let d = decode_bytes(&bytes, "a.jpg", 16).unwrap();
+        let lim = DecodeLimits {
+            min_side: 16,
+            max_pixels: 1000,
+        };
+        let d = decode_bytes(&bytes, "a.jpg", lim).unwrap();
         assert_eq!(d.warnings[0].kind, ProblemKind::ExtensionMismatch);
         assert!(d.warnings[0].message.contains("content is PNG"));
     }

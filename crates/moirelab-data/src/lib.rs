@@ -20,7 +20,9 @@ mod masks;
 mod report;
 mod source;
 
-pub use config::{AugmentConfig, CacheMode, DataConfig, Format, Mode, OnBad};
+pub use config::{
+    AugmentConfig, CacheMode, DataConfig, FollowLinks, Format, Mode, OnBad, DEFAULT_MAX_PIXELS,
+};
 pub use dataset::{check, check_root, peek_classes, Dataset};
 pub use decode::ImageInfo;
 pub use error::DataError;
@@ -95,13 +97,14 @@ pub(crate) fn normalize_into(img: &RgbImage, out: &mut [f32]) {
 /// Returns `[1, 3, S, S]` f32 normalised and the un-normalised `S×S` view.
 pub fn load_image_file(path: &Path, cfg: &DataConfig) -> Result<(Tensor, RgbImage), DataError> {
     let rel = path.display().to_string();
-    let d =
-        decode::decode_file(path, &rel, cfg.min_image_size.min(cfg.image_size)).map_err(|p| {
-            DataError::Decode {
-                path: path.to_path_buf(),
-                msg: p.message,
-            }
-        })?;
+    let limits = decode::DecodeLimits {
+        min_side: cfg.min_image_size.min(cfg.image_size),
+        max_pixels: cfg.max_pixels,
+    };
+    let d = decode::decode_file(path, &rel, limits).map_err(|p| DataError::Decode {
+        path: path.to_path_buf(),
+        msg: p.message,
+    })?;
     let stored = decode::stored_view(d.rgb, cfg);
     let (w, h) = stored.dimensions();
     let s = cfg.image_size;

@@ -64,21 +64,49 @@ pub enum ProblemKind {
     Ignored,
     /// The decode cache could not be written; kept in memory.
     CacheFallback,
+    /// The header declares more pixels than `max-pixels` (or the file is larger than any
+    /// image of that size); refused before decoding.
+    TooLarge,
+    /// The same file (path, or the same file reached through a link) in two splits.
+    DuplicatePathAcrossSplits,
+    /// The same file listed twice in one split; used once.
+    DuplicatePathWithinSplit,
+    /// A symbolic link that was not followed (it leads out of the root, or links are off).
+    LinkNotFollowed,
+    /// A folder reached a second time through a link (a loop or an alias); walked once.
+    LinkLoop,
+    /// A val or test split without any image of a class: its metrics and the threshold
+    /// fixed on it mean nothing for that class.
+    MissingClass,
+    /// Like `MissingClass`, tolerated because `allow-missing-class = true`.
+    MissingClassAllowed,
 }
 
 impl ProblemKind {
     pub fn severity(self) -> Severity {
         use ProblemKind::*;
         match self {
-            Unreadable | MissingFile | EmptyFile | NotAnImage | Corrupt | TooSmall
-            | PathEscapesRoot | UnknownLabel | UnknownSplit | EmptyClass => Severity::Error,
+            Unreadable
+            | MissingFile
+            | EmptyFile
+            | NotAnImage
+            | Corrupt
+            | TooSmall
+            | PathEscapesRoot
+            | UnknownLabel
+            | UnknownSplit
+            | EmptyClass
+            | TooLarge
+            | DuplicatePathAcrossSplits
+            | MissingClass => Severity::Error,
             _ => Severity::Warning,
         }
     }
 
     /// Whether the problem disqualifies the file it names (dropped under `skip`).
     pub(crate) fn disqualifies_file(self) -> bool {
-        self.severity() == Severity::Error && self != ProblemKind::EmptyClass
+        self.severity() == Severity::Error
+            && !matches!(self, ProblemKind::EmptyClass | ProblemKind::MissingClass)
     }
 
     fn title(self) -> &'static str {
@@ -107,6 +135,12 @@ impl ProblemKind {
             BadMask => "region masks unusable",
             Ignored => "ignored",
             CacheFallback => "decode cache",
+            TooLarge => "images too large to decode (max-pixels)",
+            DuplicatePathAcrossSplits => "same file in two splits",
+            DuplicatePathWithinSplit => "same file listed twice in one split (used once)",
+            LinkNotFollowed => "symbolic links not followed",
+            LinkLoop => "folders reached twice through links (walked once)",
+            MissingClass | MissingClassAllowed => "splits missing a class",
         }
     }
 }
@@ -120,11 +154,19 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// A problem is one line: line breaks in the message (decoder texts, file names) become
+    /// spaces.
     pub fn new(kind: ProblemKind, path: Option<&str>, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        let message = if message.contains(['\n', '\r']) {
+            message.split_whitespace().collect::<Vec<_>>().join(" ")
+        } else {
+            message
+        };
         Problem {
             kind,
             path: path.map(str::to_string),
-            message: message.into(),
+            message,
         }
     }
 
@@ -136,6 +178,10 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.path {
+            // a file name may hold control characters (a newline would split the line)
+            Some(p) if p.chars().any(char::is_control) => {
+                write!(f, "{}: {}", p.escape_debug(), self.message)
+            }
             Some(p) => write!(f, "{p}: {}", self.message),
             None => f.write_str(&self.message),
         }

@@ -2,7 +2,7 @@
 //! (`<root>/<split>/<class>/*`), and a user CSV or JSONL manifest. All produce the same
 //! `ManifestRecord`s plus manifest-level problems; nothing here opens an image.
 
-use crate::config::{DataConfig, Format};
+use crate::config::{DataConfig, FollowLinks, Format};
 use crate::report::{Problem, ProblemKind};
 use crate::DataError;
 use moirelab_core::format::{
@@ -120,7 +120,7 @@ pub(crate) fn read_source_for(
             }
             moirelab_core::fsio::read_jsonl(&root.join(MANIFEST_JSONL))?
         }
-        Format::Imagefolder => read_imagefolder(root, &mut problems)?,
+        Format::Imagefolder => read_imagefolder(root, cfg.follow_links, &mut problems)?,
         Format::Csv | Format::Jsonl => {
             let m = cfg.manifest.as_deref().unwrap_or(Path::new(MANIFEST_JSONL));
             let path = if m.is_absolute() {
@@ -205,6 +205,7 @@ pub(crate) fn read_source_for(
     // Evaluating a folder or manifest without splits means every image: nothing is carved.
     let splitless = src.records.iter().any(|r| r.split.is_empty());
     check_records(&mut src, eval.map_or("train", |e| e.split.as_str()));
+    check_files(&mut src, root, cfg.follow_links);
     if !(eval.is_some() && splitless) {
         src.val_carved = carve_val(&mut src.records, &src.bad, cfg.val_fraction, cfg.split_seed);
     }
@@ -278,6 +279,92 @@ fn check_records(src: &mut Source, default_split: &str) {
     }
 }
 
+/// File-level checks before anything is decoded: a path that resolves through a link out of
+/// the root (unless `follow-links = "all"`), and the same file listed twice — by the same
+/// path, another spelling of it, or a link to it. The copy in the earliest split (train <
+/// val < test), else the first listed, is kept; a copy in the same split is dropped with a
+/// warning, a copy in another split is an error (it is both trained and tested on).
+fn check_files(src: &mut Source, root: &Path, follow: FollowLinks) {
+    let canon_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let rank = |s: &str| SPLITS.iter().position(|x| *x == s).unwrap_or(SPLITS.len());
+    let mut order: Vec<usize> = (0..src.records.len()).filter(|&i| !src.bad[i]).collect();
+    order.sort_by_key(|&i| (rank(&src.records[i].split), i));
+    let mut first: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    for i in order {
+        let rec = &src.records[i];
+        let joined = root.join(&rec.path);
+        let key = match std::fs::canonicalize(&joined) {
+            Ok(c) => {
+                let escapes = !c.starts_with(&canon_root);
+                let linked = c != canon_root.join(normalize_rel(&rec.path));
+                let refusal = match follow {
+                    FollowLinks::All => None,
+                    FollowLinks::Inside if escapes => Some(format!(
+                        "resolves through a symbolic link to {}, outside the data-set root (set [data] follow-links = \"all\" to allow it)",
+                        c.display()
+                    )),
+                    FollowLinks::None if linked => Some(
+                        "reached through a symbolic link ([data] follow-links = \"none\")"
+                            .to_string(),
+                    ),
+                    _ => None,
+                };
+                if let Some(msg) = refusal {
+                    src.problems.push(Problem::new(
+                        ProblemKind::PathEscapesRoot,
+                        Some(&rec.path),
+                        msg,
+                    ));
+                    src.bad[i] = true;
+                    continue;
+                }
+                c
+            }
+            // Missing files are reported when opened; compare their spelled paths.
+            Err(_) => canon_root.join(normalize_rel(&rec.path)),
+        };
+        match first.get(&key) {
+            None => {
+                first.insert(key, i);
+            }
+            Some(&f) => {
+                let (a, b) = (&src.records[f], &src.records[i]);
+                let same = if a.path == b.path {
+                    "listed again".to_string()
+                } else {
+                    format!("the same file as {}", a.path)
+                };
+                let p = if a.split == b.split {
+                    Problem::new(
+                        ProblemKind::DuplicatePathWithinSplit,
+                        Some(&b.path),
+                        format!("{same} in {}; used once", b.split),
+                    )
+                } else {
+                    Problem::new(
+                        ProblemKind::DuplicatePathAcrossSplits,
+                        Some(&b.path),
+                        format!(
+                            "{same} in {} and in {}: {} metrics would be measured on a training image",
+                            a.split, b.split, b.split
+                        ),
+                    )
+                };
+                src.problems.push(p);
+                src.bad[i] = true;
+            }
+        }
+    }
+}
+
+/// A safe relative path with `.` components and repeated separators removed.
+fn normalize_rel(p: &str) -> PathBuf {
+    Path::new(p)
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect()
+}
+
 /// Carve `fraction` of train into val when no record is in val. Stratified by (label,
 /// groups) with largest-remainder rounding so the total is `round(fraction · train)`.
 /// Returns the number of records moved.
@@ -316,6 +403,25 @@ pub(crate) fn carve_val(
             left -= 1;
         }
     }
+    // Every class with at least two training images gets one in val: a val split without a
+    // class fixes the threshold on the other class alone (and is refused by validation).
+    let mut per_label: BTreeMap<String, (usize, usize, Option<&String>)> = BTreeMap::new();
+    for (k, v) in &strata {
+        let label = records[v[0]].label.clone();
+        let e = per_label.entry(label).or_insert((0, 0, None));
+        e.0 += v.len();
+        e.1 += take.get(k).copied().unwrap_or(0);
+        if e.2.is_none_or(|b| strata[b].len() < v.len()) {
+            e.2 = Some(k);
+        }
+    }
+    for (total, taken, biggest) in per_label.values() {
+        if *total >= 2 && *taken == 0 {
+            if let Some(t) = biggest.and_then(|b| take.get_mut(b)) {
+                *t = 1;
+            }
+        }
+    }
     let mut moved = 0;
     for (k, idx) in &strata {
         let mut idx = idx.clone();
@@ -346,22 +452,6 @@ fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>, DataError> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(DataError::io(dir))? {
-        let e = e.map_err(DataError::io(dir))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if is_hidden(&name) {
-            continue;
-        }
-        let path = e.path();
-        let is_dir = path.is_dir();
-        out.push((name, path, is_dir));
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn has_image_extension(name: &str) -> bool {
     Path::new(name)
         .extension()
@@ -369,20 +459,134 @@ fn has_image_extension(name: &str) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// One folder entry, after the link policy: `dir` is whether it leads to a folder, `link`
+/// whether it is a symbolic link (followed).
+struct Entry {
+    name: String,
+    path: PathBuf,
+    dir: bool,
+    link: bool,
+}
+
+/// A folder walk that follows links only as `follow-links` allows and never walks a folder
+/// twice: every folder is identified by its canonical path, so a link back to an ancestor
+/// (a loop) or to another folder of the tree (an alias) is reported and not descended.
+struct Walk<'a> {
+    root: &'a Path,
+    canon_root: PathBuf,
+    follow: FollowLinks,
+    /// canonical folder -> path (relative to the root) it was first walked as
+    seen: BTreeMap<PathBuf, String>,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Walk<'_> {
+    fn link_refusal(&self, path: &Path) -> Option<String> {
+        let target = std::fs::canonicalize(path);
+        match (self.follow, target) {
+            (FollowLinks::None, _) => Some(
+                "symbolic link, not followed ([data] follow-links = \"none\")".to_string(),
+            ),
+            (_, Err(e)) => Some(format!("symbolic link that cannot be resolved ({e}); skipped")),
+            (FollowLinks::Inside, Ok(t)) if !t.starts_with(&self.canon_root) => Some(format!(
+                "symbolic link to {}, outside the data-set root; not followed (set [data] follow-links = \"all\" to follow it)",
+                t.display()
+            )),
+            _ => None,
+        }
+    }
+
+    /// Sorted, non-hidden entries of `dir`; refused links are reported and left out.
+    fn entries(&mut self, dir: &Path) -> Result<Vec<Entry>, DataError> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(DataError::io(dir))? {
+            let e = e.map_err(DataError::io(dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_hidden(&name) {
+                continue;
+            }
+            let path = e.path();
+            let link = e.file_type().map_err(DataError::io(&path))?.is_symlink();
+            if link {
+                if let Some(why) = self.link_refusal(&path) {
+                    let rel = rel_of(self.root, &path);
+                    self.problems
+                        .push(Problem::new(ProblemKind::LinkNotFollowed, Some(&rel), why));
+                    continue;
+                }
+            }
+            let dir = match std::fs::metadata(&path) {
+                Ok(m) => m.is_dir(),
+                Err(e) if link => {
+                    let rel = rel_of(self.root, &path);
+                    self.problems.push(Problem::new(
+                        ProblemKind::LinkNotFollowed,
+                        Some(&rel),
+                        format!("symbolic link that cannot be followed ({e}); skipped"),
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(DataError::io(&path)(e)),
+            };
+            out.push(Entry {
+                name,
+                path,
+                dir,
+                link,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Whether `dir` is walked for the first time; a repeat is reported.
+    fn first_visit(&mut self, dir: &Path) -> bool {
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let rel = rel_of(self.root, dir);
+        if let Some(first) = self.seen.get(&key) {
+            let first = if first.is_empty() {
+                "the data-set root".to_string()
+            } else {
+                first.clone()
+            };
+            self.problems.push(Problem::new(
+                ProblemKind::LinkLoop,
+                Some(&rel),
+                format!("leads to the same folder as {first} (a link loop or alias); walked once"),
+            ));
+            return false;
+        }
+        self.seen.insert(key, rel);
+        true
+    }
+}
+
 /// `<root>/<split>/<class>/**` when a split folder exists, else `<root>/<class>/**` (no
-/// split: train, or the evaluated split). Class folders are walked recursively, in sorted order.
+/// split: train, or the evaluated split). Class folders are walked recursively, in sorted order; folders reached through
+/// links are walked after every real folder, so a link never takes a folder from its own
+/// class, and each folder is walked once.
 fn read_imagefolder(
     root: &Path,
+    follow: FollowLinks,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ManifestRecord>, DataError> {
-    let top = sorted_entries(root)?;
+    let canon_root = std::fs::canonicalize(root).map_err(DataError::io(root))?;
+    let mut walk = Walk {
+        root,
+        canon_root,
+        follow,
+        seen: BTreeMap::new(),
+        problems,
+    };
+    walk.first_visit(root);
+    let top = walk.entries(root)?;
     let split_dirs: Vec<(&'static str, PathBuf)> = top
         .iter()
-        .filter(|(_, _, d)| *d)
-        .filter_map(|(n, p, _)| {
-            let s = normalize_split(n)?;
+        .filter(|e| e.dir)
+        .filter_map(|e| {
+            let s = normalize_split(&e.name)?;
             // "" never names a folder; only real split names count
-            (!n.is_empty()).then(|| (s, p.clone()))
+            (!e.name.is_empty()).then(|| (s, e.path.clone()))
         })
         .collect();
     let mut ignored: Vec<String> = Vec::new();
@@ -390,50 +594,93 @@ fn read_imagefolder(
     let layout: Vec<(&'static str, PathBuf)> = if split_dirs.is_empty() {
         vec![("", root.to_path_buf())]
     } else {
-        for (n, _, _) in &top {
-            if normalize_split(n).is_none() {
-                ignored.push(n.clone());
+        for e in &top {
+            if normalize_split(&e.name).is_none() {
+                ignored.push(e.name.clone());
             }
         }
         split_dirs
     };
-    for (split, dir) in layout {
-        for (class, cdir, is_dir) in sorted_entries(&dir)? {
-            if !is_dir {
-                ignored.push(rel_of(root, &cdir));
+    // (split, class, folder) reached through a link, walked after all real folders.
+    let mut deferred: Vec<(&'static str, String, PathBuf)> = Vec::new();
+    let walk_class = |walk: &mut Walk<'_>,
+                      split: &'static str,
+                      class: &str,
+                      start: PathBuf,
+                      deferred: &mut Vec<(&'static str, String, PathBuf)>,
+                      records: &mut Vec<ManifestRecord>,
+                      ignored: &mut Vec<String>|
+     -> Result<(), DataError> {
+        let mut stack = vec![start];
+        while let Some(d) = stack.pop() {
+            if !walk.first_visit(&d) {
                 continue;
             }
-            let mut stack = vec![cdir];
-            while let Some(d) = stack.pop() {
-                let entries = sorted_entries(&d)?;
-                // depth-first but sorted: push sub-folders in reverse
-                for (name, p, is_dir) in entries.iter().rev() {
-                    if *is_dir {
-                        stack.push(p.clone());
-                    } else if !has_image_extension(name) {
-                        ignored.push(rel_of(root, p));
-                    }
+            let entries = walk.entries(&d)?;
+            // depth-first but sorted: push sub-folders in reverse
+            for e in entries.iter().rev() {
+                if e.dir && e.link {
+                    deferred.push((split, class.to_string(), e.path.clone()));
+                } else if e.dir {
+                    stack.push(e.path.clone());
+                } else if !has_image_extension(&e.name) {
+                    ignored.push(rel_of(walk.root, &e.path));
                 }
-                for (name, p, is_dir) in entries {
-                    if !is_dir && has_image_extension(&name) {
-                        records.push(ManifestRecord {
-                            path: rel_of(root, &p),
-                            label: class.clone(),
-                            split: split.to_string(),
-                            groups: BTreeMap::new(),
-                            mask: None,
-                            boxes: BTreeMap::new(),
-                            flag_twin: None,
-                            params: serde_json::Value::Null,
-                        });
-                    }
+            }
+            for e in entries {
+                if !e.dir && has_image_extension(&e.name) {
+                    records.push(ManifestRecord {
+                        path: rel_of(walk.root, &e.path),
+                        label: class.to_string(),
+                        split: split.to_string(),
+                        groups: BTreeMap::new(),
+                        mask: None,
+                        boxes: BTreeMap::new(),
+                        flag_twin: None,
+                        params: serde_json::Value::Null,
+                    });
                 }
             }
         }
+        Ok(())
+    };
+    for (split, dir) in layout {
+        if dir != root && !walk.first_visit(&dir) {
+            continue;
+        }
+        for e in walk.entries(&dir)? {
+            if !e.dir {
+                ignored.push(rel_of(root, &e.path));
+                continue;
+            }
+            walk_class(
+                &mut walk,
+                split,
+                &e.name,
+                e.path,
+                &mut deferred,
+                &mut records,
+                &mut ignored,
+            )?;
+        }
+    }
+    let mut k = 0;
+    while k < deferred.len() {
+        let (split, class, dir) = deferred[k].clone();
+        walk_class(
+            &mut walk,
+            split,
+            &class,
+            dir,
+            &mut deferred,
+            &mut records,
+            &mut ignored,
+        )?;
+        k += 1;
     }
     if !ignored.is_empty() {
         let shown: Vec<&str> = ignored.iter().take(5).map(String::as_str).collect();
-        problems.push(Problem::new(
+        walk.problems.push(Problem::new(
             ProblemKind::Ignored,
             None,
             format!(

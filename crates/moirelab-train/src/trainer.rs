@@ -398,20 +398,43 @@ impl Trainer {
         meta: RunMeta,
     ) -> Result<Trainer, TrainError> {
         setup.train.validate().map_err(TrainError::Config)?;
+        moirelab_core::run::check_run_name(name).map_err(TrainError::Config)?;
         let dataset = Arc::new(Dataset::open(&setup.data, &setup.base_dir)?);
         setup.model.classes = dataset.classes().len() as i64;
-        if dataset.split("train").is_empty() {
+        let n_train = dataset.split("train").len();
+        if n_train == 0 {
             return Err(TrainError::Config(format!(
                 "data.root = {}: the data set has no train images",
                 setup.data.root.display()
             )));
         }
+        if setup.train.batch_size > n_train {
+            return Err(TrainError::Config(format!(
+                "train.batch-size = {} is larger than the training split ({n_train} images); lower it",
+                setup.train.batch_size
+            )));
+        }
         let run_dir = fsio::create_unique_dir(&runs_root.join(name))?;
-        fsio::write_atomic(
+        // A run that fails before its first step leaves no folder behind.
+        let built = fsio::write_atomic(
             &run_dir.join(runfmt::CONFIG_TOML),
             resolved_config_toml.as_bytes(),
-        )?;
-        Self::build(setup, run_dir, dataset, meta, TrainState::default(), true)
+        )
+        .map_err(TrainError::from)
+        .and_then(|()| {
+            Self::build(
+                setup,
+                run_dir.clone(),
+                dataset,
+                meta,
+                TrainState::default(),
+                true,
+            )
+        });
+        if built.is_err() {
+            let _ = std::fs::remove_dir_all(&run_dir);
+        }
+        built
     }
 
     /// Reopen an interrupted run. `setup` must come from the run's own `config.toml`.
@@ -522,6 +545,13 @@ impl Trainer {
                 .map(|(k, v)| (k, v.to_device(device)))
                 .collect();
             opt.load_state_tensors(&tensors)?;
+            check_progress(
+                &state,
+                opt.steps(),
+                loader.batches_per_epoch() as u64,
+                t.epochs,
+            )
+            .map_err(|msg| ckpt_err(&ckpt.join(STATE), msg))?;
             // Lines of an epoch the checkpoint does not cover were written by the killed
             // process after its last save; drop them so the re-run epoch is not counted twice.
             truncate_metrics(&run_dir.join(runfmt::METRICS_JSONL), state.epochs_done)?;
@@ -958,6 +988,45 @@ impl Trainer {
         fsio::write_json_atomic(&dir.join(STATE), &self.state)?;
         Ok(())
     }
+}
+
+/// A state file must agree with the checkpoint it commits: the optimizer's step count
+/// (inside the hashed `state.safetensors`) equals `step`, which equals the batches of the
+/// epochs and partial epoch it claims. A hand-edited `epochs_done` would otherwise mark
+/// unfinished training finished.
+fn check_progress(
+    state: &TrainState,
+    optim_steps: u64,
+    batches_per_epoch: u64,
+    epochs: u32,
+) -> Result<(), String> {
+    let claimed = state.epochs_done as u64 * batches_per_epoch + state.next_batch as u64;
+    let why = if optim_steps != state.step {
+        format!(
+            "says {} steps, but the optimizer checkpoint holds {optim_steps}",
+            state.step
+        )
+    } else if claimed != state.step {
+        format!(
+            "says {} epoch(s) and {} batch(es) done ({claimed} steps at {batches_per_epoch} a epoch), but the checkpoint holds {} steps",
+            state.epochs_done, state.next_batch, state.step
+        )
+    } else if state.next_batch as u64 >= batches_per_epoch.max(1) && state.next_batch > 0 {
+        format!(
+            "says {} batches of an epoch of {batches_per_epoch} done",
+            state.next_batch
+        )
+    } else if state.epochs_done > epochs {
+        format!(
+            "says {} epochs done, more than train.epochs = {epochs}",
+            state.epochs_done
+        )
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "{why}; the state file does not belong to these checkpoints (edited by hand?): restore it, or start a new run"
+    ))
 }
 
 /// The LR schedule the `[train]` keys describe, in optimizer steps.

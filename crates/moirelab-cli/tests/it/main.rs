@@ -2,6 +2,8 @@
 
 mod errors;
 mod eval;
+mod fuzz;
+mod hostile;
 mod pretrained;
 mod sweep;
 mod train;

@@ -17,11 +17,13 @@ fn cache_files(dir: &Path) -> Vec<String> {
 fn disk_cache_is_reused_and_rebuilt_when_a_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     moirelab_set(dir.path(), 3, false);
+    let cache = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
     c.cache = CacheMode::Disk;
+    c.cache_dir = Some(cache.path().to_path_buf());
     let a = Dataset::open(&c, Path::new("/")).unwrap();
     let file = a.cache_file().unwrap().to_path_buf();
-    assert!(file.starts_with(dir.path().join(".moirelab-cache")));
+    assert!(file.starts_with(cache.path()));
     let before = std::fs::metadata(&file).unwrap().modified().unwrap();
     let b = Dataset::open(&c, Path::new("/")).unwrap();
     assert_eq!(b.cache_file(), Some(file.as_path()));
@@ -42,7 +44,7 @@ fn disk_cache_is_reused_and_rebuilt_when_a_file_changes() {
     let c2 = Dataset::open(&c, Path::new("/")).unwrap();
     assert_ne!(c2.cache_file(), Some(file.as_path()));
     assert_ne!(c2.eval_image(0).unwrap(), old);
-    assert_eq!(cache_files(&dir.path().join(".moirelab-cache")).len(), 1);
+    assert_eq!(cache_files(cache.path()).len(), 1);
     // and a memory cache of the same data gives the same pixels
     c.cache = CacheMode::Memory;
     let m = Dataset::open(&c, Path::new("/")).unwrap();
@@ -54,8 +56,10 @@ fn disk_cache_is_reused_and_rebuilt_when_a_file_changes() {
 fn a_corrupt_cache_file_is_rebuilt_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     moirelab_set(dir.path(), 2, false);
+    let cache = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
     c.cache = CacheMode::Disk;
+    c.cache_dir = Some(cache.path().to_path_buf());
     let a = Dataset::open(&c, Path::new("/")).unwrap();
     let file = a.cache_file().unwrap().to_path_buf();
     let want = a.eval_image(1).unwrap();
@@ -69,7 +73,9 @@ fn a_corrupt_cache_file_is_rebuilt_not_trusted() {
 fn memory_and_disk_caches_give_identical_training_batches() {
     let dir = tempfile::tempdir().unwrap();
     moirelab_set(dir.path(), 4, false);
+    let cache = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
+    c.cache_dir = Some(cache.path().to_path_buf());
     let mut batches = |cache| {
         c.cache = cache;
         let ds = Arc::new(Dataset::open(&c, Path::new("/")).unwrap());

@@ -4,6 +4,8 @@ mod cache;
 mod check;
 mod eval_open;
 mod fixtures;
+mod fuzz;
+mod hostile;
 mod loader;
 mod masks;
 mod readers;

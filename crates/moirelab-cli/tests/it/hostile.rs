@@ -1,0 +1,371 @@
+//! Hostile inputs through the binary: a PNG claiming 100000×100000 pixels, run names that
+//! are not folder names, a batch larger than the data set, an edited state file, config
+//! errors, OS errors and hints.
+
+use crate::{assert_one_line_error, moirelab, stderr};
+use std::path::Path;
+use std::process::Output;
+
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+fn ihdr(w: u32, h: u32) -> Vec<u8> {
+    let mut d = Vec::new();
+    d.extend_from_slice(&w.to_be_bytes());
+    d.extend_from_slice(&h.to_be_bytes());
+    d.extend_from_slice(&[8, 2, 0, 0, 0]);
+    d
+}
+
+/// A valid RGB PNG of distinct noise-like pixels (stored deflate blocks: no encoder needed).
+pub fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for y in 0..h {
+        raw.push(0);
+        for x in 0..w {
+            let v = (x.wrapping_mul(73) ^ y.wrapping_mul(151) ^ seed.wrapping_mul(2_654_435_761))
+                .wrapping_mul(0x9e37_79b9);
+            raw.extend_from_slice(&[(v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8]);
+        }
+    }
+    let mut z = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        z.push((i + 1 == blocks.len()) as u8);
+        z.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        z.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
+        z.extend_from_slice(b);
+    }
+    let (mut a, mut bsum) = (1u32, 0u32);
+    for &x in &raw {
+        a = (a + x as u32) % 65_521;
+        bsum = (bsum + a) % 65_521;
+    }
+    z.extend_from_slice(&((bsum << 16) | a).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr(w, h));
+    chunk(&mut out, b"IDAT", &z);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// 68 bytes whose IHDR (valid CRC) declares `w`×`h`.
+pub fn lying_png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr(w, h));
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[
+            0x78, 0x9c, 0x63, 0x60, 0x60, 0x00, 0x00, 0x00, 0x04, 0x00, 0x01,
+        ],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// ImageFolder with `n` 20×20 PNGs per class in train, val and test.
+pub fn folder(root: &Path, n: u32) {
+    for (k, class) in ["direct", "screen"].iter().enumerate() {
+        for (s, split) in ["train", "val", "test"].iter().enumerate() {
+            let d = root.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for j in 0..n {
+                let id = k as u32 * 1000 + s as u32 * 100 + j;
+                std::fs::write(d.join(format!("{id}.png")), png(20, 20, id)).unwrap();
+            }
+        }
+    }
+}
+
+/// A small, fast config over `data` (relative to the config's folder).
+pub fn config(data: &str, extra_data: &str) -> String {
+    format!(
+        "[data]\nroot = \"{data}\"\nimage-size = 16\ncache = \"memory\"\nworkers = 0\n{extra_data}\n\
+         [model]\narch = \"shallow\"\nwidth = 4\n\
+         [train]\nepochs = 1\nbatch-size = 4\nseed = 1\nthreads = 1\ndevice = \"cpu\"\n\
+         [gradcam]\nmethods = [\"gradcam\"]\nprobes = 2\n\
+         [report]\ntensorboard = false\nevery-epoch = false\n"
+    )
+}
+
+/// Not a panic, not an abort: a clean exit code.
+pub fn assert_no_crash(o: &Output) {
+    let err = stderr(o);
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    let code = o.status.code();
+    assert!(
+        code.is_some() && code != Some(101) && code != Some(134),
+        "exit {:?}: {err}",
+        code
+    );
+}
+
+fn runs_in(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir.join("runs")) {
+        Err(_) => Vec::new(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+    }
+}
+
+#[test]
+fn a_png_claiming_100000_squared_is_refused_by_check_train_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 4);
+    let bomb = lying_png(100_000, 100_000);
+    assert_eq!(bomb.len(), 68);
+    std::fs::write(p.join("d/train/screen/bomb.png"), &bomb).unwrap();
+    // data check: the report names it, exit 1
+    let o = moirelab(p, &["data", "check", "d"]);
+    assert_no_crash(&o);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("bomb.png") && out.contains("100000x100000"),
+        "{out}"
+    );
+    // train refuses it and leaves no run folder
+    std::fs::write(p.join("c.toml"), config("d", "")).unwrap();
+    let o = moirelab(p, &["train", "--config", "c.toml"]);
+    assert_no_crash(&o);
+    assert_one_line_error(&o, &["bomb.png", "100000x100000", "on-bad-image"]);
+    assert!(runs_in(p).is_empty(), "{:?}", runs_in(p));
+    // with skip it trains without it, and says what validation tolerated
+    std::fs::write(p.join("c.toml"), config("d", "on-bad-image = \"skip\"")).unwrap();
+    std::fs::copy(
+        p.join("d/train/direct/0.png"),
+        p.join("d/test/direct/copy.png"),
+    )
+    .unwrap();
+    let o = moirelab(p, &["train", "--config", "c.toml", "--name", "skip"]);
+    assert_no_crash(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: data: test/direct/copy.png: same pixels as train/direct/0.png"),
+        "{err}"
+    );
+    // predict refuses the file with one line, and still predicts a good one
+    let o = moirelab(
+        p,
+        &["predict", "--run", "runs/skip", "d/train/screen/bomb.png"],
+    );
+    assert_no_crash(&o);
+    assert_one_line_error(&o, &["bomb.png", "100000x100000"]);
+    let o = moirelab(
+        p,
+        &["predict", "--run", "runs/skip", "d/test/screen/1200.png"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn run_names_that_are_not_one_plain_folder_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 2);
+    std::fs::write(p.join("c.toml"), config("d", "")).unwrap();
+    for bad in [".", "..", ".hidden", "a/b", "../x", ""] {
+        let o = moirelab(p, &["train", "--config", "c.toml", "--name", bad]);
+        assert_no_crash(&o);
+        assert_one_line_error(&o, &["run name", "--name"]);
+        assert!(!p.join("runs").exists(), "--name {bad:?}");
+        assert!(!p.join("runs-2").exists(), "--name {bad:?}");
+    }
+}
+
+#[test]
+fn a_batch_larger_than_the_training_set_is_an_error_and_leaves_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 2);
+    std::fs::write(p.join("c.toml"), config("d", "")).unwrap();
+    let o = moirelab(
+        p,
+        &[
+            "train",
+            "--config",
+            "c.toml",
+            "--set",
+            "train.batch-size=64",
+        ],
+    );
+    assert_no_crash(&o);
+    assert_one_line_error(&o, &["batch-size = 64", "4 images"]);
+    assert!(runs_in(p).is_empty(), "{:?}", runs_in(p));
+}
+
+#[test]
+fn resume_refuses_a_state_file_that_disagrees_with_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 4);
+    std::fs::write(p.join("c.toml"), config("d", "")).unwrap();
+    let o = moirelab(p, &["train", "--config", "c.toml", "--name", "r"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The run now asks for 3 epochs (1 done): a true resume would train 2 more.
+    let cfg = p.join("runs/r/config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("epochs = 1", "epochs = 3")).unwrap();
+    let state = p.join("runs/r/checkpoints/state.json");
+    let orig = std::fs::read_to_string(&state).unwrap();
+    assert!(orig.contains("\"epochs_done\": 1"), "{orig}");
+    std::fs::write(
+        &state,
+        orig.replace("\"epochs_done\": 1", "\"epochs_done\": 3"),
+    )
+    .unwrap();
+    let o = moirelab(p, &["train", "--resume", "runs/r"]);
+    assert_no_crash(&o);
+    assert_one_line_error(&o, &["state.json", "epoch", "start a new run"]);
+    let summary = std::fs::read_to_string(p.join("runs/r/summary.json")).unwrap();
+    assert!(summary.contains("\"epochs\": 1"), "{summary}");
+    // the honest state resumes and trains the two missing epochs
+    std::fs::write(&state, &orig).unwrap();
+    let o = moirelab(p, &["train", "--resume", "runs/r"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(p.join("runs/r/summary.json")).unwrap();
+    assert!(summary.contains("\"epochs\": 3"), "{summary}");
+}
+
+#[test]
+fn config_errors_name_the_line_in_every_section_and_os_errors_print_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("c.toml"),
+        "[data]\npreset = \"tiny\"\n[train]\nepoch = 2\n",
+    )
+    .unwrap();
+    let o = moirelab(p, &["train", "--config", "c.toml"]);
+    assert_one_line_error(&o, &["c.toml:4:", "[train]", "epoch"]);
+    std::fs::create_dir(p.join("d")).unwrap();
+    let o = moirelab(p, &["data", "check", "d", "--manifest", "nope.csv"]);
+    assert_one_line_error(&o, &["nope.csv"]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}
+
+#[test]
+fn the_hint_for_a_non_empty_output_folder_names_the_real_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir(p.join("out")).unwrap();
+    std::fs::write(p.join("out/keep.txt"), "x").unwrap();
+    let o = moirelab(
+        p,
+        &[
+            "gen-data", "--preset", "tiny", "--out", "out", "--count", "4",
+        ],
+    );
+    assert_one_line_error(&o, &["not empty", "--force"]);
+}
+
+fn weights(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut w = tch::Tensor::read_safetensors(run.join("checkpoints/last.safetensors")).unwrap();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+/// kill -9 at several points of a run (spread over its measured length), resume until it
+/// finishes: the weights equal an uninterrupted run's bit for bit.
+#[test]
+fn kill_9_at_several_points_and_resume_gives_bitwise_equal_weights() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 8);
+    std::fs::write(
+        p.join("c.toml"),
+        config("d", "").replace("epochs = 1", "epochs = 3"),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let o = moirelab(p, &["train", "--config", "c.toml", "--name", "full"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full_s = t0.elapsed().as_secs_f64();
+    let want = weights(&p.join("runs/full"));
+    let mut killed_after_checkpoint = 0;
+    for (k, frac) in [0.35, 0.55, 0.75, 0.9].iter().enumerate() {
+        let name = format!("k{k}");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+            .args(["train", "--config", "c.toml", "--name", &name])
+            .current_dir(p)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs_f64(full_s * frac));
+        child.kill().unwrap(); // SIGKILL
+        let _ = child.wait();
+        let run = p.join("runs").join(&name);
+        if !run.join("checkpoints/state.json").is_file() {
+            continue; // killed before the first checkpoint: nothing to resume
+        }
+        killed_after_checkpoint += 1;
+        let o = moirelab(p, &["train", "--resume", &format!("runs/{name}")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got = weights(&run);
+        assert_eq!(got.len(), want.len());
+        for ((ka, ta), (kb, tb)) in want.iter().zip(&got) {
+            assert_eq!(ka, kb);
+            assert!(ta.equal(tb), "kill point {k}: weights differ at {ka}");
+        }
+    }
+    assert!(
+        killed_after_checkpoint >= 1,
+        "no kill landed after a checkpoint"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn data_check_follows_links_out_of_the_root_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 2);
+    folder(&p.join("elsewhere"), 1);
+    std::os::unix::fs::symlink(
+        p.join("elsewhere/train/screen"),
+        p.join("d/train/screen/ext"),
+    )
+    .unwrap();
+    let o = moirelab(p, &["data", "check", "d"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(" 12 files,") && out.contains("not followed"),
+        "{out}"
+    );
+    let o = moirelab(p, &["data", "check", "d", "--follow-links", "all"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(" 13 files,"), "{out}");
+    let o = moirelab(p, &["data", "check", "d", "--follow-links", "some"]);
+    assert_one_line_error(&o, &["--follow-links some", "inside, all, none"]);
+}
