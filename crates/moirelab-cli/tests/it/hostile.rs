@@ -294,10 +294,11 @@ fn weights(run: &Path) -> Vec<(String, tch::Tensor)> {
     w
 }
 
-/// kill -9 at several points of a run (spread over its measured length), resume until it
+/// kill -9 at 20 seeded random points of a run (10–90 % of its measured length, so some
+/// land in a Grad-CAM dump, a checkpoint write or a report write), resume until it
 /// finishes: the weights equal an uninterrupted run's bit for bit.
 #[test]
-fn kill_9_at_several_points_and_resume_gives_bitwise_equal_weights() {
+fn kill_9_at_random_points_and_resume_gives_bitwise_equal_weights() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
@@ -313,7 +314,17 @@ fn kill_9_at_several_points_and_resume_gives_bitwise_equal_weights() {
     let full_s = t0.elapsed().as_secs_f64();
     let want = weights(&p.join("runs/full"));
     let mut killed_after_checkpoint = 0;
-    for (k, frac) in [0.35, 0.55, 0.75, 0.9].iter().enumerate() {
+    // 20 kill points in [0.1, 0.9) of the run's length from a fixed-seed LCG.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let fracs: Vec<f64> = (0..20)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            0.1 + 0.8 * ((state >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect();
+    for (k, frac) in fracs.iter().enumerate() {
         let name = format!("k{k}");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
             .args(["train", "--config", "c.toml", "--name", &name])
@@ -339,9 +350,10 @@ fn kill_9_at_several_points_and_resume_gives_bitwise_equal_weights() {
             assert!(ta.equal(tb), "kill point {k}: weights differ at {ka}");
         }
     }
+    // Kills before the first checkpoint leave nothing to resume; most land after it.
     assert!(
-        killed_after_checkpoint >= 1,
-        "no kill landed after a checkpoint"
+        killed_after_checkpoint >= 5,
+        "only {killed_after_checkpoint} of 20 kills landed after a checkpoint"
     );
 }
 
