@@ -372,12 +372,7 @@ pub fn train_from_config(
         .map(Path::to_path_buf)
         .or_else(|| loaded.config.runs_dir.clone())
         .unwrap_or_else(|| PathBuf::from("runs"));
-    let setup = TrainSetup {
-        data: loaded.config.data.clone(),
-        model: loaded.config.model.clone(),
-        train: loaded.config.train.clone(),
-        base_dir: std::env::current_dir()?,
-    };
+    let setup = train_setup(&loaded.config)?;
     // Extra data sets are opened first: a missing or mismatched one fails before the run
     // folder exists.
     let extra = open_extra(&loaded.config, &reporter)?;
@@ -502,6 +497,16 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     Ok(report_outcome(&run_dir, outcome))
 }
 
+/// What the trainer needs from a config; relative paths resolve against the working folder.
+fn train_setup(cfg: &config::Config) -> Result<TrainSetup> {
+    Ok(TrainSetup {
+        data: cfg.data.clone(),
+        model: cfg.model.clone(),
+        train: cfg.train.clone(),
+        base_dir: std::env::current_dir()?,
+    })
+}
+
 /// Continue an interrupted run folder with its own config (`train --resume`).
 pub fn resume_run(run: &Path, stop: &AtomicBool) -> Result<(PathBuf, Outcome)> {
     let cfg_path = run.join(moirelab_core::run::CONFIG_TOML);
@@ -510,12 +515,7 @@ pub fn resume_run(run: &Path, stop: &AtomicBool) -> Result<(PathBuf, Outcome)> {
     }
     let loaded = config::load(&cfg_path, &[])?;
     let mut reporter = CliReporter::new(loaded.config.train.log_every);
-    let setup = TrainSetup {
-        data: loaded.config.data.clone(),
-        model: loaded.config.model.clone(),
-        train: loaded.config.train.clone(),
-        base_dir: std::env::current_dir()?,
-    };
+    let setup = train_setup(&loaded.config)?;
     let extra = open_extra(&loaded.config, &reporter)?;
     let trainer = Trainer::resume(setup, run)?;
     reporter.line(&format!(

@@ -340,7 +340,7 @@ fn demosaic_malvar(raw: &Plane, phase: [usize; 2]) -> Rgb {
 /// The phone's rendering of linear camera RGB into display-referred sRGB floats in [0, 1]:
 /// sRGB transfer, a global contrast S-curve (`contrast` in [0, 1]: mix with smoothstep) and a
 /// saturation gain.
-pub fn render_srgb(img: &Rgb, contrast: f32, saturation: f32) -> Rgb {
+pub fn render_srgb(mut img: Rgb, contrast: f32, saturation: f32) -> Rgb {
     // 4096-entry table of the sRGB transfer + S-curve over linear [0, 1].
     const N: usize = 4096;
     let lut: Vec<f32> = (0..=N)
@@ -355,15 +355,14 @@ pub fn render_srgb(img: &Rgb, contrast: f32, saturation: f32) -> Rgb {
         let i = (t as usize).min(N - 1);
         lut[i] + (lut[i + 1] - lut[i]) * (t - i as f32)
     };
-    let mut out = img.clone();
-    for p in out.px.chunks_exact_mut(3) {
+    for p in img.px.chunks_exact_mut(3) {
         let s = [tone(p[0]), tone(p[1]), tone(p[2])];
         let l = 0.299 * s[0] + 0.587 * s[1] + 0.114 * s[2];
         for k in 0..3 {
             p[k] = (l + (s[k] - l) * saturation).clamp(0.0, 1.0);
         }
     }
-    out
+    img
 }
 
 /// Unsharp mask on display-referred values: `x + amount·(x − blur_σ(x))`, clamped to [0, 1].

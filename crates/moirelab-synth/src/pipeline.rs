@@ -331,7 +331,7 @@ pub fn render(
         &mut Rng::derive(cfg.seed, &[spec.index as u64, STREAM_NOISE]),
     );
     let rgb = camera::demosaic(&raw, cam.phase, cam.demosaic);
-    let mut shown = camera::render_srgb(&rgb, cam.contrast, cam.saturation);
+    let mut shown = camera::render_srgb(rgb, cam.contrast, cam.saturation);
     camera::sharpen(&mut shown, cam.sharpen.0, cam.sharpen.1);
     let jpeg_bytes = jpeg::round_trip(ws, ws, &camera::to_bytes(&shown), cam.quality);
     let out = camera::resize(&camera::from_bytes(ws, ws, &jpeg_bytes), size, cam.resize);
