@@ -221,6 +221,9 @@ const CKPT_DIR: &str = "checkpoints";
 const LAST: &str = "last.safetensors";
 const BEST: &str = "best.safetensors";
 const OPTIM: &str = "state.safetensors";
+/// Pending halves of a checkpoint being saved (see `save_checkpoint`).
+const LAST_NEXT: &str = "last.next.safetensors";
+const OPTIM_NEXT: &str = "state.next.safetensors";
 const STATE: &str = "state.json";
 
 fn fnv1a(bytes: &[u8]) -> String {
@@ -528,16 +531,9 @@ impl Trainer {
             params,
         )?;
         if !fresh {
+            settle_checkpoint(&ckpt, &state)?;
             let weights = ckpt.join(LAST);
             let optim = ckpt.join(OPTIM);
-            let wb = std::fs::read(&weights).map_err(|e| ckpt_err(&weights, e))?;
-            let ob = std::fs::read(&optim).map_err(|e| ckpt_err(&optim, e))?;
-            if fnv1a(&wb) != state.weights_hash || fnv1a(&ob) != state.optim_hash {
-                return Err(ckpt_err(
-                    &ckpt,
-                    "checkpoint files do not belong together (a crash while saving?); copy best.safetensors aside and start a new run",
-                ));
-            }
             vs.load(&weights).map_err(|e| ckpt_err(&weights, e))?;
             let tensors = Tensor::read_safetensors(&optim).map_err(|e| ckpt_err(&optim, e))?;
             let tensors: Vec<(String, Tensor)> = tensors
@@ -964,30 +960,70 @@ impl Trainer {
         Ok(())
     }
 
-    /// Weights, optimizer state and `state.json`, each written atomically; `state.json` last
-    /// (it is the commit point and carries the hashes of the other two).
+    /// One checkpoint, committed as a set. The weights and the optimizer state are written
+    /// (each atomically) as `last.next.safetensors` / `state.next.safetensors`; `state.json`,
+    /// carrying their hashes, is the commit point; the pending files are then renamed into
+    /// place. A kill at any point leaves either the previous set or a committed set that
+    /// [`settle_checkpoint`] finishes on resume.
     fn save_checkpoint(&mut self, best: bool) -> Result<(), TrainError> {
         let dir = self.run_dir.join(CKPT_DIR);
-        let last = dir.join(LAST);
-        fsio::write_atomic_with(&last, |tmp| self.vs.save(tmp)).map_err(|e| ckpt_err(&last, e))?;
-        let optim = dir.join(OPTIM);
+        let last_next = dir.join(LAST_NEXT);
+        fsio::write_atomic_with(&last_next, |tmp| self.vs.save(tmp))
+            .map_err(|e| ckpt_err(&last_next, e))?;
+        let optim_next = dir.join(OPTIM_NEXT);
         let tensors = self.opt.state_tensors()?;
         let named: Vec<(&str, Tensor)> = tensors
             .iter()
             .map(|(k, v)| (k.as_str(), v.to_device(Device::Cpu)))
             .collect();
-        fsio::write_atomic_with(&optim, |tmp| Tensor::write_safetensors(&named, tmp))
-            .map_err(|e| ckpt_err(&optim, e))?;
-        let wb = std::fs::read(&last).map_err(|e| ckpt_err(&last, e))?;
-        let ob = std::fs::read(&optim).map_err(|e| ckpt_err(&optim, e))?;
+        fsio::write_atomic_with(&optim_next, |tmp| Tensor::write_safetensors(&named, tmp))
+            .map_err(|e| ckpt_err(&optim_next, e))?;
+        let wb = std::fs::read(&last_next).map_err(|e| ckpt_err(&last_next, e))?;
+        let ob = std::fs::read(&optim_next).map_err(|e| ckpt_err(&optim_next, e))?;
         self.state.weights_hash = fnv1a(&wb);
         self.state.optim_hash = fnv1a(&ob);
         if best {
+            // Before the commit: a state file never names a best epoch whose weights are
+            // missing. A kill before the commit re-runs the epoch, which rewrites the same bytes.
             fsio::write_atomic(&dir.join(BEST), &wb)?;
         }
         fsio::write_json_atomic(&dir.join(STATE), &self.state)?;
-        Ok(())
+        settle_checkpoint(&dir, &self.state)
     }
+}
+
+/// Bring `last.safetensors` and `state.safetensors` in line with the committed `state.json`:
+/// a file whose hash already matches stays; otherwise its pending `*.next.safetensors` twin
+/// must match and is renamed into place (a save killed after its commit point). Anything
+/// else is a checkpoint that cannot be trusted. Leftover temp files of killed writes go.
+fn settle_checkpoint(dir: &Path, state: &TrainState) -> Result<(), TrainError> {
+    for (file, next, want) in [
+        (LAST, LAST_NEXT, &state.weights_hash),
+        (OPTIM, OPTIM_NEXT, &state.optim_hash),
+    ] {
+        let (path, next) = (dir.join(file), dir.join(next));
+        let hash_of = |p: &Path| std::fs::read(p).ok().map(|b| fnv1a(&b));
+        if hash_of(&path).as_ref() == Some(want) {
+            if next.exists() {
+                std::fs::remove_file(&next).map_err(|e| ckpt_err(&next, e))?;
+            }
+        } else if hash_of(&next).as_ref() == Some(want) {
+            std::fs::rename(&next, &path).map_err(|e| ckpt_err(&path, e))?;
+        } else {
+            return Err(ckpt_err(
+                dir,
+                format!("{file} does not match state.json (edited or damaged?); copy best.safetensors aside and start a new run"),
+            ));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A state file must agree with the checkpoint it commits: the optimizer's step count
@@ -1144,7 +1180,12 @@ fn truncate_metrics(path: &Path, epochs_done: u32) -> Result<(), TrainError> {
             MetricsLine::Cam(c) => c.epoch <= epochs_done,
         })
         .collect();
-    if keep.len() == lines.len() {
+    // A torn final line (killed mid-append) must go too, or the next append would glue a
+    // complete line onto it.
+    let torn = std::fs::read(path)
+        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
+        .unwrap_or(false);
+    if keep.len() == lines.len() && !torn {
         return Ok(());
     }
     let mut out = Vec::new();

@@ -153,7 +153,28 @@ fn interrupted_then_resumed_equals_uninterrupted_bitwise() {
     assert!(matches!(out, Outcome::Interrupted { .. }), "{out:?}");
     let dir = part.run_dir().to_path_buf();
     drop(part);
+    // A torn weights file with no committed twin is refused; a save killed after its
+    // commit point (pending twin present, temp file left over) is finished on resume.
+    let ck = dir.join("checkpoints");
+    let good = std::fs::read(ck.join("last.safetensors")).unwrap();
+    std::fs::write(ck.join("last.safetensors"), b"torn").unwrap();
+    match Trainer::resume(setup(2), &dir) {
+        Err(e) => assert!(
+            e.to_string()
+                .contains("last.safetensors does not match state.json"),
+            "{e}"
+        ),
+        Ok(_) => panic!("resumed from a torn checkpoint"),
+    }
+    std::fs::write(ck.join("last.next.safetensors"), &good).unwrap();
+    std::fs::write(ck.join(".tmp999.state.safetensors"), b"partial").unwrap();
+    // And a metrics line torn by the kill is dropped, not glued to the next one.
+    let mut m = std::fs::read(dir.join("metrics.jsonl")).unwrap();
+    m.extend_from_slice(br#"{"kind":"ep"#);
+    std::fs::write(dir.join("metrics.jsonl"), m).unwrap();
     let mut resumed = Trainer::resume(setup(2), &dir).unwrap();
+    assert!(!ck.join("last.next.safetensors").exists());
+    assert!(!ck.join(".tmp999.state.safetensors").exists());
     resumed
         .run(&mut Quiet, &mut [], &AtomicBool::new(false))
         .unwrap();
