@@ -18,17 +18,37 @@ const ARTIFACT_REGIONS: &[&str] = &["moire", "bands"];
 /// The generator's attack class (presentation attack = screen recording).
 const ATTACK_CLASS: &str = "screen";
 
-/// The numbers the demo's story is told with, for one run.
+/// One planted shortcut the demo tells a story about: the group attribute that carries it
+/// and the mask region in which a model that uses it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Story {
+    /// Group attribute in the data set (`flag`, `hair`).
+    pub attr: &'static str,
+    /// Region of the maps (`flag`, `face`).
+    pub region: &'static str,
+}
+
+pub const FLAG: Story = Story {
+    attr: "flag",
+    region: "flag",
+};
+pub const FACE: Story = Story {
+    attr: "hair",
+    region: "face",
+};
+
+/// The numbers one story is told with, for one run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Verdict {
     pub name: String,
-    pub flag_mass: Option<f64>,
-    pub flag_lift: Option<f64>,
-    /// Lift of the holder's portrait (the face-shortcut preset's cue).
-    pub face_lift: Option<f64>,
+    /// CAM mass share and lift of the story's region.
+    pub mass: Option<f64>,
+    pub lift: Option<f64>,
     /// Best lift over the artifact regions, with the region's name.
     pub artifact_lift: Option<(String, f64)>,
     pub test_accuracy: Option<f64>,
+    /// Test accuracy on images whose story attribute follows / contradicts the training
+    /// correlation of the shortcut data.
     pub aligned_accuracy: Option<f64>,
     pub conflicting_accuracy: Option<f64>,
 }
@@ -56,8 +76,8 @@ fn attack_regions(attention: &BTreeMap<String, Regions>) -> Option<&Regions> {
         })
 }
 
-/// Read a finished run's verdict numbers from its files.
-pub fn verdict(run: &Path) -> Result<Verdict> {
+/// Read a finished run's numbers for `story` from its files.
+pub fn verdict(run: &Path, story: Story) -> Result<Verdict> {
     let summary: RunSummary = fsio::read_json(&run.join(runfmt::SUMMARY_JSON))?;
     let mut v = Verdict {
         name: run
@@ -68,19 +88,28 @@ pub fn verdict(run: &Path) -> Result<Verdict> {
     };
     if let Some(t) = &summary.test {
         v.test_accuracy = Some(t.accuracy);
-        v.aligned_accuracy = t.aligned_accuracy;
-        v.conflicting_accuracy = t.conflicting_accuracy;
+    }
+    match summary.shortcuts.get(story.attr) {
+        Some(s) => {
+            v.aligned_accuracy = s.aligned_accuracy;
+            v.conflicting_accuracy = s.conflicting_accuracy;
+        }
+        // Runs from before per-attribute accuracies: only the flag was tracked.
+        None if story.attr == FLAG.attr => {
+            v.aligned_accuracy = summary.test.as_ref().and_then(|t| t.aligned_accuracy);
+            v.conflicting_accuracy = summary.test.as_ref().and_then(|t| t.conflicting_accuracy);
+        }
+        None => {}
     }
     // Maps of the images the model calls screen recordings: where its evidence for an attack
     // lies. Bona-fide ("direct") maps explain an absence of artifacts and light up the card's
     // sharpest, most saturated edges (the flag) whatever the model learnt, so they would blur
     // the comparison; the gallery shows both.
     if let Some(regions) = attack_regions(&summary.attention) {
-        if let Some(f) = regions.get("flag") {
-            v.flag_mass = Some(f.mass);
-            v.flag_lift = Some(f.lift);
+        if let Some(r) = regions.get(story.region) {
+            v.mass = Some(r.mass);
+            v.lift = Some(r.lift);
         }
-        v.face_lift = regions.get("face").map(|f| f.lift);
         v.artifact_lift = ARTIFACT_REGIONS
             .iter()
             .filter_map(|r| regions.get(*r).map(|s| (r.to_string(), s.lift)))
@@ -94,13 +123,15 @@ fn f(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into())
 }
 
-/// The verdict table and sentences.
-pub fn render(shortcut: &Verdict, fixed: &Verdict) -> String {
+/// The verdict table and sentences of one story: the run that should take the shortcut and
+/// the fixed run that should not.
+pub fn render(story: Story, shortcut: &Verdict, fixed: &Verdict) -> String {
+    let r = story.region;
     let mut out = format!(
         "{:<16}{:>10}{:>10}{:>16}{:>10}{:>13}{:>17}\n",
         "run",
-        "flag mass",
-        "flag lift",
+        format!("{r} mass"),
+        format!("{r} lift"),
         "artifact lift",
         "test acc",
         "aligned acc",
@@ -115,40 +146,41 @@ pub fn render(shortcut: &Verdict, fixed: &Verdict) -> String {
         out.push_str(&format!(
             "{:<16}{:>10}{:>10}{:>16}{:>10}{:>13}{:>17}\n",
             v.name,
-            f(v.flag_mass),
-            f(v.flag_lift),
+            f(v.mass),
+            f(v.lift),
             art,
             f(v.test_accuracy),
             f(v.aligned_accuracy),
             f(v.conflicting_accuracy)
         ));
     }
-    let took_shortcut = shortcut.flag_lift.is_some_and(|l| l >= 10.0)
+    let took_shortcut = shortcut.lift.is_some_and(|l| l >= 10.0)
         && matches!((shortcut.aligned_accuracy, shortcut.conflicting_accuracy), (Some(a), Some(c)) if a - c >= 0.2);
-    let fixed_ok = fixed.flag_lift.is_some_and(|l| l <= 1.5)
+    let fixed_ok = fixed.lift.is_some_and(|l| l <= 1.5)
         && fixed.artifact_lift.as_ref().is_some_and(|(_, l)| *l > 1.0)
         && fixed.conflicting_accuracy.is_some_and(|c| c >= 0.9);
+    let attr = story.attr;
     out.push_str(&format!(
         "\n{}: {}\n{}: {}\n",
         shortcut.name,
         if took_shortcut {
             format!(
-                "took the flag shortcut — its Grad-CAM puts {} of the mass on the flag ({}x its area share) and it gets {} on flag-conflicting test images vs {} on aligned ones.",
-                f(shortcut.flag_mass), f(shortcut.flag_lift), f(shortcut.conflicting_accuracy), f(shortcut.aligned_accuracy)
+                "took the {r} shortcut — its Grad-CAM puts {} of the mass on the {r} ({}x its area share) and it gets {} on {attr}-conflicting test images vs {} on aligned ones.",
+                f(shortcut.mass), f(shortcut.lift), f(shortcut.conflicting_accuracy), f(shortcut.aligned_accuracy)
             )
         } else {
-            "did NOT show the expected shortcut (flag lift >= 10 and a conflicting-group gap >= 0.2); see the gallery.".to_string()
+            format!("did NOT show the expected {r} shortcut ({r} lift >= 10 and a {attr}-conflicting gap >= 0.2); see the gallery.")
         },
         fixed.name,
         if fixed_ok {
             format!(
-                "looks past the flag (lift {}) at the screen artifacts (lift {}) and gets {} on flag-conflicting test images.",
-                f(fixed.flag_lift),
+                "looks past the {r} (lift {}) at the screen artifacts (lift {}) and gets {} on {attr}-conflicting test images.",
+                f(fixed.lift),
                 fixed.artifact_lift.as_ref().map(|(_, l)| format!("{l:.2}")).unwrap_or_default(),
                 f(fixed.conflicting_accuracy)
             )
         } else {
-            "did NOT reach the fixed-run targets (flag lift <= 1.5, artifact lift > 1, conflicting acc >= 0.9); see the gallery.".to_string()
+            format!("did NOT reach the fixed-run targets ({r} lift <= 1.5, artifact lift > 1, {attr}-conflicting acc >= 0.9); see the gallery.")
         }
     ));
     out
@@ -161,14 +193,21 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
     }
     let t0 = Instant::now();
-    let mut runs: Vec<PathBuf> = Vec::new();
-    for (cfg, name) in [(&a.shallow, "demo-shallow"), (&a.fixed, "demo-fixed")] {
+    let mut plan = vec![(&a.shallow, "demo-shallow"), (&a.fixed, "demo-fixed")];
+    if !a.no_face {
+        plan.push((&a.face, "demo-face"));
+    }
+    // Every config is checked before the first run starts: no half-told story.
+    for (cfg, _) in &plan {
         if !cfg.is_file() {
             bail!(
                 "{}: config file not found (run the demo from the repository root)",
                 cfg.display()
             );
         }
+    }
+    let mut runs: Vec<PathBuf> = Vec::new();
+    for (cfg, name) in plan {
         eprintln!("== training {name} from {}", cfg.display());
         let (dir, outcome) = train_from_config(cfg, &a.sets, Some(name), Some(&a.out), &stop)?;
         if let Outcome::Interrupted { .. } = outcome {
@@ -180,11 +219,22 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         }
         runs.push(dir);
     }
+    // The compare page aligns the runs probe by probe: the three data sets share their test
+    // split's cards, so each row shows one image as each model sees it.
     let compare_dir = a.out.join("demo-compare");
     let page = moirelab_report::write_compare(&runs, &compare_dir)?;
-    let v0 = verdict(&runs[0])?;
-    let v1 = verdict(&runs[1])?;
-    println!("{}", render(&v0, &v1));
+    println!("== the flag story");
+    println!(
+        "{}",
+        render(FLAG, &verdict(&runs[0], FLAG)?, &verdict(&runs[1], FLAG)?)
+    );
+    if let Some(face_run) = runs.get(2) {
+        println!("== the face story");
+        println!(
+            "{}",
+            render(FACE, &verdict(face_run, FACE)?, &verdict(&runs[1], FACE)?)
+        );
+    }
     println!("galleries:");
     for r in &runs {
         println!("  {}", r.join("report").join("index.html").display());
@@ -201,9 +251,8 @@ mod tests {
     fn v(name: &str, lift: f64, art: f64, al: f64, co: f64) -> Verdict {
         Verdict {
             name: name.into(),
-            flag_mass: Some(lift * 0.02),
-            flag_lift: Some(lift),
-            face_lift: None,
+            mass: Some(lift * 0.02),
+            lift: Some(lift),
             artifact_lift: Some(("moire".into(), art)),
             test_accuracy: Some((al + co) / 2.0),
             aligned_accuracy: Some(al),
@@ -231,11 +280,88 @@ mod tests {
 
     #[test]
     fn verdict_sentences_follow_the_targets() {
-        let text = render(&v("s", 12.0, 0.5, 0.98, 0.3), &v("f", 1.2, 2.0, 0.95, 0.93));
+        let text = render(
+            FLAG,
+            &v("s", 12.0, 0.5, 0.98, 0.3),
+            &v("f", 1.2, 2.0, 0.95, 0.93),
+        );
         assert!(text.contains("s: took the flag shortcut"), "{text}");
         assert!(text.contains("f: looks past the flag"), "{text}");
-        let text = render(&v("s", 3.0, 0.5, 0.9, 0.85), &v("f", 4.0, 0.9, 0.9, 0.5));
+        let text = render(
+            FLAG,
+            &v("s", 3.0, 0.5, 0.9, 0.85),
+            &v("f", 4.0, 0.9, 0.9, 0.5),
+        );
         assert!(text.contains("s: did NOT show"), "{text}");
         assert!(text.contains("f: did NOT reach"), "{text}");
+        let text = render(
+            FACE,
+            &v("s", 11.0, 0.5, 0.98, 0.3),
+            &v("f", 1.0, 2.0, 0.95, 0.93),
+        );
+        assert!(
+            text.contains("face lift") && text.contains("took the face shortcut"),
+            "{text}"
+        );
+        assert!(text.contains("hair-conflicting test images"), "{text}");
+    }
+
+    #[test]
+    fn verdict_reads_the_story_attribute_from_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = |lift: f64| runfmt::RegionStats {
+            lift,
+            mass: lift / 10.0,
+            ..Default::default()
+        };
+        let s = RunSummary {
+            test: Some(runfmt::EpochMetrics {
+                accuracy: 0.7,
+                aligned_accuracy: Some(0.99),
+                conflicting_accuracy: Some(0.4),
+                ..Default::default()
+            }),
+            attention: [(
+                "gradcam/pred/screen".to_string(),
+                [
+                    ("flag".to_string(), stats(1.1)),
+                    ("face".to_string(), stats(9.0)),
+                ]
+                .into(),
+            )]
+            .into(),
+            shortcut: Some("hair".into()),
+            shortcuts: [
+                (
+                    "flag".to_string(),
+                    runfmt::ShortcutStats {
+                        region: Some("flag".into()),
+                        aligned_accuracy: Some(0.72),
+                        conflicting_accuracy: Some(0.69),
+                    },
+                ),
+                (
+                    "hair".to_string(),
+                    runfmt::ShortcutStats {
+                        region: Some("face".into()),
+                        aligned_accuracy: Some(0.99),
+                        conflicting_accuracy: Some(0.4),
+                    },
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        fsio::write_json_atomic(&dir.path().join(runfmt::SUMMARY_JSON), &s).unwrap();
+        let face = verdict(dir.path(), FACE).unwrap();
+        assert_eq!(
+            (face.lift, face.conflicting_accuracy),
+            (Some(9.0), Some(0.4))
+        );
+        let flag = verdict(dir.path(), FLAG).unwrap();
+        assert_eq!(
+            (flag.lift, flag.conflicting_accuracy),
+            (Some(1.1), Some(0.69))
+        );
     }
 }

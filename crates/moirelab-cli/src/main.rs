@@ -251,9 +251,15 @@ pub struct DemoArgs {
     /// Config of the shortcut-taking run
     #[arg(long, default_value = "configs/shallow.toml")]
     pub shallow: PathBuf,
-    /// Config of the fixed run
+    /// Config of the fixed run (debiased data: the baseline of both stories)
     #[arg(long, default_value = "configs/fixed.toml")]
     pub fixed: PathBuf,
+    /// Config of the face-shortcut run
+    #[arg(long, default_value = "configs/face.toml")]
+    pub face: PathBuf,
+    /// Tell the flag story only (skip the face-shortcut run)
+    #[arg(long)]
+    pub no_face: bool,
     /// Extra overrides applied to both runs (e.g. train.epochs=2 for a smoke test)
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub sets: Vec<String>,

@@ -41,6 +41,10 @@ pub struct DatasetMeta {
     /// `groups[attr] == shortcuts[attr][label]`, otherwise *conflicting*.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shortcuts: BTreeMap<String, BTreeMap<String, String>>,
+    /// Region that shows a shortcut attribute, when its name differs from the attribute's:
+    /// e.g. `{"hair": "face"}` (hair colour is seen in the portrait region).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shortcut_regions: BTreeMap<String, String>,
     /// Present for generated data sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<GeneratorInfo>,
@@ -106,9 +110,17 @@ impl DatasetMeta {
         Some(have == want)
     }
 
-    /// The first declared shortcut attribute (the demo's "flag").
-    pub fn primary_shortcut(&self) -> Option<&str> {
-        self.shortcuts.keys().next().map(String::as_str)
+    /// The mask region in which shortcut attribute `attr` is visible: the declared
+    /// `shortcut-regions` entry, else a region of the same name, else `None`.
+    pub fn shortcut_region(&self, attr: &str) -> Option<&str> {
+        match self.shortcut_regions.get(attr) {
+            Some(r) => Some(r.as_str()),
+            None => self
+                .regions
+                .iter()
+                .find(|r| r.as_str() == attr)
+                .map(String::as_str),
+        }
     }
 
     /// Bit of a region in mask pixels.
@@ -198,6 +210,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            shortcut_regions: Default::default(),
             generator: None,
             image_size: Some(128),
         };
@@ -217,6 +230,12 @@ mod tests {
         rec.label = "direct".into();
         assert_eq!(meta.alignment("flag", &rec), Some(false));
         assert_eq!(meta.alignment("hair", &rec), None);
+        // A shortcut's region: declared, else the region of the same name.
+        assert_eq!(meta.shortcut_region("flag"), Some("flag"));
+        assert_eq!(meta.shortcut_region("hair"), None);
+        let mut meta = meta;
+        meta.shortcut_regions.insert("hair".into(), "face".into());
+        assert_eq!(meta.shortcut_region("hair"), Some("face"));
         assert_eq!(meta.attack_index(), Some(1));
         assert_eq!(meta.region_bit("flag"), Some(2));
         let line = serde_json::to_string(&rec).unwrap();

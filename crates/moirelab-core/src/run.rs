@@ -243,7 +243,51 @@ pub struct RunSummary {
     /// `extra/<name>` (threshold: that epoch's val threshold, the run's final one).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, EpochMetrics>,
+    /// The shortcut attribute the training split plants most strongly (the one `aligned` /
+    /// `conflicting` accuracies in `metrics.jsonl` are keyed to), e.g. `flag` or `hair`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortcut: Option<String>,
+    /// Every declared shortcut attribute at the best epoch's test split: its region and the
+    /// aligned vs conflicting accuracy pooled from the group table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shortcuts: BTreeMap<String, ShortcutStats>,
     pub wall_s: f64,
+}
+
+/// Test accuracy split by one shortcut attribute (`RunSummary::shortcuts`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutStats {
+    /// Mask region that shows the attribute (`flag`, `face`), when the data set has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aligned_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicting_accuracy: Option<f64>,
+}
+
+/// Aligned and conflicting accuracy for one shortcut attribute, pooled from a group table
+/// keyed `label|attr=value|…`: a group is aligned when its `attr` value is the one
+/// `pairs[label]` names. Groups without the attribute or with an unknown label are skipped;
+/// a side without samples is `None`.
+pub fn shortcut_accuracy(
+    groups: &BTreeMap<String, GroupStat>,
+    attr: &str,
+    pairs: &BTreeMap<String, String>,
+) -> (Option<f64>, Option<f64>) {
+    let mut sums = [(0u64, 0u64); 2]; // [conflicting, aligned]: (n, correct)
+    for (key, g) in groups {
+        let mut parts = key.split('|');
+        let label = parts.next().unwrap_or_default();
+        let value = parts.find_map(|p| p.strip_prefix(attr)?.strip_prefix('='));
+        if let (Some(want), Some(have)) = (pairs.get(label), value) {
+            let side = &mut sums[(want == have) as usize];
+            side.0 += g.n;
+            side.1 += g.correct;
+        }
+    }
+    let acc = |(n, c): (u64, u64)| (n > 0).then(|| c as f64 / n as f64);
+    (acc(sums[1]), acc(sums[0]))
 }
 
 /// Split name of an `[eval] extra` data set in `metrics.jsonl` and TensorBoard.
@@ -312,6 +356,41 @@ pub struct MapsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shortcut_accuracy_pools_groups_by_any_attribute() {
+        let g = |n, correct| GroupStat {
+            n,
+            correct,
+            accuracy: correct as f64 / n as f64,
+            aligned: None,
+        };
+        let groups: BTreeMap<String, GroupStat> = [
+            ("screen|flag=A|hair=dark", g(10, 9)),
+            ("screen|flag=B|hair=dark", g(10, 8)),
+            ("screen|flag=A|hair=light", g(10, 3)),
+            ("direct|flag=B|hair=light", g(10, 10)),
+            ("direct|flag=A|hair=dark", g(10, 2)),
+            ("other|flag=A", g(5, 0)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let pairs = |s: &str, d: &str| -> BTreeMap<String, String> {
+            [("screen".into(), s.into()), ("direct".into(), d.into())].into()
+        };
+        // hair: aligned = screen/dark + direct/light = 9+8+10 of 30; conflicting 3+2 of 20.
+        let (a, c) = shortcut_accuracy(&groups, "hair", &pairs("dark", "light"));
+        assert_eq!((a, c), (Some(27.0 / 30.0), Some(5.0 / 20.0)));
+        // flag: aligned = screen/A + direct/B = 9+3+10 of 30; conflicting 8+2 of 20.
+        let (a, c) = shortcut_accuracy(&groups, "flag", &pairs("A", "B"));
+        assert_eq!((a, c), (Some(22.0 / 30.0), Some(10.0 / 20.0)));
+        // An attribute no group carries, or a prefix of one, pools nothing.
+        assert_eq!(
+            shortcut_accuracy(&groups, "fla", &pairs("A", "B")),
+            (None, None)
+        );
+    }
 
     #[test]
     fn metrics_lines_are_tagged_and_round_trip() {

@@ -30,7 +30,44 @@ pub struct Dataset {
     store: Store,
     splits: BTreeMap<String, Vec<usize>>,
     report: CheckReport,
+    /// The shortcut attribute aligned/conflicting accuracy is keyed to (see
+    /// [`Dataset::primary_shortcut`]).
+    primary: Option<String>,
 }
+
+/// See [`Dataset::primary_shortcut`].
+fn strongest_shortcut<'a>(
+    meta: &'a DatasetMeta,
+    train: impl Iterator<Item = &'a ManifestRecord> + Clone,
+) -> Option<&'a str> {
+    let strength = |attr: &str| {
+        let (n, aligned) = train
+            .clone()
+            .filter_map(|r| meta.alignment(attr, r))
+            .fold((0u64, 0u64), |(n, a), al| (n + 1, a + al as u64));
+        if n == 0 {
+            0.0
+        } else {
+            (aligned as f64 / n as f64 - 0.5).abs()
+        }
+    };
+    let mut best: Option<(&str, f64)> = None;
+    for attr in meta.shortcuts.keys() {
+        let s = strength(attr);
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((attr, s));
+        }
+    }
+    // On debiased data every share is one half up to sampling noise; the noise must not
+    // pick the attribute, so below a 60/40 split the first declared one stays.
+    match best {
+        Some((a, s)) if s >= MIN_PLANTED => Some(a),
+        _ => meta.shortcuts.keys().next().map(String::as_str),
+    }
+}
+
+/// Smallest |aligned share − ½| in train that counts as a planted shortcut.
+const MIN_PLANTED: f64 = 0.1;
 
 pub(crate) fn resolve_root(cfg: &DataConfig, base_dir: &Path) -> PathBuf {
     if cfg.root.is_absolute() {
@@ -327,6 +364,7 @@ impl Dataset {
             store,
             splits: BTreeMap::new(),
             report,
+            primary: None,
         };
         for (i, (rec, it)) in src.records.into_iter().zip(items).enumerate() {
             if src.bad[i] || it.info.is_none() {
@@ -346,6 +384,9 @@ impl Dataset {
             ds.slots.push(i);
             ds.mask_ok.push(it.mask_ok);
         }
+        ds.primary =
+            strongest_shortcut(&ds.meta, ds.split("train").iter().map(|&i| &ds.records[i]))
+                .map(str::to_string);
         Ok(ds)
     }
 
@@ -400,9 +441,18 @@ impl Dataset {
         self.labels[i]
     }
 
-    /// Aligned/conflicting for the primary shortcut (`meta.shortcuts`), `None` if n/a.
+    /// The shortcut the training split plants most strongly: of the attributes in
+    /// `meta.shortcuts`, the one whose aligned share among the train images is furthest from
+    /// one half (the first declared when none is planted at least 60/40, on ties, and without
+    /// train images). `None` when
+    /// the data set declares no shortcut.
+    pub fn primary_shortcut(&self) -> Option<&str> {
+        self.primary.as_deref()
+    }
+
+    /// Aligned/conflicting for the primary shortcut, `None` if n/a.
     pub fn alignment(&self, i: usize) -> Option<bool> {
-        let attr = self.meta.primary_shortcut()?;
+        let attr = self.primary_shortcut()?;
         self.meta.alignment(attr, &self.records[i])
     }
 

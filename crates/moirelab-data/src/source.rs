@@ -148,6 +148,7 @@ pub(crate) fn read_source_for(
         regions: Vec::new(),
         attack_class: None,
         shortcuts: BTreeMap::new(),
+        shortcut_regions: BTreeMap::new(),
         generator: None,
         image_size: None,
     });

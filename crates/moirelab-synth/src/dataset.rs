@@ -335,6 +335,10 @@ pub fn dataset_meta(cfg: &GenConfig) -> Result<DatasetMeta, SynthError> {
         ]
         .into_iter()
         .collect(),
+        // Hair colour is seen in the portrait.
+        shortcut_regions: [(SHORTCUT_HAIR.to_string(), "face".to_string())]
+            .into_iter()
+            .collect(),
         generator: Some(GeneratorInfo {
             name: GENERATOR_NAME.into(),
             version: GENERATOR_VERSION.into(),

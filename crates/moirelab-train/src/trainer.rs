@@ -892,7 +892,26 @@ impl Trainer {
         } else {
             None
         };
+        let meta = self.dataset.meta();
+        let shortcuts = meta
+            .shortcuts
+            .iter()
+            .map(|(attr, pairs)| {
+                let (aligned, conflicting) = test
+                    .as_ref()
+                    .map(|t| runfmt::shortcut_accuracy(&t.groups, attr, pairs))
+                    .unwrap_or_default();
+                let stats = runfmt::ShortcutStats {
+                    region: meta.shortcut_region(attr).map(str::to_string),
+                    aligned_accuracy: aligned,
+                    conflicting_accuracy: conflicting,
+                };
+                (attr.clone(), stats)
+            })
+            .collect();
         let summary = RunSummary {
+            shortcut: self.dataset.primary_shortcut().map(str::to_string),
+            shortcuts,
             name: self.meta.name.clone(),
             epochs: self.state.epochs_done,
             best_metric: self.setup.train.monitor.clone(),

@@ -188,3 +188,84 @@ fn first_images(root: &Path, n: usize) -> Vec<String> {
     assert_eq!(out.len(), n, "no images under {}", root.display());
     out
 }
+
+/// The demo with the repository's own three configs on small data: both stories are told
+/// from the runs' numbers, the compare page aligns the three runs, nothing lands outside
+/// the output folder and the configs' data folder.
+#[test]
+fn demo_tells_the_flag_and_the_face_story_from_the_shipped_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::create_dir(p.join("configs")).unwrap();
+    for c in ["shallow", "fixed", "face"] {
+        std::fs::copy(
+            repo.join(format!("configs/{c}.toml")),
+            p.join(format!("configs/{c}.toml")),
+        )
+        .unwrap();
+    }
+    let o = moirelab(
+        p,
+        &[
+            "demo",
+            "--out",
+            "out",
+            "--set",
+            "data.knobs.count=48",
+            "--set",
+            "data.image-size=64",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.threads=1",
+            "--set",
+            "gradcam.probes=4",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "== the flag story",
+        "flag lift",
+        "demo-shallow:",
+        "== the face story",
+        "face lift",
+        "demo-face:",
+        "hair-conflicting",
+        "demo-compare",
+    ] {
+        assert!(out.contains(want), "missing '{want}' in:\n{out}");
+    }
+    for run in ["demo-shallow", "demo-fixed", "demo-face"] {
+        let s = std::fs::read_to_string(p.join(format!("out/{run}/summary.json"))).unwrap();
+        assert!(s.contains("\"shortcuts\""), "{run}: {s}");
+    }
+    let face = std::fs::read_to_string(p.join("out/demo-face/summary.json")).unwrap();
+    assert!(face.contains("\"shortcut\": \"hair\""), "{face}");
+    assert!(p.join("out/demo-compare/index.html").is_file());
+    // --no-face tells the flag story only.
+    let o = moirelab(
+        p,
+        &[
+            "demo",
+            "--out",
+            "out2",
+            "--no-face",
+            "--set",
+            "data.knobs.count=48",
+            "--set",
+            "data.image-size=64",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "gradcam.probes=4",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("== the flag story") && !out.contains("face story"),
+        "{out}"
+    );
+}

@@ -49,6 +49,7 @@ pub fn meta(regions: &[&str]) -> DatasetMeta {
             .into(),
         )]
         .into(),
+        shortcut_regions: Default::default(),
         generator: None,
         image_size: None,
     }

@@ -33,6 +33,56 @@ fn moirelab_format_reads_classes_groups_masks_and_alignment() {
     assert_eq!(ds.report().format, "moirelab");
 }
 
+/// Two declared shortcuts, flag and hair: aligned/conflicting follow the one the train split
+/// plants (hair here), and the first declared one when neither is planted.
+#[test]
+fn alignment_follows_the_shortcut_the_train_split_plants() {
+    let build = |root: &Path, hair_planted: bool| {
+        let mut recs = Vec::new();
+        let mut id = 0;
+        for split in ["train", "test"] {
+            for label in ["direct", "screen"] {
+                for k in 0..8u32 {
+                    let path = format!("images/{id:04}.png");
+                    save(root, &path, &img(40, 40, id));
+                    let mut r = rec(&path, label, split, if k % 2 == 0 { "A" } else { "B" });
+                    let dark = if hair_planted && split == "train" {
+                        (label == "screen") != (k == 7) // 7 of 8 aligned
+                    } else {
+                        k % 2 == 1
+                    };
+                    r.groups
+                        .insert("hair".into(), if dark { "dark" } else { "light" }.into());
+                    recs.push(r);
+                    id += 1;
+                }
+            }
+        }
+        let mut m = meta(&[]);
+        m.shortcuts.insert(
+            "hair".into(),
+            [
+                ("screen".to_string(), "dark".to_string()),
+                ("direct".to_string(), "light".to_string()),
+            ]
+            .into(),
+        );
+        write_manifest(root, &m, &recs);
+    };
+    for (planted, want) in [(true, "hair"), (false, "flag")] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), planted);
+        let mut c = cfg(dir.path());
+        c.val_fraction = 0.0;
+        let ds = Dataset::open(&c, Path::new("/")).unwrap();
+        assert_eq!(ds.primary_shortcut(), Some(want));
+        let i = ds.split("train")[8]; // screen, k = 0: flag A (aligned), hair dark if planted
+        let attr = ds.record(i).groups[want].clone();
+        let aligned = ds.meta().shortcuts[want]["screen"] == attr;
+        assert_eq!(ds.alignment(i), Some(aligned), "{want}");
+    }
+}
+
 #[test]
 fn relative_root_resolves_against_the_base_dir() {
     let dir = tempfile::tempdir().unwrap();

@@ -150,7 +150,13 @@ pub(crate) fn card_rows(run: &RunData) -> Vec<CardRow> {
 
 /// The one-line reading of a row, and whether it suspects a shortcut (`None`: no evidence).
 pub(crate) fn reading(row: &CardRow, attack: &str) -> (Option<bool>, String) {
-    let flag = row.lifts.get("flag").copied();
+    // The stronger of the planted-shortcut regions (flag, face) speaks for the shortcut.
+    let cue = ["flag", "face"]
+        .iter()
+        .filter_map(|r| row.lifts.get(*r).map(|l| (*r, *l)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let flag = cue.map(|(_, l)| l);
+    let cue_name = cue.map_or("flag", |(r, _)| r);
     let moire = row.lifts.get("moire").copied();
     let gap = match (row.aligned, row.conflicting) {
         (Some(a), Some(c)) => Some(a - c),
@@ -167,7 +173,7 @@ pub(crate) fn reading(row: &CardRow, attack: &str) -> (Option<bool>, String) {
     let mut why = Vec::new();
     if let Some(f) = flag {
         why.push(format!(
-            "{attack} maps: flag lift {}{}",
+            "{attack} maps: {cue_name} lift {}{}",
             fmt_num(round2(f)),
             moire
                 .map(|m| format!(" vs moiré {}", fmt_num(round2(m))))
@@ -462,5 +468,11 @@ mod tests {
         assert!(t.starts_with("no shortcut signal"), "{t}");
         let (s, _) = reading(&CardRow::default(), "screen");
         assert_eq!(s, None);
+        // A face-shortcut run: the portrait, not the flag, is named.
+        let mut r = row(0.8, 0.5, 0.99, 0.35);
+        r.lifts.insert("face".into(), 7.5);
+        let (s, t) = reading(&r, "screen");
+        assert_eq!(s, Some(true));
+        assert!(t.contains("face lift 7.5 vs moiré 0.5"), "{t}");
     }
 }

@@ -342,6 +342,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             attention: BTreeMap::new(),
             extra: BTreeMap::new(),
             wall_s: 60.0,
+            ..Default::default()
         };
         let mut v = serde_json::to_value(&s).expect("summary json");
         if !spec.extra.is_empty() {
