@@ -25,21 +25,21 @@ fi
   echo "revision: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
   echo "## Generator images/s (all cores)"
-  "$here/bench_synth.sh" "$synth_n"
+  "$here/bench/synth.sh" "$synth_n"
   echo
   echo "## Training epoch vs PyTorch, vs pure compute; Grad-CAM dump share"
-  "$here/bench_train.sh" --count "$train_n" --threads "$threads" --rounds "$rounds"
+  "$here/bench/train.sh" --count "$train_n" --threads "$threads" --rounds "$rounds"
   echo
   echo "## Loader vs model"
-  "$here/bench_loader.sh" quick
+  "$here/bench/loader.sh" quick
   echo
   echo "## Models: forward+backward images/s vs PyTorch"
-  "$here/bench_models.sh" --threads "$threads" --sizes "$model_sizes"
+  "$here/bench/models.sh" --threads "$threads" --sizes "$model_sizes"
   echo
   echo "## Grad-CAM vs pytorch-grad-cam (batch 64, 128 px)"
   for m in gradcam gradcam++; do
     echo "### $m"
-    "$here/bench_gradcam.sh" --method "$m" --rounds "$cam_rounds" --threads "$threads" | tail -n 1
+    "$here/bench/gradcam.sh" --method "$m" --rounds "$cam_rounds" --threads "$threads" | tail -n 1
   done
   echo
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

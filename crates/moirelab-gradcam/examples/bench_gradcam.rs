@@ -1,4 +1,4 @@
-//! CAM throughput of moirelab-gradcam, for scripts/bench_gradcam.sh (which runs
+//! CAM throughput of moirelab-gradcam, for scripts/bench/gradcam.sh (which runs
 //! pytorch-grad-cam on the same weights, interleaved).
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Forward+backward throughput of one architecture, for scripts/bench_models.sh (which runs
+//! Forward+backward throughput of one architecture, for scripts/bench/models.sh (which runs
 //! the PyTorch twin side by side). Prints one JSON line.
 //!
 //! ```text

@@ -127,7 +127,7 @@ impl MemoryFormat {
 
 /// `[model]` of the config file.
 ///
-/// The same keys build the PyTorch twin in `scripts/moirelab_torch.py`.
+/// The same keys build the PyTorch twin in `scripts/parity/moirelab_torch.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct ModelConfig {

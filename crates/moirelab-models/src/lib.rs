@@ -5,7 +5,7 @@
 //! torchvision's resnet18 and mobilenet_v3_small for ImageNet weights),
 //! their configuration (`[model]` in the TOML), the list of CAM layers each one exposes, and
 //! model summaries (shapes, parameters, FLOPs, receptive fields). It does not own training,
-//! checkpoints or CAM maths. Its PyTorch twin is `scripts/moirelab_torch.py`: same parameter
+//! checkpoints or CAM maths. Its PyTorch twin is `scripts/parity/moirelab_torch.py`: same parameter
 //! names (checkpoints load with `strict=True`), and CAM layer names are module paths there.
 //!
 //! Every model implements [`CamNet`]: one forward pass returns the logits and the activations

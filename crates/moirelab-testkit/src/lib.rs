@@ -11,6 +11,17 @@ pub fn script(name: &str) -> PathBuf {
     scripts_dir().join(name)
 }
 
+/// A cross-check script of `scripts/parity/` (the PyTorch twin and the readers that compare
+/// moirelab with PyTorch, pytorch-grad-cam and TensorBoard).
+pub fn parity_script(name: &str) -> PathBuf {
+    parity_dir().join(name)
+}
+
+/// `scripts/parity/`: also the folder to put on `sys.path` for `import moirelab_torch`.
+pub fn parity_dir() -> PathBuf {
+    scripts_dir().join("parity")
+}
+
 /// The repository's `scripts/` folder.
 ///
 /// Cargo sets `CARGO_MANIFEST_DIR` when it runs a test; that value is read first because the

@@ -1,6 +1,7 @@
 //! Every document the code cites must exist: a `docs/<NAME>.md` mentioned in a source file, a
 //! script, a config or a top-level document is looked up under the repository root, and every
-//! relative Markdown link between the documents in `docs/` must resolve.
+//! relative Markdown link between the documents in `docs/` must resolve. The same holds for
+//! the scripts the code and the documents name (`scripts/….sh`, `scripts/….py`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,11 +53,17 @@ fn is_path_char(c: char) -> bool {
 /// starts at `docs/` not preceded by a word character and runs over path characters; a
 /// sentence's final `.` is not part of it.
 fn doc_references(text: &str) -> Vec<String> {
+    references(text, "docs/", &[".md"])
+}
+
+/// References starting with `prefix` (e.g. `scripts/`) and ending in one of `exts`, by the
+/// rules of [`doc_references`].
+fn references(text: &str, prefix: &str, exts: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(pos) = text[from..].find("docs/") {
+    while let Some(pos) = text[from..].find(prefix) {
         let start = from + pos;
-        from = start + "docs/".len();
+        from = start + prefix.len();
         let preceded_by_word = text[..start]
             .chars()
             .next_back()
@@ -70,7 +77,10 @@ fn doc_references(text: &str) -> Vec<String> {
             .map(char::len_utf8)
             .sum();
         let candidate = text[start..start + len].trim_end_matches('.');
-        if candidate.ends_with(".md") && candidate.len() > "docs/.md".len() {
+        let named = exts
+            .iter()
+            .any(|e| candidate.ends_with(e) && candidate.len() > prefix.len() + e.len());
+        if named {
             out.push(candidate.to_string());
         }
     }
@@ -190,5 +200,41 @@ fn links_between_docs_resolve() {
         broken.is_empty(),
         "broken links in docs/:\n{}",
         broken.join("\n")
+    );
+}
+
+#[test]
+fn every_script_the_code_and_docs_name_exists() {
+    let root = repo_root();
+    let mut files = Vec::new();
+    for dir in ["crates", "scripts", "configs", "docs", ".ci"] {
+        walk(&root.join(dir), &mut files);
+    }
+    files.push(root.join(".ci/run"));
+    for top in ["README.md", "BENCHMARKS.md"] {
+        files.push(root.join(top));
+    }
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for r in references(&text, "scripts/", &[".sh", ".py"]) {
+            checked += 1;
+            if !root.join(&r).is_file() {
+                missing.push(format!("{r} (named in {})", f.display()));
+            }
+        }
+    }
+    assert!(
+        checked > 10,
+        "only {checked} script references found: the scan is broken"
+    );
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "scripts named but missing:\n{}",
+        missing.join("\n")
     );
 }

@@ -1,6 +1,6 @@
 //! Pure training compute: forward, backward and an Adam step of the trainer's own optimizer on
 //! one batch already in memory, repeated — the floor an epoch of `moirelab train` is compared
-//! with (`scripts/bench_train.sh`). Prints one JSON line.
+//! with (`scripts/bench/train.sh`). Prints one JSON line.
 //!
 //!     bench_compute MODEL_JSON SIZE BATCH STEPS THREADS
 

@@ -1,4 +1,4 @@
-//! Numerical parity with pytorch-grad-cam 1.5.7 (scripts/gradcam_parity.py) on the same
+//! Numerical parity with pytorch-grad-cam 1.5.7 (scripts/parity/gradcam.py) on the same
 //! weights, inputs and targets, for every architecture of the models crate.
 
 use crate::common::{images, model};
@@ -38,10 +38,10 @@ fn maps_match_pytorch_grad_cam_on_every_architecture() {
     let Some(py) = moirelab_testkit::python("the pytorch-grad-cam parity test") else {
         return;
     };
-    let script = moirelab_testkit::script("gradcam_parity.py");
+    let script = moirelab_testkit::parity_script("gradcam.py");
     let dir = tempfile::tempdir().unwrap();
     let mut report = Vec::new();
-    // The torchvision architectures have no twin in scripts/moirelab_torch.py (torchvision
+    // The torchvision architectures have no twin in scripts/parity/moirelab_torch.py (torchvision
     // itself is their twin; their logits are checked against it in moirelab-models).
     for (ai, &arch) in Arch::ALL
         .iter()

@@ -1,4 +1,4 @@
-//! Parity with the PyTorch twin in scripts/moirelab_torch.py: checkpoints written by
+//! Parity with the PyTorch twin in scripts/parity/moirelab_torch.py: checkpoints written by
 //! `VarStore::save` load with strict=True and give the same logits and CAM activations.
 
 use crate::{input, tiny_configs};
@@ -146,7 +146,7 @@ fn check_cases(py: &str, root: &Path, cases: &[Expected]) {
     let res = Command::new(py)
         .arg("-c")
         .arg(CHECK)
-        .arg(moirelab_testkit::scripts_dir())
+        .arg(moirelab_testkit::parity_dir())
         .args(cases.iter().map(|c| root.join(c.name)))
         .output()
         .unwrap();

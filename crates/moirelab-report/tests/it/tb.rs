@@ -214,7 +214,7 @@ fn tensorboard_event_accumulator_reads_back_every_scalar_and_image() {
     let expected = json!({"scalars": scalars_json, "images": images});
     let exp_path = tmp.path().join("expected.json");
     std::fs::write(&exp_path, expected.to_string()).unwrap();
-    let script = moirelab_testkit::script("tb_readback.py");
+    let script = moirelab_testkit::parity_script("tb_readback.py");
     let out = Command::new(&py)
         .arg(&script)
         .arg(run.join("tb"))

@@ -1,4 +1,4 @@
-//! Optimizers: parity with torch.optim (via scripts/optim_parity.py), exact resume from saved
+//! Optimizers: parity with torch.optim (via scripts/parity/optim.py), exact resume from saved
 //! state, state-file errors, gradient clipping and zero_grad semantics.
 
 use moirelab_core::rng::Rng;
@@ -142,7 +142,7 @@ fn torch_reference(
     let (inp, out) = (dir.join("in.safetensors"), dir.join("out.safetensors"));
     Tensor::write_safetensors(&input, &inp).unwrap();
     let res = Command::new(py)
-        .arg(moirelab_testkit::script("optim_parity.py"))
+        .arg(moirelab_testkit::parity_script("optim.py"))
         .args(["--config", json, "--input"])
         .arg(&inp)
         .arg("--output")
@@ -151,7 +151,7 @@ fn torch_reference(
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
     assert!(
         res.status.success(),
-        "optim_parity.py failed for {json}:\n{}",
+        "scripts/parity/optim.py failed for {json}:\n{}",
         String::from_utf8_lossy(&res.stderr)
     );
     Tensor::read_safetensors(&out)

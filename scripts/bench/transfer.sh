@@ -5,7 +5,7 @@
 # factor it has never seen. Prints a Markdown table (one row per factor) and saves it with
 # every run under the output folder.
 #
-#   scripts/bench_transfer.sh [--size 128|256] [--patch] [--count N] [--epochs E]
+#   scripts/bench/transfer.sh [--size 128|256] [--patch] [--count N] [--epochs E]
 #                             [--factors "layout:pentile demosaic:malvar ..."] [--out DIR]
 #
 # --patch trains on native-resolution crops (data.mode = "patch", 128-px crops of the
@@ -15,7 +15,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/env.sh
-. "$here/env.sh"
+. "$here/../env.sh"
 moirelab_setup
 
 size=128 patch=0 count=2400 epochs=12 out="bench-out/transfer"
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --epochs) epochs="$2"; shift 2 ;;
     --factors) factors="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    *) echo "bench_transfer.sh: unknown argument $1 (see the usage at the top of the file)" >&2; exit 2 ;;
+    *) echo "bench/transfer.sh: unknown argument $1 (see the usage at the top of the file)" >&2; exit 2 ;;
   esac
 done
 

@@ -2,11 +2,11 @@
 
 A torch Dataset that reads the same image files with PIL, torchvision-style transforms
 (resize to S, horizontal flip, ToTensor, the same normalisation), a DataLoader with the same
-batch size and workers, the same shallow CNN (scripts/moirelab_torch.py) and Adam.
+batch size and workers, the same shallow CNN (scripts/parity/moirelab_torch.py) and Adam.
 Prints one JSON line per epoch: {"epoch", "seconds", "images", "images_per_sec"} and, with
 --compute, the pure forward+backward floor on tensors already in memory.
 
-    python scripts/bench_train.py DATA_DIR --epochs 2 --batch-size 32 --threads 2 --workers 2
+    python scripts/bench/train.py DATA_DIR --epochs 2 --batch-size 32 --threads 2 --workers 2
 """
 import argparse
 import json
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
 import moirelab_torch  # noqa: E402
 
 MEAN, STD = 0.5, 0.25

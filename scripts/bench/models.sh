@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Forward+backward images/s of every architecture in moirelab (tch, release build) and in
-# PyTorch (the twin from scripts/moirelab_torch.py), same batch, same thread count, runs
+# PyTorch (the twin from scripts/parity/moirelab_torch.py), same batch, same thread count, runs
 # interleaved (moirelab, pytorch, moirelab, pytorch) so load from other processes hits both.
 # Prints a Markdown table; ratio = moirelab / pytorch (>1: moirelab faster).
 #
-#   scripts/bench_models.sh [--threads N] [--batch N] [--steps N] [--sizes "128 224"] [--dev]
+#   scripts/bench/models.sh [--threads N] [--batch N] [--steps N] [--sizes "128 224"] [--dev]
 #
 # --dev uses the dev profile (dependencies at opt-level 3, our crates at 1) to skip a release
 # rebuild of torch-sys; the time is spent in libtorch either way.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
-source "$here/env.sh"
+source "$here/../env.sh"
 moirelab_setup
 
 threads=2 batch=32 steps=3 sizes="128 224" profile=release
@@ -51,7 +51,7 @@ for cfg in "${configs[@]}"; do
       out="$("$bin" "$cfg" "$size" "$batch" "$steps" "$threads")"
       rs+=("$(field images_per_s <<<"$out")")
       params="$(field params <<<"$out")" flops="$(field flops <<<"$out")"
-      pout="$("$MOIRELAB_PYTHON" "$here/bench_models.py" "$cfg" "$size" "$batch" "$steps" "$threads")"
+      pout="$("$MOIRELAB_PYTHON" "$here/models.py" "$cfg" "$size" "$batch" "$steps" "$threads")"
       py+=("$(field images_per_s <<<"$pout")")
       pparams="$(field params <<<"$pout")"
       [ "$params" = "$pparams" ] || { echo "parameter counts differ: $params vs $pparams" >&2; exit 1; }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Loader vs shallow-model throughput at 128 px, batch 32 (moirelab-data issue #4), then peak
-# RSS of a 20 000-image set. Usage: scripts/bench_loader.sh [quick|full]
+# RSS of a 20 000-image set. Usage: scripts/bench/loader.sh [quick|full]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 # shellcheck source=/dev/null
 source scripts/env.sh
 moirelab_setup

@@ -17,7 +17,7 @@ Output keys:
   norms                float64 [steps]: total gradient norm returned by clip_grad_norm_
                        (only with max_norm)
 
-Usage: optim_parity.py --config '{"kind": "adam", ...}' --input in.safetensors
+Usage: optim.py --config '{"kind": "adam", ...}' --input in.safetensors
                        --output out.safetensors
 Config keys: kind (sgd|adam|adamw), momentum, nesterov, weight_decay, betas, eps, max_norm.
 

@@ -2,7 +2,7 @@
 # CAM throughput: moirelab-gradcam (release) vs pytorch-grad-cam on the same weights, same
 # thread count, interleaved rounds so machine noise hits both sides alike.
 #
-#   scripts/bench_gradcam.sh [--arch shallow] [--method gradcam] [--batch 64] [--size 128]
+#   scripts/bench/gradcam.sh [--arch shallow] [--method gradcam] [--batch 64] [--size 128]
 #                            [--rounds 3] [--iters 5] [--threads 2]
 #
 # Prints each run's JSON line and, per round, the ratio moirelab / pytorch-grad-cam of mean
@@ -10,7 +10,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
-. "$here/env.sh"
+. "$here/../env.sh"
 moirelab_setup
 moirelab_venv grad-cam tensorboard safetensors
 
@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --iters) iters=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    *) echo "bench_gradcam.sh: unknown argument $1" >&2; exit 2 ;;
+    *) echo "bench/gradcam.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
@@ -38,9 +38,9 @@ ratios=()
 for r in $(seq 1 "$rounds"); do
   ours=$("$bin" --arch "$arch" --method "$method" --batch "$batch" --size "$size" \
     --iters "$iters" --threads "$threads" --save-dir "$work")
-  theirs=$("$MOIRELAB_PYTHON" "$here/gradcam_parity.py" bench --model "$work/$arch.json" \
+  theirs=$("$MOIRELAB_PYTHON" "$here/../parity/gradcam.py" bench --model "$work/$arch.json" \
     --weights "$work/$arch.safetensors" --layer "$("$MOIRELAB_PYTHON" -c "
-import json, sys; sys.path.insert(0, '$here'); import moirelab_torch as mt
+import json, sys; sys.path.insert(0, '$here/../parity'); import moirelab_torch as mt
 print(mt.build_model(json.load(open('$work/$arch.json'))).default_cam_layer)")" \
     --method "$method" --batch "$batch" --size "$size" --iters "$iters" --threads "$threads" 2>/dev/null)
   echo "$ours"

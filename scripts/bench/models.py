@@ -1,7 +1,7 @@
 """Forward+backward throughput of one architecture in PyTorch (the twin built by
-moirelab_torch), for scripts/bench_models.sh. Prints one JSON line.
+moirelab_torch), for scripts/bench/models.sh. Prints one JSON line.
 
-    python bench_models.py '{"arch": "resnet", "width": 32, "depth": 4}' SIZE BATCH STEPS THREADS
+    python scripts/bench/models.py '{"arch": "resnet", "width": 32, "depth": 4}' SIZE BATCH STEPS THREADS
 """
 
 import json
@@ -12,13 +12,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
 import moirelab_torch as mt  # noqa: E402
 
 
 def main() -> None:
     if len(sys.argv) != 6:
-        sys.exit("usage: bench_models.py CONFIG_JSON SIZE BATCH STEPS THREADS")
+        sys.exit("usage: scripts/bench/models.py CONFIG_JSON SIZE BATCH STEPS THREADS")
     cfg = json.loads(sys.argv[1])
     size, batch, steps, threads = (int(a) for a in sys.argv[2:])
     torch.set_num_threads(threads)

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Training epoch: moirelab vs an idiomatic PyTorch script (scripts/bench_train.py: Dataset
+# Training epoch: moirelab vs an idiomatic PyTorch script (scripts/bench/train.py: Dataset
 # reading the same PNGs + DataLoader, same shallow model, Adam, batch size and threads), and
 # vs moirelab's own pure compute (forward + backward + Adam step on one in-memory batch).
 # Rounds are interleaved so load from other processes hits both sides alike. Also reports the
 # per-epoch Grad-CAM dump's share of the epoch (default [gradcam] settings of configs/fixed.toml).
 #
-#   scripts/bench_train.sh [--count 1200] [--threads 2] [--workers 2] [--rounds 2]
+#   scripts/bench/train.sh [--count 1200] [--threads 2] [--workers 2] [--rounds 2]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
-. "$here/env.sh"
+. "$here/../env.sh"
 moirelab_setup
 moirelab_venv grad-cam tensorboard safetensors
 count=1200 threads=2 workers=2 rounds=2
@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    *) echo "bench_train.sh: unknown argument $1" >&2; exit 2 ;;
+    *) echo "bench/train.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
@@ -34,9 +34,9 @@ for r in $(seq "$rounds"); do
   "$bin" train --config "$MOIRELAB_ROOT/configs/fixed.toml" --set data.root="$tmp/data" \
     --set train.epochs=2 --set train.threads="$threads" --set data.workers="$workers" \
     --name "bench-$r" --runs-dir "$tmp/runs" >/dev/null 2>"$tmp/train-$r.log"
-  "$MOIRELAB_PYTHON" "$here/bench_train.py" "$tmp/data" --epochs 2 --batch-size 32 \
+  "$MOIRELAB_PYTHON" "$here/train.py" "$tmp/data" --epochs 2 --batch-size 32 \
     --threads "$threads" --workers "$workers" --compute >"$tmp/py-$r.jsonl"
-  "$MOIRELAB_PYTHON" "$here/bench_train.py" "$tmp/data" --epochs 2 --batch-size 32 \
+  "$MOIRELAB_PYTHON" "$here/train.py" "$tmp/data" --epochs 2 --batch-size 32 \
     --threads "$threads" --workers "$workers" --compute --channels-last >"$tmp/pycl-$r.jsonl"
   "$CARGO_TARGET_DIR/release/examples/bench_compute" "$model" 128 32 "$batches" "$threads" >"$tmp/rc-$r.jsonl"
 done

@@ -11,7 +11,7 @@ falls on the flag region (CAM = Grad-CAM for a GAP->linear head, Zhou et al. 201
 Usage (torch from the moirelab venv: `source scripts/env.sh && moirelab_setup`; Pillow comes
 with `moirelab_venv grad-cam tensorboard safetensors`):
 
-    $MOIRELAB_PYTHON scripts/calibrate_synth.py --train data/flag-shortcut [--test DIR]
+    $MOIRELAB_PYTHON scripts/bench/calibrate_synth.py --train data/flag-shortcut [--test DIR]
         [--epochs 5] [--batch 32] [--lr 1e-3] [--width 16] [--depth 3] [--threads 2]
 
 Training uses the `train` split of --train; evaluation the `test` split of --test (default:

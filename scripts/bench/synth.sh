@@ -2,14 +2,14 @@
 # Generator throughput at 128 and 256 px with all cores, measured side by side in one session
 # (report the ratio; absolute images/s depend on the machine and its load).
 #
-#   scripts/bench_synth.sh [COUNT]      (default 200 images per size)
-#   BASELINE=/path/to/other/gen scripts/bench_synth.sh 400
+#   scripts/bench/synth.sh [COUNT]      (default 200 images per size)
+#   BASELINE=/path/to/other/gen scripts/bench/synth.sh 400
 #
 # BASELINE names a `gen` example binary built from another revision (e.g. a `git archive` of
 # the previous commit built with the same flags); each size then runs baseline and current
 # alternately, twice, and prints the user-CPU ratio baseline/current.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 count="${1:-200}"
 target="${MOIRELAB_TARGET_DIR:-$root/target}"
 # The dev profile already builds dependencies at opt-level 3; raising our two crates to 3

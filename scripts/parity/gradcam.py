@@ -3,7 +3,7 @@
 
 Parity (called by crates/moirelab-gradcam/tests/it/parity.rs)::
 
-    gradcam_parity.py maps --model model.json --weights w.safetensors \
+    gradcam.py maps --model model.json --weights w.safetensors \
         --inputs x.safetensors --layer conv3 --methods gradcam,gradcam++ --out ref.safetensors
 
 ``model.json`` is the ``[model]`` table (kebab-case keys), ``x.safetensors`` holds ``x``
@@ -11,9 +11,9 @@ Parity (called by crates/moirelab-gradcam/tests/it/parity.rs)::
 float32 tensor per method: pytorch-grad-cam's normalised maps, with the same weights, inputs
 and targets (``ClassifierOutputTarget``), so Rust can compare per-image correlations.
 
-Benchmark (called by scripts/bench_gradcam.sh)::
+Benchmark (called by scripts/bench/gradcam.sh)::
 
-    gradcam_parity.py bench --model model.json --weights w.safetensors --layer conv3 \
+    gradcam.py bench --model model.json --weights w.safetensors --layer conv3 \
         --batch 64 --size 128 --iters 5 --method gradcam
 
 prints one JSON line: ``{"images_per_s": ..., "seconds": [...], ...}``.
