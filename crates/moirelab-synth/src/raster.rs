@@ -257,9 +257,15 @@ fn convolve_rows_ch<const CH: usize>(px: &mut [f32], w: usize, h: usize, k: &[f3
         }
         line[r * CH..(r + w) * CH].copy_from_slice(row);
         // One pass per tap over the whole interleaved row (a flat multiply-add that
-        // vectorises); every sample still sums its taps in kernel order from 0.
-        row.iter_mut().for_each(|v| *v = 0.0);
-        for (j, &kv) in k.iter().enumerate() {
+        // vectorises); every sample still sums its taps in kernel order from +0, the first
+        // tap as `0 + k·t` (bitwise what adding it to a zeroed row gave, without the zeroing
+        // pass).
+        let (&k0, rest) = k.split_first().expect("kernel has taps");
+        for (o, &t) in row.iter_mut().zip(&line[..w * CH]) {
+            *o = 0.0 + k0 * t;
+        }
+        for (j, &kv) in rest.iter().enumerate() {
+            let j = j + 1;
             for (o, &t) in row.iter_mut().zip(&line[j * CH..(j * CH + w * CH)]) {
                 *o += kv * t;
             }
@@ -298,12 +304,18 @@ fn convolve_cols(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
     let stride = w * ch;
     for y in 0..h as isize {
         let out = &mut px[y as usize * stride..(y as usize + 1) * stride];
-        out.iter_mut().for_each(|v| *v = 0.0);
+        // Taps in kernel order from +0; the first as `0 + k·s` (no zeroing pass).
         for (j, &kv) in k.iter().enumerate() {
             let sy = (y + j as isize - r).clamp(0, h as isize - 1) as usize;
             let srow = &src[sy * stride..(sy + 1) * stride];
-            for (o, s) in out.iter_mut().zip(srow) {
-                *o += kv * s;
+            if j == 0 {
+                for (o, s) in out.iter_mut().zip(srow) {
+                    *o = 0.0 + kv * s;
+                }
+            } else {
+                for (o, s) in out.iter_mut().zip(srow) {
+                    *o += kv * s;
+                }
             }
         }
     }
@@ -515,18 +527,22 @@ impl ValueNoise {
         };
         let cols: Vec<(usize, f32)> = us.iter().map(|&u| cell(u, self.gx)).collect();
         let s = self.gx + 1;
+        // Every lattice row interpolated along x once per column: a pixel's `top` and `bot`
+        // are two of these (the same values), leaving one lerp per pixel.
+        let along_x: Vec<Vec<f32>> = self
+            .v
+            .chunks_exact(s)
+            .map(|r| {
+                cols.iter()
+                    .map(|&(x0, tx)| r[x0] + (r[x0 + 1] - r[x0]) * tx)
+                    .collect()
+            })
+            .collect();
         let mut out = Vec::with_capacity(us.len() * vs.len());
         for &v in vs {
             let (y0, ty) = cell(v, self.gy);
-            let (r0, r1) = (
-                &self.v[y0 * s..(y0 + 1) * s],
-                &self.v[(y0 + 1) * s..(y0 + 2) * s],
-            );
-            out.extend(cols.iter().map(|&(x0, tx)| {
-                let top = r0[x0] + (r0[x0 + 1] - r0[x0]) * tx;
-                let bot = r1[x0] + (r1[x0 + 1] - r1[x0]) * tx;
-                top + (bot - top) * ty
-            }));
+            let (r0, r1) = (&along_x[y0], &along_x[y0 + 1]);
+            out.extend(r0.iter().zip(r1).map(|(&top, &bot)| top + (bot - top) * ty));
         }
         out
     }

@@ -222,18 +222,20 @@ pub(crate) fn background(sc: &SceneParams, wi: usize) -> Rgb {
     let (ca, sa) = (sc.grain_angle.cos(), sc.grain_angle.sin());
     let us: Vec<f32> = (0..wi).map(|x| (x as f32 + 0.5) / wi as f32).collect();
     let noise = sc.bg_noise.grid(&us, &us);
-    let mut px = vec![0.0f32; wi * wi * 3];
-    for (i, (p, &n)) in px.chunks_exact_mut(3).zip(&noise).enumerate() {
-        let (u, v) = (us[i % wi], us[i / wi]);
-        let mut f = 1.0 + sc.bg_noise_amp * (n - 0.5);
-        // Wood grain only on 40 % of desks: skip its sine elsewhere.
-        if sc.grain_amp != 0.0 {
-            let t = (u as f64 * ca + v as f64 * sa) / sc.grain_period + n as f64 * 6.0;
-            f += sc.grain_amp * sin_turns(t) as f32;
-        }
-        let f = f.max(0.0);
-        for k in 0..3 {
-            p[k] = sc.bg_colour[k] * f;
+    // The grain's `u·cos` per column (the same products, once per column).
+    let u_ca: Vec<f64> = us.iter().map(|&u| u as f64 * ca).collect();
+    let mut px = Vec::with_capacity(wi * wi * 3);
+    for (&v, nrow) in us.iter().zip(noise.chunks_exact(wi)) {
+        let v_sa = v as f64 * sa;
+        for (&n, &uc) in nrow.iter().zip(&u_ca) {
+            let mut f = 1.0 + sc.bg_noise_amp * (n - 0.5);
+            // Wood grain only on 40 % of desks: skip its sine elsewhere.
+            if sc.grain_amp != 0.0 {
+                let t = (uc + v_sa) / sc.grain_period + n as f64 * 6.0;
+                f += sc.grain_amp * sin_turns(t) as f32;
+            }
+            let f = f.max(0.0);
+            px.extend(sc.bg_colour.map(|c| c * f));
         }
     }
     Rgb { w: wi, h: wi, px }
@@ -376,21 +378,29 @@ pub(crate) fn light(img: &mut Rgb, sc: &SceneParams, gain: [f64; 3]) {
     let shadow = sc
         .shadow
         .map(|(ang, off, depth, soft)| (ang.cos(), ang.sin(), off, depth, soft));
-    for y in 0..wi {
-        for x in 0..wi {
-            let (u, v) = (
-                (x as f64 + 0.5 - half) / wi as f64,
-                (y as f64 + 0.5 - half) / wi as f64,
-            );
-            let mut f = 1.0 + sc.light_g * (dx * u + dy * v) * 2.0;
-            f *= 1.0 - sc.vignette * (u * u + v * v) * 2.0;
-            if let Some((ca, sa, off, depth, soft)) = shadow {
-                let s = (u * ca + v * sa - off) / soft;
+    // Per-column and per-row products, computed once (each pixel combines the same values
+    // in the same order as before).
+    let coord = |i: usize| (i as f64 + 0.5 - half) / wi as f64;
+    let (sca, ssa) = shadow.map_or((0.0, 0.0), |(ca, sa, ..)| (ca, sa));
+    // [u, dx·u, u·u, u·cos] per column.
+    let cols: Vec<[f64; 4]> = (0..wi)
+        .map(|x| {
+            let u = coord(x);
+            [u, dx * u, u * u, u * sca]
+        })
+        .collect();
+    for (y, row) in img.px.chunks_exact_mut(wi * 3).enumerate() {
+        let v = coord(y);
+        let (dyv, vv, vsa) = (dy * v, v * v, v * ssa);
+        for (p, &[_, dxu, uu, uca]) in row.chunks_exact_mut(3).zip(&cols) {
+            let mut f = 1.0 + sc.light_g * (dxu + dyv) * 2.0;
+            f *= 1.0 - sc.vignette * (uu + vv) * 2.0;
+            if let Some((_, _, off, depth, soft)) = shadow {
+                let s = (uca + vsa - off) / soft;
                 f *= 1.0 - depth / (1.0 + fast_exp(-s));
             }
-            let i = (y * wi + x) * 3;
             for k in 0..3 {
-                img.px[i + k] *= (f * gain[k]) as f32;
+                p[k] *= (f * gain[k]) as f32;
             }
         }
     }
@@ -407,14 +417,22 @@ pub(crate) fn glare_field(sc: &SceneParams, card_bb: [f64; 4], wi: usize) -> Vec
     let cy = card_bb[1] + gl.centre[1] * (card_bb[3] - card_bb[1]);
     let (ca, sa) = (gl.angle.cos(), gl.angle.sin());
     let (sx, sy) = (gl.sigma[0] * wi as f64, gl.sigma[1] * wi as f64);
+    // [dx·cos, −dx·sin] per column (the same products, once per column).
+    let cols: Vec<[f64; 2]> = (0..wi)
+        .map(|x| {
+            let dx = x as f64 + 0.5 - cx;
+            [dx * ca, -dx * sa]
+        })
+        .collect();
     let mut f = vec![0.0; wi * wi];
-    for y in 0..wi {
-        for x in 0..wi {
-            let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
-            let (a, b) = ((dx * ca + dy * sa) / sx, (-dx * sa + dy * ca) / sy);
+    for (y, row) in f.chunks_exact_mut(wi).enumerate() {
+        let dy = y as f64 + 0.5 - cy;
+        let (dy_sa, dy_ca) = (dy * sa, dy * ca);
+        for (o, &[dx_ca, ndx_sa]) in row.iter_mut().zip(&cols) {
+            let (a, b) = ((dx_ca + dy_sa) / sx, (ndx_sa + dy_ca) / sy);
             let q = 0.5 * (a * a + b * b);
             if q < 12.0 {
-                f[y * wi + x] = gl.gain * fast_exp(-q);
+                *o = gl.gain * fast_exp(-q);
             }
         }
     }
