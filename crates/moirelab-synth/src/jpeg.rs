@@ -201,7 +201,7 @@ fn round_trip_impl(w: usize, h: usize, rgb8: &[u8], quality: u8) -> Vec<u8> {
             for (o, v) in o.iter_mut().zip(px) {
                 // An integer in [0, 255]: through i32 (one conversion instruction) gives
                 // the same byte as the saturating `as u8`.
-                *o = rint(v).clamp(0.0, 255.0) as i32 as u8;
+                *o = rint(v).clamp(0.0, 255.0) as u8;
             }
         }
     }
