@@ -156,6 +156,7 @@ impl Rgb {
         let stride = w * 3;
         let clampi = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
         for t in 0..taps {
+            let last = t == taps - 1;
             let s = (t as f32 / (taps - 1) as f32 - 0.5) * len;
             let (ox, oy) = (s * dx, s * dy);
             let (fx, fy) = (ox.floor(), oy.floor());
@@ -175,12 +176,14 @@ impl Rgb {
                     for k in 0..3 {
                         let top = ra[xa + k] + (ra[xb + k] - ra[xa + k]) * tx;
                         let bot = rb[xa + k] + (rb[xb + k] - rb[xa + k]) * tx;
-                        o[k] += top + (bot - top) * ty;
+                        let v = o[k] + (top + (bot - top) * ty);
+                        // The last tap also applies the mean's 1/taps (same operations as
+                        // a separate pass over the image afterwards).
+                        o[k] = if last { v * norm } else { v };
                     }
                 }
             }
         }
-        self.px.iter_mut().for_each(|v| *v *= norm);
     }
 
     /// Linear light -> 8-bit sRGB.
@@ -298,27 +301,30 @@ fn convolve_rows_any(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
     }
 }
 
-fn convolve_cols(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
+/// Column pass into a fresh buffer that replaces `px` (the source stays intact, so no copy of
+/// it is needed).
+fn convolve_cols(px: &mut Vec<f32>, w: usize, h: usize, ch: usize, k: &[f32]) {
     let r = (k.len() / 2) as isize;
-    let src = px.to_vec();
     let stride = w * ch;
+    let mut out: Vec<f32> = Vec::with_capacity(px.len());
+    let (&k0, rest) = k.split_first().expect("kernel has taps");
+    let row = |j: usize, y: isize| {
+        let sy = (y + j as isize - r).clamp(0, h as isize - 1) as usize;
+        &px[sy * stride..(sy + 1) * stride]
+    };
     for y in 0..h as isize {
-        let out = &mut px[y as usize * stride..(y as usize + 1) * stride];
-        // Taps in kernel order from +0; the first as `0 + k·s` (no zeroing pass).
-        for (j, &kv) in k.iter().enumerate() {
-            let sy = (y + j as isize - r).clamp(0, h as isize - 1) as usize;
-            let srow = &src[sy * stride..(sy + 1) * stride];
-            if j == 0 {
-                for (o, s) in out.iter_mut().zip(srow) {
-                    *o = 0.0 + kv * s;
-                }
-            } else {
-                for (o, s) in out.iter_mut().zip(srow) {
-                    *o += kv * s;
-                }
+        // Taps in kernel order from +0; the first as `0 + k·s` (what adding it to a zeroed
+        // row gave, without zeroing).
+        let base = out.len();
+        out.extend(row(0, y).iter().map(|&s| 0.0 + k0 * s));
+        let orow = &mut out[base..];
+        for (j, &kv) in rest.iter().enumerate() {
+            for (o, s) in orow.iter_mut().zip(row(j + 1, y)) {
+                *o += kv * s;
             }
         }
     }
+    *px = out;
 }
 
 /// `⌊x⌋` for |x| < 2⁶³ without a libm call (`f64::floor` is one on the baseline x86-64
