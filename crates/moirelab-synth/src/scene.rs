@@ -284,30 +284,48 @@ pub(crate) fn warp(
     };
     let (xs, ys) = (span(bb[0], bb[2]), span(bb[1], bb[3]));
     let n = n.max(1);
-    let offs: Vec<(f32, f32)> = (0..n * n)
-        .map(|i| {
-            let (a, b) = (i % n, i / n);
-            ((a as f32 + 0.5) / n as f32, (b as f32 + 0.5) / n as f32)
+    // Sub-sample offsets within a pixel, row-major: (a, b) for a sub-sample at
+    // ((a + 0.5)/n, (b + 0.5)/n).
+    let off = |i: usize| (i as f32 + 0.5) / n as f32;
+    // The mapping's products with the sub-sample's x (per column and a) and y (per row and
+    // b) are computed once each; every sub-sample adds the same products in the same order
+    // as `m[0]·px + m[1]·py + m[2]` did.
+    let col_terms: Vec<[f32; 3]> = xs
+        .clone()
+        .flat_map(|x| {
+            (0..n).map(move |a| {
+                let px = x as f32 + off(a);
+                [m[0] * px, m[3] * px, m[6] * px]
+            })
         })
         .collect();
+    let mut row_terms = vec![[0.0f32; 3]; n];
     let norm = 1.0 / (n * n) as f32;
     for y in ys {
-        for x in xs.clone() {
+        for (b, t) in row_terms.iter_mut().enumerate() {
+            let py = y as f32 + off(b);
+            *t = [m[1] * py, m[4] * py, m[7] * py];
+        }
+        for (x, cols) in xs.clone().zip(col_terms.chunks_exact(n)) {
             let mut acc = [0.0f32; 3];
             let mut a_acc = 0.0f32;
             let mut e_acc = 0.0f32;
-            for &(sx, sy) in &offs {
-                let (px, py) = (x as f32 + sx, y as f32 + sy);
-                let rw = 1.0 / (m[6] * px + m[7] * py + m[8]);
-                let u = (m[0] * px + m[1] * py + m[2]) * rw;
-                let v = (m[3] * px + m[4] * py + m[5]) * rw;
+            for (&[m1py, m4py, m7py], &[m0px, m3px, m6px]) in row_terms
+                .iter()
+                .flat_map(|r| cols.iter().map(move |c| (r, c)))
+            {
+                let rw = 1.0 / (m6px + m7py + m[8]);
+                let u = (m0px + m1py + m[2]) * rw;
+                let v = (m3px + m4py + m[5]) * rw;
                 if u < -1.0 || v < -1.0 || u > owf + 1.0 || v > ohf + 1.0 {
                     continue;
                 }
                 // Bilinear weights exactly as `Plane::sample` / `Rgb::sample` computed them.
                 let fx = (u - 0.5).clamp(0.0, xmax);
                 let fy = (v - 0.5).clamp(0.0, ymax);
-                let (x0, y0) = (fx as usize, fy as usize);
+                // fx, fy ≥ 0 after the clamp: through i32 is one conversion instruction and
+                // the same index as the saturating `as usize`.
+                let (x0, y0) = (fx as i32 as usize, fy as i32 as usize);
                 let (x1, y1) = ((x0 + 1).min(tw - 1), (y0 + 1).min(th - 1));
                 let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
                 let (i00, i10, i01, i11) = (y0 * tw + x0, y0 * tw + x1, y1 * tw + x0, y1 * tw + x1);
