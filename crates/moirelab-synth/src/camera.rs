@@ -343,16 +343,17 @@ fn demosaic_malvar(raw: &Plane, phase: [usize; 2]) -> Rgb {
 pub fn render_srgb(mut img: Rgb, contrast: f32, saturation: f32) -> Rgb {
     // 4096-entry table of the sRGB transfer + S-curve over linear [0, 1].
     const N: usize = 4096;
-    let lut: Vec<f32> = (0..=N)
-        .map(|i| {
-            let s = linear_to_srgb(i as f32 / N as f32);
-            let sm = s * s * (3.0 - 2.0 * s);
-            s + (sm - s) * contrast
-        })
-        .collect();
+    // A fixed-size table: with `i ≤ N − 1` the compiler drops both lookups' bounds checks.
+    let lut: [f32; N + 1] = std::array::from_fn(|i| {
+        let s = linear_to_srgb(i as f32 / N as f32);
+        let sm = s * s * (3.0 - 2.0 * s);
+        s + (sm - s) * contrast
+    });
     let tone = |v: f32| {
         let t = v.clamp(0.0, 1.0) * N as f32;
-        let i = (t as usize).min(N - 1);
+        // `t` is in [0, N] (or NaN, which both conversions take to 0): converting through
+        // i32 is one instruction and the same index as the saturating `as usize`.
+        let i = (t as i32 as usize).min(N - 1);
         lut[i] + (lut[i + 1] - lut[i]) * (t - i as f32)
     };
     for p in img.px.chunks_exact_mut(3) {
@@ -458,28 +459,58 @@ pub fn resize(img: &Rgb, n: usize, method: Resize) -> Rgb {
     if img.w == n && img.h == n {
         return img.clone();
     }
-    let tx = taps(img.w, n, method);
-    let ty = taps(img.h, n, method);
-    // Rows first: [h][n][3].
-    let mut mid = vec![0.0f32; img.h * n * 3];
-    for y in 0..img.h {
-        let row = &img.px[y * img.w * 3..(y + 1) * img.w * 3];
-        for (o, t) in tx.iter().enumerate() {
+    resize_with(&img.px, img.w, img.h, n, method, |v| v)
+}
+
+/// [`resize`] of `[h][w][3]` display-referred bytes, read as [`from_bytes`] reads them (the
+/// same floats, without the intermediate float image).
+pub fn resize_bytes(w: usize, h: usize, bytes: &[u8], n: usize, method: Resize) -> Rgb {
+    if w == n && h == n {
+        return from_bytes(w, h, bytes);
+    }
+    let lut: [f32; 256] = std::array::from_fn(|b| b as f32 / 255.0);
+    resize_with(bytes, w, h, n, method, |b| lut[usize::from(b)])
+}
+
+/// The separable resize over samples read through `value`: rows first into `[h][n][3]`,
+/// then columns. Every output sums its taps in order from +0 (the first tap as `0 + w·s`,
+/// which is bitwise what adding it to a zeroed buffer gives).
+fn resize_with<T: Copy>(
+    src: &[T],
+    w: usize,
+    h: usize,
+    n: usize,
+    method: Resize,
+    value: impl Fn(T) -> f32,
+) -> Rgb {
+    let tx = taps(w, n, method);
+    let ty = taps(h, n, method);
+    let mut mid = Vec::with_capacity(h * n * 3);
+    for row in src.chunks_exact(w * 3).take(h) {
+        for t in &tx {
             let mut acc = [0.0f32; 3];
-            for (j, &wv) in t.w.iter().enumerate() {
-                let i = (t.start + j) * 3;
+            let win = &row[t.start * 3..(t.start + t.w.len()) * 3];
+            for (&wv, p) in t.w.iter().zip(win.chunks_exact(3)) {
                 for k in 0..3 {
-                    acc[k] += wv * row[i + k];
+                    acc[k] += wv * value(p[k]);
                 }
             }
-            mid[(y * n + o) * 3..(y * n + o) * 3 + 3].copy_from_slice(&acc);
+            mid.extend_from_slice(&acc);
         }
     }
-    let mut out = vec![0.0f32; n * n * 3];
-    for (o, t) in ty.iter().enumerate() {
-        let orow = &mut out[o * n * 3..(o + 1) * n * 3];
-        for (j, &wv) in t.w.iter().enumerate() {
-            let srow = &mid[(t.start + j) * n * 3..(t.start + j + 1) * n * 3];
+    let stride = n * 3;
+    let mut out: Vec<f32> = Vec::with_capacity(n * stride);
+    for t in &ty {
+        let base = out.len();
+        let Some((&w0, rest)) = t.w.split_first() else {
+            out.resize(base + stride, 0.0);
+            continue;
+        };
+        let first = &mid[t.start * stride..(t.start + 1) * stride];
+        out.extend(first.iter().map(|&s| 0.0 + w0 * s));
+        let orow = &mut out[base..];
+        for (j, &wv) in rest.iter().enumerate() {
+            let srow = &mid[(t.start + 1 + j) * stride..(t.start + 2 + j) * stride];
             for (d, s) in orow.iter_mut().zip(srow) {
                 *d += wv * s;
             }

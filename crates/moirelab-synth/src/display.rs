@@ -415,7 +415,9 @@ impl ToneCurve {
     #[inline]
     fn at(&self, v: f32) -> f32 {
         let t = v.clamp(0.0, 1.0) * Self::N as f32;
-        let i = (t as usize).min(Self::N - 1);
+        // `t` is in [0, N] (or NaN, which both conversions take to 0): through i32 is one
+        // instruction and the same index as the saturating `as usize`.
+        let i = (t as i32 as usize).min(Self::N - 1);
         let f = t - i as f32;
         self.lut[i] + (self.lut[i + 1] - self.lut[i]) * f
     }

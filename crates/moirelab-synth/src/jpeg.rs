@@ -46,6 +46,11 @@ fn scaled(base: &[u16; 64], quality: u8) -> [f32; 64] {
     base.map(|b| ((u32::from(b) * scale + 50) / 100).clamp(1, 255) as f32)
 }
 
+/// A 64-entry table as 8 rows of 8 (the block's layout).
+fn rows8(t: &[f32; 64]) -> [[f32; 8]; 8] {
+    std::array::from_fn(|r| std::array::from_fn(|k| t[r * 8 + k]))
+}
+
 /// The orthonormal 8-point DCT-II matrix: `C[u][x] = c(u)/2 · cos((2x+1)uπ/16)`, c(0) = 1/√2.
 /// The 2-D JPEG DCT of a block `X` is `C·X·Cᵀ`, its inverse `Cᵀ·F·C`.
 fn dct_matrix() -> [[f32; 8]; 8] {
@@ -115,7 +120,8 @@ fn round_trip_impl(w: usize, h: usize, rgb8: &[u8], quality: u8) -> Vec<u8> {
         scaled(&CHROMA, quality),
         scaled(&CHROMA, quality),
     ];
-    let recip = tables.map(|t| t.map(|q| 1.0 / q));
+    let recip = tables.map(|t| rows8(&t.map(|q| 1.0 / q)));
+    let tables = tables.map(|t| rows8(&t));
     let c = dct_matrix();
     let ct = transpose(&c);
     let (pw, ph) = (w.div_ceil(8) * 8, h.div_ceil(8) * 8);
@@ -160,8 +166,11 @@ fn round_trip_impl(w: usize, h: usize, rgb8: &[u8], quality: u8) -> Vec<u8> {
                 // F = C·X·Cᵀ, quantised and dequantised, then X' = Cᵀ·F'·C.
                 mul(&c, &blk, &mut t);
                 mul(&t, &ct, &mut f);
-                for ((v, &qk), &rk) in f.iter_mut().flatten().zip(q).zip(rq) {
-                    *v = rint(*v * rk) * qk;
+                // Row by row (fixed-size rows: no bounds checks, whole vectors).
+                for ((fr, qr), rqr) in f.iter_mut().zip(q).zip(rq) {
+                    for ((v, &qk), &rk) in fr.iter_mut().zip(qr).zip(rqr) {
+                        *v = rint(*v * rk) * qk;
+                    }
                 }
                 mul(&ct, &f, &mut t);
                 mul(&t, &c, &mut blk);
@@ -190,6 +199,8 @@ fn round_trip_impl(w: usize, h: usize, rgb8: &[u8], quality: u8) -> Vec<u8> {
                 yy + 1.772 * cb,
             ];
             for (o, v) in o.iter_mut().zip(px) {
+                // An integer in [0, 255]: through i32 (one conversion instruction) gives
+                // the same byte as the saturating `as u8`.
                 *o = rint(v).clamp(0.0, 255.0) as u8;
             }
         }

@@ -334,7 +334,7 @@ pub fn render(
     let mut shown = camera::render_srgb(rgb, cam.contrast, cam.saturation);
     camera::sharpen(&mut shown, cam.sharpen.0, cam.sharpen.1);
     let jpeg_bytes = jpeg::round_trip(ws, ws, &camera::to_bytes(&shown), cam.quality);
-    let out = camera::resize(&camera::from_bytes(ws, ws, &jpeg_bytes), size, cam.resize);
+    let out = camera::resize_bytes(ws, ws, &jpeg_bytes, size, cam.resize);
     let mut rgb8 = camera::to_bytes(&out);
     if let Some(q) = cam.upload_q {
         rgb8 = jpeg::round_trip(size, size, &rgb8, q);

@@ -156,6 +156,7 @@ impl Rgb {
         let stride = w * 3;
         let clampi = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
         for t in 0..taps {
+            let last = t == taps - 1;
             let s = (t as f32 / (taps - 1) as f32 - 0.5) * len;
             let (ox, oy) = (s * dx, s * dy);
             let (fx, fy) = (ox.floor(), oy.floor());
@@ -175,12 +176,14 @@ impl Rgb {
                     for k in 0..3 {
                         let top = ra[xa + k] + (ra[xb + k] - ra[xa + k]) * tx;
                         let bot = rb[xa + k] + (rb[xb + k] - rb[xa + k]) * tx;
-                        o[k] += top + (bot - top) * ty;
+                        let v = o[k] + (top + (bot - top) * ty);
+                        // The last tap also applies the mean's 1/taps (same operations as
+                        // a separate pass over the image afterwards).
+                        o[k] = if last { v * norm } else { v };
                     }
                 }
             }
         }
-        self.px.iter_mut().for_each(|v| *v *= norm);
     }
 
     /// Linear light -> 8-bit sRGB.
@@ -257,9 +260,15 @@ fn convolve_rows_ch<const CH: usize>(px: &mut [f32], w: usize, h: usize, k: &[f3
         }
         line[r * CH..(r + w) * CH].copy_from_slice(row);
         // One pass per tap over the whole interleaved row (a flat multiply-add that
-        // vectorises); every sample still sums its taps in kernel order from 0.
-        row.iter_mut().for_each(|v| *v = 0.0);
-        for (j, &kv) in k.iter().enumerate() {
+        // vectorises); every sample still sums its taps in kernel order from +0, the first
+        // tap as `0 + k·t` (bitwise what adding it to a zeroed row gave, without the zeroing
+        // pass).
+        let (&k0, rest) = k.split_first().expect("kernel has taps");
+        for (o, &t) in row.iter_mut().zip(&line[..w * CH]) {
+            *o = 0.0 + k0 * t;
+        }
+        for (j, &kv) in rest.iter().enumerate() {
+            let j = j + 1;
             for (o, &t) in row.iter_mut().zip(&line[j * CH..(j * CH + w * CH)]) {
                 *o += kv * t;
             }
@@ -292,21 +301,30 @@ fn convolve_rows_any(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
     }
 }
 
-fn convolve_cols(px: &mut [f32], w: usize, h: usize, ch: usize, k: &[f32]) {
+/// Column pass into a fresh buffer that replaces `px` (the source stays intact, so no copy of
+/// it is needed).
+fn convolve_cols(px: &mut Vec<f32>, w: usize, h: usize, ch: usize, k: &[f32]) {
     let r = (k.len() / 2) as isize;
-    let src = px.to_vec();
     let stride = w * ch;
+    let mut out: Vec<f32> = Vec::with_capacity(px.len());
+    let (&k0, rest) = k.split_first().expect("kernel has taps");
+    let row = |j: usize, y: isize| {
+        let sy = (y + j as isize - r).clamp(0, h as isize - 1) as usize;
+        &px[sy * stride..(sy + 1) * stride]
+    };
     for y in 0..h as isize {
-        let out = &mut px[y as usize * stride..(y as usize + 1) * stride];
-        out.iter_mut().for_each(|v| *v = 0.0);
-        for (j, &kv) in k.iter().enumerate() {
-            let sy = (y + j as isize - r).clamp(0, h as isize - 1) as usize;
-            let srow = &src[sy * stride..(sy + 1) * stride];
-            for (o, s) in out.iter_mut().zip(srow) {
+        // Taps in kernel order from +0; the first as `0 + k·s` (what adding it to a zeroed
+        // row gave, without zeroing).
+        let base = out.len();
+        out.extend(row(0, y).iter().map(|&s| 0.0 + k0 * s));
+        let orow = &mut out[base..];
+        for (j, &kv) in rest.iter().enumerate() {
+            for (o, s) in orow.iter_mut().zip(row(j + 1, y)) {
                 *o += kv * s;
             }
         }
     }
+    *px = out;
 }
 
 /// `⌊x⌋` for |x| < 2⁶³ without a libm call (`f64::floor` is one on the baseline x86-64
@@ -515,18 +533,22 @@ impl ValueNoise {
         };
         let cols: Vec<(usize, f32)> = us.iter().map(|&u| cell(u, self.gx)).collect();
         let s = self.gx + 1;
+        // Every lattice row interpolated along x once per column: a pixel's `top` and `bot`
+        // are two of these (the same values), leaving one lerp per pixel.
+        let along_x: Vec<Vec<f32>> = self
+            .v
+            .chunks_exact(s)
+            .map(|r| {
+                cols.iter()
+                    .map(|&(x0, tx)| r[x0] + (r[x0 + 1] - r[x0]) * tx)
+                    .collect()
+            })
+            .collect();
         let mut out = Vec::with_capacity(us.len() * vs.len());
         for &v in vs {
             let (y0, ty) = cell(v, self.gy);
-            let (r0, r1) = (
-                &self.v[y0 * s..(y0 + 1) * s],
-                &self.v[(y0 + 1) * s..(y0 + 2) * s],
-            );
-            out.extend(cols.iter().map(|&(x0, tx)| {
-                let top = r0[x0] + (r0[x0 + 1] - r0[x0]) * tx;
-                let bot = r1[x0] + (r1[x0 + 1] - r1[x0]) * tx;
-                top + (bot - top) * ty
-            }));
+            let (r0, r1) = (&along_x[y0], &along_x[y0 + 1]);
+            out.extend(r0.iter().zip(r1).map(|(&top, &bot)| top + (bot - top) * ty));
         }
         out
     }

@@ -222,18 +222,20 @@ pub(crate) fn background(sc: &SceneParams, wi: usize) -> Rgb {
     let (ca, sa) = (sc.grain_angle.cos(), sc.grain_angle.sin());
     let us: Vec<f32> = (0..wi).map(|x| (x as f32 + 0.5) / wi as f32).collect();
     let noise = sc.bg_noise.grid(&us, &us);
-    let mut px = vec![0.0f32; wi * wi * 3];
-    for (i, (p, &n)) in px.chunks_exact_mut(3).zip(&noise).enumerate() {
-        let (u, v) = (us[i % wi], us[i / wi]);
-        let mut f = 1.0 + sc.bg_noise_amp * (n - 0.5);
-        // Wood grain only on 40 % of desks: skip its sine elsewhere.
-        if sc.grain_amp != 0.0 {
-            let t = (u as f64 * ca + v as f64 * sa) / sc.grain_period + n as f64 * 6.0;
-            f += sc.grain_amp * sin_turns(t) as f32;
-        }
-        let f = f.max(0.0);
-        for k in 0..3 {
-            p[k] = sc.bg_colour[k] * f;
+    // The grain's `u·cos` per column (the same products, once per column).
+    let u_ca: Vec<f64> = us.iter().map(|&u| u as f64 * ca).collect();
+    let mut px = Vec::with_capacity(wi * wi * 3);
+    for (&v, nrow) in us.iter().zip(noise.chunks_exact(wi)) {
+        let v_sa = v as f64 * sa;
+        for (&n, &uc) in nrow.iter().zip(&u_ca) {
+            let mut f = 1.0 + sc.bg_noise_amp * (n - 0.5);
+            // Wood grain only on 40 % of desks: skip its sine elsewhere.
+            if sc.grain_amp != 0.0 {
+                let t = (uc + v_sa) / sc.grain_period + n as f64 * 6.0;
+                f += sc.grain_amp * sin_turns(t) as f32;
+            }
+            let f = f.max(0.0);
+            px.extend(sc.bg_colour.map(|c| c * f));
         }
     }
     Rgb { w: wi, h: wi, px }
@@ -282,30 +284,48 @@ pub(crate) fn warp(
     };
     let (xs, ys) = (span(bb[0], bb[2]), span(bb[1], bb[3]));
     let n = n.max(1);
-    let offs: Vec<(f32, f32)> = (0..n * n)
-        .map(|i| {
-            let (a, b) = (i % n, i / n);
-            ((a as f32 + 0.5) / n as f32, (b as f32 + 0.5) / n as f32)
+    // Sub-sample offsets within a pixel, row-major: (a, b) for a sub-sample at
+    // ((a + 0.5)/n, (b + 0.5)/n).
+    let off = |i: usize| (i as f32 + 0.5) / n as f32;
+    // The mapping's products with the sub-sample's x (per column and a) and y (per row and
+    // b) are computed once each; every sub-sample adds the same products in the same order
+    // as `m[0]·px + m[1]·py + m[2]` did.
+    let col_terms: Vec<[f32; 3]> = xs
+        .clone()
+        .flat_map(|x| {
+            (0..n).map(move |a| {
+                let px = x as f32 + off(a);
+                [m[0] * px, m[3] * px, m[6] * px]
+            })
         })
         .collect();
+    let mut row_terms = vec![[0.0f32; 3]; n];
     let norm = 1.0 / (n * n) as f32;
     for y in ys {
-        for x in xs.clone() {
+        for (b, t) in row_terms.iter_mut().enumerate() {
+            let py = y as f32 + off(b);
+            *t = [m[1] * py, m[4] * py, m[7] * py];
+        }
+        for (x, cols) in xs.clone().zip(col_terms.chunks_exact(n)) {
             let mut acc = [0.0f32; 3];
             let mut a_acc = 0.0f32;
             let mut e_acc = 0.0f32;
-            for &(sx, sy) in &offs {
-                let (px, py) = (x as f32 + sx, y as f32 + sy);
-                let rw = 1.0 / (m[6] * px + m[7] * py + m[8]);
-                let u = (m[0] * px + m[1] * py + m[2]) * rw;
-                let v = (m[3] * px + m[4] * py + m[5]) * rw;
+            for (&[m1py, m4py, m7py], &[m0px, m3px, m6px]) in row_terms
+                .iter()
+                .flat_map(|r| cols.iter().map(move |c| (r, c)))
+            {
+                let rw = 1.0 / (m6px + m7py + m[8]);
+                let u = (m0px + m1py + m[2]) * rw;
+                let v = (m3px + m4py + m[5]) * rw;
                 if u < -1.0 || v < -1.0 || u > owf + 1.0 || v > ohf + 1.0 {
                     continue;
                 }
                 // Bilinear weights exactly as `Plane::sample` / `Rgb::sample` computed them.
                 let fx = (u - 0.5).clamp(0.0, xmax);
                 let fy = (v - 0.5).clamp(0.0, ymax);
-                let (x0, y0) = (fx as usize, fy as usize);
+                // fx, fy ≥ 0 after the clamp: through i32 is one conversion instruction and
+                // the same index as the saturating `as usize`.
+                let (x0, y0) = (fx as i32 as usize, fy as i32 as usize);
                 let (x1, y1) = ((x0 + 1).min(tw - 1), (y0 + 1).min(th - 1));
                 let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
                 let (i00, i10, i01, i11) = (y0 * tw + x0, y0 * tw + x1, y1 * tw + x0, y1 * tw + x1);
@@ -376,21 +396,29 @@ pub(crate) fn light(img: &mut Rgb, sc: &SceneParams, gain: [f64; 3]) {
     let shadow = sc
         .shadow
         .map(|(ang, off, depth, soft)| (ang.cos(), ang.sin(), off, depth, soft));
-    for y in 0..wi {
-        for x in 0..wi {
-            let (u, v) = (
-                (x as f64 + 0.5 - half) / wi as f64,
-                (y as f64 + 0.5 - half) / wi as f64,
-            );
-            let mut f = 1.0 + sc.light_g * (dx * u + dy * v) * 2.0;
-            f *= 1.0 - sc.vignette * (u * u + v * v) * 2.0;
-            if let Some((ca, sa, off, depth, soft)) = shadow {
-                let s = (u * ca + v * sa - off) / soft;
+    // Per-column and per-row products, computed once (each pixel combines the same values
+    // in the same order as before).
+    let coord = |i: usize| (i as f64 + 0.5 - half) / wi as f64;
+    let (sca, ssa) = shadow.map_or((0.0, 0.0), |(ca, sa, ..)| (ca, sa));
+    // [u, dx·u, u·u, u·cos] per column.
+    let cols: Vec<[f64; 4]> = (0..wi)
+        .map(|x| {
+            let u = coord(x);
+            [u, dx * u, u * u, u * sca]
+        })
+        .collect();
+    for (y, row) in img.px.chunks_exact_mut(wi * 3).enumerate() {
+        let v = coord(y);
+        let (dyv, vv, vsa) = (dy * v, v * v, v * ssa);
+        for (p, &[_, dxu, uu, uca]) in row.chunks_exact_mut(3).zip(&cols) {
+            let mut f = 1.0 + sc.light_g * (dxu + dyv) * 2.0;
+            f *= 1.0 - sc.vignette * (uu + vv) * 2.0;
+            if let Some((_, _, off, depth, soft)) = shadow {
+                let s = (uca + vsa - off) / soft;
                 f *= 1.0 - depth / (1.0 + fast_exp(-s));
             }
-            let i = (y * wi + x) * 3;
             for k in 0..3 {
-                img.px[i + k] *= (f * gain[k]) as f32;
+                p[k] *= (f * gain[k]) as f32;
             }
         }
     }
@@ -407,14 +435,22 @@ pub(crate) fn glare_field(sc: &SceneParams, card_bb: [f64; 4], wi: usize) -> Vec
     let cy = card_bb[1] + gl.centre[1] * (card_bb[3] - card_bb[1]);
     let (ca, sa) = (gl.angle.cos(), gl.angle.sin());
     let (sx, sy) = (gl.sigma[0] * wi as f64, gl.sigma[1] * wi as f64);
+    // [dx·cos, −dx·sin] per column (the same products, once per column).
+    let cols: Vec<[f64; 2]> = (0..wi)
+        .map(|x| {
+            let dx = x as f64 + 0.5 - cx;
+            [dx * ca, -dx * sa]
+        })
+        .collect();
     let mut f = vec![0.0; wi * wi];
-    for y in 0..wi {
-        for x in 0..wi {
-            let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
-            let (a, b) = ((dx * ca + dy * sa) / sx, (-dx * sa + dy * ca) / sy);
+    for (y, row) in f.chunks_exact_mut(wi).enumerate() {
+        let dy = y as f64 + 0.5 - cy;
+        let (dy_sa, dy_ca) = (dy * sa, dy * ca);
+        for (o, &[dx_ca, ndx_sa]) in row.iter_mut().zip(&cols) {
+            let (a, b) = ((dx_ca + dy_sa) / sx, (ndx_sa + dy_ca) / sy);
             let q = 0.5 * (a * a + b * b);
             if q < 12.0 {
-                f[y * wi + x] = gl.gain * fast_exp(-q);
+                *o = gl.gain * fast_exp(-q);
             }
         }
     }
