@@ -230,6 +230,9 @@ pub struct RunSummary {
     /// Metric that selects `best.safetensors` (`train.monitor`), e.g. `val.balanced-accuracy`.
     pub best_metric: String,
     pub best_epoch: u32,
+    /// NaN when the monitored value was never defined; JSON has no NaN, so it is written as
+    /// `null` and read back as NaN.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub best_value: f64,
     /// Decision threshold on the attack score, fixed on val (EER point) and applied to test.
     pub threshold: f64,
@@ -252,6 +255,11 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shortcuts: BTreeMap<String, ShortcutStats>,
     pub wall_s: f64,
+}
+
+/// An `f64` that may have been written as `null` (serde_json writes NaN and ±inf so).
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Test accuracy split by one shortcut attribute (`RunSummary::shortcuts`).
@@ -356,6 +364,24 @@ pub struct MapsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_without_a_best_value_round_trips() {
+        let s = RunSummary {
+            best_value: f64::NAN,
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains("\"best_value\":null"), "{text}");
+        let back: RunSummary = serde_json::from_str(&text).unwrap();
+        assert!(back.best_value.is_nan());
+        let s = RunSummary {
+            best_value: 0.75,
+            ..Default::default()
+        };
+        let back: RunSummary = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
 
     #[test]
     fn shortcut_accuracy_pools_groups_by_any_attribute() {
