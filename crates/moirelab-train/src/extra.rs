@@ -4,7 +4,8 @@
 //! and `summary.json` pick it up like val and test.
 
 use crate::config::EvalConfig;
-use crate::trainer::{evaluate, EpochContext, EpochHook, EvalOptions};
+use crate::eval::{evaluate, EvalOptions};
+use crate::events::{EpochContext, EpochHook};
 use crate::TrainError;
 use moirelab_core::run::{extra_split, EpochMetrics, MetricsLine};
 use moirelab_data::{DataConfig, Dataset, EvalSpec};
