@@ -1,10 +1,13 @@
 //! What the trainer tells the outside world and how the outside world plugs in: progress
 //! [`Event`]s for a [`Reporter`], per-epoch [`EpochHook`]s with their [`EpochContext`], and
-//! the [`Outcome`] of a run. Nothing here touches the run folder.
+//! the [`Outcome`] of a run, and [`HookError`], what a failing hook returns. Nothing here
+//! touches the run folder.
 
 use moirelab_core::run::{EpochMetrics, MetricsLine, RunSummary};
 use moirelab_data::Dataset;
 use moirelab_models::CamNet;
+use std::error::Error;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -137,14 +140,83 @@ pub struct EpochContext<'a> {
 }
 
 /// Per-epoch extension point (Grad-CAM dumps, reports, TensorBoard). The trainer knows
-/// nothing about them; lines a hook returns are appended to `metrics.jsonl`.
+/// nothing about them; lines a hook returns are appended to `metrics.jsonl`. An error stops
+/// the run as [`TrainError::Hook`](crate::TrainError::Hook), named by [`EpochHook::name`].
 pub trait EpochHook {
+    /// Short name, used in `train.log` and in error messages.
     fn name(&self) -> &str;
-    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, String>;
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError>;
     /// Called once after the final test evaluation (summary.json exists).
-    fn on_run_end(&mut self, _run_dir: &Path) -> Result<(), String> {
+    fn on_run_end(&mut self, _run_dir: &Path) -> Result<(), HookError> {
         Ok(())
     }
+}
+
+/// Why an [`EpochHook`] failed. Any `std::error::Error + Send + Sync` converts into it, so a
+/// hook uses `?` on its own errors; [`HookError::msg`] makes one from text and
+/// [`HookError::context`] says what the hook was doing. The trainer stops the run with
+/// [`TrainError::Hook`](crate::TrainError::Hook), which adds the hook's name and the epoch;
+/// the error itself stays reachable as that error's `source()`.
+///
+/// Like `anyhow::Error` it does not implement `std::error::Error` itself (that would clash
+/// with the blanket `From`); it converts into `Box<dyn Error + Send + Sync>`.
+pub struct HookError(Box<dyn Error + Send + Sync + 'static>);
+
+impl HookError {
+    /// A hook error that is only a message.
+    pub fn msg(msg: impl fmt::Display) -> HookError {
+        HookError(Box::new(Message(msg.to_string())))
+    }
+
+    /// Put `what` in front of this error: `"{what}: {self}"`, with `self` as its source.
+    pub fn context(self, what: impl fmt::Display) -> HookError {
+        HookError(Box::new(Context {
+            what: what.to_string(),
+            source: self.0,
+        }))
+    }
+
+    /// The underlying error (to downcast it).
+    pub fn into_inner(self) -> Box<dyn Error + Send + Sync + 'static> {
+        self.0
+    }
+}
+
+impl<E: Error + Send + Sync + 'static> From<E> for HookError {
+    fn from(e: E) -> HookError {
+        HookError(Box::new(e))
+    }
+}
+
+impl From<HookError> for Box<dyn Error + Send + Sync + 'static> {
+    fn from(e: HookError) -> Self {
+        e.0
+    }
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// [`HookError::msg`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+/// [`HookError::context`]: prints its source too, so one line carries the whole story.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+struct Context {
+    what: String,
+    source: Box<dyn Error + Send + Sync + 'static>,
 }
 
 /// How a call to [`Trainer::run`](crate::Trainer::run) ended.
@@ -157,4 +229,25 @@ pub enum Outcome {
         epoch: u32,
         next_batch: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing_io() -> Result<(), HookError> {
+        std::fs::read("/nonexistent/moirelab-hook-test")?;
+        Ok(())
+    }
+
+    #[test]
+    fn hook_errors_convert_with_question_mark_and_keep_their_source() {
+        let e = failing_io().unwrap_err();
+        assert!(e.into_inner().downcast_ref::<std::io::Error>().is_some());
+        let e = HookError::from(std::io::Error::other("disk full")).context("writing x.png");
+        assert_eq!(e.to_string(), "writing x.png: disk full");
+        let inner = e.into_inner();
+        assert_eq!(inner.source().unwrap().to_string(), "disk full");
+        assert_eq!(HookError::msg("no probes").to_string(), "no probes");
+    }
 }

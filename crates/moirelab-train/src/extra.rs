@@ -5,7 +5,7 @@
 
 use crate::config::EvalConfig;
 use crate::eval::{evaluate, EvalOptions};
-use crate::events::{EpochContext, EpochHook};
+use crate::events::{EpochContext, EpochHook, HookError};
 use crate::TrainError;
 use moirelab_core::run::{extra_split, EpochMetrics, MetricsLine};
 use moirelab_data::{DataConfig, Dataset, EvalSpec};
@@ -102,7 +102,7 @@ impl EpochHook for ExtraEval {
         "eval-extra"
     }
 
-    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, String> {
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
         let threshold = val_threshold(ctx.metrics).unwrap_or(NO_VAL_THRESHOLD);
         let mut out = Vec::with_capacity(self.sets.len());
         for s in &self.sets {
@@ -118,7 +118,7 @@ impl EpochHook for ExtraEval {
                     threshold: Some(threshold),
                 },
             )
-            .map_err(|e| format!("extra data set '{}': {e}", s.name))?;
+            .map_err(|e| HookError::from(e).context(format!("extra data set '{}'", s.name)))?;
             out.push(MetricsLine::Epoch(m));
         }
         Ok(out)

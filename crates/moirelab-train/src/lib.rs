@@ -24,7 +24,7 @@ pub mod trainer;
 pub use config::{DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
 pub use device::choose_device;
 pub use eval::{evaluate, load_run, EvalOptions, LoadedRun};
-pub use events::{EpochContext, EpochHook, Event, Outcome, Reporter};
+pub use events::{EpochContext, EpochHook, Event, HookError, Outcome, Reporter};
 pub use extra::ExtraEval;
 pub use summary::now_rfc3339;
 pub use trainer::{TrainSetup, Trainer};
@@ -55,11 +55,13 @@ pub enum TrainError {
     },
     #[error("device: {0}")]
     Device(String),
-    #[error("epoch hook '{hook}' at epoch {epoch}: {msg}")]
+    /// A hook's [`HookError`], with the hook's name and the epoch (the last completed one
+    /// for `on_run_end`); the hook's error is the `source()`.
+    #[error("epoch hook '{hook}' at epoch {epoch}: {source}")]
     Hook {
         hook: String,
         epoch: u32,
-        msg: String,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     #[error(transparent)]
     Torch(#[from] tch::TchError),

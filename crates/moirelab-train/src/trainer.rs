@@ -33,7 +33,7 @@ use tch::{nn, Device, Tensor};
 // working.
 pub use crate::device::choose_device;
 pub use crate::eval::{evaluate, load_run, EvalOptions, LoadedRun};
-pub use crate::events::{EpochContext, EpochHook, Event, Outcome, Reporter};
+pub use crate::events::{EpochContext, EpochHook, Event, HookError, Outcome, Reporter};
 pub use crate::summary::now_rfc3339;
 
 /// Everything needed to build a run: the nested config sections the trainer consumes.
@@ -306,10 +306,10 @@ impl Trainer {
         let summary = self.finish(reporter)?;
         for hook in hooks.iter_mut() {
             hook.on_run_end(&self.run_dir)
-                .map_err(|msg| TrainError::Hook {
+                .map_err(|e| TrainError::Hook {
                     hook: hook.name().to_string(),
                     epoch: self.state.epochs_done,
-                    msg,
+                    source: e.into(),
                 })?;
         }
         Ok(if early {
@@ -531,10 +531,10 @@ impl Trainer {
                 device: self.device,
                 metrics: &lines,
             };
-            let extra = hook.on_epoch_end(&ctx).map_err(|msg| TrainError::Hook {
+            let extra = hook.on_epoch_end(&ctx).map_err(|e| TrainError::Hook {
                 hook: hook.name().to_string(),
                 epoch,
-                msg,
+                source: e.into(),
             })?;
             for l in &extra {
                 fsio::append_jsonl(&metrics_path, l)?;
