@@ -42,7 +42,7 @@ impl ExtraEval {
         attack: usize,
         batch_size: usize,
     ) -> Result<ExtraEval, TrainError> {
-        cfg.validate().map_err(TrainError::Config)?;
+        cfg.validate()?;
         let mut sets = Vec::with_capacity(cfg.extra.len());
         for e in &cfg.extra {
             let root = if e.root.is_absolute() {

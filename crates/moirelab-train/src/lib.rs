@@ -21,7 +21,7 @@ pub mod schedule;
 mod summary;
 pub mod trainer;
 
-pub use config::{DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
+pub use config::{ConfigError, DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
 pub use device::choose_device;
 pub use eval::{evaluate, load_run, EvalOptions, LoadedRun};
 pub use events::{EpochContext, EpochHook, Event, HookError, Outcome, Reporter};
@@ -32,6 +32,7 @@ pub use trainer::{TrainSetup, Trainer};
 /// Errors of training, resuming and evaluating. Each names the file, key or epoch concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// A bad config value (see [`ConfigError`]) or a config that does not fit the data set.
     #[error("config: {0}")]
     Config(String),
     #[error(transparent)]
@@ -65,6 +66,12 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+}
+
+impl From<ConfigError> for TrainError {
+    fn from(e: ConfigError) -> Self {
+        TrainError::Config(e.0)
+    }
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ impl Trainer {
         name: &str,
         meta: RunMeta,
     ) -> Result<Trainer, TrainError> {
-        setup.train.validate().map_err(TrainError::Config)?;
+        setup.train.validate()?;
         moirelab_core::run::check_run_name(name).map_err(TrainError::Config)?;
         let dataset = Arc::new(Dataset::open(&setup.data, &setup.base_dir)?);
         setup.model.classes = dataset.classes().len() as i64;
@@ -141,7 +141,7 @@ impl Trainer {
 
     /// Reopen an interrupted run. `setup` must come from the run's own `config.toml`.
     pub fn resume(setup: TrainSetup, run_dir: &Path) -> Result<Trainer, TrainError> {
-        setup.train.validate().map_err(TrainError::Config)?;
+        setup.train.validate()?;
         let state = checkpoint::read_state(run_dir)?;
         let mut meta: RunMeta = fsio::read_json(&run_dir.join(runfmt::META_JSON))?;
         meta.resumed.push(now_rfc3339());
