@@ -7,7 +7,7 @@ use moirelab_core::run::{self as runfmt, MetricsLine};
 use moirelab_data::Dataset;
 use moirelab_gradcam::{Dumper, GradcamConfig, ProbeInput};
 use moirelab_models::CamNet;
-use moirelab_train::{EpochContext, EpochHook};
+use moirelab_train::{EpochContext, EpochHook, HookError};
 use std::path::Path;
 
 /// The split probes come from: test (what the story is about), else val, else train.
@@ -86,7 +86,7 @@ impl EpochHook for GradcamHook {
         "gradcam"
     }
 
-    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, String> {
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
         let Some(d) = self.dumper.as_mut() else {
             return Ok(Vec::new());
         };
@@ -95,22 +95,18 @@ impl EpochHook for GradcamHook {
         }
         // The probes are decoded on the CPU; the model may live on a GPU (a no-op otherwise).
         d.to_device(ctx.device);
-        let lines = d
-            .dump(ctx.net, ctx.run_dir, ctx.epoch)
-            .map_err(|e| e.to_string())?;
+        let lines = d.dump(ctx.net, ctx.run_dir, ctx.epoch)?;
         Ok(lines.into_iter().map(MetricsLine::Cam).collect())
     }
 
     /// `gradcam.keep`: thin out the epoch dumps once the best and last epochs are known.
-    fn on_run_end(&mut self, run_dir: &Path) -> Result<(), String> {
+    fn on_run_end(&mut self, run_dir: &Path) -> Result<(), HookError> {
         let Some(policy) = &self.keep else {
             return Ok(());
         };
         let summary: runfmt::RunSummary =
-            moirelab_core::fsio::read_json(&run_dir.join(runfmt::SUMMARY_JSON))
-                .map_err(|e| e.to_string())?;
-        moirelab_gradcam::prune_epochs(run_dir, policy, Some(summary.best_epoch), summary.epochs)
-            .map_err(|e| e.to_string())?;
+            moirelab_core::fsio::read_json(&run_dir.join(runfmt::SUMMARY_JSON))?;
+        moirelab_gradcam::prune_epochs(run_dir, policy, Some(summary.best_epoch), summary.epochs)?;
         Ok(())
     }
 }
@@ -135,12 +131,12 @@ impl ReportHook {
     }
 
     /// Per epoch: curves and the page only (cheap); at the end: everything, GIFs included.
-    fn refresh(&self, run_dir: &Path, end: bool) -> Result<(), String> {
+    fn refresh(&self, run_dir: &Path, end: bool) -> Result<(), HookError> {
         if end {
-            moirelab_report::write_run_report(run_dir).map_err(|e| e.to_string())?;
+            moirelab_report::write_run_report(run_dir)?;
         } else {
-            moirelab_report::plots::write_curves(run_dir).map_err(|e| e.to_string())?;
-            moirelab_report::write_run_page(run_dir).map_err(|e| e.to_string())?;
+            moirelab_report::plots::write_curves(run_dir)?;
+            moirelab_report::write_run_page(run_dir)?;
         }
         Ok(())
     }
@@ -151,14 +147,13 @@ impl EpochHook for ReportHook {
         "report"
     }
 
-    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, String> {
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
         if let Some(tb) = self.tb.as_mut() {
             for line in ctx.metrics {
-                moirelab_report::tb::log_metrics_line(tb, line).map_err(|e| e.to_string())?;
+                moirelab_report::tb::log_metrics_line(tb, line)?;
             }
-            moirelab_report::tb::log_epoch_images(tb, ctx.run_dir, ctx.epoch)
-                .map_err(|e| e.to_string())?;
-            tb.flush().map_err(|e| e.to_string())?;
+            moirelab_report::tb::log_epoch_images(tb, ctx.run_dir, ctx.epoch)?;
+            tb.flush()?;
         }
         if self.cfg.every_epoch {
             self.refresh(ctx.run_dir, false)?;
@@ -166,7 +161,7 @@ impl EpochHook for ReportHook {
         Ok(Vec::new())
     }
 
-    fn on_run_end(&mut self, run_dir: &Path) -> Result<(), String> {
+    fn on_run_end(&mut self, run_dir: &Path) -> Result<(), HookError> {
         if let (Some(tb), Ok(lines)) = (
             self.tb.as_mut(),
             moirelab_core::fsio::read_jsonl::<MetricsLine>(&run_dir.join(runfmt::METRICS_JSONL)),
@@ -175,9 +170,9 @@ impl EpochHook for ReportHook {
                 .iter()
                 .filter(|l| matches!(l, MetricsLine::Epoch(m) if m.split == "test"))
             {
-                moirelab_report::tb::log_metrics_line(tb, line).map_err(|e| e.to_string())?;
+                moirelab_report::tb::log_metrics_line(tb, line)?;
             }
-            tb.flush().map_err(|e| e.to_string())?;
+            tb.flush()?;
         }
         self.refresh(run_dir, true)
     }

@@ -3,6 +3,12 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// A `[train]` or `[eval]` value that is out of range or unknown. The message names the key
+/// as it is written in the file; [`TrainError::Config`](crate::TrainError::Config) carries it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 /// Which device to train on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,7 +137,7 @@ impl EvalConfig {
     }
 
     /// Names, splits and roots; messages name the key as it is written in the file.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for e in &self.extra {
             let ok = !e.name.is_empty()
@@ -139,22 +145,28 @@ impl EvalConfig {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !ok {
-                return Err(format!(
+                return Err(ConfigError(format!(
                     "eval.extra: name '{}' must be non-empty letters, digits, '-', '_' or '.'",
                     e.name
-                ));
+                )));
             }
             if !seen.insert(e.name.as_str()) {
-                return Err(format!("eval.extra: name '{}' is used twice", e.name));
+                return Err(ConfigError(format!(
+                    "eval.extra: name '{}' is used twice",
+                    e.name
+                )));
             }
             if !["train", "val", "test"].contains(&e.split.as_str()) {
-                return Err(format!(
+                return Err(ConfigError(format!(
                     "eval.extra '{}': split = \"{}\" is unknown; valid: train, val, test",
                     e.name, e.split
-                ));
+                )));
             }
             if e.root.as_os_str().is_empty() {
-                return Err(format!("eval.extra '{}': root is empty", e.name));
+                return Err(ConfigError(format!(
+                    "eval.extra '{}': root is empty",
+                    e.name
+                )));
             }
         }
         Ok(())
@@ -173,8 +185,8 @@ pub const MONITORS: &[(&str, bool)] = &[
 
 impl TrainConfig {
     /// Range and enum checks; messages name the key as it is written in the file.
-    pub fn validate(&self) -> Result<(), String> {
-        let err = |m: String| Err(m);
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
         if self.epochs == 0 || self.epochs > 100_000 {
             return err(format!(
                 "train.epochs = {} is out of range 1..=100000",
@@ -299,13 +311,13 @@ mod tests {
             optimizer: "rmsprop".into(),
             ..Default::default()
         };
-        let e = cfg.validate().unwrap_err();
+        let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("train.optimizer") && e.contains("adamw"), "{e}");
         let cfg = TrainConfig {
             lr: 0.0,
             ..Default::default()
         };
-        assert!(cfg.validate().unwrap_err().contains("train.lr"));
+        assert!(cfg.validate().unwrap_err().0.contains("train.lr"));
         let cfg = TrainConfig {
             monitor: "val.f1".into(),
             ..Default::default()
@@ -313,6 +325,7 @@ mod tests {
         assert!(cfg
             .validate()
             .unwrap_err()
+            .0
             .contains("val.balanced-accuracy"));
     }
 
@@ -326,12 +339,16 @@ mod tests {
             "[[extra]]\nname = \"a\"\nroot = \"x\"\n[[extra]]\nname = \"a\"\nroot = \"y\"\n",
         )
         .unwrap();
-        assert!(twice.validate().unwrap_err().contains("'a' is used twice"));
+        assert!(twice
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("'a' is used twice"));
         let bad: EvalConfig = toml::from_str("extra = [{ name = \"a/b\", root = \"x\" }]").unwrap();
-        assert!(bad.validate().unwrap_err().contains("'a/b'"));
+        assert!(bad.validate().unwrap_err().0.contains("'a/b'"));
         let split: EvalConfig =
             toml::from_str("extra = [{ name = \"a\", root = \"x\", split = \"dev\" }]").unwrap();
-        assert!(split.validate().unwrap_err().contains("dev"));
+        assert!(split.validate().unwrap_err().0.contains("dev"));
         assert!(toml::from_str::<EvalConfig>("extra = [{ name = \"a\", path = \"x\" }]").is_err());
     }
 

@@ -4,7 +4,8 @@
 //! and `summary.json` pick it up like val and test.
 
 use crate::config::EvalConfig;
-use crate::trainer::{evaluate, EpochContext, EpochHook, EvalOptions};
+use crate::eval::{evaluate, EvalOptions};
+use crate::events::{EpochContext, EpochHook, HookError};
 use crate::TrainError;
 use moirelab_core::run::{extra_split, EpochMetrics, MetricsLine};
 use moirelab_data::{DataConfig, Dataset, EvalSpec};
@@ -41,7 +42,7 @@ impl ExtraEval {
         attack: usize,
         batch_size: usize,
     ) -> Result<ExtraEval, TrainError> {
-        cfg.validate().map_err(TrainError::Config)?;
+        cfg.validate()?;
         let mut sets = Vec::with_capacity(cfg.extra.len());
         for e in &cfg.extra {
             let root = if e.root.is_absolute() {
@@ -101,7 +102,7 @@ impl EpochHook for ExtraEval {
         "eval-extra"
     }
 
-    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, String> {
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
         let threshold = val_threshold(ctx.metrics).unwrap_or(NO_VAL_THRESHOLD);
         let mut out = Vec::with_capacity(self.sets.len());
         for s in &self.sets {
@@ -117,7 +118,7 @@ impl EpochHook for ExtraEval {
                     threshold: Some(threshold),
                 },
             )
-            .map_err(|e| format!("extra data set '{}': {e}", s.name))?;
+            .map_err(|e| HookError::from(e).context(format!("extra data set '{}'", s.name)))?;
             out.push(MetricsLine::Epoch(m));
         }
         Ok(out)

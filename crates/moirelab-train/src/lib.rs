@@ -1,28 +1,38 @@
 //! The training loop of moirelab and everything a run needs to be impossible to lose:
 //! optimizers with saveable state ([`optim`]), LR schedules ([`schedule`]), PAD and group
-//! metrics ([`metrics`]), the run folder, checkpoints and exact resume ([`trainer`]).
+//! metrics ([`metrics`]), the epoch loop over a run folder ([`trainer`]) with its checkpoints
+//! and exact resume (`checkpoint.rs`), evaluation ([`eval`]) and `summary.json`
+//! (`summary.rs`).
 //!
 //! It does not own the data pipeline (moirelab-data), the architectures (moirelab-models),
-//! Grad-CAM or reports: those plug in through [`EpochHook`]. It never prints: progress goes
-//! to a [`Reporter`] (the CLI draws bars or plain lines) and, as plain lines, to `train.log`.
+//! Grad-CAM or reports: those plug in through [`EpochHook`] ([`events`]). It never prints:
+//! progress goes to a [`Reporter`] (the CLI draws bars or plain lines) and, as plain lines, to
+//! `train.log`.
 
+mod checkpoint;
 pub mod config;
+pub mod device;
+pub mod eval;
+pub mod events;
 pub mod extra;
 pub mod metrics;
 pub mod optim;
 pub mod schedule;
+mod summary;
 pub mod trainer;
 
-pub use config::{DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
+pub use config::{ConfigError, DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
+pub use device::choose_device;
+pub use eval::{evaluate, load_run, EvalOptions, LoadedRun};
+pub use events::{EpochContext, EpochHook, Event, HookError, Outcome, Reporter};
 pub use extra::ExtraEval;
-pub use trainer::{
-    evaluate, load_run, EpochContext, EpochHook, Event, LoadedRun, Outcome, Reporter, TrainSetup,
-    Trainer,
-};
+pub use summary::now_rfc3339;
+pub use trainer::{TrainSetup, Trainer};
 
 /// Errors of training, resuming and evaluating. Each names the file, key or epoch concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// A bad config value (see [`ConfigError`]) or a config that does not fit the data set.
     #[error("config: {0}")]
     Config(String),
     #[error(transparent)]
@@ -46,14 +56,22 @@ pub enum TrainError {
     },
     #[error("device: {0}")]
     Device(String),
-    #[error("epoch hook '{hook}' at epoch {epoch}: {msg}")]
+    /// A hook's [`HookError`], with the hook's name and the epoch (the last completed one
+    /// for `on_run_end`); the hook's error is the `source()`.
+    #[error("epoch hook '{hook}' at epoch {epoch}: {source}")]
     Hook {
         hook: String,
         epoch: u32,
-        msg: String,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+}
+
+impl From<ConfigError> for TrainError {
+    fn from(e: ConfigError) -> Self {
+        TrainError::Config(e.0)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@ use moirelab_core::fsio;
 use moirelab_core::run::{MetricsLine, RunMeta, RunSummary};
 use moirelab_data::DataConfig;
 use moirelab_models::ModelConfig;
-use moirelab_train::{Event, Outcome, Reporter, TrainConfig, TrainSetup, Trainer};
+use moirelab_train::{
+    EpochContext, EpochHook, Event, HookError, Outcome, Reporter, TrainConfig, TrainError,
+    TrainSetup, Trainer,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -219,5 +222,43 @@ fn a_bad_config_value_is_an_error_naming_the_key() {
     assert!(
         std::fs::read_dir(runs.path()).unwrap().next().is_none(),
         "nothing written"
+    );
+}
+
+/// A hook whose `on_epoch_end` fails at one epoch with an I/O error, through `?`.
+struct FailAt(u32);
+impl EpochHook for FailAt {
+    fn name(&self) -> &str {
+        "fail-at"
+    }
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
+        if ctx.epoch == self.0 {
+            std::fs::read(ctx.run_dir.join("no-such-file"))?;
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn a_failing_hook_stops_the_run_with_one_line_naming_hook_and_epoch() {
+    let _rng = torch_rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut t = create(runs.path(), "hook", 2);
+    let mut hook = FailAt(1);
+    let mut hooks: [&mut dyn EpochHook; 1] = [&mut hook];
+    let err = t
+        .run(&mut Quiet, &mut hooks, &AtomicBool::new(false))
+        .unwrap_err();
+    assert!(matches!(&err, TrainError::Hook { hook, epoch: 1, .. } if hook == "fail-at"));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("epoch hook 'fail-at' at epoch 1: "),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+    let source = std::error::Error::source(&err).expect("the hook's error is the source");
+    assert!(
+        source.downcast_ref::<std::io::Error>().is_some(),
+        "{source:?}"
     );
 }

@@ -1,0 +1,258 @@
+//! The checkpoint format of a run folder (`checkpoints/`): `state.json` ([`TrainState`]),
+//! the weights and optimizer state it commits, how a set is saved so that kill -9 at any point
+//! resumes ([`save`], [`settle_checkpoint`]), and the checks and clean-up of a resume
+//! ([`restore`], [`check_progress`], [`truncate_metrics`]). A change of the format goes here.
+
+use crate::optim::Optimizer;
+use crate::TrainError;
+use moirelab_core::fsio;
+use moirelab_core::run::{self as runfmt, MetricsLine};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{nn, Device, Tensor};
+
+/// Running train-split numbers of the current epoch (saved so a mid-epoch resume keeps them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RunningTrain {
+    pub(crate) loss_sum: f64,
+    pub(crate) n: u64,
+    /// confusion[true][pred]
+    pub(crate) confusion: Vec<Vec<u64>>,
+    pub(crate) seconds: f64,
+}
+
+/// `checkpoints/state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TrainState {
+    /// Epochs fully completed.
+    pub(crate) epochs_done: u32,
+    /// Batches of epoch `epochs_done + 1` already trained (mid-epoch interrupt), else 0.
+    pub(crate) next_batch: usize,
+    pub(crate) step: u64,
+    pub(crate) best_value: Option<f64>,
+    pub(crate) best_epoch: u32,
+    pub(crate) epochs_since_best: u32,
+    pub(crate) threshold: Option<f64>,
+    pub(crate) running: Option<RunningTrain>,
+    pub(crate) wall_s: f64,
+    /// FNV-1a of `last.safetensors` and `state.safetensors`: a crash between the renames of
+    /// the three files is detected at resume instead of silently mixing steps.
+    pub(crate) weights_hash: String,
+    pub(crate) optim_hash: String,
+    pub(crate) finished: bool,
+}
+
+pub(crate) const CKPT_DIR: &str = "checkpoints";
+const LAST: &str = "last.safetensors";
+pub(crate) const BEST: &str = "best.safetensors";
+const OPTIM: &str = "state.safetensors";
+/// Pending halves of a checkpoint being saved (see [`save`]).
+const LAST_NEXT: &str = "last.next.safetensors";
+const OPTIM_NEXT: &str = "state.next.safetensors";
+pub(crate) const STATE: &str = "state.json";
+
+fn fnv1a(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+pub(crate) fn ckpt_err(path: &Path, msg: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    }
+}
+
+/// One checkpoint, committed as a set. The weights and the optimizer state are written
+/// (each atomically) as `last.next.safetensors` / `state.next.safetensors`; `state.json`,
+/// carrying their hashes, is the commit point; the pending files are then renamed into
+/// place. A kill at any point leaves either the previous set or a committed set that
+/// [`settle_checkpoint`] finishes on resume.
+pub(crate) fn save(
+    run_dir: &Path,
+    vs: &nn::VarStore,
+    opt: &Optimizer,
+    state: &mut TrainState,
+    best: bool,
+) -> Result<(), TrainError> {
+    let dir = run_dir.join(CKPT_DIR);
+    let last_next = dir.join(LAST_NEXT);
+    fsio::write_atomic_with(&last_next, |tmp| vs.save(tmp)).map_err(|e| ckpt_err(&last_next, e))?;
+    let optim_next = dir.join(OPTIM_NEXT);
+    let tensors = opt.state_tensors()?;
+    let named: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_device(Device::Cpu)))
+        .collect();
+    fsio::write_atomic_with(&optim_next, |tmp| Tensor::write_safetensors(&named, tmp))
+        .map_err(|e| ckpt_err(&optim_next, e))?;
+    let wb = std::fs::read(&last_next).map_err(|e| ckpt_err(&last_next, e))?;
+    let ob = std::fs::read(&optim_next).map_err(|e| ckpt_err(&optim_next, e))?;
+    state.weights_hash = fnv1a(&wb);
+    state.optim_hash = fnv1a(&ob);
+    if best {
+        // Before the commit: a state file never names a best epoch whose weights are
+        // missing. A kill before the commit re-runs the epoch, which rewrites the same bytes.
+        fsio::write_atomic(&dir.join(BEST), &wb)?;
+    }
+    fsio::write_json_atomic(&dir.join(STATE), &*state)?;
+    settle_checkpoint(&dir, state)
+}
+
+/// Read `checkpoints/state.json` of a run to resume.
+pub(crate) fn read_state(run_dir: &Path) -> Result<TrainState, TrainError> {
+    let state_path = run_dir.join(CKPT_DIR).join(STATE);
+    if !state_path.is_file() {
+        return Err(ckpt_err(
+            &state_path,
+            "no checkpoint to resume from (the run never finished a batch it could save)",
+        ));
+    }
+    Ok(fsio::read_json(&state_path)?)
+}
+
+/// Write `checkpoints/state.json` alone (the final state of a finished run).
+pub(crate) fn write_state(run_dir: &Path, state: &TrainState) -> Result<(), TrainError> {
+    let state_path = run_dir.join(CKPT_DIR).join(STATE);
+    fsio::write_json_atomic(&state_path, state)?;
+    Ok(())
+}
+
+/// Resume from the committed checkpoint `state`: finish a save that was killed after its
+/// commit point, load the weights into `vs` and the optimizer state into `opt`, check that
+/// the state agrees with them, and drop `metrics.jsonl` lines the checkpoint does not cover.
+pub(crate) fn restore(
+    run_dir: &Path,
+    state: &TrainState,
+    vs: &mut nn::VarStore,
+    opt: &mut Optimizer,
+    device: Device,
+    batches_per_epoch: u64,
+    epochs: u32,
+) -> Result<(), TrainError> {
+    let ckpt = run_dir.join(CKPT_DIR);
+    settle_checkpoint(&ckpt, state)?;
+    let weights = ckpt.join(LAST);
+    let optim = ckpt.join(OPTIM);
+    vs.load(&weights).map_err(|e| ckpt_err(&weights, e))?;
+    let tensors = Tensor::read_safetensors(&optim).map_err(|e| ckpt_err(&optim, e))?;
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.to_device(device)))
+        .collect();
+    opt.load_state_tensors(&tensors)?;
+    check_progress(state, opt.steps(), batches_per_epoch, epochs)
+        .map_err(|msg| ckpt_err(&ckpt.join(STATE), msg))?;
+    // Lines of an epoch the checkpoint does not cover were written by the killed
+    // process after its last save; drop them so the re-run epoch is not counted twice.
+    truncate_metrics(&run_dir.join(runfmt::METRICS_JSONL), state.epochs_done)
+}
+
+/// Bring `last.safetensors` and `state.safetensors` in line with the committed `state.json`:
+/// a file whose hash already matches stays; otherwise its pending `*.next.safetensors` twin
+/// must match and is renamed into place (a save killed after its commit point). Anything
+/// else is a checkpoint that cannot be trusted. Leftover temp files of killed writes go.
+fn settle_checkpoint(dir: &Path, state: &TrainState) -> Result<(), TrainError> {
+    for (file, next, want) in [
+        (LAST, LAST_NEXT, &state.weights_hash),
+        (OPTIM, OPTIM_NEXT, &state.optim_hash),
+    ] {
+        let (path, next) = (dir.join(file), dir.join(next));
+        let hash_of = |p: &Path| std::fs::read(p).ok().map(|b| fnv1a(&b));
+        if hash_of(&path).as_ref() == Some(want) {
+            if next.exists() {
+                std::fs::remove_file(&next).map_err(|e| ckpt_err(&next, e))?;
+            }
+        } else if hash_of(&next).as_ref() == Some(want) {
+            std::fs::rename(&next, &path).map_err(|e| ckpt_err(&path, e))?;
+        } else {
+            return Err(ckpt_err(
+                dir,
+                format!("{file} does not match state.json (edited or damaged?); copy best.safetensors aside and start a new run"),
+            ));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A state file must agree with the checkpoint it commits: the optimizer's step count
+/// (inside the hashed `state.safetensors`) equals `step`, which equals the batches of the
+/// epochs and partial epoch it claims. A hand-edited `epochs_done` would otherwise mark
+/// unfinished training finished.
+fn check_progress(
+    state: &TrainState,
+    optim_steps: u64,
+    batches_per_epoch: u64,
+    epochs: u32,
+) -> Result<(), String> {
+    let claimed = state.epochs_done as u64 * batches_per_epoch + state.next_batch as u64;
+    let why = if optim_steps != state.step {
+        format!(
+            "says {} steps, but the optimizer checkpoint holds {optim_steps}",
+            state.step
+        )
+    } else if claimed != state.step {
+        format!(
+            "says {} epoch(s) and {} batch(es) done ({claimed} steps at {batches_per_epoch} a epoch), but the checkpoint holds {} steps",
+            state.epochs_done, state.next_batch, state.step
+        )
+    } else if state.next_batch as u64 >= batches_per_epoch.max(1) && state.next_batch > 0 {
+        format!(
+            "says {} batches of an epoch of {batches_per_epoch} done",
+            state.next_batch
+        )
+    } else if state.epochs_done > epochs {
+        format!(
+            "says {} epochs done, more than train.epochs = {epochs}",
+            state.epochs_done
+        )
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "{why}; the state file does not belong to these checkpoints (edited by hand?): restore it, or start a new run"
+    ))
+}
+
+/// Drop the `metrics.jsonl` lines of epochs the checkpoint does not cover (and a torn last
+/// line) before a resumed run appends.
+fn truncate_metrics(path: &Path, epochs_done: u32) -> Result<(), TrainError> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let lines: Vec<MetricsLine> = fsio::read_jsonl(path)?;
+    let keep: Vec<&MetricsLine> = lines
+        .iter()
+        .filter(|l| match l {
+            MetricsLine::Epoch(m) => m.epoch <= epochs_done && m.split != "test",
+            MetricsLine::Cam(c) => c.epoch <= epochs_done,
+        })
+        .collect();
+    // A torn final line (killed mid-append) must go too, or the next append would glue a
+    // complete line onto it.
+    let torn = std::fs::read(path)
+        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
+        .unwrap_or(false);
+    if keep.len() == lines.len() && !torn {
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    for l in keep {
+        let s = serde_json::to_string(l).map_err(|e| ckpt_err(path, e))?;
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'\n');
+    }
+    fsio::write_atomic(path, &out)?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Evaluation outside the training step: [`evaluate`] a model on data-set indices (val, test,
+//! `[eval] extra`, the CLI's `eval`) and [`load_run`] a finished or interrupted run's model.
+
+use crate::checkpoint::{ckpt_err, TrainState, CKPT_DIR, STATE};
+use crate::metrics::{ClassificationAccumulator, GroupTag};
+use crate::TrainError;
+use moirelab_core::fsio;
+use moirelab_core::run::{self as runfmt, EpochMetrics, RunSummary};
+use moirelab_data::Dataset;
+use moirelab_models::{CamNet, ModelConfig};
+use std::path::Path;
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+/// A model built from a run's config with its weights loaded (eval, predict, explain).
+pub struct LoadedRun {
+    pub vs: nn::VarStore,
+    pub net: Box<dyn CamNet>,
+    pub device: Device,
+    /// Threshold fixed on val (from `summary.json` or `state.json`), if the run has one.
+    pub threshold: Option<f64>,
+}
+
+/// Build the model of a run and load `checkpoints/<which>.safetensors` (`best` or `last`).
+pub fn load_run(
+    run_dir: &Path,
+    model: &ModelConfig,
+    device: Device,
+    which: &str,
+) -> Result<LoadedRun, TrainError> {
+    let path = run_dir.join(CKPT_DIR).join(format!("{which}.safetensors"));
+    if !path.is_file() {
+        return Err(ckpt_err(
+            &path,
+            "no such checkpoint (has the run finished an epoch?)",
+        ));
+    }
+    let mut vs = nn::VarStore::new(device);
+    let net = moirelab_models::build(&vs.root(), model)?;
+    vs.load(&path).map_err(|e| ckpt_err(&path, e))?;
+    let threshold = fsio::read_json::<RunSummary>(&run_dir.join(runfmt::SUMMARY_JSON))
+        .ok()
+        .map(|s| s.threshold)
+        .or_else(|| {
+            fsio::read_json::<TrainState>(&run_dir.join(CKPT_DIR).join(STATE))
+                .ok()
+                .and_then(|s| s.threshold)
+        });
+    Ok(LoadedRun {
+        vs,
+        net,
+        device,
+        threshold,
+    })
+}
+
+/// How [`evaluate`] runs and labels its result.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub batch_size: usize,
+    pub device: Device,
+    /// Epoch recorded in the metrics.
+    pub epoch: u32,
+    /// Split name recorded in the metrics.
+    pub split: String,
+    /// `None` fixes the threshold at this split's EER point (val); `Some` applies it (test).
+    pub threshold: Option<f64>,
+}
+
+/// Evaluate `net` on a list of data-set indices (eval mode, no augmentation, no grad).
+pub fn evaluate(
+    net: &dyn CamNet,
+    dataset: &Dataset,
+    indices: &[usize],
+    opts: &EvalOptions,
+) -> Result<EpochMetrics, TrainError> {
+    let start = Instant::now();
+    let (batch_size, device) = (opts.batch_size, opts.device);
+    let mut acc =
+        ClassificationAccumulator::new(dataset.classes().len(), Some(dataset.attack_index()))
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+    let has_groups = indices
+        .iter()
+        .any(|&i| !dataset.record(i).groups.is_empty());
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let xs = dataset.eval_batch(chunk)?.to_device(device);
+        let labels: Vec<i64> = chunk.iter().map(|&i| dataset.label(i) as i64).collect();
+        let ys = Tensor::from_slice(&labels).to_device(device);
+        let (loss, probs) = tch::no_grad(|| -> Result<(Tensor, Tensor), TrainError> {
+            let logits = net.forward_t(&xs, false)?;
+            let loss = logits.cross_entropy_for_logits(&ys) * chunk.len() as f64;
+            Ok((loss, logits.softmax(-1, Kind::Float)))
+        })?;
+        let probs = probs.to_device(Device::Cpu).to_kind(Kind::Double);
+        let probs: Vec<f64> = Vec::<f64>::try_from(probs.flatten(0, -1))?;
+        let targets: Vec<usize> = chunk.iter().map(|&i| dataset.label(i)).collect();
+        let tags: Vec<GroupTag> = chunk
+            .iter()
+            .map(|&i| GroupTag {
+                name: dataset.group_key(i),
+                aligned: dataset.alignment(i),
+            })
+            .collect();
+        acc.update(
+            f64::try_from(loss)?,
+            &targets,
+            &probs,
+            has_groups.then_some(tags.as_slice()),
+        )
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    }
+    let mut m = acc.compute(opts.epoch, &opts.split, opts.threshold);
+    m.wall_s = start.elapsed().as_secs_f64();
+    Ok(m)
+}
