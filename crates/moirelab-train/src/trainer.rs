@@ -270,6 +270,22 @@ impl Trainer {
         hooks: &mut [&mut dyn EpochHook],
         stop: &AtomicBool,
     ) -> Result<Outcome, TrainError> {
+        let result = self.run_epochs(reporter, hooks, stop);
+        if let Err(e) = &result {
+            // `meta.json` says why the run stopped; the error itself is what the caller
+            // reports, so a failure to record it is not a second error.
+            let reason = e.to_string().replace('\n', " ");
+            let _ = self.set_status(&format!("failed: {reason}"));
+        }
+        result
+    }
+
+    fn run_epochs(
+        &mut self,
+        reporter: &mut dyn Reporter,
+        hooks: &mut [&mut dyn EpochHook],
+        stop: &AtomicBool,
+    ) -> Result<Outcome, TrainError> {
         let epochs = self.setup.train.epochs;
         let clock = WallClock {
             started: Instant::now(),

@@ -261,4 +261,8 @@ fn a_failing_hook_stops_the_run_with_one_line_naming_hook_and_epoch() {
         source.downcast_ref::<std::io::Error>().is_some(),
         "{source:?}"
     );
+    // meta.json records the failure, not "running".
+    let meta: RunMeta = fsio::read_json(&t.run_dir().join("meta.json")).unwrap();
+    assert_eq!(meta.status, format!("failed: {msg}"));
+    assert!(meta.finished.is_some());
 }
