@@ -974,16 +974,12 @@ pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
     let (loaded, ds) = open_run(&a.run)?;
     let lr = load_model(&a.run, &loaded, ds.classes().len(), "best")?;
     let method: moirelab_gradcam::Method = a.method.parse()?;
-    let split = ["test", "val", "train"]
-        .into_iter()
-        .find(|s| !ds.split(s).is_empty())
-        .ok_or_else(|| anyhow!("the data set has no images"))?;
-    let idx = ds.split(split);
-    let labels: Vec<usize> = idx.iter().map(|&i| ds.label(i)).collect();
-    let groups: Vec<String> = idx.iter().map(|&i| ds.group_key(i)).collect();
-    let pick =
-        moirelab_gradcam::select_probes(&labels, &groups, a.images, loaded.config.train.seed)?;
-    let chosen: Vec<usize> = pick.iter().map(|&j| idx[j]).collect();
+    // The gallery's rule and seed: with --images equal to gradcam.probes these are the
+    // gallery's probes.
+    let chosen = crate::hooks::choose_probes(&ds, a.images, loaded.config.gradcam.seed)?;
+    let Some(split) = crate::hooks::probe_split(&ds).filter(|_| !chosen.is_empty()) else {
+        bail!("{}: the data set has no images", a.run.display());
+    };
     let xs = ds.eval_batch(&chosen)?.to_device(lr.device);
     let out = a.out.clone().unwrap_or_else(|| a.run.join("sanity"));
     let layers: Vec<String> = if loaded.config.gradcam.layers.is_empty() {

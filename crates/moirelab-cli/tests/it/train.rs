@@ -269,3 +269,41 @@ fn demo_tells_the_flag_and_the_face_story_from_the_shipped_configs() {
         "{out}"
     );
 }
+
+/// `sanity` checks the gallery's own probes: same rule, same seed (`gradcam.seed`).
+#[test]
+fn sanity_runs_on_the_gallerys_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cfg(dir.path(), 1);
+    let o = moirelab(
+        dir.path(),
+        &["train", "--config", "tiny.toml", "--name", "s"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = moirelab(dir.path(), &["sanity", "--run", "runs/s", "--images", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sanity: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/s/sanity/sanity.json")).unwrap(),
+    )
+    .unwrap();
+    let mut images: Vec<String> = sanity["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let probes: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/s/epochs/0001/probes.json")).unwrap(),
+    )
+    .unwrap();
+    let mut ids: Vec<String> = probes["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    images.sort();
+    ids.sort();
+    assert_eq!(images.len(), 4);
+    assert_eq!(images, ids);
+}
