@@ -9,6 +9,7 @@
 
 pub mod format;
 pub mod fsio;
+pub mod mask;
 pub mod rng;
 pub mod run;
 

@@ -230,40 +230,24 @@ fn sample_from(
     })
 }
 
-/// Encode a bit-field mask as a 16-bit grayscale PNG (the `moirelab-core` mask format).
+/// Encode a bit-field mask as a PNG (`moirelab_core::mask`, the one mask codec).
 pub fn encode_mask_png(m: &RegionMasks) -> Result<Vec<u8>, String> {
-    if m.bits.len() != m.width as usize * m.height as usize {
-        return Err("mask buffer has the wrong length".into());
-    }
-    // `write_image` takes 16-bit samples as native-endian bytes and stores them big-endian.
-    let bytes: Vec<u8> = m.bits.iter().flat_map(|v| v.to_ne_bytes()).collect();
-    let mut out = Vec::new();
-    // Masks are runs of equal 16-bit values: the `Up` filter turns every row inside a region
-    // into zeros, as small as the adaptive choice and without trying five filters per row.
-    png_encoder(&mut out, image::codecs::png::FilterType::Up)
-        .write_image(&bytes, m.width, m.height, image::ExtendedColorType::L16)
-        .map_err(|e| e.to_string())?;
-    Ok(out)
+    moirelab_core::mask::encode_png(m)
 }
 
-/// Decode a 16-bit bit-field mask PNG with the given region names.
+/// Decode a mask PNG with the given region names (`moirelab_core::mask`, the one codec).
 pub fn read_mask_png(path: &Path, names: &[String]) -> Result<RegionMasks, SynthError> {
-    let img = image::open(path).map_err(|e| SynthError::Image {
+    let err = |msg: String| SynthError::Image {
         path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    if img.color() != image::ColorType::L16 {
-        return Err(SynthError::Image {
-            path: path.to_path_buf(),
-            msg: format!("expected a 16-bit grayscale PNG, found {:?}", img.color()),
-        });
-    }
-    let l = img.into_luma16();
+        msg,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let (width, height, bits) = moirelab_core::mask::decode_png(&bytes, u64::MAX).map_err(err)?;
     Ok(RegionMasks {
-        width: l.width(),
-        height: l.height(),
+        width,
+        height,
         names: names.to_vec(),
-        bits: l.into_raw(),
+        bits,
     })
 }
 
