@@ -176,7 +176,7 @@ pub fn model_summary(a: ModelSummaryArgs) -> Result<ExitCode> {
 /// does not.
 pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
     let root = &loaded.config.data.root;
-    let meta_path = root.join(moirelab_core::format::DATASET_JSON);
+    let meta_path = root.join(moirelab_core::dataset_format::DATASET_JSON);
     let cfg = loaded.gen_config()?;
     let mut force = false;
     if meta_path.is_file() {
@@ -186,13 +186,13 @@ pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()
         // (your own data, a different preset, gen-data overrides) is left alone, except that
         // a config naming knobs must get a data set made with exactly those knobs.
         let ours = match (&cfg, &loaded.preset) {
-            (Some(cfg), Some(p)) => {
-                moirelab_core::fsio::read_json::<moirelab_core::format::DatasetMeta>(&meta_path)
-                    .ok()
-                    .and_then(|m| m.generator)
-                    .filter(|g| g.name == moirelab_synth::GENERATOR_NAME && &g.preset == p)
-                    .map(|g| (g, cfg))
-            }
+            (Some(cfg), Some(p)) => moirelab_core::fsio::read_json::<
+                moirelab_core::dataset_format::DatasetMeta,
+            >(&meta_path)
+            .ok()
+            .and_then(|m| m.generator)
+            .filter(|g| g.name == moirelab_synth::GENERATOR_NAME && &g.preset == p)
+            .map(|g| (g, cfg)),
             _ => None,
         };
         let Some((made, cfg)) = ours else {

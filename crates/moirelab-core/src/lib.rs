@@ -7,7 +7,7 @@
 //! RNG crate's version. It owns no I/O policy beyond "write to a temp file, then rename",
 //! and it never prints.
 
-pub mod format;
+pub mod dataset_format;
 pub mod fsio;
 pub mod mask;
 pub mod rng;

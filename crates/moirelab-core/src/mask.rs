@@ -1,9 +1,9 @@
 //! The region-mask PNG codec, one for every writer and reader: a mask is a grayscale PNG whose
 //! pixel values are bit fields (bit *i* ⇔ `regions[i]` of `dataset.json`, see
-//! [`crate::format::RegionMasks`]). Written as 16-bit grayscale; read from 16-bit, or from
+//! [`crate::dataset_format::RegionMasks`]). Written as 16-bit grayscale; read from 16-bit, or from
 //! 8-bit for data sets with at most 8 regions.
 
-use crate::format::RegionMasks;
+use crate::dataset_format::RegionMasks;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageReader};
 use std::io::Cursor;

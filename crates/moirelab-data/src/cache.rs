@@ -12,9 +12,9 @@
 //! File layout (little endian): pixel blobs back to back, then `count` × (offset u64,
 //! width u32, height u32), then the footer: count u64, key u64, magic `MLCACHE1`.
 
+use crate::check::{Problem, ProblemKind};
 use crate::config::DataConfig;
 use crate::decode::{self, ImageInfo};
-use crate::report::{Problem, ProblemKind};
 use crate::source::Source;
 use crate::DataError;
 use image::RgbImage;

@@ -265,7 +265,7 @@ impl DataConfig {
             // A moirelab `dataset.json` names its folder; anything else is a manifest.
             c.manifest = path
                 .file_name()
-                .filter(|n| *n != moirelab_core::format::DATASET_JSON)
+                .filter(|n| *n != moirelab_core::dataset_format::DATASET_JSON)
                 .map(PathBuf::from);
         } else {
             c.root = path.to_path_buf();

@@ -2,12 +2,12 @@
 
 use crate::augment::{self, Geom, AUG_STREAM};
 use crate::cache::{self, ScanItem, Store};
+use crate::check::{count_size, CheckReport, Problem, ProblemKind};
 use crate::config::{CacheMode, DataConfig, OnBad};
-use crate::report::{count_size, CheckReport, Problem, ProblemKind};
 use crate::source::{self, EvalSpec, Source};
 use crate::{normalize_into, DataError};
 use image::RgbImage;
-use moirelab_core::format::{DatasetMeta, ManifestRecord, RegionMasks};
+use moirelab_core::dataset_format::{DatasetMeta, ManifestRecord, RegionMasks};
 use moirelab_core::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Opening one image file: format sniffing, decoding, EXIF orientation, conversion to 8-bit
 //! RGB, and the findings along the way (grayscale, alpha, 16-bit, CMYK, too small …).
 
+use crate::check::{Problem, ProblemKind};
 use crate::config::{DataConfig, Mode};
-use crate::report::{Problem, ProblemKind};
 use image::imageops::FilterType;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};

@@ -11,15 +11,16 @@
 
 mod augment;
 mod cache;
+mod check;
 mod config;
 mod dataset;
 mod decode;
 mod error;
 mod loader;
 mod masks;
-mod report;
 mod source;
 
+pub use check::{CheckReport, Problem, ProblemKind, Severity, SplitStats};
 pub use config::{
     AugmentConfig, CacheMode, DataConfig, FollowLinks, Format, Mode, OnBad, DEFAULT_MAX_PIXELS,
 };
@@ -27,7 +28,6 @@ pub use dataset::{check, check_root, peek_classes, Dataset};
 pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
-pub use report::{CheckReport, Problem, ProblemKind, Severity, SplitStats};
 pub use source::{EvalSpec, IMAGE_EXTENSIONS, SPLITS};
 
 use image::RgbImage;

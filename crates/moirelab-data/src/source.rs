@@ -2,10 +2,10 @@
 //! (`<root>/<split>/<class>/*`), and a user CSV or JSONL manifest. All produce the same
 //! `ManifestRecord`s plus manifest-level problems; nothing here opens an image.
 
+use crate::check::{Problem, ProblemKind};
 use crate::config::{DataConfig, FollowLinks, Format};
-use crate::report::{Problem, ProblemKind};
 use crate::DataError;
-use moirelab_core::format::{
+use moirelab_core::dataset_format::{
     is_safe_relative, DatasetMeta, ManifestRecord, DATASET_JSON, FORMAT_VERSION, MANIFEST_JSONL,
 };
 use moirelab_core::rng::Rng;

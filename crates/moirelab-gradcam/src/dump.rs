@@ -20,7 +20,7 @@ use crate::metrics::{region_table, RegionMean};
 use crate::overlay::{fit, heatmap, overlay, save_png, Map2};
 use crate::{Colormap, GradcamConfig, GradcamError, ProbeInput, Result};
 use image::GrayImage;
-use moirelab_core::format::RegionMasks;
+use moirelab_core::dataset_format::RegionMasks;
 use moirelab_core::fsio;
 use moirelab_core::run::{
     self, CamMetrics, CamTarget, MapStrip, MapsFile, ProbeRecord, ProbesFile, RegionStats,

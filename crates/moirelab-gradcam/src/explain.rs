@@ -12,7 +12,7 @@ use crate::cam::{compute_multi, Method, Targets};
 use crate::metrics::region_table;
 use crate::overlay::{fit, heatmap, overlay, save_png, Map2};
 use crate::{Colormap, GradcamError, Result};
-use moirelab_core::format::RegionMasks;
+use moirelab_core::dataset_format::RegionMasks;
 use moirelab_core::fsio;
 use moirelab_core::run::RegionStats;
 use moirelab_models::CamNet;

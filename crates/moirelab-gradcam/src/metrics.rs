@@ -9,7 +9,7 @@
 //! ```
 
 use crate::overlay::Map2;
-use moirelab_core::format::RegionMasks;
+use moirelab_core::dataset_format::RegionMasks;
 use moirelab_core::run::RegionStats;
 use std::collections::BTreeMap;
 

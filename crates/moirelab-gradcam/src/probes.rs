@@ -1,7 +1,7 @@
 //! The fixed probe set a run's CAM dumps explain, and its selection.
 
 use crate::{GradcamError, Result};
-use moirelab_core::format::RegionMasks;
+use moirelab_core::dataset_format::RegionMasks;
 use moirelab_core::rng::Rng;
 use std::collections::BTreeMap;
 use tch::Tensor;

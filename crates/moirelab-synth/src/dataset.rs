@@ -7,7 +7,7 @@ use crate::pipeline::{render, Rendered, SampleSpec};
 use crate::{SynthError, GENERATOR_NAME, GENERATOR_VERSION, REGIONS};
 use font8x8::UnicodeFonts;
 use image::ImageEncoder;
-use moirelab_core::format::{
+use moirelab_core::dataset_format::{
     DatasetMeta, GeneratorInfo, ManifestRecord, RegionMasks, DATASET_JSON, FORMAT_VERSION,
     MANIFEST_JSONL,
 };

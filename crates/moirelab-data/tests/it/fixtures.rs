@@ -1,7 +1,7 @@
 //! Tiny data sets written by the tests themselves.
 
 use image::{ImageBuffer, Luma, Rgb, RgbImage};
-use moirelab_core::format::{DatasetMeta, ManifestRecord, FORMAT_VERSION};
+use moirelab_core::dataset_format::{DatasetMeta, ManifestRecord, FORMAT_VERSION};
 use moirelab_data::DataConfig;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,4 +1,4 @@
-use moirelab_core::format::RegionMasks;
+use moirelab_core::dataset_format::RegionMasks;
 use moirelab_gradcam::ProbeInput;
 use moirelab_models::{build, CamNet, ModelConfig};
 use std::collections::BTreeMap;

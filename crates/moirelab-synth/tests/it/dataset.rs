@@ -1,5 +1,5 @@
 use crate::tiny;
-use moirelab_core::format::{DatasetMeta, ManifestRecord};
+use moirelab_core::dataset_format::{DatasetMeta, ManifestRecord};
 use moirelab_core::fsio::{read_json, read_jsonl};
 use moirelab_synth::{
     generate, generate_reusing, read_mask_png, render_sample, Donor, GENERATOR_NAME, REGIONS,
