@@ -199,8 +199,8 @@ fn round_trip_impl(w: usize, h: usize, rgb8: &[u8], quality: u8) -> Vec<u8> {
                 yy + 1.772 * cb,
             ];
             for (o, v) in o.iter_mut().zip(px) {
-                // An integer in [0, 255]: through i32 (one conversion instruction) gives
-                // the same byte as the saturating `as u8`.
+                // An integer in [0, 255]: the saturating `as u8` is exact here (going
+                // through i32 gives the same byte but measured more instructions).
                 *o = rint(v).clamp(0.0, 255.0) as u8;
             }
         }
