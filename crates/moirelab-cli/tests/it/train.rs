@@ -205,24 +205,20 @@ fn demo_tells_the_flag_and_the_face_story_from_the_shipped_configs() {
         )
         .unwrap();
     }
-    let o = moirelab(
-        p,
-        &[
-            "demo",
-            "--out",
-            "out",
-            "--set",
-            "data.knobs.count=48",
-            "--set",
-            "data.image-size=64",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "train.threads=1",
-            "--set",
-            "gradcam.probes=4",
-        ],
-    );
+    // Small data, one epoch: the story's mechanics, not its numbers.
+    let small = [
+        "--set",
+        "data.knobs.count=48",
+        "--set",
+        "data.image-size=64",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.threads=1",
+        "--set",
+        "gradcam.probes=4",
+    ];
+    let o = moirelab(p, &[&["demo", "--out", "out"][..], &small].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     for want in [
@@ -247,20 +243,7 @@ fn demo_tells_the_flag_and_the_face_story_from_the_shipped_configs() {
     // --no-face tells the flag story only.
     let o = moirelab(
         p,
-        &[
-            "demo",
-            "--out",
-            "out2",
-            "--no-face",
-            "--set",
-            "data.knobs.count=48",
-            "--set",
-            "data.image-size=64",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "gradcam.probes=4",
-        ],
+        &[&["demo", "--out", "out2", "--no-face"][..], &small].concat(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
