@@ -79,11 +79,17 @@ fn attack_regions(attention: &BTreeMap<String, Regions>) -> Option<&Regions> {
 /// Read a finished run's numbers for `story` from its files.
 pub fn verdict(run: &Path, story: Story) -> Result<Verdict> {
     let summary: RunSummary = fsio::read_json(&run.join(runfmt::SUMMARY_JSON))?;
+    let name = run
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(verdict_of(&summary, name, story))
+}
+
+/// [`verdict`] of an already loaded `summary.json` (one read serves several stories).
+pub fn verdict_of(summary: &RunSummary, name: String, story: Story) -> Verdict {
     let mut v = Verdict {
-        name: run
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        name,
         ..Default::default()
     };
     if let Some(t) = &summary.test {
@@ -116,7 +122,7 @@ pub fn verdict(run: &Path, story: Story) -> Result<Verdict> {
             .filter(|(_, l)| l.is_finite())
             .max_by(|a, b| a.1.total_cmp(&b.1));
     }
-    Ok(v)
+    v
 }
 
 fn f(v: Option<f64>) -> String {

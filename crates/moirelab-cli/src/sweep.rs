@@ -645,23 +645,16 @@ fn run_local(out: &Path, file: &mut SweepFile, jobs: usize, stop: &AtomicBool) -
     Ok(tally)
 }
 
-/// Build the table, page, charts (and with `compares` the compare pages) from the run
-/// folders and refresh the statuses in `sweep.json`; unfinished cells in `sticky` (running or
-/// failed in this invocation) keep the status they have.
-///
-/// Aligned/conflicting accuracy is keyed to one shortcut for the whole table (the one most
-/// finished cells planted; the flag on a tie): a cell with a debiased training split, such
+/// The shortcut aligned/conflicting accuracy is keyed to for the whole table: the one most
+/// finished cells planted (the flag on a tie), so a cell with a debiased training split, such
 /// as ρ = 0.5, is read against the same attribute as its neighbours.
-fn sweep_story(out: &Path, file: &SweepFile) -> demo::Story {
+fn sweep_story<'a>(summaries: impl Iterator<Item = &'a runfmt::RunSummary>) -> demo::Story {
     let (mut flag, mut face) = (0, 0);
-    for c in &file.cells {
-        let path = out.join(&c.run).join(runfmt::SUMMARY_JSON);
-        if let Ok(s) = fsio::read_json::<runfmt::RunSummary>(&path) {
-            match s.shortcut.as_deref() {
-                Some(a) if a == demo::FACE.attr => face += 1,
-                Some(a) if a == demo::FLAG.attr => flag += 1,
-                _ => {}
-            }
+    for s in summaries {
+        match s.shortcut.as_deref() {
+            Some(a) if a == demo::FACE.attr => face += 1,
+            Some(a) if a == demo::FLAG.attr => flag += 1,
+            _ => {}
         }
     }
     if face > flag {
@@ -671,13 +664,27 @@ fn sweep_story(out: &Path, file: &SweepFile) -> demo::Story {
     }
 }
 
+/// Build the table, page, charts (and with `compares` the compare pages) from the run
+/// folders and refresh the statuses in `sweep.json`; unfinished cells in `sticky` (running or
+/// failed in this invocation) keep the status they have.
 fn collect(out: &Path, file: &mut SweepFile, sticky: &[usize], compares: bool) -> Result<PathBuf> {
-    let story = sweep_story(out, file);
-    let mut rows = Vec::new();
-    for c in &mut file.cells {
+    // Each finished cell's summary is read once: the table's story and its row come from it.
+    let mut cells = Vec::with_capacity(file.cells.len());
+    for c in &file.cells {
         let run_dir = out.join(&c.run);
         let state = cell_state(&run_dir);
-        if !(sticky.contains(&c.index) && state != CellState::Finished) {
+        let summary = match state {
+            CellState::Finished => Some(fsio::read_json::<runfmt::RunSummary>(
+                &run_dir.join(runfmt::SUMMARY_JSON),
+            )?),
+            _ => None,
+        };
+        cells.push((state, summary));
+    }
+    let story = sweep_story(cells.iter().filter_map(|(_, s)| s.as_ref()));
+    let mut rows = Vec::new();
+    for (c, (state, summary)) in file.cells.iter_mut().zip(&cells) {
+        if !(sticky.contains(&c.index) && *state != CellState::Finished) {
             c.status = state.label().into();
         }
         let mut row = SweepRow {
@@ -687,14 +694,14 @@ fn collect(out: &Path, file: &mut SweepFile, sticky: &[usize], compares: bool) -
             run: c.run.clone(),
             ..Default::default()
         };
-        if state == CellState::Finished {
-            let v = demo::verdict(&run_dir, story)?;
+        if let Some(s) = summary {
+            let v = demo::verdict_of(s, c.name.clone(), story);
             row.test_accuracy = v.test_accuracy;
             row.aligned_accuracy = v.aligned_accuracy;
             row.conflicting_accuracy = v.conflicting_accuracy;
             row.artifact_lift = v.artifact_lift;
-            row.flag_lift = demo::verdict(&run_dir, demo::FLAG)?.lift;
-            row.face_lift = demo::verdict(&run_dir, demo::FACE)?.lift;
+            row.flag_lift = demo::verdict_of(s, c.name.clone(), demo::FLAG).lift;
+            row.face_lift = demo::verdict_of(s, c.name.clone(), demo::FACE).lift;
         }
         rows.push(row);
     }
