@@ -93,6 +93,22 @@ pub struct ManifestRecord {
     pub params: serde_json::Value,
 }
 
+impl ManifestRecord {
+    /// The record's group key, `label|attr=value|…` over its groups in sorted order (e.g.
+    /// `screen|flag=A|hair=dark`): the stratum of splits and probes and the key of
+    /// `metrics.jsonl` group tables, which [`crate::run::shortcut_accuracy`] reads back.
+    pub fn group_key(&self) -> String {
+        let mut s = self.label.clone();
+        for (k, v) in &self.groups {
+            s.push('|');
+            s.push_str(k);
+            s.push('=');
+            s.push_str(v);
+        }
+        s
+    }
+}
+
 impl DatasetMeta {
     /// Index of the attack class (explicit `attack-class`, else the last class).
     pub fn attack_index(&self) -> Option<usize> {

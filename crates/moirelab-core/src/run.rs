@@ -275,7 +275,7 @@ pub struct ShortcutStats {
 }
 
 /// Aligned and conflicting accuracy for one shortcut attribute, pooled from a group table
-/// keyed `label|attr=value|…`: a group is aligned when its `attr` value is the one
+/// keyed `label|attr=value|…` ([`crate::dataset_format::ManifestRecord::group_key`]): a group is aligned when its `attr` value is the one
 /// `pairs[label]` names. Groups without the attribute or with an unknown label are skipped;
 /// a side without samples is `None`.
 pub fn shortcut_accuracy(

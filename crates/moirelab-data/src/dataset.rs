@@ -458,7 +458,7 @@ impl Dataset {
 
     /// `label|attr=value|…` (groups sorted), e.g. `screen|flag=A`, for group metrics.
     pub fn group_key(&self, i: usize) -> String {
-        source::stratum_key(&self.records[i])
+        self.records[i].group_key()
     }
 
     /// What validation found.

@@ -381,7 +381,7 @@ pub(crate) fn carve_val(
     let mut strata: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         if r.split == "train" && !bad[i] {
-            strata.entry(stratum_key(r)).or_default().push(i);
+            strata.entry(r.group_key()).or_default().push(i);
         }
     }
     let total: usize = strata.values().map(Vec::len).sum();
@@ -435,18 +435,6 @@ pub(crate) fn carve_val(
         }
     }
     moved
-}
-
-/// `label|attr=value|…` (groups sorted) — also the public group key.
-pub(crate) fn stratum_key(r: &ManifestRecord) -> String {
-    let mut s = r.label.clone();
-    for (k, v) in &r.groups {
-        s.push('|');
-        s.push_str(k);
-        s.push('=');
-        s.push_str(v);
-    }
-    s
 }
 
 fn is_hidden(name: &str) -> bool {
