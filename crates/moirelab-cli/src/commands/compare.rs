@@ -1,0 +1,15 @@
+//! `compare`: runs side by side on one page.
+
+use super::check_run_folder;
+use crate::CompareArgs;
+use anyhow::Result;
+use std::process::ExitCode;
+
+pub fn compare(a: CompareArgs) -> Result<ExitCode> {
+    for r in &a.runs {
+        check_run_folder(r)?;
+    }
+    let page = moirelab_report::write_compare_with(&a.runs, &a.out, a.standalone)?;
+    println!("{}", page.display());
+    Ok(ExitCode::SUCCESS)
+}

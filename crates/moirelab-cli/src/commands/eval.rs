@@ -1,0 +1,142 @@
+//! `eval`: a trained run on its own split or on other data sets, at the run's threshold.
+
+use super::{attack_index, load_model, metrics_rows, run_classes, run_config};
+use crate::EvalArgs;
+use anyhow::{bail, Context, Result};
+use moirelab_core::run::EpochMetrics;
+use moirelab_data::Dataset;
+use std::process::ExitCode;
+
+/// One data set of `eval`: what was asked for, and its metrics at the run's threshold.
+#[derive(serde::Serialize)]
+struct EvalRow {
+    data: String,
+    #[serde(flatten)]
+    metrics: EpochMetrics,
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    if !moirelab_data::SPLITS.contains(&a.split.as_str()) {
+        bail!(
+            "--split {}: valid values are {}",
+            a.split,
+            moirelab_data::SPLITS.join(", ")
+        );
+    }
+    let loaded = run_config(&a.run)?;
+    let cwd = std::env::current_dir()?;
+    let mut sets: Vec<(String, Dataset)> = Vec::new();
+    let classes = if a.data.is_empty() {
+        let ds = Dataset::open(&loaded.config.data, &cwd)?;
+        if ds.split(&a.split).is_empty() {
+            bail!(
+                "split '{}' is empty in {} (evaluate another data set with --data DIR)",
+                a.split,
+                loaded.config.data.root.display()
+            );
+        }
+        let classes = ds.classes().to_vec();
+        sets.push((loaded.config.data.root.display().to_string(), ds));
+        classes
+    } else {
+        run_classes(&a.run, &loaded)?
+    };
+    let attack = attack_index(&a.run, &classes, &loaded);
+    for d in &a.data {
+        if !d.exists() {
+            bail!("--data {}: no such folder or manifest file", d.display());
+        }
+        let spec = moirelab_data::EvalSpec {
+            split: a.split.clone(),
+            classes: classes.clone(),
+            attack_class: classes.get(attack).cloned(),
+        };
+        let cfg = loaded.config.data.for_eval_source(d);
+        let ds = Dataset::open_eval(&cfg, &cwd, &spec)
+            .with_context(|| format!("--data {}", d.display()))?;
+        sets.push((d.display().to_string(), ds));
+    }
+    let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
+    // The run's own val split fixes its threshold; everything else applies it.
+    let threshold = if a.data.is_empty() && a.split == "val" {
+        None
+    } else {
+        lr.threshold
+    };
+    let mut rows = Vec::with_capacity(sets.len());
+    for (name, ds) in &sets {
+        let m = moirelab_train::evaluate(
+            lr.net.as_ref(),
+            ds,
+            ds.split(&a.split),
+            &moirelab_train::trainer::EvalOptions {
+                batch_size: 64,
+                device: lr.device,
+                epoch: 0,
+                split: a.split.clone(),
+                threshold,
+            },
+        )
+        .with_context(|| format!("evaluating {name}"))?;
+        rows.push(EvalRow {
+            data: name.clone(),
+            metrics: m,
+        });
+    }
+    if a.json {
+        let text = match rows.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            _ => serde_json::to_string_pretty(&rows)?,
+        };
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (threshold, lr.threshold) {
+        (Some(t), _) => println!("threshold {t:.4} (fixed on the run's val split)"),
+        (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
+        (None, None) => println!("threshold: each data set's EER point (the run has none yet)"),
+    }
+    if let [one] = rows.as_slice() {
+        println!("{:<24}{:>12}", "data", one.data);
+        println!("{:<24}{:>12}", "split", a.split);
+        for (k, v) in metrics_rows(&one.metrics) {
+            println!("{k:<24}{v:>12}");
+        }
+        for (g, s) in &one.metrics.groups {
+            println!("group {g:<18}{:>12.4}  (n={})", s.accuracy, s.n);
+        }
+    } else {
+        print!("{}", eval_table(&rows, &a.split));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row per data set: n, accuracy, balanced accuracy, AUC, EER, APCER, BPCER.
+fn eval_table(rows: &[EvalRow], split: &str) -> String {
+    let w = rows.iter().map(|r| r.data.len()).max().unwrap_or(0).max(4) + 2;
+    let mut out = format!(
+        "{:<w$}{:<7}{:>7}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}\n",
+        "data", "split", "n", "accuracy", "bal.acc", "AUC", "EER", "APCER", "BPCER"
+    );
+    for r in rows {
+        let m = &r.metrics;
+        let pad = |f: fn(&moirelab_core::run::PadMetrics) -> f64| {
+            m.pad
+                .as_ref()
+                .map(|p| format!("{:.4}", f(p)))
+                .unwrap_or_else(|| "-".into())
+        };
+        out.push_str(&format!(
+            "{:<w$}{split:<7}{:>7}{:>10.4}{:>10.4}{:>8}{:>8}{:>8}{:>8}\n",
+            r.data,
+            m.n,
+            m.accuracy,
+            m.balanced_accuracy,
+            pad(|p| p.auc),
+            pad(|p| p.eer),
+            pad(|p| p.apcer),
+            pad(|p| p.bpcer),
+        ));
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! `gen-data`, and the generation a config's `data.preset` asks for when its data set is
+//! missing or stale.
+
+use crate::config::Loaded;
+use crate::progress::CliReporter;
+use crate::GenDataArgs;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
+    let mut cfg = moirelab_synth::GenConfig::preset(&a.preset)?;
+    if let Some(c) = a.count {
+        cfg.set("count", &c.to_string())?;
+    }
+    if let Some(s) = a.size {
+        cfg.set("size", &s.to_string())?;
+    }
+    if let Some(s) = a.seed {
+        cfg.set("seed", &s.to_string())?;
+    }
+    for s in &a.sets {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {s}: expected knob=value"))?;
+        cfg.set(k.trim(), v.trim())?;
+    }
+    cfg.twins = a.twins;
+    cfg.validate()?;
+    if a.preview {
+        let out = if a.out.extension().is_some() {
+            a.out.clone()
+        } else {
+            a.out.join("preview.png")
+        };
+        moirelab_synth::write_preview(&cfg, &out, 16)?;
+        println!("preview: {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut donors = Vec::new();
+    for d in &a.reuse {
+        if !d.is_dir() {
+            bail!("--reuse {}: no such folder", d.display());
+        }
+        match moirelab_synth::Donor::open(&cfg, d)? {
+            Some(donor) => donors.push(donor),
+            None => eprintln!(
+                "note: --reuse {}: not a data set this generator version renders the same way \
+                 (version, seed, size or a rendering knob differ); nothing reused from it",
+                d.display()
+            ),
+        }
+    }
+    let summary = generate_with_progress(&cfg, &a.out, a.force, &donors)?;
+    for (split, labels) in &summary.counts {
+        let per: Vec<String> = labels.iter().map(|(l, n)| format!("{l}={n}")).collect();
+        let aligned = summary.flag_aligned.get(split).copied().unwrap_or(0);
+        println!("{split:<6} {}  flag-aligned={aligned}", per.join(" "));
+    }
+    if summary.twins > 0 {
+        println!("flag-swapped twins: {}", summary.twins);
+    }
+    println!("data set: {} ({} images)", a.out.display(), summary.count);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run the generator with a bar (terminal) or periodic plain lines.
+pub fn generate_with_progress(
+    cfg: &moirelab_synth::GenConfig,
+    out: &Path,
+    force: bool,
+    donors: &[moirelab_synth::Donor],
+) -> Result<moirelab_synth::GenSummary> {
+    use std::io::IsTerminal;
+    let total = cfg.count as u64;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "gen-data {bar:30.cyan/blue} {pos}/{len} [{elapsed} < {eta}] {per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let step = (total / 10).max(1);
+    let progress = |done: usize, n: usize| match &bar {
+        Some(b) => b.set_position(done as u64),
+        None => {
+            if (done as u64).is_multiple_of(step) || done == n {
+                eprintln!("event=gen-data done={done}/{n}");
+            }
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let summary = moirelab_synth::generate_reusing(cfg, out, force, &progress, donors)
+        .map_err(|e| match e {
+            // The library's hint names its parameter; the user's knob is the flag.
+            moirelab_synth::SynthError::OutputNotEmpty { path } => anyhow!(
+                "{}: output folder exists and is not empty (pass --force to replace it)",
+                path.display()
+            ),
+            e => anyhow::Error::new(e),
+        })
+        .with_context(|| format!("gen-data --out {}", out.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = summary.count as f64 / secs.max(1e-9);
+    match bar {
+        Some(b) => {
+            b.finish_and_clear();
+            eprintln!(
+                "gen-data: {} images in {secs:.1} s ({rate:.0} images/s; {} copied from \
+                 an existing data set)",
+                summary.count, summary.reused
+            );
+        }
+        None => eprintln!(
+            "event=gen-data-finished images={} reused={} seconds={secs:.2} \
+             images-per-sec={rate:.0}",
+            summary.count, summary.reused
+        ),
+    }
+    Ok(summary)
+}
+
+/// Make sure `data.root` exists, generating it from `data.preset` (and `[data.knobs]`) when it
+/// does not.
+pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
+    let root = &loaded.config.data.root;
+    let meta_path = root.join(moirelab_core::dataset_format::DATASET_JSON);
+    let cfg = loaded.gen_config()?;
+    let mut force = false;
+    if meta_path.is_file() {
+        // A folder this generator made from the same preset, but with another generator
+        // version (an upgrade changed the images), is regenerated: a stale preset data set
+        // would silently give other numbers than the configs and docs promise. Anything else
+        // (your own data, a different preset, gen-data overrides) is left alone, except that
+        // a config naming knobs must get a data set made with exactly those knobs.
+        let ours = match (&cfg, &loaded.preset) {
+            (Some(cfg), Some(p)) => moirelab_core::fsio::read_json::<
+                moirelab_core::dataset_format::DatasetMeta,
+            >(&meta_path)
+            .ok()
+            .and_then(|m| m.generator)
+            .filter(|g| g.name == moirelab_synth::GENERATOR_NAME && &g.preset == p)
+            .map(|g| (g, cfg)),
+            _ => None,
+        };
+        let Some((made, cfg)) = ours else {
+            return Ok(());
+        };
+        if made.version == moirelab_synth::GENERATOR_VERSION {
+            if !loaded.knobs.is_empty() && made.knobs != serde_json::to_value(cfg)? {
+                bail!(
+                    "{}: data.root = {} was generated with other knobs than [data.knobs] ({}); \
+                     remove it or choose another data.root",
+                    loaded.path.display(),
+                    root.display(),
+                    loaded.knob_list()
+                );
+            }
+            return Ok(());
+        }
+        force = true;
+    } else if root.is_dir() {
+        return Ok(());
+    }
+    let (Some(preset), Some(cfg)) = (&loaded.preset, cfg) else {
+        bail!(
+            "{}: data.root = {} does not exist (set data.preset to generate it, or run gen-data)",
+            loaded.path.display(),
+            root.display()
+        );
+    };
+    let msg = format!(
+        "{} data set '{preset}'{} ({} images, {} px) into {}{}",
+        if force { "regenerating" } else { "generating" },
+        if loaded.knobs.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", loaded.knob_list())
+        },
+        cfg.count,
+        cfg.size,
+        root.display(),
+        if force {
+            format!(
+                " (made by another version than {})",
+                moirelab_synth::GENERATOR_VERSION
+            )
+        } else {
+            String::new()
+        }
+    );
+    match reporter {
+        Some(r) => r.line(&msg),
+        None => eprintln!("{msg}"),
+    }
+    // Preset data sets live side by side (data/<preset>, data/<preset>_<knob>-<value>): the
+    // demo's two presets, or the steps of a swept knob, differ only in rho, so most of the
+    // next one's samples are already rendered in the others.
+    let donors = sibling_donors(&cfg, root);
+    generate_with_progress(&cfg, root, force, &donors)?;
+    Ok(())
+}
+
+/// Data sets next to `root` that can donate samples to `cfg` (see
+/// [`moirelab_synth::Donor`]); unreadable or incompatible folders are skipped.
+fn sibling_donors(cfg: &moirelab_synth::GenConfig, root: &Path) -> Vec<moirelab_synth::Donor> {
+    let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.as_path() != root)
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .filter_map(|d| moirelab_synth::Donor::open(cfg, d).ok().flatten())
+        .collect()
+}

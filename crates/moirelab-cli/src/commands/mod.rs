@@ -1,0 +1,143 @@
+//! One module per subcommand: parse the arguments, call the libraries, print. What several
+//! commands share (opening a run folder, its model, classes and attack class, the metric
+//! rows) lives here.
+
+mod compare;
+mod data_check;
+mod eval;
+mod explain;
+mod gen_data;
+mod model_summary;
+mod predict;
+mod report;
+mod sanity;
+mod train;
+
+pub use compare::compare;
+pub use data_check::data_check;
+pub use eval::eval;
+pub use explain::explain;
+pub use gen_data::{ensure_data, gen_data};
+pub use model_summary::model_summary;
+pub use predict::predict;
+pub use report::report;
+pub use sanity::sanity;
+pub use train::{
+    report_outcome, resume_run, stop_flag, train, train_from_config, EXIT_INTERRUPTED,
+};
+
+use crate::config::{self, Loaded};
+use anyhow::{bail, Result};
+use moirelab_core::run::{EpochMetrics, RunMeta, META_JSON};
+use moirelab_data::Dataset;
+use std::path::{Path, PathBuf};
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
+}
+
+/// The rows both `train` and `eval` print.
+pub fn metrics_rows(m: &EpochMetrics) -> Vec<(String, String)> {
+    let mut rows = vec![
+        ("images".to_string(), m.n.to_string()),
+        ("loss".into(), format!("{:.4}", m.loss)),
+        ("accuracy".into(), format!("{:.4}", m.accuracy)),
+        (
+            "balanced accuracy".into(),
+            format!("{:.4}", m.balanced_accuracy),
+        ),
+    ];
+    if let Some(p) = &m.pad {
+        rows.push(("threshold".into(), format!("{:.4}", p.threshold)));
+        rows.push(("APCER".into(), format!("{:.4}", p.apcer)));
+        rows.push(("BPCER".into(), format!("{:.4}", p.bpcer)));
+        rows.push(("ACER (non-ISO)".into(), format!("{:.4}", p.acer_non_iso)));
+        rows.push(("EER".into(), format!("{:.4}", p.eer)));
+        rows.push(("AUC".into(), format!("{:.4}", p.auc)));
+        rows.push(("BPCER20".into(), fmt_opt(p.bpcer20)));
+    }
+    if m.aligned_accuracy.is_some() || m.conflicting_accuracy.is_some() {
+        rows.push(("aligned-group acc".into(), fmt_opt(m.aligned_accuracy)));
+        rows.push((
+            "conflicting-group acc".into(),
+            fmt_opt(m.conflicting_accuracy),
+        ));
+    }
+    if m.worst_group_accuracy.is_some() {
+        rows.push(("worst-group acc".into(), fmt_opt(m.worst_group_accuracy)));
+    }
+    rows
+}
+
+/// `config.toml` of a run folder, or the one error every command gives for a folder that is
+/// not a run.
+fn check_run_folder(run: &Path) -> Result<PathBuf> {
+    let path = run.join(moirelab_core::run::CONFIG_TOML);
+    if !path.is_file() {
+        bail!("{}: not a run folder (no config.toml)", run.display());
+    }
+    Ok(path)
+}
+
+/// The run's own config, as it was when the run started.
+fn run_config(run: &Path) -> Result<Loaded> {
+    config::load(&check_run_folder(run)?, &[])
+}
+
+/// The run's config plus its data set.
+fn open_run(run: &Path) -> Result<(Loaded, Dataset)> {
+    let loaded = run_config(run)?;
+    let ds = Dataset::open(&loaded.config.data, &std::env::current_dir()?)?;
+    Ok((loaded, ds))
+}
+
+fn load_model(
+    run: &Path,
+    loaded: &Loaded,
+    classes: usize,
+    which: &str,
+) -> Result<moirelab_train::LoadedRun> {
+    if which != "best" && which != "last" {
+        bail!("--checkpoint {which}: valid values are best, last");
+    }
+    let mut model = loaded.config.model.clone();
+    model.classes = classes as i64;
+    let device = moirelab_train::trainer::choose_device(loaded.config.train.device)?;
+    Ok(moirelab_train::load_run(run, &model, device, which)?)
+}
+
+/// Class names of a run (index = logit): from `meta.json`, the first Grad-CAM dump, or its
+/// data set.
+fn run_classes(run: &Path, loaded: &Loaded) -> Result<Vec<String>> {
+    if let Ok(m) = moirelab_core::fsio::read_json::<RunMeta>(&run.join(META_JSON)) {
+        if !m.classes.is_empty() {
+            return Ok(m.classes);
+        }
+    }
+    let probes = moirelab_core::run::epoch_dir(run, 1).join(moirelab_core::run::PROBES_JSON);
+    if let Ok(p) = moirelab_core::fsio::read_json::<moirelab_core::run::ProbesFile>(&probes) {
+        if !p.classes.is_empty() {
+            return Ok(p.classes);
+        }
+    }
+    let ds = Dataset::open(&loaded.config.data, &std::env::current_dir()?)?;
+    Ok(ds.classes().to_vec())
+}
+
+/// The run's attack class: `meta.json`'s, else `data.attack-class`, else the last class.
+fn attack_index(run: &Path, classes: &[String], loaded: &Loaded) -> usize {
+    let from_meta = moirelab_core::fsio::read_json::<RunMeta>(&run.join(META_JSON))
+        .ok()
+        .and_then(|m| m.attack_class)
+        .and_then(|a| classes.iter().position(|c| *c == a));
+    if let Some(i) = from_meta {
+        return i;
+    }
+    loaded
+        .config
+        .data
+        .attack_class
+        .as_ref()
+        .and_then(|a| classes.iter().position(|c| c == a))
+        .unwrap_or(classes.len().saturating_sub(1))
+}

@@ -1,0 +1,51 @@
+//! `predict`: the attack score and decision for single images.
+
+use super::{attack_index, load_model, run_classes, run_config};
+use crate::PredictArgs;
+use anyhow::Result;
+use std::process::ExitCode;
+
+pub fn predict(a: PredictArgs) -> Result<ExitCode> {
+    let loaded = run_config(&a.run)?;
+    let classes = run_classes(&a.run, &loaded)?;
+    let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
+    let attack = attack_index(&a.run, &classes, &loaded);
+    let threshold = lr.threshold.unwrap_or(0.5);
+    let mut rows = Vec::new();
+    for path in &a.images {
+        let (input, _) = moirelab_data::load_image_file(path, &loaded.config.data)?;
+        let probs = tch::no_grad(|| -> Result<Vec<f64>> {
+            let logits = lr.net.forward_t(&input.to_device(lr.device), false)?;
+            let p = logits
+                .softmax(-1, tch::Kind::Double)
+                .to_device(tch::Device::Cpu)
+                .flatten(0, -1);
+            Ok(Vec::<f64>::try_from(p)?)
+        })?;
+        let score = probs[attack];
+        rows.push(serde_json::json!({
+            "image": path.display().to_string(),
+            "score": score,
+            "decision": if score >= threshold { classes[attack].clone() } else { "bona fide".to_string() },
+            "threshold": threshold,
+            "probs": classes.iter().cloned().zip(probs.iter().copied()).collect::<std::collections::BTreeMap<_, _>>(),
+        }));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<48}{:>10}  decision (threshold {threshold:.4})",
+            "image", "P(attack)"
+        );
+        for r in &rows {
+            println!(
+                "{:<48}{:>10.4}  {}",
+                r["image"].as_str().unwrap_or(""),
+                r["score"].as_f64().unwrap_or(f64::NAN),
+                r["decision"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
