@@ -1,0 +1,371 @@
+//! The sweep's plan: the grid parsed from `--grid`/`--set`, its cells (their names, commands
+//! and run folders), `sweep.json`, and where each cell's run stands.
+
+use super::{BASE_TOML, SWEEP_JSON};
+use crate::config;
+use anyhow::{anyhow, bail, Context, Result};
+use moirelab_core::fsio;
+use moirelab_core::run as runfmt;
+use moirelab_report::sweep::short_key;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Larger grids need `--yes`.
+pub const MAX_CELLS: usize = 1000;
+
+pub(super) const FORMAT_VERSION: u32 = 1;
+
+/// One swept key and its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// One cell of `sweep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    pub index: usize,
+    pub name: String,
+    /// One value per axis, in grid order.
+    pub values: Vec<String>,
+    /// Run folder, relative to the sweep folder.
+    pub run: PathBuf,
+    /// `pending`, `running`, `finished`, `unfinished` (resumable), `incomplete` (no
+    /// checkpoint; restarts), `failed`: as of the last time this sweep ran or was collected.
+    pub status: String,
+    /// What trains this cell: the local runner's child process and the Slurm task.
+    pub command: Vec<String>,
+}
+
+/// `sweep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepFile {
+    pub format_version: u32,
+    /// The `--config` the sweep was planned from (cells train from its copy `base.toml`).
+    pub base_config: PathBuf,
+    /// SHA-256 of the base config's text.
+    pub base_sha256: String,
+    /// `--set` overrides of every cell.
+    pub sets: Vec<String>,
+    pub grid: Vec<Axis>,
+    /// Working directory of the cells: relative paths in the config resolve against it.
+    pub workdir: PathBuf,
+    pub cells: Vec<CellRecord>,
+}
+
+impl SweepFile {
+    /// `--set` overrides of one cell: the sweep's, then the cell's grid values.
+    pub fn cell_sets(&self, cell: &CellRecord) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        sets.extend(
+            self.grid
+                .iter()
+                .zip(&cell.values)
+                .map(|(a, v)| format!("{}={v}", a.key)),
+        );
+        sets
+    }
+}
+
+/// Split `v1,v2,...` at top-level commas (not inside `[...]`, `{...}` or quotes), so TOML
+/// arrays and strings with commas are single values.
+fn split_values(raw: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quote, mut cur) = (0i32, None::<char>, String::new());
+    for c in raw.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_string());
+    out
+}
+
+/// Parse one `--grid section.key=v1,v2,...`.
+pub fn parse_axis(spec: &str) -> Result<Axis> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--grid {spec}: expected section.key=value1,value2,..."))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(|p| p.trim().is_empty()) {
+        bail!("--grid {spec}: expected section.key=value1,value2,...");
+    }
+    let values = split_values(raw);
+    if values.iter().all(String::is_empty) {
+        bail!("--grid {key}: no values (expected {key}=value1,value2,...)");
+    }
+    if values.iter().any(String::is_empty) {
+        bail!("--grid {key}={raw}: an empty value");
+    }
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            bail!("--grid {key}: value {v} is given twice");
+        }
+    }
+    Ok(Axis {
+        key: key.to_string(),
+        values,
+    })
+}
+
+/// Parse all `--grid` flags; checks that there is at least one, keys are distinct and not
+/// also fixed by `--set`, and the number of cells.
+pub fn parse_grid(grids: &[String], sets: &[String], yes: bool) -> Result<Vec<Axis>> {
+    if grids.is_empty() {
+        bail!("sweep needs at least one --grid section.key=value1,value2,...");
+    }
+    let axes = grids
+        .iter()
+        .map(|g| parse_axis(g))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, a) in axes.iter().enumerate() {
+        if axes[..i].iter().any(|b| b.key == a.key) {
+            bail!("--grid {}: the key is swept twice", a.key);
+        }
+        let fixed = sets
+            .iter()
+            .any(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == a.key));
+        if fixed {
+            bail!("--grid {0}: the key is also fixed by --set {0}=...", a.key);
+        }
+    }
+    let n = axes
+        .iter()
+        .try_fold(1usize, |n, a| n.checked_mul(a.values.len()));
+    match n {
+        Some(n) if n <= MAX_CELLS || yes => Ok(axes),
+        Some(n) => {
+            bail!("the grid has {n} cells (more than {MAX_CELLS}); pass --yes to run them all")
+        }
+        None => bail!("the grid has too many cells to count"),
+    }
+}
+
+/// Value combinations of the grid, the first axis varying slowest.
+pub fn combinations(axes: &[Axis]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::new()];
+    for a in axes {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                a.values.iter().map(move |v| {
+                    let mut c = prefix.clone();
+                    c.push(v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Name of a cell's run folder: `003_rho-flag=0.75_arch=vgg` (the last component of each key
+/// unless two keys share it, values reduced to file-name-safe characters).
+pub fn cell_name(index: usize, count: usize, axes: &[Axis], values: &[String]) -> String {
+    let width = (count.saturating_sub(1)).to_string().len().max(2);
+    let mut name = format!("{index:0width$}");
+    for (a, v) in axes.iter().zip(values) {
+        let short = short_key(&a.key);
+        let label = if axes.iter().filter(|b| short_key(&b.key) == short).count() > 1 {
+            a.key.replace('.', "-")
+        } else {
+            short.to_string()
+        };
+        let safe: String = config::file_safe(v, ".+-").chars().take(32).collect();
+        name.push_str(&format!("_{label}={safe}"));
+    }
+    name
+}
+
+/// The command that trains cell `index` of the sweep in `out` (absolute paths).
+pub fn cell_command(exe: &Path, out: &Path, index: usize) -> Vec<String> {
+    vec![
+        exe.display().to_string(),
+        "sweep".into(),
+        "--cell".into(),
+        index.to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ]
+}
+
+pub(super) fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A checked plan: the sweep file to write and every cell's loaded config.
+#[derive(Debug)]
+pub struct Plan {
+    pub file: SweepFile,
+    /// The base config's text (written to `base.toml`).
+    pub base_text: String,
+    pub cells: Vec<config::Loaded>,
+}
+
+/// Check the grid and every cell's config (unknown keys and bad values are errors naming the
+/// `--grid` or `--set` flag) and name the cells. `out` and `exe` must be absolute.
+pub fn make_plan(
+    config_path: &Path,
+    grids: &[String],
+    sets: &[String],
+    yes: bool,
+    out: &Path,
+    exe: &Path,
+) -> Result<Plan> {
+    let axes = parse_grid(grids, sets, yes)?;
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("config file {}", config_path.display()))?;
+    config::load_str(config_path, &text, sets)?;
+    for a in &axes {
+        for v in &a.values {
+            let mut s = sets.to_vec();
+            s.push(format!("{}={v}", a.key));
+            config::load_str(config_path, &text, &s)
+                .map_err(|e| anyhow!("--grid {}={v}: {e:#}", a.key))?;
+        }
+    }
+    let combos = combinations(&axes);
+    let count = combos.len();
+    let mut file = SweepFile {
+        format_version: FORMAT_VERSION,
+        base_config: config_path.to_path_buf(),
+        base_sha256: sha256_hex(text.as_bytes()),
+        sets: sets.to_vec(),
+        grid: axes,
+        workdir: std::env::current_dir()?,
+        cells: Vec::new(),
+    };
+    let mut loaded = Vec::new();
+    for (index, values) in combos.into_iter().enumerate() {
+        let name = cell_name(index, count, &file.grid, &values);
+        let cell = CellRecord {
+            index,
+            run: Path::new("runs").join(&name),
+            name,
+            values,
+            status: "pending".into(),
+            command: cell_command(exe, out, index),
+        };
+        let l = config::load_str(config_path, &text, &file.cell_sets(&cell))
+            .with_context(|| format!("cell {}", cell.name))?;
+        loaded.push(l);
+        file.cells.push(cell);
+    }
+    Ok(Plan {
+        file,
+        base_text: text,
+        cells: loaded,
+    })
+}
+
+/// Where a cell's run folder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellState {
+    /// No run folder.
+    Pending,
+    /// `summary.json` present and `meta.json` status `finished`.
+    Finished,
+    /// A checkpoint to resume from.
+    Resumable,
+    /// A folder without a checkpoint (stopped before the first save): restarted.
+    Incomplete,
+}
+
+impl CellState {
+    pub fn label(self) -> &'static str {
+        match self {
+            CellState::Pending => "pending",
+            CellState::Finished => "finished",
+            CellState::Resumable => "unfinished",
+            CellState::Incomplete => "incomplete",
+        }
+    }
+}
+
+pub fn cell_state(run_dir: &Path) -> CellState {
+    if !run_dir.exists() {
+        return CellState::Pending;
+    }
+    let finished = run_dir.join(runfmt::SUMMARY_JSON).is_file()
+        && fsio::read_json::<runfmt::RunMeta>(&run_dir.join(runfmt::META_JSON))
+            .is_ok_and(|m| m.status == "finished");
+    if finished {
+        CellState::Finished
+    } else if run_dir.join("checkpoints").join("state.json").is_file() {
+        CellState::Resumable
+    } else {
+        CellState::Incomplete
+    }
+}
+
+pub(super) fn read_sweep(out: &Path) -> Result<SweepFile> {
+    let path = out.join(SWEEP_JSON);
+    if !path.is_file() {
+        bail!("{}: not a sweep folder (no {SWEEP_JSON})", out.display());
+    }
+    let file: SweepFile = fsio::read_json(&path)?;
+    if file.format_version != FORMAT_VERSION {
+        bail!(
+            "{}: format version {} (this moirelab reads {FORMAT_VERSION})",
+            path.display(),
+            file.format_version
+        );
+    }
+    Ok(file)
+}
+
+/// Create the sweep folder, or check that an existing one holds the same sweep (same base
+/// config text, `--set` and grid) and keep its working directory; writes `base.toml` and
+/// `sweep.json` with every cell's current state.
+pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
+    if out.join(SWEEP_JSON).is_file() {
+        let old = read_sweep(out)?;
+        if old.base_sha256 != plan.file.base_sha256
+            || old.sets != plan.file.sets
+            || old.grid != plan.file.grid
+        {
+            bail!(
+                "{}: holds another sweep (its base config, --set or --grid differ); use another --out",
+                out.display()
+            );
+        }
+        plan.file.workdir = old.workdir;
+    } else if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{}: exists and is not a sweep folder (no {SWEEP_JSON}); use another --out",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out.join("logs"))
+        .with_context(|| format!("create {}", out.join("logs").display()))?;
+    fsio::write_atomic(&out.join(BASE_TOML), plan.base_text.as_bytes())?;
+    for c in &mut plan.file.cells {
+        c.status = cell_state(&out.join(&c.run)).label().into();
+    }
+    fsio::write_json_atomic(&out.join(SWEEP_JSON), &plan.file)?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Unit tests of the grid parser, the cell plan and the Slurm script.
+
+use super::plan::*;
+use super::slurm::*;
+use std::path::{Path, PathBuf};
+
+fn axes(specs: &[&str]) -> Vec<Axis> {
+    let grids: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+    parse_grid(&grids, &[], false).unwrap()
+}
+
+#[test]
+fn values_split_at_top_level_commas_only() {
+    let a = parse_axis("gradcam.methods=[\"gradcam\",\"hirescam\"],[\"gradcam\"]").unwrap();
+    assert_eq!(a.values, ["[\"gradcam\",\"hirescam\"]", "[\"gradcam\"]"]);
+    let a = parse_axis("data.knobs.artifacts=\"moire,bands\", none").unwrap();
+    assert_eq!(a.values, ["\"moire,bands\"", "none"]);
+}
+
+#[test]
+fn bad_grids_are_one_line_errors_naming_the_key() {
+    let err = |grids: &[&str], sets: &[&str], yes: bool| {
+        let g: Vec<String> = grids.iter().map(|s| s.to_string()).collect();
+        let s: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        parse_grid(&g, &s, yes).unwrap_err().to_string()
+    };
+    assert!(err(&[], &[], false).contains("at least one --grid"));
+    assert!(err(&["model.arch="], &[], false).contains("model.arch: no values"));
+    assert!(err(&["model.arch"], &[], false).contains("expected section.key="));
+    assert!(err(&["model.arch=a,,b"], &[], false).contains("empty value"));
+    assert!(err(&["model.arch=a,a"], &[], false).contains("given twice"));
+    assert!(err(&["model.arch=a", "model.arch=b"], &[], false).contains("swept twice"));
+    assert!(err(&["model.arch=a,b"], &["model.arch=c"], false).contains("also fixed"));
+    let big = [
+        "train.seed=1,2,3,4,5,6,7,8,9,10",
+        "train.lr=1,2,3,4,5,6,7,8,9,10",
+    ];
+    let e = err(
+        &[big[0], big[1], "train.epochs=1,2,3,4,5,6,7,8,9,10,11"],
+        &[],
+        false,
+    );
+    assert!(e.contains("1100 cells") && e.contains("--yes"), "{e}");
+    let g: Vec<String> = [big[0], big[1], "train.epochs=1,2,3,4,5,6,7,8,9,10,11"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert!(parse_grid(&g, &[], true).is_ok());
+}
+
+#[test]
+fn cells_are_the_product_with_the_first_key_slowest_and_unique_names() {
+    let ax = axes(&[
+        "data.knobs.rho-flag=0.5,0.95",
+        "model.arch=shallow,vgg,resnet",
+    ]);
+    let combos = combinations(&ax);
+    assert_eq!(combos.len(), 6);
+    assert_eq!(combos[1], ["0.5", "vgg"]);
+    assert_eq!(combos[3], ["0.95", "shallow"]);
+    assert_eq!(
+        cell_name(4, 6, &ax, &combos[4]),
+        "04_rho-flag=0.95_arch=vgg"
+    );
+    // Keys sharing a last component keep their full path; odd characters are replaced.
+    let ax = axes(&["train.seed=1", "data.knobs.seed=2", "data.root=a/b c"]);
+    let c = &combinations(&ax)[0];
+    assert_eq!(
+        cell_name(0, 1, &ax, c),
+        "00_train-seed=1_data-knobs-seed=2_root=a_b_c"
+    );
+}
+
+#[test]
+fn slurm_tasks_run_the_local_commands() {
+    let ax = axes(&["model.arch=shallow,vgg", "train.lr=0.1,0.01"]);
+    let out = Path::new("/sw/it's here");
+    let exe = Path::new("/opt/moirelab");
+    let cells: Vec<CellRecord> = combinations(&ax)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| CellRecord {
+            index: i,
+            name: cell_name(i, 4, &ax, &v),
+            run: PathBuf::from("runs").join(i.to_string()),
+            values: v,
+            status: "pending".into(),
+            command: cell_command(exe, out, i),
+        })
+        .collect();
+    let file = SweepFile {
+        format_version: FORMAT_VERSION,
+        base_config: "c.toml".into(),
+        base_sha256: "00".into(),
+        sets: vec![],
+        grid: ax,
+        workdir: "/work dir".into(),
+        cells,
+    };
+    let mut file = file;
+    // A line break in a value must not end the comment that lists the grid.
+    file.grid[0].values[0] = "shal\nlow".into();
+    let script = slurm_script(&file, out, exe);
+    assert!(script.contains("#SBATCH --array=0-3\n"), "{script}");
+    assert!(script.contains("model.arch=shal low,vgg"), "{script}");
+    for c in &file.cells {
+        assert_eq!(c.command, cell_command(exe, out, c.index));
+        let line = script
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{}) ", c.index)))
+            .unwrap();
+        assert_eq!(line, slurm_task_line(c));
+        // The shell reads the line back into exactly the command's words.
+        let words = line.trim_start().split_once(") exec ").unwrap().1;
+        let words = words.trim_end_matches(" ;;");
+        let o = std::process::Command::new("bash")
+            .args(["-c", &format!("printf '%s\\n' {words}")])
+            .output()
+            .unwrap();
+        let got: Vec<String> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(got, c.command);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sbatch");
+    std::fs::write(&path, &script).unwrap();
+    let o = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        file.cell_sets(&file.cells[1]),
+        ["model.arch=shallow", "train.lr=0.01"]
+    );
+}
