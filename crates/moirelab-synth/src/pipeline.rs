@@ -149,6 +149,20 @@ fn display_on_sensor(
     DisplayOnSensor { grid, bands }
 }
 
+impl DisplayOnSensor {
+    /// The band factor at sensor pixel (x, y): rows are read out one after another
+    /// (`readout_rows`) or columns are.
+    fn band_at(&self, x: usize, y: usize, readout_rows: bool) -> f64 {
+        if self.bands.is_empty() {
+            1.0
+        } else if readout_rows {
+            self.bands[y]
+        } else {
+            self.bands[x]
+        }
+    }
+}
+
 /// The card texture and what the display does to it (recaptures): the attacker's JPEG, the
 /// viewer's resampling blur and the panel's tone, where the object emits.
 fn object(cfg: &GenConfig, spec: &SampleSpec, d: &Draws, wd: usize) -> (scene::Object, Card) {
@@ -188,88 +202,141 @@ fn object(cfg: &GenConfig, spec: &SampleSpec, d: &Draws, wd: usize) -> (scene::O
     (obj, card)
 }
 
-/// Render one sample. `twin` swaps the flag family (counterfactual: everything else equal).
-/// Artifact masks are computed when `masks` is true.
-pub fn render(
-    cfg: &GenConfig,
-    spec: &SampleSpec,
-    twin: bool,
-    masks: bool,
-) -> Result<Rendered, SynthError> {
-    let size = cfg.size as usize;
-    let family = if twin {
-        spec.family.other()
-    } else {
-        spec.family
-    };
-    let d = draw(cfg, spec, family);
-    let (sp, sc, cam) = (&d.screen, &d.scene, &d.camera);
+/// Where the card lands in the output image and how finely its texture is drawn.
+struct Placement {
+    /// Card corners in output pixels (clockwise from top-left).
+    corners: [[f64; 2]; 4],
+    /// The card's width in output pixels.
+    card_out_w: f64,
+    /// Card texture width in texels.
+    wd: usize,
+}
 
-    // Stage C placement (output pixels); it needs only the card's aspect.
-    let corners = scene::place(sc, cfg, 1000.0, 1000.0 / CARD_ASPECT);
+/// Stage C placement (output pixels); it needs only the card's aspect. Texels per output
+/// pixel: one per display pixel on a screen, the print density on paper.
+fn placement(cfg: &GenConfig, spec: &SampleSpec, d: &Draws) -> Placement {
+    let size = cfg.size as usize;
+    let corners = scene::place(&d.scene, cfg, 1000.0, 1000.0 / CARD_ASPECT);
     let edge = |a: [f64; 2], b: [f64; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
     let card_out_w = 0.5 * (edge(corners[0], corners[1]) + edge(corners[3], corners[2]));
-    // Texels per output pixel: one per display pixel on a screen, the print density on paper.
     let density = if spec.screen {
-        1.0 / sp.pitch
+        1.0 / d.screen.pitch
     } else {
         d.print_density
     };
     let wd =
         ((card_out_w * density).round() as usize).clamp(48, (MAX_TEXTURE * size as f64) as usize);
+    Placement {
+        corners,
+        card_out_w,
+        wd,
+    }
+}
 
-    // Stages A and B: the card, shown on the display for recaptures.
-    let (obj, card) = object(cfg, spec, &d, wd);
-    let (cw, ch) = card.labels.size();
-    let (wc, hc) = (cw as f64, ch as f64);
-    let rect = [[0.0, 0.0], [wc, 0.0], [wc, hc], [0.0, hc]];
-    let h_card = Homography::from_points(&rect, &corners)
-        .ok_or_else(|| render_err(spec.index, "degenerate card placement"))?;
-    let h_tex = h_card.compose(&Homography::scale_translate(
-        1.0,
-        1.0,
-        -obj.margin[0],
-        -obj.margin[1],
-    ));
-    let ws = ((cam.scale * size as f64).round() as usize).max(size);
-    let k = ws as f64 / size as f64;
-    let to_sensor = Homography::scale_translate(k, k, 0.0, 0.0);
-    let h_sens = to_sensor.compose(&h_tex);
-    let inv_sens = h_sens
-        .inverse()
-        .ok_or_else(|| render_err(spec.index, "singular homography"))?;
-    let inv_card = h_card
-        .inverse()
-        .ok_or_else(|| render_err(spec.index, "singular homography"))?;
+/// The maps between the card (label grid), the object texture, the sensor and the output.
+struct Frames {
+    /// Card label grid → output pixels, and back.
+    h_card: Homography,
+    inv_card: Homography,
+    /// Object texture → sensor pixels, and back.
+    h_sens: Homography,
+    inv_sens: Homography,
+    /// Output → sensor pixels.
+    to_sensor: Homography,
+    /// Sensor pixels per output pixel, and the sensor's side.
+    k: f64,
+    ws: usize,
+    /// The label grid's size.
+    cw: usize,
+    ch: usize,
+}
 
-    // Stage C on the sensor grid: the desk, the warped object, then the display's light.
-    let texels_per_px = wd as f64 / (card_out_w * k);
+impl Frames {
+    fn new(
+        index: usize,
+        size: usize,
+        sensor_scale: f64,
+        corners: &[[f64; 2]; 4],
+        obj: &scene::Object,
+        card: &Card,
+    ) -> Result<Frames, SynthError> {
+        let (cw, ch) = card.labels.size();
+        let (wc, hc) = (cw as f64, ch as f64);
+        let rect = [[0.0, 0.0], [wc, 0.0], [wc, hc], [0.0, hc]];
+        let h_card = Homography::from_points(&rect, corners)
+            .ok_or_else(|| render_err(index, "degenerate card placement"))?;
+        let h_tex = h_card.compose(&Homography::scale_translate(
+            1.0,
+            1.0,
+            -obj.margin[0],
+            -obj.margin[1],
+        ));
+        let ws = ((sensor_scale * size as f64).round() as usize).max(size);
+        let k = ws as f64 / size as f64;
+        let to_sensor = Homography::scale_translate(k, k, 0.0, 0.0);
+        let h_sens = to_sensor.compose(&h_tex);
+        let inv_sens = h_sens
+            .inverse()
+            .ok_or_else(|| render_err(index, "singular homography"))?;
+        let inv_card = h_card
+            .inverse()
+            .ok_or_else(|| render_err(index, "singular homography"))?;
+        Ok(Frames {
+            h_card,
+            inv_card,
+            h_sens,
+            inv_sens,
+            to_sensor,
+            k,
+            ws,
+            cw,
+            ch,
+        })
+    }
+
+    /// The card's rectangle in label-grid units.
+    fn card_rect(&self) -> [f64; 4] {
+        [0.0, 0.0, self.cw as f64, self.ch as f64]
+    }
+}
+
+/// The scene on the sensor grid, before the lens: linear light and where the display emits.
+struct SensorScene {
+    img: Rgb,
+    emissive: Plane,
+    dos: DisplayOnSensor,
+}
+
+/// Stage C on the sensor grid: the desk, the warped object, then the display's light
+/// (rolling-shutter bands, the veil of its black level) and the glare on top.
+fn scene_on_sensor(
+    cfg: &GenConfig,
+    spec: &SampleSpec,
+    d: &Draws,
+    obj: &scene::Object,
+    fr: &Frames,
+    pl: &Placement,
+) -> SensorScene {
+    let (sp, sc, ws) = (&d.screen, &d.scene, fr.ws);
+    let texels_per_px = pl.wd as f64 / (pl.card_out_w * fr.k);
     let n = (texels_per_px / 1.25).ceil().clamp(1.0, 3.0) as usize;
-    let (mut img, emissive) = scene::warp(&obj, &h_sens, &inv_sens, scene::background(sc, ws), n);
+    let (mut img, emissive) =
+        scene::warp(obj, &fr.h_sens, &fr.inv_sens, scene::background(sc, ws), n);
     let tex_centre = [obj.rgb.w as f64 * 0.5, obj.rgb.h as f64 * 0.5];
     let dos = display_on_sensor(
         cfg,
         spec,
-        &d,
-        &inv_sens,
-        h_sens.apply(tex_centre[0], tex_centre[1]),
+        d,
+        &fr.inv_sens,
+        fr.h_sens.apply(tex_centre[0], tex_centre[1]),
         ws,
     );
-    let band_at = |x: usize, y: usize| {
-        if dos.bands.is_empty() {
-            1.0
-        } else if sp.readout_rows {
-            dos.bands[y]
-        } else {
-            dos.bands[x]
-        }
-    };
     if !dos.bands.is_empty() {
         for y in 0..ws {
             for x in 0..ws {
                 let e = emissive.px[y * ws + x];
                 if e > 0.0 {
-                    let f = 1.0 + e * (band_at(x, y) as f32 - 1.0);
+                    let f = 1.0 + e * (dos.band_at(x, y, sp.readout_rows) as f32 - 1.0);
                     img.px[(y * ws + x) * 3..(y * ws + x) * 3 + 3]
                         .iter_mut()
                         .for_each(|v| *v *= f);
@@ -282,7 +349,7 @@ pub fn render(
             *v += (sp.veil * emissive.px[i / 3] as f64) as f32;
         }
     }
-    let card_bb_sensor = scene::bbox(&to_sensor.compose(&h_card), &[0.0, 0.0, wc, hc]);
+    let card_bb_sensor = scene::bbox(&fr.to_sensor.compose(&fr.h_card), &fr.card_rect());
     let glare = scene::glare_field(sc, card_bb_sensor, ws);
     let warm = [1.0, 0.98, 0.94];
     for (p, &add) in img.px.chunks_exact_mut(3).zip(&glare) {
@@ -292,15 +359,29 @@ pub fn render(
             }
         }
     }
+    SensorScene { img, emissive, dos }
+}
 
-    // Stage D: lens, sensor, processing.
+/// Stage D: lens, Bayer sensor (the display grid modulates the light each photosite sees),
+/// noise, demosaicing, tone, sharpening, JPEG, the resize to the output and the upload JPEG.
+/// Leaves `s.img` as the light that reached the mosaic (after exposure and blur). Returns the
+/// output bytes and, when `masks`, the grid's part of the raw mosaic (else an empty plane).
+fn capture(
+    cfg: &GenConfig,
+    spec: &SampleSpec,
+    d: &Draws,
+    s: &mut SensorScene,
+    inv_sens: &Homography,
+    masks: bool,
+) -> (Vec<u8>, Plane) {
+    let (cam, size, ws) = (&d.camera, cfg.size as usize, s.img.w);
+    let (img, emissive) = (&mut s.img, &s.emissive);
     let ev = 2f64.powf(cam.exposure_ev);
-    scene::light(&mut img, sc, cam.wb.map(|w| w * ev));
+    scene::light(img, &d.scene, cam.wb.map(|w| w * ev));
     img.gaussian_blur(cam.blur as f32);
     img.motion_blur((cam.motion_len) as f32, cam.motion_angle as f32);
     let mut raw = Plane::new(ws, ws);
-    // The grid's contribution alone (mask footprint), when masks are asked for.
-    let mut grid_part = if masks && dos.grid.is_some() {
+    let mut grid_part = if masks && s.dos.grid.is_some() {
         Plane::new(ws, ws)
     } else {
         Plane::new(0, 0)
@@ -311,7 +392,7 @@ pub fn render(
             let c = camera::cfa(x, y, cam.phase);
             let v = img.px[j * 3 + c];
             let e = emissive.px[j];
-            raw.px[j] = match &dos.grid {
+            raw.px[j] = match &s.dos.grid {
                 Some(grid) if e > 0.0 => {
                     let u = inv_sens.apply(x as f64 + 0.5, y as f64 + 0.5);
                     let m = (e as f64 * (grid.at(c, u) - 1.0)) as f32;
@@ -339,58 +420,78 @@ pub fn render(
     if let Some(q) = cam.upload_q {
         rgb8 = jpeg::round_trip(size, size, &rgb8, q);
     }
+    (rgb8, grid_part)
+}
 
-    // Region labels: nearest-neighbour through the card's homography.
+/// Region labels of the output pixels: nearest-neighbour through the card's homography.
+fn region_bits(card: &Card, fr: &Frames, size: usize) -> Vec<u16> {
+    let (wc, hc) = (fr.cw as f64, fr.ch as f64);
     let mut bits = vec![0u16; size * size];
     for y in 0..size {
         for x in 0..size {
-            let [u, v] = inv_card.apply(x as f64 + 0.5, y as f64 + 0.5);
+            let [u, v] = fr.inv_card.apply(x as f64 + 0.5, y as f64 + 0.5);
             if u >= 0.0 && v >= 0.0 && u < wc && v < hc {
-                let (ui, vi) = ((u as usize).min(cw - 1), (v as usize).min(ch - 1));
+                let (ui, vi) = ((u as usize).min(fr.cw - 1), (v as usize).min(fr.ch - 1));
                 bits[y * size + x] = card.labels.at(ui, vi);
             }
         }
     }
-    let mut areas = serde_json::Map::new();
-    if masks {
-        let mut mark = |name: &str, on: &dyn Fn(usize) -> bool| {
-            let b = region_bit(name);
-            let mut area = 0usize;
-            for (i, bit) in bits.iter_mut().enumerate() {
-                if on(i) {
-                    *bit |= b;
-                    area += 1;
-                }
-            }
-            areas.insert(format!("{name}-area"), serde_json::json!(area));
-        };
-        if !grid_part.px.is_empty() {
-            let vis = grid_visibility(&grid_part, &img, cam, size);
-            mark("moire", &|i| vis[i]);
-        }
-        if !dos.bands.is_empty() {
-            let em = camera::resize_plane(&emissive, size, camera::Resize::Area);
-            mark("bands", &|i| {
-                let (x, y) = (i % size, i / size);
-                let (sx, sy) = (
-                    (((x as f64 + 0.5) * k) as usize).min(ws - 1),
-                    (((y as f64 + 0.5) * k) as usize).min(ws - 1),
-                );
-                em.px[i] > 0.5 && (band_at(sx, sy) - 1.0).abs() > BAND_VISIBLE
-            });
-        }
-        if sc.glare.is_some() {
-            let field = scene::glare_field(sc, scene::bbox(&h_card, &[0.0, 0.0, wc, hc]), size);
-            mark("glare", &|i| field[i] > GLARE_VISIBLE);
-        }
-    }
+    bits
+}
 
+/// The artifact masks (where the moiré, the bands and the glare are visible in the output),
+/// or'ed into `bits`; returns each mask's area for the manifest.
+fn mark_artifacts(
+    bits: &mut [u16],
+    d: &Draws,
+    s: &SensorScene,
+    grid_part: &Plane,
+    fr: &Frames,
+    size: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let (sc, ws, k) = (&d.scene, fr.ws, fr.k);
+    let mut areas = serde_json::Map::new();
+    let mut mark = |name: &str, on: &dyn Fn(usize) -> bool| {
+        let b = region_bit(name);
+        let mut area = 0usize;
+        for (i, bit) in bits.iter_mut().enumerate() {
+            if on(i) {
+                *bit |= b;
+                area += 1;
+            }
+        }
+        areas.insert(format!("{name}-area"), serde_json::json!(area));
+    };
+    if !grid_part.px.is_empty() {
+        let vis = grid_visibility(grid_part, &s.img, &d.camera, size);
+        mark("moire", &|i| vis[i]);
+    }
+    if !s.dos.bands.is_empty() {
+        let em = camera::resize_plane(&s.emissive, size, camera::Resize::Area);
+        mark("bands", &|i| {
+            let (x, y) = (i % size, i / size);
+            let (sx, sy) = (
+                (((x as f64 + 0.5) * k) as usize).min(ws - 1),
+                (((y as f64 + 0.5) * k) as usize).min(ws - 1),
+            );
+            em.px[i] > 0.5
+                && (s.dos.band_at(sx, sy, d.screen.readout_rows) - 1.0).abs() > BAND_VISIBLE
+        });
+    }
+    if sc.glare.is_some() {
+        let field = scene::glare_field(sc, scene::bbox(&fr.h_card, &fr.card_rect()), size);
+        mark("glare", &|i| field[i] > GLARE_VISIBLE);
+    }
+    areas
+}
+
+/// The card's named boxes in output pixels, rounded outwards and clipped to the image.
+fn output_boxes(card: &Card, h_card: &Homography, size: usize) -> Vec<(String, [u32; 4])> {
     let sz = size as f64;
-    let boxes = card
-        .boxes
+    card.boxes
         .iter()
         .map(|(name, b)| {
-            let bb = scene::bbox(&h_card, b);
+            let bb = scene::bbox(h_card, b);
             let c =
                 |v: f64, up: bool| (if up { v.ceil() } else { v.floor() }).clamp(0.0, sz) as u32;
             (
@@ -403,22 +504,34 @@ pub fn render(
                 ],
             )
         })
-        .collect();
+        .collect()
+}
 
+/// The manifest's record of every drawn parameter of the sample.
+fn sample_params(
+    cfg: &GenConfig,
+    spec: &SampleSpec,
+    d: &Draws,
+    pl: &Placement,
+    fr: &Frames,
+    card: &Card,
+    dos: &DisplayOnSensor,
+) -> serde_json::Value {
+    let (sp, sc, cam) = (&d.screen, &d.scene, &d.camera);
     let mut params = serde_json::json!({
         "card": card.params,
         "scene": {
-            "corners": corners.map(|p| [round3(p[0]), round3(p[1])]),
+            "corners": pl.corners.map(|p| [round3(p[0]), round3(p[1])]),
             "scale": round3(sc.scale),
             "rotation-deg": round3(sc.rotation.to_degrees()),
             "light-gradient": round3(sc.light_g),
             "vignette": round3(sc.vignette),
             "shadow": sc.shadow.is_some(),
             "glare-gain": sc.glare.map(|g| round3(g.gain)),
-            "texture-px": wd,
+            "texture-px": pl.wd,
         },
         "camera": {
-            "sensor-scale": round3(k),
+            "sensor-scale": round3(fr.k),
             "lens-sigma-px": round3(cam.blur),
             "motion-px": round3(cam.motion_len),
             "noise-a": cam.noise_a,
@@ -434,7 +547,7 @@ pub fn render(
     if spec.screen {
         params["screen"] = serde_json::json!({
             "layout": sp.layout.name(),
-            "pitch-px": round3(card_out_w / wd as f64),
+            "pitch-px": round3(pl.card_out_w / pl.wd as f64),
             "fill": sp.fill.map(round3),
             "grid-amplitude": dos.grid.as_ref().map(|g| round3(g.peak_amplitude())),
             "pwm-hz": dos.bands.first().and(sp.pwm.map(|p| round3(p.0))),
@@ -445,6 +558,39 @@ pub fn render(
             "blue-red": cfg.has(Artifact::Tone).then_some(round3(sp.blue_red)),
         });
     }
+    params
+}
+
+/// Render one sample. `twin` swaps the flag family (counterfactual: everything else equal).
+/// Artifact masks are computed when `masks` is true.
+pub fn render(
+    cfg: &GenConfig,
+    spec: &SampleSpec,
+    twin: bool,
+    masks: bool,
+) -> Result<Rendered, SynthError> {
+    let size = cfg.size as usize;
+    let family = if twin {
+        spec.family.other()
+    } else {
+        spec.family
+    };
+    let d = draw(cfg, spec, family);
+    let pl = placement(cfg, spec, &d);
+    // Stages A and B: the card, shown on the display for recaptures.
+    let (obj, card) = object(cfg, spec, &d, pl.wd);
+    let fr = Frames::new(spec.index, size, d.camera.scale, &pl.corners, &obj, &card)?;
+    // Stage C on the sensor grid, then stage D.
+    let mut sensor = scene_on_sensor(cfg, spec, &d, &obj, &fr, &pl);
+    let (rgb8, grid_part) = capture(cfg, spec, &d, &mut sensor, &fr.inv_sens, masks);
+    let mut bits = region_bits(&card, &fr, size);
+    let areas = if masks {
+        mark_artifacts(&mut bits, &d, &sensor, &grid_part, &fr, size)
+    } else {
+        serde_json::Map::new()
+    };
+    let boxes = output_boxes(&card, &fr.h_card, size);
+    let mut params = sample_params(cfg, spec, &d, &pl, &fr, &card, &sensor.dos);
     if !areas.is_empty() {
         params["mask-areas"] = serde_json::Value::Object(areas);
     }
