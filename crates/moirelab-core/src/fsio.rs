@@ -110,6 +110,11 @@ pub fn append_jsonl<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 /// not parse is treated as a torn write and ignored; any other bad line is an error naming it.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    parse_jsonl(&text, path)
+}
+
+/// [`read_jsonl`] on text already read from `path` (named in errors).
+pub fn parse_jsonl<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<Vec<T>> {
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());

@@ -231,7 +231,8 @@ fn truncate_metrics(path: &Path, epochs_done: u32) -> Result<(), TrainError> {
     if !path.is_file() {
         return Ok(());
     }
-    let lines: Vec<MetricsLine> = fsio::read_jsonl(path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| ckpt_err(path, e))?;
+    let lines: Vec<MetricsLine> = fsio::parse_jsonl(&text, path)?;
     let keep: Vec<&MetricsLine> = lines
         .iter()
         .filter(|l| match l {
@@ -241,9 +242,7 @@ fn truncate_metrics(path: &Path, epochs_done: u32) -> Result<(), TrainError> {
         .collect();
     // A torn final line (killed mid-append) must go too, or the next append would glue a
     // complete line onto it.
-    let torn = std::fs::read(path)
-        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
-        .unwrap_or(false);
+    let torn = !text.is_empty() && !text.ends_with('\n');
     if keep.len() == lines.len() && !torn {
         return Ok(());
     }
