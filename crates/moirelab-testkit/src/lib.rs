@@ -4,6 +4,8 @@
 //! A dev-dependency only; it panics with instructions where a test would otherwise pass
 //! without checking anything.
 
+pub mod png;
+
 use std::path::PathBuf;
 
 /// `scripts/NAME` in the repository the test is running from.

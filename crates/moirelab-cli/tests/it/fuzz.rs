@@ -7,8 +7,9 @@
 // The corpus prints its case count and outcomes (visible with --nocapture).
 #![allow(clippy::print_stderr)]
 
-use crate::hostile::{assert_no_crash, config, folder, lying_png, png};
+use crate::hostile::{assert_no_crash, config, folder};
 use crate::stderr;
+use moirelab_testkit::png::{lying_png, noise_png as png};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::mpsc;

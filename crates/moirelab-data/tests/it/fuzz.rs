@@ -8,9 +8,9 @@
 #![allow(clippy::print_stderr)]
 
 use crate::fixtures::{cfg, img, save};
-use crate::hostile::crc32;
 use image::{DynamicImage, ImageFormat};
 use moirelab_data::{check, load_image_file, DataConfig, Dataset, OnBad};
+use moirelab_testkit::png::crc32;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
