@@ -33,6 +33,9 @@ pub enum CoreError {
         path: std::path::PathBuf,
         msg: String,
     },
+    /// A run name that is not a single ordinary folder name; `why` is a phrase.
+    #[error("run name '{}' {why}", name.escape_debug())]
+    RunName { name: String, why: &'static str },
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

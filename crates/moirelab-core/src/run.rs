@@ -13,6 +13,7 @@
 //! plots/*.png|svg   report/index.html   tb/events.out.tfevents.*
 //! ```
 
+use crate::CoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub const GRID_PNG: &str = "grid.png";
 /// The one rule for run names: a single ordinary folder name. Not empty, at most 200 bytes,
 /// not starting with `.` (so not `.`, `..` or a hidden folder), no `/` or `\\`, no control
 /// characters, no leading or trailing whitespace. `Err` says why, in a phrase.
-pub fn check_run_name(name: &str) -> Result<(), String> {
+pub fn check_run_name(name: &str) -> Result<(), CoreError> {
     let why = if name.is_empty() {
         "is empty"
     } else if name.len() > 200 {
@@ -49,7 +50,10 @@ pub fn check_run_name(name: &str) -> Result<(), String> {
             _ => "is not a single folder name",
         }
     };
-    Err(format!("run name '{}' {why}", name.escape_debug()))
+    Err(CoreError::RunName {
+        name: name.to_string(),
+        why,
+    })
 }
 
 /// `epochs/0007` for epoch 7.
@@ -441,7 +445,7 @@ mod tests {
     #[test]
     fn run_names_are_single_plain_folder_names() {
         for ok in ["demo-fixed", "run 2", "a.b", "ü-lauf", "x..y"] {
-            assert_eq!(check_run_name(ok), Ok(()), "{ok}");
+            assert!(check_run_name(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
@@ -457,7 +461,7 @@ mod tests {
             "x ",
             "nul\0",
         ] {
-            let e = check_run_name(bad).unwrap_err();
+            let e = check_run_name(bad).unwrap_err().to_string();
             assert!(e.starts_with("run name '"), "{bad:?}: {e}");
         }
         assert!(check_run_name(&"x".repeat(201)).is_err());

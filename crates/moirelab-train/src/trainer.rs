@@ -100,7 +100,7 @@ impl Trainer {
         meta: RunMeta,
     ) -> Result<Trainer, TrainError> {
         setup.train.validate()?;
-        moirelab_core::run::check_run_name(name).map_err(TrainError::Config)?;
+        moirelab_core::run::check_run_name(name)?;
         let dataset = Arc::new(Dataset::open(&setup.data, &setup.base_dir)?);
         setup.model.classes = dataset.classes().len() as i64;
         let n_train = dataset.split("train").len();
