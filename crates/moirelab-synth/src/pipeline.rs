@@ -1,4 +1,4 @@
-//! The composition of one sample: the card (stage A, `card.rs`), the display it is shown on
+//! The composition of one sample: the card (stage A, `card/`), the display it is shown on
 //! for recaptures (stage B, `display.rs`), the scene (stage C, `scene.rs`) and the camera
 //! (stage D, `camera.rs`), plus the region masks and the manifest parameters.
 //!
