@@ -477,6 +477,7 @@ fn grid_visibility(part: &Plane, lit: &Rgb, cam: &CameraParams, size: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::display::Layout;
 
     fn spec(index: usize, screen: bool) -> SampleSpec {
         SampleSpec {
@@ -538,7 +539,7 @@ mod tests {
     #[test]
     fn held_out_layout_appears_only_in_test() {
         let mut cfg = GenConfig::preset("tiny").unwrap();
-        cfg.set("holdout", "layout:pentile").unwrap();
+        cfg.knobs.holdout = Holdout::Layout(Layout::Pentile);
         for i in 0..40 {
             let train = render(&cfg, &spec(i, true), false, false).unwrap();
             assert_ne!(train.params["screen"]["layout"], "pentile", "sample {i}");
