@@ -64,9 +64,9 @@ pub struct Loaded {
     pub config: Config,
     /// `data.preset`: a generator preset to create `data.root` from when it does not exist.
     pub preset: Option<String>,
-    /// `[data.knobs]`: generator knob overrides of the preset (`knob`, value as `gen-data
-    /// --set` takes it), sorted by knob name.
-    pub knobs: Vec<(String, String)>,
+    /// `[data.knobs]` as written: generator knob overrides of the preset (the fields of
+    /// [`moirelab_synth::Overrides`]), sorted by knob name.
+    pub knobs: toml::Table,
     /// The resolved config as TOML (what goes into the run folder).
     pub resolved: String,
     pub path: PathBuf,
@@ -307,9 +307,13 @@ impl Loaded {
         Ok(())
     }
 
-    /// The knob overrides as `rho-flag=0.75 count=800`.
+    /// The knob overrides as `count=800 rho-flag=0.75`.
     pub fn knob_list(&self) -> String {
-        let knobs: Vec<String> = self.knobs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let knobs: Vec<String> = self
+            .knobs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", knob_text(v)))
+            .collect();
         knobs.join(" ")
     }
 
@@ -320,22 +324,20 @@ impl Loaded {
             return Ok(None);
         };
         let mut cfg = moirelab_synth::GenConfig::preset(p)?;
-        cfg.set("size", &self.config.data.image_size.to_string())?;
-        for (k, v) in &self.knobs {
-            cfg.set(k, v)?;
-        }
+        cfg.apply(&moirelab_synth::Overrides {
+            size: Some(self.config.data.image_size),
+            ..Default::default()
+        })?;
+        cfg.apply(&moirelab_synth::Overrides::from_toml(self.knobs.clone())?)?;
         Ok(Some(cfg))
     }
 }
-
-/// `(knob, value)` overrides, sorted by knob.
-type Knobs = Vec<(String, String)>;
 
 /// Remove `preset` and `knobs` from the `[data]` table, check them against the generator and
 /// insert the default root: `data/<preset>`, plus `_<knob>-<value>` for each knob that
 /// changes the preset (so data sets of a swept knob live side by side and the unchanged
 /// preset keeps its folder).
-fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>, Knobs)> {
+fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>, toml::Table)> {
     let preset = match data.remove("preset") {
         None => None,
         Some(p) => {
@@ -353,48 +355,44 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
             Some(p)
         }
     };
-    let mut knobs = Vec::new();
+    let mut knobs = toml::Table::new();
     if let Some(k) = data.remove("knobs") {
-        let table = k.as_table().ok_or_else(|| {
-            anyhow!(
+        let toml::Value::Table(table) = k else {
+            bail!(
                 "{}: data.knobs must be a table of generator knobs ([data.knobs] rho-flag = 0.75)",
                 path.display()
-            )
-        })?;
+            );
+        };
         let Some(p) = &preset else {
             bail!(
                 "{}: data.knobs overrides a generator preset; set data.preset too",
                 path.display()
             );
         };
-        for (key, value) in table {
-            if key == "size" {
-                bail!(
-                    "{}: data.knobs.size: the generated size is data.image-size",
-                    path.display()
-                );
-            }
-            let text = knob_text(value).ok_or_else(|| {
-                anyhow!(
-                    "{}: data.knobs.{key}: expected a number, string or boolean",
-                    path.display()
-                )
-            })?;
-            knobs.push((key.clone(), text));
+        if table.contains_key("size") {
+            bail!(
+                "{}: data.knobs.size: the generated size is data.image-size",
+                path.display()
+            );
         }
         let base = moirelab_synth::GenConfig::preset(p)?;
-        let mut all = base.clone();
+        // Each knob on its own: its errors name data.knobs.<knob>, and a knob that changes
+        // the preset names the default root.
         let mut suffix = String::new();
-        for (key, text) in &knobs {
+        for (key, value) in &table {
             let mut one = base.clone();
-            one.set(key, text)
-                .and_then(|()| all.set(key, text))
+            let alone = toml::Table::from_iter([(key.clone(), value.clone())]);
+            moirelab_synth::Overrides::from_toml(alone)
+                .and_then(|o| one.apply(&o))
                 .map_err(|e| anyhow!("{}: data.knobs.{key}: {e}", path.display()))?;
             if one != base {
-                suffix.push_str(&format!("_{key}-{}", file_safe(text, ".-")));
+                suffix.push_str(&format!("_{key}-{}", file_safe(&knob_text(value), ".-")));
             }
         }
-        all.validate()
+        let mut all = base;
+        moirelab_synth::Overrides::from_toml(table.clone())
+            .and_then(|o| all.apply(&o))
+            .and_then(|()| all.validate())
             .map_err(|e| anyhow!("{}: data.knobs: {e}", path.display()))?;
         if !data.contains_key("root") {
             data.insert(
@@ -402,6 +400,7 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
                 toml::Value::String(format!("data/{p}{suffix}")),
             );
         }
+        knobs = table;
     }
     if let Some(p) = &preset {
         if !data.contains_key("root") {
@@ -425,19 +424,16 @@ pub fn file_safe(s: &str, keep: &str) -> String {
         .collect()
 }
 
-/// A knob value as `gen-data --set` takes it; arrays become comma-separated lists.
-fn knob_text(v: &toml::Value) -> Option<String> {
+/// A knob value as folder names and messages show it: `0.75`, `800`, `layout:pentile`;
+/// arrays comma-separated (`moire,bands`).
+fn knob_text(v: &toml::Value) -> String {
     match v {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(knob_text)
-            .collect::<Option<Vec<_>>>()
-            .map(|v| v.join(",")),
-        _ => None,
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => items.iter().map(knob_text).collect::<Vec<_>>().join(","),
+        v => v.to_string(),
     }
 }
 
@@ -701,7 +697,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.config.data.root, PathBuf::from("data/flag-shortcut"));
-        assert_eq!(l.knobs, [("rho-flag".to_string(), "0.95".to_string())]);
+        assert_eq!(l.knob_list(), "rho-flag=0.95");
         let err = |text: &str, sets: &[&str]| {
             let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
             load_str(Path::new("c.toml"), text, &sets)

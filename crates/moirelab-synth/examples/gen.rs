@@ -7,7 +7,7 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use moirelab_synth::{generate, write_preview, GenConfig};
+use moirelab_synth::{generate, write_preview, GenConfig, Overrides};
 use std::path::PathBuf;
 
 fn main() {
@@ -20,7 +20,8 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut preset = "clean".to_string();
-    let mut sets: Vec<(String, String)> = Vec::new();
+    // `knob=value` overrides, read by the generator as `gen-data --set` reads them.
+    let mut sets: Vec<String> = Vec::new();
     let mut out: Option<PathBuf> = None;
     let mut preview: Option<PathBuf> = None;
     let mut force = false;
@@ -32,21 +33,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--out" => out = Some(val()?.into()),
             "--preview" => preview = Some(val()?.into()),
             "--force" => force = true,
-            "--count" | "--size" | "--seed" => sets.push((a[2..].to_string(), val()?)),
-            "--set" => {
-                let kv = val()?;
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or(format!("--set {kv}: expected knob=value"))?;
-                sets.push((k.to_string(), v.to_string()));
-            }
+            "--count" | "--size" | "--seed" => sets.push(format!("{}={}", &a[2..], val()?)),
+            "--set" => sets.push(val()?),
             _ => return Err(format!("unknown argument {a}").into()),
         }
     }
     let mut cfg = GenConfig::preset(&preset)?;
-    for (k, v) in &sets {
-        cfg.set(k, v)?;
-    }
+    cfg.apply(&Overrides::from_sets(&sets)?)?;
     cfg.validate()?;
     if let Some(p) = preview {
         write_preview(&cfg, &p, 12)?;

@@ -35,8 +35,8 @@ mod scene;
 pub use camera::{Demosaic, Resize};
 pub use card::{FlagFamily, Hair, CARD_ASPECT};
 pub use config::{
-    preset_names, Artifact, Bezel, GenConfig, Holdout, Knobs, KNOB_NAMES, MAX_COUNT, MAX_SIZE,
-    MIN_SIZE,
+    knob_value, preset_names, Artifact, Bezel, GenConfig, Holdout, Knobs, Overrides, KNOB_NAMES,
+    MAX_COUNT, MAX_SIZE, MIN_SIZE,
 };
 pub use dataset::{
     dataset_meta, encode_mask_png, generate, generate_reusing, plan, read_mask_png, render_sample,
@@ -88,6 +88,8 @@ pub enum SynthError {
         value: String,
         reason: String,
     },
+    #[error("`{spec}`: expected knob=value")]
+    NotKnobValue { spec: String },
     #[error("knob `{key}`: value {value} is out of range {range}")]
     OutOfRange {
         key: String,

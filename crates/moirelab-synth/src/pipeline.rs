@@ -1,4 +1,4 @@
-//! The composition of one sample: the card (stage A, `card.rs`), the display it is shown on
+//! The composition of one sample: the card (stage A, `card/`), the display it is shown on
 //! for recaptures (stage B, `display.rs`), the scene (stage C, `scene.rs`) and the camera
 //! (stage D, `camera.rs`), plus the region masks and the manifest parameters.
 //!
@@ -623,6 +623,7 @@ fn grid_visibility(part: &Plane, lit: &Rgb, cam: &CameraParams, size: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::display::Layout;
 
     fn spec(index: usize, screen: bool) -> SampleSpec {
         SampleSpec {
@@ -684,7 +685,7 @@ mod tests {
     #[test]
     fn held_out_layout_appears_only_in_test() {
         let mut cfg = GenConfig::preset("tiny").unwrap();
-        cfg.set("holdout", "layout:pentile").unwrap();
+        cfg.knobs.holdout = Holdout::Layout(Layout::Pentile);
         for i in 0..40 {
             let train = render(&cfg, &spec(i, true), false, false).unwrap();
             assert_ne!(train.params["screen"]["layout"], "pentile", "sample {i}");

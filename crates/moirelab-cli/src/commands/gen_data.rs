@@ -10,21 +10,20 @@ use std::process::ExitCode;
 
 pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
     let mut cfg = moirelab_synth::GenConfig::preset(&a.preset)?;
-    if let Some(c) = a.count {
-        cfg.set("count", &c.to_string())?;
-    }
-    if let Some(s) = a.size {
-        cfg.set("size", &s.to_string())?;
-    }
-    if let Some(s) = a.seed {
-        cfg.set("seed", &s.to_string())?;
-    }
-    for s in &a.sets {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--set {s}: expected knob=value"))?;
-        cfg.set(k.trim(), v.trim())?;
-    }
+    // --count/--size/--seed first, so a --set of the same knob wins (as it always has).
+    cfg.apply(&moirelab_synth::Overrides {
+        count: a.count,
+        size: a.size,
+        seed: a.seed,
+        ..Default::default()
+    })?;
+    let sets = moirelab_synth::Overrides::from_sets(&a.sets).map_err(|e| match e {
+        moirelab_synth::SynthError::NotKnobValue { spec } => {
+            anyhow!("--set {spec}: expected knob=value")
+        }
+        e => anyhow::Error::new(e),
+    })?;
+    cfg.apply(&sets)?;
     cfg.twins = a.twins;
     cfg.validate()?;
     if a.preview {

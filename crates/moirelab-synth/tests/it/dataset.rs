@@ -76,7 +76,7 @@ fn generated_set_has_meta_manifest_masks_and_twins() {
     let out = dir.path().join("set");
     let mut cfg = tiny(12);
     cfg.twins = true;
-    cfg.set("rho-flag", "1").unwrap();
+    cfg.knobs.rho_flag = 1.0;
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let summary = generate(&cfg, &out, false, &|_, total| {
         assert_eq!(total, 12);
@@ -243,9 +243,9 @@ fn reusing_a_sibling_data_set_gives_the_same_bytes_as_rendering() {
     let dir = tempfile::tempdir().unwrap();
     let mut shortcut = tiny(40);
     shortcut.twins = true;
-    shortcut.set("rho-flag", "0.95").unwrap();
+    shortcut.knobs.rho_flag = 0.95;
     let mut clean = shortcut.clone();
-    clean.set("rho-flag", "0.5").unwrap();
+    clean.knobs.rho_flag = 0.5;
     let (a, fresh, reused) = (
         dir.path().join("shortcut"),
         dir.path().join("clean-fresh"),
@@ -271,7 +271,7 @@ fn data_sets_that_render_differently_are_not_reused() {
     let mut other_seed = base.clone();
     other_seed.seed += 1;
     let mut other_gain = base.clone();
-    other_gain.set("artifact-gain", "2").unwrap();
+    other_gain.knobs.artifact_gain = 2.0;
     let mut other_twins = base.clone();
     other_twins.twins = true;
     for (k, cfg) in [other_seed, other_gain, other_twins].iter().enumerate() {

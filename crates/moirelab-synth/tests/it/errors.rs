@@ -1,5 +1,10 @@
 use crate::tiny;
-use moirelab_synth::{generate, GenConfig, SynthError};
+use moirelab_synth::{generate, GenConfig, Overrides, SynthError};
+
+/// Apply one `knob=value` override as `gen-data --set` does.
+fn set(c: &mut GenConfig, kv: &str) -> Result<(), SynthError> {
+    c.apply(&Overrides::from_sets(&[kv])?)
+}
 
 #[test]
 fn unknown_preset_error_lists_the_presets() {
@@ -12,7 +17,7 @@ fn unknown_preset_error_lists_the_presets() {
 #[test]
 fn unknown_knob_error_names_the_knob_and_lists_valid_ones() {
     let mut c = tiny(4);
-    let msg = c.set("rho_flag", "0.9").unwrap_err().to_string();
+    let msg = set(&mut c, "rho_flag=0.9").unwrap_err().to_string();
     assert!(
         msg.contains("`rho_flag`") && msg.contains("rho-flag"),
         "{msg}"
@@ -22,12 +27,12 @@ fn unknown_knob_error_names_the_knob_and_lists_valid_ones() {
 #[test]
 fn rho_outside_unit_interval_is_out_of_range() {
     let mut c = tiny(4);
-    for v in ["1.5", "-0.1", "NaN"] {
-        let e = c.set("rho-flag", v).unwrap_err();
+    for v in ["1.5", "-0.1", "NaN", "nan", "inf"] {
+        let e = set(&mut c, &format!("rho-flag={v}")).unwrap_err();
         assert!(matches!(e, SynthError::OutOfRange { .. }), "{v}: {e}");
         assert!(e.to_string().contains("rho-flag"));
     }
-    let e = c.set("test-rho-flag", "abc").unwrap_err();
+    let e = set(&mut c, "test-rho-flag=abc").unwrap_err();
     assert!(matches!(e, SynthError::BadValue { .. }), "{e}");
     assert_eq!(
         c.knobs.rho_flag, 0.5,
@@ -36,14 +41,16 @@ fn rho_outside_unit_interval_is_out_of_range() {
 }
 
 #[test]
-fn zero_count_and_size_are_rejected_by_set_and_validate() {
+fn zero_count_and_size_are_rejected_by_apply_and_validate() {
     let mut c = tiny(4);
-    assert!(c
-        .set("count", "0")
+    assert!(set(&mut c, "count=0")
         .unwrap_err()
         .to_string()
         .contains("count"));
-    assert!(c.set("size", "0").unwrap_err().to_string().contains("size"));
+    assert!(set(&mut c, "size=0")
+        .unwrap_err()
+        .to_string()
+        .contains("size"));
     c.count = 0;
     assert!(c.validate().unwrap_err().to_string().contains("count"));
     let mut c = tiny(4);

@@ -3,7 +3,7 @@
 //! on background-only pixels must be at chance; with artifacts on it must not be.
 
 use crate::tiny;
-use moirelab_synth::{render_sample, GenConfig, Sample};
+use moirelab_synth::{render_sample, Artifact, GenConfig, Sample};
 
 /// Global features: per-channel mean and std, median |Laplacian| of luma and chroma over the
 /// card, mean |Laplacian| (high-frequency energy), JPEG 8×8-grid energy (mean |step| across
@@ -143,7 +143,7 @@ fn dataset(cfg: &GenConfig) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<bool>) {
 #[test]
 fn with_artifacts_off_global_and_background_statistics_are_at_chance() {
     let mut cfg = tiny(N);
-    cfg.set("artifacts", "none").unwrap();
+    cfg.knobs.artifacts = Vec::new();
     let (g, h, y) = dataset(&cfg);
     let acc = held_out_accuracy(&g, &y);
     assert!(
@@ -162,9 +162,9 @@ fn with_strong_artifacts_high_frequency_statistics_beat_chance() {
     let mut cfg = tiny(N);
     // A coarse display pitch (the camera resolves the sub-pixel grid) with an exaggerated
     // grid: the screen's texture must show in the high-frequency statistics.
-    cfg.set("artifacts", "moire,bands,double-jpeg").unwrap();
-    cfg.set("artifact-gain", "3").unwrap();
-    cfg.set("pitch-min", "0.8").unwrap();
+    cfg.knobs.artifacts = vec![Artifact::Moire, Artifact::Bands, Artifact::DoubleJpeg];
+    cfg.knobs.artifact_gain = 3.0;
+    cfg.knobs.pitch_min = 0.8;
     let (_, h, y) = dataset(&cfg);
     let acc = held_out_accuracy(&h, &y);
     assert!(

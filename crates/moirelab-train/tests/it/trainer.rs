@@ -26,7 +26,7 @@ fn tiny_data() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("moirelab-train-it-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
-        cfg.set("size", "64").unwrap();
+        cfg.size = 64;
         moirelab_synth::generate(&cfg, &dir, true, &|_, _| {}).unwrap();
         dir
     })

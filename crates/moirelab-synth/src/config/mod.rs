@@ -1,10 +1,20 @@
-//! Generator configuration: presets, knobs and the `--set knob=value` parser.
+//! Generator configuration: presets, knobs and their checks. Overrides of a preset (the
+//! `[data.knobs]` table of a config file, `gen-data --set knob=value`) are deserialized into
+//! [`Overrides`] (`overrides.rs`) and applied with [`GenConfig::apply`].
+
+mod overrides;
+
+pub use overrides::{knob_value, Overrides};
 
 use crate::camera::{Demosaic, Resize};
 use crate::display::Layout;
 use crate::SynthError;
 use serde::{Deserialize, Serialize};
 
+/// Accepted range of the probabilities and fractions.
+const UNIT: (f64, f64) = (0.0, 1.0);
+/// Accepted range of `artifact-gain`.
+const GAIN: (f64, f64) = (0.0, 25.0);
 /// Accepted range of the display pitch knobs (output pixels per display pixel).
 const PITCH: (f64, f64) = (0.05, 8.0);
 /// Accepted range of the sensor-scale knobs.
@@ -213,7 +223,8 @@ impl Bezel {
     }
 }
 
-/// Every tunable of the generator. Field names are the kebab-case knob names of `--set`.
+/// Every tunable of the generator. Field names are the kebab-case knob names of
+/// [`Overrides`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Knobs {
@@ -283,7 +294,7 @@ impl Default for Knobs {
     }
 }
 
-/// Knob names accepted by [`GenConfig::set`].
+/// Knob names: the fields of [`Overrides`] (kebab-case), in the order errors list them.
 pub const KNOB_NAMES: &[&str] = &[
     "rho-flag",
     "test-rho-flag",
@@ -362,85 +373,8 @@ impl GenConfig {
         Ok(cfg)
     }
 
-    /// Apply one `knob=value` override (kebab-case knob names, see [`KNOB_NAMES`]).
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SynthError> {
-        let v = value.trim();
-        let k = &mut self.knobs;
-        match key {
-            "rho-flag" => k.rho_flag = parse_f64(key, v, 0.0, 1.0)?,
-            "test-rho-flag" => k.test_rho_flag = parse_f64(key, v, 0.0, 1.0)?,
-            "rho-face" => k.rho_face = parse_f64(key, v, 0.0, 1.0)?,
-            "test-rho-face" => k.test_rho_face = parse_f64(key, v, 0.0, 1.0)?,
-            "artifact-gain" => k.artifact_gain = parse_f64(key, v, 0.0, 25.0)?,
-            "glare-prob" => k.glare_prob = parse_f64(key, v, 0.0, 1.0)?,
-            "aliased-guilloche" => k.aliased_guilloche = parse_f64(key, v, 0.0, 1.0)?,
-            "pitch-min" => k.pitch_min = parse_f64(key, v, PITCH.0, PITCH.1)?,
-            "pitch-max" => k.pitch_max = parse_f64(key, v, PITCH.0, PITCH.1)?,
-            "sensor-scale-min" => k.sensor_scale_min = parse_f64(key, v, SCALE.0, SCALE.1)?,
-            "sensor-scale-max" => k.sensor_scale_max = parse_f64(key, v, SCALE.0, SCALE.1)?,
-            "pwm-prob" => k.pwm_prob = parse_f64(key, v, 0.0, 1.0)?,
-            "holdout" => {
-                k.holdout = Holdout::parse(v).map_err(|reason| SynthError::BadValue {
-                    key: key.to_string(),
-                    value: v.to_string(),
-                    reason,
-                })?
-            }
-            "train-frac" => k.train_frac = parse_f64(key, v, 0.0, 1.0)?,
-            "val-frac" => k.val_frac = parse_f64(key, v, 0.0, 1.0)?,
-            "artifacts" => k.artifacts = parse_artifacts(key, v)?,
-            "bezel" => {
-                k.bezel = Bezel::ALL
-                    .into_iter()
-                    .find(|b| b.name() == v)
-                    .ok_or_else(|| SynthError::BadValue {
-                        key: key.to_string(),
-                        value: v.to_string(),
-                        reason: format!(
-                            "expected one of {}",
-                            Bezel::ALL.map(Bezel::name).join(", ")
-                        ),
-                    })?
-            }
-            "count" => {
-                self.count = parse_f64(key, v, 1.0, MAX_COUNT as f64)
-                    .and_then(|c| integral(key, v, c).map(|c| c as usize))?
-            }
-            "size" => {
-                self.size = parse_f64(key, v, MIN_SIZE as f64, MAX_SIZE as f64)
-                    .and_then(|c| integral(key, v, c).map(|c| c as u32))?
-            }
-            "seed" => {
-                self.seed = v.parse::<u64>().map_err(|e| SynthError::BadValue {
-                    key: key.to_string(),
-                    value: v.to_string(),
-                    reason: format!("expected an unsigned integer ({e})"),
-                })?
-            }
-            "twins" => {
-                self.twins = match v {
-                    "true" | "1" | "on" | "yes" => true,
-                    "false" | "0" | "off" | "no" => false,
-                    _ => {
-                        return Err(SynthError::BadValue {
-                            key: key.to_string(),
-                            value: v.to_string(),
-                            reason: "expected true or false".into(),
-                        })
-                    }
-                }
-            }
-            _ => {
-                return Err(SynthError::UnknownKnob {
-                    key: key.to_string(),
-                    valid: KNOB_NAMES.join(", "),
-                })
-            }
-        }
-        Ok(())
-    }
-
-    /// Check ranges and cross-field constraints (a hand-built config may bypass `set`).
+    /// Check ranges and cross-field constraints (a hand-built config may bypass
+    /// [`GenConfig::apply`]).
     pub fn validate(&self) -> Result<(), SynthError> {
         let inv = |what: &str, msg: String| {
             Err(SynthError::Invalid {
@@ -473,14 +407,14 @@ impl GenConfig {
             ("val-frac", k.val_frac),
         ];
         for (name, v) in unit {
-            if !(0.0..=1.0).contains(&v) {
-                return inv(name, format!("{v} is outside [0, 1]"));
+            if !(UNIT.0..=UNIT.1).contains(&v) {
+                return inv(name, format!("{v} is outside [{}, {}]", UNIT.0, UNIT.1));
             }
         }
-        if !(0.0..=25.0).contains(&k.artifact_gain) {
+        if !(GAIN.0..=GAIN.1).contains(&k.artifact_gain) {
             return inv(
                 "artifact-gain",
-                format!("{} is outside [0, 25]", k.artifact_gain),
+                format!("{} is outside [{}, {}]", k.artifact_gain, GAIN.0, GAIN.1),
             );
         }
         let pairs = [
@@ -522,59 +456,6 @@ impl GenConfig {
     }
 }
 
-fn parse_f64(key: &str, v: &str, lo: f64, hi: f64) -> Result<f64, SynthError> {
-    let x: f64 = v.parse().map_err(|_| SynthError::BadValue {
-        key: key.to_string(),
-        value: v.to_string(),
-        reason: "expected a number".into(),
-    })?;
-    if !x.is_finite() || x < lo || x > hi {
-        return Err(SynthError::OutOfRange {
-            key: key.to_string(),
-            value: v.to_string(),
-            range: format!("[{lo}, {hi}]"),
-        });
-    }
-    Ok(x)
-}
-
-fn integral(key: &str, v: &str, x: f64) -> Result<f64, SynthError> {
-    if x.fract() != 0.0 {
-        return Err(SynthError::BadValue {
-            key: key.to_string(),
-            value: v.to_string(),
-            reason: "expected an integer".into(),
-        });
-    }
-    Ok(x)
-}
-
-/// `none`, `all`, or a comma-separated list such as `moire,bands`.
-fn parse_artifacts(key: &str, v: &str) -> Result<Vec<Artifact>, SynthError> {
-    match v {
-        "none" | "" => return Ok(Vec::new()),
-        "all" => return Ok(Artifact::ALL.to_vec()),
-        "default" => return Ok(Artifact::DEFAULT.to_vec()),
-        _ => {}
-    }
-    let mut out = Vec::new();
-    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let a = Artifact::parse(part).ok_or_else(|| SynthError::BadValue {
-            key: key.to_string(),
-            value: part.to_string(),
-            reason: format!(
-                "unknown artifact; expected none, all, default or a list of {}",
-                Artifact::ALL.map(Artifact::name).join(", ")
-            ),
-        })?;
-        if !out.contains(&a) {
-            out.push(a);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,44 +470,6 @@ mod tests {
         for p in preset_names() {
             GenConfig::preset(p).unwrap().validate().unwrap();
         }
-    }
-
-    #[test]
-    fn set_parses_lists_enums_and_rejects_bad_values() {
-        let mut c = GenConfig::preset("clean").unwrap();
-        c.set("artifacts", "bands, moire").unwrap();
-        assert_eq!(c.knobs.artifacts, vec![Artifact::Moire, Artifact::Bands]);
-        c.set("artifacts", "none").unwrap();
-        assert!(c.knobs.artifacts.is_empty());
-        c.set("holdout", "layout:pentile").unwrap();
-        assert_eq!(c.knobs.holdout, Holdout::Layout(Layout::Pentile));
-        c.set("holdout", "pitch:0.3-0.5").unwrap();
-        assert_eq!(c.knobs.holdout, Holdout::Pitch(0.3, 0.5));
-        assert_eq!(c.knobs.holdout.to_string(), "pitch:0.3-0.5");
-        for bad in [
-            "layout:crt",
-            "pitch:0.5",
-            "pitch:0.5-0.3",
-            "gamma:2",
-            "layout",
-        ] {
-            let e = c.set("holdout", bad).unwrap_err().to_string();
-            assert!(e.contains("holdout"), "{bad}: {e}");
-        }
-        c.set("holdout", "none").unwrap();
-        c.set("bezel", "attack-only").unwrap();
-        assert_eq!(c.knobs.bezel, Bezel::AttackOnly);
-        let e = c.set("bezel", "sometimes").unwrap_err().to_string();
-        assert!(e.contains("bezel") && e.contains("rectified-crop"), "{e}");
-        let e = c
-            .set("artifacts", "moire,sparkles")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("sparkles"), "{e}");
-        let e = c.set("count", "2.5").unwrap_err().to_string();
-        assert!(e.contains("integer"), "{e}");
-        let e = c.set("size", "1024").unwrap_err().to_string();
-        assert!(e.contains("size") && e.contains("512"), "{e}");
     }
 
     #[test]

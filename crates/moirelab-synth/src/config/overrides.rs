@@ -1,0 +1,567 @@
+//! Overrides of a preset: the one way knobs are set from outside. The `[data.knobs]` table of
+//! a config file deserializes into [`Overrides`] as it is, `--set knob=value` pairs through
+//! the same TOML value ([`Overrides::from_sets`]), and [`GenConfig::apply`] range-checks and
+//! applies them.
+//!
+//! What a value *is* (a number, an unsigned integer, a switch, a bezel, a holdout, a list of
+//! artifacts) is decided while deserializing; whether it is *allowed* (a probability in
+//! [0, 1], a size in 64..=512) by [`GenConfig::apply`]. Both give one-line [`SynthError`]s that
+//! name the knob; cross-knob rules (min ≤ max, train + val ≤ 1) are
+//! [`GenConfig::validate`]'s.
+
+use super::{
+    Artifact, Bezel, GenConfig, Holdout, GAIN, KNOB_NAMES, MAX_COUNT, MAX_SIZE, MIN_SIZE, PITCH,
+    SCALE, UNIT,
+};
+use crate::SynthError;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+
+/// Optional overrides of every knob (kebab-case names, [`KNOB_NAMES`]); `None` keeps the
+/// preset's value.
+///
+/// Each field takes its natural TOML type — `rho-flag = 0.75`, `count = 800`,
+/// `twins = true`, `artifacts = ["moire", "bands"]`, `holdout = "layout:pentile"` — or the same
+/// written as a string, which is what a bare `--set` word that is not TOML becomes
+/// (`holdout=layout:pentile`, `artifacts=moire,bands`, `rho-flag=.5`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Overrides {
+    #[serde(default, deserialize_with = "number")]
+    pub rho_flag: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub test_rho_flag: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub rho_face: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub test_rho_face: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub artifact_gain: Option<f64>,
+    /// `none`, `all`, `default`, a comma-separated list (`moire,bands`) or an array of names.
+    #[serde(default, deserialize_with = "artifacts")]
+    pub artifacts: Option<Vec<Artifact>>,
+    #[serde(default, deserialize_with = "bezel")]
+    pub bezel: Option<Bezel>,
+    #[serde(default, deserialize_with = "number")]
+    pub glare_prob: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub aliased_guilloche: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub pitch_min: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub pitch_max: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub sensor_scale_min: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub sensor_scale_max: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub pwm_prob: Option<f64>,
+    /// `none` or `factor:value` ([`Holdout`]).
+    #[serde(default)]
+    pub holdout: Option<Holdout>,
+    #[serde(default, deserialize_with = "number")]
+    pub train_frac: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub val_frac: Option<f64>,
+    #[serde(default, deserialize_with = "unsigned")]
+    pub count: Option<usize>,
+    #[serde(default, deserialize_with = "unsigned")]
+    pub size: Option<u32>,
+    #[serde(default, deserialize_with = "unsigned")]
+    pub seed: Option<u64>,
+    /// `true`/`false` (also `1`/`0`, `on`/`off`, `yes`/`no`).
+    #[serde(default, deserialize_with = "switch")]
+    pub twins: Option<bool>,
+}
+
+impl Overrides {
+    /// Deserialize a table of knobs (`[data.knobs]`). An unknown knob is
+    /// [`SynthError::UnknownKnob`] (listing the valid ones), a value of the wrong kind
+    /// [`SynthError::BadValue`]; both name the knob.
+    pub fn from_toml(table: toml::Table) -> Result<Overrides, SynthError> {
+        if let Some(key) = table.keys().find(|k| !KNOB_NAMES.contains(&k.as_str())) {
+            return Err(SynthError::UnknownKnob {
+                key: key.clone(),
+                valid: KNOB_NAMES.join(", "),
+            });
+        }
+        // One knob at a time first, so that an error can name its knob (serde's error
+        // does not say which field failed).
+        for (key, value) in &table {
+            let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+            toml::Value::Table(one)
+                .try_into::<Overrides>()
+                .map_err(|e| SynthError::BadValue {
+                    key: key.clone(),
+                    value: value_text(value),
+                    reason: e.message().to_string(),
+                })?;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| SynthError::Invalid {
+                what: "knobs".into(),
+                msg: e.message().to_string(),
+            })
+    }
+
+    /// Overrides from `knob=value` pairs as `gen-data --set` takes them; each value is read
+    /// by [`knob_value`], and a later pair overrides an earlier one of the same knob.
+    pub fn from_sets<S: AsRef<str>>(sets: &[S]) -> Result<Overrides, SynthError> {
+        let mut table = toml::Table::new();
+        for spec in sets {
+            let spec = spec.as_ref();
+            let (key, raw) = spec
+                .split_once('=')
+                .ok_or_else(|| SynthError::NotKnobValue {
+                    spec: spec.to_string(),
+                })?;
+            table.insert(key.trim().to_string(), knob_value(raw));
+        }
+        Overrides::from_toml(table)
+    }
+}
+
+/// A `--set` value: the TOML value `raw` spells (`0.75`, `800`, `true`, `"a b"`,
+/// `["moire", "bands"]`), or, when `raw` is not TOML, the bare word as a string
+/// (`layout:pentile`, `moire,bands`). Surrounding whitespace is ignored.
+pub fn knob_value(raw: &str) -> toml::Value {
+    let raw = raw.trim();
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// A value as an error message shows it: strings without quotes.
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+impl GenConfig {
+    /// Apply `o`: each value must lie in its knob's range ([`SynthError::OutOfRange`], naming
+    /// the knob and the range). On an error nothing is applied. Cross-knob constraints are
+    /// left to [`GenConfig::validate`], so knobs that only make sense together (`pitch-min`
+    /// above the preset's `pitch-max`, with a larger `pitch-max`) can be applied one by one.
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), SynthError> {
+        let mut c = self.clone();
+        let k = &mut c.knobs;
+        put(&mut k.rho_flag, "rho-flag", o.rho_flag, UNIT)?;
+        put(&mut k.test_rho_flag, "test-rho-flag", o.test_rho_flag, UNIT)?;
+        put(&mut k.rho_face, "rho-face", o.rho_face, UNIT)?;
+        put(&mut k.test_rho_face, "test-rho-face", o.test_rho_face, UNIT)?;
+        put(&mut k.artifact_gain, "artifact-gain", o.artifact_gain, GAIN)?;
+        put(&mut k.glare_prob, "glare-prob", o.glare_prob, UNIT)?;
+        put(
+            &mut k.aliased_guilloche,
+            "aliased-guilloche",
+            o.aliased_guilloche,
+            UNIT,
+        )?;
+        put(&mut k.pitch_min, "pitch-min", o.pitch_min, PITCH)?;
+        put(&mut k.pitch_max, "pitch-max", o.pitch_max, PITCH)?;
+        put(
+            &mut k.sensor_scale_min,
+            "sensor-scale-min",
+            o.sensor_scale_min,
+            SCALE,
+        )?;
+        put(
+            &mut k.sensor_scale_max,
+            "sensor-scale-max",
+            o.sensor_scale_max,
+            SCALE,
+        )?;
+        put(&mut k.pwm_prob, "pwm-prob", o.pwm_prob, UNIT)?;
+        put(&mut k.train_frac, "train-frac", o.train_frac, UNIT)?;
+        put(&mut k.val_frac, "val-frac", o.val_frac, UNIT)?;
+        if let Some(a) = &o.artifacts {
+            k.artifacts = a.clone();
+        }
+        if let Some(b) = o.bezel {
+            k.bezel = b;
+        }
+        if let Some(h) = o.holdout {
+            k.holdout = h;
+        }
+        put_int(&mut c.count, "count", o.count, (1, MAX_COUNT))?;
+        put_int(&mut c.size, "size", o.size, (MIN_SIZE, MAX_SIZE))?;
+        if let Some(s) = o.seed {
+            c.seed = s;
+        }
+        if let Some(t) = o.twins {
+            c.twins = t;
+        }
+        *self = c;
+        Ok(())
+    }
+}
+
+/// Set `slot` to `v` when given and finite within `[lo, hi]`.
+fn put(slot: &mut f64, key: &str, v: Option<f64>, (lo, hi): (f64, f64)) -> Result<(), SynthError> {
+    let Some(x) = v else {
+        return Ok(());
+    };
+    if !x.is_finite() || x < lo || x > hi {
+        return Err(SynthError::OutOfRange {
+            key: key.to_string(),
+            value: x.to_string(),
+            range: format!("[{lo}, {hi}]"),
+        });
+    }
+    *slot = x;
+    Ok(())
+}
+
+/// Set `slot` to `v` when given and within `[lo, hi]`.
+fn put_int<T: PartialOrd + Copy + fmt::Display>(
+    slot: &mut T,
+    key: &str,
+    v: Option<T>,
+    (lo, hi): (T, T),
+) -> Result<(), SynthError> {
+    let Some(x) = v else {
+        return Ok(());
+    };
+    if x < lo || x > hi {
+        return Err(SynthError::OutOfRange {
+            key: key.to_string(),
+            value: x.to_string(),
+            range: format!("[{lo}, {hi}]"),
+        });
+    }
+    *slot = x;
+    Ok(())
+}
+
+/// A number: an integer or float, or a string that parses as one (`.5`, `NaN`).
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = f64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            v.trim().parse().map_err(|_| E::custom("expected a number"))
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
+/// An unsigned integer: an integer, an integral float (`1e3`), or a string that parses as
+/// either.
+fn unsigned<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T>, D::Error> {
+    struct V;
+    const EXPECTED: &str = "expected an unsigned integer";
+    impl Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an unsigned integer")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(EXPECTED))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+            // Below 2^64 an integral f64 converts exactly.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::custom(EXPECTED))
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            let v = v.trim();
+            match v.parse::<u64>() {
+                Ok(n) => Ok(n),
+                Err(_) => match v.parse::<f64>() {
+                    Ok(x) => self.visit_f64(x),
+                    Err(_) => Err(E::custom(EXPECTED)),
+                },
+            }
+        }
+    }
+    let n = d.deserialize_any(V)?;
+    T::try_from(n)
+        .map(Some)
+        .map_err(|_| de::Error::custom(format!("{n} is too large")))
+}
+
+/// A switch: a boolean, `1`/`0`, or `true`/`false`, `on`/`off`, `yes`/`no` as a string.
+fn switch<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    const EXPECTED: &str = "expected true or false";
+    impl Visitor<'_> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+            match v {
+                1 => Ok(true),
+                0 => Ok(false),
+                _ => Err(E::custom(EXPECTED)),
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            match v.trim() {
+                "true" | "1" | "on" | "yes" => Ok(true),
+                "false" | "0" | "off" | "no" => Ok(false),
+                _ => Err(E::custom(EXPECTED)),
+            }
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
+/// A bezel by name ([`Bezel::name`]).
+fn bezel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bezel>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Bezel;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "one of {}", Bezel::ALL.map(Bezel::name).join(", "))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Bezel, E> {
+            let v = v.trim();
+            Bezel::ALL
+                .into_iter()
+                .find(|b| b.name() == v)
+                .ok_or_else(|| {
+                    E::custom(format_args!(
+                        "expected one of {}",
+                        Bezel::ALL.map(Bezel::name).join(", ")
+                    ))
+                })
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
+/// The artifacts on: `none` (or empty), `all`, `default`, or a list of names, comma-separated
+/// in a string or as an array; listed ones come back sorted and without duplicates.
+fn artifacts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Artifact>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<Artifact>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("none, all, default or a list of artifacts")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<Artifact>, E> {
+            match v.trim() {
+                "none" | "" => Ok(Vec::new()),
+                "all" => Ok(Artifact::ALL.to_vec()),
+                "default" => Ok(Artifact::DEFAULT.to_vec()),
+                v => artifact_list(v.split(',').map(str::trim).filter(|p| !p.is_empty())),
+            }
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Artifact>, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                names.push(name);
+            }
+            artifact_list(names.iter().map(|n| n.trim()))
+        }
+    }
+    d.deserialize_any(V).map(Some)
+}
+
+fn artifact_list<'a, E: de::Error>(
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Artifact>, E> {
+    let mut out = Vec::new();
+    for name in names {
+        let a = Artifact::parse(name).ok_or_else(|| {
+            E::custom(format_args!(
+                "unknown artifact `{name}`; expected none, all, default or a list of {}",
+                Artifact::ALL.map(Artifact::name).join(", ")
+            ))
+        })?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::Layout;
+
+    /// Apply `knob=value` pairs as `--set` does.
+    fn set(c: &mut GenConfig, kv: &str) -> Result<(), SynthError> {
+        c.apply(&Overrides::from_sets(&[kv])?)
+    }
+
+    #[test]
+    fn sets_parse_lists_enums_and_reject_bad_values() {
+        let mut c = GenConfig::preset("clean").unwrap();
+        set(&mut c, "artifacts=bands, moire").unwrap();
+        assert_eq!(c.knobs.artifacts, vec![Artifact::Moire, Artifact::Bands]);
+        set(&mut c, "artifacts=none").unwrap();
+        assert!(c.knobs.artifacts.is_empty());
+        set(&mut c, "holdout=layout:pentile").unwrap();
+        assert_eq!(c.knobs.holdout, Holdout::Layout(Layout::Pentile));
+        set(&mut c, "holdout=pitch:0.3-0.5").unwrap();
+        assert_eq!(c.knobs.holdout, Holdout::Pitch(0.3, 0.5));
+        assert_eq!(c.knobs.holdout.to_string(), "pitch:0.3-0.5");
+        for bad in [
+            "layout:crt",
+            "pitch:0.5",
+            "pitch:0.5-0.3",
+            "gamma:2",
+            "layout",
+        ] {
+            let e = set(&mut c, &format!("holdout={bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("holdout"), "{bad}: {e}");
+        }
+        set(&mut c, "holdout=none").unwrap();
+        set(&mut c, "bezel=attack-only").unwrap();
+        assert_eq!(c.knobs.bezel, Bezel::AttackOnly);
+        let e = set(&mut c, "bezel=sometimes").unwrap_err().to_string();
+        assert!(e.contains("bezel") && e.contains("rectified-crop"), "{e}");
+        let e = set(&mut c, "artifacts=moire,sparkles")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sparkles"), "{e}");
+        let e = set(&mut c, "count=2.5").unwrap_err().to_string();
+        assert!(e.contains("integer"), "{e}");
+        let e = set(&mut c, "size=1024").unwrap_err().to_string();
+        assert!(e.contains("size") && e.contains("512"), "{e}");
+    }
+
+    #[test]
+    fn messages_name_the_knob_and_what_it_accepts() {
+        let mut c = GenConfig::preset("clean").unwrap();
+        let msg = |c: &mut GenConfig, kv: &str| set(c, kv).unwrap_err().to_string();
+        assert_eq!(
+            msg(&mut c, "rho-flag=1.5"),
+            "knob `rho-flag`: value 1.5 is out of range [0, 1]"
+        );
+        assert_eq!(
+            msg(&mut c, "pitch-min=9"),
+            "knob `pitch-min`: value 9 is out of range [0.05, 8]"
+        );
+        assert_eq!(
+            msg(&mut c, "count=0"),
+            "knob `count`: value 0 is out of range [1, 10000000]"
+        );
+        assert_eq!(
+            msg(&mut c, "test-rho-flag=abc"),
+            "knob `test-rho-flag`: bad value `abc`: expected a number"
+        );
+        assert_eq!(
+            msg(&mut c, "bezel=sometimes"),
+            "knob `bezel`: bad value `sometimes`: expected one of off, attack-only, both, \
+             rectified-crop"
+        );
+        assert_eq!(
+            msg(&mut c, "twins=maybe"),
+            "knob `twins`: bad value `maybe`: expected true or false"
+        );
+        assert!(msg(&mut c, "seed=-1").contains("expected an unsigned integer"));
+        assert!(msg(&mut c, "holdout=layout:crt").starts_with(
+            "knob `holdout`: bad value `layout:crt`: unknown layout `crt`; expected one of"
+        ));
+        let e = msg(&mut c, "nope=1");
+        assert!(
+            e.starts_with("unknown knob `nope`; valid knobs: rho-flag,"),
+            "{e}"
+        );
+        let e = set(&mut c, "rho-flag").unwrap_err();
+        assert!(matches!(e, SynthError::NotKnobValue { .. }), "{e}");
+        assert_eq!(c, GenConfig::preset("clean").unwrap(), "nothing applied");
+    }
+
+    #[test]
+    fn set_values_are_toml_or_bare_words() {
+        let mut c = GenConfig::preset("clean").unwrap();
+        for kv in [
+            "rho-flag=0.75",
+            "rho-face=1",
+            "test-rho-face=.25",
+            "count=1e3",
+            "seed=007",
+            "twins=on",
+            "artifacts=[\"veil\", \"moire\"]",
+            "bezel=\"both\"",
+        ] {
+            set(&mut c, kv).unwrap_or_else(|e| panic!("{kv}: {e}"));
+        }
+        let k = &c.knobs;
+        assert_eq!((k.rho_flag, k.rho_face, k.test_rho_face), (0.75, 1.0, 0.25));
+        assert_eq!((c.count, c.seed, c.twins), (1000, 7, true));
+        assert_eq!(k.artifacts, vec![Artifact::Moire, Artifact::Veil]);
+        assert_eq!(k.bezel, Bezel::Both);
+        assert_eq!(knob_value(" 0.5 "), toml::Value::Float(0.5));
+        assert_eq!(
+            knob_value("moire,bands"),
+            toml::Value::String("moire,bands".into())
+        );
+        // A later pair wins.
+        let o = Overrides::from_sets(&["rho-flag=0.2", "rho-flag=0.3"]).unwrap();
+        assert_eq!(o.rho_flag, Some(0.3));
+    }
+
+    #[test]
+    fn a_toml_table_deserializes_directly() {
+        let table: toml::Table = toml::from_str(
+            "rho-flag = 0.9\ncount = 800\ntwins = true\nartifacts = [\"bands\"]\n\
+             holdout = \"sensor-scale:2-2.5\"\n",
+        )
+        .unwrap();
+        let o = Overrides::from_toml(table).unwrap();
+        assert_eq!(
+            o,
+            Overrides {
+                rho_flag: Some(0.9),
+                count: Some(800),
+                twins: Some(true),
+                artifacts: Some(vec![Artifact::Bands]),
+                holdout: Some(Holdout::SensorScale(2.0, 2.5)),
+                ..Overrides::default()
+            }
+        );
+    }
+
+    #[test]
+    fn knob_names_are_exactly_the_fields_of_overrides() {
+        // serde lists the fields it expects when it meets an unknown one.
+        let e = toml::Value::Table(toml::Table::from_iter([(
+            "not-a-knob".to_string(),
+            toml::Value::Integer(1),
+        )]))
+        .try_into::<Overrides>()
+        .unwrap_err();
+        let msg = e.message();
+        let fields: Vec<&str> = msg[msg.find("expected one of").unwrap()..]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .collect();
+        assert_eq!(fields, KNOB_NAMES, "{msg}");
+    }
+}
