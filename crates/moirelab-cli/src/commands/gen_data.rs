@@ -24,7 +24,8 @@ pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
         e => anyhow::Error::new(e),
     })?;
     cfg.apply(&sets)?;
-    cfg.twins = a.twins;
+    // --twins adds them; it does not undo a --set twins=true.
+    cfg.twins |= a.twins;
     cfg.validate()?;
     if a.preview {
         let out = if a.out.extension().is_some() {
