@@ -51,6 +51,9 @@ pub struct Verdict {
     /// correlation of the shortcut data.
     pub aligned_accuracy: Option<f64>,
     pub conflicting_accuracy: Option<f64>,
+    /// Accuracy and AUC on each `[eval] extra` data set (`summary.json` "extra", at the best
+    /// epoch): data the generator did not make, or physics it held out.
+    pub extra: Vec<(String, f64, Option<f64>)>,
 }
 
 type Regions = BTreeMap<String, runfmt::RegionStats>;
@@ -95,6 +98,11 @@ pub fn verdict_of(summary: &RunSummary, name: String, story: Story) -> Verdict {
     if let Some(t) = &summary.test {
         v.test_accuracy = Some(t.accuracy);
     }
+    v.extra = summary
+        .extra
+        .iter()
+        .map(|(n, m)| (n.clone(), m.accuracy, m.pad.as_ref().map(|p| p.auc)))
+        .collect();
     match summary.shortcuts.get(story.attr) {
         Some(s) => {
             v.aligned_accuracy = s.aligned_accuracy;
@@ -189,7 +197,34 @@ pub fn render(story: Story, shortcut: &Verdict, fixed: &Verdict) -> String {
             format!("did NOT reach the fixed-run targets ({r} lift <= 1.5, artifact lift > 1, {attr}-conflicting acc >= 0.9); see the gallery.")
         }
     ));
+    out.push_str(&transfer_line(fixed));
     out
+}
+
+/// What the fixed run's numbers say beyond the generator's own screens: its `[eval] extra`
+/// data sets when it has them, else where transfer is measured.
+fn transfer_line(fixed: &Verdict) -> String {
+    if fixed.extra.is_empty() {
+        return format!(
+            "{}: all numbers above are on the generator's own screens; transfer to screen physics \
+             it never saw is measured by scripts/bench/transfer.sh (table in BENCHMARKS.md), and \
+             [eval] extra puts your own data set in this verdict.\n",
+            fixed.name
+        );
+    }
+    let sets: Vec<String> = fixed
+        .extra
+        .iter()
+        .map(|(n, acc, auc)| match auc {
+            Some(a) => format!("{n} {acc:.3} (AUC {a:.3})"),
+            None => format!("{n} {acc:.3}"),
+        })
+        .collect();
+    format!(
+        "{} on data beyond its training distribution ([eval] extra, accuracy at its val threshold): {}.\n",
+        fixed.name,
+        sets.join(", ")
+    )
 }
 
 pub fn run(a: DemoArgs) -> Result<ExitCode> {
@@ -263,6 +298,7 @@ mod tests {
             test_accuracy: Some((al + co) / 2.0),
             aligned_accuracy: Some(al),
             conflicting_accuracy: Some(co),
+            extra: Vec::new(),
         }
     }
 
@@ -310,6 +346,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hair-conflicting test images"), "{text}");
+    }
+
+    #[test]
+    fn verdict_states_transfer_from_extra_data_sets_or_says_where_it_is_measured() {
+        let text = render(
+            FLAG,
+            &v("s", 12.0, 0.5, 0.98, 0.3),
+            &v("f", 1.2, 2.0, 0.9, 0.9),
+        );
+        assert!(
+            text.contains("f: all numbers above are on the generator's own screens")
+                && text.contains("scripts/bench/transfer.sh"),
+            "{text}"
+        );
+        let mut fixed = v("f", 1.2, 2.0, 0.9, 0.9);
+        fixed.extra = vec![
+            ("indep".into(), 0.565, Some(0.56)),
+            ("phone".into(), 0.8, None),
+        ];
+        let text = render(FLAG, &v("s", 12.0, 0.5, 0.98, 0.3), &fixed);
+        assert!(
+            text.contains("f on data beyond its training distribution")
+                && text.contains("indep 0.565 (AUC 0.560), phone 0.800."),
+            "{text}"
+        );
     }
 
     #[test]
