@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Regions that hold screen artifacts (generator masks); "attention on the cue".
-const ARTIFACT_REGIONS: &[&str] = &["moire", "bands"];
 /// The generator's attack class (presentation attack = screen recording).
 const ATTACK_CLASS: &str = "screen";
 
@@ -124,7 +122,7 @@ pub fn verdict_of(summary: &RunSummary, name: String, story: Story) -> Verdict {
             v.mass = Some(r.mass);
             v.lift = Some(r.lift);
         }
-        v.artifact_lift = ARTIFACT_REGIONS
+        v.artifact_lift = moirelab_core::dataset_format::ARTIFACT_REGIONS
             .iter()
             .filter_map(|r| regions.get(*r).map(|s| (r.to_string(), s.lift)))
             .filter(|(_, l)| l.is_finite())

@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 pub const FORMAT_VERSION: u32 = 1;
 /// Bits in a region-mask pixel.
 pub const MAX_REGIONS: usize = 16;
+/// Regions that are evidence of a screen: where the display's grid shows (moiré, fringes)
+/// and where PWM bands do. A recapture with neither carries only weaker cues (panel tone,
+/// the attacker's JPEG).
+pub const ARTIFACT_REGIONS: &[&str] = &["moire", "bands"];
 /// File names inside a data-set root.
 pub const DATASET_JSON: &str = "dataset.json";
 pub const MANIFEST_JSONL: &str = "manifest.jsonl";

@@ -24,8 +24,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"MLCACHE1";
-/// Bump when the stored pixels of the same inputs would change.
-const CACHE_VERSION: u32 = 1;
+/// Bump when the stored pixels of the same inputs would change, or what the sidecar records
+/// (2: `ScanItem::present`).
+const CACHE_VERSION: u32 = 2;
 /// Images decoded in parallel before being appended in order.
 const CHUNK: usize = 64;
 
@@ -36,7 +37,14 @@ pub(crate) struct ScanItem {
     pub info: Option<ImageInfo>,
     pub problems: Vec<Problem>,
     pub mask_ok: bool,
+    /// Bit `i` set when region `i` of the mask covers at least [`PRESENT_SHARE`] of the
+    /// image (0 without a usable mask).
+    pub present: u16,
 }
+
+/// Share of an image's pixels a region must cover to count as present in it (0.1 %: 16
+/// pixels at 128 px), for the data check's "regions present" table.
+pub const PRESENT_SHARE: f64 = 1e-3;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -125,6 +133,7 @@ fn scan_one(
                 info: None,
                 problems: Vec::new(),
                 mask_ok: false,
+                present: 0,
             },
             None,
         );
@@ -139,6 +148,7 @@ fn scan_one(
                 info: None,
                 problems: vec![p],
                 mask_ok: false,
+                present: 0,
             },
             None,
         ),
@@ -146,17 +156,17 @@ fn scan_one(
             let mut problems = d.warnings;
             let (w, h) = (d.info.width, d.info.height);
             problems.extend(decode::view_warning(w, h, cfg, &rec.path));
-            let mask_ok = match &rec.mask {
-                None => false,
+            let present = match &rec.mask {
+                None => None,
                 Some(m) => match check_mask(&root.join(m), w, h, cfg.max_pixels) {
-                    Ok(()) => true,
+                    Ok(present) => Some(present),
                     Err(msg) => {
                         problems.push(Problem::new(
                             ProblemKind::BadMask,
                             Some(&rec.path),
                             format!("mask {m}: {msg}; regions not available for this image"),
                         ));
-                        false
+                        None
                     }
                 },
             };
@@ -165,7 +175,8 @@ fn scan_one(
                 ScanItem {
                     info: Some(d.info),
                     problems,
-                    mask_ok,
+                    mask_ok: present.is_some(),
+                    present: present.unwrap_or(0),
                 },
                 view,
             )
@@ -174,13 +185,29 @@ fn scan_one(
 }
 
 /// A mask must be a grayscale PNG (16-bit bit field, or 8-bit for ≤ 8 regions) of the
-/// image's size.
-fn check_mask(path: &Path, w: u32, h: u32, max_pixels: u64) -> Result<(), String> {
-    let m = crate::masks::read_mask_bits(path, max_pixels)?;
-    if (m.0, m.1) != (w, h) {
-        return Err(format!("{}x{} but the image is {w}x{h}", m.0, m.1));
+/// image's size. Returns the regions present in it (see [`ScanItem::present`]).
+fn check_mask(path: &Path, w: u32, h: u32, max_pixels: u64) -> Result<u16, String> {
+    let (mw, mh, bits) = crate::masks::read_mask_bits(path, max_pixels)?;
+    if (mw, mh) != (w, h) {
+        return Err(format!("{mw}x{mh} but the image is {w}x{h}"));
     }
-    Ok(())
+    Ok(present_regions(&bits))
+}
+
+/// Bit `i` set when at least [`PRESENT_SHARE`] of the pixels have bit `i`.
+pub(crate) fn present_regions(bits: &[u16]) -> u16 {
+    let mut counts = [0usize; 16];
+    for &b in bits {
+        let mut b = b;
+        while b != 0 {
+            counts[b.trailing_zeros() as usize] += 1;
+            b &= b - 1;
+        }
+    }
+    let need = ((bits.len() as f64 * PRESENT_SHARE).ceil() as usize).max(1);
+    (0..16)
+        .filter(|&i| counts[i] >= need)
+        .fold(0, |m, i| m | (1 << i))
 }
 
 /// Validation only: decode every file, keep nothing.

@@ -198,6 +198,19 @@ pub struct SplitStats {
     pub groups: BTreeMap<String, usize>,
 }
 
+/// How often each mask region is present (covers at least 0.1 % of the image) in the masked
+/// images of one split and class.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionPresence {
+    /// Images with a usable mask.
+    pub masked: usize,
+    /// region -> images in which it is present
+    pub regions: BTreeMap<String, usize>,
+    /// Images with none of the artifact regions (`moire`, `bands`) present; `None` when the
+    /// data set has neither region.
+    pub no_artifact: Option<usize>,
+}
+
 /// Everything one validation pass learned.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckReport {
@@ -223,6 +236,10 @@ pub struct CheckReport {
     pub val_carved: usize,
     /// Records with a usable region mask.
     pub with_masks: usize,
+    /// split -> class -> region presence, over usable images with masks. For a recapture
+    /// data set this says how many screen images show any screen artifact at all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub presence: BTreeMap<String, BTreeMap<String, RegionPresence>>,
     pub problems: Vec<Problem>,
     /// Files dropped under `on-bad-image = "skip"`.
     pub skipped: Vec<String>,
@@ -346,6 +363,7 @@ impl fmt::Display for CheckReport {
             writeln!(f, "  exif-rotated: {}", self.exif_rotated)?;
         }
         writeln!(f, "  region masks: {}", self.with_masks)?;
+        write_presence(f, &self.presence)?;
         // Problems grouped by kind, errors first.
         let mut kinds: BTreeMap<(Severity, ProblemKind), Vec<&Problem>> = BTreeMap::new();
         for p in &self.problems {
@@ -374,6 +392,72 @@ impl fmt::Display for CheckReport {
         let (e, w) = (self.errors().count(), self.warnings().count());
         write!(f, "{e} error(s), {w} warning(s)")
     }
+}
+
+/// The "regions present" table: one row per split and class, one column per region that is
+/// present in some masked images but not all (regions every image has say nothing), and the
+/// share with no artifact region.
+fn write_presence(
+    f: &mut fmt::Formatter<'_>,
+    presence: &BTreeMap<String, BTreeMap<String, RegionPresence>>,
+) -> fmt::Result {
+    let rows: Vec<(&String, &String, &RegionPresence)> = presence
+        .iter()
+        .flat_map(|(split, by_class)| by_class.iter().map(move |(c, p)| (split, c, p)))
+        .filter(|(_, _, p)| p.masked > 0)
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut columns: Vec<&String> = Vec::new();
+    for (_, _, p) in &rows {
+        for (region, &n) in &p.regions {
+            if n > 0 && !columns.contains(&region) {
+                columns.push(region);
+            }
+        }
+    }
+    columns.retain(|r| {
+        rows.iter()
+            .any(|(_, _, p)| p.regions.get(*r).copied().unwrap_or(0) < p.masked)
+    });
+    columns.sort();
+    let artifacts = rows.iter().any(|(_, _, p)| p.no_artifact.is_some());
+    if columns.is_empty() && !artifacts {
+        return Ok(());
+    }
+    let cw = rows
+        .iter()
+        .map(|(_, c, _)| c.len())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
+    writeln!(
+        f,
+        "  regions present (>= 0.1% of the image), share of masked images:"
+    )?;
+    write!(f, "    {:<6} {:<cw$} {:>7}", "split", "class", "masked")?;
+    for r in &columns {
+        write!(f, " {:>w$}", r, w = r.len().max(5))?;
+    }
+    if artifacts {
+        write!(f, " {:>17}", "no moire or bands")?;
+    }
+    writeln!(f)?;
+    let pct = |n: usize, of: usize| format!("{:.0}%", 100.0 * n as f64 / of as f64);
+    for (split, class, p) in rows {
+        write!(f, "    {split:<6} {class:<cw$} {:>7}", p.masked)?;
+        for r in &columns {
+            let n = p.regions.get(*r).copied().unwrap_or(0);
+            write!(f, " {:>w$}", pct(n, p.masked), w = r.len().max(5))?;
+        }
+        if artifacts {
+            let cell = p.no_artifact.map(|n| pct(n, p.masked)).unwrap_or_default();
+            write!(f, " {cell:>17}")?;
+        }
+        writeln!(f)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,6 +77,30 @@ pub(crate) fn resolve_root(cfg: &DataConfig, base_dir: &Path) -> PathBuf {
     }
 }
 
+/// Add one masked image's present regions to the report's split x class table.
+fn count_presence(r: &mut CheckReport, regions: &[String], rec: &ManifestRecord, present: u16) {
+    let p = r
+        .presence
+        .entry(rec.split.clone())
+        .or_default()
+        .entry(rec.label.clone())
+        .or_default();
+    p.masked += 1;
+    let mut any_artifact = false;
+    let mut has_artifacts = false;
+    for (i, name) in regions.iter().enumerate().take(16) {
+        let on = present & (1 << i) != 0;
+        *p.regions.entry(name.clone()).or_default() += on as usize;
+        if moirelab_core::dataset_format::ARTIFACT_REGIONS.contains(&name.as_str()) {
+            has_artifacts = true;
+            any_artifact |= on;
+        }
+    }
+    if has_artifacts {
+        *p.no_artifact.get_or_insert(0) += !any_artifact as usize;
+    }
+}
+
 /// Merge source- and scan-level findings into a report (stats over usable images).
 pub(crate) fn assemble_report(
     src: &Source,
@@ -105,6 +129,9 @@ pub(crate) fn assemble_report(
         *r.file_formats.entry(info.format.clone()).or_default() += 1;
         r.exif_rotated += info.exif_rotated as usize;
         r.with_masks += it.mask_ok as usize;
+        if it.mask_ok {
+            count_presence(&mut r, &src.meta.regions, rec, it.present);
+        }
         r.usable += 1;
         let s = r.splits.entry(rec.split.clone()).or_default();
         s.images += 1;

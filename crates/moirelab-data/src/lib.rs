@@ -20,7 +20,7 @@ mod loader;
 mod masks;
 mod source;
 
-pub use check::{CheckReport, Problem, ProblemKind, Severity, SplitStats};
+pub use check::{CheckReport, Problem, ProblemKind, RegionPresence, Severity, SplitStats};
 pub use config::{
     AugmentConfig, CacheMode, DataConfig, FollowLinks, Format, Mode, OnBad, DEFAULT_MAX_PIXELS,
 };

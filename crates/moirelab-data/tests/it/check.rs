@@ -284,3 +284,62 @@ fn skipping_every_image_of_a_class_is_still_an_error() {
         "{e}"
     );
 }
+
+/// The check counts, per split and class, the masked images in which each region covers at
+/// least 0.1 % of the pixels, and the recaptures with no artifact region at all: "is the
+/// screen evidence even there?" for a data set, before any training.
+#[test]
+fn check_counts_present_regions_and_recaptures_without_artifacts() {
+    use crate::fixtures::{meta, rec, write_manifest};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("masks")).unwrap();
+    // 40 x 40 = 1600 pixels: a region needs 2 pixels to be present.
+    let regions = ["card", "moire", "bands"];
+    let mut recs = Vec::new();
+    for (id, (label, k)) in ["direct", "screen"]
+        .iter()
+        .flat_map(|l| (0..6u32).map(move |k| (*l, k)))
+        .enumerate()
+    {
+        let path = format!("images/{id:04}.png");
+        save(root, &path, &img(40, 40, id as u32));
+        let screen = label == "screen";
+        // moiré on screens 0, 2, 4 (a 3-px patch); bands on screens 0 and 3 (a whole row);
+        // screen 1 has a single moiré pixel (below 0.1 %: not present).
+        let m = ImageBuffer::from_fn(40, 40, |x, y| {
+            let moire = screen && ((k % 2 == 0 && y == 5 && x < 3) || (k == 1 && x == 0 && y == 0));
+            let bands = screen && k % 3 == 0 && y == 20;
+            Luma([1u16 | (moire as u16) << 1 | (bands as u16) << 2])
+        });
+        let mpath = format!("masks/{id:04}.png");
+        m.save(root.join(&mpath)).unwrap();
+        let mut r = rec(&path, label, "test", "A");
+        r.mask = Some(mpath);
+        recs.push(r);
+    }
+    write_manifest(root, &meta(&regions), &recs);
+    let report = check(&cfg(root), Path::new("/")).unwrap();
+    let test = &report.presence["test"];
+    let (direct, screen) = (&test["direct"], &test["screen"]);
+    assert_eq!((direct.masked, screen.masked), (6, 6));
+    assert_eq!(direct.regions["card"], 6);
+    assert_eq!((direct.regions["moire"], direct.regions["bands"]), (0, 0));
+    assert_eq!(direct.no_artifact, Some(6));
+    assert_eq!((screen.regions["moire"], screen.regions["bands"]), (3, 2));
+    // screens 1 and 5 show neither
+    assert_eq!(screen.no_artifact, Some(2));
+    let text = report.to_string();
+    let header = text
+        .lines()
+        .find(|l| l.contains("no moire or bands"))
+        .unwrap_or_else(|| panic!("{text}"));
+    // "card" is in every image: no column for it.
+    assert!(!header.contains("card"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["test", "screen", "6", "33%", "50%", "33%"]),
+        "{text}"
+    );
+}
