@@ -443,6 +443,41 @@ mod tests {
 
     const MIN: &str = "[data]\nroot = \"d\"\n[train]\nepochs = 2\n";
 
+    /// Every config the repository ships loads, builds its model and names CAM layers that
+    /// model has: a typo in one fails here, not for the user who copies it.
+    #[test]
+    fn shipped_configs_load_and_build() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let loaded = load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let net = moirelab_models::build(&vs.root(), &loaded.config.model)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let layers: Vec<&str> = loaded
+                .config
+                .gradcam
+                .layers
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
+            moirelab_models::check_layers(net.as_ref(), &layers)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+        names.sort();
+        for want in ["deep", "face", "fixed", "shallow", "tiny", "transfer"] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "configs/{want}.toml missing: {names:?}"
+            );
+        }
+    }
+
     #[test]
     fn unknown_key_names_file_line_section_and_key() {
         let text = "[data]\nroot = \"d\"\n[train]\nepochs = 2\nlearning-rate = 0.1\n";
