@@ -205,8 +205,9 @@ fn transfer_line(fixed: &Verdict) -> String {
     if fixed.extra.is_empty() {
         return format!(
             "{}: all numbers above are on the generator's own screens; transfer to screen physics \
-             it never saw is measured by scripts/bench/transfer.sh (table in BENCHMARKS.md), and \
-             [eval] extra puts your own data set in this verdict.\n",
+             it never saw is measured by scripts/bench/transfer.sh (tables in BENCHMARKS.md; \
+             configs/transfer.toml is the detector that transfers best), and [eval] extra puts \
+             your own data set in this verdict.\n",
             fixed.name
         );
     }
