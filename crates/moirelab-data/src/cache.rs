@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"MLCACHE1";
 /// Bump when the stored pixels of the same inputs would change, or what the sidecar records
-/// (2: `ScanItem::present`).
+/// (2: `ScanItem::mask` holds the present regions).
 const CACHE_VERSION: u32 = 2;
 /// Images decoded in parallel before being appended in order.
 const CHUNK: usize = 64;
@@ -36,15 +36,14 @@ pub(crate) struct ScanItem {
     /// `None` when the file is unusable (the reason is in `problems`).
     pub info: Option<ImageInfo>,
     pub problems: Vec<Problem>,
-    pub mask_ok: bool,
-    /// Bit `i` set when region `i` of the mask covers at least [`PRESENT_SHARE`] of the
-    /// image (0 without a usable mask).
-    pub present: u16,
+    /// `None` without a usable mask; else the regions present in it: bit `i` set when
+    /// region `i` covers at least [`PRESENT_SHARE`] of the image.
+    pub mask: Option<u16>,
 }
 
 /// Share of an image's pixels a region must cover to count as present in it (0.1 %: 16
 /// pixels at 128 px), for the data check's "regions present" table.
-pub const PRESENT_SHARE: f64 = 1e-3;
+pub(crate) const PRESENT_SHARE: f64 = 1e-3;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -132,8 +131,7 @@ fn scan_one(
             ScanItem {
                 info: None,
                 problems: Vec::new(),
-                mask_ok: false,
-                present: 0,
+                mask: None,
             },
             None,
         );
@@ -147,8 +145,7 @@ fn scan_one(
             ScanItem {
                 info: None,
                 problems: vec![p],
-                mask_ok: false,
-                present: 0,
+                mask: None,
             },
             None,
         ),
@@ -175,8 +172,7 @@ fn scan_one(
                 ScanItem {
                     info: Some(d.info),
                     problems,
-                    mask_ok: present.is_some(),
-                    present: present.unwrap_or(0),
+                    mask: present,
                 },
                 view,
             )
@@ -185,7 +181,7 @@ fn scan_one(
 }
 
 /// A mask must be a grayscale PNG (16-bit bit field, or 8-bit for ≤ 8 regions) of the
-/// image's size. Returns the regions present in it (see [`ScanItem::present`]).
+/// image's size. Returns the regions present in it (see [`ScanItem::mask`]).
 fn check_mask(path: &Path, w: u32, h: u32, max_pixels: u64) -> Result<u16, String> {
     let (mw, mh, bits) = crate::masks::read_mask_bits(path, max_pixels)?;
     if (mw, mh) != (w, h) {
@@ -196,7 +192,7 @@ fn check_mask(path: &Path, w: u32, h: u32, max_pixels: u64) -> Result<u16, Strin
 
 /// Bit `i` set when at least [`PRESENT_SHARE`] of the pixels have bit `i`.
 pub(crate) fn present_regions(bits: &[u16]) -> u16 {
-    let mut counts = [0usize; 16];
+    let mut counts = [0usize; moirelab_core::dataset_format::MAX_REGIONS];
     for &b in bits {
         let mut b = b;
         while b != 0 {
@@ -205,7 +201,7 @@ pub(crate) fn present_regions(bits: &[u16]) -> u16 {
         }
     }
     let need = ((bits.len() as f64 * PRESENT_SHARE).ceil() as usize).max(1);
-    (0..16)
+    (0..counts.len())
         .filter(|&i| counts[i] >= need)
         .fold(0, |m, i| m | (1 << i))
 }

@@ -1,8 +1,9 @@
 //! What validation found: counts per split/class/group, image sizes and formats, and every
 //! problem, each with a severity. `Display` renders the table `moirelab data check` prints.
 
+use moirelab_core::dataset_format::ARTIFACT_REGIONS;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -206,8 +207,9 @@ pub struct RegionPresence {
     pub masked: usize,
     /// region -> images in which it is present
     pub regions: BTreeMap<String, usize>,
-    /// Images with none of the artifact regions (`moire`, `bands`) present; `None` when the
-    /// data set has neither region.
+    /// Images with none of the artifact regions
+    /// ([`moirelab_core::dataset_format::ARTIFACT_REGIONS`]) present; `None` when the data
+    /// set has none of them.
     pub no_artifact: Option<usize>,
 }
 
@@ -409,19 +411,15 @@ fn write_presence(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut columns: Vec<&String> = Vec::new();
-    for (_, _, p) in &rows {
-        for (region, &n) in &p.regions {
-            if n > 0 && !columns.contains(&region) {
-                columns.push(region);
-            }
-        }
-    }
-    columns.retain(|r| {
-        rows.iter()
-            .any(|(_, _, p)| p.regions.get(*r).copied().unwrap_or(0) < p.masked)
-    });
-    columns.sort();
+    // BTreeSet: columns in name order.
+    let columns: BTreeSet<&String> = rows
+        .iter()
+        .flat_map(|(_, _, p)| p.regions.iter().filter(|(_, &n)| n > 0).map(|(r, _)| r))
+        .filter(|r| {
+            rows.iter()
+                .any(|(_, _, p)| p.regions.get(*r).copied().unwrap_or(0) < p.masked)
+        })
+        .collect();
     let artifacts = rows.iter().any(|(_, _, p)| p.no_artifact.is_some());
     if columns.is_empty() && !artifacts {
         return Ok(());
@@ -434,14 +432,16 @@ fn write_presence(
         .unwrap_or(5);
     writeln!(
         f,
-        "  regions present (>= 0.1% of the image), share of masked images:"
+        "  regions present (>= {}% of the image), share of masked images:",
+        100.0 * crate::cache::PRESENT_SHARE
     )?;
+    let none = format!("no {}", ARTIFACT_REGIONS.join(" or "));
     write!(f, "    {:<6} {:<cw$} {:>7}", "split", "class", "masked")?;
     for r in &columns {
         write!(f, " {:>w$}", r, w = r.len().max(5))?;
     }
     if artifacts {
-        write!(f, " {:>17}", "no moire or bands")?;
+        write!(f, " {none:>w$}", w = none.len())?;
     }
     writeln!(f)?;
     let pct = |n: usize, of: usize| format!("{:.0}%", 100.0 * n as f64 / of as f64);
@@ -453,7 +453,7 @@ fn write_presence(
         }
         if artifacts {
             let cell = p.no_artifact.map(|n| pct(n, p.masked)).unwrap_or_default();
-            write!(f, " {cell:>17}")?;
+            write!(f, " {cell:>w$}", w = none.len())?;
         }
         writeln!(f)?;
     }

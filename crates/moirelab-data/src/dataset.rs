@@ -7,7 +7,9 @@ use crate::config::{CacheMode, DataConfig, OnBad};
 use crate::source::{self, EvalSpec, Source};
 use crate::{normalize_into, DataError};
 use image::RgbImage;
-use moirelab_core::dataset_format::{DatasetMeta, ManifestRecord, RegionMasks};
+use moirelab_core::dataset_format::{
+    DatasetMeta, ManifestRecord, RegionMasks, ARTIFACT_REGIONS, MAX_REGIONS,
+};
 use moirelab_core::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,8 +79,15 @@ pub(crate) fn resolve_root(cfg: &DataConfig, base_dir: &Path) -> PathBuf {
     }
 }
 
-/// Add one masked image's present regions to the report's split x class table.
-fn count_presence(r: &mut CheckReport, regions: &[String], rec: &ManifestRecord, present: u16) {
+/// Add one masked image's present regions to the report's split x class table;
+/// `artifacts` has the bits of the artifact regions (0 when the data set has none).
+fn count_presence(
+    r: &mut CheckReport,
+    regions: &[String],
+    artifacts: u16,
+    rec: &ManifestRecord,
+    present: u16,
+) {
     let p = r
         .presence
         .entry(rec.split.clone())
@@ -86,18 +95,11 @@ fn count_presence(r: &mut CheckReport, regions: &[String], rec: &ManifestRecord,
         .entry(rec.label.clone())
         .or_default();
     p.masked += 1;
-    let mut any_artifact = false;
-    let mut has_artifacts = false;
-    for (i, name) in regions.iter().enumerate().take(16) {
-        let on = present & (1 << i) != 0;
-        *p.regions.entry(name.clone()).or_default() += on as usize;
-        if moirelab_core::dataset_format::ARTIFACT_REGIONS.contains(&name.as_str()) {
-            has_artifacts = true;
-            any_artifact |= on;
-        }
+    for (i, name) in regions.iter().enumerate().take(MAX_REGIONS) {
+        *p.regions.entry(name.clone()).or_default() += (present >> i & 1) as usize;
     }
-    if has_artifacts {
-        *p.no_artifact.get_or_insert(0) += !any_artifact as usize;
+    if artifacts != 0 {
+        *p.no_artifact.get_or_insert(0) += (present & artifacts == 0) as usize;
     }
 }
 
@@ -117,6 +119,14 @@ pub(crate) fn assemble_report(
         problems: src.problems.clone(),
         ..Default::default()
     };
+    let artifacts = src
+        .meta
+        .regions
+        .iter()
+        .take(MAX_REGIONS)
+        .enumerate()
+        .filter(|(_, name)| ARTIFACT_REGIONS.contains(&name.as_str()))
+        .fold(0u16, |m, (i, _)| m | 1 << i);
     let mut by_hash: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, (rec, it)) in src.records.iter().zip(items).enumerate() {
         r.problems.extend(it.problems.iter().cloned());
@@ -128,9 +138,9 @@ pub(crate) fn assemble_report(
         *r.color_types.entry(info.color.clone()).or_default() += 1;
         *r.file_formats.entry(info.format.clone()).or_default() += 1;
         r.exif_rotated += info.exif_rotated as usize;
-        r.with_masks += it.mask_ok as usize;
-        if it.mask_ok {
-            count_presence(&mut r, &src.meta.regions, rec, it.present);
+        if let Some(present) = it.mask {
+            r.with_masks += 1;
+            count_presence(&mut r, &src.meta.regions, artifacts, rec, present);
         }
         r.usable += 1;
         let s = r.splits.entry(rec.split.clone()).or_default();
@@ -409,7 +419,7 @@ impl Dataset {
             ds.records.push(rec);
             ds.labels.push(label);
             ds.slots.push(i);
-            ds.mask_ok.push(it.mask_ok);
+            ds.mask_ok.push(it.mask.is_some());
         }
         ds.primary =
             strongest_shortcut(&ds.meta, ds.split("train").iter().map(|&i| &ds.records[i]))
