@@ -9,6 +9,7 @@
 //! progress goes to a [`Reporter`] (the CLI draws bars or plain lines) and, as plain lines, to
 //! `train.log`.
 
+mod build;
 mod checkpoint;
 pub mod config;
 pub mod device;
@@ -16,6 +17,7 @@ pub mod eval;
 pub mod events;
 pub mod extra;
 pub mod metrics;
+mod monitor;
 pub mod optim;
 pub mod schedule;
 mod summary;

@@ -3,25 +3,27 @@
 //!
 //! What it leans on lives beside it: progress events and hooks in [`crate::events`], the
 //! checkpoint format in `checkpoint.rs`, evaluation in [`crate::eval`], the summary in
-//! `summary.rs`, the device in [`crate::device`].
+//! `summary.rs`, the device in [`crate::device`], building the model, optimizer and schedule
+//! in `build.rs`, the train metrics and the monitored value in `monitor.rs`.
 //!
 //! Determinism: the data loader derives its permutation and augmentation from
 //! (seed, epoch, position), and every batch re-seeds libtorch's generator from
 //! (seed, epoch, batch) before its forward pass (dropout). Together with the saved optimizer
 //! state this makes a resumed run bitwise equal to an uninterrupted one on CPU.
 
+use crate::build::{build_model, build_optimizer, class_weight_tensor, schedule_for, BuiltModel};
 use crate::checkpoint::{self, ckpt_err, RunningTrain, TrainState, BEST, CKPT_DIR};
-use crate::config::{ClassWeights, TrainConfig};
 use crate::device::device_name;
-use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
+use crate::monitor::{monitor_value, running_metrics};
+use crate::optim::Optimizer;
 use crate::schedule::Schedule;
 use crate::summary::{self, FinalEval};
 use crate::TrainError;
 use moirelab_core::fsio;
 use moirelab_core::rng::Rng;
 use moirelab_core::run::{self as runfmt, EpochMetrics, MetricsLine, RunMeta, RunSummary};
-use moirelab_data::{Batch, DataConfig, Dataset, Loader, LoaderOptions};
-use moirelab_models::{CamNet, ModelConfig};
+use moirelab_data::{Batch, Dataset, Loader, LoaderOptions};
+use moirelab_models::CamNet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,21 +33,11 @@ use tch::{nn, Device, Tensor};
 
 // Where these lived before the split into modules; `moirelab_train::trainer::…` paths keep
 // working.
+pub use crate::build::TrainSetup;
 pub use crate::device::choose_device;
 pub use crate::eval::{evaluate, load_run, EvalOptions, LoadedRun};
 pub use crate::events::{EpochContext, EpochHook, Event, HookError, Outcome, Reporter};
 pub use crate::summary::now_rfc3339;
-
-/// Everything needed to build a run: the nested config sections the trainer consumes.
-#[derive(Debug, Clone)]
-pub struct TrainSetup {
-    pub data: DataConfig,
-    pub model: ModelConfig,
-    pub train: TrainConfig,
-    /// Folder that relative paths in the config resolve against (the config file's folder or
-    /// the working directory).
-    pub base_dir: PathBuf,
-}
 
 /// The training loop over one run folder.
 pub struct Trainer {
@@ -700,166 +692,4 @@ impl Trainer {
     fn save_checkpoint(&mut self, best: bool) -> Result<(), TrainError> {
         checkpoint::save(&self.run_dir, &self.vs, &self.opt, &mut self.state, best)
     }
-}
-
-/// A built model and what building it did.
-struct BuiltModel {
-    vs: nn::VarStore,
-    net: Box<dyn CamNet>,
-    /// What `model.init` and `model.freeze` did, reported when `run` starts.
-    notes: Vec<String>,
-}
-
-/// The model of a run, its initialisation seeded from `train.seed` (same config + seed, same
-/// initial weights), `model.init` loaded into a fresh run and `model.freeze` applied (also on
-/// resume, before the optimizer collects the trainable parameters).
-fn build_model(setup: &TrainSetup, device: Device, fresh: bool) -> Result<BuiltModel, TrainError> {
-    tch::manual_seed(setup.train.seed as i64);
-    let mut vs = nn::VarStore::new(device);
-    let net = moirelab_models::build(&vs.root(), &setup.model)?;
-    let mut notes = Vec::new();
-    if let (true, Some(init)) = (fresh, &setup.model.init) {
-        let path = setup.base_dir.join(init);
-        let r = moirelab_models::load_pretrained(&mut vs, &setup.model, &path)?;
-        notes.push(format!("model.init {}: {r}", init.display()));
-    }
-    let frozen = moirelab_models::apply_freeze(&vs, &setup.model)?;
-    if frozen > 0 {
-        notes.push(format!(
-            "model.freeze = {}: {frozen} tensors frozen",
-            setup.model.freeze.as_deref().unwrap_or_default()
-        ));
-    }
-    Ok(BuiltModel { vs, net, notes })
-}
-
-/// The optimizer `[train]` describes over the trainable parameters of `vs`, by name
-/// (BatchNorm running statistics do not require grad).
-fn build_optimizer(t: &TrainConfig, vs: &nn::VarStore) -> Result<Optimizer, TrainError> {
-    let mut params: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let kind = match t.optimizer.as_str() {
-        "sgd" => OptimizerKind::Sgd,
-        "adamw" => OptimizerKind::Adamw,
-        _ => OptimizerKind::Adam,
-    };
-    Ok(Optimizer::new(
-        &OptimConfig {
-            kind,
-            lr: t.lr,
-            momentum: t.momentum,
-            nesterov: t.nesterov,
-            weight_decay: t.weight_decay,
-            betas: (t.betas[0], t.betas[1]),
-            eps: t.eps,
-        },
-        params,
-    )?)
-}
-
-/// The LR schedule the `[train]` keys describe, in optimizer steps.
-fn schedule_for(t: &TrainConfig, batches_per_epoch: u64) -> Schedule {
-    let warmup_steps = (t.warmup_epochs * batches_per_epoch as f64).round() as u64;
-    match t.schedule.as_str() {
-        "step" => Schedule::Step {
-            step_size: t.step_epochs as u64 * batches_per_epoch.max(1),
-            gamma: t.gamma,
-            warmup_steps,
-        },
-        "cosine" => Schedule::Cosine {
-            min_lr: t.min_lr,
-            warmup_steps,
-        },
-        _ => Schedule::Constant { warmup_steps },
-    }
-}
-
-fn running_metrics(r: &RunningTrain, epoch: u32, step: u64, images: u64) -> EpochMetrics {
-    let n = r.n.max(1);
-    let correct: u64 = (0..r.confusion.len()).map(|i| r.confusion[i][i]).sum();
-    let recalls: Vec<f64> = r
-        .confusion
-        .iter()
-        .enumerate()
-        .filter_map(|(i, row)| {
-            let tot: u64 = row.iter().sum();
-            (tot > 0).then(|| row[i] as f64 / tot as f64)
-        })
-        .collect();
-    EpochMetrics {
-        epoch,
-        split: "train".into(),
-        step,
-        n: r.n,
-        loss: r.loss_sum / n as f64,
-        accuracy: correct as f64 / n as f64,
-        balanced_accuracy: if recalls.is_empty() {
-            0.0
-        } else {
-            recalls.iter().sum::<f64>() / recalls.len() as f64
-        },
-        confusion: r.confusion.clone(),
-        images_per_sec: Some(images as f64 / r.seconds.max(1e-9)),
-        wall_s: r.seconds,
-        ..Default::default()
-    }
-}
-
-fn monitor_value(monitor: &str, val: Option<&EpochMetrics>, train: &EpochMetrics) -> Option<f64> {
-    // Without a val split the train numbers stand in (documented in the README).
-    let m = val.unwrap_or(train);
-    match monitor {
-        "val.loss" => Some(m.loss),
-        "val.accuracy" => Some(m.accuracy),
-        "val.balanced-accuracy" => Some(m.balanced_accuracy),
-        "val.eer" => m.pad.as_ref().map(|p| p.eer),
-        "val.auc" => m.pad.as_ref().map(|p| p.auc),
-        "val.worst-group-accuracy" => m.worst_group_accuracy,
-        _ => None,
-    }
-    .filter(|v| v.is_finite())
-}
-
-fn class_weight_tensor(
-    cw: &ClassWeights,
-    ds: &Dataset,
-    device: Device,
-) -> Result<Option<Tensor>, TrainError> {
-    let k = ds.classes().len();
-    let w: Vec<f64> = match cw {
-        ClassWeights::Named(n) if n == "balanced" => {
-            let mut counts = vec![0usize; k];
-            for &i in ds.split("train") {
-                counts[ds.label(i)] += 1;
-            }
-            let total: usize = counts.iter().sum();
-            counts
-                .iter()
-                .map(|&c| {
-                    if c == 0 {
-                        0.0
-                    } else {
-                        total as f64 / (k * c) as f64
-                    }
-                })
-                .collect()
-        }
-        ClassWeights::Named(_) => return Ok(None),
-        ClassWeights::Explicit(w) => {
-            if w.len() != k {
-                return Err(TrainError::Config(format!(
-                    "train.class-weights has {} values but the data set has {k} classes ({})",
-                    w.len(),
-                    ds.classes().join(", ")
-                )));
-            }
-            w.clone()
-        }
-    };
-    let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
-    Ok(Some(Tensor::from_slice(&w).to_device(device)))
 }
