@@ -93,34 +93,37 @@ train_on() {
 ref="none-$tag"
 make_data "$ref"
 train_on "$ref"
+# row LABEL RUN [SEEN_EVAL_JSON]: one table row from a run's summary.json and, for a held-out
+# factor, the reference run's eval on the same test split (without it: the reference row).
+row() {
+  "${MOIRELAB_PYTHON:-python3}" - "$@" >>"$table.tmp" <<'PY'
+import json, sys
+label, run = sys.argv[1], sys.argv[2]
+s = json.load(open(run + "/summary.json"))
+t, v = s["test"], s["val"]
+if len(sys.argv) > 3:
+    seen = json.load(open(sys.argv[3]))
+    seen = (seen[0] if isinstance(seen, list) else seen)["accuracy"]
+    gap = f"{t['accuracy'] - seen:+.3f}"
+else:
+    seen, gap = t["accuracy"], "–"
+print(f"| {label} | {t['n']} | {t['accuracy']:.3f} | {t['pad']['auc']:.3f} | {seen:.3f} | "
+      f"{gap} | {v['balanced_accuracy']:.3f} |")
+PY
+}
 {
   echo "| held-out factor | test n | accuracy | AUC | seen: accuracy | gap | val bal. acc. |"
   echo "|---|---|---|---|---|---|---|"
 } >"$table.tmp"
-"${MOIRELAB_PYTHON:-python3}" - "$out/runs/$stem/$ref/summary.json" >>"$table.tmp" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-t, v = s["test"], s["val"]
-print(f"| none (reference) | {t['n']} | {t['accuracy']:.3f} | {t['pad']['auc']:.3f} | "
-      f"{t['accuracy']:.3f} | – | {v['balanced_accuracy']:.3f} |")
-PY
+row "none (reference)" "$out/runs/$stem/$ref"
 for f in $factors; do
   name="$(printf '%s' "$f" | tr ':.' '--')-$tag"
   make_data "$name" "$f"
   train_on "$name"
+  run="$out/runs/$stem/$name"
   "$bin" eval --run "$out/runs/$stem/$ref" --data "$out/data/$name" --split test --json \
-    >"$out/runs/$stem/$name/seen-eval.json"
-  "${MOIRELAB_PYTHON:-python3}" - "$out/runs/$stem/$name/summary.json" \
-    "$out/runs/$stem/$name/seen-eval.json" "$f" >>"$table.tmp" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-seen = json.load(open(sys.argv[2]))
-seen = seen[0] if isinstance(seen, list) else seen
-t, v = s["test"], s["val"]
-print(f"| `{sys.argv[3]}` | {t['n']} | {t['accuracy']:.3f} | {t['pad']['auc']:.3f} | "
-      f"{seen['accuracy']:.3f} | {t['accuracy'] - seen['accuracy']:+.3f} | "
-      f"{v['balanced_accuracy']:.3f} |")
-PY
+    >"$run/seen-eval.json"
+  row "\`$f\`" "$run" "$run/seen-eval.json"
 done
 mv "$table.tmp" "$table"
 cat "$table"
