@@ -147,6 +147,24 @@ fn sweep(scores: &[f64], is_attack: &[bool]) -> (Vec<OpPoint>, u64, u64) {
     (points, n_attack, n_bona)
 }
 
+/// Mean recall over the classes that occur as targets of `confusion[true][pred]` (0 when
+/// none does).
+pub(crate) fn balanced_accuracy(confusion: &[Vec<u64>]) -> f64 {
+    let recalls: Vec<f64> = confusion
+        .iter()
+        .enumerate()
+        .filter_map(|(c, row)| {
+            let support: u64 = row.iter().sum();
+            (support > 0).then(|| rate(row[c], support))
+        })
+        .collect();
+    if recalls.is_empty() {
+        0.0
+    } else {
+        recalls.iter().sum::<f64>() / recalls.len() as f64
+    }
+}
+
 fn rate(count: u64, total: u64) -> f64 {
     if total == 0 {
         0.0
@@ -481,20 +499,7 @@ impl ClassificationAccumulator {
     /// for the trainer to fill in.
     pub fn compute(&self, epoch: u32, split: &str, threshold: Option<f64>) -> EpochMetrics {
         let correct: u64 = (0..self.classes).map(|c| self.confusion[c][c]).sum();
-        let recalls: Vec<f64> = self
-            .confusion
-            .iter()
-            .enumerate()
-            .filter_map(|(c, row)| {
-                let support: u64 = row.iter().sum();
-                (support > 0).then(|| rate(row[c], support))
-            })
-            .collect();
-        let balanced_accuracy = if recalls.is_empty() {
-            0.0
-        } else {
-            recalls.iter().sum::<f64>() / recalls.len() as f64
-        };
+        let balanced_accuracy = balanced_accuracy(&self.confusion);
         let tau = match threshold {
             Some(t) => Some(t),
             None => self.eer_threshold().map(|(_, t)| t),

@@ -2,6 +2,7 @@
 //! `train.monitor` watches for the best checkpoint and early stopping.
 
 use crate::checkpoint::RunningTrain;
+use crate::metrics::balanced_accuracy;
 use moirelab_core::run::EpochMetrics;
 
 /// Train-split metrics from an epoch's running sums.
@@ -13,15 +14,6 @@ pub(crate) fn running_metrics(
 ) -> EpochMetrics {
     let n = r.n.max(1);
     let correct: u64 = (0..r.confusion.len()).map(|i| r.confusion[i][i]).sum();
-    let recalls: Vec<f64> = r
-        .confusion
-        .iter()
-        .enumerate()
-        .filter_map(|(i, row)| {
-            let tot: u64 = row.iter().sum();
-            (tot > 0).then(|| row[i] as f64 / tot as f64)
-        })
-        .collect();
     EpochMetrics {
         epoch,
         split: "train".into(),
@@ -29,11 +21,7 @@ pub(crate) fn running_metrics(
         n: r.n,
         loss: r.loss_sum / n as f64,
         accuracy: correct as f64 / n as f64,
-        balanced_accuracy: if recalls.is_empty() {
-            0.0
-        } else {
-            recalls.iter().sum::<f64>() / recalls.len() as f64
-        },
+        balanced_accuracy: balanced_accuracy(&r.confusion),
         confusion: r.confusion.clone(),
         images_per_sec: Some(images as f64 / r.seconds.max(1e-9)),
         wall_s: r.seconds,
