@@ -253,9 +253,9 @@ impl Trainer {
     /// Train until the configured epochs, early stopping, or `stop` (checked after every
     /// batch: the batch finishes, a checkpoint is saved, and [`Outcome::Interrupted`] returns).
     ///
-    /// Per epoch: [`Self::train_epoch`] (the batches), [`Self::evaluate_epoch`] (val, best
-    /// epoch, `metrics.jsonl`), [`Self::run_hooks`], [`Self::commit_epoch`] (checkpoint),
-    /// [`Self::early_stop`]; then [`Self::finish`] and each hook's `on_run_end`.
+    /// Per epoch, in private methods of this file: `train_epoch` (the batches),
+    /// `evaluate_epoch` (val, best epoch, `metrics.jsonl`), `run_hooks`, `commit_epoch`
+    /// (checkpoint), `early_stop`; then `finish` and each hook's `on_run_end`.
     pub fn run(
         &mut self,
         reporter: &mut dyn Reporter,
