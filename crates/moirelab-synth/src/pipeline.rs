@@ -13,7 +13,7 @@
 //! `[size][size][3]` sRGB u8; masks `[size][size]` u16 bit fields.
 
 use crate::camera::{self, CameraParams, Demosaic};
-use crate::card::{self, Card, CardSpec, FlagFamily, Hair, CARD_ASPECT};
+use crate::card::{self, Card, CardSpec, FlagFamily, Hair, Hologram, CARD_ASPECT};
 use crate::config::{Artifact, GenConfig, Holdout};
 use crate::display::{apply_tone, Grid, ScreenParams, Transfer};
 use crate::geom::Homography;
@@ -33,6 +33,7 @@ const STREAM_SCENE: u64 = 3;
 const STREAM_CAMERA: u64 = 4;
 const STREAM_NOISE: u64 = 5;
 const STREAM_PRINT: u64 = 6;
+const STREAM_HOLOGRAM: u64 = 7;
 
 /// Largest card texture, in output widths (bounds the card renderer's cost at fine pitches).
 const MAX_TEXTURE: f64 = 3.5;
@@ -95,13 +96,18 @@ fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Draws {
         (_, true) => Hold::Only,
         (_, false) => Hold::Exclude,
     };
+    let mut card = CardSpec::draw(
+        &mut Rng::derive(seed, &[i, STREAM_CARD]),
+        family,
+        spec.hair,
+        cfg.knobs.aliased_guilloche,
+    );
+    card.hologram = Hologram::draw(
+        &mut Rng::derive(seed, &[i, STREAM_HOLOGRAM]),
+        cfg.knobs.hologram_prob,
+    );
     Draws {
-        card: CardSpec::draw(
-            &mut Rng::derive(seed, &[i, STREAM_CARD]),
-            family,
-            spec.hair,
-            cfg.knobs.aliased_guilloche,
-        ),
+        card,
         screen: ScreenParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCREEN]), cfg, hold),
         scene: SceneParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCENE]), cfg),
         camera: CameraParams::draw(&mut Rng::derive(seed, &[i, STREAM_CAMERA]), cfg, hold),
@@ -679,6 +685,25 @@ mod tests {
         cfg.knobs.artifact_gain = 0.0;
         for i in 0..8 {
             assert_eq!(area(&render(&cfg, &spec(i, true), false, true).unwrap()), 0);
+        }
+    }
+
+    #[test]
+    fn holograms_come_with_both_classes_and_leave_the_masks_alone() {
+        let cfg = GenConfig::preset("tiny").unwrap();
+        let mut with = cfg.clone();
+        with.knobs.hologram_prob = 1.0;
+        for i in 0..6 {
+            for screen in [false, true] {
+                let plain = render(&cfg, &spec(i, screen), false, true).unwrap();
+                let foil = render(&with, &spec(i, screen), false, true).unwrap();
+                assert!(plain.params["card"].get("hologram").is_none());
+                assert!(foil.params["card"]["hologram"].is_string(), "sample {i}");
+                // The same card, scene and camera, with a foil on top: the regions are the
+                // same, the pixels are not.
+                assert!(plain.bits == foil.bits, "sample {i}, screen {screen}");
+                assert!(plain.rgb8 != foil.rgb8, "sample {i}, screen {screen}");
+            }
         }
     }
 

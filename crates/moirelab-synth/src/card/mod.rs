@@ -4,8 +4,8 @@
 //!
 //! [`render`] composes the stages in painting order, each in its own module: the paper
 //! (here), the guilloche (`guilloche.rs`), the title and the flag (`fields.rs`, `flag.rs`),
-//! the portrait (`face.rs`), the label/value rows, the signature and the MRZ (`fields.rs`);
-//! they draw on a [`canvas::Canvas`] with the primitives of `canvas.rs`, and `labels.rs`
+//! the portrait (`face.rs`), the label/value rows, the signature and the MRZ (`fields.rs`),
+//! and on top, when the card carries one, the diffractive foil (`hologram.rs`); they draw on a [`canvas::Canvas`] with the primitives of `canvas.rs`, and `labels.rs`
 //! turns the geometry they report into region bits.
 //!
 //! # Shapes
@@ -18,10 +18,12 @@ mod face;
 mod fields;
 mod flag;
 mod guilloche;
+mod hologram;
 mod labels;
 
 pub use face::Hair;
 pub use flag::{FlagDesign, FlagFamily};
+pub use hologram::Hologram;
 pub use labels::Labeler;
 
 use crate::mrz::Td1;
@@ -31,6 +33,7 @@ use face::{paint_portrait, Portrait};
 use fields::{paint_mrz, paint_rows, paint_signature, paint_title};
 use flag::paint_flag;
 use guilloche::{paint_guilloche, Guilloche};
+use hologram::paint_hologram;
 use moirelab_core::rng::Rng;
 
 /// ID-1 aspect ratio (ISO/IEC 7810).
@@ -76,6 +79,9 @@ pub struct CardSpec {
     pub cloth: [f32; 3],
     pub doc: Td1,
     pub aliased: bool,
+    /// The optically variable foil, if the card carries one (drawn from its own stream by
+    /// the pipeline, so that the knob leaves every other draw where it was).
+    pub hologram: Option<Hologram>,
     pub seed_stream: u64,
 }
 
@@ -133,6 +139,7 @@ impl CardSpec {
             cloth,
             doc,
             aliased,
+            hologram: None,
             seed_stream: rng.next_u64(),
         }
     }
@@ -211,7 +218,10 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
     text_boxes.extend(paint_rows(&mut cv, spec, lay.text, &mut rng));
     paint_signature(&mut cv, &mut cov, lay.signature, wc, &mut rng);
     let mrz_lines = paint_mrz(&mut cv, &spec.doc, lay.mrz);
-    let params = serde_json::json!({
+    if let Some(h) = &spec.hologram {
+        paint_hologram(&mut cv, h, (wc, hc));
+    }
+    let mut params = serde_json::json!({
         "flag-layout": flag.layout.name(),
         "flag-emblem": flag.emblem,
         "hair": spec.hair.name(),
@@ -219,6 +229,9 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
         "guilloche-aliased": spec.aliased,
         "mrz": mrz_lines,
     });
+    if let Some(h) = &spec.hologram {
+        params["hologram"] = h.name().into();
+    }
     let rad = CORNER * wc as f64;
     Card {
         rgb: if SS == 1 { cv.hi } else { cv.hi.downsample(SS) },

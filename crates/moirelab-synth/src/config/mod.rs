@@ -248,6 +248,11 @@ pub struct Knobs {
     /// Probability that the guilloche is drawn aliased (accidental moiré on genuine cards too;
     /// drawn for both classes, so it is a hard negative and not a label cue).
     pub aliased_guilloche: f64,
+    /// Probability that a card carries a diffractive foil (a hologram: a rainbow-coloured
+    /// patch with a line relief), for both classes alike. Left out of the serialized config
+    /// at 0, so data sets made before the knob existed keep matching their configs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hologram_prob: f64,
     /// Display pixel pitch in output pixels (log-uniform range): how large one display pixel
     /// appears in the final image. Together with the sensor scale it sets the pitch on the
     /// sensor, and so whether and where moiré forms.
@@ -278,6 +283,7 @@ impl Default for Knobs {
             bezel: Bezel::Off,
             glare_prob: 0.4,
             aliased_guilloche: 0.0,
+            hologram_prob: 0.0,
             // Calibrated so that about 7 recaptures in 8 carry a visible grid or bands (the
             // rest are the physically invisible cases: display pixels far below the sensor's
             // resolution, or a long exposure over a fast PWM); with 0.25–1.5 and 1–3 fewer
@@ -294,6 +300,10 @@ impl Default for Knobs {
     }
 }
 
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// Knob names: the fields of [`Overrides`] (kebab-case), in the order errors list them.
 pub const KNOB_NAMES: &[&str] = &[
     "rho-flag",
@@ -305,6 +315,7 @@ pub const KNOB_NAMES: &[&str] = &[
     "bezel",
     "glare-prob",
     "aliased-guilloche",
+    "hologram-prob",
     "pitch-min",
     "pitch-max",
     "sensor-scale-min",
@@ -403,6 +414,7 @@ impl GenConfig {
             ("glare-prob", k.glare_prob),
             ("pwm-prob", k.pwm_prob),
             ("aliased-guilloche", k.aliased_guilloche),
+            ("hologram-prob", k.hologram_prob),
             ("train-frac", k.train_frac),
             ("val-frac", k.val_frac),
         ];
@@ -483,5 +495,23 @@ mod tests {
         c.knobs.train_frac = 0.9;
         c.knobs.val_frac = 0.2;
         assert!(c.validate().unwrap_err().to_string().contains("exceeds 1"));
+    }
+
+    #[test]
+    fn the_hologram_knob_is_absent_from_the_record_until_set() {
+        // Data sets made before the knob existed record configs without it; at 0 the
+        // serialized config is theirs, and a record without it reads back as 0.
+        let mut c = GenConfig::preset("clean").unwrap();
+        let plain = serde_json::to_value(&c).unwrap();
+        assert!(plain["knobs"].get("hologram-prob").is_none(), "{plain}");
+        assert_eq!(serde_json::from_value::<GenConfig>(plain).unwrap(), c);
+        c.knobs.hologram_prob = 0.6;
+        let set = serde_json::to_value(&c).unwrap();
+        assert_eq!(set["knobs"]["hologram-prob"], 0.6);
+        assert_eq!(serde_json::from_value::<GenConfig>(set).unwrap(), c);
+        let mut bad = GenConfig::preset("clean").unwrap();
+        bad.knobs.hologram_prob = 1.5;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("hologram-prob"), "{e}");
     }
 }

@@ -274,7 +274,12 @@ fn data_sets_that_render_differently_are_not_reused() {
     other_gain.knobs.artifact_gain = 2.0;
     let mut other_twins = base.clone();
     other_twins.twins = true;
-    for (k, cfg) in [other_seed, other_gain, other_twins].iter().enumerate() {
+    let mut other_foils = base.clone();
+    other_foils.knobs.hologram_prob = 0.5;
+    for (k, cfg) in [other_seed, other_gain, other_twins, other_foils]
+        .iter()
+        .enumerate()
+    {
         assert!(Donor::open(cfg, &a).unwrap().is_none(), "case {k}");
         let out = dir.path().join(format!("out{k}"));
         assert_eq!(generate_from(cfg, &out, &[&a]), 0, "case {k}");
