@@ -13,17 +13,19 @@
 #
 # --patch trains on native-resolution crops (data.mode = "patch", 128-px crops of the
 # --size images), the mode for screen artifacts at larger sizes. Defaults: configs/fixed.toml,
-# 128 px, 2400 images, the config's own epochs, all factors below, out bench-out/transfer.
-# Data sets are shared between configs (out/data/<factor>-<size>); runs and tables are per
-# config (out/runs/<config>/, out/transfer-<config>-<size>.md). One factor takes about 1.5
-# minutes with fixed.toml and 3 with transfer.toml on 2 CPU cores.
+# 128 px, the config's own data (its preset and [data.knobs]; 2400 images unless it sets a
+# count) and epochs, all factors below, out bench-out/transfer. Data sets are shared between
+# configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...]);
+# runs and tables are per config (out/runs/<config>/, out/transfer-<config>-<tag>.md). One
+# factor takes about 1.5 minutes with fixed.toml (2400 images) and 6 with transfer.toml
+# (4800 images) on 2 CPU cores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/env.sh
 . "$here/../env.sh"
 moirelab_setup
 
-config="" size=128 patch=0 count=2400 epochs="" out=""
+config="" size=128 patch=0 count="" epochs="" out=""
 factors="layout:rgb-stripe layout:bgr-stripe layout:vertical-stripe layout:pentile \
 demosaic:bilinear demosaic:malvar resize:area resize:triangle resize:bicubic resize:bilinear \
 pitch:0.45-0.6 pitch:1.2-1.8 sensor-scale:1.25-1.5 sensor-scale:2.3-3"
@@ -51,14 +53,33 @@ config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 stem="$(basename "$config" .toml)"
+# The data the config itself asks for (its preset, image count and generator knobs), so that
+# the protocol measures it as shipped. Knobs other than the count name the data sets.
+mapfile -t data_spec < <("${MOIRELAB_PYTHON:-python3}" -c '
+import sys, tomllib
+d = tomllib.load(open(sys.argv[1], "rb")).get("data", {})
+k = dict(d.get("knobs", {}))
+print(d.get("preset", "clean"))
+print(k.pop("count", 2400))
+for name, v in sorted(k.items()):
+    v = ",".join(map(str, v)) if isinstance(v, list) else str(v).lower()
+    print(f"{name}={v}")
+' "$config")
+preset="${data_spec[0]}"
+[ -n "$count" ] || count="${data_spec[1]}"
+knob_sets=() knob_tag=""
+for kv in "${data_spec[@]:2}"; do
+  knob_sets+=(--set "$kv")
+  knob_tag="$knob_tag-$(printf '%s' "$kv" | tr '=.,:' '----')"
+done
 cd "$MOIRELAB_ROOT"
 cargo build --release --locked -p moirelab-cli >&2
 bin="$CARGO_TARGET_DIR/release/moirelab"
 mode_sets=()
-tag="${size}px"
+tag="${size}px-n$count$knob_tag"
 if [ "$patch" = 1 ]; then
   mode_sets=(--set 'data.mode="patch"' --set data.image-size=128)
-  tag="${size}px-patch"
+  tag="${size}px-n$count$knob_tag-patch"
 else
   mode_sets=(--set "data.image-size=$size")
 fi
@@ -66,13 +87,13 @@ epoch_sets=()
 [ -n "$epochs" ] && epoch_sets=(--set "train.epochs=$epochs")
 table="$out/transfer-$stem-$tag.md"
 
-# make_data NAME [HOLDOUT]: the clean preset, with one factor held out when given.
+# make_data NAME [HOLDOUT]: the config's preset and knobs, with one factor held out when given.
 make_data() {
   local data="$out/data/$1"
   if [ ! -f "$data/dataset.json" ]; then
     local hold=()
     [ -n "${2:-}" ] && hold=(--set "holdout=$2")
-    "$bin" gen-data --preset clean --count "$count" --size "$size" "${hold[@]}" \
+    "$bin" gen-data --preset "$preset" --count "$count" --size "$size" "${knob_sets[@]}" "${hold[@]}" \
       --out "$data" >&2
   fi
 }
