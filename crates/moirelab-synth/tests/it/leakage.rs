@@ -142,19 +142,23 @@ fn dataset(cfg: &GenConfig) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<bool>) {
 
 #[test]
 fn with_artifacts_off_global_and_background_statistics_are_at_chance() {
-    let mut cfg = tiny(N);
-    cfg.knobs.artifacts = Vec::new();
-    let (g, h, y) = dataset(&cfg);
-    let acc = held_out_accuracy(&g, &y);
-    assert!(
-        (acc - 0.5).abs() <= CHANCE_BAND,
-        "global-statistics classifier at {acc}"
-    );
-    let acc = held_out_accuracy(&h, &y);
-    assert!(
-        (acc - 0.5).abs() <= CHANCE_BAND,
-        "high-frequency classifier at {acc}"
-    );
+    // With and without holograms: the foil is part of the card for both classes.
+    for hologram_prob in [0.0, 0.6] {
+        let mut cfg = tiny(N);
+        cfg.knobs.artifacts = Vec::new();
+        cfg.knobs.hologram_prob = hologram_prob;
+        let (g, h, y) = dataset(&cfg);
+        let acc = held_out_accuracy(&g, &y);
+        assert!(
+            (acc - 0.5).abs() <= CHANCE_BAND,
+            "global-statistics classifier at {acc} (hologram-prob {hologram_prob})"
+        );
+        let acc = held_out_accuracy(&h, &y);
+        assert!(
+            (acc - 0.5).abs() <= CHANCE_BAND,
+            "high-frequency classifier at {acc} (hologram-prob {hologram_prob})"
+        );
+    }
 }
 
 #[test]
