@@ -170,6 +170,10 @@ pub struct EvalArgs {
     /// `best` or `last`
     #[arg(long, default_value = "best")]
     pub checkpoint: String,
+    /// Drop files that cannot be used (corrupt, empty, over `data.max-pixels`) instead of
+    /// refusing the data set; how many were dropped is printed with the metrics
+    #[arg(long)]
+    pub skip_bad: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -4,15 +4,33 @@ use super::{attack_index, load_model, metrics_rows, run_classes, run_config};
 use crate::EvalArgs;
 use anyhow::{bail, Context, Result};
 use moirelab_core::run::EpochMetrics;
-use moirelab_data::Dataset;
+use moirelab_data::{DataError, Dataset, OnBad};
 use std::process::ExitCode;
 
-/// One data set of `eval`: what was asked for, and its metrics at the run's threshold.
+/// One data set of `eval`: what was asked for, the files `--skip-bad` dropped from it, and
+/// its metrics at the run's threshold.
 #[derive(serde::Serialize)]
 struct EvalRow {
     data: String,
+    skipped: usize,
     #[serde(flatten)]
     metrics: EpochMetrics,
+}
+
+/// A data set's bad-files error, pointed at the flag that drops them (the message's own hint,
+/// a config key, is for training).
+fn bad_files_hint(e: DataError) -> anyhow::Error {
+    match e {
+        DataError::BadImages {
+            root,
+            count,
+            listing,
+        } => anyhow::anyhow!(
+            "{count} bad file(s) in {} (add --skip-bad to drop them): {listing}",
+            root.display()
+        ),
+        e => e.into(),
+    }
 }
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
@@ -26,8 +44,15 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let loaded = run_config(&a.run)?;
     let cwd = std::env::current_dir()?;
     let mut sets: Vec<(String, Dataset)> = Vec::new();
+    let on_bad = |mut cfg: moirelab_data::DataConfig| {
+        if a.skip_bad {
+            cfg.on_bad_image = OnBad::Skip;
+        }
+        cfg
+    };
     let classes = if a.data.is_empty() {
-        let ds = Dataset::open(&loaded.config.data, &cwd)?;
+        let ds =
+            Dataset::open(&on_bad(loaded.config.data.clone()), &cwd).map_err(bad_files_hint)?;
         if ds.split(&a.split).is_empty() {
             bail!(
                 "split '{}' is empty in {} (evaluate another data set with --data DIR)",
@@ -51,8 +76,9 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             classes: classes.clone(),
             attack_class: classes.get(attack).cloned(),
         };
-        let cfg = loaded.config.data.for_eval_source(d);
+        let cfg = on_bad(loaded.config.data.for_eval_source(d));
         let ds = Dataset::open_eval(&cfg, &cwd, &spec)
+            .map_err(bad_files_hint)
             .with_context(|| format!("--data {}", d.display()))?;
         sets.push((d.display().to_string(), ds));
     }
@@ -80,6 +106,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         .with_context(|| format!("evaluating {name}"))?;
         rows.push(EvalRow {
             data: name.clone(),
+            skipped: ds.report().skipped.len(),
             metrics: m,
         });
     }
@@ -95,6 +122,12 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         (Some(t), _) => println!("threshold {t:.4} (fixed on the run's val split)"),
         (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
         (None, None) => println!("threshold: each data set's EER point (the run has none yet)"),
+    }
+    for r in rows.iter().filter(|r| r.skipped > 0) {
+        println!(
+            "{}: {} unusable file(s) skipped (moirelab data check {} lists them)",
+            r.data, r.skipped, r.data
+        );
     }
     if let [one] = rows.as_slice() {
         println!("{:<24}{:>12}", "data", one.data);

@@ -256,4 +256,56 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         ],
     );
     assert_one_line_error(&o, &["only-test", "split 'val'", "test"]);
+
+    // A foreign folder with unusable files: refused by default, naming them and the flag;
+    // with --skip-bad the rest is evaluated and the dropped files are counted.
+    let only = d.join("only-test/test");
+    let class_dir = std::fs::read_dir(&only)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    std::fs::write(class_dir.join("torn.png"), b"\x89PNG\r\n\x1a\ntorn").unwrap();
+    std::fs::write(class_dir.join("empty.png"), b"").unwrap();
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "only-test"]);
+    assert_one_line_error(
+        &o,
+        &[
+            "--data only-test",
+            "2 bad file(s)",
+            "torn.png",
+            "--skip-bad",
+        ],
+    );
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--skip-bad",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let skipped: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(skipped["skipped"], 2);
+    assert_eq!(skipped["n"], n_test as u64);
+    assert_eq!(skipped["accuracy"], one["accuracy"]);
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--skip-bad",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("2 unusable file(s) skipped"), "{text}");
 }
