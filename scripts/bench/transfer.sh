@@ -97,13 +97,15 @@ make_data() {
       --out "$data" >&2
   fi
 }
-# train_on NAME: the config trained on data set NAME (kept when it finished before).
+# train_on NAME: the config trained on data set NAME (kept when it finished before). The data
+# set is the config's own with a factor held out, so the config's knobs are dropped: train
+# would otherwise refuse a data set whose knobs (the holdout) differ from them.
 train_on() {
   local run="$out/runs/$stem/$1"
   if [ ! -f "$run/summary.json" ]; then
     rm -rf "$run"
     "$bin" train --config "$config" --name "$1" --runs-dir "$out/runs/$stem" \
-      --set "data.root=\"$out/data/$1\"" --set gradcam.every=1000 \
+      --set "data.root=\"$out/data/$1\"" --set 'data.knobs={}' --set gradcam.every=1000 \
       "${epoch_sets[@]}" "${mode_sets[@]}" >&2
   fi
 }
