@@ -14,6 +14,7 @@
 use crate::config::{GenConfig, Holdout};
 use crate::raster::{cos_turns, ffloor, lin, pow01_f32, Rgb};
 use crate::sampling::{log_uniform, log_uniform_band, pick, Hold};
+use crate::viewing::View;
 use moirelab_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
@@ -314,6 +315,8 @@ pub(crate) struct ScreenParams {
     pub(crate) canvas_margin: f64,
     pub(crate) canvas_colour: [f32; 3],
     pub(crate) bezel_width: f64,
+    /// How the camera sees the panel (used with the `angle` artifact).
+    pub(crate) view: View,
 }
 
 impl ScreenParams {
@@ -377,6 +380,8 @@ impl ScreenParams {
                 lin([(215 + rng.below(35)) as u8; 3])
             },
             bezel_width: rng.range(0.03, 0.07),
+            // Drawn last: the draws above are those of data sets made before it existed.
+            view: View::draw(rng, layout.is_oled()),
         }
     }
 

@@ -31,6 +31,7 @@ mod pipeline;
 mod raster;
 mod sampling;
 mod scene;
+mod viewing;
 
 pub use camera::{Demosaic, Resize};
 pub use card::{FlagFamily, Hair, CARD_ASPECT};

@@ -21,6 +21,7 @@ use crate::jpeg;
 use crate::raster::{Plane, Rgb};
 use crate::sampling::{log_uniform, Hold};
 use crate::scene::{self, SceneParams};
+use crate::viewing::apply_viewed_tone;
 use crate::{region_bit, SynthError};
 use moirelab_core::rng::Rng;
 
@@ -183,12 +184,15 @@ fn object(cfg: &GenConfig, spec: &SampleSpec, d: &Draws, wd: usize) -> (scene::O
     let rgb = std::mem::replace(&mut card.rgb, Rgb::filled(0, 0, [0.0; 3]));
     let alpha = std::mem::replace(&mut card.alpha, Plane::new(0, 0));
     let mut obj = scene::build_object(rgb, alpha, spec.screen, sp, cfg);
-    if spec.screen && (cfg.has(Artifact::Blur) || cfg.has(Artifact::Tone)) {
+    let (tone, angle) = (cfg.has(Artifact::Tone), cfg.has(Artifact::Angle));
+    if spec.screen && (cfg.has(Artifact::Blur) || tone || angle) {
         let mut shown = obj.rgb.clone();
         if cfg.has(Artifact::Blur) {
             shown.gaussian_blur(sp.viewer_blur as f32);
         }
-        if cfg.has(Artifact::Tone) {
+        if angle {
+            apply_viewed_tone(&mut shown, sp, tone, &sp.view, cfg.knobs.artifact_gain);
+        } else if tone {
             apply_tone(&mut shown, sp);
         }
         let emissive = if obj.emissive_is_alpha {
@@ -563,6 +567,12 @@ fn sample_params(
             "black-level": cfg.has(Artifact::Tone).then_some(round3(sp.black)),
             "blue-red": cfg.has(Artifact::Tone).then_some(round3(sp.blue_red)),
         });
+        if cfg.has(Artifact::Angle) {
+            let v = &sp.view;
+            params["screen"]["panel"] = v.panel.name().into();
+            params["screen"]["view-sine"] =
+                round3((v.tilt[0] * v.tilt[0] + v.tilt[1] * v.tilt[1]).sqrt()).into();
+        }
     }
     params
 }
@@ -704,6 +714,22 @@ mod tests {
                 assert!(plain.bits == foil.bits, "sample {i}, screen {screen}");
                 assert!(plain.rgb8 != foil.rgb8, "sample {i}, screen {screen}");
             }
+        }
+    }
+
+    #[test]
+    fn the_off_axis_view_changes_recaptures_only() {
+        let cfg = GenConfig::preset("tiny").unwrap();
+        let mut with = cfg.clone();
+        with.knobs.artifacts.push(Artifact::Angle);
+        for i in 0..6 {
+            let direct = |c: &GenConfig| render(c, &spec(i, false), false, true).unwrap();
+            assert!(direct(&cfg).rgb8 == direct(&with).rgb8, "direct {i}");
+            let screen = |c: &GenConfig| render(c, &spec(i, true), false, true).unwrap();
+            let (plain, viewed) = (screen(&cfg), screen(&with));
+            assert!(plain.rgb8 != viewed.rgb8, "screen {i}");
+            assert!(plain.params["screen"].get("panel").is_none());
+            assert!(viewed.params["screen"]["panel"].is_string());
         }
     }
 

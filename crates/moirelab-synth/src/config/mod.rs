@@ -155,18 +155,23 @@ pub enum Artifact {
     Blur,
     /// The attacker's file was a JPEG (on half of the recaptures): double compression.
     DoubleJpeg,
+    /// The panel seen off its axis: tone gradients across the card by panel technology
+    /// (`viewing.rs`). Off by default.
+    Angle,
 }
 
 impl Artifact {
-    pub const ALL: [Artifact; 6] = [
+    pub const ALL: [Artifact; 7] = [
         Artifact::Moire,
         Artifact::Bands,
         Artifact::Tone,
         Artifact::Veil,
         Artifact::Blur,
         Artifact::DoubleJpeg,
+        Artifact::Angle,
     ];
-    /// The default set (docs/SYNTH.md): every display effect but the glass veil.
+    /// The default set (docs/SYNTH.md): every display effect but the glass veil and the
+    /// off-axis view.
     pub const DEFAULT: [Artifact; 5] = [
         Artifact::Moire,
         Artifact::Bands,
@@ -183,6 +188,7 @@ impl Artifact {
             Artifact::Veil => "veil",
             Artifact::Blur => "blur",
             Artifact::DoubleJpeg => "double-jpeg",
+            Artifact::Angle => "angle",
         }
     }
 

@@ -393,6 +393,15 @@ fn artifact_list<'a, E: de::Error>(
 ) -> Result<Vec<Artifact>, E> {
     let mut out = Vec::new();
     for name in names {
+        // `default` in a list stands for the default set (`default,angle`).
+        if name == "default" {
+            for a in Artifact::DEFAULT {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+            continue;
+        }
         let a = Artifact::parse(name).ok_or_else(|| {
             E::custom(format_args!(
                 "unknown artifact `{name}`; expected none, all, default or a list of {}",
@@ -527,6 +536,11 @@ mod tests {
         // A later pair wins.
         let o = Overrides::from_sets(&["rho-flag=0.2", "rho-flag=0.3"]).unwrap();
         assert_eq!(o.rho_flag, Some(0.3));
+        // `default` inside a list is the default set, plus what follows.
+        set(&mut c, "artifacts=default,angle").unwrap();
+        let mut want = Artifact::DEFAULT.to_vec();
+        want.push(Artifact::Angle);
+        assert_eq!(c.knobs.artifacts, want);
     }
 
     #[test]
