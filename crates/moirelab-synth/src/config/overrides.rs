@@ -394,22 +394,20 @@ fn artifact_list<'a, E: de::Error>(
     let mut out = Vec::new();
     for name in names {
         // `default` in a list stands for the default set (`default,angle`).
-        if name == "default" {
-            for a in Artifact::DEFAULT {
-                if !out.contains(&a) {
-                    out.push(a);
-                }
+        let named = if name == "default" {
+            Artifact::DEFAULT.to_vec()
+        } else {
+            vec![Artifact::parse(name).ok_or_else(|| {
+                E::custom(format_args!(
+                    "unknown artifact `{name}`; expected none, all, default or a list of {}",
+                    Artifact::ALL.map(Artifact::name).join(", ")
+                ))
+            })?]
+        };
+        for a in named {
+            if !out.contains(&a) {
+                out.push(a);
             }
-            continue;
-        }
-        let a = Artifact::parse(name).ok_or_else(|| {
-            E::custom(format_args!(
-                "unknown artifact `{name}`; expected none, all, default or a list of {}",
-                Artifact::ALL.map(Artifact::name).join(", ")
-            ))
-        })?;
-        if !out.contains(&a) {
-            out.push(a);
         }
     }
     out.sort();
