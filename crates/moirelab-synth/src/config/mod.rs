@@ -18,7 +18,7 @@ const GAIN: (f64, f64) = (0.0, 25.0);
 /// Accepted range of the display pitch knobs (output pixels per display pixel).
 const PITCH: (f64, f64) = (0.05, 8.0);
 /// Accepted range of the sensor-scale knobs.
-const SCALE: (f64, f64) = (1.0, 4.0);
+const SCALE: (f64, f64) = (1.0, 8.0);
 
 /// A factor of the recapture physics held out for the transfer protocol: train and val never
 /// draw it, test always does (display factors on recaptures only, camera factors on every
