@@ -35,6 +35,7 @@ const STREAM_CAMERA: u64 = 4;
 const STREAM_NOISE: u64 = 5;
 const STREAM_PRINT: u64 = 6;
 const STREAM_HOLOGRAM: u64 = 7;
+const STREAM_CUES: u64 = 8;
 
 /// Largest card texture, in output widths (bounds the card renderer's cost at fine pitches).
 const MAX_TEXTURE: f64 = 3.5;
@@ -88,6 +89,43 @@ struct Draws {
     camera: CameraParams,
     /// Texels per output pixel of a printed card.
     print_density: f64,
+    /// The display effects this sample shows: the config's `artifacts`, less those that
+    /// `cue-dropout` switched off.
+    effects: Vec<Artifact>,
+}
+
+impl Draws {
+    fn has(&self, a: Artifact) -> bool {
+        self.effects.contains(&a)
+    }
+}
+
+/// The display effects of one sample. A train or val recapture loses each of the display's
+/// own effects in `artifacts` (grid, bands, tone, veil, off-axis view; not the attacker's file:
+/// viewer blur and double JPEG) with probability `cue-dropout`; when that would leave none, one
+/// of them (drawn uniformly) stays. The draws come from their own stream and only when the knob
+/// is on, so at 0 nothing else changes.
+fn effects(cfg: &GenConfig, spec: &SampleSpec) -> Vec<Artifact> {
+    let all = &cfg.knobs.artifacts;
+    let p = cfg.knobs.cue_dropout;
+    let display: Vec<Artifact> = all.iter().copied().filter(|a| a.is_display()).collect();
+    if p == 0.0 || !spec.screen || spec.test || display.is_empty() {
+        return all.clone();
+    }
+    let rng = &mut Rng::derive(cfg.seed, &[spec.index as u64, STREAM_CUES]);
+    let dropped: Vec<bool> = display.iter().map(|_| rng.bernoulli(p)).collect();
+    let kept = if dropped.iter().all(|&d| d) {
+        Some(display[rng.below(display.len() as u64) as usize])
+    } else {
+        None
+    };
+    all.iter()
+        .copied()
+        .filter(|a| match display.iter().position(|d| d == a) {
+            Some(i) => !dropped[i] || kept == Some(*a),
+            None => true,
+        })
+        .collect()
 }
 
 fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Draws {
@@ -113,6 +151,7 @@ fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Draws {
         scene: SceneParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCENE]), cfg),
         camera: CameraParams::draw(&mut Rng::derive(seed, &[i, STREAM_CAMERA]), cfg, hold),
         print_density: log_uniform(&mut Rng::derive(seed, &[i, STREAM_PRINT]), 1.0, 3.0),
+        effects: effects(cfg, spec),
     }
 }
 
@@ -135,7 +174,7 @@ fn display_on_sensor(
 ) -> DisplayOnSensor {
     let (sp, cam) = (&d.screen, &d.camera);
     let g = cfg.knobs.artifact_gain;
-    let grid = (spec.screen && cfg.has(Artifact::Moire)).then(|| {
+    let grid = (spec.screen && d.has(Artifact::Moire)).then(|| {
         let t = Transfer {
             jacobian: inv_sens.jacobian(centre[0], centre[1]),
             blur_sigma: cam.blur,
@@ -148,7 +187,7 @@ fn display_on_sensor(
         Grid::new(sp.layout, sp.fill, &t, g)
     });
     let bands = match sp.pwm(ws, cam.shutter) {
-        Some(pwm) if spec.screen && cfg.has(Artifact::Bands) => (0..ws)
+        Some(pwm) if spec.screen && d.has(Artifact::Bands) => (0..ws)
             .map(|r| 1.0 + g * (pwm.row_gain(r as f64 + 0.5) - 1.0))
             .collect(),
         _ => Vec::new(),
@@ -175,7 +214,7 @@ impl DisplayOnSensor {
 fn object(cfg: &GenConfig, spec: &SampleSpec, d: &Draws, wd: usize) -> (scene::Object, Card) {
     let sp = &d.screen;
     let mut card = card::render(&d.card, wd, d.scene.flag_frac);
-    if spec.screen && cfg.has(Artifact::DoubleJpeg) {
+    if spec.screen && d.has(Artifact::DoubleJpeg) {
         if let Some(q1) = sp.q1 {
             let bytes = jpeg::round_trip(card.rgb.w, card.rgb.h, &card.rgb.to_srgb8(), q1);
             card.rgb = Rgb::from_srgb8(card.rgb.w, card.rgb.h, &bytes);
@@ -184,10 +223,10 @@ fn object(cfg: &GenConfig, spec: &SampleSpec, d: &Draws, wd: usize) -> (scene::O
     let rgb = std::mem::replace(&mut card.rgb, Rgb::filled(0, 0, [0.0; 3]));
     let alpha = std::mem::replace(&mut card.alpha, Plane::new(0, 0));
     let mut obj = scene::build_object(rgb, alpha, spec.screen, sp, cfg);
-    let (tone, angle) = (cfg.has(Artifact::Tone), cfg.has(Artifact::Angle));
-    if spec.screen && (cfg.has(Artifact::Blur) || tone || angle) {
+    let (tone, angle) = (d.has(Artifact::Tone), d.has(Artifact::Angle));
+    if spec.screen && (d.has(Artifact::Blur) || tone || angle) {
         let mut shown = obj.rgb.clone();
-        if cfg.has(Artifact::Blur) {
+        if d.has(Artifact::Blur) {
             shown.gaussian_blur(sp.viewer_blur as f32);
         }
         if angle {
@@ -354,7 +393,7 @@ fn scene_on_sensor(
             }
         }
     }
-    if spec.screen && cfg.has(Artifact::Veil) {
+    if spec.screen && d.has(Artifact::Veil) {
         for (i, v) in img.px.iter_mut().enumerate() {
             *v += (sp.veil * emissive.px[i / 3] as f64) as f32;
         }
@@ -562,12 +601,15 @@ fn sample_params(
             "grid-amplitude": dos.grid.as_ref().map(|g| round3(g.peak_amplitude())),
             "pwm-hz": dos.bands.first().and(sp.pwm.map(|p| round3(p.0))),
             "pwm-duty": dos.bands.first().and(sp.pwm.map(|p| round3(p.1))),
-            "jpeg-q1": sp.q1.filter(|_| cfg.has(Artifact::DoubleJpeg)),
-            "gamma": cfg.has(Artifact::Tone).then_some(round3(sp.gamma)),
-            "black-level": cfg.has(Artifact::Tone).then_some(round3(sp.black)),
-            "blue-red": cfg.has(Artifact::Tone).then_some(round3(sp.blue_red)),
+            "jpeg-q1": sp.q1.filter(|_| d.has(Artifact::DoubleJpeg)),
+            "gamma": d.has(Artifact::Tone).then_some(round3(sp.gamma)),
+            "black-level": d.has(Artifact::Tone).then_some(round3(sp.black)),
+            "blue-red": d.has(Artifact::Tone).then_some(round3(sp.blue_red)),
         });
-        if cfg.has(Artifact::Angle) {
+        if cfg.knobs.cue_dropout > 0.0 {
+            params["screen"]["effects"] = d.effects.iter().map(|a| a.name()).collect();
+        }
+        if d.has(Artifact::Angle) {
             let v = &sp.view;
             params["screen"]["panel"] = v.panel.name().into();
             params["screen"]["view-sine"] =
@@ -731,6 +773,78 @@ mod tests {
             assert!(plain.params["screen"].get("panel").is_none());
             assert!(viewed.params["screen"]["panel"].is_string());
         }
+    }
+
+    #[test]
+    fn cue_dropout_thins_train_recaptures_only() {
+        let cfg = GenConfig::preset("tiny").unwrap();
+        let mut with = cfg.clone();
+        with.knobs.cue_dropout = 0.5;
+        let test = |i| SampleSpec {
+            test: true,
+            ..spec(i, true)
+        };
+        let (mut thinned, mut changed) = (0, 0);
+        for i in 0..12 {
+            // Direct captures and test recaptures are the same images, byte for byte.
+            for s in [spec(i, false), test(i)] {
+                let (a, b) = (
+                    render(&cfg, &s, false, true),
+                    render(&with, &s, false, true),
+                );
+                let (a, b) = (a.unwrap(), b.unwrap());
+                assert!(a.rgb8 == b.rgb8 && a.bits == b.bits, "sample {i}");
+            }
+            let r = render(&with, &spec(i, true), false, true).unwrap();
+            let shown = r.params["screen"]["effects"].as_array().unwrap().len();
+            thinned += usize::from(shown < cfg.knobs.artifacts.len());
+            // Losing the bands of a flicker-free panel changes nothing.
+            changed +=
+                usize::from(r.rgb8 != render(&cfg, &spec(i, true), false, true).unwrap().rgb8);
+        }
+        assert!(
+            thinned >= 6,
+            "{thinned} of 12 train recaptures lost an effect"
+        );
+        assert!(
+            changed >= 4 && changed <= thinned,
+            "{changed} changed, {thinned} thinned"
+        );
+        assert!(
+            render(&cfg, &spec(0, true), false, false).unwrap().params["screen"]
+                .get("effects")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn cue_dropout_keeps_one_display_effect_and_the_attackers_file() {
+        let mut cfg = GenConfig::preset("tiny").unwrap();
+        cfg.knobs.cue_dropout = 1.0;
+        let mut counts = std::collections::BTreeMap::new();
+        for i in 0..300 {
+            let e = effects(&cfg, &spec(i, true));
+            let display: Vec<_> = e.iter().filter(|a| a.is_display()).collect();
+            assert_eq!(display.len(), 1, "sample {i}: {e:?}");
+            assert!(e.contains(&Artifact::Blur) && e.contains(&Artifact::DoubleJpeg));
+            *counts.entry(display[0].name()).or_insert(0) += 1;
+        }
+        // The survivor is drawn uniformly from moire, bands and tone.
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        assert!(
+            counts.values().all(|&n| (70..=130).contains(&n)),
+            "{counts:?}"
+        );
+        cfg.knobs.cue_dropout = 0.5;
+        let dropped = (0..600)
+            .filter(|&i| !effects(&cfg, &spec(i, true)).contains(&Artifact::Moire))
+            .count();
+        // P(the grid is off) = 0.5 · (1 − P(it is the survivor of an all-off draw)).
+        let want = 0.5 - 0.125 / 3.0;
+        assert!(
+            (dropped as f64 / 600.0 - want).abs() < 0.06,
+            "{dropped} of 600"
+        );
     }
 
     #[test]

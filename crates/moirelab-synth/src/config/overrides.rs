@@ -50,6 +50,8 @@ pub struct Overrides {
     #[serde(default, deserialize_with = "number")]
     pub hologram_prob: Option<f64>,
     #[serde(default, deserialize_with = "number")]
+    pub cue_dropout: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
     pub pitch_min: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub pitch_max: Option<f64>,
@@ -165,6 +167,7 @@ impl GenConfig {
             UNIT,
         )?;
         put(&mut k.hologram_prob, "hologram-prob", o.hologram_prob, UNIT)?;
+        put(&mut k.cue_dropout, "cue-dropout", o.cue_dropout, UNIT)?;
         put(&mut k.pitch_min, "pitch-min", o.pitch_min, PITCH)?;
         put(&mut k.pitch_max, "pitch-max", o.pitch_max, PITCH)?;
         put(
