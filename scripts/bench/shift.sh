@@ -10,6 +10,8 @@
 #
 #   scripts/bench/shift.sh --run RUN [--count N] [--seed S] [--out DIR]
 #
+# MOIRELAB_BIN=<a moirelab binary> uses it instead of building the release binary.
+#
 # Shifts (each changes one thing against the run's own knobs; a held-out factor is put back):
 #   own            the same distribution, new cards (the baseline row)
 #   pitch-finer    display pitch [min/1.5, min]: finer than any training screen
@@ -119,9 +121,12 @@ for name, what, change in shifts:
 PY
 )"
 IFS=$'\t' read -r preset size seed <<<"$(head -n1 <<<"$plan")"
-cd "$MOIRELAB_ROOT"
-cargo build --release --locked -p moirelab-cli >&2
-bin="$CARGO_TARGET_DIR/release/moirelab"
+if [ -n "${MOIRELAB_BIN:-}" ]; then
+  bin="$MOIRELAB_BIN"
+else
+  (cd "$MOIRELAB_ROOT" && cargo build --release --locked -p moirelab-cli >&2)
+  bin="$CARGO_TARGET_DIR/release/moirelab"
+fi
 name="$(basename "$run")"
 table="$out/shift-$name-n$count-s$seed.md"
 evals=() rows=()

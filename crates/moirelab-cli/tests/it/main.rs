@@ -1,5 +1,6 @@
 //! The `moirelab` binary as a user runs it: exit codes, one-line errors, run folders.
 
+mod bench;
 mod errors;
 mod eval;
 mod fuzz;
