@@ -436,12 +436,19 @@ pub(crate) fn apply_tone(img: &mut Rgb, sp: &ScreenParams) {
     let sat = sp.saturation as f32;
     let curve = ToneCurve::new(sp.gamma as f32, sp.black as f32, sp.white as f32);
     for p in img.px.chunks_exact_mut(3) {
-        let l = 0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2];
+        let v = saturate_balance(p, sat, gains);
         for k in 0..3 {
-            let v = l + (p[k] - l) * sat;
-            p[k] = curve.at(v * gains[k]);
+            p[k] = curve.at(v[k]);
         }
     }
+}
+
+/// A panel's gamut (saturation about the pixel's luminance) and white balance (per-channel
+/// gains) on one linear-light pixel, before its tone curve. Shared by the on-axis tone and the
+/// off-axis view (`viewing.rs`), which changes the gains pixel by pixel.
+pub(crate) fn saturate_balance(p: &[f32], sat: f32, gains: [f32; 3]) -> [f32; 3] {
+    let l = 0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2];
+    std::array::from_fn(|k| (l + (p[k] - l) * sat) * gains[k])
 }
 
 #[cfg(test)]

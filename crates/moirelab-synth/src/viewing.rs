@@ -11,7 +11,7 @@
 //! curves do; their sizes follow the usual review figures (at 30°: IPS about −7 % luminance,
 //! VA and TN gamma 10–30 % flatter, OLED a visible white-point shift).
 
-use crate::display::ScreenParams;
+use crate::display::{saturate_balance, ScreenParams};
 use crate::raster::{cos_turns, pow01_f32, sin_turns, Rgb};
 use moirelab_core::rng::Rng;
 
@@ -142,13 +142,12 @@ pub(crate) fn apply_viewed_tone(
             let wt = white * (1.0 - gain * r.lum * s2).max(0.05);
             let bk = black + gain * r.black * s2 * white;
             let rb = (blue_red * (1.0 + gain * view.tint * s2)).max(0.1).sqrt();
-            let gains = [1.0 / rb, 1.0, rb];
+            let gains = [(1.0 / rb) as f32, 1.0, rb as f32];
             let i = (y * w + x) * 3;
             let p = &mut img.px[i..i + 3];
-            let l = 0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2];
+            let v = saturate_balance(p, sat as f32, gains);
             for k in 0..3 {
-                let v = ((l + (p[k] - l) * sat as f32) * gains[k] as f32).clamp(0.0, 1.0);
-                p[k] = bk as f32 + (wt - bk) as f32 * pow01_f32(v, g as f32);
+                p[k] = bk as f32 + (wt - bk) as f32 * pow01_f32(v[k].clamp(0.0, 1.0), g as f32);
             }
         }
     }
