@@ -50,9 +50,6 @@ if [ -z "$run" ] || [ ! -f "$run/config.toml" ]; then
   exit 2
 fi
 run="$(cd "$run" && pwd)"
-[ -n "$out" ] || out="$MOIRELAB_ROOT/bench-out/shift"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
 py="${MOIRELAB_PYTHON:-python3}"
 
 # The shifts as "name<TAB>what changed<TAB>knob=value..." lines, from the run's data set.
@@ -121,6 +118,9 @@ for name, what, change in shifts:
 PY
 )"
 IFS=$'\t' read -r preset size seed <<<"$(head -n1 <<<"$plan")"
+[ -n "$out" ] || out="$MOIRELAB_ROOT/bench-out/shift"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
 if [ -n "${MOIRELAB_BIN:-}" ]; then
   bin="$MOIRELAB_BIN"
 else

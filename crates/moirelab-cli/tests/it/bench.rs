@@ -110,4 +110,15 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nowhere"), "{}", stderr(&o));
     assert!(!d.join("out2").exists());
+    // A run on data the generator did not make: there are no knobs to shift.
+    std::fs::create_dir_all(d.join("foreign")).unwrap();
+    std::fs::write(d.join("foreign/config.toml"), "[data]\nroot = \"photos\"\n").unwrap();
+    let o = shift(d, &["--run", "foreign", "--out", "out3"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not a moirelab-generated data set"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("out3").exists());
 }
