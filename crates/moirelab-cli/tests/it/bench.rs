@@ -1,32 +1,10 @@
 //! `scripts/bench/shift.sh`, the shift protocol, on a tiny run: the sets it renders follow the
 //! run's generator knobs, and its table and JSON have one row per shift.
 
-use crate::{moirelab, stderr};
+use crate::{moirelab, stderr, TINY};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-
-const CONFIG: &str = r#"
-[data]
-preset = "tiny"
-image-size = 64
-cache = "memory"
-
-[model]
-arch = "shallow"
-width = 4
-
-[train]
-epochs = 1
-batch-size = 8
-seed = 3
-threads = 1
-device = "cpu"
-
-[gradcam]
-methods = ["gradcam"]
-probes = 2
-"#;
 
 fn shift(cwd: &Path, args: &[&str]) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/shift.sh");
@@ -44,7 +22,7 @@ fn shift(cwd: &Path, args: &[&str]) -> Output {
 fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("tiny.toml"), CONFIG).unwrap();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
     let o = moirelab(d, &["train", "--config", "tiny.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
 

@@ -12,6 +12,29 @@ mod train;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// A one-epoch shallow run on the tiny preset (64 px), as small as a real run gets.
+pub const TINY: &str = r#"
+[data]
+preset = "tiny"
+image-size = 64
+cache = "memory"
+
+[model]
+arch = "shallow"
+width = 4
+
+[train]
+epochs = 1
+batch-size = 8
+seed = 3
+threads = 1
+device = "cpu"
+
+[gradcam]
+methods = ["gradcam"]
+probes = 4
+"#;
+
 pub fn moirelab(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_moirelab"))
         .args(args)

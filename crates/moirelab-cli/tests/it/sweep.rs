@@ -1,31 +1,9 @@
 //! `moirelab sweep`: a tiny 2×2 grid end to end, continuing after an interruption, one-line
 //! errors, and the Slurm script running the same command per cell as the local runner.
 
-use crate::{assert_one_line_error, moirelab, stderr};
+use crate::{assert_one_line_error, moirelab, stderr, TINY};
 use serde_json::Value;
 use std::path::Path;
-
-const TINY: &str = r#"
-[data]
-preset = "tiny"
-image-size = 64
-cache = "memory"
-
-[model]
-arch = "shallow"
-width = 4
-
-[train]
-epochs = 1
-batch-size = 8
-seed = 3
-threads = 1
-device = "cpu"
-
-[gradcam]
-methods = ["gradcam"]
-probes = 4
-"#;
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
