@@ -64,7 +64,8 @@ impl Donor {
     }
 
     /// The donor's record for sample `index` when it is the same sample: same label and
-    /// groups, with a mask (and a twin when `twins`).
+    /// groups, on the same side of the test split (a held-out factor and cue dropout render
+    /// test samples differently), with a mask (and a twin when `twins`).
     pub(super) fn matching(
         &self,
         index: usize,
@@ -75,6 +76,7 @@ impl Donor {
         let same = r.label == e.label()
             && r.groups.get(SHORTCUT_FLAG).map(String::as_str) == Some(e.family.name())
             && r.groups.get(SHORTCUT_HAIR).map(String::as_str) == Some(e.hair.name())
+            && (r.split == "test") == (e.split == "test")
             && r.mask.is_some()
             && (r.flag_twin.is_some() == twins);
         same.then_some(r)

@@ -2,7 +2,8 @@ use crate::tiny;
 use moirelab_core::dataset_format::{DatasetMeta, ManifestRecord};
 use moirelab_core::fsio::{read_json, read_jsonl};
 use moirelab_synth::{
-    generate, generate_reusing, read_mask_png, render_sample, Donor, GENERATOR_NAME, REGIONS,
+    generate, generate_reusing, read_mask_png, render_sample, Donor, Holdout, Layout,
+    GENERATOR_NAME, REGIONS,
 };
 use std::path::Path;
 
@@ -260,6 +261,34 @@ fn reusing_a_sibling_data_set_gives_the_same_bytes_as_rendering() {
         files(&fresh) == files(&reused),
         "reusing samples changed the data set"
     );
+}
+
+#[test]
+fn reuse_across_other_split_fractions_stays_byte_identical_with_split_dependent_rendering() {
+    // With a held-out factor or cue dropout, a sample renders differently in test than in
+    // train; other fractions move samples across that line, and those must be rendered.
+    let dir = tempfile::tempdir().unwrap();
+    let mut holdout = tiny(40);
+    holdout.knobs.holdout = Holdout::Layout(Layout::Pentile);
+    let mut dropout = tiny(40);
+    dropout.knobs.cue_dropout = 0.5;
+    for (k, base) in [holdout, dropout].into_iter().enumerate() {
+        let mut other = base.clone();
+        (other.knobs.train_frac, other.knobs.val_frac) = (0.4, 0.1);
+        let (a, fresh, reused) = (
+            dir.path().join(format!("a{k}")),
+            dir.path().join(format!("fresh{k}")),
+            dir.path().join(format!("reused{k}")),
+        );
+        generate_from(&base, &a, &[]);
+        generate_from(&other, &fresh, &[]);
+        let n = generate_from(&other, &reused, &[&a]);
+        assert!((5..40).contains(&n), "case {k}: reused {n} of 40");
+        assert!(
+            files(&fresh) == files(&reused),
+            "case {k}: reuse changed bytes"
+        );
+    }
 }
 
 #[test]
