@@ -12,7 +12,8 @@
 #
 # MOIRELAB_BIN=<a moirelab binary> uses it instead of building the release binary.
 #
-# Shifts (each changes one thing against the run's own knobs; a held-out factor is put back):
+# Shifts (each changes one thing against the run's own knobs; the training-only knobs, a
+# held-out factor and cue dropout, are dropped):
 #   own            the same distribution, new cards (the baseline row)
 #   pitch-finer    display pitch [min/1.5, min]: finer than any training screen
 #   pitch-coarser  display pitch [max, 2*max]
@@ -127,7 +128,8 @@ else
   (cd "$MOIRELAB_ROOT" && cargo build --release --locked -p moirelab-cli >&2)
   bin="$CARGO_TARGET_DIR/release/moirelab"
 fi
-name="$(basename "$run")"
+# The run's folder and its parent (runs/<config>/<name> from transfer.sh) name the table.
+name="$(basename "$(dirname "$run")")-$(basename "$run")"
 table="$out/shift-$name-n$count-s$seed.md"
 evals=() rows=()
 while IFS=$'\t' read -r shift what sets; do
