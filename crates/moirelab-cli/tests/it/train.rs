@@ -1,35 +1,13 @@
 //! Training through the binary: the foundation's end-to-end slice, kill -9 + resume.
 
-use crate::{moirelab, stderr};
+use crate::{moirelab, stderr, TINY};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const TINY: &str = r#"
-[data]
-preset = "tiny"
-image-size = 64
-cache = "memory"
-
-[model]
-arch = "shallow"
-width = 4
-
-[train]
-epochs = 2
-batch-size = 8
-seed = 3
-threads = 1
-device = "cpu"
-
-[gradcam]
-methods = ["gradcam"]
-probes = 4
-"#;
 
 fn write_cfg(dir: &Path, epochs: u32) {
     std::fs::write(
         dir.join("tiny.toml"),
-        TINY.replace("epochs = 2", &format!("epochs = {epochs}")),
+        TINY.replace("epochs = 1", &format!("epochs = {epochs}")),
     )
     .unwrap();
 }
