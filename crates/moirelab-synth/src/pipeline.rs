@@ -108,23 +108,21 @@ impl Draws {
 fn effects(cfg: &GenConfig, spec: &SampleSpec) -> Vec<Artifact> {
     let all = &cfg.knobs.artifacts;
     let p = cfg.knobs.cue_dropout;
-    let display: Vec<Artifact> = all.iter().copied().filter(|a| a.is_display()).collect();
+    let display: Vec<usize> = (0..all.len()).filter(|&i| all[i].is_display()).collect();
     if p == 0.0 || !spec.screen || spec.test || display.is_empty() {
         return all.clone();
     }
     let rng = &mut Rng::derive(cfg.seed, &[spec.index as u64, STREAM_CUES]);
-    let dropped: Vec<bool> = display.iter().map(|_| rng.bernoulli(p)).collect();
-    let kept = if dropped.iter().all(|&d| d) {
-        Some(display[rng.below(display.len() as u64) as usize])
-    } else {
-        None
-    };
+    let mut keep = vec![true; all.len()];
+    for &i in &display {
+        keep[i] = !rng.bernoulli(p);
+    }
+    if display.iter().all(|&i| !keep[i]) {
+        keep[display[rng.below(display.len() as u64) as usize]] = true;
+    }
     all.iter()
-        .copied()
-        .filter(|a| match display.iter().position(|d| d == a) {
-            Some(i) => !dropped[i] || kept == Some(*a),
-            None => true,
-        })
+        .zip(keep)
+        .filter_map(|(&a, k)| k.then_some(a))
         .collect()
 }
 

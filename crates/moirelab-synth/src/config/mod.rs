@@ -482,11 +482,6 @@ impl GenConfig {
         }
         Ok(())
     }
-
-    /// True when an artifact is on.
-    pub fn has(&self, a: Artifact) -> bool {
-        self.knobs.artifacts.contains(&a)
-    }
 }
 
 #[cfg(test)]
