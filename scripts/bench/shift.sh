@@ -28,6 +28,9 @@
 #   angle          the run's effects plus the off-axis view (if the run had it: skipped)
 #   foils-all      a hologram on every card (both classes)
 #   glare-all      glare on every photo (both classes)
+#   defocus-all    every photo out of focus (both classes; defocus-prob 1)
+#   noise-high     sensor noise [max, 10*max] (capped at 0.05): a dimmer room, a smaller sensor
+#   upload-low     every photo JPEG'd again at the output size, quality [q-min - 30, q-min]
 # Rows a run's knobs make meaningless (only-grid when the run never drew a grid, ...) are
 # left out. About 5-15 s per 800-image set at 128 px on 2 cores, and one eval.
 set -euo pipefail
@@ -112,6 +115,19 @@ if knobs.get("hologram-prob", 0.0) < 1.0:
     shifts.append(("foils-all", "hologram-prob 1", {"hologram-prob": 1.0}))
 if knobs["glare-prob"] < 1.0:
     shifts.append(("glare-all", "glare-prob 1", {"glare-prob": 1.0}))
+if knobs.get("defocus-prob", 0.0) < 1.0:
+    shifts.append(("defocus-all", "defocus-prob 1", {"defocus-prob": 1.0}))
+# Camera knobs left out of a record are at their defaults (crates/moirelab-synth config).
+nmax = knobs.get("noise-max", 3e-3)
+if nmax < 0.05:
+    hi = round(min(0.05, 10 * nmax), 6)
+    shifts.append(("noise-high", f"sensor noise a {nmax:g}-{hi:g}",
+                   {"noise-min": nmax, "noise-max": hi}))
+qmin = knobs.get("upload-q-min", 70)
+if qmin > 10:
+    lo = max(10, qmin - 30)
+    shifts.append(("upload-low", f"upload JPEG on every photo, q {lo}-{qmin}",
+                   {"upload-prob": 1.0, "upload-q-min": lo, "upload-q-max": qmin}))
 for name, what, change in shifts:
     k = dict(knobs, **change)
     sets = " ".join(f"{n}={json.dumps(v, separators=(',', ':'))}" for n, v in sorted(k.items()))

@@ -75,8 +75,10 @@ impl Resize {
 pub(crate) struct CameraParams {
     /// Sensor pixels per output pixel.
     pub(crate) scale: f64,
-    /// Gaussian lens blur (optics + defocus), sensor pixels.
+    /// Gaussian lens blur (optics, and defocus when `defocus` is set), sensor pixels.
     pub(crate) blur: f64,
+    /// Defocus σ in output pixels (`defocus-prob`), already part of `blur`.
+    pub(crate) defocus: Option<f64>,
     pub(crate) motion_len: f64,
     pub(crate) motion_angle: f64,
     /// Light-sensitive fraction of a sensor pixel's side.
@@ -109,11 +111,12 @@ impl CameraParams {
     ///   (BENCHMARKS.md, shift protocol: 0.98 on 3–4.5 for a detector trained on 1.25–3),
     ///   while training on 1.25–5 costs the 1.25–3 photos 0.03 on the same data budget.
     /// - lens blur σ 0.3–0.8 sensor px: a phone lens's MTF at Nyquist is 0.2–0.6.
-    /// - noise a 1e-4–3e-3 (log): ISO 50–1600 on a small sensor, before the downscale
-    ///   averages it.
+    /// - noise a 1e-4–3e-3 (log; knob `noise-min/max`): ISO 50–1600 on a small sensor,
+    ///   before the downscale averages it.
     /// - shutter 1/4000–1/30 s (log): bright screens and daylight to dim rooms.
     /// - sharpening on 3 images in 4 (σ 0.6–1.5 px, amount 0.2–1.2), JPEG q 80–97; one
-    ///   image in 4 is JPEG'd again at the output size (q 70–95), as an upload would be.
+    ///   image in 4 is JPEG'd again at the output size (q 70–95), as an upload would be
+    ///   (knobs `upload-prob`, `upload-q-min/max`).
     pub(crate) fn draw(rng: &mut Rng, cfg: &GenConfig, hold: Hold) -> CameraParams {
         let k = &cfg.knobs;
         let (scale_band, held_demosaic, held_resize) = match k.holdout {
@@ -135,7 +138,7 @@ impl CameraParams {
         let motion_angle = rng.range(0.0, std::f64::consts::PI);
         let aperture = rng.range(0.8, 1.0);
         let phase = [rng.below(2) as usize, rng.below(2) as usize];
-        let noise_a = log_uniform(rng, 1e-4, 3e-3);
+        let noise_a = log_uniform(rng, k.noise_min, k.noise_max);
         let noise_b = rng.range(1e-6, 5e-5);
         let wb = [rng.range(0.92, 1.08), 1.0, rng.range(0.92, 1.08)];
         let exposure_ev = rng.range(-0.3, 0.3);
@@ -147,11 +150,13 @@ impl CameraParams {
         let sharpen = (rng.range(0.6, 1.5) as f32, rng.range(0.2, 1.2) as f32);
         let quality = (80 + rng.below(18)) as u8;
         let resize = pick(rng, &Resize::ALL, held_resize, hold);
-        let upload = rng.bernoulli(0.25);
-        let upload_q = (70 + rng.below(26)) as u8;
+        let upload = rng.bernoulli(k.upload_prob);
+        let (q0, q1) = (k.upload_q_min, k.upload_q_max);
+        let upload_q = (q0 as u64 + rng.below((q1 - q0) as u64 + 1)) as u8;
         CameraParams {
             scale,
             blur,
+            defocus: None,
             motion_len: if moving { motion_len } else { 0.0 },
             motion_angle,
             aperture,

@@ -14,7 +14,7 @@
 
 use crate::camera::{self, CameraParams, Demosaic};
 use crate::card::{self, Card, CardSpec, FlagFamily, Hair, Hologram, CARD_ASPECT};
-use crate::config::{Artifact, GenConfig, Holdout};
+use crate::config::{Artifact, GenConfig, Holdout, DEFOCUS};
 use crate::display::{apply_tone, Grid, ScreenParams, Transfer};
 use crate::geom::Homography;
 use crate::jpeg;
@@ -36,6 +36,7 @@ const STREAM_NOISE: u64 = 5;
 const STREAM_PRINT: u64 = 6;
 const STREAM_HOLOGRAM: u64 = 7;
 const STREAM_CUES: u64 = 8;
+const STREAM_DEFOCUS: u64 = 9;
 
 /// Largest card texture, in output widths (bounds the card renderer's cost at fine pitches).
 const MAX_TEXTURE: f64 = 3.5;
@@ -126,6 +127,24 @@ fn effects(cfg: &GenConfig, spec: &SampleSpec) -> Vec<Artifact> {
         .collect()
 }
 
+/// An out-of-focus photo (either class, every split) with probability `defocus-prob`: a
+/// Gaussian defocus drawn in output pixels is added in quadrature to the lens blur, in sensor
+/// pixels, so the image and the display grid's transfer both see it. Its own stream, drawn only
+/// when the knob is on: at 0 nothing else changes.
+fn defocus(cfg: &GenConfig, spec: &SampleSpec, mut cam: CameraParams) -> CameraParams {
+    let p = cfg.knobs.defocus_prob;
+    if p == 0.0 {
+        return cam;
+    }
+    let rng = &mut Rng::derive(cfg.seed, &[spec.index as u64, STREAM_DEFOCUS]);
+    if rng.bernoulli(p) {
+        let sigma = rng.range(DEFOCUS.0, DEFOCUS.1);
+        cam.blur = cam.blur.hypot(sigma * cam.scale);
+        cam.defocus = Some(sigma);
+    }
+    cam
+}
+
 fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Draws {
     let (seed, i) = (cfg.seed, spec.index as u64);
     let hold = match (cfg.knobs.holdout, spec.test) {
@@ -147,7 +166,11 @@ fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Draws {
         card,
         screen: ScreenParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCREEN]), cfg, hold),
         scene: SceneParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCENE]), cfg),
-        camera: CameraParams::draw(&mut Rng::derive(seed, &[i, STREAM_CAMERA]), cfg, hold),
+        camera: defocus(
+            cfg,
+            spec,
+            CameraParams::draw(&mut Rng::derive(seed, &[i, STREAM_CAMERA]), cfg, hold),
+        ),
         print_density: log_uniform(&mut Rng::derive(seed, &[i, STREAM_PRINT]), 1.0, 3.0),
         effects: effects(cfg, spec),
     }
@@ -591,6 +614,9 @@ fn sample_params(
             "upload-jpeg-q": cam.upload_q,
         },
     });
+    if cfg.knobs.defocus_prob > 0.0 {
+        params["camera"]["defocus-px"] = cam.defocus.map(round3).into();
+    }
     if spec.screen {
         params["screen"] = serde_json::json!({
             "layout": sp.layout.name(),
@@ -843,6 +869,80 @@ mod tests {
             (dropped as f64 / 600.0 - want).abs() < 0.06,
             "{dropped} of 600"
         );
+    }
+
+    #[test]
+    fn defocus_softens_both_classes_and_is_recorded() {
+        let cfg = GenConfig::preset("tiny").unwrap();
+        let mut with = cfg.clone();
+        with.knobs.defocus_prob = 1.0;
+        // Mean squared difference of horizontal neighbours: the image's fine detail.
+        let detail = |r: &Rendered| {
+            let w = cfg.size as usize * 3;
+            let d: f64 = r
+                .rgb8
+                .chunks_exact(w)
+                .flat_map(|row| row.windows(4).map(|p| (p[3] as f64 - p[0] as f64).powi(2)))
+                .sum();
+            d / r.rgb8.len() as f64
+        };
+        for i in 0..6 {
+            for screen in [false, true] {
+                let (a, b) = (
+                    render(&cfg, &spec(i, screen), false, true).unwrap(),
+                    render(&with, &spec(i, screen), false, true).unwrap(),
+                );
+                assert!(a.params["camera"].get("defocus-px").is_none());
+                let sigma = b.params["camera"]["defocus-px"].as_f64().unwrap();
+                assert!((DEFOCUS.0..=DEFOCUS.1).contains(&sigma), "{sigma}");
+                // The same card, scene and camera, out of focus; on a screen the blur also
+                // washes out the grid, and with it the moiré mask.
+                let mb = region_bit("moire");
+                let area = |r: &Rendered| r.bits.iter().filter(|&&x| x & mb != 0).count();
+                let strip = |r: &Rendered| r.bits.iter().map(|&x| x & !mb).collect::<Vec<_>>();
+                assert!(strip(&a) == strip(&b), "sample {i}, screen {screen}");
+                assert!(area(&b) <= area(&a), "sample {i}");
+                assert!(
+                    detail(&b) < (1.0 - 0.3 * sigma) * detail(&a),
+                    "sample {i}, screen {screen}: {} vs {}",
+                    detail(&b),
+                    detail(&a)
+                );
+            }
+        }
+        // A share of the photos, drawn on their own stream: the others are unchanged.
+        with.knobs.defocus_prob = 0.5;
+        let mut soft = 0;
+        for i in 0..40 {
+            let (a, b) = (
+                render(&cfg, &spec(i, i % 2 == 0), false, false).unwrap(),
+                render(&with, &spec(i, i % 2 == 0), false, false).unwrap(),
+            );
+            if b.params["camera"]["defocus-px"].is_null() {
+                assert!(a.rgb8 == b.rgb8, "sample {i}");
+            } else {
+                soft += 1;
+            }
+        }
+        assert!((10..=30).contains(&soft), "{soft} of 40 defocused");
+    }
+
+    #[test]
+    fn camera_knobs_set_the_noise_and_the_upload_of_both_classes() {
+        let mut cfg = GenConfig::preset("tiny").unwrap();
+        (cfg.knobs.noise_min, cfg.knobs.noise_max) = (0.02, 0.02);
+        (
+            cfg.knobs.upload_prob,
+            cfg.knobs.upload_q_min,
+            cfg.knobs.upload_q_max,
+        ) = (1.0, 40, 40);
+        for i in 0..6 {
+            for screen in [false, true] {
+                let r = render(&cfg, &spec(i, screen), false, false).unwrap();
+                assert_eq!(r.params["camera"]["noise-a"], 0.02, "sample {i}");
+                assert_eq!(r.params["camera"]["upload-jpeg-q"], 40, "sample {i}");
+            }
+        }
     }
 
     #[test]

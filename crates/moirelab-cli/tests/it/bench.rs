@@ -53,6 +53,9 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
         "angle",
         "foils-all",
         "glare-all",
+        "defocus-all",
+        "noise-high",
+        "upload-low",
     ];
     assert_eq!(names, want, "{table}");
     let json = std::fs::read_dir(d.join("out"))
@@ -82,6 +85,12 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
     assert_eq!(set("pitch-finer")["pitch-max"], 0.45);
     assert_eq!(set("only-grid")["artifacts"], serde_json::json!(["moire"]));
     assert_eq!(set("foils-all")["hologram-prob"], 1.0);
+    assert_eq!(set("defocus-all")["defocus-prob"], 1.0);
+    assert_eq!(set("noise-high")["noise-min"], 3e-3);
+    assert_eq!(set("noise-high")["noise-max"], 0.03);
+    assert_eq!(set("upload-low")["upload-prob"], 1.0);
+    assert_eq!(set("upload-low")["upload-q-min"], 40);
+    assert_eq!(set("upload-low")["upload-q-max"], 70);
 
     // Not a run folder: one line naming it, exit 2, nothing rendered.
     let o = shift(d, &["--run", "nowhere", "--out", "out2"]);

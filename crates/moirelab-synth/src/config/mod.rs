@@ -19,6 +19,16 @@ const GAIN: (f64, f64) = (0.0, 25.0);
 const PITCH: (f64, f64) = (0.05, 8.0);
 /// Accepted range of the sensor-scale knobs.
 const SCALE: (f64, f64) = (1.0, 8.0);
+/// Accepted range of the sensor noise knobs (`a`, variance per unit of linear signal): from a
+/// clean base ISO to a dim room on a small sensor.
+const NOISE: (f64, f64) = (1e-5, 0.05);
+/// Accepted range of the upload JPEG quality knobs.
+const JPEG_Q: (u8, u8) = (10, 100);
+/// Defocus of an out-of-focus photo (`defocus-prob`): Gaussian σ in output pixels, uniform.
+/// From a softening just visible at the output size to text strokes that merge; the shipped
+/// transfer reference without defocus in training calls most genuine photos blurred this
+/// much screens (docs/SYNTH.md, "Defocus").
+pub const DEFOCUS: (f64, f64) = (0.3, 1.2);
 
 /// A factor of the recapture physics held out for the transfer protocol: train and val never
 /// draw it, test always does (display factors on recaptures only, camera factors on every
@@ -271,6 +281,11 @@ pub struct Knobs {
     /// Left out of the serialized config at 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cue_dropout: f64,
+    /// Probability that a photo, of either class, is out of focus: a Gaussian defocus of
+    /// [`DEFOCUS`] output pixels added to the lens blur, so that a soft image is not a screen
+    /// cue. Left out of the serialized config at 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub defocus_prob: f64,
     /// Display pixel pitch in output pixels (log-uniform range): how large one display pixel
     /// appears in the final image. Together with the sensor scale it sets the pitch on the
     /// sensor, and so whether and where moiré forms.
@@ -282,6 +297,21 @@ pub struct Knobs {
     pub sensor_scale_max: f64,
     /// Probability that a panel is PWM-dimmed (the rest are flicker-free).
     pub pwm_prob: f64,
+    /// Sensor noise: the signal-dependent variance `a` per raw sample (log-uniform range),
+    /// both classes. Left out of the serialized config at the defaults.
+    #[serde(default = "noise_min", skip_serializing_if = "is_noise_min")]
+    pub noise_min: f64,
+    #[serde(default = "noise_max", skip_serializing_if = "is_noise_max")]
+    pub noise_max: f64,
+    /// Probability that a photo, of either class, is JPEG'd again at the output size (an
+    /// upload), and that JPEG's quality range. Left out of the serialized config at the
+    /// defaults.
+    #[serde(default = "upload_prob", skip_serializing_if = "is_upload_prob")]
+    pub upload_prob: f64,
+    #[serde(default = "upload_q_min", skip_serializing_if = "is_upload_q_min")]
+    pub upload_q_min: u8,
+    #[serde(default = "upload_q_max", skip_serializing_if = "is_upload_q_max")]
+    pub upload_q_max: u8,
     /// One factor held out of train/val and forced in test (the transfer protocol).
     pub holdout: Holdout,
     /// Fraction of samples in train and val (test gets the rest).
@@ -303,6 +333,7 @@ impl Default for Knobs {
             aliased_guilloche: 0.0,
             hologram_prob: 0.0,
             cue_dropout: 0.0,
+            defocus_prob: 0.0,
             // Calibrated so that about 7 recaptures in 8 carry a visible grid or bands (the
             // rest are the physically invisible cases: display pixels far below the sensor's
             // resolution, or a long exposure over a fast PWM); with 0.25–1.5 and 1–3 fewer
@@ -312,6 +343,11 @@ impl Default for Knobs {
             sensor_scale_min: 1.25,
             sensor_scale_max: 3.0,
             pwm_prob: 0.5,
+            noise_min: NOISE_DEFAULT.0,
+            noise_max: NOISE_DEFAULT.1,
+            upload_prob: UPLOAD_PROB_DEFAULT,
+            upload_q_min: UPLOAD_Q_DEFAULT.0,
+            upload_q_max: UPLOAD_Q_DEFAULT.1,
             holdout: Holdout::None,
             train_frac: 0.70,
             val_frac: 0.15,
@@ -321,6 +357,42 @@ impl Default for Knobs {
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+/// Defaults of the camera knobs added after data sets were first recorded: records without
+/// them read back as these, and the defaults are left out of new records.
+const NOISE_DEFAULT: (f64, f64) = (1e-4, 3e-3);
+const UPLOAD_PROB_DEFAULT: f64 = 0.25;
+const UPLOAD_Q_DEFAULT: (u8, u8) = (70, 95);
+fn noise_min() -> f64 {
+    NOISE_DEFAULT.0
+}
+fn noise_max() -> f64 {
+    NOISE_DEFAULT.1
+}
+fn upload_prob() -> f64 {
+    UPLOAD_PROB_DEFAULT
+}
+fn upload_q_min() -> u8 {
+    UPLOAD_Q_DEFAULT.0
+}
+fn upload_q_max() -> u8 {
+    UPLOAD_Q_DEFAULT.1
+}
+fn is_noise_min(v: &f64) -> bool {
+    *v == NOISE_DEFAULT.0
+}
+fn is_noise_max(v: &f64) -> bool {
+    *v == NOISE_DEFAULT.1
+}
+fn is_upload_prob(v: &f64) -> bool {
+    *v == UPLOAD_PROB_DEFAULT
+}
+fn is_upload_q_min(v: &u8) -> bool {
+    *v == UPLOAD_Q_DEFAULT.0
+}
+fn is_upload_q_max(v: &u8) -> bool {
+    *v == UPLOAD_Q_DEFAULT.1
 }
 
 /// Knob names: the fields of [`Overrides`] (kebab-case), in the order errors list them.
@@ -336,11 +408,17 @@ pub const KNOB_NAMES: &[&str] = &[
     "aliased-guilloche",
     "hologram-prob",
     "cue-dropout",
+    "defocus-prob",
     "pitch-min",
     "pitch-max",
     "sensor-scale-min",
     "sensor-scale-max",
     "pwm-prob",
+    "noise-min",
+    "noise-max",
+    "upload-prob",
+    "upload-q-min",
+    "upload-q-max",
     "holdout",
     "train-frac",
     "val-frac",
@@ -433,9 +511,11 @@ impl GenConfig {
             ("test-rho-face", k.test_rho_face),
             ("glare-prob", k.glare_prob),
             ("pwm-prob", k.pwm_prob),
+            ("upload-prob", k.upload_prob),
             ("aliased-guilloche", k.aliased_guilloche),
             ("hologram-prob", k.hologram_prob),
             ("cue-dropout", k.cue_dropout),
+            ("defocus-prob", k.defocus_prob),
             ("train-frac", k.train_frac),
             ("val-frac", k.val_frac),
         ];
@@ -458,6 +538,14 @@ impl GenConfig {
                 k.sensor_scale_max,
                 SCALE.0,
                 SCALE.1,
+            ),
+            ("noise", k.noise_min, k.noise_max, NOISE.0, NOISE.1),
+            (
+                "upload-q",
+                k.upload_q_min as f64,
+                k.upload_q_max as f64,
+                JPEG_Q.0 as f64,
+                JPEG_Q.1 as f64,
             ),
         ];
         for (name, lo, hi, min, max) in pairs {
@@ -514,13 +602,54 @@ mod tests {
     }
 
     #[test]
+    fn camera_range_knobs_keep_old_records_and_refuse_crossed_ranges() {
+        let plain = GenConfig::preset("clean").unwrap();
+        let rec = serde_json::to_value(&plain).unwrap();
+        for name in [
+            "noise-min",
+            "noise-max",
+            "upload-prob",
+            "upload-q-min",
+            "upload-q-max",
+        ] {
+            assert!(rec["knobs"].get(name).is_none(), "{name} in {rec}");
+        }
+        assert_eq!(serde_json::from_value::<GenConfig>(rec).unwrap(), plain);
+        let mut c = plain.clone();
+        (c.knobs.noise_max, c.knobs.upload_prob, c.knobs.upload_q_min) = (0.01, 0.5, 40);
+        let rec = serde_json::to_value(&c).unwrap();
+        assert_eq!(rec["knobs"]["noise-max"], 0.01);
+        assert_eq!(rec["knobs"]["upload-q-min"], 40);
+        assert!(rec["knobs"].get("upload-q-max").is_none());
+        assert_eq!(serde_json::from_value::<GenConfig>(rec).unwrap(), c);
+        let mut c = plain.clone();
+        c.knobs.noise_min = 0.02;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("noise"), "{e}");
+        let mut c = plain.clone();
+        (c.knobs.upload_q_min, c.knobs.upload_q_max) = (90, 60);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("upload-q"), "{e}");
+        let mut c = plain;
+        let e = c
+            .apply(&Overrides {
+                upload_q_max: Some(101),
+                ..Overrides::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upload-q-max") && e.contains("[10, 100]"), "{e}");
+    }
+
+    #[test]
     fn optional_knobs_are_absent_from_the_record_until_set() {
         // Data sets made before these knobs existed record configs without them; at 0 the
         // serialized config is theirs, and a record without them reads back as 0.
         type Field = fn(&mut Knobs) -> &mut f64;
-        let knobs: [(&str, Field); 2] = [
+        let knobs: [(&str, Field); 3] = [
             ("hologram-prob", |k| &mut k.hologram_prob),
             ("cue-dropout", |k| &mut k.cue_dropout),
+            ("defocus-prob", |k| &mut k.defocus_prob),
         ];
         for (name, field) in knobs {
             let mut c = GenConfig::preset("clean").unwrap();

@@ -10,8 +10,8 @@
 //! [`GenConfig::validate`]'s.
 
 use super::{
-    Artifact, Bezel, GenConfig, Holdout, GAIN, KNOB_NAMES, MAX_COUNT, MAX_SIZE, MIN_SIZE, PITCH,
-    SCALE, UNIT,
+    Artifact, Bezel, GenConfig, Holdout, GAIN, JPEG_Q, KNOB_NAMES, MAX_COUNT, MAX_SIZE, MIN_SIZE,
+    NOISE, PITCH, SCALE, UNIT,
 };
 use crate::SynthError;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -52,6 +52,8 @@ pub struct Overrides {
     #[serde(default, deserialize_with = "number")]
     pub cue_dropout: Option<f64>,
     #[serde(default, deserialize_with = "number")]
+    pub defocus_prob: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
     pub pitch_min: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub pitch_max: Option<f64>,
@@ -61,6 +63,16 @@ pub struct Overrides {
     pub sensor_scale_max: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub pwm_prob: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub noise_min: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub noise_max: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub upload_prob: Option<f64>,
+    #[serde(default, deserialize_with = "unsigned")]
+    pub upload_q_min: Option<u8>,
+    #[serde(default, deserialize_with = "unsigned")]
+    pub upload_q_max: Option<u8>,
     /// `none` or `factor:value` ([`Holdout`]).
     #[serde(default)]
     pub holdout: Option<Holdout>,
@@ -168,6 +180,7 @@ impl GenConfig {
         )?;
         put(&mut k.hologram_prob, "hologram-prob", o.hologram_prob, UNIT)?;
         put(&mut k.cue_dropout, "cue-dropout", o.cue_dropout, UNIT)?;
+        put(&mut k.defocus_prob, "defocus-prob", o.defocus_prob, UNIT)?;
         put(&mut k.pitch_min, "pitch-min", o.pitch_min, PITCH)?;
         put(&mut k.pitch_max, "pitch-max", o.pitch_max, PITCH)?;
         put(
@@ -183,6 +196,11 @@ impl GenConfig {
             SCALE,
         )?;
         put(&mut k.pwm_prob, "pwm-prob", o.pwm_prob, UNIT)?;
+        put(&mut k.noise_min, "noise-min", o.noise_min, NOISE)?;
+        put(&mut k.noise_max, "noise-max", o.noise_max, NOISE)?;
+        put(&mut k.upload_prob, "upload-prob", o.upload_prob, UNIT)?;
+        put_int(&mut k.upload_q_min, "upload-q-min", o.upload_q_min, JPEG_Q)?;
+        put_int(&mut k.upload_q_max, "upload-q-max", o.upload_q_max, JPEG_Q)?;
         put(&mut k.train_frac, "train-frac", o.train_frac, UNIT)?;
         put(&mut k.val_frac, "val-frac", o.val_frac, UNIT)?;
         if let Some(a) = &o.artifacts {
