@@ -174,6 +174,11 @@ pub struct EvalArgs {
     /// refusing the data set; how many were dropped is printed with the metrics
     #[arg(long)]
     pub skip_bad: bool,
+    /// Also score each data set with its images perturbed, one row per perturbation, at the
+    /// same threshold: blur=SIGMA_PX, noise=SIGMA_LEVELS, jpeg=QUALITY, brightness=LEVELS,
+    /// gamma=EXPONENT (applied to the model's input view). Repeat for more rows
+    #[arg(long, value_name = "KIND=VALUE")]
+    pub perturb: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -210,17 +210,22 @@ pub(crate) fn photometric(img: &mut RgbImage, a: &AugmentConfig, rng: &mut Rng) 
         }
     }
     if jpeg {
-        let mut buf = Vec::new();
-        let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, q as u8);
-        let (w, h) = img.dimensions();
-        // Encoding an in-memory RGB buffer cannot fail; if it ever did, the sample simply
-        // stays un-compressed.
-        if image::ImageEncoder::write_image(enc, img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
-            .is_ok()
-        {
-            if let Ok(d) = image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg) {
-                *img = d.into_rgb8();
-            }
+        jpeg_round_trip(img, q as u8);
+    }
+}
+
+/// Encode as JPEG at quality `q` and decode again.
+pub(crate) fn jpeg_round_trip(img: &mut RgbImage, q: u8) {
+    let mut buf = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, q);
+    let (w, h) = img.dimensions();
+    // Encoding an in-memory RGB buffer cannot fail; if it ever did, the image simply stays
+    // un-compressed.
+    if image::ImageEncoder::write_image(enc, img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+        .is_ok()
+    {
+        if let Ok(d) = image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg) {
+            *img = d.into_rgb8();
         }
     }
 }

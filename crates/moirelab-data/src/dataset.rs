@@ -5,7 +5,7 @@ use crate::cache::{self, ScanItem, Store};
 use crate::check::{count_size, CheckReport, Problem, ProblemKind};
 use crate::config::{CacheMode, DataConfig, OnBad};
 use crate::source::{self, EvalSpec, Source};
-use crate::{normalize_into, DataError};
+use crate::{normalize_into, DataError, Perturbation};
 use image::RgbImage;
 use moirelab_core::dataset_format::{
     DatasetMeta, ManifestRecord, RegionMasks, ARTIFACT_REGIONS, MAX_REGIONS,
@@ -539,10 +539,25 @@ impl Dataset {
     /// # Shapes
     /// `idx: [N]` → `[N, 3, S, S]` f32 on the CPU.
     pub fn eval_batch(&self, idx: &[usize]) -> Result<Tensor, DataError> {
+        self.eval_batch_perturbed(idx, None)
+    }
+
+    /// [`Dataset::eval_batch`] with a perturbation of each eval view (robustness tables).
+    ///
+    /// # Shapes
+    /// `idx: [N]` → `[N, 3, S, S]` f32 on the CPU.
+    pub fn eval_batch_perturbed(
+        &self,
+        idx: &[usize],
+        perturbation: Option<&Perturbation>,
+    ) -> Result<Tensor, DataError> {
         let s = self.cfg.image_size as usize;
         let mut buf = vec![0f32; idx.len() * 3 * s * s];
         for (k, &i) in idx.iter().enumerate() {
-            let img = self.eval_image(i)?;
+            let mut img = self.eval_image(i)?;
+            if let Some(p) = perturbation {
+                p.apply(&mut img, i);
+            }
             normalize_into(&img, &mut buf[k * 3 * s * s..(k + 1) * 3 * s * s]);
         }
         Ok(Tensor::f_from_slice(&buf)?.f_view([idx.len() as i64, 3, s as i64, s as i64])?)

@@ -18,6 +18,7 @@ mod decode;
 mod error;
 mod loader;
 mod masks;
+mod perturb;
 mod source;
 
 pub use check::{CheckReport, Problem, ProblemKind, RegionPresence, Severity, SplitStats};
@@ -28,6 +29,7 @@ pub use dataset::{check, check_root, peek_classes, Dataset};
 pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
+pub use perturb::Perturbation;
 pub use source::{EvalSpec, IMAGE_EXTENSIONS, SPLITS};
 
 use image::RgbImage;

@@ -65,6 +65,8 @@ pub struct EvalOptions {
     pub split: String,
     /// `None` fixes the threshold at this split's EER point (val); `Some` applies it (test).
     pub threshold: Option<f64>,
+    /// Perturb every eval view first (`moirelab eval --perturb`).
+    pub perturbation: Option<moirelab_data::Perturbation>,
 }
 
 /// Evaluate `net` on a list of data-set indices (eval mode, no augmentation, no grad).
@@ -83,7 +85,9 @@ pub fn evaluate(
         .iter()
         .any(|&i| !dataset.record(i).groups.is_empty());
     for chunk in indices.chunks(batch_size.max(1)) {
-        let xs = dataset.eval_batch(chunk)?.to_device(device);
+        let xs = dataset
+            .eval_batch_perturbed(chunk, opts.perturbation.as_ref())?
+            .to_device(device);
         let labels: Vec<i64> = chunk.iter().map(|&i| dataset.label(i) as i64).collect();
         let ys = Tensor::from_slice(&labels).to_device(device);
         let (loss, probs) = tch::no_grad(|| -> Result<(Tensor, Tensor), TrainError> {

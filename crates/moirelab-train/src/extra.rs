@@ -116,6 +116,7 @@ impl EpochHook for ExtraEval {
                     epoch: ctx.epoch,
                     split: extra_split(&s.name),
                     threshold: Some(threshold),
+                    perturbation: None,
                 },
             )
             .map_err(|e| HookError::from(e).context(format!("extra data set '{}'", s.name)))?;

@@ -678,6 +678,7 @@ impl Trainer {
             epoch,
             split: split.to_string(),
             threshold,
+            perturbation: None,
         }
     }
 

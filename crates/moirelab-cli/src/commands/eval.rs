@@ -12,6 +12,9 @@ use std::process::ExitCode;
 #[derive(serde::Serialize)]
 struct EvalRow {
     data: String,
+    /// `kind=value` of `--perturb`; absent on the unperturbed row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    perturbation: Option<String>,
     skipped: usize,
     #[serde(flatten)]
     metrics: EpochMetrics,
@@ -41,6 +44,13 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             moirelab_data::SPLITS.join(", ")
         );
     }
+    let perturbations = a
+        .perturb
+        .iter()
+        .map(|p| {
+            moirelab_data::Perturbation::parse(p).map_err(|e| anyhow::anyhow!("--perturb {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let loaded = run_config(&a.run)?;
     let cwd = std::env::current_dir()?;
     let mut sets: Vec<(String, Dataset)> = Vec::new();
@@ -89,26 +99,34 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     } else {
         lr.threshold
     };
-    let mut rows = Vec::with_capacity(sets.len());
+    let mut rows = Vec::with_capacity(sets.len() * (1 + perturbations.len()));
     for (name, ds) in &sets {
-        let m = moirelab_train::evaluate(
-            lr.net.as_ref(),
-            ds,
-            ds.split(&a.split),
-            &moirelab_train::trainer::EvalOptions {
-                batch_size: 64,
-                device: lr.device,
-                epoch: 0,
-                split: a.split.clone(),
-                threshold,
-            },
-        )
-        .with_context(|| format!("evaluating {name}"))?;
-        rows.push(EvalRow {
-            data: name.clone(),
-            skipped: ds.report().skipped.len(),
-            metrics: m,
-        });
+        // The unperturbed row first; perturbed rows apply its threshold, so that on the run's
+        // own val split they too are read at the point that val fixed.
+        let mut row_threshold = threshold;
+        for p in std::iter::once(None).chain(perturbations.iter().map(Some)) {
+            let m = moirelab_train::evaluate(
+                lr.net.as_ref(),
+                ds,
+                ds.split(&a.split),
+                &moirelab_train::trainer::EvalOptions {
+                    batch_size: 64,
+                    device: lr.device,
+                    epoch: 0,
+                    split: a.split.clone(),
+                    threshold: row_threshold,
+                    perturbation: p.copied(),
+                },
+            )
+            .with_context(|| format!("evaluating {name}"))?;
+            row_threshold = row_threshold.or(m.pad.as_ref().map(|pad| pad.threshold));
+            rows.push(EvalRow {
+                data: name.clone(),
+                perturbation: p.map(|p| p.name()),
+                skipped: ds.report().skipped.len(),
+                metrics: m,
+            });
+        }
     }
     if a.json {
         let text = match rows.as_slice() {
@@ -144,12 +162,32 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row per data set: n, accuracy, balanced accuracy, AUC, EER, APCER, BPCER.
+/// One row per data set (and perturbation, when there are any): n, accuracy, balanced
+/// accuracy, AUC, EER, APCER, BPCER.
 fn eval_table(rows: &[EvalRow], split: &str) -> String {
     let w = rows.iter().map(|r| r.data.len()).max().unwrap_or(0).max(4) + 2;
+    let pw = rows
+        .iter()
+        .filter_map(|r| r.perturbation.as_ref().map(|p| p.len() + 2))
+        .max()
+        .map(|n| n.max(14));
+    let perturbation = |r: Option<&EvalRow>| match (pw, r) {
+        (None, _) => String::new(),
+        (Some(pw), None) => format!("{:<pw$}", "perturbation"),
+        (Some(pw), Some(r)) => format!("{:<pw$}", r.perturbation.as_deref().unwrap_or("none")),
+    };
     let mut out = format!(
-        "{:<w$}{:<7}{:>7}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}\n",
-        "data", "split", "n", "accuracy", "bal.acc", "AUC", "EER", "APCER", "BPCER"
+        "{:<w$}{}{:<7}{:>7}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}\n",
+        "data",
+        perturbation(None),
+        "split",
+        "n",
+        "accuracy",
+        "bal.acc",
+        "AUC",
+        "EER",
+        "APCER",
+        "BPCER"
     );
     for r in rows {
         let m = &r.metrics;
@@ -160,8 +198,9 @@ fn eval_table(rows: &[EvalRow], split: &str) -> String {
                 .unwrap_or_else(|| "-".into())
         };
         out.push_str(&format!(
-            "{:<w$}{split:<7}{:>7}{:>10.4}{:>10.4}{:>8}{:>8}{:>8}{:>8}\n",
+            "{:<w$}{}{split:<7}{:>7}{:>10.4}{:>10.4}{:>8}{:>8}{:>8}{:>8}\n",
             r.data,
+            perturbation(Some(r)),
             m.n,
             m.accuracy,
             m.balanced_accuracy,

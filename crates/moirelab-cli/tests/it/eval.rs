@@ -237,6 +237,86 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     assert_eq!(many[0]["accuracy"], many[1]["accuracy"]);
     assert_eq!(many[0]["pad"]["auc"], many[1]["pad"]["auc"]);
 
+    // Perturbed rows: the same images degraded, read at the same threshold, after the
+    // unperturbed row.
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--perturb",
+            "blur=1.5",
+            "--perturb",
+            "noise=8",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0].get("perturbation").is_none());
+    assert_eq!(rows[0]["accuracy"], one["accuracy"]);
+    assert_eq!(rows[0]["loss"], one["loss"]);
+    for (r, p) in rows[1..].iter().zip(["blur=1.5", "noise=8"]) {
+        assert_eq!(r["perturbation"], p);
+        assert_eq!(r["n"], n_test as u64);
+        assert_eq!(r["pad"]["threshold"], summary["threshold"]);
+        assert_ne!(r["loss"], one["loss"], "{p} changed nothing");
+    }
+    // Deterministic: the noise of an image is its own, run after run.
+    let again = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--perturb",
+            "blur=1.5",
+            "--perturb",
+            "noise=8",
+            "--json",
+        ],
+    );
+    let strip = |out: &[u8]| -> Vec<Value> {
+        let mut v: Vec<Value> = serde_json::from_slice(out).unwrap();
+        v.iter_mut().for_each(|r| {
+            r.as_object_mut().unwrap().remove("wall_s");
+        });
+        v
+    };
+    assert_eq!(strip(&again.stdout), strip(&o.stdout));
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--perturb",
+            "jpeg=50",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let cells: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(cells[0][1], "perturbation", "{table}");
+    assert_eq!((cells[1][1], cells[2][1]), ("none", "jpeg=50"), "{table}");
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--perturb", "jpeg=0"]);
+    assert_one_line_error(&o, &["--perturb", "jpeg=0", "[1, 100]"]);
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--perturb", "sharpen=1"]);
+    assert_one_line_error(&o, &["--perturb", "unknown kind `sharpen`", "blur"]);
+
     // Errors: one line each, naming the thing.
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "wrong"]);
     let model = format!("[{}]", classes.join(", "));
