@@ -239,21 +239,19 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
 
     // Perturbed rows: the same images degraded, read at the same threshold, after the
     // unperturbed row.
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--perturb",
-            "blur=1.5",
-            "--perturb",
-            "noise=8",
-            "--json",
-        ],
-    );
+    let perturbed = [
+        "eval",
+        "--run",
+        "runs/tiny",
+        "--data",
+        "only-test",
+        "--perturb",
+        "blur=1.5",
+        "--perturb",
+        "noise=8",
+        "--json",
+    ];
+    let o = moirelab(d, &perturbed);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = rows.as_array().unwrap();
@@ -268,21 +266,7 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         assert_ne!(r["loss"], one["loss"], "{p} changed nothing");
     }
     // Deterministic: the noise of an image is its own, run after run.
-    let again = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--perturb",
-            "blur=1.5",
-            "--perturb",
-            "noise=8",
-            "--json",
-        ],
-    );
+    let again = moirelab(d, &perturbed);
     let strip = |out: &[u8]| -> Vec<Value> {
         let mut v: Vec<Value> = serde_json::from_slice(out).unwrap();
         v.iter_mut().for_each(|r| {
