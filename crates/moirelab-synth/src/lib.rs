@@ -24,6 +24,7 @@ mod card;
 mod config;
 mod dataset;
 mod display;
+mod draws;
 mod geom;
 mod jpeg;
 mod mrz;
