@@ -1,37 +1,25 @@
 //! Evaluation on any data: `eval --data` with split-only, split-less and manifest data sets,
 //! several at once, the errors; and `[eval] extra` data sets after every epoch of a run.
 
-use crate::{assert_one_line_error, moirelab, stderr};
+use crate::{assert_one_line_error, moirelab, stderr, TINY};
 use serde_json::Value;
 use std::path::Path;
 
-const CONFIG: &str = r#"
-[data]
-preset = "tiny"
-image-size = 64
-cache = "memory"
-
-[model]
-arch = "shallow"
-width = 4
-
-[train]
-epochs = 2
-batch-size = 8
-seed = 3
-threads = 1
-device = "cpu"
-
-[gradcam]
-methods = ["gradcam"]
-probes = 2
-
+/// The shared tiny run, two epochs, with two extra data sets evaluated after each.
+fn config() -> String {
+    let run = TINY
+        .replace("epochs = 1", "epochs = 2")
+        .replace("probes = 4", "probes = 2");
+    format!(
+        r#"{run}
 [eval]
 extra = [
-  { name = "flat", root = "flat" },
-  { name = "only", root = "only-test", split = "test" },
+  {{ name = "flat", root = "flat" }},
+  {{ name = "only", root = "only-test", split = "test" }},
 ]
-"#;
+"#
+    )
+}
 
 fn copy(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -94,15 +82,16 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (classes, n_test, n_total) = make_sets(d);
-    std::fs::write(d.join("tiny.toml"), CONFIG).unwrap();
+    let config = config();
+    std::fs::write(d.join("tiny.toml"), &config).unwrap();
 
     // Extra data sets are checked before the run folder exists.
-    let broken = CONFIG.replace("root = \"flat\"", "root = \"no-such-set\"");
+    let broken = config.replace("root = \"flat\"", "root = \"no-such-set\"");
     std::fs::write(d.join("broken.toml"), broken).unwrap();
     let o = moirelab(d, &["train", "--config", "broken.toml"]);
     assert_one_line_error(&o, &["eval.extra 'flat'", "no-such-set"]);
     assert!(!d.join("runs/broken").exists());
-    let twice = CONFIG.replace("name = \"only\"", "name = \"flat\"");
+    let twice = config.replace("name = \"only\"", "name = \"flat\"");
     std::fs::write(d.join("twice.toml"), twice).unwrap();
     let o = moirelab(d, &["train", "--config", "twice.toml"]);
     assert_one_line_error(&o, &["twice.toml", "'flat' is used twice"]);
