@@ -119,11 +119,12 @@ pub(crate) fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Dr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::card::Hair;
 
-    fn spec(index: usize, screen: bool) -> SampleSpec {
+    /// A train-split sample (flag A, dark hair), for the generator's unit tests.
+    pub(crate) fn spec(index: usize, screen: bool) -> SampleSpec {
         SampleSpec {
             index,
             screen,

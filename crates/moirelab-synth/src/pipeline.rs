@@ -600,16 +600,7 @@ mod tests {
     use super::*;
     use crate::config::{Holdout, DEFOCUS};
     use crate::display::Layout;
-
-    fn spec(index: usize, screen: bool) -> SampleSpec {
-        SampleSpec {
-            index,
-            screen,
-            family: FlagFamily::A,
-            hair: Hair::Dark,
-            test: false,
-        }
-    }
+    use crate::draws::tests::spec;
 
     #[test]
     fn flag_pixels_under_the_flag_mask_have_flag_colours() {
