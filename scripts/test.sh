@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README. First use installs libtorch (torch==2.13.0 wheel), the Python
 # packages the cross-check tests need (pytorch-grad-cam, tensorboard, safetensors, torchvision
-# 0.28.0, the release built against torch 2.13) and, where apt is available, Debian's chromium
+# 0.28.0, the release built against torch 2.13; Pillow, whose libjpeg checks the generator's
+# JPEG model) and, where apt is available, Debian's chromium
 # for the report's browser tests. Then runs every test.
 #   scripts/test.sh [extra cargo test args]
 set -euo pipefail
@@ -9,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
 moirelab_setup
-moirelab_venv grad-cam tensorboard safetensors torchvision==0.28.0
+moirelab_venv grad-cam tensorboard safetensors torchvision==0.28.0 pillow
 
 if ! command -v chromium >/dev/null 2>&1 && [ -z "${MOIRELAB_SKIP_BROWSER:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -31,6 +31,8 @@
 #   defocus-all    every photo out of focus (both classes; defocus-prob 1)
 #   noise-high     sensor noise [max, 10*max] (capped at 0.05): a dimmer room, a smaller sensor
 #   upload-low     every photo JPEG'd again at the output size, quality [q-min - 30, q-min]
+#   jpeg-420       every camera and upload JPEG subsamples chroma 4:2:0 (jpeg-420-prob 1), as
+#                  phones, libjpeg's defaults and browsers do
 # Rows a run's knobs make meaningless (only-grid when the run never drew a grid, ...) are
 # left out. About 5-15 s per 800-image set at 128 px on 2 cores, and one eval.
 set -euo pipefail
@@ -128,6 +130,9 @@ if qmin > 10:
     lo = max(10, qmin - 30)
     shifts.append(("upload-low", f"upload JPEG on every photo, q {lo}-{qmin}",
                    {"upload-prob": 1.0, "upload-q-min": lo, "upload-q-max": qmin}))
+if knobs.get("jpeg-420-prob", 0.0) < 1.0:
+    shifts.append(("jpeg-420", "every camera and upload JPEG 4:2:0",
+                   {"jpeg-420-prob": 1.0}))
 for name, what, change in shifts:
     k = dict(knobs, **change)
     sets = " ".join(f"{n}={json.dumps(v, separators=(',', ':'))}" for n, v in sorted(k.items()))

@@ -175,7 +175,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub skip_bad: bool,
     /// Also score each data set with its images perturbed, one row per perturbation, at the
-    /// same threshold: blur=SIGMA_PX, noise=SIGMA_LEVELS, jpeg=QUALITY, brightness=LEVELS,
+    /// same threshold: blur=SIGMA_PX, noise=SIGMA_LEVELS, jpeg=QUALITY, jpeg420=QUALITY
+    /// (chroma subsampled 4:2:0), brightness=LEVELS,
     /// gamma=EXPONENT (applied to the model's input view). Repeat for more rows
     #[arg(long, value_name = "KIND=VALUE")]
     pub perturb: Vec<String>,

@@ -4,11 +4,13 @@
 //! (`dataset.json`, `manifest.jsonl`, region-mask encoding), the run-folder records
 //! (`metrics.jsonl` lines, `probes.json`, `meta.json`), atomic file writes, and the small
 //! seeded RNG every stochastic component uses so results do not depend on a third-party
-//! RNG crate's version. It owns no I/O policy beyond "write to a temp file, then rename",
+//! RNG crate's version, and the JPEG model (the lossy steps of a 4:4:4 or 4:2:0 round trip)
+//! that the generator's camera and `eval --perturb` share. It owns no I/O policy beyond "write to a temp file, then rename",
 //! and it never prints.
 
 pub mod dataset_format;
 pub mod fsio;
+pub mod jpeg;
 pub mod mask;
 pub mod rng;
 pub mod run;

@@ -6,6 +6,7 @@
 //! the noise of image `i` is drawn from its own stream, so two runs see the same pixels.
 
 use image::RgbImage;
+use moirelab_core::jpeg::{self, Chroma};
 use moirelab_core::rng::Rng;
 
 /// Stream id of the perturbation noise (distinct from the loader's streams).
@@ -18,8 +19,11 @@ pub enum Perturbation {
     Blur(f32),
     /// Additive Gaussian noise, σ in 8-bit levels.
     Noise(f32),
-    /// One more JPEG at this quality.
+    /// One more JPEG at this quality (the `image` crate's codec, chroma at full resolution).
     Jpeg(u8),
+    /// One more JPEG at this quality with chroma subsampled 4:2:0, as libjpeg, phone cameras
+    /// and browsers write it (moirelab's JPEG model, within a level of libjpeg).
+    Jpeg420(u8),
     /// Add this many 8-bit levels to every channel (negative: darker).
     Brightness(f32),
     /// Tone curve `v ↦ v^γ` on [0, 1].
@@ -27,16 +31,18 @@ pub enum Perturbation {
 }
 
 /// Accepted strengths, per kind: (name, min, max, unit).
-const KINDS: [(&str, f32, f32, &str); 5] = [
+const KINDS: [(&str, f32, f32, &str); 6] = [
     ("blur", 0.0, 8.0, "sigma in pixels"),
     ("noise", 0.0, 64.0, "sigma in 8-bit levels"),
     ("jpeg", 1.0, 100.0, "quality"),
+    ("jpeg420", 1.0, 100.0, "quality"),
     ("brightness", -255.0, 255.0, "8-bit levels"),
     ("gamma", 0.1, 10.0, "exponent"),
 ];
 
 impl Perturbation {
-    /// Parse `kind=value` (`blur=0.8`, `noise=4`, `jpeg=60`, `brightness=-20`, `gamma=0.8`);
+    /// Parse `kind=value` (`blur=0.8`, `noise=4`, `jpeg=60`, `jpeg420=60`, `brightness=-20`,
+    /// `gamma=0.8`);
     /// the error is one line naming what is accepted.
     pub fn parse(s: &str) -> Result<Perturbation, String> {
         let kinds = KINDS.map(|k| k.0).join(", ");
@@ -58,11 +64,15 @@ impl Perturbation {
         Ok(match name {
             "blur" => Perturbation::Blur(v),
             "noise" => Perturbation::Noise(v),
-            "jpeg" => {
+            "jpeg" | "jpeg420" => {
                 if v.fract() != 0.0 {
-                    return Err(format!("`{s}`: jpeg quality must be a whole number"));
+                    return Err(format!("`{s}`: {name} quality must be a whole number"));
                 }
-                Perturbation::Jpeg(v as u8)
+                if name == "jpeg" {
+                    Perturbation::Jpeg(v as u8)
+                } else {
+                    Perturbation::Jpeg420(v as u8)
+                }
             }
             "brightness" => Perturbation::Brightness(v),
             _ => Perturbation::Gamma(v),
@@ -75,6 +85,7 @@ impl Perturbation {
             Perturbation::Blur(v) => format!("blur={v}"),
             Perturbation::Noise(v) => format!("noise={v}"),
             Perturbation::Jpeg(q) => format!("jpeg={q}"),
+            Perturbation::Jpeg420(q) => format!("jpeg420={q}"),
             Perturbation::Brightness(v) => format!("brightness={v}"),
             Perturbation::Gamma(v) => format!("gamma={v}"),
         }
@@ -91,6 +102,11 @@ impl Perturbation {
                 }
             }
             Perturbation::Jpeg(q) => crate::augment::jpeg_round_trip(img, q),
+            Perturbation::Jpeg420(q) => {
+                let (w, h) = (img.width() as usize, img.height() as usize);
+                let out = jpeg::round_trip(w, h, img.as_raw(), q, Chroma::Half);
+                img.copy_from_slice(&out);
+            }
             Perturbation::Brightness(d) => {
                 img.iter_mut().for_each(|v| *v = quantize(*v as f32 + d))
             }
@@ -133,6 +149,7 @@ mod tests {
             "blur=0.8",
             "noise=4",
             "jpeg=60",
+            "jpeg420=90",
             "brightness=-20",
             "gamma=0.8",
         ] {
@@ -144,6 +161,7 @@ mod tests {
             ("noise=x", "not a number"),
             ("jpeg=101", "[1, 100]"),
             ("jpeg=60.5", "whole number"),
+            ("jpeg420=0", "[1, 100]"),
             ("gamma=0", "[0.1, 10]"),
             ("blur=NaN", "[0, 8]"),
         ] {
@@ -179,6 +197,20 @@ mod tests {
         assert!((mean(&run("brightness=20", 0)) - mean(&img) - 20.0).abs() < 1.0);
         assert!(mean(&run("gamma=2", 0)) < mean(&img) - 10.0);
         assert!(run("jpeg=30", 0) != img);
+        // 4:2:0 averages the checkerboard's colours away where 4:4:4 at the same quality
+        // keeps them: the spread between channels shrinks.
+        let spread = |i: &RgbImage| {
+            i.pixels()
+                .map(|p| f64::from(p.0.iter().max().unwrap() - p.0.iter().min().unwrap()))
+                .sum::<f64>()
+        };
+        let (half, full) = (run("jpeg420=95", 0), run("jpeg=95", 0));
+        assert!(
+            spread(&half) < 0.7 * spread(&full),
+            "{} vs {}",
+            spread(&half),
+            spread(&full)
+        );
         assert!(run("gamma=1", 0) == img && run("brightness=0", 0) == img);
     }
 }

@@ -10,6 +10,7 @@
 use crate::config::{GenConfig, Holdout};
 use crate::raster::{fill_noise, linear_to_srgb, Plane, Rgb};
 use crate::sampling::{log_uniform, log_uniform_band, pick, Hold};
+use moirelab_core::jpeg::Chroma;
 use moirelab_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -98,9 +99,13 @@ pub(crate) struct CameraParams {
     /// Unsharp mask `(σ sensor px, amount)`; amount 0 = off.
     pub(crate) sharpen: (f32, f32),
     pub(crate) quality: u8,
+    /// The camera JPEG's chroma sampling (`jpeg-420-prob`).
+    pub(crate) chroma: Chroma,
     pub(crate) resize: Resize,
     /// A second JPEG at the output size (an upload), for some images of both classes.
     pub(crate) upload_q: Option<u8>,
+    /// The upload JPEG's chroma sampling (`jpeg-420-prob`, drawn apart from the camera's).
+    pub(crate) upload_chroma: Chroma,
 }
 
 impl CameraParams {
@@ -171,8 +176,10 @@ impl CameraParams {
             saturation,
             sharpen: if sharp_on { sharpen } else { (1.0, 0.0) },
             quality,
+            chroma: Chroma::Full,
             resize,
             upload_q: upload.then_some(upload_q),
+            upload_chroma: Chroma::Full,
         }
     }
 }

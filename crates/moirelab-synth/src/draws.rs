@@ -9,6 +9,7 @@ use crate::display::ScreenParams;
 use crate::pipeline::SampleSpec;
 use crate::sampling::{log_uniform, Hold};
 use crate::scene::SceneParams;
+use moirelab_core::jpeg::Chroma;
 use moirelab_core::rng::Rng;
 
 /// RNG stream ids per sample: `Rng::derive(seed, &[index, STREAM])`. Each stage has its own
@@ -23,6 +24,7 @@ const STREAM_PRINT: u64 = 6;
 const STREAM_HOLOGRAM: u64 = 7;
 const STREAM_CUES: u64 = 8;
 const STREAM_DEFOCUS: u64 = 9;
+const STREAM_CHROMA: u64 = 10;
 
 /// Every parameter of one sample.
 pub(crate) struct Draws {
@@ -87,6 +89,27 @@ fn defocus(cfg: &GenConfig, spec: &SampleSpec, mut cam: CameraParams) -> CameraP
     cam
 }
 
+/// The chroma sampling of the camera JPEG and, apart, of the upload JPEG: 4:2:0 with
+/// probability `jpeg-420-prob` each, both classes alike. Its own stream, drawn only when the
+/// knob is on: at 0 every JPEG stays 4:4:4 and nothing else changes.
+fn chroma(cfg: &GenConfig, spec: &SampleSpec, mut cam: CameraParams) -> CameraParams {
+    let p = cfg.knobs.jpeg_420_prob;
+    if p == 0.0 {
+        return cam;
+    }
+    let rng = &mut Rng::derive(cfg.seed, &[spec.index as u64, STREAM_CHROMA]);
+    let mut one = || {
+        if rng.bernoulli(p) {
+            Chroma::Half
+        } else {
+            Chroma::Full
+        }
+    };
+    cam.chroma = one();
+    cam.upload_chroma = one();
+    cam
+}
+
 pub(crate) fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Draws {
     let (seed, i) = (cfg.seed, spec.index as u64);
     let hold = match (cfg.knobs.holdout, spec.test) {
@@ -108,10 +131,14 @@ pub(crate) fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Dr
         card,
         screen: ScreenParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCREEN]), cfg, hold),
         scene: SceneParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCENE]), cfg),
-        camera: defocus(
+        camera: chroma(
             cfg,
             spec,
-            CameraParams::draw(&mut Rng::derive(seed, &[i, STREAM_CAMERA]), cfg, hold),
+            defocus(
+                cfg,
+                spec,
+                CameraParams::draw(&mut Rng::derive(seed, &[i, STREAM_CAMERA]), cfg, hold),
+            ),
         ),
         print_density: log_uniform(&mut Rng::derive(seed, &[i, STREAM_PRINT]), 1.0, 3.0),
         effects: effects(cfg, spec),

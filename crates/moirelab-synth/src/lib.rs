@@ -26,7 +26,6 @@ mod dataset;
 mod display;
 mod draws;
 mod geom;
-mod jpeg;
 mod mrz;
 mod pipeline;
 mod raster;

@@ -18,11 +18,11 @@ use crate::config::{Artifact, GenConfig};
 use crate::display::{apply_tone, Grid, Transfer};
 use crate::draws::{draw, Draws, STREAM_NOISE};
 use crate::geom::Homography;
-use crate::jpeg;
 use crate::raster::{Plane, Rgb};
 use crate::scene;
 use crate::viewing::apply_viewed_tone;
 use crate::{region_bit, SynthError};
+use moirelab_core::jpeg::{self, Chroma};
 use moirelab_core::rng::Rng;
 
 /// Largest card texture, in output widths (bounds the card renderer's cost at fine pitches).
@@ -130,7 +130,13 @@ fn object(cfg: &GenConfig, spec: &SampleSpec, d: &Draws, wd: usize) -> (scene::O
     let mut card = card::render(&d.card, wd, d.scene.flag_frac);
     if spec.screen && d.has(Artifact::DoubleJpeg) {
         if let Some(q1) = sp.q1 {
-            let bytes = jpeg::round_trip(card.rgb.w, card.rgb.h, &card.rgb.to_srgb8(), q1);
+            let bytes = jpeg::round_trip(
+                card.rgb.w,
+                card.rgb.h,
+                &card.rgb.to_srgb8(),
+                q1,
+                Chroma::Full,
+            );
             card.rgb = Rgb::from_srgb8(card.rgb.w, card.rgb.h, &bytes);
         }
     }
@@ -377,11 +383,11 @@ fn capture(
     let rgb = camera::demosaic(&raw, cam.phase, cam.demosaic);
     let mut shown = camera::render_srgb(rgb, cam.contrast, cam.saturation);
     camera::sharpen(&mut shown, cam.sharpen.0, cam.sharpen.1);
-    let jpeg_bytes = jpeg::round_trip(ws, ws, &camera::to_bytes(&shown), cam.quality);
+    let jpeg_bytes = jpeg::round_trip(ws, ws, &camera::to_bytes(&shown), cam.quality, cam.chroma);
     let out = camera::resize_bytes(ws, ws, &jpeg_bytes, size, cam.resize);
     let mut rgb8 = camera::to_bytes(&out);
     if let Some(q) = cam.upload_q {
-        rgb8 = jpeg::round_trip(size, size, &rgb8, q);
+        rgb8 = jpeg::round_trip(size, size, &rgb8, q, cam.upload_chroma);
     }
     (rgb8, grid_part)
 }
@@ -509,6 +515,14 @@ fn sample_params(
     });
     if cfg.knobs.defocus_prob > 0.0 {
         params["camera"]["defocus-px"] = cam.defocus.map(round3).into();
+    }
+    if cfg.knobs.jpeg_420_prob > 0.0 {
+        let name = |c: Chroma| match c {
+            Chroma::Full => "4:4:4",
+            Chroma::Half => "4:2:0",
+        };
+        params["camera"]["jpeg-chroma"] = name(cam.chroma).into();
+        params["camera"]["upload-chroma"] = cam.upload_q.map(|_| name(cam.upload_chroma)).into();
     }
     if spec.screen {
         params["screen"] = serde_json::json!({
@@ -780,6 +794,71 @@ mod tests {
             }
         }
         assert!((10..=30).contains(&soft), "{soft} of 40 defocused");
+    }
+
+    #[test]
+    fn jpeg_420_subsamples_the_chroma_of_both_classes_and_leaves_the_masks() {
+        let mut cfg = GenConfig::preset("tiny").unwrap();
+        cfg.knobs.upload_prob = 1.0;
+        let mut with = cfg.clone();
+        with.knobs.jpeg_420_prob = 1.0;
+        // Mean squared difference of each pixel's colour from its right neighbour's, in the
+        // chroma of the output (R − G and B − G): what 4:2:0 averages.
+        let colour_detail = |r: &Rendered| {
+            let px: Vec<[f64; 2]> = r
+                .rgb8
+                .chunks_exact(3)
+                .map(|p| {
+                    let g = f64::from(p[1]);
+                    [f64::from(p[0]) - g, f64::from(p[2]) - g]
+                })
+                .collect();
+            let d: f64 = px
+                .windows(2)
+                .map(|w| (w[1][0] - w[0][0]).powi(2) + (w[1][1] - w[0][1]).powi(2))
+                .sum();
+            d / px.len() as f64
+        };
+        let (mut before, mut after) = (0.0, 0.0);
+        for i in 0..6 {
+            for screen in [false, true] {
+                let (a, b) = (
+                    render(&cfg, &spec(i, screen), false, true).unwrap(),
+                    render(&with, &spec(i, screen), false, true).unwrap(),
+                );
+                assert!(a.params["camera"].get("jpeg-chroma").is_none());
+                assert_eq!(b.params["camera"]["jpeg-chroma"], "4:2:0", "sample {i}");
+                assert_eq!(b.params["camera"]["upload-chroma"], "4:2:0", "sample {i}");
+                // The same photo through other JPEGs: the masks and every other parameter stay.
+                assert!(a.bits == b.bits, "sample {i}, screen {screen}");
+                assert!(a.rgb8 != b.rgb8, "sample {i}, screen {screen}");
+                before += colour_detail(&a);
+                after += colour_detail(&b);
+            }
+        }
+        assert!(
+            after < 0.8 * before,
+            "colour detail {after:.1} vs {before:.1}"
+        );
+        // A share of the JPEGs, drawn on their own stream, each recorded.
+        with.knobs.jpeg_420_prob = 0.5;
+        let mut half = 0;
+        for i in 0..40 {
+            let (a, b) = (
+                render(&cfg, &spec(i, i % 2 == 0), false, false).unwrap(),
+                render(&with, &spec(i, i % 2 == 0), false, false).unwrap(),
+            );
+            let cam = &b.params["camera"];
+            let n = [&cam["jpeg-chroma"], &cam["upload-chroma"]]
+                .iter()
+                .filter(|v| **v == "4:2:0")
+                .count();
+            if n == 0 {
+                assert!(a.rgb8 == b.rgb8, "sample {i}");
+            }
+            half += n;
+        }
+        assert!((20..=60).contains(&half), "{half} of 80 JPEGs at 4:2:0");
     }
 
     #[test]

@@ -56,6 +56,7 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
         "defocus-all",
         "noise-high",
         "upload-low",
+        "jpeg-420",
     ];
     assert_eq!(names, want, "{table}");
     let json = std::fs::read_dir(d.join("out"))
@@ -91,6 +92,7 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
     assert_eq!(set("upload-low")["upload-prob"], 1.0);
     assert_eq!(set("upload-low")["upload-q-min"], 40);
     assert_eq!(set("upload-low")["upload-q-max"], 70);
+    assert_eq!(set("jpeg-420")["jpeg-420-prob"], 1.0);
 
     // Not a run folder: one line naming it, exit 2, nothing rendered.
     let o = shift(d, &["--run", "nowhere", "--out", "out2"]);

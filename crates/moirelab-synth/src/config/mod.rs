@@ -286,6 +286,11 @@ pub struct Knobs {
     /// cue. Left out of the serialized config at 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub defocus_prob: f64,
+    /// Probability that a photo's camera JPEG, and independently its upload JPEG, subsample
+    /// chroma 4:2:0 (as phone cameras, libjpeg's defaults and browsers do) instead of 4:4:4,
+    /// both classes alike. Left out of the serialized config at 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jpeg_420_prob: f64,
     /// Display pixel pitch in output pixels (log-uniform range): how large one display pixel
     /// appears in the final image. Together with the sensor scale it sets the pitch on the
     /// sensor, and so whether and where moiré forms.
@@ -334,6 +339,7 @@ impl Default for Knobs {
             hologram_prob: 0.0,
             cue_dropout: 0.0,
             defocus_prob: 0.0,
+            jpeg_420_prob: 0.0,
             // Calibrated so that about 7 recaptures in 8 carry a visible grid or bands (the
             // rest are the physically invisible cases: display pixels far below the sensor's
             // resolution, or a long exposure over a fast PWM); with 0.25–1.5 and 1–3 fewer
@@ -409,6 +415,7 @@ pub const KNOB_NAMES: &[&str] = &[
     "hologram-prob",
     "cue-dropout",
     "defocus-prob",
+    "jpeg-420-prob",
     "pitch-min",
     "pitch-max",
     "sensor-scale-min",
@@ -516,6 +523,7 @@ impl GenConfig {
             ("hologram-prob", k.hologram_prob),
             ("cue-dropout", k.cue_dropout),
             ("defocus-prob", k.defocus_prob),
+            ("jpeg-420-prob", k.jpeg_420_prob),
             ("train-frac", k.train_frac),
             ("val-frac", k.val_frac),
         ];
@@ -646,10 +654,11 @@ mod tests {
         // Data sets made before these knobs existed record configs without them; at 0 the
         // serialized config is theirs, and a record without them reads back as 0.
         type Field = fn(&mut Knobs) -> &mut f64;
-        let knobs: [(&str, Field); 3] = [
+        let knobs: [(&str, Field); 4] = [
             ("hologram-prob", |k| &mut k.hologram_prob),
             ("cue-dropout", |k| &mut k.cue_dropout),
             ("defocus-prob", |k| &mut k.defocus_prob),
+            ("jpeg-420-prob", |k| &mut k.jpeg_420_prob),
         ];
         for (name, field) in knobs {
             let mut c = GenConfig::preset("clean").unwrap();

@@ -54,6 +54,8 @@ pub struct Overrides {
     #[serde(default, deserialize_with = "number")]
     pub defocus_prob: Option<f64>,
     #[serde(default, deserialize_with = "number")]
+    pub jpeg_420_prob: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
     pub pitch_min: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub pitch_max: Option<f64>,
@@ -181,6 +183,7 @@ impl GenConfig {
         put(&mut k.hologram_prob, "hologram-prob", o.hologram_prob, UNIT)?;
         put(&mut k.cue_dropout, "cue-dropout", o.cue_dropout, UNIT)?;
         put(&mut k.defocus_prob, "defocus-prob", o.defocus_prob, UNIT)?;
+        put(&mut k.jpeg_420_prob, "jpeg-420-prob", o.jpeg_420_prob, UNIT)?;
         put(&mut k.pitch_min, "pitch-min", o.pitch_min, PITCH)?;
         put(&mut k.pitch_max, "pitch-max", o.pitch_max, PITCH)?;
         put(
