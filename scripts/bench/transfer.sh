@@ -17,7 +17,7 @@
 # count) and epochs, all factors below, out bench-out/transfer. Data sets are shared between
 # configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...]);
 # runs and tables are per config (out/runs/<config>/, out/transfer-<config>-<tag>.md). One
-# factor takes about 1.5 minutes with fixed.toml (2400 images) and 6 with transfer.toml
+# factor takes about 1.5 minutes with fixed.toml (2400 images) and 10 with transfer.toml
 # (4800 images) on 2 CPU cores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
