@@ -110,6 +110,16 @@ pub enum Chroma {
     Half,
 }
 
+impl Chroma {
+    /// The usual name of the sampling: `4:4:4` or `4:2:0`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Chroma::Full => "4:4:4",
+            Chroma::Half => "4:2:0",
+        }
+    }
+}
+
 /// Encode at `quality` and decode again, without the lossless entropy coding in between.
 ///
 /// Works on three level-shifted YCbCr planes padded to whole blocks (edge replicated), so
@@ -187,6 +197,7 @@ fn half_chroma(
         .map(|&v| (rint(v) + 128.0).clamp(0.0, 255.0) as i32)
         .collect();
     let at = |y: usize, x: usize| bytes[y * qw + x];
+    let mut sums = Vec::with_capacity(cw);
     for oy in 0..h {
         let i = oy / 2;
         // The nearer half-plane row and the farther one (above for even rows, below for odd).
@@ -195,14 +206,15 @@ fn half_chroma(
         } else {
             (i + 1).min(ch - 1)
         };
-        let colsum = |x: usize| 3 * at(i, x) + at(j, x);
+        // The vertical pass once per half-plane column, then the horizontal one per pixel.
+        sums.clear();
+        sums.extend((0..cw).map(|x| 3 * at(i, x) + at(j, x)));
         for ox in 0..w {
             let k = ox / 2;
-            let this = colsum(k);
             let v = if ox % 2 == 0 {
-                (3 * this + colsum(k.saturating_sub(1)) + 8) >> 4
+                (3 * sums[k] + sums[k.saturating_sub(1)] + 8) >> 4
             } else {
-                (3 * this + colsum((k + 1).min(cw - 1)) + 7) >> 4
+                (3 * sums[k] + sums[(k + 1).min(cw - 1)] + 7) >> 4
             };
             p[oy * pw + ox] = (v - 128) as f32;
         }

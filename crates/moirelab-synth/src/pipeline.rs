@@ -517,12 +517,8 @@ fn sample_params(
         params["camera"]["defocus-px"] = cam.defocus.map(round3).into();
     }
     if cfg.knobs.jpeg_420_prob > 0.0 {
-        let name = |c: Chroma| match c {
-            Chroma::Full => "4:4:4",
-            Chroma::Half => "4:2:0",
-        };
-        params["camera"]["jpeg-chroma"] = name(cam.chroma).into();
-        params["camera"]["upload-chroma"] = cam.upload_q.map(|_| name(cam.upload_chroma)).into();
+        params["camera"]["jpeg-chroma"] = cam.chroma.name().into();
+        params["camera"]["upload-chroma"] = cam.upload_q.map(|_| cam.upload_chroma.name()).into();
     }
     if spec.screen {
         params["screen"] = serde_json::json!({
