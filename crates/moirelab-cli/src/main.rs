@@ -114,6 +114,10 @@ pub struct DataCheckArgs {
     /// A val or test split missing a class is a warning, not an error
     #[arg(long)]
     pub allow_missing_class: bool,
+    /// Check it as `eval --data` opens it: an evaluation set needs no training split, so
+    /// classes without training images and class imbalance are not reported
+    #[arg(long)]
+    pub eval: bool,
 }
 
 #[derive(Subcommand, Debug)]

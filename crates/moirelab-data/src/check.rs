@@ -267,6 +267,17 @@ impl CheckReport {
         self.errors().next().is_some()
     }
 
+    /// Drop the findings that only matter for training (classes without training images,
+    /// class imbalance in train): what `eval --data` and `data check --eval` report.
+    pub fn for_evaluation(&mut self) {
+        self.problems.retain(|p| {
+            !matches!(
+                p.kind,
+                ProblemKind::EmptyClass | ProblemKind::ClassImbalance
+            )
+        });
+    }
+
     /// Problems of one kind.
     pub fn of_kind(&self, kind: ProblemKind) -> impl Iterator<Item = &Problem> {
         self.problems.iter().filter(move |p| p.kind == kind)

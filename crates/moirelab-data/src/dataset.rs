@@ -360,12 +360,7 @@ impl Dataset {
         report.problems.extend(fallback);
         if eval.is_some() {
             // Evaluation trains nothing: classes without training images are fine.
-            report.problems.retain(|p| {
-                !matches!(
-                    p.kind,
-                    ProblemKind::EmptyClass | ProblemKind::ClassImbalance
-                )
-            });
+            report.for_evaluation();
         }
         let file_errors = report
             .errors()

@@ -21,7 +21,10 @@ pub fn data_check(a: DataCheckArgs) -> Result<ExitCode> {
         cfg.max_pixels = n;
     }
     cfg.allow_missing_class = a.allow_missing_class;
-    let report = moirelab_data::check(&cfg, Path::new("."))?;
+    let mut report = moirelab_data::check(&cfg, Path::new("."))?;
+    if a.eval {
+        report.for_evaluation();
+    }
     println!("{report}");
     Ok(if report.has_errors() {
         ExitCode::FAILURE

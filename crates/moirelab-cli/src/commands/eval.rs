@@ -143,7 +143,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     }
     for r in rows.iter().filter(|r| r.skipped > 0) {
         println!(
-            "{}: {} unusable file(s) skipped (moirelab data check {} lists them)",
+            "{}: {} unusable file(s) skipped (moirelab data check --eval {} lists them)",
             r.data, r.skipped, r.data
         );
     }

@@ -304,3 +304,28 @@ fn data_check_follows_links_out_of_the_root_only_when_asked() {
     let o = moirelab(p, &["data", "check", "d", "--follow-links", "some"]);
     assert_one_line_error(&o, &["--follow-links some", "inside, all, none"]);
 }
+
+#[test]
+fn data_check_eval_accepts_a_test_only_folder_and_still_reports_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("full"), 2);
+    std::fs::create_dir_all(p.join("d")).unwrap();
+    std::fs::rename(p.join("full/test"), p.join("d/test")).unwrap();
+    // As a training set it has no training images: an error, exit 1.
+    let o = moirelab(p, &["data", "check", "d"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("no usable training images"), "{out}");
+    // As an evaluation set it is fine: exit 0, nothing about training.
+    let o = moirelab(p, &["data", "check", "--eval", "d"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(!out.contains("training images"), "{out}");
+    // A broken file is still an error.
+    std::fs::write(p.join("d/test/screen/bad.png"), b"not a png").unwrap();
+    let o = moirelab(p, &["data", "check", "--eval", "d"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("test/screen/bad.png"), "{out}");
+}
