@@ -3,7 +3,8 @@
 //! Every sample draws from its own stream `Rng::derive(seed, [epoch, position, AUG])`, so the
 //! result does not depend on worker count, batch boundaries or where an epoch resumed.
 //!
-//! Geometry is a crop rectangle in stored-image coordinates plus flips; the output `S×S`
+//! Geometry is a crop rectangle in stored-image coordinates plus flips and an optional
+//! transpose of the result; the output `S×S`
 //! pixel `(ox, oy)` samples the stored image at
 //! `x = x0 + (ox + ½)·cw/S − ½` (bilinear, edges clamped; the torchvision
 //! `RandomResizedCrop` convention with `align_corners = False`). Masks are sampled at the same
@@ -25,6 +26,8 @@ pub(crate) struct Geom {
     pub ch: f64,
     pub hflip: bool,
     pub vflip: bool,
+    /// Swap rows and columns of the `S×S` output, after the flips.
+    pub transpose: bool,
 }
 
 impl Geom {
@@ -39,6 +42,7 @@ impl Geom {
                 ch: h as f64,
                 hflip: false,
                 vflip: false,
+                transpose: false,
             },
             Mode::Patch => Geom {
                 x0: ((w - s.min(w)) / 2) as f64,
@@ -47,6 +51,7 @@ impl Geom {
                 ch: s as f64,
                 hflip: false,
                 vflip: false,
+                transpose: false,
             },
         }
     }
@@ -87,11 +92,14 @@ impl Geom {
                     ch: sh as f64,
                     hflip: false,
                     vflip: false,
+                    transpose: false,
                 }
             }
         };
         g.hflip = rng.bernoulli(a.hflip);
         g.vflip = rng.bernoulli(a.vflip);
+        // Drawn only when enabled: configs without it keep every later draw unchanged.
+        g.transpose = a.transpose > 0.0 && rng.bernoulli(a.transpose);
         g
     }
 
@@ -155,7 +163,21 @@ pub(crate) fn render(w: u32, h: u32, px: &[u8], geom: &Geom, s: u32) -> RgbImage
             }
         }
     }
+    if geom.transpose {
+        out = transposed(&out, s as usize, 3);
+    }
     RgbImage::from_raw(s, s, out).unwrap_or_else(|| unreachable!("buffer sized S*S*3"))
+}
+
+/// `S×S` row-major pixels of `c` values each, rows and columns swapped.
+fn transposed<T: Copy>(px: &[T], s: usize, c: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(px.len());
+    for y in 0..s {
+        for x in 0..s {
+            out.extend_from_slice(&px[(x * s + y) * c..(x * s + y + 1) * c]);
+        }
+    }
+    out
 }
 
 /// Render the same geometry of a mask of size `mw×mh` that covers the stored `w×h` image
@@ -179,6 +201,9 @@ pub(crate) fn render_mask(
         let my = ((geom.src_y(oy, s) * sy).floor() as usize).min(mh as usize - 1);
         let row = &bits[my * mw as usize..(my + 1) * mw as usize];
         out.extend(cols.iter().map(|&mx| row[mx]));
+    }
+    if geom.transpose {
+        out = transposed(&out, s as usize, 1);
     }
     out
 }
@@ -238,6 +263,63 @@ mod tests {
         (0..w * h)
             .flat_map(|i| [(i % w) as u8, (i / w) as u8, 7])
             .collect()
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns_of_image_and_mask_alike() {
+        let px = ramp(8, 8);
+        let mut g = Geom::eval(8, 8, 8, Mode::Resize);
+        g.transpose = true;
+        let out = render(8, 8, &px, &g, 8);
+        // ramp: R = x, G = y; transposed, the pixel at (2, 5) comes from (5, 2).
+        assert_eq!(out.get_pixel(2, 5).0, [5, 2, 7]);
+        let bits: Vec<u16> = (0..64).collect();
+        let m = render_mask(8, 8, &bits, 8, 8, &g, 8);
+        assert_eq!(m[5 * 8 + 2], 2 * 8 + 5);
+        // With a flip first: the flip acts on the source columns, then the swap.
+        g.hflip = true;
+        let out = render(8, 8, &px, &g, 8);
+        assert_eq!(out.get_pixel(2, 5).0, [7 - 5, 2, 7]);
+        // Not integer-aligned (bilinear path) transposes too.
+        let g = Geom {
+            cw: 4.0,
+            ch: 4.0,
+            transpose: true,
+            ..Geom::eval(8, 8, 8, Mode::Resize)
+        };
+        let upright = Geom {
+            transpose: false,
+            ..g
+        };
+        let plain = render(8, 8, &px, &upright, 8);
+        let t = render(8, 8, &px, &g, 8);
+        for (x, y) in [(0, 3), (6, 1), (7, 7)] {
+            assert_eq!(t.get_pixel(x, y), plain.get_pixel(y, x));
+        }
+    }
+
+    #[test]
+    fn transpose_draws_nothing_when_off_and_about_its_share_when_on() {
+        let off = AugmentConfig::default();
+        let on = AugmentConfig {
+            transpose: 0.5,
+            ..AugmentConfig::default()
+        };
+        // Off, a patch crop draws exactly what it drew before the knob existed: two
+        // offsets and two flips.
+        let mut a = Rng::new(9);
+        let g = Geom::sample(64, 64, 32, Mode::Patch, &off, &mut a);
+        assert!(!g.transpose);
+        let mut c = Rng::new(9);
+        let (x0, y0) = (c.below(33), c.below(33));
+        let (h, v) = (c.bernoulli(0.5), c.bernoulli(0.0));
+        assert_eq!((g.x0, g.y0, g.hflip, g.vflip), (x0 as f64, y0 as f64, h, v));
+        assert_eq!(a.f64(), c.f64());
+        let mut b = Rng::new(9);
+        let turned: u32 = (0..400)
+            .map(|_| Geom::sample(64, 64, 32, Mode::Resize, &on, &mut b).transpose as u32)
+            .sum();
+        assert!((160..=240).contains(&turned), "{turned} of 400");
     }
 
     #[test]

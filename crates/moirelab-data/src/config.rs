@@ -116,6 +116,14 @@ pub struct AugmentConfig {
     pub hflip: f64,
     /// Probability of a vertical flip.
     pub vflip: f64,
+    /// Probability of swapping rows and columns (a transpose, i.e. a 90° turn plus a flip):
+    /// a screen turned by 90° relative to the camera, so that RGB stripes become stacked
+    /// ones. With `hflip` and `vflip` it reaches all eight orientations of the square view.
+    /// The camera model is symmetric under it (Bayer RGGB, 8×8 JPEG blocks, separable
+    /// filters); the card itself turns to portrait. 0 draws nothing, so the other
+    /// augmentation draws stay as they were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transpose: f64,
     /// Brightness factor drawn from `[1 - b, 1 + b]`.
     pub brightness: f64,
     /// Contrast factor drawn from `[1 - c, 1 + c]`.
@@ -136,6 +144,7 @@ impl Default for AugmentConfig {
             ratio: [1.0, 1.0],
             hflip: 0.5,
             vflip: 0.0,
+            transpose: 0.0,
             brightness: 0.1,
             contrast: 0.1,
             saturation: 0.0,
@@ -143,6 +152,11 @@ impl Default for AugmentConfig {
             jpeg_quality: [70, 95],
         }
     }
+}
+
+/// Zero-valued knobs added after run folders existed stay out of their `config.toml`.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Default `max-pixels`: 50 megapixels, above any ID-card photo from a phone.
@@ -377,6 +391,7 @@ impl DataConfig {
         }
         prob("augment.hflip", a.hflip)?;
         prob("augment.vflip", a.vflip)?;
+        prob("augment.transpose", a.transpose)?;
         prob("augment.jpeg-prob", a.jpeg_prob)?;
         jitter("augment.brightness", a.brightness)?;
         jitter("augment.contrast", a.contrast)?;
@@ -403,11 +418,28 @@ mod tests {
     }
 
     #[test]
+    fn transpose_stays_out_of_written_configs_until_it_is_used() {
+        let mut c = AugmentConfig::default();
+        assert!(!serde_json::to_string(&c).unwrap().contains("transpose"));
+        c.transpose = 0.5;
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(text.contains("\"transpose\":0.5"), "{text}");
+        assert_eq!(serde_json::from_str::<AugmentConfig>(&text).unwrap(), c);
+    }
+
+    #[test]
     fn out_of_range_values_name_their_key() {
         let mut c = DataConfig::for_root("d");
         c.augment.hflip = 1.5;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("augment.hflip") && e.contains("1.5"), "{e}");
+        let mut c = DataConfig::for_root("d");
+        c.augment.transpose = -0.25;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("augment.transpose") && e.contains("-0.25"),
+            "{e}"
+        );
         let mut c = DataConfig::for_root("d");
         c.format = Format::Csv;
         let e = c.validate().unwrap_err().to_string();

@@ -45,6 +45,7 @@ fn masks_follow_crops_and_flips_in_resize_mode() {
     c.val_fraction = 0.0;
     c.augment.hflip = 0.5;
     c.augment.vflip = 0.5;
+    c.augment.transpose = 0.5;
     c.augment.scale = [0.3, 0.6];
     c.augment.brightness = 0.0;
     c.augment.contrast = 0.0;
