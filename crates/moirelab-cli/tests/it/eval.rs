@@ -296,6 +296,12 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     assert_one_line_error(&o, &["--data wrong", "[cat, dog]", &model]);
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "nowhere"]);
     assert_one_line_error(&o, &["--data nowhere", "no such folder"]);
+    std::fs::write(d.join("one.png"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "one.png"]);
+    assert_one_line_error(&o, &["--data one.png", "an image file", "moirelab predict"]);
+    std::fs::write(d.join("binary.csv"), b"\xff\xfe\0\x01path,label").unwrap();
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "binary.csv"]);
+    assert_one_line_error(&o, &["--data binary.csv", "binary.csv", "not a text file"]);
     let o = moirelab(
         d,
         &[

@@ -28,8 +28,23 @@ struct UserRecord {
     params: serde_json::Value,
 }
 
+/// A manifest's text. A file that is not UTF-8 text (an image, an archive) is named as such
+/// instead of with the decoder's "stream did not contain valid UTF-8".
+fn read_text(path: &Path) -> Result<String, DataError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            DataError::Layout {
+                root: path.to_path_buf(),
+                msg: "not a text file; a manifest is CSV or JSONL text (UTF-8)".into(),
+            }
+        } else {
+            DataError::io(path)(e)
+        }
+    })
+}
+
 pub(super) fn read_user_jsonl(path: &Path) -> Result<Vec<ManifestRecord>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(DataError::io(path))?;
+    let text = read_text(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -141,7 +156,7 @@ pub(super) fn read_csv(
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ManifestRecord>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(DataError::io(path))?;
+    let text = read_text(path)?;
     let bad = |line: usize, msg: String| DataError::Manifest {
         path: path.to_path_buf(),
         line,
