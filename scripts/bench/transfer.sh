@@ -9,23 +9,29 @@
 #
 #   scripts/bench/transfer.sh [--config FILE] [--size 128|256] [--patch] [--count N]
 #                             [--epochs E] [--factors "layout:pentile demosaic:malvar ..."]
-#                             [--out DIR]
+#                             [--set KEY=VALUE ...] [--out DIR]
+#
+# --set passes a training override to every run (e.g. --set data.augment.transpose=0.5,
+# --set train.lr=1e-3), to measure a training change on the same data sets: its runs and
+# table are named after the config plus the overrides, so they never mix with the plain
+# config's. Generator knobs belong in the config's [data.knobs] (they name the data sets).
+# MOIRELAB_BIN=<a moirelab binary> uses it instead of building the release binary.
 #
 # --patch trains on native-resolution crops (data.mode = "patch", 128-px crops of the
 # --size images), the mode for screen artifacts at larger sizes. Defaults: configs/fixed.toml,
 # 128 px, the config's own data (its preset and [data.knobs]; 2400 images unless it sets a
 # count) and epochs, all factors below, out bench-out/transfer. Data sets are shared between
 # configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...]);
-# runs and tables are per config (out/runs/<config>/, out/transfer-<config>-<tag>.md). One
-# factor takes about 1.5 minutes with fixed.toml (2400 images) and 10 with transfer.toml
-# (4800 images) on 2 CPU cores.
+# runs and tables are per config and overrides (out/runs/<config>[-<overrides>]/,
+# out/transfer-<config>[-<overrides>]-<tag>.md). One factor takes about 1.5 minutes with
+# fixed.toml (2400 images) and 9.5 with transfer.toml (4800 images, 20 epochs) on 2 CPU cores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/env.sh
 . "$here/../env.sh"
 moirelab_setup
 
-config="" size=128 patch=0 count="" epochs="" out=""
+config="" size=128 patch=0 count="" epochs="" out="" sets=() set_tag=""
 factors="layout:rgb-stripe layout:bgr-stripe layout:vertical-stripe layout:pentile \
 demosaic:bilinear demosaic:malvar resize:area resize:triangle resize:bicubic resize:bilinear \
 pitch:0.45-0.6 pitch:1.2-1.8 sensor-scale:1.25-1.5 sensor-scale:2.3-3"
@@ -38,6 +44,19 @@ while [ $# -gt 0 ]; do
     --epochs) epochs="$2"; shift 2 ;;
     --factors) factors="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --set)
+      case "${2:-}" in
+        *=*) ;;
+        *) echo "bench/transfer.sh: --set ${2:-} is not KEY=VALUE" >&2; exit 2 ;;
+      esac
+      case "$2" in
+        data.knobs*|data.root*|data.preset*|data.image-size*|data.mode*|train.epochs*)
+          echo "bench/transfer.sh: --set ${2%%=*}: the protocol sets it (use the config's [data.knobs], --size, --patch, --epochs)" >&2
+          exit 2 ;;
+      esac
+      sets+=(--set "$2")
+      set_tag="$set_tag-$(printf '%s' "$2" | tr -c 'A-Za-z0-9_\n' '-' | tr -s '-')"
+      shift 2 ;;
     *) echo "bench/transfer.sh: unknown argument $1 (see the usage at the top of the file)" >&2; exit 2 ;;
   esac
 done
@@ -52,7 +71,7 @@ config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"
 [ -n "$out" ] || out="$MOIRELAB_ROOT/bench-out/transfer"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-stem="$(basename "$config" .toml)"
+stem="$(basename "$config" .toml)$set_tag"
 # The data the config itself asks for (its preset, image count and generator knobs), so that
 # the protocol measures it as shipped. Knobs other than the count name the data sets.
 mapfile -t data_spec < <("${MOIRELAB_PYTHON:-python3}" -c '
@@ -73,8 +92,12 @@ for kv in "${data_spec[@]:2}"; do
   knob_tag="$knob_tag-$(printf '%s' "$kv" | tr '=.,:' '----')"
 done
 cd "$MOIRELAB_ROOT"
-cargo build --release --locked -p moirelab-cli >&2
-bin="$CARGO_TARGET_DIR/release/moirelab"
+if [ -n "${MOIRELAB_BIN:-}" ]; then
+  bin="$MOIRELAB_BIN"
+else
+  cargo build --release --locked -p moirelab-cli >&2
+  bin="$CARGO_TARGET_DIR/release/moirelab"
+fi
 mode_sets=()
 tag="${size}px-n$count$knob_tag"
 if [ "$patch" = 1 ]; then
@@ -106,7 +129,7 @@ train_on() {
     rm -rf "$run"
     "$bin" train --config "$config" --name "$1" --runs-dir "$out/runs/$stem" \
       --set "data.root=\"$out/data/$1\"" --set 'data.knobs={}' --set gradcam.every=1000 \
-      "${epoch_sets[@]}" "${mode_sets[@]}" >&2
+      "${epoch_sets[@]}" "${mode_sets[@]}" "${sets[@]}" >&2
   fi
 }
 

@@ -111,3 +111,105 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
     );
     assert!(!d.join("out3").exists());
 }
+
+fn transfer(cwd: &Path, args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/transfer.sh");
+    Command::new("bash")
+        .arg(script)
+        .args(args)
+        .current_dir(cwd)
+        .env("MOIRELAB_BIN", env!("CARGO_BIN_EXE_moirelab"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bash runs")
+}
+
+/// Rows of a Markdown table printed by a bench script: (first cell, cells).
+fn table_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("|---"))
+        .skip(1)
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn transfer_script_holds_a_factor_out_and_keeps_overridden_runs_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    let base = [
+        "--config",
+        "tiny.toml",
+        "--size",
+        "64",
+        "--count",
+        "64",
+        "--epochs",
+        "1",
+        "--factors",
+        "layout:pentile",
+        "--out",
+        "out",
+    ];
+    let o = transfer(d, &base);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = table_rows(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][1], "none (reference)");
+    assert_eq!(rows[1][1], "`layout:pentile`");
+    // The held-out set never shows PenTile in train/val and only PenTile in test.
+    let data = d.join("out/data/layout-pentile-64px-n64");
+    let manifest = std::fs::read_to_string(data.join("manifest.jsonl")).unwrap();
+    let mut test_screens = 0;
+    for line in manifest.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        if r["label"] != "screen" {
+            continue;
+        }
+        let pentile = r["params"]["screen"]["layout"] == "pentile";
+        if r["split"] == "test" {
+            assert!(pentile, "{line}");
+            test_screens += 1;
+        } else {
+            assert!(!pentile, "{line}");
+        }
+    }
+    assert!(test_screens > 0);
+    let runs = d.join("out/runs");
+    assert!(runs
+        .join("tiny/layout-pentile-64px-n64/seen-eval.json")
+        .is_file());
+
+    // A training override: same data sets, its own runs and table.
+    let mut with_set = base.to_vec();
+    with_set.extend(["--set", "data.augment.transpose=0.5"]);
+    let o = transfer(d, &with_set);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tagged = runs.join("tiny-data-augment-transpose-0-5");
+    let cfg = std::fs::read_to_string(tagged.join("layout-pentile-64px-n64/config.toml")).unwrap();
+    assert!(cfg.contains("transpose = 0.5"), "{cfg}");
+    assert!(
+        !std::fs::read_to_string(runs.join("tiny/layout-pentile-64px-n64/config.toml"))
+            .unwrap()
+            .contains("transpose")
+    );
+    let sets = std::fs::read_dir(d.join("out/data")).unwrap().count();
+    assert_eq!(sets, 2, "the override reuses the data sets");
+
+    // The protocol's own keys cannot be overridden; a malformed override is refused.
+    let mut bad = base.to_vec();
+    bad.extend(["--set", "data.knobs.count=10"]);
+    let o = transfer(d, &bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--set data.knobs.count"),
+        "{}",
+        stderr(&o)
+    );
+    let mut bad = base.to_vec();
+    bad.extend(["--set", "lr"]);
+    let o = transfer(d, &bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not KEY=VALUE"), "{}", stderr(&o));
+}
