@@ -130,11 +130,44 @@ impl DecodeLimits {
         self.max_pixels.saturating_mul(16).saturating_add(64 << 20)
     }
 
+    /// [`DecodeLimits::max_alloc`] for one file. A PNG's IHDR (always its first chunk) says
+    /// how many pixels it holds, so its decoder gets what those pixels need plus
+    /// [`PNG_METADATA_SLACK`]: PNG is the one format whose metadata (an ICC profile, text) is
+    /// compressed, and a few megabytes of deflate stream can inflate to gigabytes. Without
+    /// this cap a 2 MB file of 32×32 pixels made the decoder allocate 0.7 GB; the profile is
+    /// now dropped at the cap and the pixels decode as usual.
+    fn max_alloc_for(&self, format: ImageFormat, bytes: &[u8]) -> u64 {
+        let all = self.max_alloc();
+        match png_dims(bytes) {
+            Some((w, h)) if format == ImageFormat::Png => (w as u64 * h as u64)
+                .min(self.max_pixels)
+                .saturating_mul(16)
+                .saturating_add(PNG_METADATA_SLACK)
+                .min(all),
+            _ => all,
+        }
+    }
+
     /// Largest file worth reading: no encoding of an accepted image is bigger than its raw
     /// RGBA 16-bit samples plus slack.
     pub fn max_file_bytes(&self) -> u64 {
         self.max_pixels.saturating_mul(8).saturating_add(64 << 20)
     }
+}
+
+/// Room for a PNG's decompressed metadata beyond its pixels: ICC profiles are well under a
+/// megabyte (a few kB for sRGB), camera XMP a few kB.
+const PNG_METADATA_SLACK: u64 = 16 << 20;
+
+/// Width and height from a PNG's IHDR chunk, `None` when the bytes do not start with one.
+fn png_dims(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let be = |r: std::ops::Range<usize>| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(r)?.try_into().ok()?))
+    };
+    Some((be(16..20)?, be(20..24)?))
 }
 
 fn megapixels(n: u64) -> String {
@@ -202,7 +235,7 @@ pub(crate) fn decode_bytes(
         )
     };
     let mut lim = image::Limits::default();
-    lim.max_alloc = Some(limits.max_alloc());
+    lim.max_alloc = Some(limits.max_alloc_for(format, bytes));
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(lim.clone());
     let too_large = |w: u32, h: u32| {
@@ -435,6 +468,61 @@ mod tests {
         img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
             .unwrap();
         out
+    }
+
+    /// A 32×32 PNG whose iCCP profile inflates to `profile` zero bytes.
+    fn png_with_profile(profile: usize) -> (RgbImage, Vec<u8>) {
+        let rgb = RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 99]));
+        let mut out = Vec::new();
+        let mut enc = image::codecs::png::PngEncoder::new(&mut out);
+        image::ImageEncoder::set_icc_profile(&mut enc, vec![0u8; profile]).unwrap();
+        image::ImageEncoder::write_image(enc, rgb.as_raw(), 32, 32, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        (rgb, out)
+    }
+
+    #[test]
+    fn png_metadata_may_not_inflate_beyond_what_its_pixels_need() {
+        let limits = DecodeLimits {
+            min_side: 16,
+            max_pixels: 50_000_000,
+        };
+        let (rgb, bomb) = png_with_profile(64 << 20);
+        assert!(
+            bomb.len() < 1 << 20,
+            "64 MiB of zeros deflate to {}",
+            bomb.len()
+        );
+        let cap = limits.max_alloc_for(ImageFormat::Png, &bomb);
+        assert_eq!(cap, 32 * 32 * 16 + PNG_METADATA_SLACK);
+        assert!(cap < limits.max_alloc() / 40);
+        // The decoder with that cap drops the profile instead of inflating it ...
+        let mut lim = image::Limits::default();
+        lim.max_alloc = Some(cap);
+        let mut reader = ImageReader::with_format(Cursor::new(&bomb), ImageFormat::Png);
+        reader.limits(lim);
+        let mut dec = reader.into_decoder().unwrap();
+        assert_eq!(dec.icc_profile().unwrap(), None);
+        // ... and the pixels decode as usual.
+        let d = decode_bytes(&bomb, "bomb.png", limits).unwrap();
+        assert_eq!(d.rgb, rgb);
+        // A profile of normal size is kept.
+        let (_, normal) = png_with_profile(3 << 20);
+        let mut lim = image::Limits::default();
+        lim.max_alloc = Some(limits.max_alloc_for(ImageFormat::Png, &normal));
+        let mut reader = ImageReader::with_format(Cursor::new(&normal), ImageFormat::Png);
+        reader.limits(lim);
+        let mut dec = reader.into_decoder().unwrap();
+        assert_eq!(dec.icc_profile().unwrap().map(|p| p.len()), Some(3 << 20));
+        // Other formats, and bytes that are no PNG, keep the global cap.
+        assert_eq!(
+            limits.max_alloc_for(ImageFormat::Jpeg, &bomb),
+            limits.max_alloc()
+        );
+        assert_eq!(
+            limits.max_alloc_for(ImageFormat::Png, b"\x89PNG"),
+            limits.max_alloc()
+        );
     }
 
     #[test]
