@@ -122,7 +122,7 @@ pub fn train_from_config(
     // Extra data sets are opened first: a missing or mismatched one fails before the run
     // folder exists.
     let extra = open_extra(&loaded.config, &reporter)?;
-    check_init(&loaded.config)?;
+    check_model(&loaded.config)?;
     let trainer = Trainer::create(setup, &loaded.resolved, &runs_dir, &name, new_meta())?;
     run_trainer(trainer, &loaded.config, extra, &mut reporter, stop)
 }
@@ -155,18 +155,27 @@ fn open_extra(cfg: &config::Config, reporter: &CliReporter) -> Result<ExtraEval>
     Ok(extra)
 }
 
-/// Load `model.init` into a throwaway CPU model, so a missing file or a tensor that does not
-/// fit fails before the run folder exists.
-fn check_init(cfg: &config::Config) -> Result<()> {
-    let Some(init) = &cfg.model.init else {
+/// Build the model once, on the CPU and thrown away, so that `gradcam.layers` naming a layer
+/// the architecture lacks and a `model.init` that is missing or does not fit fail before the
+/// run folder exists.
+fn check_model(cfg: &config::Config) -> Result<()> {
+    let g = &cfg.gradcam;
+    let layers = g.probes > 0 && !g.methods.is_empty() && !g.layers.is_empty();
+    if cfg.model.init.is_none() && !layers {
         return Ok(());
-    };
+    }
     let (classes, _) = moirelab_data::peek_classes(&cfg.data, &std::env::current_dir()?)?;
     let mut model = cfg.model.clone();
     model.classes = classes.len() as i64;
     let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    moirelab_models::build(&vs.root(), &model)?;
-    moirelab_models::load_pretrained(&mut vs, &model, init)?;
+    let net = moirelab_models::build(&vs.root(), &model)?;
+    if layers {
+        let names: Vec<&str> = g.layers.iter().map(String::as_str).collect();
+        moirelab_models::check_layers(net.as_ref(), &names)?;
+    }
+    if let Some(init) = &cfg.model.init {
+        moirelab_models::load_pretrained(&mut vs, &model, init)?;
+    }
     Ok(())
 }
 

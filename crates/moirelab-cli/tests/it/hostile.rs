@@ -146,6 +146,27 @@ fn a_batch_larger_than_the_training_set_is_an_error_and_leaves_no_run_folder() {
 }
 
 #[test]
+fn an_unknown_gradcam_layer_is_an_error_and_leaves_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 2);
+    std::fs::write(p.join("c.toml"), config("d", "")).unwrap();
+    let o = moirelab(
+        p,
+        &[
+            "train",
+            "--config",
+            "c.toml",
+            "--set",
+            "gradcam.layers=[\"conv2\", \"conv9\"]",
+        ],
+    );
+    assert_no_crash(&o);
+    assert_one_line_error(&o, &["unknown layer 'conv9'", "conv1, conv2"]);
+    assert!(runs_in(p).is_empty(), "{:?}", runs_in(p));
+}
+
+#[test]
 fn resume_refuses_a_state_file_that_disagrees_with_its_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
