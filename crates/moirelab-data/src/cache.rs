@@ -8,6 +8,8 @@
 //!   that shape the stored pixels), so any change to the data invalidates it; a later run with
 //!   the same key maps the file and skips decoding entirely. Older files of the same family
 //!   (same root and settings) are deleted when a new one is written.
+//!   The shared default folder holding one such folder per data set is kept tidy by
+//!   `cache_tidy.rs`.
 //!
 //! File layout (little endian): pixel blobs back to back, then `count` × (offset u64,
 //! width u32, height u32), then the footer: count u64, key u64, magic `MLCACHE1`.

@@ -2,6 +2,7 @@
 
 use crate::augment::{self, Geom, AUG_STREAM};
 use crate::cache::{self, ScanItem, Store};
+use crate::cache_tidy;
 use crate::check::{count_size, CheckReport, Problem, ProblemKind};
 use crate::config::{CacheMode, DataConfig, OnBad};
 use crate::source::{self, EvalSpec, Source};
@@ -13,6 +14,7 @@ use moirelab_core::dataset_format::{
 use moirelab_core::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 use tch::Tensor;
 
 /// How many bad files a `BadImages` error lists.
@@ -322,6 +324,20 @@ impl Dataset {
             Some(d) => Some(root.join(d)),
             None => cache::default_dir(&root),
         };
+        // The shared default folder is tidied (cache_tidy.rs); a folder the user set is not.
+        if let (None, Some(d), false) = (
+            &cfg.cache_dir,
+            dir.as_deref(),
+            cfg.cache == CacheMode::Memory,
+        ) {
+            let cap = cache_tidy::max_bytes_from_env()?;
+            if cache::dir_writable(d) {
+                cache_tidy::mark_used(d, &root);
+                if let Some(decode_root) = d.parent() {
+                    cache_tidy::tidy(decode_root, d, cap, SystemTime::now(), cache_tidy::GRACE);
+                }
+            }
+        }
         let where_ = |d: &Option<PathBuf>| match d {
             Some(d) => format!("{} is not writable", d.display()),
             None => "no cache folder ($MOIRELAB_CACHE, $XDG_CACHE_HOME and $HOME unset)".into(),

@@ -11,6 +11,7 @@
 
 mod augment;
 mod cache;
+mod cache_tidy;
 mod check;
 mod config;
 mod dataset;

@@ -350,3 +350,53 @@ fn data_check_eval_accepts_a_test_only_folder_and_still_reports_bad_files() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("test/screen/bad.png"), "{out}");
 }
+
+/// `moirelab` with extra environment variables.
+fn moirelab_env(cwd: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"));
+    c.args(args).current_dir(cwd).env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the moirelab binary runs")
+}
+
+#[test]
+fn the_shared_decode_cache_drops_deleted_data_sets_and_checks_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    folder(&p.join("d"), 2);
+    let cfg = config("d", "").replace("cache = \"memory\"", "cache = \"auto\"");
+    std::fs::write(p.join("c.toml"), cfg).unwrap();
+    let cache = p.join("cache");
+    // What a deleted (temporary) data set leaves behind.
+    let stale = cache.join("decode/gone-00ff");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("x.mlc"), vec![0u8; 4096]).unwrap();
+    std::fs::write(stale.join("root.txt"), p.join("deleted").to_str().unwrap()).unwrap();
+    let env = [("MOIRELAB_CACHE", cache.as_path())];
+    let o = moirelab_env(p, &env, &["train", "--config", "c.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stale.exists(), "the orphan is deleted");
+    let kept: Vec<_> = std::fs::read_dir(cache.join("decode"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let owner = std::fs::read_to_string(kept[0].join("root.txt")).unwrap();
+    assert_eq!(Path::new(&owner), p.join("d").canonicalize().unwrap());
+
+    let bad = Path::new("lots");
+    let env = [
+        ("MOIRELAB_CACHE", cache.as_path()),
+        ("MOIRELAB_CACHE_MAX_GB", bad),
+    ];
+    let o = moirelab_env(
+        p,
+        &env,
+        &["train", "--config", "c.toml", "--name", "capped"],
+    );
+    assert_no_crash(&o);
+    assert_one_line_error(&o, &["MOIRELAB_CACHE_MAX_GB=lots", "gigabytes"]);
+    assert!(!p.join("runs/capped").exists());
+}
