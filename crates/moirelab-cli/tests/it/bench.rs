@@ -6,8 +6,11 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn shift(cwd: &Path, args: &[&str]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/shift.sh");
+/// Run `scripts/bench/<name>` with the test build of moirelab.
+fn bench_script(name: &str, cwd: &Path, args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/bench")
+        .join(name);
     Command::new("bash")
         .arg(script)
         .args(args)
@@ -16,6 +19,10 @@ fn shift(cwd: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("bash runs")
+}
+
+fn shift(cwd: &Path, args: &[&str]) -> Output {
+    bench_script("shift.sh", cwd, args)
 }
 
 #[test]
@@ -113,15 +120,7 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
 }
 
 fn transfer(cwd: &Path, args: &[&str]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/transfer.sh");
-    Command::new("bash")
-        .arg(script)
-        .args(args)
-        .current_dir(cwd)
-        .env("MOIRELAB_BIN", env!("CARGO_BIN_EXE_moirelab"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("bash runs")
+    bench_script("transfer.sh", cwd, args)
 }
 
 /// Rows of a Markdown table printed by a bench script: (first cell, cells).

@@ -124,46 +124,30 @@ fn run_names_that_are_not_one_plain_folder_are_refused_before_anything_is_writte
     }
 }
 
-#[test]
-fn a_batch_larger_than_the_training_set_is_an_error_and_leaves_no_run_folder() {
+/// `train --set <set>` on a small folder fails with one line holding `needles` and leaves
+/// no run folder.
+fn refused_before_the_run_folder(set: &str, needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     folder(&p.join("d"), 2);
     std::fs::write(p.join("c.toml"), config("d", "")).unwrap();
-    let o = moirelab(
-        p,
-        &[
-            "train",
-            "--config",
-            "c.toml",
-            "--set",
-            "train.batch-size=64",
-        ],
-    );
+    let o = moirelab(p, &["train", "--config", "c.toml", "--set", set]);
     assert_no_crash(&o);
-    assert_one_line_error(&o, &["batch-size = 64", "4 images"]);
+    assert_one_line_error(&o, needles);
     assert!(runs_in(p).is_empty(), "{:?}", runs_in(p));
 }
 
 #[test]
+fn a_batch_larger_than_the_training_set_is_an_error_and_leaves_no_run_folder() {
+    refused_before_the_run_folder("train.batch-size=64", &["batch-size = 64", "4 images"]);
+}
+
+#[test]
 fn an_unknown_gradcam_layer_is_an_error_and_leaves_no_run_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    folder(&p.join("d"), 2);
-    std::fs::write(p.join("c.toml"), config("d", "")).unwrap();
-    let o = moirelab(
-        p,
-        &[
-            "train",
-            "--config",
-            "c.toml",
-            "--set",
-            "gradcam.layers=[\"conv2\", \"conv9\"]",
-        ],
+    refused_before_the_run_folder(
+        "gradcam.layers=[\"conv2\", \"conv9\"]",
+        &["unknown layer 'conv9'", "conv1, conv2"],
     );
-    assert_no_crash(&o);
-    assert_one_line_error(&o, &["unknown layer 'conv9'", "conv1, conv2"]);
-    assert!(runs_in(p).is_empty(), "{:?}", runs_in(p));
 }
 
 #[test]
