@@ -31,7 +31,7 @@ pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
 pub use perturb::Perturbation;
-pub use source::{EvalSpec, IMAGE_EXTENSIONS, SPLITS};
+pub use source::{has_image_extension, EvalSpec, IMAGE_EXTENSIONS, SPLITS};
 
 use image::RgbImage;
 use std::path::Path;

@@ -81,12 +81,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         if !d.exists() {
             bail!("--data {}: no such folder or manifest file", d.display());
         }
-        let ext = d
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        if d.is_file() && ext.is_some_and(|e| moirelab_data::IMAGE_EXTENSIONS.contains(&e.as_str()))
-        {
+        if d.is_file() && moirelab_data::has_image_extension(d) {
             bail!(
                 "--data {}: an image file; --data takes a folder or a CSV/JSONL manifest \
                  (for single images: moirelab predict --run RUN FILE ...)",

@@ -1,7 +1,7 @@
 //! ImageFolder: `<root>/<split>/<class>/*` (or `<root>/<class>/*` without splits) walked
 //! with hidden files, links and non-images reported, never followed blindly.
 
-use super::{normalize_split, IMAGE_EXTENSIONS};
+use super::{has_image_extension, normalize_split, IMAGE_EXTENSIONS};
 use crate::check::{Problem, ProblemKind};
 use crate::config::FollowLinks;
 use crate::DataError;
@@ -11,13 +11,6 @@ use std::path::{Path, PathBuf};
 
 fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
-}
-
-fn has_image_extension(name: &str) -> bool {
-    Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// One folder entry, after the link policy: `dir` is whether it leads to a folder, `link`
@@ -184,12 +177,12 @@ pub(super) fn read_imagefolder(
                     deferred.push((split, class.to_string(), e.path.clone()));
                 } else if e.dir {
                     stack.push(e.path.clone());
-                } else if !has_image_extension(&e.name) {
+                } else if !has_image_extension(Path::new(&e.name)) {
                     ignored.push(rel_of(walk.root, &e.path));
                 }
             }
             for e in entries {
-                if !e.dir && has_image_extension(&e.name) {
+                if !e.dir && has_image_extension(Path::new(&e.name)) {
                     records.push(ManifestRecord {
                         path: rel_of(walk.root, &e.path),
                         label: class.to_string(),

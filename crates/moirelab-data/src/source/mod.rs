@@ -23,6 +23,13 @@ use std::path::{Path, PathBuf};
 /// File extensions ImageFolder picks up (lower-case).
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp"];
 
+/// Whether `path` ends in one of [`IMAGE_EXTENSIONS`] (any case).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// Split names; `valid`/`validation` are read as `val`.
 pub const SPLITS: &[&str] = &["train", "val", "test"];
 
