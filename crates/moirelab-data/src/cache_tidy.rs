@@ -20,16 +20,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// File in each cache folder holding the canonical path of its data set.
-pub(crate) const OWNER: &str = "root.txt";
+const OWNER: &str = "root.txt";
 /// Default size cap of the decode folder, in gigabytes (10⁹ bytes).
-pub(crate) const DEFAULT_MAX_GB: f64 = 20.0;
+const DEFAULT_MAX_GB: f64 = 20.0;
 /// Folders used more recently than this are never evicted for size.
-pub(crate) const GRACE: Duration = Duration::from_secs(3600);
+const GRACE: Duration = Duration::from_secs(3600);
 /// The environment variable that sets the cap.
 const MAX_ENV: &str = "MOIRELAB_CACHE_MAX_GB";
 
 /// The cap on the decode folder from `MOIRELAB_CACHE_MAX_GB` (`None`: no cap).
-pub(crate) fn max_bytes_from_env() -> Result<Option<u64>, DataError> {
+fn max_bytes_from_env() -> Result<Option<u64>, DataError> {
     let Some(raw) = std::env::var_os(MAX_ENV) else {
         return Ok(Some(gb(DEFAULT_MAX_GB)));
     };
@@ -46,8 +46,19 @@ fn gb(x: f64) -> u64 {
     (x * 1e9) as u64
 }
 
+/// Opening the shared cache folder `dir` of the data set at `root`: record the use, then tidy
+/// the decode folder around it.
+pub(crate) fn opening(dir: &Path, root: &Path) -> Result<(), DataError> {
+    let cap = max_bytes_from_env()?;
+    mark_used(dir, root);
+    if let Some(decode_root) = dir.parent() {
+        tidy(decode_root, dir, cap, SystemTime::now(), GRACE);
+    }
+    Ok(())
+}
+
 /// Record that `dir` caches the data set at `root` and that it is in use now.
-pub(crate) fn mark_used(dir: &Path, root: &Path) {
+fn mark_used(dir: &Path, root: &Path) {
     let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     // Best effort: a cache folder without a record is never deleted as an orphan.
     let _ = moirelab_core::fsio::write_atomic(&dir.join(OWNER), &path_bytes(&canon));
@@ -125,7 +136,7 @@ fn scan(decode_root: &Path) -> Vec<Folder> {
 
 /// What [`tidy`] deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tidied {
+struct Tidied {
     /// Folders whose data set no longer exists.
     pub orphans: usize,
     /// Folders evicted to get under the cap.
@@ -136,7 +147,7 @@ pub(crate) struct Tidied {
 /// Delete the orphans of `decode_root`, then the least recently used folders while it holds
 /// more than `max_bytes`; `keep` (the folder being opened) and folders used within `grace`
 /// of `now` are never evicted for size. Failures to delete are skipped.
-pub(crate) fn tidy(
+fn tidy(
     decode_root: &Path,
     keep: &Path,
     max_bytes: Option<u64>,
@@ -180,24 +191,21 @@ pub(crate) fn tidy(
 mod tests {
     use super::*;
 
+    fn set_mtime(path: &Path, when: SystemTime) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(when).unwrap();
+    }
+
     /// A cache folder of `bytes` bytes, owned by `owner`, last used `age` ago.
     fn folder(root: &Path, name: &str, bytes: usize, owner: Option<&Path>, age: Duration) {
         let d = root.join(name);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("x.mlc"), vec![0u8; bytes]).unwrap();
         let when = SystemTime::now() - age;
-        let f = std::fs::File::options()
-            .write(true)
-            .open(d.join("x.mlc"))
-            .unwrap();
-        f.set_modified(when).unwrap();
+        set_mtime(&d.join("x.mlc"), when);
         if let Some(o) = owner {
             mark_used(&d, o);
-            let f = std::fs::File::options()
-                .write(true)
-                .open(d.join(OWNER))
-                .unwrap();
-            f.set_modified(when).unwrap();
+            set_mtime(&d.join(OWNER), when);
         }
     }
 

@@ -14,7 +14,6 @@ use moirelab_core::dataset_format::{
 use moirelab_core::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 use tch::Tensor;
 
 /// How many bad files a `BadImages` error lists.
@@ -324,31 +323,23 @@ impl Dataset {
             Some(d) => Some(root.join(d)),
             None => cache::default_dir(&root),
         };
+        // A disk-backed cache needs a writable folder: probed once, never for memory.
+        let disk = dir
+            .as_deref()
+            .filter(|d| cfg.cache != CacheMode::Memory && cache::dir_writable(d));
         // The shared default folder is tidied (cache_tidy.rs); a folder the user set is not.
-        if let (None, Some(d), false) = (
-            &cfg.cache_dir,
-            dir.as_deref(),
-            cfg.cache == CacheMode::Memory,
-        ) {
-            let cap = cache_tidy::max_bytes_from_env()?;
-            if cache::dir_writable(d) {
-                cache_tidy::mark_used(d, &root);
-                if let Some(decode_root) = d.parent() {
-                    cache_tidy::tidy(decode_root, d, cap, SystemTime::now(), cache_tidy::GRACE);
-                }
-            }
+        if let (Some(d), None) = (disk, &cfg.cache_dir) {
+            cache_tidy::opening(d, &root)?;
         }
         let where_ = |d: &Option<PathBuf>| match d {
             Some(d) => format!("{} is not writable", d.display()),
             None => "no cache folder ($MOIRELAB_CACHE, $XDG_CACHE_HOME and $HOME unset)".into(),
         };
         let mut fallback = None;
-        let (items, store) = match (cfg.cache, dir.as_deref()) {
+        let (items, store) = match (cfg.cache, disk) {
             (CacheMode::Memory, _) => cache::build_memory(&src, &root, cfg)?,
-            (CacheMode::Disk, Some(d)) if cache::dir_writable(d) => {
-                cache::open_disk(&src, &root, cfg, d)?
-            }
-            (CacheMode::Disk, _) => {
+            (CacheMode::Disk | CacheMode::Auto, Some(d)) => cache::open_disk(&src, &root, cfg, d)?,
+            (CacheMode::Disk, None) => {
                 return Err(DataError::config(
                     "cache",
                     format!(
@@ -357,10 +348,7 @@ impl Dataset {
                     ),
                 ));
             }
-            (CacheMode::Auto, Some(d)) if cache::dir_writable(d) => {
-                cache::open_disk(&src, &root, cfg, d)?
-            }
-            (CacheMode::Auto, _) => {
+            (CacheMode::Auto, None) => {
                 fallback = Some(Problem::new(
                     ProblemKind::CacheFallback,
                     None,
