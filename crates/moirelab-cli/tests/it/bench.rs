@@ -36,14 +36,8 @@ fn shift_script_scores_a_run_on_its_own_knobs_shifted() {
     let o = shift(d, &["--run", "runs/tiny", "--count", "16", "--out", "out"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
-    let rows: Vec<&str> = table
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| shift"))
-        .collect();
-    let names: Vec<&str> = rows
-        .iter()
-        .map(|l| l.split('|').nth(1).unwrap().trim())
-        .collect();
+    let rows = table_rows(&table);
+    let names: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
     // The tiny preset has the default effects and ranges: every shift applies.
     let want = [
         "own",
