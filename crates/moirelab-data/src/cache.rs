@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"MLCACHE1";
 /// Bump when the stored pixels of the same inputs would change, or what the sidecar records
-/// (2: `ScanItem::mask` holds the present regions).
-const CACHE_VERSION: u32 = 2;
+/// (2: `ScanItem::mask` holds the present regions; 3: `ImageInfo::phash`).
+const CACHE_VERSION: u32 = 3;
 /// Images decoded in parallel before being appended in order.
 const CHUNK: usize = 64;
 

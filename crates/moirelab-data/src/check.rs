@@ -57,6 +57,9 @@ pub enum ProblemKind {
     DuplicateAcrossSplits,
     /// Identical pixels twice in one split.
     DuplicateWithinSplit,
+    /// Nearly the same picture (perceptual hash within `NEAR_BITS`) in two splits: a
+    /// re-encoded, resized or retouched copy (leakage).
+    NearDuplicateAcrossSplits,
     /// Largest/smallest class ratio in train above `max-imbalance`.
     ClassImbalance,
     /// Region mask missing, unreadable or not aligned; regions unavailable for that image.
@@ -132,6 +135,9 @@ impl ProblemKind {
             Downscaled => "images above patch-max-side (downscaled)",
             DuplicateAcrossSplits => "same image in two splits",
             DuplicateWithinSplit => "same image twice in one split",
+            NearDuplicateAcrossSplits => {
+                "nearly the same image in two splits (a re-encoded or resized copy?)"
+            }
             ClassImbalance => "class imbalance",
             BadMask => "region masks unusable",
             Ignored => "ignored",

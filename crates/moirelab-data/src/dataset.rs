@@ -104,6 +104,55 @@ fn count_presence(
     }
 }
 
+/// Report every val or test image (not already reported as an identical copy) whose picture
+/// is nearly that of an image in an earlier split (`similar.rs`), naming the closest one.
+fn near_duplicates(
+    src: &Source,
+    items: &[ScanItem],
+    copied: &BTreeSet<usize>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut by_rank: [Vec<(usize, crate::similar::PerceptualHash)>; 3] = Default::default();
+    for (i, (rec, it)) in src.records.iter().zip(items).enumerate() {
+        let Some(h) = it.info.as_ref().and_then(|info| info.phash) else {
+            continue;
+        };
+        let rank = crate::source::SPLITS.iter().position(|x| *x == rec.split);
+        if let Some(rank) = rank.filter(|_| !src.bad[i]) {
+            by_rank[rank].push((i, h));
+        }
+    }
+    let mut earlier = by_rank[0].clone();
+    for later in &by_rank[1..] {
+        let fresh: Vec<_> = later
+            .iter()
+            .filter(|(j, _)| !copied.contains(j))
+            .copied()
+            .collect();
+        for (j, i, d) in crate::similar::nearest_within(&fresh, &earlier) {
+            let (a, b) = (&src.records[i], &src.records[j]);
+            let relabel = if a.label != b.label {
+                format!(" with a different label ({} vs {})", a.label, b.label)
+            } else {
+                String::new()
+            };
+            problems.push(Problem::new(
+                ProblemKind::NearDuplicateAcrossSplits,
+                Some(&b.path),
+                format!(
+                    "nearly the same picture as {} ({} vs {}; {d} of {} hash bits differ){relabel}: a re-encoded, resized or retouched copy inflates {} metrics",
+                    a.path,
+                    a.split,
+                    b.split,
+                    crate::similar::HASH_BITS,
+                    b.split
+                ),
+            ));
+        }
+        earlier.extend_from_slice(later);
+    }
+}
+
 /// Merge source- and scan-level findings into a report (stats over usable images).
 pub(crate) fn assemble_report(
     src: &Source,
@@ -153,6 +202,7 @@ pub(crate) fn assemble_report(
         by_hash.entry(info.hash).or_default().push(i);
     }
     let rank = |s: &str| crate::source::SPLITS.iter().position(|x| *x == s);
+    let mut copied = BTreeSet::new();
     for dup in by_hash.values_mut().filter(|v| v.len() > 1) {
         // Flag the copy in the later split (train < val < test): that is the leaked one.
         dup.sort_by_key(|&i| (rank(&src.records[i].split), i));
@@ -168,6 +218,7 @@ pub(crate) fn assemble_report(
                 String::new()
             };
             let (kind, msg) = if other.split != first.split {
+                copied.insert(j);
                 (
                     ProblemKind::DuplicateAcrossSplits,
                     format!(
@@ -187,6 +238,7 @@ pub(crate) fn assemble_report(
             r.problems.push(Problem::new(kind, Some(&other.path), msg));
         }
     }
+    near_duplicates(src, items, &copied, &mut r.problems);
     let train = r.splits.get("train").cloned().unwrap_or_default();
     let mut min: Option<(&String, usize)> = None;
     let mut max: Option<(&String, usize)> = None;

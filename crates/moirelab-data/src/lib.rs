@@ -20,6 +20,7 @@ mod error;
 mod loader;
 mod masks;
 mod perturb;
+mod similar;
 mod source;
 
 pub use check::{CheckReport, Problem, ProblemKind, RegionPresence, Severity, SplitStats};
@@ -31,6 +32,7 @@ pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
 pub use perturb::Perturbation;
+pub use similar::PerceptualHash;
 pub use source::{has_image_extension, EvalSpec, IMAGE_EXTENSIONS, SPLITS};
 
 use image::RgbImage;

@@ -168,6 +168,63 @@ fn same_image_in_train_and_test_is_flagged_as_leakage() {
     );
 }
 
+/// A picture with structure at every scale the perceptual hash reads, as photos have: twelve
+/// plane waves of 1–12 cycles per side, drawn from `seed`.
+fn picture(w: u32, h: u32, seed: u64) -> image::RgbImage {
+    let mut rng = moirelab_core::rng::Rng::derive(seed, &[3]);
+    let tau = std::f64::consts::TAU;
+    let waves: Vec<[f64; 4]> = (0..12)
+        .map(|_| {
+            let (f, a) = (1.0 + 11.0 * rng.f64(), tau * rng.f64());
+            [f * a.cos(), f * a.sin(), tau * rng.f64(), 20.0 / f.sqrt()]
+        })
+        .collect();
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let (u, v) = (x as f64 / w as f64, y as f64 / h as f64);
+        let wave = |[fx, fy, p, a]: &[f64; 4]| a * (tau * (fx * u + fy * v) + p).sin();
+        let l = (128.0 + waves.iter().map(wave).sum::<f64>()).clamp(0.0, 255.0) as u8;
+        Rgb([l, l / 2 + 60, 255 - l])
+    })
+}
+
+#[test]
+fn a_resized_jpeg_copy_in_test_is_flagged_as_near_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    let orig = picture(96, 96, 1);
+    save(dir.path(), "train/direct/photo.png", &orig);
+    // another picture of the same kind in test is not a copy
+    save(dir.path(), "test/direct/other.png", &picture(96, 96, 2));
+    // a shrunk JPEG of it in test, filed under the other class
+    let small = image::imageops::resize(&orig, 64, 64, image::imageops::FilterType::Triangle);
+    save(dir.path(), "test/screen/copy.jpg", &small);
+    let mut c = cfg(dir.path());
+    c.val_fraction = 0.0;
+    let r = check(&c, Path::new("/")).unwrap();
+    let near: Vec<_> = r.of_kind(ProblemKind::NearDuplicateAcrossSplits).collect();
+    assert_eq!(near.len(), 1, "{r}");
+    let p = near[0];
+    assert_eq!(p.path.as_deref(), Some("test/screen/copy.jpg"));
+    assert_eq!(p.severity(), Severity::Warning);
+    assert!(
+        p.message
+            .starts_with("nearly the same picture as train/direct/photo.png (train vs test; ")
+            && p.message
+                .contains(" of 255 hash bits differ) with a different label (direct vs screen): "),
+        "{p}"
+    );
+    // an identical copy is reported once, as such, not again as a near-duplicate
+    save(dir.path(), "test/direct/same.png", &orig);
+    let r = check(&c, Path::new("/")).unwrap();
+    let on_same: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.path.as_deref() == Some("test/direct/same.png"))
+        .map(|p| p.kind)
+        .collect();
+    assert_eq!(on_same, vec![ProblemKind::DuplicateAcrossSplits], "{r}");
+}
+
 #[test]
 fn class_imbalance_and_missing_class_are_reported() {
     let dir = tempfile::tempdir().unwrap();
