@@ -55,11 +55,26 @@ impl Walk<'_> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir).map_err(DataError::io(dir))? {
             let e = e.map_err(DataError::io(dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                // Records, reports and manifests name files by UTF-8 paths; a lossy name
+                // would later read as "no such file".
+                let rel = rel_of(self.root, dir);
+                let shown = escaped(&e.file_name());
+                self.problems.push(Problem::new(
+                    ProblemKind::Unreadable,
+                    Some(&if rel.is_empty() {
+                        shown
+                    } else {
+                        format!("{rel}/{shown}")
+                    }),
+                    "name is not valid UTF-8 (bytes shown as \\xNN); rename it to use it",
+                ));
+                continue;
+            };
             if is_hidden(&name) {
                 continue;
             }
-            let path = e.path();
             let link = e.file_type().map_err(DataError::io(&path))?.is_symlink();
             if link {
                 if let Some(why) = self.link_refusal(&path) {
@@ -247,6 +262,26 @@ pub(super) fn read_imagefolder(
         ));
     }
     Ok(records)
+}
+
+/// A file name for messages: valid UTF-8 as is, other bytes as `\xNN`.
+fn escaped(name: &std::ffi::OsStr) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = String::new();
+        for chunk in name.as_bytes().utf8_chunks() {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        name.to_string_lossy().into_owned()
+    }
 }
 
 fn rel_of(root: &Path, p: &Path) -> String {

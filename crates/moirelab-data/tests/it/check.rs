@@ -283,6 +283,42 @@ fn on_bad_error_lists_files_with_reasons_and_skip_drops_them() {
     );
 }
 
+/// A name that is not UTF-8 (a Latin-1 archive unpacked as is) is named with its bytes
+/// escaped and a reason, not as a missing file; skipping drops it.
+#[cfg(unix)]
+#[test]
+fn a_file_or_class_folder_whose_name_is_not_utf8_is_named_and_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+    save(dir.path(), "train/screen/x.png", &img(32, 32, 900));
+    std::fs::rename(
+        dir.path().join("train/screen/x.png"),
+        dir.path().join("train/screen").join(name),
+    )
+    .unwrap();
+    std::fs::create_dir(
+        dir.path()
+            .join("test")
+            .join(std::ffi::OsStr::from_bytes(b"\xff")),
+    )
+    .unwrap();
+    let mut c = cfg(dir.path());
+    c.val_fraction = 0.0;
+    let e = Dataset::open(&c, Path::new("/")).unwrap_err().to_string();
+    assert!(
+        e.contains("train/screen/caf\\xe9.png: name is not valid UTF-8 (bytes shown as \\xNN); rename it to use it"),
+        "{e}"
+    );
+    assert!(e.contains("test/\\xff: name is not valid UTF-8"), "{e}");
+    assert!(!e.contains("No such file"), "{e}");
+    c.on_bad_image = OnBad::Skip;
+    let ds = Dataset::open(&c, Path::new("/")).unwrap();
+    assert_eq!(ds.len(), 16);
+    assert_eq!(ds.report().of_kind(ProblemKind::Unreadable).count(), 2);
+}
+
 #[test]
 fn more_than_twenty_bad_files_are_listed_twenty_and_counted() {
     let dir = tempfile::tempdir().unwrap();
