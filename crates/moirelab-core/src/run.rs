@@ -23,6 +23,9 @@ pub const META_JSON: &str = "meta.json";
 pub const METRICS_JSONL: &str = "metrics.jsonl";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const TRAIN_LOG: &str = "train.log";
+/// Perceptual hashes of the train and val images (`moirelab_data::HashList`), for the
+/// copy check of data sets evaluated later.
+pub const DATA_HASHES_JSON: &str = "data-hashes.json";
 pub const PROBES_JSON: &str = "probes.json";
 pub const MAPS_JSON: &str = "maps.json";
 pub const GRID_PNG: &str = "grid.png";

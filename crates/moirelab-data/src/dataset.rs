@@ -5,6 +5,7 @@ use crate::cache::{self, ScanItem, Store};
 use crate::cache_tidy;
 use crate::check::{count_size, CheckReport, Problem, ProblemKind};
 use crate::config::{CacheMode, DataConfig, OnBad};
+use crate::similar::{HashList, HashedImage, PerceptualHash};
 use crate::source::{self, EvalSpec, Source};
 use crate::{normalize_into, DataError, Perturbation};
 use image::RgbImage;
@@ -30,6 +31,8 @@ pub struct Dataset {
     /// Dataset index → cache slot (the record's position in the source list).
     slots: Vec<usize>,
     mask_ok: Vec<bool>,
+    /// Perceptual hash per image (`similar.rs`), `None` for a flat one.
+    phash: Vec<Option<PerceptualHash>>,
     store: Store,
     splits: BTreeMap<String, Vec<usize>>,
     report: CheckReport,
@@ -129,7 +132,7 @@ fn near_duplicates(
             .filter(|(j, _)| !copied.contains(j))
             .copied()
             .collect();
-        for (j, i, d) in crate::similar::nearest_within(&fresh, &earlier) {
+        for (j, i, d) in crate::similar::near_copies(&fresh, &earlier) {
             let (a, b) = (&src.records[i], &src.records[j]);
             let relabel = if a.label != b.label {
                 format!(" with a different label ({} vs {})", a.label, b.label)
@@ -449,6 +452,7 @@ impl Dataset {
             labels: Vec::new(),
             slots: Vec::new(),
             mask_ok: Vec::new(),
+            phash: Vec::new(),
             store,
             splits: BTreeMap::new(),
             report,
@@ -471,6 +475,7 @@ impl Dataset {
             ds.labels.push(label);
             ds.slots.push(i);
             ds.mask_ok.push(it.mask.is_some());
+            ds.phash.push(it.info.as_ref().and_then(|info| info.phash));
         }
         ds.primary =
             strongest_shortcut(&ds.meta, ds.split("train").iter().map(|&i| &ds.records[i]))
@@ -480,6 +485,32 @@ impl Dataset {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// `(index, perceptual hash)` of every image of `split` that has one (a flat image has
+    /// none), for [`crate::near_copies`].
+    pub fn perceptual_hashes(&self, split: &str) -> Vec<(usize, PerceptualHash)> {
+        self.split(split)
+            .iter()
+            .filter_map(|&i| Some((i, self.phash[i]?)))
+            .collect()
+    }
+
+    /// The hashes of `splits`' images with their paths, as a run folder keeps them.
+    pub fn hash_list(&self, splits: &[&str]) -> HashList {
+        let images = splits
+            .iter()
+            .flat_map(|s| self.perceptual_hashes(s))
+            .map(|(i, h)| HashedImage {
+                split: self.records[i].split.clone(),
+                path: self.records[i].path.clone(),
+                phash: h.to_hex(),
+            })
+            .collect();
+        HashList {
+            version: HashList::VERSION,
+            images,
+        }
     }
 
     pub fn config(&self) -> &DataConfig {

@@ -32,7 +32,7 @@ pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
 pub use perturb::Perturbation;
-pub use similar::PerceptualHash;
+pub use similar::{near_copies, HashList, HashedImage, PerceptualHash};
 pub use source::{has_image_extension, EvalSpec, IMAGE_EXTENSIONS, SPLITS};
 
 use image::RgbImage;

@@ -136,6 +136,54 @@ pub(crate) fn perceptual_hash(rgb: &RgbImage) -> Option<PerceptualHash> {
     Some(PerceptualHash(bits))
 }
 
+impl PerceptualHash {
+    /// 64 hex digits, the first word first.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|w| format!("{w:016x}")).collect()
+    }
+
+    /// The inverse of [`PerceptualHash::to_hex`]; `None` for anything else.
+    pub fn from_hex(s: &str) -> Option<PerceptualHash> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut w = [0u64; 4];
+        for (k, x) in w.iter_mut().enumerate() {
+            *x = u64::from_str_radix(&s[16 * k..16 * (k + 1)], 16).ok()?;
+        }
+        Some(PerceptualHash(w))
+    }
+}
+
+/// The perceptual hashes of the images a run trained on, kept in its run folder
+/// (`data-hashes.json`), so that data sets evaluated later can be checked for copies of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashList {
+    pub version: u32,
+    pub images: Vec<HashedImage>,
+}
+
+/// One image of a [`HashList`]: its split, its path in the data set and its hash (hex).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashedImage {
+    pub split: String,
+    pub path: String,
+    pub phash: String,
+}
+
+impl HashList {
+    pub const VERSION: u32 = 1;
+
+    /// `(position in images, hash)` of every entry with a readable hash.
+    pub fn hashes(&self) -> Vec<(usize, PerceptualHash)> {
+        self.images
+            .iter()
+            .enumerate()
+            .filter_map(|(k, im)| Some((k, PerceptualHash::from_hex(&im.phash)?)))
+            .collect()
+    }
+}
+
 /// Bits of the hash split into `NEAR_BITS + 1` chunks of this many bits (the last 3 bits
 /// are in none): two hashes within `NEAR_BITS` agree on at least one whole chunk.
 const CHUNK_BITS: usize = HASH_BITS as usize / (NEAR_BITS as usize + 1);
@@ -156,7 +204,7 @@ fn chunk(h: &PerceptualHash, c: usize) -> u16 {
 /// to the earlier image listed first. Only images that share a chunk are compared
 /// (pigeonhole: a pair within `NEAR_BITS` shares one), so a data set of a million images
 /// costs seconds, not the hours of comparing every pair.
-pub(crate) fn nearest_within(
+pub fn near_copies(
     later: &[(usize, PerceptualHash)],
     earlier: &[(usize, PerceptualHash)],
 ) -> Vec<(usize, usize, u32)> {
@@ -279,13 +327,13 @@ mod tests {
     }
 
     #[test]
-    fn nearest_within_keeps_the_closest_under_the_limit() {
+    fn near_copies_keeps_the_closest_under_the_limit() {
         let h = |bits: u64| PerceptualHash([bits, 0, 0, 0]);
         let earlier = [(0, h(0b1111)), (1, h(0b0111)), (2, h(u64::MAX))];
         let later = [(5, h(0b0011)), (6, h(u64::MAX >> 1))];
-        assert_eq!(nearest_within(&later, &earlier), vec![(5, 1, 1), (6, 2, 1)]);
+        assert_eq!(near_copies(&later, &earlier), vec![(5, 1, 1), (6, 2, 1)]);
         let far = [(7, PerceptualHash([u64::MAX; 4]))];
-        assert!(nearest_within(&far, &earlier[..2]).is_empty());
+        assert!(near_copies(&far, &earlier[..2]).is_empty());
     }
 
     /// The chunk index finds exactly what comparing every pair finds: random hashes, some of
@@ -323,7 +371,7 @@ mod tests {
                     .map(|(d, i)| (*j, i, d))
             })
             .collect();
-        let found = nearest_within(&later, &earlier);
+        let found = near_copies(&later, &earlier);
         assert_eq!(found, brute);
         // the copies with at most NEAR_BITS flips, and nothing else
         assert_eq!(

@@ -80,6 +80,13 @@ impl ExtraEval {
         self.sets.is_empty()
     }
 
+    /// `(name, split, data set)` of each extra data set, in config order.
+    pub fn datasets(&self) -> impl Iterator<Item = (&str, &str, &Dataset)> {
+        self.sets
+            .iter()
+            .map(|s| (s.name.as_str(), s.split.as_str(), &s.dataset))
+    }
+
     /// Names and image counts of the data sets, in config order.
     pub fn sizes(&self) -> Vec<(String, usize)> {
         self.sets

@@ -191,6 +191,12 @@ impl Trainer {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         fsio::write_json_atomic(&run_dir.join(runfmt::META_JSON), &meta)?;
+        if fresh {
+            fsio::write_json_atomic(
+                &run_dir.join(runfmt::DATA_HASHES_JSON),
+                &dataset.hash_list(&["train", "val"]),
+            )?;
+        }
         let log_path = run_dir.join(runfmt::TRAIN_LOG);
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -16,6 +16,10 @@ struct EvalRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     perturbation: Option<String>,
     skipped: usize,
+    /// Images that are near-copies of the run's training images (`--data` sets of runs that
+    /// keep `data-hashes.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    training_copies: Option<usize>,
     #[serde(flatten)]
     metrics: EpochMetrics,
 }
@@ -33,6 +37,23 @@ fn bad_files_hint(e: DataError) -> anyhow::Error {
             root.display()
         ),
         e => e.into(),
+    }
+}
+
+/// The run's `data-hashes.json`; `None` (with a warning when it is there but unreadable) for
+/// runs that do not keep one.
+fn read_hash_list(run: &std::path::Path) -> Option<moirelab_data::HashList> {
+    let path = run.join(moirelab_core::run::DATA_HASHES_JSON);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(list) => Some(list),
+        Err(e) => {
+            eprintln!(
+                "warning: {}: {e}; evaluated images are not checked for copies of the training data",
+                path.display()
+            );
+            None
+        }
     }
 }
 
@@ -77,6 +98,12 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         run_classes(&a.run, &loaded)?
     };
     let attack = attack_index(&a.run, &classes, &loaded);
+    let train_hashes = if a.data.is_empty() {
+        None
+    } else {
+        read_hash_list(&a.run)
+    };
+    let mut copies = vec![None; sets.len()];
     for d in &a.data {
         if !d.exists() {
             bail!("--data {}: no such folder or manifest file", d.display());
@@ -97,7 +124,15 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         let ds = Dataset::open_eval(&cfg, &cwd, &spec)
             .map_err(bad_files_hint)
             .with_context(|| format!("--data {}", d.display()))?;
-        sets.push((d.display().to_string(), ds));
+        let name = d.display().to_string();
+        copies.push(train_hashes.as_ref().map(|train| {
+            let (n, line) = super::training_copies(&name, &ds, &a.split, train);
+            if let Some(line) = line {
+                eprintln!("{line}");
+            }
+            n
+        }));
+        sets.push((name, ds));
     }
     let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
     // The run's own val split fixes its threshold; everything else applies it.
@@ -107,7 +142,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         lr.threshold
     };
     let mut rows = Vec::with_capacity(sets.len() * (1 + perturbations.len()));
-    for (name, ds) in &sets {
+    for ((name, ds), copies) in sets.iter().zip(&copies) {
         // The unperturbed row first; perturbed rows apply its threshold, so that on the run's
         // own val split they too are read at the point that val fixed.
         let mut row_threshold = threshold;
@@ -131,6 +166,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 data: name.clone(),
                 perturbation: p.map(|p| p.name()),
                 skipped: ds.report().skipped.len(),
+                training_copies: *copies,
                 metrics: m,
             });
         }

@@ -141,3 +141,29 @@ fn attack_index(run: &Path, classes: &[String], loaded: &Loaded) -> usize {
         .and_then(|a| classes.iter().position(|c| c == a))
         .unwrap_or(classes.len().saturating_sub(1))
 }
+
+/// How many images of `ds`'s `split` are near-copies (`moirelab_data::near_copies`) of the
+/// images a run trained on (`train`), and a warning line naming the first pair: evaluated
+/// copies inflate that data set's metrics.
+fn training_copies(
+    name: &str,
+    ds: &Dataset,
+    split: &str,
+    train: &moirelab_data::HashList,
+) -> (usize, Option<String>) {
+    let found = moirelab_data::near_copies(&ds.perceptual_hashes(split), &train.hashes());
+    let Some(&(j, k, d)) = found.first() else {
+        return (0, None);
+    };
+    let im = &train.images[k];
+    let line = format!(
+        "warning: {name}: {} of {} {split} images are near-copies of the run's training data \
+         (e.g. {} ~ {} {}, {d} of 255 hash bits differ): its metrics are inflated",
+        found.len(),
+        ds.split(split).len(),
+        ds.record(j).path,
+        im.split,
+        im.path,
+    );
+    (found.len(), Some(line))
+}

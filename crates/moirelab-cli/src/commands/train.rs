@@ -210,6 +210,16 @@ fn run_trainer(
     for line in data_warnings(trainer.dataset().report()) {
         reporter.line(&line);
     }
+    if !extra.is_empty() {
+        let train = trainer.dataset().hash_list(&["train", "val"]);
+        for (name, split, ds) in extra.datasets() {
+            let (_, line) =
+                super::training_copies(&format!("eval.extra '{name}'"), ds, split, &train);
+            if let Some(line) = line {
+                reporter.line(&line);
+            }
+        }
+    }
     let mut cam = GradcamHook::new(&cfg.gradcam, trainer.dataset(), trainer.net(), &run_dir)?;
     let mut report = ReportHook::new(&cfg.report, &run_dir)?;
     let outcome = {

@@ -104,6 +104,23 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         "{out}"
     );
     let run = d.join("runs/tiny");
+    // 'flat' holds the training images too: the run says so before it trains; 'only' does not.
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: eval.extra 'flat': ")
+            && err.contains("near-copies of the run's training data")
+            && !err.contains("eval.extra 'only'"),
+        "{err}"
+    );
+    // The run keeps the hashes of its train and val images.
+    let hashes: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("data-hashes.json")).unwrap())
+            .unwrap();
+    let hashed = hashes["images"].as_array().unwrap();
+    assert!(!hashed.is_empty() && hashed.len() <= n_total - n_test);
+    assert!(hashed
+        .iter()
+        .all(|h| h["split"] != "test" && h["phash"].as_str().unwrap().len() == 64));
 
     // metrics.jsonl: one ordinary epoch line per extra data set and epoch, with the epoch's
     // val threshold.
@@ -164,6 +181,33 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     let one: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(one["data"], "only-test");
     assert_eq!(one["n"], n_test as u64);
+    assert_eq!(one["training_copies"], 0);
+    // a folder that holds the training images: each is counted, and stderr names one
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "flat",
+            "--split",
+            "test",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let flat: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        flat["training_copies"].as_u64().unwrap() >= hashed.len() as u64,
+        "{flat}"
+    );
+    assert!(
+        stderr(&o).starts_with("warning: flat: ")
+            && stderr(&o).contains("0 of 255 hash bits differ"),
+        "{}",
+        stderr(&o)
+    );
     // The run's threshold, fixed on val, is applied.
     assert_eq!(one["pad"]["threshold"], summary["threshold"]);
     // The same images through the per-epoch evaluation of the best epoch: same numbers.
