@@ -169,10 +169,14 @@ fn scan_one(
                     }
                 },
             };
+            let info = ImageInfo {
+                phash: crate::similar::perceptual_hash(&d.rgb),
+                ..d.info
+            };
             let view = store.then(|| decode::stored_view(d.rgb, cfg));
             (
                 ScanItem {
-                    info: Some(d.info),
+                    info: Some(info),
                     problems,
                     mask: present,
                 },

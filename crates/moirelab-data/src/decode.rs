@@ -21,7 +21,8 @@ pub struct ImageInfo {
     pub format: String,
     /// Content hash of the decoded 8-bit RGB pixels and size (duplicate detection).
     pub hash: u64,
-    /// Perceptual hash (near-duplicate detection, `similar.rs`); `None` for a flat image.
+    /// Perceptual hash (near-duplicate detection, `similar.rs`), set by the data-set scan;
+    /// `None` for a flat image or a file decoded on its own.
     pub phash: Option<crate::similar::PerceptualHash>,
     pub exif_rotated: bool,
 }
@@ -318,7 +319,6 @@ pub(crate) fn decode_bytes(
     }
     let rgb = img.into_rgb8();
     let hash = content_hash(w, h, rgb.as_raw());
-    let phash = crate::similar::perceptual_hash(&rgb);
     Ok(Decoded {
         rgb,
         info: ImageInfo {
@@ -327,7 +327,7 @@ pub(crate) fn decode_bytes(
             color: cname,
             format: fname,
             hash,
-            phash,
+            phash: None,
             exif_rotated,
         },
         warnings,

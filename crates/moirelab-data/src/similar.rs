@@ -4,7 +4,8 @@
 //! perceptual hash here, and the data check reports a later-split image whose hash is within
 //! [`NEAR_BITS`] of an earlier split's.
 //!
-//! The hash: luma, area-averaged to 32 × 32 (whatever the size and aspect), its 2-D DCT-II,
+//! The hash: luma, area-averaged to 32 × 32 (whatever the size and aspect; a side above 128
+//! pixels is first shrunk to 128 by a fast box filter), its 2-D DCT-II,
 //! the 16 × 16 lowest frequencies without the mean (255 coefficients), each bit set when its
 //! coefficient is above their median. Only the structure of the picture counts: its size, a
 //! uniform brightness change, JPEG and resampling noise barely move the low frequencies.
@@ -63,8 +64,22 @@ fn area_weights(n: usize, m: usize) -> Vec<(usize, Vec<f64>)> {
         .collect()
 }
 
+/// Larger images are first shrunk to at most this side by the image crate's fast integer
+/// box filter, so that a 12-megapixel photo costs milliseconds, not a float pass over every
+/// pixel (×1.6 the time of opening such a data set otherwise).
+const PRESHRINK: u32 = 128;
+
 /// The image's hash, `None` for an image without structure (flat at the thumbnail's scale).
 pub(crate) fn perceptual_hash(rgb: &RgbImage) -> Option<PerceptualHash> {
+    if rgb.width() > PRESHRINK || rgb.height() > PRESHRINK {
+        let (w, h) = (rgb.width().min(PRESHRINK), rgb.height().min(PRESHRINK));
+        return area_hash(&image::imageops::thumbnail(rgb, w, h));
+    }
+    area_hash(rgb)
+}
+
+/// [`perceptual_hash`] on an image of at most [`PRESHRINK`] pixels a side.
+fn area_hash(rgb: &RgbImage) -> Option<PerceptualHash> {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w == 0 || h == 0 {
         return None;

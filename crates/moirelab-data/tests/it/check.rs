@@ -213,6 +213,14 @@ fn a_resized_jpeg_copy_in_test_is_flagged_as_near_duplicate() {
                 .contains(" of 255 hash bits differ) with a different label (direct vs screen): "),
         "{p}"
     );
+    // opening the data set for training (hashes of the stored views) finds the same pair
+    let ds = Dataset::open(&c, Path::new("/")).unwrap();
+    let near: Vec<_> = ds
+        .report()
+        .of_kind(ProblemKind::NearDuplicateAcrossSplits)
+        .collect();
+    assert_eq!(near.len(), 1, "{}", ds.report());
+    assert_eq!(near[0].path.as_deref(), Some("test/screen/copy.jpg"));
     // an identical copy is reported once, as such, not again as a near-duplicate
     save(dir.path(), "test/direct/same.png", &orig);
     let r = check(&c, Path::new("/")).unwrap();
