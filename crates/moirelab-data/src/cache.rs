@@ -263,16 +263,23 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// (family, key): family names the root + settings, key adds every file's size and mtime.
+/// (family, key): family names the root + settings (+ the split an evaluation kept), key adds
+/// every file's size and mtime.
 fn cache_key(src: &Source, root: &Path, cfg: &DataConfig) -> (u64, u64) {
     let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    // An evaluation that read one split has a family of its own, so that it does not
+    // replace the whole data set's cache of a training run (nor the other way round).
     let family = format!(
-        "v{CACHE_VERSION}|{}|{:?}|{}|{}|{}",
+        "v{CACHE_VERSION}|{}|{:?}|{}|{}|{}{}",
         canon.display(),
         cfg.mode,
         cfg.image_size,
         cfg.patch_max_side,
-        cfg.min_image_size
+        cfg.min_image_size,
+        src.only_split
+            .as_deref()
+            .map(|s| format!("|only:{s}"))
+            .unwrap_or_default()
     );
     let mut desc = family.clone();
     let stat = |rel: &str, desc: &mut String| match std::fs::metadata(root.join(rel)) {

@@ -162,6 +162,7 @@ pub(crate) fn assemble_report(
     items: &[ScanItem],
     root: &Path,
     cfg: &DataConfig,
+    eval: Option<&EvalSpec>,
 ) -> CheckReport {
     let mut r = CheckReport {
         root: root.to_path_buf(),
@@ -262,7 +263,12 @@ pub(crate) fn assemble_report(
             max = Some((c, n));
         }
     }
-    for split in ["val", "test"] {
+    // Training needs every class in val and test; evaluation only looks at its own split.
+    let checked: Vec<&str> = match eval {
+        Some(spec) => vec![spec.split.as_str()],
+        None => vec!["val", "test"],
+    };
+    for split in checked {
         let Some(st) = r.splits.get(split).filter(|s| s.images > 0) else {
             continue;
         };
@@ -280,12 +286,19 @@ pub(crate) fn assemble_report(
             .map(|c| format!("'{c}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        let why = if split == "val" {
+        let why = if eval.is_some() {
+            "evaluated as it is; the missing class's error rate, AUC and EER are not measured"
+        } else if split == "val" {
             "val accuracy, the best checkpoint and the decision threshold fixed on val would ignore it"
         } else {
             "test metrics would say nothing about it"
         };
-        let (kind, hint) = if cfg.allow_missing_class {
+        let (kind, hint) = if eval.is_some() {
+            (
+                ProblemKind::MissingClassAllowed,
+                "a data set may hold only some of the model's classes",
+            )
+        } else if cfg.allow_missing_class {
             (
                 ProblemKind::MissingClassAllowed,
                 "allowed by [data] allow-missing-class",
@@ -415,7 +428,7 @@ impl Dataset {
                 cache::build_memory(&src, &root, cfg)?
             }
         };
-        let mut report = assemble_report(&src, &items, &root, cfg);
+        let mut report = assemble_report(&src, &items, &root, cfg, eval);
         report.problems.extend(fallback);
         if eval.is_some() {
             // Evaluation trains nothing: classes without training images are fine.
@@ -733,7 +746,7 @@ pub fn check(cfg: &DataConfig, base_dir: &Path) -> Result<CheckReport, DataError
     let root = resolve_root(cfg, base_dir);
     let src = source::read_source(cfg, &root)?;
     let items = cache::scan_only(&src, &root, cfg)?;
-    let mut r = assemble_report(&src, &items, &root, cfg);
+    let mut r = assemble_report(&src, &items, &root, cfg, None);
     for (i, rec) in src.records.iter().enumerate() {
         if src.bad[i] || items[i].info.is_none() {
             r.skipped.push(rec.path.clone());

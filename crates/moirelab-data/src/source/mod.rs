@@ -39,7 +39,8 @@ pub struct EvalSpec {
     /// The split to evaluate (`train`, `val` or `test`). Images of a folder or manifest
     /// without splits belong to it.
     pub split: String,
-    /// The model's classes in its order; the data set's classes must be the same set.
+    /// The model's classes in its order; the data set's classes must be among them (a set
+    /// with only some of them is evaluated on those).
     pub classes: Vec<String>,
     /// The model's attack class for PAD metrics (`None`: the last class).
     pub attack_class: Option<String>,
@@ -55,6 +56,8 @@ pub(crate) struct Source {
     pub bad: Vec<bool>,
     pub problems: Vec<Problem>,
     pub val_carved: usize,
+    /// Evaluation: the one split whose records were kept (the others dropped unread).
+    pub only_split: Option<String>,
 }
 
 fn normalize_split(s: &str) -> Option<&'static str> {
@@ -94,7 +97,7 @@ pub(crate) fn read_source(cfg: &DataConfig, root: &Path) -> Result<Source, DataE
 
 /// [`read_source`], for training (`eval = None`: records without a split are train) or for
 /// evaluating a model (records without a split belong to the evaluated split, and the class
-/// list is the model's, which the data set's own must equal).
+/// list is the model's, which must hold the data set's own).
 pub(crate) fn read_source_for(
     cfg: &DataConfig,
     root: &Path,
@@ -174,15 +177,25 @@ pub(crate) fn read_source_for(
         meta.classes = set.into_iter().map(str::to_string).collect();
     }
     if let Some(spec) = eval {
-        let ours: BTreeSet<&String> = meta.classes.iter().collect();
-        let model: BTreeSet<&String> = spec.classes.iter().collect();
-        if ours != model {
+        // A data set may hold only some of the model's classes (a folder of genuine photos
+        // measures false rejects), never one the model does not know.
+        let unknown: Vec<&String> = meta
+            .classes
+            .iter()
+            .filter(|c| !spec.classes.contains(c))
+            .collect();
+        if !unknown.is_empty() {
             return Err(DataError::Layout {
                 root: root.to_path_buf(),
                 msg: format!(
-                    "classes [{}] differ from the model's [{}]",
+                    "classes [{}] differ from the model's [{}]: {} not among them",
                     meta.classes.join(", "),
-                    spec.classes.join(", ")
+                    spec.classes.join(", "),
+                    unknown
+                        .iter()
+                        .map(|c| format!("'{c}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -216,6 +229,7 @@ pub(crate) fn read_source_for(
         records,
         problems,
         val_carved: 0,
+        only_split: None,
     };
     // Evaluating a folder or manifest without splits means every image: nothing is carved.
     let splitless = src.records.iter().any(|r| r.split.is_empty());
@@ -224,7 +238,57 @@ pub(crate) fn read_source_for(
     if !(eval.is_some() && splitless) {
         src.val_carved = carve_val(&mut src.records, &src.bad, cfg.val_fraction, cfg.split_seed);
     }
+    if let Some(spec) = eval {
+        keep_split(&mut src, &spec.split, root)?;
+    }
     Ok(src)
+}
+
+/// Evaluation reads one split: the other splits' records are dropped before any image is
+/// decoded, and so are the findings about their files (a corrupt training image does not
+/// stop the evaluation of the test split). Findings about no file stay. A data set without
+/// a record of the split is an error naming the splits it has.
+fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataError> {
+    if !src.records.iter().any(|r| r.split == split) {
+        let mut found: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &src.records {
+            *found.entry(r.split.as_str()).or_default() += 1;
+        }
+        let found: Vec<String> = found.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        return Err(DataError::Layout {
+            root: root.to_path_buf(),
+            msg: format!(
+                "split '{split}' has no images (found: {})",
+                found.join(", ")
+            ),
+        });
+    }
+    let dropped: BTreeSet<String> = src
+        .records
+        .iter()
+        .filter(|r| r.split != split)
+        .map(|r| r.path.clone())
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let other_split = |path: &str| {
+        let first = path.split('/').next().unwrap_or("");
+        normalize_split(first).is_some_and(|s| s != split)
+    };
+    src.problems.retain(|p| match &p.path {
+        None => true,
+        Some(path) => !dropped.contains(path) && !other_split(path),
+    });
+    let (records, bad): (Vec<_>, Vec<_>) = std::mem::take(&mut src.records)
+        .into_iter()
+        .zip(std::mem::take(&mut src.bad))
+        .filter(|(r, _)| r.split == split)
+        .unzip();
+    src.records = records;
+    src.bad = bad;
+    src.only_split = Some(split.to_string());
+    Ok(())
 }
 
 /// Manifest-level checks: paths inside the root, known labels and splits, masks usable.

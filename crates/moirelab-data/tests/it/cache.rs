@@ -13,14 +13,25 @@ fn cache_files(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn disk_cache_is_reused_and_rebuilt_when_a_file_changes() {
+/// A 3-per-class moirelab data set and a config that caches it on disk in a folder of its own:
+/// (data folder, cache folder, config).
+fn disk_cached_set() -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    moirelab_data::DataConfig,
+) {
     let dir = tempfile::tempdir().unwrap();
     moirelab_set(dir.path(), 3, false);
     let cache = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
     c.cache = CacheMode::Disk;
     c.cache_dir = Some(cache.path().to_path_buf());
+    (dir, cache, c)
+}
+
+#[test]
+fn disk_cache_is_reused_and_rebuilt_when_a_file_changes() {
+    let (dir, cache, mut c) = disk_cached_set();
     let a = Dataset::open(&c, Path::new("/")).unwrap();
     let file = a.cache_file().unwrap().to_path_buf();
     assert!(file.starts_with(cache.path()));
@@ -50,6 +61,32 @@ fn disk_cache_is_reused_and_rebuilt_when_a_file_changes() {
     let m = Dataset::open(&c, Path::new("/")).unwrap();
     assert!(m.cache_file().is_none());
     assert_eq!(m.eval_image(0).unwrap(), c2.eval_image(0).unwrap());
+}
+
+/// Evaluating one split caches that split on its own: it neither reuses nor replaces the
+/// whole data set's cache file of a training run.
+#[test]
+fn an_evaluation_of_one_split_keeps_the_training_cache() {
+    let (_dir, cache, c) = disk_cached_set();
+    let train = Dataset::open(&c, Path::new("/")).unwrap();
+    let file = train.cache_file().unwrap().to_path_buf();
+    let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let spec = moirelab_data::EvalSpec {
+        split: "test".into(),
+        classes: train.classes().to_vec(),
+        attack_class: None,
+    };
+    let test = Dataset::open_eval(&c, Path::new("/"), &spec).unwrap();
+    assert_eq!(test.len(), train.split("test").len());
+    assert_ne!(test.cache_file(), Some(file.as_path()));
+    assert_eq!(cache_files(cache.path()).len(), 2);
+    let again = Dataset::open(&c, Path::new("/")).unwrap();
+    assert_eq!(again.cache_file(), Some(file.as_path()));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().modified().unwrap(),
+        before,
+        "the training cache is reused, not rewritten"
+    );
 }
 
 #[test]

@@ -111,7 +111,39 @@ fn classes_that_differ_from_the_models_name_both_lists() {
         e.contains("[cat, dog]") && e.contains("[direct, screen]"),
         "{e}"
     );
+    assert!(e.ends_with("'cat', 'dog' not among them"), "{e}");
     assert!(!e.contains('\n'), "{e}");
+}
+
+#[test]
+fn a_folder_of_one_class_is_evaluated_on_it_and_other_splits_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // genuine photos only, in test; a corrupt file in train
+    folder(dir.path(), "test/", &["direct"], 4);
+    folder(dir.path(), "train/", &["direct", "screen"], 3);
+    std::fs::write(dir.path().join("train/screen/broken.png"), b"\x89PNG\r\n").unwrap();
+    let ds = Dataset::open_eval(
+        &cfg(dir.path()),
+        Path::new("/"),
+        &spec("test", &["direct", "screen"], "screen"),
+    )
+    .unwrap();
+    assert_eq!(ds.split("test").len(), 4);
+    assert_eq!(ds.len(), 4, "train is not decoded");
+    assert_eq!(ds.classes(), ["direct", "screen"]);
+    assert!(!ds.report().has_errors(), "{}", ds.report());
+    let missing: Vec<_> = ds
+        .report()
+        .of_kind(moirelab_data::ProblemKind::MissingClassAllowed)
+        .collect();
+    assert_eq!(missing.len(), 1, "{}", ds.report());
+    assert!(
+        missing[0].message.starts_with(
+            "split 'test' (4 images) has no image of class 'screen': evaluated as it is"
+        ),
+        "{}",
+        missing[0]
+    );
 }
 
 #[test]
@@ -125,7 +157,7 @@ fn an_empty_split_is_an_error_that_lists_the_splits_found() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("split 'test' has no usable images"), "{e}");
+    assert!(e.contains("split 'test' has no images"), "{e}");
     // The carved val holds at least one image of each class: 2 of the 10.
     assert!(e.contains("train 8") && e.contains("val 2"), "{e}");
 }
