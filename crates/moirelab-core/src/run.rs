@@ -141,6 +141,16 @@ pub struct PadMetrics {
     pub bpcer100: Option<f64>,
 }
 
+/// The error rates at a fixed threshold of a split that holds only one of the two PAD
+/// classes (a folder of genuine photos, or of attacks): the rate of the class it has, the
+/// other `None`. EER and AUC need both classes and have no counterpart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OneClassRates {
+    pub threshold: f64,
+    pub apcer: Option<f64>,
+    pub bpcer: Option<f64>,
+}
+
 /// Accuracy of one group, e.g. `screen|flag=A`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupStat {
@@ -165,6 +175,9 @@ pub struct EpochMetrics {
     pub confusion: Vec<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad: Option<PadMetrics>,
+    /// Instead of `pad` on a split with one of the two PAD classes, at a given threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_class: Option<OneClassRates>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, GroupStat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

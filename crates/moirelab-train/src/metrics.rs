@@ -21,7 +21,7 @@
 //! NaN scores (a diverged model) rank below every other score: they are decided bona fide
 //! at every finite threshold, in the threshold sweep and at a fixed τ alike.
 
-use moirelab_core::run::{EpochMetrics, GroupStat, PadMetrics};
+use moirelab_core::run::{EpochMetrics, GroupStat, OneClassRates, PadMetrics};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -508,6 +508,20 @@ impl ClassificationAccumulator {
             .attack_class
             .and(tau)
             .and_then(|t| pad_metrics(&self.scores, &self.is_attack, t));
+        // One class only (a folder of genuine photos): its own error rate at a given τ.
+        let one_class = match (pad.is_none(), self.attack_class, threshold) {
+            (true, Some(_), Some(t)) if self.n > 0 => {
+                let (apcer, bpcer) = error_rates_at(&self.scores, &self.is_attack, t);
+                let attacks = self.is_attack.iter().any(|&a| a);
+                let bona = self.is_attack.iter().any(|&a| !a);
+                Some(OneClassRates {
+                    threshold: t,
+                    apcer: attacks.then_some(apcer),
+                    bpcer: bona.then_some(bpcer),
+                })
+            }
+            _ => None,
+        };
 
         let groups: BTreeMap<String, GroupStat> = self
             .groups
@@ -548,6 +562,7 @@ impl ClassificationAccumulator {
             balanced_accuracy,
             confusion: self.confusion.clone(),
             pad,
+            one_class,
             groups,
             worst_group_accuracy,
             aligned_accuracy: pooled(true),

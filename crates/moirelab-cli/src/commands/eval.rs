@@ -205,6 +205,21 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// APCER or BPCER of a row: from the PAD metrics, or on a set of one class from its rate at
+/// the run's threshold; `-` where undefined.
+fn rate(
+    m: &EpochMetrics,
+    pad: fn(&moirelab_core::run::PadMetrics) -> f64,
+    one: fn(&moirelab_core::run::OneClassRates) -> Option<f64>,
+) -> String {
+    m.pad
+        .as_ref()
+        .map(pad)
+        .or_else(|| m.one_class.as_ref().and_then(one))
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_else(|| "-".into())
+}
+
 /// One row per data set (and perturbation, when there are any): n, accuracy, balanced
 /// accuracy, AUC, EER, APCER, BPCER.
 fn eval_table(rows: &[EvalRow], split: &str) -> String {
@@ -249,8 +264,8 @@ fn eval_table(rows: &[EvalRow], split: &str) -> String {
             m.balanced_accuracy,
             pad(|p| p.auc),
             pad(|p| p.eer),
-            pad(|p| p.apcer),
-            pad(|p| p.bpcer),
+            rate(m, |p| p.apcer, |o| o.apcer),
+            rate(m, |p| p.bpcer, |o| o.bpcer),
         ));
     }
     out

@@ -56,6 +56,15 @@ pub fn metrics_rows(m: &EpochMetrics) -> Vec<(String, String)> {
         rows.push(("AUC".into(), format!("{:.4}", p.auc)));
         rows.push(("BPCER20".into(), fmt_opt(p.bpcer20)));
     }
+    if let Some(o) = &m.one_class {
+        rows.push(("threshold".into(), format!("{:.4}", o.threshold)));
+        if let Some(a) = o.apcer {
+            rows.push(("APCER".into(), format!("{a:.4}")));
+        }
+        if let Some(b) = o.bpcer {
+            rows.push(("BPCER".into(), format!("{b:.4}")));
+        }
+    }
     if m.aligned_accuracy.is_some() || m.conflicting_accuracy.is_some() {
         rows.push(("aligned-group acc".into(), fmt_opt(m.aligned_accuracy)));
         rows.push((

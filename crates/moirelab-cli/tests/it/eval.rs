@@ -182,6 +182,25 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     assert_eq!(one["data"], "only-test");
     assert_eq!(one["n"], n_test as u64);
     assert_eq!(one["training_copies"], 0);
+    // a folder of genuine photos only: its BPCER at the run's threshold, no AUC
+    let genuine = d.join("genuine").join(&classes[0]);
+    std::fs::create_dir_all(&genuine).unwrap();
+    for e in std::fs::read_dir(d.join("only-test/test").join(&classes[0])).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), genuine.join(e.file_name())).unwrap();
+    }
+    let o = moirelab(
+        d,
+        &["eval", "--run", "runs/tiny", "--data", "genuine", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(g.get("pad").is_none(), "{g}");
+    assert_eq!(g["one_class"]["threshold"], summary["threshold"]);
+    assert!(
+        g["one_class"]["bpcer"].is_number() && g["one_class"]["apcer"].is_null(),
+        "{g}"
+    );
     // a folder that holds the training images: each is counted, and stderr names one
     let o = moirelab(
         d,

@@ -136,6 +136,7 @@ pub fn epoch_metrics(spec: &Spec, epoch: u32, split: &str) -> EpochMetrics {
             bpcer20: Some(0.3),
             bpcer100: None,
         }),
+        one_class: None,
         groups,
         worst_group_accuracy: Some(acc - 0.2),
         aligned_accuracy: Some(acc + 0.05),

@@ -250,6 +250,32 @@ fn a_given_threshold_is_applied_instead_of_the_eer_point() {
 }
 
 #[test]
+fn a_split_of_one_class_gets_its_own_error_rate_at_a_given_threshold() {
+    // Genuine photos only: scores 0.2, 0.7, 0.9 against τ 0.75 → one false reject in three.
+    let mut acc = ClassificationAccumulator::new(2, Some(1)).unwrap();
+    acc.update(1.0, &[0, 0, 0], &probs(&[0.2, 0.7, 0.9]), None)
+        .unwrap();
+    let m = acc.compute(0, "test", Some(0.75));
+    assert_eq!(m.pad, None);
+    let o = m.one_class.clone().unwrap();
+    assert_eq!((o.threshold, o.apcer), (0.75, None));
+    assert!(close(o.bpcer.unwrap(), 1.0 / 3.0));
+    // argmax accuracy is another number: 0.7 and 0.9 are both above 0.5
+    assert!(close(m.accuracy, 1.0 / 3.0));
+    let json = serde_json::to_string(&m).unwrap();
+    assert_eq!(serde_json::from_str::<EpochMetrics>(&json).unwrap(), m);
+    // without a given τ (val fixes its own at the EER point) there is nothing to report
+    assert_eq!(acc.compute(0, "val", None).one_class, None);
+    // attacks only: APCER
+    let mut acc = ClassificationAccumulator::new(2, Some(1)).unwrap();
+    acc.update(1.0, &[1, 1], &probs(&[0.2, 0.9]), None).unwrap();
+    let o = acc.compute(0, "test", Some(0.5)).one_class.unwrap();
+    assert_eq!((o.apcer, o.bpcer), (Some(0.5), None));
+    // both classes: the PAD metrics, not this
+    assert_eq!(hand_epoch().compute(3, "test", Some(0.75)).one_class, None);
+}
+
+#[test]
 fn empty_epoch_is_nan_free_and_round_trips_through_json() {
     let acc = ClassificationAccumulator::new(2, Some(1)).unwrap();
     let m = acc.compute(0, "val", None);
