@@ -114,8 +114,9 @@ pub struct DataCheckArgs {
     /// A val or test split missing a class is a warning, not an error
     #[arg(long)]
     pub allow_missing_class: bool,
-    /// Check it as `eval --data` opens it: an evaluation set needs no training split, so
-    /// classes without training images and class imbalance are not reported
+    /// Check it as `eval --data` opens it: only the test split (or every image of a folder
+    /// without splits) is read, one class is enough, and classes without training images and
+    /// class imbalance are not reported
     #[arg(long)]
     pub eval: bool,
 }

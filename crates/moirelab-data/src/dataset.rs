@@ -758,6 +758,28 @@ pub fn check(cfg: &DataConfig, base_dir: &Path) -> Result<CheckReport, DataError
     Ok(r)
 }
 
+/// Validate a data set the way [`Dataset::open_eval`] opens it for `split`, without a model:
+/// only that split is read, one class is enough, and findings about training (classes
+/// without training images, class imbalance) are left out.
+pub fn check_eval(
+    cfg: &DataConfig,
+    base_dir: &Path,
+    split: &str,
+) -> Result<CheckReport, DataError> {
+    cfg.validate()?;
+    let root = resolve_root(cfg, base_dir);
+    let spec = EvalSpec {
+        split: split.to_string(),
+        classes: Vec::new(),
+        attack_class: None,
+    };
+    let src = source::read_source_for(cfg, &root, Some(&spec))?;
+    let items = cache::scan_only(&src, &root, cfg)?;
+    let mut r = assemble_report(&src, &items, &root, cfg, Some(&spec));
+    r.for_evaluation();
+    Ok(r)
+}
+
 /// The classes of the data set `cfg` describes, in class-index order, and the index of its
 /// attack class, from its manifest or folder names alone (no image is opened).
 pub fn peek_classes(cfg: &DataConfig, base_dir: &Path) -> Result<(Vec<String>, usize), DataError> {

@@ -27,7 +27,7 @@ pub use check::{CheckReport, Problem, ProblemKind, RegionPresence, Severity, Spl
 pub use config::{
     AugmentConfig, CacheMode, DataConfig, FollowLinks, Format, Mode, OnBad, DEFAULT_MAX_PIXELS,
 };
-pub use dataset::{check, check_root, peek_classes, Dataset};
+pub use dataset::{check, check_eval, check_root, peek_classes, Dataset};
 pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};

@@ -21,10 +21,11 @@ pub fn data_check(a: DataCheckArgs) -> Result<ExitCode> {
         cfg.max_pixels = n;
     }
     cfg.allow_missing_class = a.allow_missing_class;
-    let mut report = moirelab_data::check(&cfg, Path::new("."))?;
-    if a.eval {
-        report.for_evaluation();
-    }
+    let report = if a.eval {
+        moirelab_data::check_eval(&cfg, Path::new("."), "test")?
+    } else {
+        moirelab_data::check(&cfg, Path::new("."))?
+    };
     println!("{report}");
     Ok(if report.has_errors() {
         ExitCode::FAILURE

@@ -365,6 +365,24 @@ fn data_check_eval_accepts_a_test_only_folder_and_still_reports_bad_files() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("test/screen/bad.png"), "{out}");
+    // A folder of one class (genuine photos only) is a valid evaluation set, as eval takes it.
+    std::fs::remove_dir_all(p.join("d/test/screen")).unwrap();
+    let o = moirelab(p, &["data", "check", "--eval", "d"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let row = |l: &str| l.split_whitespace().collect::<Vec<_>>() == ["test", "2", "2"];
+    assert!(
+        out.contains("classes [direct]") && out.lines().any(row),
+        "{out}"
+    );
+    // In a full data set only the test split is read: a broken training file is not its
+    // concern.
+    folder(&p.join("full2"), 2);
+    std::fs::write(p.join("full2/train/screen/bad.png"), b"not a png").unwrap();
+    let o = moirelab(p, &["data", "check", "--eval", "full2"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(!out.contains("bad.png"), "{out}");
 }
 
 /// `moirelab` with extra environment variables.

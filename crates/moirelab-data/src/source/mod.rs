@@ -40,7 +40,8 @@ pub struct EvalSpec {
     /// without splits belong to it.
     pub split: String,
     /// The model's classes in its order; the data set's classes must be among them (a set
-    /// with only some of them is evaluated on those).
+    /// with only some of them is evaluated on those). Empty: the data set's own classes
+    /// (`data check --eval`, no model).
     pub classes: Vec<String>,
     /// The model's attack class for PAD metrics (`None`: the last class).
     pub attack_class: Option<String>,
@@ -179,11 +180,13 @@ pub(crate) fn read_source_for(
     if let Some(spec) = eval {
         // A data set may hold only some of the model's classes (a folder of genuine photos
         // measures false rejects), never one the model does not know.
-        let unknown: Vec<&String> = meta
-            .classes
-            .iter()
-            .filter(|c| !spec.classes.contains(c))
-            .collect();
+        // No model classes (`data check --eval`): the data set's own are the model's.
+        let model = if spec.classes.is_empty() {
+            &meta.classes
+        } else {
+            &spec.classes
+        };
+        let unknown: Vec<&String> = meta.classes.iter().filter(|c| !model.contains(c)).collect();
         if !unknown.is_empty() {
             return Err(DataError::Layout {
                 root: root.to_path_buf(),
@@ -199,8 +202,8 @@ pub(crate) fn read_source_for(
                 ),
             });
         }
-        meta.classes = spec.classes.clone();
-        meta.attack_class = spec.attack_class.clone();
+        meta.classes = model.clone();
+        meta.attack_class = spec.attack_class.clone().or(meta.attack_class);
     }
     if let Some(a) = &cfg.attack_class {
         if !meta.classes.contains(a) {
@@ -213,7 +216,8 @@ pub(crate) fn read_source_for(
     } else if meta.attack_index().is_none() {
         meta.attack_class = None;
     }
-    if meta.classes.len() < 2 {
+    // A model has at least two classes; an evaluation set may show one of them.
+    if meta.classes.len() < 2 && eval.is_none() {
         return Err(DataError::Layout {
             root: root.to_path_buf(),
             msg: format!(
