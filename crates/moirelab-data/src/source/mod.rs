@@ -57,7 +57,8 @@ pub(crate) struct Source {
     pub bad: Vec<bool>,
     pub problems: Vec<Problem>,
     pub val_carved: usize,
-    /// Evaluation: the one split whose records were kept (the others dropped unread).
+    /// Evaluation: the one split it reads (other splits' records are dropped unread); its
+    /// decode cache is kept apart from a training open's.
     pub only_split: Option<String>,
 }
 
@@ -273,6 +274,7 @@ fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataErro
         .filter(|r| r.split != split)
         .map(|r| r.path.clone())
         .collect();
+    src.only_split = Some(split.to_string());
     if dropped.is_empty() {
         return Ok(());
     }
@@ -291,7 +293,6 @@ fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataErro
         .unzip();
     src.records = records;
     src.bad = bad;
-    src.only_split = Some(split.to_string());
     Ok(())
 }
 
