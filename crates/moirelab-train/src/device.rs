@@ -28,3 +28,14 @@ pub(crate) fn device_name(d: Device) -> String {
         other => format!("{other:?}").to_lowercase(),
     }
 }
+
+/// libtorch's CPU threads for `train.threads`: the number asked for, 0 = every core.
+pub(crate) fn thread_count(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        threads
+    }
+}

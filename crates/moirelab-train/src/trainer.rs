@@ -13,7 +13,7 @@
 
 use crate::build::{build_model, build_optimizer, class_weight_tensor, schedule_for, BuiltModel};
 use crate::checkpoint::{self, ckpt_err, RunningTrain, TrainState, BEST, CKPT_DIR};
-use crate::device::device_name;
+use crate::device::{device_name, thread_count};
 use crate::monitor::{monitor_value, running_metrics};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
@@ -83,7 +83,8 @@ impl WallClock {
 impl Trainer {
     /// Open the data set (validated), build the model and a fresh run folder
     /// `<runs_root>/<name>` (a clash gets `-2`, `-3`, … — never an overwrite) holding the
-    /// resolved config text and `meta.json`, both written before the first step.
+    /// resolved config text, the training data's hashes and `meta.json`, all written before
+    /// the first step.
     pub fn create(
         mut setup: TrainSetup,
         resolved_config_toml: &str,
@@ -110,10 +111,15 @@ impl Trainer {
         }
         let run_dir = fsio::create_unique_dir(&runs_root.join(name))?;
         // A run that fails before its first step leaves no folder behind.
+        // The hashes of what it trains on, for the copy check of data evaluated later.
         let built = fsio::write_atomic(
             &run_dir.join(runfmt::CONFIG_TOML),
             resolved_config_toml.as_bytes(),
         )
+        .and_then(|()| {
+            let hashes = dataset.hash_list(&["train", "val"]);
+            fsio::write_json_atomic(&run_dir.join(runfmt::DATA_HASHES_JSON), &hashes)
+        })
         .map_err(TrainError::from)
         .and_then(|()| {
             Self::build(
@@ -153,13 +159,7 @@ impl Trainer {
     ) -> Result<Trainer, TrainError> {
         let t = &setup.train;
         let device = choose_device(t.device)?;
-        let threads = if t.threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            t.threads
-        };
+        let threads = thread_count(t.threads);
         tch::set_num_threads(threads as i32);
         let BuiltModel { mut vs, net, notes } = build_model(&setup, device, fresh)?;
         let loader = Loader::new(
@@ -191,12 +191,6 @@ impl Trainer {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         fsio::write_json_atomic(&run_dir.join(runfmt::META_JSON), &meta)?;
-        if fresh {
-            fsio::write_json_atomic(
-                &run_dir.join(runfmt::DATA_HASHES_JSON),
-                &dataset.hash_list(&["train", "val"]),
-            )?;
-        }
         let log_path = run_dir.join(runfmt::TRAIN_LOG);
         let log = std::fs::OpenOptions::new()
             .create(true)
