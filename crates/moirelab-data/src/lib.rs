@@ -22,18 +22,20 @@ mod masks;
 mod perturb;
 mod similar;
 mod source;
+mod validate;
 
 pub use check::{CheckReport, Problem, ProblemKind, RegionPresence, Severity, SplitStats};
 pub use config::{
     AugmentConfig, CacheMode, DataConfig, FollowLinks, Format, Mode, OnBad, DEFAULT_MAX_PIXELS,
 };
-pub use dataset::{check, check_eval, check_root, peek_classes, Dataset};
+pub use dataset::{peek_classes, Dataset};
 pub use decode::ImageInfo;
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
 pub use perturb::Perturbation;
 pub use similar::{near_copies, HashList, HashedImage, PerceptualHash};
 pub use source::{has_image_extension, EvalSpec, IMAGE_EXTENSIONS, SPLITS};
+pub use validate::{check, check_eval, check_root};
 
 use image::RgbImage;
 use std::path::Path;
