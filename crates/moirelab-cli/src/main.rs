@@ -314,6 +314,7 @@ pub struct SweepArgs {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::GenData(a) => commands::gen_data(a),
@@ -335,6 +336,20 @@ fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Die quietly, as other command-line tools do, when stdout is a pipe whose reader has gone
+/// (`moirelab eval ... | head -1`). Rust ignores SIGPIPE, so the next `println!` would panic
+/// with a backtrace instead. The one `unsafe` of the workspace: std has no safe way to reset a
+/// signal's disposition.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

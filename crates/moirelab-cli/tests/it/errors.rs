@@ -69,3 +69,34 @@ fn report_on_a_non_run_folder_fails_cleanly() {
     let o = moirelab(dir.path(), &["report", "."]);
     assert_one_line_error(&o, &["not a run folder"]);
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_the_command_quietly() {
+    // `moirelab ... | head -1`: the reader is gone before the command prints. Rust ignores
+    // SIGPIPE, so `println!` used to panic with a backtrace (exit 101); the command now dies
+    // of the signal as other tools do, and says nothing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[data]\nroot = \"d\"\nimage-size = 64\n[model]\narch = \"vgg\"\n",
+    )
+    .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .current_dir(dir.path())
+        .args(["model", "summary", "--config", "c.toml"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_ne!(o.status.code(), Some(101), "{:?}", o.status);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
+    }
+}
