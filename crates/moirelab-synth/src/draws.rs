@@ -3,7 +3,7 @@
 //! recapture's display effects (`cue-dropout`) and the out-of-focus draw (`defocus-prob`).
 
 use crate::camera::CameraParams;
-use crate::card::{CardSpec, FlagFamily, Hologram};
+use crate::card::{CardSpec, Design, FlagFamily, Hologram};
 use crate::config::{Artifact, GenConfig, Holdout, DEFOCUS};
 use crate::display::ScreenParams;
 use crate::pipeline::SampleSpec;
@@ -25,6 +25,8 @@ const STREAM_HOLOGRAM: u64 = 7;
 const STREAM_CUES: u64 = 8;
 const STREAM_DEFOCUS: u64 = 9;
 const STREAM_CHROMA: u64 = 10;
+const STREAM_DESIGN: u64 = 11;
+const STREAM_DESK: u64 = 12;
 
 /// Every parameter of one sample.
 pub(crate) struct Draws {
@@ -127,10 +129,21 @@ pub(crate) fn draw(cfg: &GenConfig, spec: &SampleSpec, family: FlagFamily) -> Dr
         &mut Rng::derive(seed, &[i, STREAM_HOLOGRAM]),
         cfg.knobs.hologram_prob,
     );
+    // Designs and desks from their own streams, drawn only when the knob is on: at 0 every
+    // byte is what it was before the knob existed.
+    let variety = cfg.knobs.design_variety;
+    if variety > 0.0 {
+        let design = Design::draw(&mut Rng::derive(seed, &[i, STREAM_DESIGN]), variety);
+        card = card.with_design(design);
+    }
+    let mut scene = SceneParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCENE]), cfg);
+    if variety > 0.0 {
+        scene = scene.vary_desk(&mut Rng::derive(seed, &[i, STREAM_DESK]), variety);
+    }
     Draws {
         card,
         screen: ScreenParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCREEN]), cfg, hold),
-        scene: SceneParams::draw(&mut Rng::derive(seed, &[i, STREAM_SCENE]), cfg),
+        scene,
         camera: chroma(
             cfg,
             spec,

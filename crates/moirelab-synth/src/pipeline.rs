@@ -679,6 +679,53 @@ mod tests {
     }
 
     #[test]
+    fn designs_come_with_both_classes_and_change_only_the_card_and_desk() {
+        let cfg = GenConfig::preset("tiny").unwrap();
+        let mut with = cfg.clone();
+        with.knobs.design_variety = 1.0;
+        let flag = region_bit("flag");
+        let mut mirrored = 0;
+        for i in 0..8 {
+            let mut designs = Vec::new();
+            for screen in [false, true] {
+                let plain = render(&cfg, &spec(i, screen), false, true).unwrap();
+                let varied = render(&with, &spec(i, screen), false, true).unwrap();
+                assert!(plain.params["card"].get("design").is_none());
+                let d = varied.params["card"]["design"].clone();
+                assert!(d["title"].is_string(), "sample {i}: {d}");
+                // The display and the camera are drawn from their own streams: untouched.
+                assert_eq!(
+                    plain.params["camera"], varied.params["camera"],
+                    "sample {i}"
+                );
+                assert_eq!(
+                    plain.params["screen"], varied.params["screen"],
+                    "sample {i}"
+                );
+                assert!(plain.rgb8 != varied.rgb8, "sample {i}, screen {screen}");
+                // A mirrored design has its flag in the left half of the card.
+                let xs: Vec<usize> = (0..varied.bits.len())
+                    .filter(|&k| varied.bits[k] & flag != 0)
+                    .map(|k| k % with.size as usize)
+                    .collect();
+                assert!(!xs.is_empty(), "sample {i}: no flag pixels");
+                let mean_x = xs.iter().sum::<usize>() as f64 / xs.len() as f64;
+                let left = mean_x < with.size as f64 / 2.0;
+                assert_eq!(
+                    left,
+                    d["mirrored"] == true,
+                    "sample {i}: flag at x {mean_x}"
+                );
+                mirrored += usize::from(left);
+                designs.push(d);
+            }
+            // Both classes of one index draw the same design.
+            assert_eq!(designs[0], designs[1], "sample {i}");
+        }
+        assert!(mirrored > 0 && mirrored < 16, "{mirrored} of 16 mirrored");
+    }
+
+    #[test]
     fn the_off_axis_view_changes_recaptures_only() {
         let cfg = GenConfig::preset("tiny").unwrap();
         let mut with = cfg.clone();

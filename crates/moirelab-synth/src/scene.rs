@@ -7,6 +7,7 @@ use crate::config::{Bezel, GenConfig};
 use crate::display::ScreenParams;
 use crate::geom::Homography;
 use crate::raster::{fast_exp, lin, sin_turns, Plane, Rgb, ValueNoise};
+use crate::sampling::log_uniform;
 use moirelab_core::rng::Rng;
 use std::f64::consts::{PI, TAU};
 
@@ -95,6 +96,26 @@ impl SceneParams {
             glare: glare_on.then_some(glare),
             flag_frac,
         }
+    }
+}
+
+impl SceneParams {
+    /// With probability `p`, a desk of any colour (dark to white, grey to saturated) and any
+    /// texture (flat to mottled, with wood grain on one in three): the template's six desks
+    /// with mottling are what a detector would otherwise learn as "around a genuine card".
+    /// Every value is drawn whatever the outcome, so `p` changes which desks and nothing else.
+    pub(crate) fn vary_desk(mut self, rng: &mut Rng, p: f64) -> SceneParams {
+        let on = rng.bernoulli(p);
+        let (h, sat, val) = (rng.f64(), rng.range(0.0, 0.6), rng.range(0.04, 0.97));
+        let amp = log_uniform(rng, 0.003, 0.3) as f32;
+        let grain = rng.bernoulli(1.0 / 3.0);
+        let grain_amp = rng.range(0.02, 0.1) as f32;
+        if on {
+            self.bg_colour = crate::card::Design::srgb_hsv(h, sat, val);
+            self.bg_noise_amp = amp;
+            self.grain_amp = if grain { grain_amp } else { 0.0 };
+        }
+        self
     }
 }
 

@@ -49,7 +49,10 @@ impl Canvas {
     }
 
     /// Text with the public-domain 8×8 font; `cell` = glyph pixel size in display pixels.
+    /// `weight` (0–1] is the share of its cell's width a font pixel fills: 1 is the font's
+    /// bold look; below, vertical strokes thin (horizontal runs stay joined), a lighter face.
     /// Returns the text's bounding box in display pixels.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn text(
         &mut self,
         s: &str,
@@ -58,7 +61,9 @@ impl Canvas {
         cell_w: f64,
         cell_h: f64,
         c: [f32; 3],
+        weight: f64,
     ) -> BoxF {
+        let gap = (1.0 - weight.clamp(0.05, 1.0)) * cell_w;
         for (i, ch) in s.chars().enumerate() {
             let Some(g) = font8x8::BASIC_FONTS.get(ch) else {
                 continue;
@@ -69,7 +74,10 @@ impl Canvas {
                     if bits & (1 << col) != 0 {
                         let px = gx + col as f64 * cell_w;
                         let py = y + row as f64 * cell_h;
-                        self.fill_rect([px, py, px + cell_w, py + cell_h], c, 1.0);
+                        // The last pixel of a horizontal run gives up the gap.
+                        let last = col == 7 || bits & (1 << (col + 1)) == 0;
+                        let x1 = px + cell_w - if last { gap } else { 0.0 };
+                        self.fill_rect([px, py, x1, py + cell_h], c, 1.0);
                     }
                 }
             }

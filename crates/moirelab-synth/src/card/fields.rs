@@ -6,17 +6,21 @@ use crate::mrz::Td1;
 use crate::raster::{lin, Plane};
 use moirelab_core::rng::Rng;
 
-/// Ink of the title, the values and the MRZ.
-fn dark() -> [f32; 3] {
+/// Ink of the template's title, values and MRZ.
+pub(super) fn dark() -> [f32; 3] {
     lin([28, 36, 52])
 }
 
-/// "IDENTITY CARD" filling the header box (display pixels); returns the text's box.
-pub(super) fn paint_title(cv: &mut Canvas, header: BoxF) -> BoxF {
-    let title = "IDENTITY CARD";
+/// The title ("IDENTITY CARD" on the template) filling the header box (display pixels);
+/// returns the text's box.
+pub(super) fn paint_title(cv: &mut Canvas, spec: &CardSpec, header: BoxF) -> BoxF {
+    let (title, ink) = match &spec.design {
+        Some(d) => (d.title, d.title_ink),
+        None => ("IDENTITY CARD", dark()),
+    };
     let cw =
         ((header[2] - header[0]) / (title.len() as f64 * 8.0)).min((header[3] - header[1]) / 8.0);
-    cv.text(title, header[0], header[1], cw, cw, dark())
+    cv.text(title, header[0], header[1], cw, cw, ink, spec.weight())
 }
 
 /// The first 4–6 label/value rows (surname, given names, birth, sex, number, expiry) in the
@@ -28,13 +32,14 @@ pub(super) fn paint_rows(cv: &mut Canvas, spec: &CardSpec, text: BoxF, rng: &mut
     let row_h = (text[3] - text[1]) / nrows as f64;
     let label_c = [spec.ink[0] * 0.8, spec.ink[1] * 0.8, spec.ink[2] * 0.9];
     let tw = text[2] - text[0];
-    let cell = (tw / (20.0 * 8.0)).min(row_h * 0.8 / 8.0);
-    let dark = dark();
+    let scale = spec.design.as_ref().map_or(1.0, |d| d.text_scale);
+    let cell = (tw / (20.0 * 8.0)).min(row_h * 0.8 / 8.0) * scale;
+    let (dark, weight) = (spec.text_ink(), spec.weight());
     let mut boxes = Vec::with_capacity(rows.len());
     for (i, (label, value)) in rows.iter().enumerate() {
         let y = text[1] + i as f64 * row_h;
-        let lb = cv.text(label, text[0], y, cell * 0.75, cell * 0.75, label_c);
-        let vb = cv.text(value, text[0] + tw * 0.36, y, cell, cell, dark);
+        let lb = cv.text(label, text[0], y, cell * 0.75, cell * 0.75, label_c, weight);
+        let vb = cv.text(value, text[0] + tw * 0.36, y, cell, cell, dark, weight);
         boxes.push([lb[0], lb[1], vb[2], vb[3].max(lb[3])]);
     }
     boxes
@@ -99,11 +104,12 @@ pub(super) fn paint_signature(
 
 /// The document's three 30-character MRZ lines filling the MRZ box (display pixels); returns
 /// the lines.
-pub(super) fn paint_mrz(cv: &mut Canvas, doc: &Td1, mrz: BoxF) -> [String; 3] {
+pub(super) fn paint_mrz(cv: &mut Canvas, spec: &CardSpec, mrz: BoxF) -> [String; 3] {
+    let doc = &spec.doc;
     let lines = doc.lines();
     let mcw = (mrz[2] - mrz[0]) / (30.0 * 8.0);
     let mch = (mrz[3] - mrz[1]) / (3.0 * 8.0 * 1.25);
-    let dark = dark();
+    let (dark, weight) = (spec.text_ink(), spec.weight());
     for (i, l) in lines.iter().enumerate() {
         cv.text(
             l,
@@ -112,6 +118,7 @@ pub(super) fn paint_mrz(cv: &mut Canvas, doc: &Td1, mrz: BoxF) -> [String; 3] {
             mcw,
             mch,
             dark,
+            weight,
         );
     }
     lines

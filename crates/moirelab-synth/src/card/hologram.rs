@@ -258,13 +258,16 @@ mod tests {
 
     #[test]
     fn foils_stay_off_the_flag() {
-        // The largest flag the scene draws (a quarter of the card width) and every shape.
-        let flag = super::super::layout(0.25).flag;
-        for i in 0..2000 {
-            let h = Hologram::draw(&mut Rng::derive(11, &[i]), 1.0).unwrap();
-            let [x0, y0, x1, y1] = h.bounds();
-            let apart = x1 <= flag[0] || x0 >= flag[2] || y1 <= flag[1] || y0 >= flag[3];
-            assert!(apart, "foil {:?} overlaps the flag {flag:?}", h.shape);
+        // The largest flag the scene draws (a quarter of the card width), in either corner
+        // (a mirrored design puts it top left), and every shape.
+        for mirrored in [false, true] {
+            let flag = super::super::layout(0.25, mirrored).flag;
+            for i in 0..2000 {
+                let h = Hologram::draw(&mut Rng::derive(11, &[i]), 1.0).unwrap();
+                let [x0, y0, x1, y1] = h.bounds();
+                let apart = x1 <= flag[0] || x0 >= flag[2] || y1 <= flag[1] || y0 >= flag[3];
+                assert!(apart, "foil {:?} overlaps the flag {flag:?}", h.shape);
+            }
         }
     }
 

@@ -14,6 +14,7 @@
 //! [`crate::REGIONS`]) of any texel.
 
 mod canvas;
+mod design;
 mod face;
 mod fields;
 mod flag;
@@ -21,6 +22,7 @@ mod guilloche;
 mod hologram;
 mod labels;
 
+pub use design::Design;
 pub use face::Hair;
 pub use flag::{FlagDesign, FlagFamily};
 pub use hologram::Hologram;
@@ -82,6 +84,8 @@ pub struct CardSpec {
     /// The optically variable foil, if the card carries one (drawn from its own stream by
     /// the pipeline, so that the knob leaves every other draw where it was).
     pub hologram: Option<Hologram>,
+    /// A design other than the template (`design-variety`), from its own stream as well.
+    pub design: Option<Design>,
     pub seed_stream: u64,
 }
 
@@ -140,8 +144,31 @@ impl CardSpec {
             doc,
             aliased,
             hologram: None,
+            design: None,
             seed_stream: rng.next_u64(),
         }
+    }
+
+    /// Give the card a design (or keep the template): its paper, ink and portrait background
+    /// replace the template's; the rest is read where the card is painted.
+    pub fn with_design(mut self, design: Option<Design>) -> CardSpec {
+        if let Some(d) = &design {
+            self.base = d.base;
+            self.ink = d.ink;
+            self.photo_bg = d.photo_bg;
+        }
+        self.design = design;
+        self
+    }
+
+    /// Ink of the title, the values and the MRZ.
+    pub(crate) fn text_ink(&self) -> [f32; 3] {
+        self.design.as_ref().map_or(fields::dark(), |d| d.text_ink)
+    }
+
+    /// Share of a glyph cell a font pixel fills.
+    pub(crate) fn weight(&self) -> f64 {
+        self.design.as_ref().map_or(1.0, |d| d.weight)
     }
 
     pub fn flag(&self) -> &FlagDesign {
@@ -164,10 +191,21 @@ struct Layout {
     header: BoxF,
 }
 
-fn layout(flag_w: f64) -> Layout {
+fn layout(flag_w: f64, mirrored: bool) -> Layout {
     // The flag box is `flag_w` of the card width wide with a 5:8 flag ratio.
     let fh = flag_w * 0.62 * CARD_ASPECT;
     let m = 0.035;
+    if mirrored {
+        // Portrait on the right, text on the left, the flag in the top-left corner.
+        return Layout {
+            flag: [m, m * CARD_ASPECT, m + flag_w, m * CARD_ASPECT + fh],
+            header: [m + flag_w + 0.04, 0.07, 0.95, 0.15],
+            photo: [0.68, 0.24, 0.95, 0.70],
+            signature: [0.69, 0.71, 0.94, 0.78],
+            text: [0.05, 0.30, 0.63, 0.70],
+            mrz: [0.04, 0.79, 0.96, 0.96],
+        };
+    }
     Layout {
         flag: [
             1.0 - m - flag_w,
@@ -206,18 +244,34 @@ impl Layout {
 pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
     let hc = (wc as f64 / CARD_ASPECT).round() as usize;
     let mut rng = Rng::new(spec.seed_stream);
-    let lay = layout(flag_w).to_px((wc, hc));
+    let mirrored = spec.design.as_ref().is_some_and(|d| d.mirrored);
+    let lay = layout(flag_w, mirrored).to_px((wc, hc));
     let mut cv = paint_paper(spec, (wc, hc), &mut rng);
     // One coverage plane for every stroked element: painting clears what a stroke touched.
     let mut cov = Plane::new(wc * SS, hc * SS);
     let guilloche = paint_guilloche(&mut cv, &mut cov, spec, (wc, hc), &mut rng);
-    let mut text_boxes = vec![paint_title(&mut cv, lay.header)];
+    if let Some(band) = spec.design.as_ref().and_then(|d| d.band) {
+        // The header band runs across the card under the title and the flag.
+        let bottom = lay.flag[3].max(lay.header[3]) + 0.03 * hc as f64;
+        cv.fill_rect([0.0, 0.0, wc as f64, bottom], band, 1.0);
+    }
+    let mut text_boxes = vec![paint_title(&mut cv, spec, lay.header)];
     let flag = spec.flag();
     paint_flag(&mut cv, flag, lay.flag);
     let portrait = paint_portrait(&mut cv, spec, lay.photo);
     text_boxes.extend(paint_rows(&mut cv, spec, lay.text, &mut rng));
     paint_signature(&mut cv, &mut cov, lay.signature, wc, &mut rng);
-    let mrz_lines = paint_mrz(&mut cv, &spec.doc, lay.mrz);
+    let mrz_lines = paint_mrz(&mut cv, spec, lay.mrz);
+    if let Some(d) = spec.design.as_ref().filter(|d| d.contrast < 1.0) {
+        // A pale or faded print: everything printed moves towards the paper (the foil, a
+        // laminate on top, keeps its own contrast).
+        let c = d.contrast as f32;
+        for p in cv.hi.px.chunks_exact_mut(3) {
+            for k in 0..3 {
+                p[k] = spec.base[k] + c * (p[k] - spec.base[k]);
+            }
+        }
+    }
     if let Some(h) = &spec.hologram {
         paint_hologram(&mut cv, h, (wc, hc));
     }
@@ -231,6 +285,9 @@ pub fn render(spec: &CardSpec, wc: usize, flag_w: f64) -> Card {
     });
     if let Some(h) = &spec.hologram {
         params["hologram"] = h.name().into();
+    }
+    if let Some(d) = &spec.design {
+        params["design"] = d.describe();
     }
     let rad = CORNER * wc as f64;
     Card {

@@ -275,6 +275,12 @@ pub struct Knobs {
     /// at 0, so data sets made before the knob existed keep matching their configs.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub hologram_prob: f64,
+    /// Probability that a card gets a design other than the template (paper and ink of any
+    /// hue, a header band, the portrait on either side, lighter lettering) and, drawn apart,
+    /// that the desk is any colour from flat to textured; both classes alike. Left out of the
+    /// serialized config at 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub design_variety: f64,
     /// Probability that a train or val recapture loses each of the display's own effects in
     /// `artifacts` (grid, bands, tone, veil, view; independently, one always stays on), so
     /// that no single cue is needed to call a screen a screen. Test samples show every effect.
@@ -337,6 +343,7 @@ impl Default for Knobs {
             glare_prob: 0.4,
             aliased_guilloche: 0.0,
             hologram_prob: 0.0,
+            design_variety: 0.0,
             cue_dropout: 0.0,
             defocus_prob: 0.0,
             jpeg_420_prob: 0.0,
@@ -413,6 +420,7 @@ pub const KNOB_NAMES: &[&str] = &[
     "glare-prob",
     "aliased-guilloche",
     "hologram-prob",
+    "design-variety",
     "cue-dropout",
     "defocus-prob",
     "jpeg-420-prob",
@@ -521,6 +529,7 @@ impl GenConfig {
             ("upload-prob", k.upload_prob),
             ("aliased-guilloche", k.aliased_guilloche),
             ("hologram-prob", k.hologram_prob),
+            ("design-variety", k.design_variety),
             ("cue-dropout", k.cue_dropout),
             ("defocus-prob", k.defocus_prob),
             ("jpeg-420-prob", k.jpeg_420_prob),
@@ -654,8 +663,9 @@ mod tests {
         // Data sets made before these knobs existed record configs without them; at 0 the
         // serialized config is theirs, and a record without them reads back as 0.
         type Field = fn(&mut Knobs) -> &mut f64;
-        let knobs: [(&str, Field); 4] = [
+        let knobs: [(&str, Field); 5] = [
             ("hologram-prob", |k| &mut k.hologram_prob),
+            ("design-variety", |k| &mut k.design_variety),
             ("cue-dropout", |k| &mut k.cue_dropout),
             ("defocus-prob", |k| &mut k.defocus_prob),
             ("jpeg-420-prob", |k| &mut k.jpeg_420_prob),

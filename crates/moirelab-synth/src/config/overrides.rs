@@ -50,6 +50,8 @@ pub struct Overrides {
     #[serde(default, deserialize_with = "number")]
     pub hologram_prob: Option<f64>,
     #[serde(default, deserialize_with = "number")]
+    pub design_variety: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
     pub cue_dropout: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub defocus_prob: Option<f64>,
@@ -181,6 +183,12 @@ impl GenConfig {
             UNIT,
         )?;
         put(&mut k.hologram_prob, "hologram-prob", o.hologram_prob, UNIT)?;
+        put(
+            &mut k.design_variety,
+            "design-variety",
+            o.design_variety,
+            UNIT,
+        )?;
         put(&mut k.cue_dropout, "cue-dropout", o.cue_dropout, UNIT)?;
         put(&mut k.defocus_prob, "defocus-prob", o.defocus_prob, UNIT)?;
         put(&mut k.jpeg_420_prob, "jpeg-420-prob", o.jpeg_420_prob, UNIT)?;
