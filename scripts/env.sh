@@ -96,3 +96,14 @@ moirelab_setup() {
   fi
   command -v cargo >/dev/null 2>&1 || { moirelab_log "cargo not found: install Rust (rustup)"; return 1; }
 }
+
+# The moirelab binary the bench scripts run: $MOIRELAB_BIN when set, else the release build
+# (built first). Call after moirelab_setup.
+moirelab_release_bin() {
+  if [ -n "${MOIRELAB_BIN:-}" ]; then
+    printf '%s\n' "$MOIRELAB_BIN"
+  else
+    (cd "$MOIRELAB_ROOT" && cargo build --release --locked -p moirelab-cli >&2) || return 1
+    printf '%s\n' "$CARGO_TARGET_DIR/release/moirelab"
+  fi
+}

@@ -143,12 +143,7 @@ IFS=$'\t' read -r preset size seed <<<"$(head -n1 <<<"$plan")"
 [ -n "$out" ] || out="$MOIRELAB_ROOT/bench-out/shift"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-if [ -n "${MOIRELAB_BIN:-}" ]; then
-  bin="$MOIRELAB_BIN"
-else
-  (cd "$MOIRELAB_ROOT" && cargo build --release --locked -p moirelab-cli >&2)
-  bin="$CARGO_TARGET_DIR/release/moirelab"
-fi
+bin="$(moirelab_release_bin)"
 # The run's folder and its parent (runs/<config>/<name> from transfer.sh) name the table.
 name="$(basename "$(dirname "$run")")-$(basename "$run")"
 table="$out/shift-$name-n$count-s$seed.md"

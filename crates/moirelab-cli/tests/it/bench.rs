@@ -206,3 +206,59 @@ fn transfer_script_holds_a_factor_out_and_keeps_overridden_runs_apart() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not KEY=VALUE"), "{}", stderr(&o));
 }
+
+#[test]
+fn indep_script_renders_its_own_set_once_and_scores_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    let o = moirelab(d, &["train", "--config", "tiny.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let args = [
+        "--run",
+        "runs/tiny",
+        "--run",
+        "runs/tiny",
+        "--size",
+        "64",
+        "--count",
+        "8",
+        "--out",
+        "out",
+    ];
+    let o = bench_script("indep.sh", d, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let rows = table_rows(&table);
+    assert_eq!(rows.len(), 2, "{table}");
+    for r in &rows {
+        assert!(r[1].contains("runs/tiny"), "{table}");
+        let acc: f64 = r[2].parse().expect("an accuracy");
+        assert!((0.0..=1.0).contains(&acc), "{table}");
+    }
+    // An ImageFolder test split of 4 + 4 images, with the draws of every image.
+    let data: Vec<_> = std::fs::read_dir(d.join("out/data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(data.len(), 1, "{data:?}");
+    for class in ["direct", "screen"] {
+        let n = std::fs::read_dir(data[0].join("test").join(class))
+            .unwrap()
+            .count();
+        assert_eq!(n, 4, "{class}");
+    }
+    let params = std::fs::read_to_string(data[0].join("params.jsonl")).unwrap();
+    assert_eq!(params.lines().count(), 8);
+    // A second call reuses the rendered set: nothing in it is written again.
+    let stamp = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let first = stamp(&data[0].join("params.jsonl"));
+    let o = bench_script("indep.sh", d, &args[2..]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(table_rows(&String::from_utf8_lossy(&o.stdout)).len(), 1);
+    assert_eq!(stamp(&data[0].join("params.jsonl")), first);
+
+    let o = bench_script("indep.sh", d, &["--out", "out"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--run"), "{}", stderr(&o));
+}
