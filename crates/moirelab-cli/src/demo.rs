@@ -205,9 +205,10 @@ fn transfer_line(fixed: &Verdict) -> String {
     if fixed.extra.is_empty() {
         return format!(
             "{}: all numbers above are on the generator's own screens; transfer to screen physics \
-             it never saw is measured by scripts/bench/transfer.sh (tables in BENCHMARKS.md; \
-             configs/transfer.toml is the detector that transfers best), and [eval] extra puts \
-             your own data set in this verdict.\n",
+             it never saw is measured by scripts/bench/transfer.sh, and to a simulation written \
+             apart from the generator by scripts/bench/indep.sh --run <its run folder> (tables \
+             in BENCHMARKS.md; configs/transfer.toml is the detector that transfers best), and \
+             [eval] extra puts your own data set in this verdict.\n",
             fixed.name
         );
     }
@@ -356,7 +357,8 @@ mod tests {
         );
         assert!(
             text.contains("f: all numbers above are on the generator's own screens")
-                && text.contains("scripts/bench/transfer.sh"),
+                && text.contains("scripts/bench/transfer.sh")
+                && text.contains("scripts/bench/indep.sh"),
             "{text}"
         );
         let mut fixed = v("f", 1.2, 2.0, 0.9, 0.9);
