@@ -507,6 +507,23 @@ pub fn lin(c: [u8; 3]) -> [f32; 3] {
     c.map(|v| srgb_to_linear(v as f32 / 255.0))
 }
 
+/// sRGB bytes of a colour given in HSV (`h` in turns, `s`, `v` in [0, 1]).
+pub fn hsv(h: f64, s: f64, v: f64) -> [u8; 3] {
+    let h6 = h.rem_euclid(1.0) * 6.0;
+    let c = v * s;
+    let x = c * (1.0 - (h6 % 2.0 - 1.0).abs());
+    let (r, g, b) = match h6 as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    [r, g, b].map(|u| ((u + m) * 255.0).round().clamp(0.0, 255.0) as u8)
+}
+
 /// Smooth value noise in [0, 1]: a `gx`×`gy` lattice of random values, bicubic-smoothstep
 /// interpolated. Cheap low-frequency texture for paper, desks and patchy envelopes.
 #[derive(Debug, Clone)]

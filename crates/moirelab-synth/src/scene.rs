@@ -6,7 +6,7 @@
 use crate::config::{Bezel, GenConfig};
 use crate::display::ScreenParams;
 use crate::geom::Homography;
-use crate::raster::{fast_exp, lin, sin_turns, Plane, Rgb, ValueNoise};
+use crate::raster::{fast_exp, hsv, lin, sin_turns, Plane, Rgb, ValueNoise};
 use crate::sampling::log_uniform;
 use moirelab_core::rng::Rng;
 use std::f64::consts::{PI, TAU};
@@ -97,9 +97,7 @@ impl SceneParams {
             flag_frac,
         }
     }
-}
 
-impl SceneParams {
     /// With probability `p`, a desk of any colour (dark to white, grey to saturated) and any
     /// texture (flat to mottled, with wood grain on one in three): the template's six desks
     /// with mottling are what a detector would otherwise learn as "around a genuine card".
@@ -111,7 +109,7 @@ impl SceneParams {
         let grain = rng.bernoulli(1.0 / 3.0);
         let grain_amp = rng.range(0.02, 0.1) as f32;
         if on {
-            self.bg_colour = crate::card::Design::srgb_hsv(h, sat, val);
+            self.bg_colour = lin(hsv(h, sat, val));
             self.bg_noise_amp = amp;
             self.grain_amp = if grain { grain_amp } else { 0.0 };
         }

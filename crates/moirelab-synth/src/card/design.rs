@@ -9,7 +9,7 @@
 //! with a light title, the side of the portrait (and with it the flag's corner), the
 //! portrait's background, the title, and the weight and size of the lettering.
 
-use crate::raster::lin;
+use crate::raster::{hsv, lin};
 use moirelab_core::rng::Rng;
 
 /// Titles of the header (the 8×8 font's glyphs: capitals, digits, space, `.`, `-`).
@@ -47,23 +47,6 @@ pub struct Design {
     /// Screens lower contrast too (black level, veil), so a detector that has only seen
     /// full-contrast cards calls a pale genuine card a screen.
     pub contrast: f64,
-}
-
-/// sRGB bytes of a colour given in HSV (`h` in turns, `s`, `v` in [0, 1]).
-fn hsv(h: f64, s: f64, v: f64) -> [u8; 3] {
-    let h6 = h.rem_euclid(1.0) * 6.0;
-    let c = v * s;
-    let x = c * (1.0 - (h6 % 2.0 - 1.0).abs());
-    let (r, g, b) = match h6 as u32 {
-        0 => (c, x, 0.0),
-        1 => (x, c, 0.0),
-        2 => (0.0, c, x),
-        3 => (0.0, x, c),
-        4 => (x, 0.0, c),
-        _ => (c, 0.0, x),
-    };
-    let m = v - c;
-    [r, g, b].map(|u| ((u + m) * 255.0).round().clamp(0.0, 255.0) as u8)
 }
 
 impl Design {
@@ -125,11 +108,6 @@ impl Design {
             text_scale,
             contrast: if faded { contrast } else { 1.0 },
         })
-    }
-
-    /// A colour given in HSV (`h` in turns, `s`, `v` in [0, 1] of sRGB), in linear light.
-    pub fn srgb_hsv(h: f64, s: f64, v: f64) -> [f32; 3] {
-        lin(hsv(h, s, v))
     }
 
     /// A short description for the manifest: `mirrored`, `band`, the title.
