@@ -219,6 +219,7 @@ impl Dataset {
             report,
             primary: None,
         };
+        ds.report.skipped = src.unlisted_unreadable();
         for (i, (rec, it)) in src.records.into_iter().zip(items).enumerate() {
             if src.bad[i] || it.info.is_none() {
                 ds.report.skipped.push(rec.path);

@@ -297,6 +297,7 @@ fn check_for(
     let src = source::read_source_for(cfg, &root, eval)?;
     let items = cache::scan_only(&src, &root, cfg)?;
     let mut r = assemble_report(&src, &items, &root, cfg, eval);
+    r.skipped = src.unlisted_unreadable();
     for (i, rec) in src.records.iter().enumerate() {
         if src.bad[i] || items[i].info.is_none() {
             r.skipped.push(rec.path.clone());

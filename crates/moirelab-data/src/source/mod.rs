@@ -62,6 +62,21 @@ pub(crate) struct Source {
     pub only_split: Option<String>,
 }
 
+impl Source {
+    /// Files the folder walk found but could not list as records (a name that is not UTF-8):
+    /// under `on-bad-image = "skip"` they are skipped like a corrupt image, and counted so.
+    pub fn unlisted_unreadable(&self) -> Vec<String> {
+        let listed: std::collections::HashSet<&str> =
+            self.records.iter().map(|r| r.path.as_str()).collect();
+        self.problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::Unreadable)
+            .filter_map(|p| p.path.clone())
+            .filter(|p| !listed.contains(p.as_str()))
+            .collect()
+    }
+}
+
 fn normalize_split(s: &str) -> Option<&'static str> {
     match s.to_ascii_lowercase().as_str() {
         "" | "train" | "training" => Some("train"),

@@ -325,6 +325,13 @@ fn a_file_or_class_folder_whose_name_is_not_utf8_is_named_and_skipped() {
     let ds = Dataset::open(&c, Path::new("/")).unwrap();
     assert_eq!(ds.len(), 16);
     assert_eq!(ds.report().of_kind(ProblemKind::Unreadable).count(), 2);
+    // Both are counted among the skipped entries, as a corrupt image would be.
+    assert_eq!(
+        ds.report().skipped,
+        ["test/\\xff", "train/screen/caf\\xe9.png"],
+        "{:?}",
+        ds.report().skipped
+    );
 }
 
 #[test]
