@@ -141,11 +141,7 @@ def draw_card(rng, plain=False):
     px = int(w * 0.04) if left else w - pw - int(w * 0.04)
     py = int(hb + (h - hb - ph) * rng.uniform(0.2, 0.7))
     d.rectangle([px, py, px + pw, py + ph], fill=col(150, 245) if not plain else (215, 225, 235))
-    if "face" in ABLATE:
-        return_face = False
-    else:
-        return_face = True
-    if return_face:
+    if "face" not in ABLATE:
         skin = [(241, 194, 160), (224, 172, 125), (198, 134, 86), (141, 85, 52), (92, 58, 36), (255, 220, 190)]
         s = skin[int(rng.integers(0, len(skin)))]
         s = tuple(int(np.clip(v * rng.uniform(0.9, 1.1), 0, 255)) for v in s)
