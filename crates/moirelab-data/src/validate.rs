@@ -260,7 +260,24 @@ pub(crate) fn assemble_report(
             ));
         }
     }
+    r.skipped = skipped_files(src, items, cfg);
     r
+}
+
+/// The files `on-bad-image = "skip"` drops: entries the walk could not list (a name that is
+/// not UTF-8), records disqualified before decoding, and records that did not decode. None
+/// under `"error"`, where such files refuse the data set instead.
+fn skipped_files(src: &Source, items: &[ScanItem], cfg: &DataConfig) -> Vec<String> {
+    if cfg.on_bad_image == OnBad::Error {
+        return Vec::new();
+    }
+    let mut skipped = src.unlisted_unreadable();
+    for (i, (rec, it)) in src.records.iter().zip(items).enumerate() {
+        if src.bad[i] || it.info.is_none() {
+            skipped.push(rec.path.clone());
+        }
+    }
+    skipped
 }
 
 /// One validation pass (opens every file, caches nothing). The report's errors are what
@@ -296,17 +313,7 @@ fn check_for(
     let root = resolve_root(cfg, base_dir);
     let src = source::read_source_for(cfg, &root, eval)?;
     let items = cache::scan_only(&src, &root, cfg)?;
-    let mut r = assemble_report(&src, &items, &root, cfg, eval);
-    r.skipped = src.unlisted_unreadable();
-    for (i, rec) in src.records.iter().enumerate() {
-        if src.bad[i] || items[i].info.is_none() {
-            r.skipped.push(rec.path.clone());
-        }
-    }
-    if cfg.on_bad_image == OnBad::Error {
-        r.skipped.clear();
-    }
-    Ok(r)
+    Ok(assemble_report(&src, &items, &root, cfg, eval))
 }
 
 /// [`check`] of a folder with default settings (format auto-detected).
