@@ -139,6 +139,11 @@ pub struct PadMetrics {
     /// Smallest BPCER with APCER <= 5 % (None if no threshold reaches it).
     pub bpcer20: Option<f64>,
     pub bpcer100: Option<f64>,
+    /// Share of presentations decided right at `threshold` (attack iff score >= threshold),
+    /// the accuracy a deployment at this threshold sees. `accuracy` of [`EpochMetrics`] is
+    /// the argmax's. `None` in runs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_at_threshold: Option<f64>,
 }
 
 /// The error rates at a fixed threshold of a split that holds only one of the two PAD

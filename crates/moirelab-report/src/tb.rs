@@ -334,6 +334,7 @@ fn epoch_scalars(w: &mut EventWriter, e: &EpochMetrics) -> Result<()> {
     put("images_per_sec", e.images_per_sec)?;
     if let Some(p) = &e.pad {
         put("pad/threshold", Some(p.threshold))?;
+        put("pad/accuracy_at_threshold", p.accuracy_at_threshold)?;
         put("pad/apcer", Some(p.apcer))?;
         put("pad/bpcer", Some(p.bpcer))?;
         put("pad/acer_non_iso", Some(p.acer_non_iso))?;

@@ -260,6 +260,19 @@ fn bpcer_at_apcer(points: &[OpPoint], n_attack: u64, n_bona: u64, percent: u64) 
 /// APCER and BPCER at a fixed threshold: `(apcer, bpcer)`. A class with no presentations
 /// has error rate 0.
 pub fn error_rates_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> (f64, f64) {
+    let c = decisions_at(scores, is_attack, threshold);
+    (rate(c.missed, c.n_attack), rate(c.false_alarms, c.n_bona))
+}
+
+/// The counts behind [`error_rates_at`].
+struct Decisions {
+    n_attack: u64,
+    n_bona: u64,
+    missed: u64,
+    false_alarms: u64,
+}
+
+fn decisions_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> Decisions {
     debug_assert_eq!(scores.len(), is_attack.len(), "one label per score");
     let (mut n_attack, mut n_bona, mut missed, mut false_alarms) = (0u64, 0u64, 0u64, 0u64);
     for (&s, &attack) in scores.iter().zip(is_attack) {
@@ -272,7 +285,12 @@ pub fn error_rates_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> (f6
             false_alarms += u64::from(flagged);
         }
     }
-    (rate(missed, n_attack), rate(false_alarms, n_bona))
+    Decisions {
+        n_attack,
+        n_bona,
+        missed,
+        false_alarms,
+    }
 }
 
 /// PAD metrics at threshold `threshold` (attack iff score >= threshold), plus the
@@ -285,7 +303,8 @@ pub fn pad_metrics(scores: &[f64], is_attack: &[bool], threshold: f64) -> Option
     let (points, n_attack, n_bona) = sweep(scores, is_attack);
     let (eer, _) = eer_from_points(&points, n_attack, n_bona)?;
     let auc = auc_from_points(&points, n_attack, n_bona)?;
-    let (apcer, bpcer) = error_rates_at(scores, is_attack, threshold);
+    let c = decisions_at(scores, is_attack, threshold);
+    let (apcer, bpcer) = (rate(c.missed, c.n_attack), rate(c.false_alarms, c.n_bona));
     Some(PadMetrics {
         threshold,
         apcer,
@@ -295,6 +314,7 @@ pub fn pad_metrics(scores: &[f64], is_attack: &[bool], threshold: f64) -> Option
         auc,
         bpcer20: bpcer_at_apcer(&points, n_attack, n_bona, 5),
         bpcer100: bpcer_at_apcer(&points, n_attack, n_bona, 1),
+        accuracy_at_threshold: Some(1.0 - rate(c.missed + c.false_alarms, c.n_attack + c.n_bona)),
     })
 }
 

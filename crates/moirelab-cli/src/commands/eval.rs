@@ -220,8 +220,25 @@ fn rate(
         .unwrap_or_else(|| "-".into())
 }
 
-/// One row per data set (and perturbation, when there are any): n, accuracy, balanced
-/// accuracy, AUC, EER, APCER, BPCER.
+/// Accuracy of a row's decisions at the run's threshold: from the PAD metrics, or on a set
+/// of one class one minus its error rate; `-` where undefined (runs written before PAD
+/// metrics recorded it).
+fn accuracy_at_threshold(m: &EpochMetrics) -> String {
+    m.pad
+        .as_ref()
+        .and_then(|p| p.accuracy_at_threshold)
+        .or_else(|| {
+            m.one_class
+                .as_ref()
+                .and_then(|o| o.apcer.or(o.bpcer))
+                .map(|e| 1.0 - e)
+        })
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One row per data set (and perturbation, when there are any): n, accuracy (argmax),
+/// accuracy at the threshold, balanced accuracy, AUC, EER, APCER, BPCER.
 fn eval_table(rows: &[EvalRow], split: &str) -> String {
     let w = rows.iter().map(|r| r.data.len()).max().unwrap_or(0).max(4) + 2;
     let pw = rows
@@ -235,12 +252,13 @@ fn eval_table(rows: &[EvalRow], split: &str) -> String {
         (Some(pw), Some(r)) => format!("{:<pw$}", r.perturbation.as_deref().unwrap_or("none")),
     };
     let mut out = format!(
-        "{:<w$}{}{:<7}{:>7}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}\n",
+        "{:<w$}{}{:<7}{:>7}{:>10}{:>8}{:>10}{:>8}{:>8}{:>8}{:>8}\n",
         "data",
         perturbation(None),
         "split",
         "n",
         "accuracy",
+        "acc@thr",
         "bal.acc",
         "AUC",
         "EER",
@@ -256,11 +274,12 @@ fn eval_table(rows: &[EvalRow], split: &str) -> String {
                 .unwrap_or_else(|| "-".into())
         };
         out.push_str(&format!(
-            "{:<w$}{}{split:<7}{:>7}{:>10.4}{:>10.4}{:>8}{:>8}{:>8}{:>8}\n",
+            "{:<w$}{}{split:<7}{:>7}{:>10.4}{:>8}{:>10.4}{:>8}{:>8}{:>8}{:>8}\n",
             r.data,
             perturbation(Some(r)),
             m.n,
             m.accuracy,
+            accuracy_at_threshold(m),
             m.balanced_accuracy,
             pad(|p| p.auc),
             pad(|p| p.eer),

@@ -49,6 +49,9 @@ pub fn metrics_rows(m: &EpochMetrics) -> Vec<(String, String)> {
     ];
     if let Some(p) = &m.pad {
         rows.push(("threshold".into(), format!("{:.4}", p.threshold)));
+        if let Some(a) = p.accuracy_at_threshold {
+            rows.push(("accuracy at threshold".into(), format!("{a:.4}")));
+        }
         rows.push(("APCER".into(), format!("{:.4}", p.apcer)));
         rows.push(("BPCER".into(), format!("{:.4}", p.bpcer)));
         rows.push(("ACER (non-ISO)".into(), format!("{:.4}", p.acer_non_iso)));

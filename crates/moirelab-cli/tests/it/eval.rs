@@ -201,6 +201,13 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         g["one_class"]["bpcer"].is_number() && g["one_class"]["apcer"].is_null(),
         "{g}"
     );
+    // The decisions at the threshold on both classes: 1 - (APCER·attacks + BPCER·genuine) / n.
+    let pad = &one["pad"];
+    let n_attack = n_test as f64 - g["n"].as_f64().unwrap();
+    let wrong = pad["apcer"].as_f64().unwrap() * n_attack
+        + pad["bpcer"].as_f64().unwrap() * g["n"].as_f64().unwrap();
+    let at = pad["accuracy_at_threshold"].as_f64().unwrap();
+    assert!((at - (1.0 - wrong / n_test as f64)).abs() < 1e-9, "{one}");
     // a folder that holds the training images: each is counted, and stderr names one
     let o = moirelab(
         d,
@@ -264,8 +271,13 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         assert_eq!(cells[0], name, "{table}");
         assert_eq!(cells[1], "test", "{table}");
         assert_eq!(cells[2], n.to_string(), "{table}");
-        assert_eq!(cells.len(), 9, "{table}");
+        assert_eq!(cells.len(), 10, "{table}");
     }
+    // acc@thr: the decisions at the run's threshold, as in the JSON.
+    assert!(rows[1].contains("acc@thr"), "{table}");
+    let at = one["pad"]["accuracy_at_threshold"].as_f64().unwrap();
+    let cells: Vec<&str> = rows[2].split_whitespace().collect();
+    assert_eq!(cells[4], format!("{at:.4}"), "{table}");
     assert_eq!(rows.len(), 5, "{table}");
     let o = moirelab(
         d,

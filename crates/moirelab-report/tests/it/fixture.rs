@@ -135,6 +135,7 @@ pub fn epoch_metrics(spec: &Spec, epoch: u32, split: &str) -> EpochMetrics {
             auc: 0.9 + 0.01 * e,
             bpcer20: Some(0.3),
             bpcer100: None,
+            accuracy_at_threshold: Some(0.85),
         }),
         one_class: None,
         groups,

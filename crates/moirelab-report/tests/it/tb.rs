@@ -122,6 +122,11 @@ fn expected_scalars(lines: &[MetricsLine]) -> BTreeMap<String, Vec<(i64, f64)>> 
                 }
                 if let Some(p) = &e.pad {
                     put(format!("{s}/pad/threshold"), e.epoch, p.threshold);
+                    put(
+                        format!("{s}/pad/accuracy_at_threshold"),
+                        e.epoch,
+                        p.accuracy_at_threshold.unwrap(),
+                    );
                     put(format!("{s}/pad/apcer"), e.epoch, p.apcer);
                     put(format!("{s}/pad/bpcer"), e.epoch, p.bpcer);
                     put(format!("{s}/pad/acer_non_iso"), e.epoch, p.acer_non_iso);

@@ -95,6 +95,8 @@ fn bpcer20_allows_exactly_five_percent_apcer() {
     assert_eq!(m.bpcer100, Some(1.0));
     assert_eq!((m.apcer, m.bpcer), (0.05, 0.5));
     assert!(close(m.acer_non_iso, 0.275));
+    // 1 missed attack and 5 false alarms among 30 presentations.
+    assert!(close(m.accuracy_at_threshold.unwrap(), 0.8));
 }
 
 #[test]
