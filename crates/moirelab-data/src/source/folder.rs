@@ -131,12 +131,17 @@ impl Walk<'_> {
 }
 
 /// `<root>/<split>/<class>/**` when a split folder exists, else `<root>/<class>/**` (no
-/// split: train, or the evaluated split). Class folders are walked recursively, in sorted order; folders reached through
-/// links are walked after every real folder, so a link never takes a folder from its own
-/// class, and each folder is walked once.
+/// split: train, or the evaluated split). Class folders are walked recursively, in sorted
+/// order; folders reached through links are walked after every real folder, so a link never
+/// takes a folder from its own class, and each folder is walked once.
+///
+/// `only` (evaluation) walks that split's folders alone when there are any, so nothing in
+/// another split (a link loop, an unreadable name, a million files) is visited or reported.
+/// Without one, every split is walked, and the caller can name the splits there are.
 pub(super) fn read_imagefolder(
     root: &Path,
     follow: FollowLinks,
+    only: Option<&str>,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ManifestRecord>, DataError> {
     let canon_root = std::fs::canonicalize(root).map_err(DataError::io(root))?;
@@ -158,6 +163,12 @@ pub(super) fn read_imagefolder(
             (!e.name.is_empty()).then(|| (s, e.path.clone()))
         })
         .collect();
+    let split_dirs = match only {
+        Some(want) if split_dirs.iter().any(|(s, _)| *s == want) => {
+            split_dirs.into_iter().filter(|(s, _)| *s == want).collect()
+        }
+        _ => split_dirs,
+    };
     let mut ignored: Vec<String> = Vec::new();
     let mut records = Vec::new();
     let layout: Vec<(&'static str, PathBuf)> = if split_dirs.is_empty() {

@@ -154,7 +154,12 @@ pub(crate) fn read_source_for(
             }
             moirelab_core::fsio::read_jsonl(&root.join(MANIFEST_JSONL))?
         }
-        Format::Imagefolder => read_imagefolder(root, cfg.follow_links, &mut problems)?,
+        Format::Imagefolder => read_imagefolder(
+            root,
+            cfg.follow_links,
+            eval.map(|e| e.split.as_str()),
+            &mut problems,
+        )?,
         Format::Csv | Format::Jsonl => {
             let m = cfg.manifest.as_deref().unwrap_or(Path::new(MANIFEST_JSONL));
             let path = if m.is_absolute() {
@@ -266,7 +271,8 @@ pub(crate) fn read_source_for(
 
 /// Evaluation reads one split: the other splits' records are dropped before any image is
 /// decoded, and so are the findings about their files (a corrupt training image does not
-/// stop the evaluation of the test split). Findings about no file stay. A data set without
+/// stop the evaluation of the test split). Findings about no file stay. An ImageFolder walk
+/// never entered the other splits' folders (`read_imagefolder`'s `only`). A data set without
 /// a record of the split is an error naming the splits it has.
 fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataError> {
     if !src.records.iter().any(|r| r.split == split) {
@@ -293,13 +299,9 @@ fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataErro
     if dropped.is_empty() {
         return Ok(());
     }
-    let other_split = |path: &str| {
-        let first = path.split('/').next().unwrap_or("");
-        normalize_split(first).is_some_and(|s| s != split)
-    };
     src.problems.retain(|p| match &p.path {
         None => true,
-        Some(path) => !dropped.contains(path) && !other_split(path),
+        Some(path) => !dropped.contains(path),
     });
     let (records, bad): (Vec<_>, Vec<_>) = std::mem::take(&mut src.records)
         .into_iter()

@@ -146,6 +146,38 @@ fn a_folder_of_one_class_is_evaluated_on_it_and_other_splits_are_not_read() {
     );
 }
 
+/// The walk never enters another split's folder: a link loop, a link out of the root, a
+/// name that is not UTF-8 and a file that is not an image under `train/` are neither walked
+/// nor reported, and nothing there counts as skipped.
+#[cfg(unix)]
+#[test]
+fn an_imagefolder_eval_walks_only_its_split() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    folder(&root, "test/", &["direct", "screen"], 2);
+    folder(&root, "train/", &["direct", "screen"], 2);
+    std::os::unix::fs::symlink(&root, root.join("train/screen/loop")).unwrap();
+    std::os::unix::fs::symlink(dir.path(), root.join("train/direct/outside")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"bad\xff.png");
+    std::fs::write(root.join("train/direct").join(odd), b"x").unwrap();
+    std::fs::write(root.join("train/direct/notes.txt"), b"x").unwrap();
+    let mut c = cfg(&root);
+    c.on_bad_image = moirelab_data::OnBad::Skip;
+    let ds = Dataset::open_eval(
+        &c,
+        Path::new("/"),
+        &spec("test", &["direct", "screen"], "screen"),
+    )
+    .unwrap();
+    assert_eq!(ds.len(), 4);
+    assert!(ds.report().problems.is_empty(), "{}", ds.report());
+    assert!(ds.report().skipped.is_empty(), "{:?}", ds.report().skipped);
+    // Training reads every split and finds all four.
+    let train = Dataset::open(&c, Path::new("/")).unwrap();
+    assert!(train.report().problems.len() >= 4, "{}", train.report());
+}
+
 #[test]
 fn an_empty_split_is_an_error_that_lists_the_splits_found() {
     let dir = tempfile::tempdir().unwrap();
