@@ -92,12 +92,7 @@ for kv in "${data_spec[@]:2}"; do
   knob_tag="$knob_tag-$(printf '%s' "$kv" | tr '=.,:' '----')"
 done
 cd "$MOIRELAB_ROOT"
-if [ -n "${MOIRELAB_BIN:-}" ]; then
-  bin="$MOIRELAB_BIN"
-else
-  cargo build --release --locked -p moirelab-cli >&2
-  bin="$CARGO_TARGET_DIR/release/moirelab"
-fi
+bin="$(moirelab_release_bin)"
 mode_sets=()
 tag="${size}px-n$count$knob_tag"
 if [ "$patch" = 1 ]; then

@@ -90,6 +90,66 @@ pub(crate) fn jpeg_components(bytes: &[u8]) -> Option<u8> {
     None
 }
 
+/// Where a JPEG's data ends: `Some(true)` when the marker walk reaches the end-of-image
+/// marker (EOI), `Some(false)` when the bytes run out first (inside a segment or the
+/// entropy-coded data of a scan: a truncated file, which decoders fill with grey without a
+/// word), `None` when the walk meets something it cannot read (left to the decoder).
+/// Bytes after EOI (camera trailers, motion-photo video) are not looked at.
+pub(crate) fn jpeg_complete(bytes: &[u8]) -> Option<bool> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    loop {
+        // A marker: 0xFF (fill bytes allowed), then its code.
+        match bytes.get(i) {
+            None => return Some(false),
+            Some(0xFF) => {}
+            Some(_) => return None,
+        }
+        while bytes.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&marker) = bytes.get(i) else {
+            return Some(false);
+        };
+        i += 1;
+        match marker {
+            0xD9 => return Some(true),
+            // Markers without a length: TEM, RST0..7, SOI.
+            0x01 | 0xD0..=0xD8 => continue,
+            _ => {}
+        }
+        let Some(len) = bytes.get(i..i + 2) else {
+            return Some(false);
+        };
+        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        if len < 2 {
+            return None;
+        }
+        i += len;
+        if i > bytes.len() {
+            return Some(false);
+        }
+        if marker == 0xDA {
+            // Entropy-coded data up to the next marker: 0xFF 0x00 is a stuffed byte,
+            // 0xFF 0xD0..=0xD7 a restart, 0xFF 0xFF fill.
+            loop {
+                match bytes.get(i) {
+                    None => return Some(false),
+                    Some(0xFF) => match bytes.get(i + 1) {
+                        None => return Some(false),
+                        Some(0x00 | 0xD0..=0xD7) => i += 2,
+                        Some(0xFF) => i += 1,
+                        Some(_) => break,
+                    },
+                    Some(_) => i += 1,
+                }
+            }
+        }
+    }
+}
+
 /// Fast 64-bit content hash (not cryptographic): 8-byte lanes mixed with the SplitMix64
 /// finaliser. Collisions between distinct images are negligible at data-set sizes.
 pub(crate) fn content_hash(width: u32, height: u32, pixels: &[u8]) -> u64 {
@@ -218,6 +278,12 @@ pub(crate) fn decode_bytes(
                 ),
             ));
         }
+    }
+    if format == ImageFormat::Jpeg && jpeg_complete(bytes) == Some(false) {
+        return Err(fail(
+            ProblemKind::Corrupt,
+            "cannot decode JPEG (truncated): the data ends before the end-of-image marker".into(),
+        ));
     }
     if format == ImageFormat::Jpeg && jpeg_components(bytes) == Some(4) {
         warnings.push(fail(
@@ -537,6 +603,36 @@ mod tests {
             .unwrap();
         assert_eq!(jpeg_components(&out), Some(3));
         assert_eq!(jpeg_components(b"\xff\xd8garbage"), None);
+    }
+
+    #[test]
+    fn a_jpeg_cut_anywhere_reads_as_truncated_and_a_whole_one_as_complete() {
+        let mut img = RgbImage::new(40, 24);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([(x * 6) as u8, (y * 10) as u8, ((x ^ y) * 7) as u8]);
+        }
+        let mut out = Vec::new();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+            .unwrap();
+        assert_eq!(jpeg_complete(&out), Some(true));
+        // Whatever follows the end-of-image marker is not looked at.
+        let mut trailer = out.clone();
+        trailer.extend_from_slice(b"\x00\x00ftypmp42 motion photo");
+        assert_eq!(jpeg_complete(&trailer), Some(true));
+        for cut in 2..out.len() - 1 {
+            assert_eq!(jpeg_complete(&out[..cut]), Some(false), "cut at {cut}");
+        }
+        assert_eq!(jpeg_complete(b"\xff\xd8garbage"), None);
+        assert_eq!(jpeg_complete(b"\x89PNG"), None);
+        let lim = DecodeLimits {
+            min_side: 16,
+            max_pixels: 1 << 20,
+        };
+        assert!(decode_bytes(&out, "a.jpg", lim).is_ok());
+        let e = decode_bytes(&out[..out.len() / 2], "a.jpg", lim).unwrap_err();
+        assert_eq!(e.kind, ProblemKind::Corrupt);
+        assert!(e.message.contains("truncated"), "{}", e.message);
     }
 
     #[test]
