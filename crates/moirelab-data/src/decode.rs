@@ -63,39 +63,31 @@ fn preview(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Number of colour components declared by a JPEG's frame header (SOFn), `None` when the
-/// marker walk fails. 4 means CMYK/YCCK, which decoders convert to RGB with guessed inks.
-pub(crate) fn jpeg_components(bytes: &[u8]) -> Option<u8> {
-    let mut i = 2; // after SOI
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return None;
-        }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
-        }
-        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-        // SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC).
-        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            // length(2) precision(1) height(2) width(2) components(1)
-            return bytes.get(i + 9).copied();
-        }
-        if marker == 0xDA {
-            return None; // start of scan before any frame header
-        }
-        i += 2 + len;
-    }
-    None
+/// What one walk over a JPEG's markers finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JpegWalk {
+    /// Colour components declared by the frame header (SOFn); `None` when the walk fails
+    /// before one. 4 means CMYK/YCCK, which decoders convert to RGB with guessed inks.
+    pub components: Option<u8>,
+    /// `Some(true)` when the walk reaches the end-of-image marker (EOI), `Some(false)` when
+    /// the bytes run out first (inside a segment or the entropy-coded data of a scan: a
+    /// truncated file, which decoders fill with grey without a word), `None` when the walk
+    /// meets something it cannot read (left to the decoder). Bytes after EOI (camera
+    /// trailers, motion-photo video) are not looked at.
+    pub complete: Option<bool>,
 }
 
-/// Where a JPEG's data ends: `Some(true)` when the marker walk reaches the end-of-image
-/// marker (EOI), `Some(false)` when the bytes run out first (inside a segment or the
-/// entropy-coded data of a scan: a truncated file, which decoders fill with grey without a
-/// word), `None` when the walk meets something it cannot read (left to the decoder).
-/// Bytes after EOI (camera trailers, motion-photo video) are not looked at.
-pub(crate) fn jpeg_complete(bytes: &[u8]) -> Option<bool> {
+/// Walk a JPEG's markers once, from SOI to EOI, through every scan's entropy-coded data.
+pub(crate) fn jpeg_walk(bytes: &[u8]) -> JpegWalk {
+    let mut components = None;
+    let complete = walk_markers(bytes, &mut components);
+    JpegWalk {
+        components,
+        complete,
+    }
+}
+
+fn walk_markers(bytes: &[u8], components: &mut Option<u8>) -> Option<bool> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return None;
     }
@@ -126,6 +118,11 @@ pub(crate) fn jpeg_complete(bytes: &[u8]) -> Option<bool> {
         let len = u16::from_be_bytes([len[0], len[1]]) as usize;
         if len < 2 {
             return None;
+        }
+        // SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC): length(2) precision(1)
+        // height(2) width(2) components(1).
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            *components = components.or(bytes.get(i + 7).copied());
         }
         i += len;
         if i > bytes.len() {
@@ -279,17 +276,21 @@ pub(crate) fn decode_bytes(
             ));
         }
     }
-    if format == ImageFormat::Jpeg && jpeg_complete(bytes) == Some(false) {
-        return Err(fail(
-            ProblemKind::Corrupt,
-            "cannot decode JPEG (truncated): the data ends before the end-of-image marker".into(),
-        ));
-    }
-    if format == ImageFormat::Jpeg && jpeg_components(bytes) == Some(4) {
-        warnings.push(fail(
-            ProblemKind::Cmyk,
-            "CMYK/YCCK JPEG (4 components), converted to RGB; colours may shift".into(),
-        ));
+    if format == ImageFormat::Jpeg {
+        let jpeg = jpeg_walk(bytes);
+        if jpeg.complete == Some(false) {
+            return Err(fail(
+                ProblemKind::Corrupt,
+                "cannot decode JPEG (truncated): the data ends before the end-of-image marker"
+                    .into(),
+            ));
+        }
+        if jpeg.components == Some(4) {
+            warnings.push(fail(
+                ProblemKind::Cmyk,
+                "CMYK/YCCK JPEG (4 components), converted to RGB; colours may shift".into(),
+            ));
+        }
     }
     // Decoder messages may span lines; a problem is one line.
     let one_line = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -601,8 +602,8 @@ mod tests {
         let mut out = Vec::new();
         img.write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
             .unwrap();
-        assert_eq!(jpeg_components(&out), Some(3));
-        assert_eq!(jpeg_components(b"\xff\xd8garbage"), None);
+        assert_eq!(jpeg_walk(&out).components, Some(3));
+        assert_eq!(jpeg_walk(b"\xff\xd8garbage").components, None);
     }
 
     #[test]
@@ -615,16 +616,16 @@ mod tests {
         DynamicImage::ImageRgb8(img)
             .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
             .unwrap();
-        assert_eq!(jpeg_complete(&out), Some(true));
+        assert_eq!(jpeg_walk(&out).complete, Some(true));
         // Whatever follows the end-of-image marker is not looked at.
         let mut trailer = out.clone();
         trailer.extend_from_slice(b"\x00\x00ftypmp42 motion photo");
-        assert_eq!(jpeg_complete(&trailer), Some(true));
+        assert_eq!(jpeg_walk(&trailer).complete, Some(true));
         for cut in 2..out.len() - 1 {
-            assert_eq!(jpeg_complete(&out[..cut]), Some(false), "cut at {cut}");
+            assert_eq!(jpeg_walk(&out[..cut]).complete, Some(false), "cut at {cut}");
         }
-        assert_eq!(jpeg_complete(b"\xff\xd8garbage"), None);
-        assert_eq!(jpeg_complete(b"\x89PNG"), None);
+        assert_eq!(jpeg_walk(b"\xff\xd8garbage").complete, None);
+        assert_eq!(jpeg_walk(b"\x89PNG").complete, None);
         let lim = DecodeLimits {
             min_side: 16,
             max_pixels: 1 << 20,

@@ -260,8 +260,7 @@ fn bpcer_at_apcer(points: &[OpPoint], n_attack: u64, n_bona: u64, percent: u64) 
 /// APCER and BPCER at a fixed threshold: `(apcer, bpcer)`. A class with no presentations
 /// has error rate 0.
 pub fn error_rates_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> (f64, f64) {
-    let c = decisions_at(scores, is_attack, threshold);
-    (rate(c.missed, c.n_attack), rate(c.false_alarms, c.n_bona))
+    decisions_at(scores, is_attack, threshold).error_rates()
 }
 
 /// The counts behind [`error_rates_at`].
@@ -270,6 +269,21 @@ struct Decisions {
     n_bona: u64,
     missed: u64,
     false_alarms: u64,
+}
+
+impl Decisions {
+    /// `(apcer, bpcer)`; a class with no presentations has error rate 0.
+    fn error_rates(&self) -> (f64, f64) {
+        (
+            rate(self.missed, self.n_attack),
+            rate(self.false_alarms, self.n_bona),
+        )
+    }
+
+    /// Share of presentations decided right.
+    fn accuracy(&self) -> f64 {
+        1.0 - rate(self.missed + self.false_alarms, self.n_attack + self.n_bona)
+    }
 }
 
 fn decisions_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> Decisions {
@@ -303,8 +317,8 @@ pub fn pad_metrics(scores: &[f64], is_attack: &[bool], threshold: f64) -> Option
     let (points, n_attack, n_bona) = sweep(scores, is_attack);
     let (eer, _) = eer_from_points(&points, n_attack, n_bona)?;
     let auc = auc_from_points(&points, n_attack, n_bona)?;
-    let c = decisions_at(scores, is_attack, threshold);
-    let (apcer, bpcer) = (rate(c.missed, c.n_attack), rate(c.false_alarms, c.n_bona));
+    let decisions = decisions_at(scores, is_attack, threshold);
+    let (apcer, bpcer) = decisions.error_rates();
     Some(PadMetrics {
         threshold,
         apcer,
@@ -314,7 +328,7 @@ pub fn pad_metrics(scores: &[f64], is_attack: &[bool], threshold: f64) -> Option
         auc,
         bpcer20: bpcer_at_apcer(&points, n_attack, n_bona, 5),
         bpcer100: bpcer_at_apcer(&points, n_attack, n_bona, 1),
-        accuracy_at_threshold: Some(1.0 - rate(c.missed + c.false_alarms, c.n_attack + c.n_bona)),
+        accuracy_at_threshold: Some(decisions.accuracy()),
     })
 }
 
