@@ -6,7 +6,12 @@
 # run learnt is tied to our implementation. Each run is scored at its own threshold.
 #
 #   scripts/bench/indep.sh --run RUN [--run RUN ...] [--size 128] [--count 400] [--seed 1]
-#                          [--out DIR]
+#                          [--by KEY[=EDGES] ...] [--out DIR]
+#
+# --by breaks each run's errors down by one of the simulation's draws (`moirelab eval --by`
+# on the set's manifest, DATA/indep.jsonl, which carries them as params): lens_sigma,
+# full_well, sensor_scale, pitch_sensor, layout, demosaic, resize, sharpen, ... e.g.
+# --by layout --by lens_sigma=0.6,1.1 --by pitch_sensor=2,3.
 #
 # The test set (ImageFolder, test split only, half of each class) is rendered once per size,
 # count, seed and version of indep_sim.py under --out/data (about 1.5 min for 400 images at
@@ -19,13 +24,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 moirelab_setup
 moirelab_venv pillow numpy
 
-runs=() size=128 count=400 seed=1 out=""
+runs=() size=128 count=400 seed=1 out="" by=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --run) runs+=("$2"); shift 2 ;;
     --size) size="$2"; shift 2 ;;
     --count) count="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
+    --by) by+=(--by "$2"); shift 2 ;;
     --out) out="$2"; shift 2 ;;
     *) echo "bench/indep.sh: unknown argument $1 (see the usage at the top of the file)" >&2; exit 2 ;;
   esac
@@ -52,6 +58,20 @@ if [ ! -f "$data/params.jsonl" ]; then
   "$py" "$here/indep_sim.py" --out "$data.tmp" --size "$size" --count "$count" --seed "$seed" >&2
   mv "$data.tmp" "$data"
 fi
+# A JSONL manifest of the same images with the simulation's draws as params (for --by).
+if [ ! -f "$data/indep.jsonl" ]; then
+  "$py" - "$data" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+with open(os.path.join(d, "indep.jsonl.tmp"), "w") as out:
+    for line in open(os.path.join(d, "params.jsonl")):
+        p = json.loads(line)
+        rec = {"path": f"test/{p['label']}/{p['index']:05d}.png", "label": p["label"],
+               "split": "test", "params": {k: v for k, v in p.items() if k not in ("index", "label")}}
+        out.write(json.dumps(rec) + "\n")
+os.replace(os.path.join(d, "indep.jsonl.tmp"), os.path.join(d, "indep.jsonl"))
+PY
+fi
 table="$out/indep-${size}px-n$count-s$seed.md"
 {
   echo "Independent simulation: \`$data\` ($count images, ${size} px, seed $seed)"
@@ -72,6 +92,18 @@ print(f"| `{sys.argv[2]}` | {r['accuracy']:.3f} | {p['accuracy_at_threshold']:.3
       f"{p['apcer']:.3f} | {p['bpcer']:.3f} | {p['threshold']:.4f} |")
 PY
   done
+  if [ "${#by[@]}" -gt 0 ]; then
+    for r in "${runs[@]}"; do
+      echo
+      echo "Errors of \`$r\` by the simulation's draws (at its threshold):"
+      echo
+      echo '```'
+      # Only the --by tables: they start at the first line "by KEY on DATA, threshold T".
+      "$bin" eval --run "$r" --data "$data/indep.jsonl" --split test "${by[@]}" \
+        | sed -n '/^by .* on .*, threshold /,$p'
+      echo '```'
+    done
+  fi
 } >"$table.tmp"
 rm -f "$table.json.tmp"
 mv "$table.tmp" "$table"

@@ -185,6 +185,12 @@ pub struct EvalArgs {
     /// gamma=EXPONENT (applied to the model's input view). Repeat for more rows
     #[arg(long, value_name = "KIND=VALUE")]
     pub perturb: Vec<String>,
+    /// Also break each row's errors down by a value of every image: a dotted path into its
+    /// manifest params (screen.layout, camera.sensor-scale: the generator records its draws
+    /// there) or groups.<attribute>. Numbers are binned at their quartiles, or at the edges
+    /// given as KEY=E1,E2,... Repeat for more tables
+    #[arg(long, value_name = "KEY[=EDGES]")]
+    pub by: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -76,6 +76,18 @@ pub fn evaluate(
     indices: &[usize],
     opts: &EvalOptions,
 ) -> Result<EpochMetrics, TrainError> {
+    evaluate_scored(net, dataset, indices, opts).map(|(m, _)| m)
+}
+
+/// [`evaluate`], also returning each image's attack score in the order of `indices` (empty
+/// when the data set has no attack class), e.g. for error rates by slice
+/// ([`crate::slices`]).
+pub fn evaluate_scored(
+    net: &dyn CamNet,
+    dataset: &Dataset,
+    indices: &[usize],
+    opts: &EvalOptions,
+) -> Result<(EpochMetrics, Vec<f64>), TrainError> {
     let start = Instant::now();
     let (batch_size, device) = (opts.batch_size, opts.device);
     let mut acc =
@@ -115,5 +127,5 @@ pub fn evaluate(
     }
     let mut m = acc.compute(opts.epoch, &opts.split, opts.threshold);
     m.wall_s = start.elapsed().as_secs_f64();
-    Ok(m)
+    Ok((m, acc.attack_scores().0.to_vec()))
 }

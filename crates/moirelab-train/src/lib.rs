@@ -20,12 +20,13 @@ pub mod metrics;
 mod monitor;
 pub mod optim;
 pub mod schedule;
+pub mod slices;
 mod summary;
 pub mod trainer;
 
 pub use config::{ConfigError, DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
 pub use device::choose_device;
-pub use eval::{evaluate, load_run, EvalOptions, LoadedRun};
+pub use eval::{evaluate, evaluate_scored, load_run, EvalOptions, LoadedRun};
 pub use events::{EpochContext, EpochHook, Event, HookError, Outcome, Reporter};
 pub use extra::ExtraEval;
 pub use summary::now_rfc3339;

@@ -5,6 +5,7 @@ use crate::EvalArgs;
 use anyhow::{bail, Context, Result};
 use moirelab_core::run::EpochMetrics;
 use moirelab_data::{DataError, Dataset, OnBad};
+use moirelab_train::slices::{self, SliceSpec, SliceTable};
 use std::process::ExitCode;
 
 /// One data set of `eval`: what was asked for, the files `--skip-bad` dropped from it, and
@@ -22,6 +23,9 @@ struct EvalRow {
     training_copies: Option<usize>,
     #[serde(flatten)]
     metrics: EpochMetrics,
+    /// Error rates by `--by` key, at the row's threshold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    slices: Vec<SliceTable>,
 }
 
 /// A data set's bad-files error, pointed at the flag that drops them (the message's own hint,
@@ -72,6 +76,10 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             moirelab_data::Perturbation::parse(p).map_err(|e| anyhow::anyhow!("--perturb {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let specs =
+        a.by.iter()
+            .map(|k| SliceSpec::parse(k).map_err(|e| anyhow::anyhow!("--by {e}")))
+            .collect::<Result<Vec<_>>>()?;
     let loaded = run_config(&a.run)?;
     let cwd = std::env::current_dir()?;
     let mut sets: Vec<(String, Dataset)> = Vec::new();
@@ -147,7 +155,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         // own val split they too are read at the point that val fixed.
         let mut row_threshold = threshold;
         for p in std::iter::once(None).chain(perturbations.iter().map(Some)) {
-            let m = moirelab_train::evaluate(
+            let (m, scores) = moirelab_train::evaluate_scored(
                 lr.net.as_ref(),
                 ds,
                 ds.split(&a.split),
@@ -162,12 +170,14 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             )
             .with_context(|| format!("evaluating {name}"))?;
             row_threshold = row_threshold.or(m.pad.as_ref().map(|pad| pad.threshold));
+            let slices = slice_tables(&specs, name, ds, &a.split, &scores, row_threshold)?;
             rows.push(EvalRow {
                 data: name.clone(),
                 perturbation: p.map(|p| p.name()),
                 skipped: ds.report().skipped.len(),
                 training_copies: *copies,
                 metrics: m,
+                slices,
             });
         }
     }
@@ -196,13 +206,100 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         for (k, v) in metrics_rows(&one.metrics) {
             println!("{k:<24}{v:>12}");
         }
+        // Values stay in the column above unless a group name is too long for it.
+        let gw = one
+            .metrics
+            .groups
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(0);
+        let w = 30usize.saturating_sub(gw).max(8);
         for (g, s) in &one.metrics.groups {
-            println!("group {g:<18}{:>12.4}  (n={})", s.accuracy, s.n);
+            println!("group {g:<gw$}{:>w$.4}  (n={})", s.accuracy, s.n);
         }
     } else {
         print!("{}", eval_table(&rows, &a.split));
     }
+    for r in &rows {
+        for t in &r.slices {
+            print!("{}", slice_table(r, t));
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--by` tables of one evaluated row: each image's value of each key, against its
+/// score, at the row's threshold.
+fn slice_tables(
+    specs: &[SliceSpec],
+    name: &str,
+    ds: &Dataset,
+    split: &str,
+    scores: &[f64],
+    threshold: Option<f64>,
+) -> Result<Vec<SliceTable>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(threshold) = threshold else {
+        bail!("--by on {name}: no threshold (the run has none and this set is of one class)");
+    };
+    let idx = ds.split(split);
+    let attack = ds.attack_index();
+    let is_attack: Vec<bool> = idx.iter().map(|&i| ds.label(i) == attack).collect();
+    specs
+        .iter()
+        .map(|spec| {
+            let values: Vec<_> = idx.iter().map(|&i| spec.value(ds.record(i))).collect();
+            let known = || {
+                let mut keys: Vec<String> = idx
+                    .iter()
+                    .flat_map(|&i| slices::available_keys(ds.record(i)))
+                    .collect();
+                keys.sort();
+                keys.dedup();
+                keys
+            };
+            slices::slice(spec, &values, scores, &is_attack, threshold, known)
+                .map_err(|e| anyhow::anyhow!("--by on {name}: {e}"))
+        })
+        .collect()
+}
+
+/// One `--by` table: a row per value or bin, with the attacks missed and the bona fide
+/// images rejected among its images.
+fn slice_table(r: &EvalRow, t: &SliceTable) -> String {
+    let dash = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+    let mut title = format!("\nby {} on {}", t.key, r.data);
+    if let Some(p) = &r.perturbation {
+        title.push_str(&format!(" ({p})"));
+    }
+    let w = t
+        .rows
+        .iter()
+        .map(|s| s.value.len())
+        .max()
+        .unwrap_or(0)
+        .max(5)
+        + 2;
+    let mut out = format!("{title}, threshold {:.4}\n", t.threshold);
+    out.push_str(&format!(
+        "{:<w$}{:>9}{:>8}{:>11}{:>8}{:>9}\n",
+        "value", "attacks", "APCER", "bona fide", "BPCER", "acc@thr"
+    ));
+    for s in &t.rows {
+        out.push_str(&format!(
+            "{:<w$}{:>9}{:>8}{:>11}{:>8}{:>9.4}\n",
+            s.value,
+            s.attacks,
+            dash(s.apcer),
+            s.bona_fide,
+            dash(s.bpcer),
+            s.accuracy
+        ));
+    }
+    out
 }
 
 /// APCER or BPCER of a row: from the PAD metrics, or on a set of one class from its rate at

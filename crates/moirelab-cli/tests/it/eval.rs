@@ -365,6 +365,105 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--perturb", "sharpen=1"]);
     assert_one_line_error(&o, &["--perturb", "unknown kind `sharpen`", "blur"]);
 
+    // Error rates by slice: every test image in exactly one row of each key, the rows'
+    // errors adding up to the data set's at the same threshold.
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--by",
+            "screen.layout",
+            "--by",
+            "camera.sensor-scale=2",
+            "--by",
+            "groups.flag",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let own: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pad = &own["pad"];
+    let tables = own["slices"].as_array().unwrap();
+    assert_eq!(tables.len(), 3);
+    let count = |r: &Value, k: &str| r[k].as_u64().unwrap();
+    let (n_attack, n_bona) = tables[0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold((0, 0), |(a, b), r| {
+            (a + count(r, "attacks"), b + count(r, "bona_fide"))
+        });
+    assert_eq!(n_attack + n_bona, n_test as u64);
+    for t in tables {
+        assert_eq!(t["threshold"], pad["threshold"]);
+        let rows = t["rows"].as_array().unwrap();
+        let missed: f64 = rows
+            .iter()
+            .filter(|r| count(r, "attacks") > 0)
+            .map(|r| r["apcer"].as_f64().unwrap() * count(r, "attacks") as f64)
+            .sum();
+        let alarms: f64 = rows
+            .iter()
+            .filter(|r| count(r, "bona_fide") > 0)
+            .map(|r| r["bpcer"].as_f64().unwrap() * count(r, "bona_fide") as f64)
+            .sum();
+        let apcer = pad["apcer"].as_f64().unwrap();
+        let bpcer = pad["bpcer"].as_f64().unwrap();
+        assert!((missed - apcer * n_attack as f64).abs() < 1e-6, "{t}");
+        assert!((alarms - bpcer * n_bona as f64).abs() < 1e-6, "{t}");
+    }
+    // Screen fields: bona fide photos have none; the given edge makes two bins.
+    let layout = tables[0]["rows"].as_array().unwrap();
+    let none = layout.last().unwrap();
+    assert_eq!(
+        (none["value"].as_str(), count(none, "attacks")),
+        (Some("(none)"), 0)
+    );
+    assert_eq!(count(none, "bona_fide"), n_bona);
+    let scale: Vec<&str> = tables[1]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(scale, ["< 2", ">= 2"]);
+    assert_eq!(tables[1]["edges"], serde_json::json!([2.0]));
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "screen.layout"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("by screen.layout on ") && text.contains("(none)"),
+        "{text}"
+    );
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "camera.nope"]);
+    assert_one_line_error(&o, &["--by", "'camera.nope'", "camera.sensor-scale"]);
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "camera"]);
+    assert_one_line_error(&o, &["--by", "'camera' is an object", "camera.demosaic"]);
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "x=2,1"]);
+    assert_one_line_error(&o, &["--by", "'x=2,1'", "increase"]);
+    // An ImageFolder has no params: the error says which set and that nothing is there.
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--by",
+            "screen.layout",
+        ],
+    );
+    assert_one_line_error(
+        &o,
+        &[
+            "--by on only-test: no image has 'screen.layout'",
+            "no params",
+        ],
+    );
+
     // Errors: one line each, naming the thing.
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "wrong"]);
     let model = format!("[{}]", classes.join(", "));

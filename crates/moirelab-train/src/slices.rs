@@ -1,0 +1,494 @@
+//! Error rates by slice: where, in a data set's own terms, a detector fails.
+//!
+//! A slice key names one value of every image: a field of its manifest `params` by a dotted
+//! path (`screen.layout`, `camera.sensor-scale`; moirelab's generator records its draws
+//! there, and a user's JSONL manifest may carry any), or one of its shortcut groups
+//! (`groups.flag`). Images are grouped by that value (text and booleans as they are; numbers
+//! into bins: the quartiles of the values, or edges the user gives) and each slice reports
+//! APCER over its attacks and BPCER over its bona fide images at one threshold, the same
+//! decisions as the data set's row. Images without the value form the slice `(none)`; for
+//! the generator's screen fields these are the bona fide photos.
+
+use moirelab_core::dataset_format::ManifestRecord;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// At most this many text values get their own row; the rarer ones share `(other)`.
+pub const MAX_CATEGORIES: usize = 20;
+
+/// A parsed `KEY` or `KEY=E1,E2,...` (bin edges for a numeric key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceSpec {
+    pub key: String,
+    source: Source,
+    pub edges: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Param(Vec<String>),
+    Group(String),
+}
+
+impl SliceSpec {
+    /// `camera.sensor-scale`, `camera.sensor-scale=1.5,2,2.5`, `groups.flag`. Edges must be
+    /// finite and strictly increasing.
+    pub fn parse(s: &str) -> Result<SliceSpec, String> {
+        let (key, edges) = match s.split_once('=') {
+            Some((k, e)) => (k.trim(), Some(e)),
+            None => (s.trim(), None),
+        };
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(format!(
+                "'{s}': give a dotted path into the images' params (e.g. screen.layout, \
+                 camera.sensor-scale) or groups.<attribute>, optionally =EDGE,EDGE,..."
+            ));
+        }
+        let source = match key.strip_prefix("groups.") {
+            Some(g) if !g.contains('.') => Source::Group(g.to_string()),
+            Some(_) => {
+                return Err(format!(
+                    "'{key}': groups have one level (groups.<attribute>)"
+                ))
+            }
+            None => Source::Param(key.split('.').map(str::to_string).collect()),
+        };
+        let edges = match edges {
+            None => None,
+            Some(e) => {
+                let mut out = Vec::new();
+                for part in e.split(',') {
+                    let v: f64 = part.trim().parse().map_err(|_| {
+                        format!("'{s}': bin edge '{}' is not a number", part.trim())
+                    })?;
+                    if !v.is_finite() {
+                        return Err(format!("'{s}': bin edge '{}' is not finite", part.trim()));
+                    }
+                    if out.last().is_some_and(|&last| v <= last) {
+                        return Err(format!("'{s}': bin edges must increase"));
+                    }
+                    out.push(v);
+                }
+                Some(out)
+            }
+        };
+        Ok(SliceSpec {
+            key: key.to_string(),
+            source,
+            edges,
+        })
+    }
+
+    /// The image's value of this key; `None` when it has none (or `null`).
+    pub fn value(&self, rec: &ManifestRecord) -> Option<Value> {
+        match &self.source {
+            Source::Group(g) => rec.groups.get(g).map(|v| Value::String(v.clone())),
+            Source::Param(path) => {
+                let mut v = &rec.params;
+                for p in path {
+                    v = v.get(p)?;
+                }
+                (!v.is_null()).then(|| v.clone())
+            }
+        }
+    }
+}
+
+/// The leaf paths of a record's params (and its groups as `groups.<attribute>`), to name
+/// what a key could have been.
+pub fn available_keys(rec: &ManifestRecord) -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, v, out);
+                }
+            }
+            _ if !prefix.is_empty() => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &rec.params, &mut out);
+    out.extend(rec.groups.keys().map(|g| format!("groups.{g}")));
+    out
+}
+
+/// One slice: its value (or bin), its images of each class and the errors among them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SliceRow {
+    pub value: String,
+    pub attacks: u64,
+    pub bona_fide: u64,
+    /// Attacks decided bona fide, over `attacks`; `None` when the slice has none.
+    pub apcer: Option<f64>,
+    /// Bona fide images decided attack, over `bona_fide`; `None` when the slice has none.
+    pub bpcer: Option<f64>,
+    /// Share of the slice's images decided right.
+    pub accuracy: f64,
+}
+
+/// A data set's slices by one key, at one threshold.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SliceTable {
+    pub key: String,
+    pub threshold: f64,
+    /// The bin edges used for a numeric key (given or the quartiles); absent for text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edges: Option<Vec<f64>>,
+    pub rows: Vec<SliceRow>,
+}
+
+/// Why a key cannot slice a data set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SliceError {
+    #[error("no image has '{key}'{}", key_list(.known))]
+    Missing { key: String, known: Vec<String> },
+    #[error("'{key}' is an object or a list, not a value{}", key_list(.known))]
+    NotAValue { key: String, known: Vec<String> },
+    #[error("'{key}' has bin edges but its values are not numbers (e.g. {example})")]
+    EdgesOnText { key: String, example: String },
+}
+
+fn key_list(keys: &[String]) -> String {
+    const SHOWN: usize = 40;
+    if keys.is_empty() {
+        return "; the images carry no params or groups".into();
+    }
+    let mut s = format!("; keys: {}", keys[..keys.len().min(SHOWN)].join(", "));
+    if keys.len() > SHOWN {
+        s.push_str(&format!(" (and {} more)", keys.len() - SHOWN));
+    }
+    s
+}
+
+/// Slice images by `spec`. `values[i]` is [`SliceSpec::value`] of image `i`, `scores[i]` its
+/// attack score and `is_attack[i]` its ground truth; the decision is attack iff
+/// `score >= threshold`, as in [`crate::metrics::pad_metrics`]. `known` names the keys to
+/// suggest when the key is missing.
+pub fn slice(
+    spec: &SliceSpec,
+    values: &[Option<Value>],
+    scores: &[f64],
+    is_attack: &[bool],
+    threshold: f64,
+    known: impl FnOnce() -> Vec<String>,
+) -> Result<SliceTable, SliceError> {
+    debug_assert!(values.len() == scores.len() && scores.len() == is_attack.len());
+    if values.iter().all(Option::is_none) {
+        return Err(SliceError::Missing {
+            key: spec.key.clone(),
+            known: known(),
+        });
+    }
+    if values
+        .iter()
+        .flatten()
+        .any(|v| v.is_object() || v.is_array())
+    {
+        let mut keys = known();
+        keys.retain(|k| k.starts_with(&format!("{}.", spec.key)));
+        return Err(SliceError::NotAValue {
+            key: spec.key.clone(),
+            known: keys,
+        });
+    }
+    let numeric = values.iter().flatten().all(Value::is_number);
+    let (labels, edges): (Vec<String>, Option<Vec<f64>>) = if numeric {
+        let mut xs: Vec<f64> = values.iter().flatten().filter_map(Value::as_f64).collect();
+        xs.sort_by(f64::total_cmp);
+        let edges = spec.edges.clone().unwrap_or_else(|| quartile_edges(&xs));
+        let labels = values
+            .iter()
+            .map(|v| match v.as_ref().and_then(Value::as_f64) {
+                Some(x) => bin_label(&edges, x),
+                None => NONE.to_string(),
+            })
+            .collect();
+        (labels, Some(edges))
+    } else {
+        if spec.edges.is_some() {
+            let example = values
+                .iter()
+                .flatten()
+                .find(|v| !v.is_number())
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            return Err(SliceError::EdgesOnText {
+                key: spec.key.clone(),
+                example,
+            });
+        }
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for v in values.iter().flatten() {
+            *counts.entry(text(v)).or_default() += 1;
+        }
+        let mut by_count: Vec<(&String, &usize)> = counts.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let kept: Vec<String> = by_count
+            .iter()
+            .take(MAX_CATEGORIES)
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        let labels = values
+            .iter()
+            .map(|v| match v {
+                None => NONE.to_string(),
+                Some(v) => {
+                    let t = text(v);
+                    if kept.contains(&t) {
+                        t
+                    } else {
+                        OTHER.to_string()
+                    }
+                }
+            })
+            .collect();
+        (labels, None)
+    };
+    // Rows in bin order for numbers, by name for text; (other) and (none) last.
+    let order: Vec<String> = match &edges {
+        Some(e) => (0..=e.len()).map(|i| bin_name(e, i)).collect(),
+        None => {
+            let mut names: Vec<String> = labels
+                .iter()
+                .filter(|l| *l != NONE && *l != OTHER)
+                .cloned()
+                .collect();
+            names.sort();
+            names.dedup();
+            names.push(OTHER.to_string());
+            names
+        }
+    };
+    let mut rows = Vec::new();
+    for name in order.iter().map(String::as_str).chain([NONE]) {
+        let (mut attacks, mut bona, mut missed, mut alarms) = (0u64, 0u64, 0u64, 0u64);
+        for ((l, &s), &a) in labels.iter().zip(scores).zip(is_attack) {
+            if l != name {
+                continue;
+            }
+            let flagged = !s.is_nan() && s >= threshold;
+            if a {
+                attacks += 1;
+                missed += u64::from(!flagged);
+            } else {
+                bona += 1;
+                alarms += u64::from(flagged);
+            }
+        }
+        if attacks + bona == 0 {
+            continue;
+        }
+        let frac = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
+        rows.push(SliceRow {
+            value: name.to_string(),
+            attacks,
+            bona_fide: bona,
+            apcer: frac(missed, attacks),
+            bpcer: frac(alarms, bona),
+            accuracy: 1.0 - (missed + alarms) as f64 / (attacks + bona) as f64,
+        });
+    }
+    Ok(SliceTable {
+        key: spec.key.clone(),
+        threshold,
+        edges,
+        rows,
+    })
+}
+
+const NONE: &str = "(none)";
+const OTHER: &str = "(other)";
+
+/// The distinct quartiles of sorted values (fewer edges when values repeat).
+fn quartile_edges(sorted: &[f64]) -> Vec<f64> {
+    let mut edges: Vec<f64> = Vec::new();
+    if sorted.is_empty() {
+        return edges;
+    }
+    for q in [0.25, 0.5, 0.75] {
+        let i = ((sorted.len() as f64 * q).ceil() as usize).min(sorted.len() - 1);
+        let e = sorted[i];
+        // An edge at the smallest value would leave its bin empty.
+        if e > sorted[0] && edges.last().is_none_or(|&l| e > l) {
+            edges.push(e);
+        }
+    }
+    edges
+}
+
+/// Name of bin `i` of `edges` (bin i holds `edges[i-1] <= x < edges[i]`).
+fn bin_name(edges: &[f64], i: usize) -> String {
+    let f = |x: f64| format!("{x}");
+    match (i.checked_sub(1).map(|j| edges[j]), edges.get(i)) {
+        (None, None) => "all".to_string(),
+        (None, Some(&hi)) => format!("< {}", f(hi)),
+        (Some(lo), None) => format!(">= {}", f(lo)),
+        (Some(lo), Some(&hi)) => format!("{} - {}", f(lo), f(hi)),
+    }
+}
+
+fn bin_label(edges: &[f64], x: f64) -> String {
+    bin_name(edges, edges.partition_point(|&e| e <= x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(params: Value, groups: &[(&str, &str)]) -> ManifestRecord {
+        ManifestRecord {
+            path: "x.png".into(),
+            label: "screen".into(),
+            split: "test".into(),
+            groups: groups
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            mask: None,
+            boxes: Default::default(),
+            flag_twin: None,
+            params,
+        }
+    }
+
+    fn none_known() -> Vec<String> {
+        vec![]
+    }
+
+    #[test]
+    fn parse_accepts_paths_groups_and_increasing_edges() {
+        let s = SliceSpec::parse("camera.sensor-scale=1.5, 2,2.5").unwrap();
+        assert_eq!(s.key, "camera.sensor-scale");
+        assert_eq!(s.edges, Some(vec![1.5, 2.0, 2.5]));
+        let g = SliceSpec::parse("groups.flag").unwrap();
+        assert_eq!(
+            g.value(&rec(Value::Null, &[("flag", "A")])),
+            Some(json!("A"))
+        );
+        for bad in ["", "a..b", "x=1,1", "x=1,a", "x=inf", "groups.a.b", ".x"] {
+            assert!(SliceSpec::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn text_values_give_one_row_each_with_rates_at_the_threshold() {
+        let spec = SliceSpec::parse("screen.layout").unwrap();
+        let recs = [
+            rec(json!({"screen": {"layout": "rgb"}}), &[]),
+            rec(json!({"screen": {"layout": "rgb"}}), &[]),
+            rec(json!({"screen": {"layout": "pentile"}}), &[]),
+            rec(json!({"screen": null}), &[]),
+            rec(json!({}), &[]),
+        ];
+        let values: Vec<_> = recs.iter().map(|r| spec.value(r)).collect();
+        let scores = [0.9, 0.2, 0.5, 0.7, 0.1];
+        let attack = [true, true, true, false, false];
+        let t = slice(&spec, &values, &scores, &attack, 0.5, none_known).unwrap();
+        let got: Vec<_> = t
+            .rows
+            .iter()
+            .map(|r| (r.value.as_str(), r.attacks, r.bona_fide, r.apcer, r.bpcer))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pentile", 1, 0, Some(0.0), None),
+                ("rgb", 2, 0, Some(0.5), None),
+                ("(none)", 0, 2, None, Some(0.5)),
+            ]
+        );
+        assert_eq!(t.rows[2].accuracy, 0.5);
+        assert!(t.edges.is_none());
+    }
+
+    #[test]
+    fn numbers_fall_into_quartiles_or_the_given_edges() {
+        let spec = SliceSpec::parse("s").unwrap();
+        let values: Vec<_> = (1..=8).map(|i| Some(json!(i as f64))).collect();
+        let scores = [0.0; 8];
+        let attack = [true; 8];
+        let t = slice(&spec, &values, &scores, &attack, 0.5, none_known).unwrap();
+        assert_eq!(t.edges, Some(vec![3.0, 5.0, 7.0]));
+        let names: Vec<_> = t
+            .rows
+            .iter()
+            .map(|r| (r.value.as_str(), r.attacks))
+            .collect();
+        assert_eq!(names, [("< 3", 2), ("3 - 5", 2), ("5 - 7", 2), (">= 7", 2)]);
+        let given = SliceSpec::parse("s=4.5").unwrap();
+        let t = slice(&given, &values, &scores, &attack, 0.5, none_known).unwrap();
+        let names: Vec<_> = t
+            .rows
+            .iter()
+            .map(|r| (r.value.as_str(), r.attacks))
+            .collect();
+        assert_eq!(names, [("< 4.5", 4), (">= 4.5", 4)]);
+        // One repeated value: one bin, not empty ones.
+        let same = vec![Some(json!(2)); 5];
+        let t = slice(&spec, &same, &[0.0; 5], &[true; 5], 0.5, none_known).unwrap();
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(t.rows[0].value, "all");
+    }
+
+    #[test]
+    fn rare_text_values_share_one_row() {
+        let spec = SliceSpec::parse("id").unwrap();
+        let values: Vec<_> = (0..MAX_CATEGORIES + 5)
+            .map(|i| Some(json!(format!("v{i:02}"))))
+            .chain([Some(json!("v00"))])
+            .collect();
+        let n = values.len();
+        let t = slice(
+            &spec,
+            &values,
+            &vec![0.9; n],
+            &vec![true; n],
+            0.5,
+            none_known,
+        )
+        .unwrap();
+        assert_eq!(t.rows.len(), MAX_CATEGORIES + 1);
+        let other = t.rows.last().unwrap();
+        assert_eq!((other.value.as_str(), other.attacks), ("(other)", 5));
+        assert_eq!(t.rows.iter().map(|r| r.attacks).sum::<u64>(), n as u64);
+    }
+
+    #[test]
+    fn bad_keys_name_what_the_images_have() {
+        let r = rec(
+            json!({"camera": {"demosaic": "malvar", "scale": 2.0}}),
+            &[("flag", "A")],
+        );
+        let known = || available_keys(&r);
+        let missing = SliceSpec::parse("camera.lens").unwrap();
+        let e = slice(&missing, &[missing.value(&r)], &[0.5], &[true], 0.5, known).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no image has 'camera.lens'; keys: camera.demosaic, camera.scale, groups.flag"
+        );
+        let object = SliceSpec::parse("camera").unwrap();
+        let e = slice(&object, &[object.value(&r)], &[0.5], &[true], 0.5, known).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'camera' is an object or a list, not a value; keys: camera.demosaic, camera.scale"
+        );
+        let text = SliceSpec::parse("camera.demosaic=1,2").unwrap();
+        let e = slice(&text, &[text.value(&r)], &[0.5], &[true], 0.5, known).unwrap_err();
+        assert!(
+            e.to_string().contains("not numbers (e.g. \"malvar\")"),
+            "{e}"
+        );
+    }
+}
