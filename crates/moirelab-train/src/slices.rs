@@ -329,12 +329,27 @@ fn quartile_edges(sorted: &[f64]) -> Vec<f64> {
 
 /// Name of bin `i` of `edges` (bin i holds `edges[i-1] <= x < edges[i]`).
 fn bin_name(edges: &[f64], i: usize) -> String {
-    let f = |x: f64| format!("{x}");
+    let f = short;
     match (i.checked_sub(1).map(|j| edges[j]), edges.get(i)) {
         (None, None) => "all".to_string(),
         (None, Some(&hi)) => format!("< {}", f(hi)),
         (Some(lo), None) => format!(">= {}", f(lo)),
         (Some(lo), Some(&hi)) => format!("{} - {}", f(lo), f(hi)),
+    }
+}
+
+/// `x` with at most four significant digits, without trailing zeros (the JSON keeps the
+/// exact edges).
+fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
@@ -435,6 +450,16 @@ mod tests {
             .map(|r| (r.value.as_str(), r.attacks))
             .collect();
         assert_eq!(names, [("< 4.5", 4), (">= 4.5", 4)]);
+        assert_eq!(
+            [
+                short(1.530_612_2),
+                short(0.000_134_16),
+                short(1530.6),
+                short(2.0),
+                short(-0.5)
+            ],
+            ["1.531", "0.0001342", "1531", "2", "-0.5"]
+        );
         // One repeated value: one bin, not empty ones.
         let same = vec![Some(json!(2)); 5];
         let t = slice(&spec, &same, &[0.0; 5], &[true; 5], 0.5, none_known).unwrap();
