@@ -115,7 +115,9 @@ impl CameraParams {
     ///   shrunk to 128 px is far more, but photos from larger sensors are easier, not new
     ///   (BENCHMARKS.md, shift protocol: 0.98 on 3–4.5 for a detector trained on 1.25–3),
     ///   while training on 1.25–5 costs the 1.25–3 photos 0.03 on the same data budget.
-    /// - lens blur σ 0.3–0.8 sensor px: a phone lens's MTF at Nyquist is 0.2–0.6.
+    /// - lens blur σ 0.3–0.8 sensor px (knob `lens-sigma-min/max`, accepted 0.1–3): a phone
+    ///   lens's MTF at Nyquist is 0.2–0.6; softer lenses, small apertures and the ISP's
+    ///   noise reduction reach σ 1.5.
     /// - noise a 1e-4–3e-3 (log; knob `noise-min/max`): ISO 50–1600 on a small sensor,
     ///   before the downscale averages it.
     /// - shutter 1/4000–1/30 s (log): bright screens and daylight to dim rooms.
@@ -137,7 +139,7 @@ impl CameraParams {
             scale_band,
             hold,
         );
-        let blur = rng.range(0.3, 0.8);
+        let blur = rng.range(k.lens_sigma_min, k.lens_sigma_max);
         let moving = rng.bernoulli(0.4);
         let motion_len = rng.range(0.0, 2.0);
         let motion_angle = rng.range(0.0, std::f64::consts::PI);

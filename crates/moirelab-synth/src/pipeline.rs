@@ -923,6 +923,39 @@ mod tests {
     }
 
     #[test]
+    fn lens_knobs_set_the_blur_of_both_classes() {
+        let mut sharp = GenConfig::preset("tiny").unwrap();
+        (sharp.knobs.lens_sigma_min, sharp.knobs.lens_sigma_max) = (0.3, 0.3);
+        let mut soft = sharp.clone();
+        (soft.knobs.lens_sigma_min, soft.knobs.lens_sigma_max) = (1.5, 1.5);
+        let n = sharp.size as usize;
+        // Squared differences between horizontal neighbours: the image's fine detail.
+        let detail = |r: &Rendered| -> f64 {
+            r.rgb8
+                .chunks(3 * n)
+                .flat_map(|row| {
+                    row.windows(6)
+                        .map(|w| (f64::from(w[3]) - f64::from(w[0])).powi(2))
+                })
+                .sum()
+        };
+        for i in 0..4 {
+            for screen in [false, true] {
+                let a = render(&sharp, &spec(i, screen), false, false).unwrap();
+                let b = render(&soft, &spec(i, screen), false, false).unwrap();
+                assert_eq!(a.params["camera"]["lens-sigma-px"], 0.3, "sample {i}");
+                assert_eq!(b.params["camera"]["lens-sigma-px"], 1.5, "sample {i}");
+                assert!(
+                    detail(&b) < 0.8 * detail(&a),
+                    "sample {i}, screen {screen}: {} vs {}",
+                    detail(&b),
+                    detail(&a)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn held_out_layout_appears_only_in_test() {
         let mut cfg = GenConfig::preset("tiny").unwrap();
         cfg.knobs.holdout = Holdout::Layout(Layout::Pentile);

@@ -22,6 +22,9 @@ const SCALE: (f64, f64) = (1.0, 8.0);
 /// Accepted range of the sensor noise knobs (`a`, variance per unit of linear signal): from a
 /// clean base ISO to a dim room on a small sensor.
 const NOISE: (f64, f64) = (1e-5, 0.05);
+/// Accepted range of the lens blur knobs (Gaussian σ in sensor pixels): from a lens sharper
+/// than any phone's to one that smears two pixels.
+const LENS: (f64, f64) = (0.1, 3.0);
 /// Accepted range of the upload JPEG quality knobs.
 const JPEG_Q: (u8, u8) = (10, 100);
 /// Defocus of an out-of-focus photo (`defocus-prob`): Gaussian σ in output pixels, uniform.
@@ -314,6 +317,12 @@ pub struct Knobs {
     pub noise_min: f64,
     #[serde(default = "noise_max", skip_serializing_if = "is_noise_max")]
     pub noise_max: f64,
+    /// Lens blur: Gaussian σ in sensor pixels (uniform range), both classes. Left out of the
+    /// serialized config at the defaults.
+    #[serde(default = "lens_sigma_min", skip_serializing_if = "is_lens_sigma_min")]
+    pub lens_sigma_min: f64,
+    #[serde(default = "lens_sigma_max", skip_serializing_if = "is_lens_sigma_max")]
+    pub lens_sigma_max: f64,
     /// Probability that a photo, of either class, is JPEG'd again at the output size (an
     /// upload), and that JPEG's quality range. Left out of the serialized config at the
     /// defaults.
@@ -358,6 +367,8 @@ impl Default for Knobs {
             pwm_prob: 0.5,
             noise_min: NOISE_DEFAULT.0,
             noise_max: NOISE_DEFAULT.1,
+            lens_sigma_min: LENS_DEFAULT.0,
+            lens_sigma_max: LENS_DEFAULT.1,
             upload_prob: UPLOAD_PROB_DEFAULT,
             upload_q_min: UPLOAD_Q_DEFAULT.0,
             upload_q_max: UPLOAD_Q_DEFAULT.1,
@@ -375,6 +386,19 @@ fn is_zero(v: &f64) -> bool {
 /// Defaults of the camera knobs added after data sets were first recorded: records without
 /// them read back as these, and the defaults are left out of new records.
 const NOISE_DEFAULT: (f64, f64) = (1e-4, 3e-3);
+const LENS_DEFAULT: (f64, f64) = (0.3, 0.8);
+fn lens_sigma_min() -> f64 {
+    LENS_DEFAULT.0
+}
+fn lens_sigma_max() -> f64 {
+    LENS_DEFAULT.1
+}
+fn is_lens_sigma_min(v: &f64) -> bool {
+    *v == LENS_DEFAULT.0
+}
+fn is_lens_sigma_max(v: &f64) -> bool {
+    *v == LENS_DEFAULT.1
+}
 const UPLOAD_PROB_DEFAULT: f64 = 0.25;
 const UPLOAD_Q_DEFAULT: (u8, u8) = (70, 95);
 fn noise_min() -> f64 {
@@ -431,6 +455,8 @@ pub const KNOB_NAMES: &[&str] = &[
     "pwm-prob",
     "noise-min",
     "noise-max",
+    "lens-sigma-min",
+    "lens-sigma-max",
     "upload-prob",
     "upload-q-min",
     "upload-q-max",
@@ -558,6 +584,13 @@ impl GenConfig {
             ),
             ("noise", k.noise_min, k.noise_max, NOISE.0, NOISE.1),
             (
+                "lens-sigma",
+                k.lens_sigma_min,
+                k.lens_sigma_max,
+                LENS.0,
+                LENS.1,
+            ),
+            (
                 "upload-q",
                 k.upload_q_min as f64,
                 k.upload_q_max as f64,
@@ -625,6 +658,8 @@ mod tests {
         for name in [
             "noise-min",
             "noise-max",
+            "lens-sigma-min",
+            "lens-sigma-max",
             "upload-prob",
             "upload-q-min",
             "upload-q-max",
@@ -643,6 +678,16 @@ mod tests {
         c.knobs.noise_min = 0.02;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("noise"), "{e}");
+        let mut c = plain.clone();
+        (c.knobs.lens_sigma_min, c.knobs.lens_sigma_max) = (1.0, 0.5);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("lens-sigma"), "{e}");
+        let mut c = plain.clone();
+        c.knobs.lens_sigma_max = 1.6;
+        let rec = serde_json::to_value(&c).unwrap();
+        assert_eq!(rec["knobs"]["lens-sigma-max"], 1.6);
+        assert!(rec["knobs"].get("lens-sigma-min").is_none());
+        assert_eq!(serde_json::from_value::<GenConfig>(rec).unwrap(), c);
         let mut c = plain.clone();
         (c.knobs.upload_q_min, c.knobs.upload_q_max) = (90, 60);
         let e = c.validate().unwrap_err().to_string();

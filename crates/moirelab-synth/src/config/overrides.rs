@@ -10,8 +10,8 @@
 //! [`GenConfig::validate`]'s.
 
 use super::{
-    Artifact, Bezel, GenConfig, Holdout, GAIN, JPEG_Q, KNOB_NAMES, MAX_COUNT, MAX_SIZE, MIN_SIZE,
-    NOISE, PITCH, SCALE, UNIT,
+    Artifact, Bezel, GenConfig, Holdout, GAIN, JPEG_Q, KNOB_NAMES, LENS, MAX_COUNT, MAX_SIZE,
+    MIN_SIZE, NOISE, PITCH, SCALE, UNIT,
 };
 use crate::SynthError;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -71,6 +71,10 @@ pub struct Overrides {
     pub noise_min: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub noise_max: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub lens_sigma_min: Option<f64>,
+    #[serde(default, deserialize_with = "number")]
+    pub lens_sigma_max: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub upload_prob: Option<f64>,
     #[serde(default, deserialize_with = "unsigned")]
@@ -209,6 +213,18 @@ impl GenConfig {
         put(&mut k.pwm_prob, "pwm-prob", o.pwm_prob, UNIT)?;
         put(&mut k.noise_min, "noise-min", o.noise_min, NOISE)?;
         put(&mut k.noise_max, "noise-max", o.noise_max, NOISE)?;
+        put(
+            &mut k.lens_sigma_min,
+            "lens-sigma-min",
+            o.lens_sigma_min,
+            LENS,
+        )?;
+        put(
+            &mut k.lens_sigma_max,
+            "lens-sigma-max",
+            o.lens_sigma_max,
+            LENS,
+        )?;
         put(&mut k.upload_prob, "upload-prob", o.upload_prob, UNIT)?;
         put_int(&mut k.upload_q_min, "upload-q-min", o.upload_q_min, JPEG_Q)?;
         put_int(&mut k.upload_q_max, "upload-q-max", o.upload_q_max, JPEG_Q)?;
