@@ -191,6 +191,18 @@ pub struct EvalArgs {
     /// given as KEY=E1,E2,... Repeat for more tables
     #[arg(long, value_name = "KEY[=EDGES]")]
     pub by: Vec<String>,
+    /// Decide at this threshold (the attack score from which an image is called a screen)
+    /// instead of the run's
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f64>,
+    /// Fix the threshold on the bona fide images of this data set (any layout; e.g. a folder
+    /// of your own genuine photos) so that at most --bpcer of them are rejected, and decide
+    /// every row at it
+    #[arg(long, value_name = "DIR")]
+    pub calibrate: Option<PathBuf>,
+    /// The share of --calibrate's bona fide images that may be rejected [default: 0.05]
+    #[arg(long, value_name = "RATE")]
+    pub bpcer: Option<f64>,
     #[arg(long)]
     pub json: bool,
 }

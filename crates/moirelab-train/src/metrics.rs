@@ -332,6 +332,22 @@ pub fn pad_metrics(scores: &[f64], is_attack: &[bool], threshold: f64) -> Option
     })
 }
 
+/// The smallest threshold at which at most `max_bpcer` of these bona fide scores are decided
+/// attack (`floor(max_bpcer · n)` of them), to fix τ on a set of genuine images only: the
+/// next float above the score that would be one rejection too many. NaN scores are never
+/// rejected. `None` for an empty set or a rate outside `[0, 1)`.
+pub fn threshold_for_bona_fide(scores: &[f64], max_bpcer: f64) -> Option<f64> {
+    if scores.is_empty() || !(0.0..1.0).contains(&max_bpcer) {
+        return None;
+    }
+    let allowed = (max_bpcer * scores.len() as f64).floor() as usize;
+    let mut desc: Vec<f64> = scores.iter().copied().filter(|s| !s.is_nan()).collect();
+    desc.sort_by(|a, b| b.total_cmp(a));
+    // With fewer usable scores than `allowed + 1` (NaNs), every one of them may be rejected:
+    // scores are probabilities, so 0 flags them all.
+    Some(desc.get(allowed).map_or(0.0, |&s| s.next_up()))
+}
+
 /// The lowest-APCER threshold whose BPCER is at most `max_bpcer` (for a config that fixes τ
 /// on val by a BPCER target instead of the EER point). Among the operating points with
 /// BPCER <= `max_bpcer` it returns the smallest threshold, i.e. the one that flags the most

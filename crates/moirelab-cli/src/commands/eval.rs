@@ -80,6 +80,23 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         a.by.iter()
             .map(|k| SliceSpec::parse(k).map_err(|e| anyhow::anyhow!("--by {e}")))
             .collect::<Result<Vec<_>>>()?;
+    if let Some(t) = a.threshold {
+        if !(0.0..=1.0).contains(&t) {
+            bail!("--threshold {t}: a threshold is an attack score in [0, 1]");
+        }
+    }
+    if a.threshold.is_some() && a.calibrate.is_some() {
+        bail!("--threshold and --calibrate both set the threshold: give one");
+    }
+    if a.bpcer.is_some() && a.calibrate.is_none() {
+        bail!(
+            "--bpcer is the rejection rate of --calibrate DIR's bona fide images: add --calibrate"
+        );
+    }
+    let bpcer = a.bpcer.unwrap_or(0.05);
+    if !(0.0..1.0).contains(&bpcer) {
+        bail!("--bpcer {bpcer}: a rejection rate in [0, 1)");
+    }
     let loaded = run_config(&a.run)?;
     let cwd = std::env::current_dir()?;
     let mut sets: Vec<(String, Dataset)> = Vec::new();
@@ -112,13 +129,14 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         read_hash_list(&a.run)
     };
     let mut copies = vec![None; sets.len()];
-    for d in &a.data {
+    // Another data set, named by the flag that gave it.
+    let open_other = |flag: &str, d: &std::path::Path| -> Result<Dataset> {
         if !d.exists() {
-            bail!("--data {}: no such folder or manifest file", d.display());
+            bail!("{flag} {}: no such folder or manifest file", d.display());
         }
         if d.is_file() && moirelab_data::has_image_extension(d) {
             bail!(
-                "--data {}: an image file; --data takes a folder or a CSV/JSONL manifest \
+                "{flag} {}: an image file; {flag} takes a folder or a CSV/JSONL manifest \
                  (for single images: moirelab predict --run RUN FILE ...)",
                 d.display()
             );
@@ -129,9 +147,17 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             attack_class: classes.get(attack).cloned(),
         };
         let cfg = on_bad(loaded.config.data.for_eval_source(d));
-        let ds = Dataset::open_eval(&cfg, &cwd, &spec)
+        Dataset::open_eval(&cfg, &cwd, &spec)
             .map_err(bad_files_hint)
-            .with_context(|| format!("--data {}", d.display()))?;
+            .with_context(|| format!("{flag} {}", d.display()))
+    };
+    let calibration = a
+        .calibrate
+        .as_deref()
+        .map(|d| open_other("--calibrate", d))
+        .transpose()?;
+    for d in &a.data {
+        let ds = open_other("--data", d)?;
         let name = d.display().to_string();
         copies.push(train_hashes.as_ref().map(|train| {
             let (n, line) = super::training_copies(&name, &ds, &a.split, train);
@@ -143,8 +169,15 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         sets.push((name, ds));
     }
     let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
-    // The run's own val split fixes its threshold; everything else applies it.
-    let threshold = if a.data.is_empty() && a.split == "val" {
+    // The run's own val split fixes its threshold; everything else applies it, unless the
+    // user gives one or a set of bona fide images to fix it on.
+    let calibrated = match (&calibration, a.calibrate.as_deref()) {
+        (Some(ds), Some(dir)) => Some(calibrate(&lr, ds, dir, &a.split, bpcer)?),
+        _ => None,
+    };
+    let threshold = if let Some(t) = a.threshold.or(calibrated.as_ref().map(|c| c.0)) {
+        Some(t)
+    } else if a.data.is_empty() && a.split == "val" {
         None
     } else {
         lr.threshold
@@ -190,6 +223,12 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match (threshold, lr.threshold) {
+        (Some(t), _) if a.threshold.is_some() => println!("threshold {t:.4} (--threshold)"),
+        (Some(t), _) if calibrated.is_some() => {
+            if let Some((_, line)) = &calibrated {
+                println!("threshold {t:.4} ({line})");
+            }
+        }
         (Some(t), _) => println!("threshold {t:.4} (fixed on the run's val split)"),
         (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
         (None, None) => println!("threshold: each data set's EER point (the run has none yet)"),
@@ -227,6 +266,63 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--calibrate`: the threshold at which at most `bpcer` of the set's bona fide images are
+/// rejected, and a line saying so.
+fn calibrate(
+    lr: &moirelab_train::LoadedRun,
+    ds: &Dataset,
+    dir: &std::path::Path,
+    split: &str,
+    bpcer: f64,
+) -> Result<(f64, String)> {
+    let idx = ds.split(split);
+    let (_, scores) = moirelab_train::evaluate_scored(
+        lr.net.as_ref(),
+        ds,
+        idx,
+        &moirelab_train::trainer::EvalOptions {
+            batch_size: 64,
+            device: lr.device,
+            epoch: 0,
+            split: split.to_string(),
+            threshold: Some(0.5),
+            perturbation: None,
+        },
+    )
+    .with_context(|| format!("--calibrate {}", dir.display()))?;
+    let attack = ds.attack_index();
+    let bona: Vec<f64> = idx
+        .iter()
+        .zip(&scores)
+        .filter(|(&i, _)| ds.label(i) != attack)
+        .map(|(_, &s)| s)
+        .collect();
+    let bona_name = ds
+        .classes()
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != attack)
+        .map(|(_, c)| format!("'{c}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(t) = moirelab_train::metrics::threshold_for_bona_fide(&bona, bpcer) else {
+        bail!(
+            "--calibrate {}: no bona fide ({bona_name}) images in split '{split}' to fix the \
+             threshold on",
+            dir.display()
+        );
+    };
+    let rejected = bona.iter().filter(|&&s| !s.is_nan() && s >= t).count();
+    Ok((
+        t,
+        format!(
+            "fixed on {}: {rejected} of its {} bona fide images rejected, --bpcer {bpcer}",
+            dir.display(),
+            bona.len()
+        ),
+    ))
 }
 
 /// The `--by` tables of one evaluated row: each image's value of each key, against its

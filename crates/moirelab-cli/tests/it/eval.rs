@@ -443,6 +443,73 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     assert_one_line_error(&o, &["--by", "'camera' is an object", "camera.demosaic"]);
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "x=2,1"]);
     assert_one_line_error(&o, &["--by", "'x=2,1'", "increase"]);
+    // The threshold given, or fixed on a set's bona fide images at a rejection rate.
+    let o = moirelab(
+        d,
+        &["eval", "--run", "runs/tiny", "--threshold", "0.5", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let at_half: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(at_half["pad"]["threshold"], 0.5);
+    let calibrated = [
+        "eval",
+        "--run",
+        "runs/tiny",
+        "--data",
+        "only-test",
+        "--calibrate",
+        "only-test",
+        "--bpcer",
+        "0.25",
+    ];
+    let o = moirelab(d, &[&calibrated[..], &["--json"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cal: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bpcer = cal["pad"]["bpcer"].as_f64().unwrap();
+    assert!(bpcer <= 0.25, "{cal}");
+    assert_ne!(cal["pad"]["threshold"], summary["threshold"]);
+    let o = moirelab(d, &calibrated);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        first.contains("fixed on only-test") && first.contains("bona fide images rejected"),
+        "{first}"
+    );
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--threshold",
+            "0.5",
+            "--calibrate",
+            "only-test",
+        ],
+    );
+    assert_one_line_error(&o, &["--threshold and --calibrate"]);
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--bpcer", "0.1"]);
+    assert_one_line_error(&o, &["--bpcer", "add --calibrate"]);
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--threshold", "1.5"]);
+    assert_one_line_error(&o, &["--threshold 1.5", "[0, 1]"]);
+    let attack = classes
+        .iter()
+        .find(|c| *c == "screen")
+        .unwrap_or(&classes[1]);
+    for e in std::fs::read_dir(d.join("only-test/test").join(attack)).unwrap() {
+        let p = e.unwrap().path();
+        copy(
+            &p,
+            &d.join("attacks").join(attack).join(p.file_name().unwrap()),
+        );
+    }
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--calibrate", "attacks"]);
+    assert_one_line_error(&o, &["--calibrate attacks", "no bona fide"]);
+
     // An ImageFolder has no params: the error says which set and that nothing is there.
     let o = moirelab(
         d,

@@ -3,8 +3,8 @@
 use moirelab_core::rng::Rng;
 use moirelab_core::run::EpochMetrics;
 use moirelab_train::metrics::{
-    auc, eer_threshold, error_rates_at, pad_metrics, threshold_at_bpcer, ClassificationAccumulator,
-    GroupTag, MetricsError,
+    auc, eer_threshold, error_rates_at, pad_metrics, threshold_at_bpcer, threshold_for_bona_fide,
+    ClassificationAccumulator, GroupTag, MetricsError,
 };
 
 fn close(a: f64, b: f64) -> bool {
@@ -393,4 +393,28 @@ fn constructor_rejects_bad_class_layouts() {
             classes: 2
         }
     );
+}
+
+#[test]
+fn threshold_for_bona_fide_rejects_at_most_the_target_share() {
+    let s: Vec<f64> = (0..20).map(|i| f64::from(i) / 20.0).collect();
+    let bona = vec![false; s.len()];
+    for (rate, rejected) in [(0.0, 0), (0.05, 1), (0.1, 2), (0.12, 2), (0.5, 10)] {
+        let t = threshold_for_bona_fide(&s, rate).unwrap();
+        let (_, bpcer) = error_rates_at(&s, &bona, t);
+        assert_eq!(bpcer, rejected as f64 / 20.0, "rate {rate}");
+        // The smallest such threshold: one step lower rejects one more.
+        let (_, lower) = error_rates_at(&s, &bona, t.next_down());
+        assert_eq!(lower, (rejected + 1) as f64 / 20.0, "rate {rate}");
+    }
+    // Ties stay on one side: two images at 0.9 cannot be split, so neither is rejected.
+    let tied = [0.1, 0.2, 0.9, 0.9];
+    let t = threshold_for_bona_fide(&tied, 0.25).unwrap();
+    assert_eq!(error_rates_at(&tied, &[false; 4], t).1, 0.0);
+    // NaN scores are never rejected; they count in the total (2 of 4 may be: 0.8 and 0.6).
+    let t = threshold_for_bona_fide(&[f64::NAN, 0.3, 0.6, 0.8], 0.5).unwrap();
+    assert_eq!(t, 0.3f64.next_up());
+    assert_eq!(threshold_for_bona_fide(&[], 0.05), None);
+    assert_eq!(threshold_for_bona_fide(&[0.5], 1.0), None);
+    assert_eq!(threshold_for_bona_fide(&[0.5], -0.1), None);
 }
