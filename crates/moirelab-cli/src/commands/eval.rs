@@ -1,4 +1,5 @@
-//! `eval`: a trained run on its own split or on other data sets, at the run's threshold.
+//! `eval`: a trained run on its own split or on other data sets, at the run's threshold (or one
+//! given, or fixed on a set of genuine photos), with error rates by slice.
 
 use super::{attack_index, load_model, metrics_rows, run_classes, run_config};
 use crate::EvalArgs;
@@ -154,7 +155,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let calibration = a
         .calibrate
         .as_deref()
-        .map(|d| open_other("--calibrate", d))
+        .map(|d| open_other("--calibrate", d).map(|ds| (d, ds)))
         .transpose()?;
     for d in &a.data {
         let ds = open_other("--data", d)?;
@@ -171,10 +172,10 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
     // The run's own val split fixes its threshold; everything else applies it, unless the
     // user gives one or a set of bona fide images to fix it on.
-    let calibrated = match (&calibration, a.calibrate.as_deref()) {
-        (Some(ds), Some(dir)) => Some(calibrate(&lr, ds, dir, &a.split, bpcer)?),
-        _ => None,
-    };
+    let calibrated = calibration
+        .as_ref()
+        .map(|(dir, ds)| calibrate(&lr, ds, dir, &a.split, bpcer))
+        .transpose()?;
     let threshold = if let Some(t) = a.threshold.or(calibrated.as_ref().map(|c| c.0)) {
         Some(t)
     } else if a.data.is_empty() && a.split == "val" {
@@ -225,9 +226,8 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     match (threshold, lr.threshold) {
         (Some(t), _) if a.threshold.is_some() => println!("threshold {t:.4} (--threshold)"),
         (Some(t), _) if calibrated.is_some() => {
-            if let Some((_, line)) = &calibrated {
-                println!("threshold {t:.4} ({line})");
-            }
+            let line = calibrated.as_ref().map_or("", |c| c.1.as_str());
+            println!("threshold {t:.4} ({line})");
         }
         (Some(t), _) => println!("threshold {t:.4} (fixed on the run's val split)"),
         (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
