@@ -264,11 +264,11 @@ pub fn error_rates_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> (f6
 }
 
 /// The counts behind [`error_rates_at`].
-struct Decisions {
-    n_attack: u64,
-    n_bona: u64,
-    missed: u64,
-    false_alarms: u64,
+pub(crate) struct Decisions {
+    pub(crate) n_attack: u64,
+    pub(crate) n_bona: u64,
+    pub(crate) missed: u64,
+    pub(crate) false_alarms: u64,
 }
 
 impl Decisions {
@@ -281,12 +281,12 @@ impl Decisions {
     }
 
     /// Share of presentations decided right.
-    fn accuracy(&self) -> f64 {
+    pub(crate) fn accuracy(&self) -> f64 {
         1.0 - rate(self.missed + self.false_alarms, self.n_attack + self.n_bona)
     }
 }
 
-fn decisions_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> Decisions {
+pub(crate) fn decisions_at(scores: &[f64], is_attack: &[bool], threshold: f64) -> Decisions {
     debug_assert_eq!(scores.len(), is_attack.len(), "one label per score");
     let (mut n_attack, mut n_bona, mut missed, mut false_alarms) = (0u64, 0u64, 0u64, 0u64);
     for (&s, &attack) in scores.iter().zip(is_attack) {

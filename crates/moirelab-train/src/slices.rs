@@ -9,6 +9,7 @@
 //! decisions as the data set's row. Images without the value form the slice `(none)`; for
 //! the generator's screen fields these are the bona fide photos.
 
+use crate::metrics::decisions_at;
 use moirelab_core::dataset_format::ManifestRecord;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -272,31 +273,24 @@ pub fn slice(
     };
     let mut rows = Vec::new();
     for name in order.iter().map(String::as_str).chain([NONE]) {
-        let (mut attacks, mut bona, mut missed, mut alarms) = (0u64, 0u64, 0u64, 0u64);
-        for ((l, &s), &a) in labels.iter().zip(scores).zip(is_attack) {
-            if l != name {
-                continue;
-            }
-            let flagged = !s.is_nan() && s >= threshold;
-            if a {
-                attacks += 1;
-                missed += u64::from(!flagged);
-            } else {
-                bona += 1;
-                alarms += u64::from(flagged);
-            }
-        }
-        if attacks + bona == 0 {
+        let (s, a): (Vec<f64>, Vec<bool>) = labels
+            .iter()
+            .zip(scores.iter().zip(is_attack))
+            .filter(|(l, _)| *l == name)
+            .map(|(_, (&s, &a))| (s, a))
+            .unzip();
+        if s.is_empty() {
             continue;
         }
+        let d = decisions_at(&s, &a, threshold);
         let frac = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
         rows.push(SliceRow {
             value: name.to_string(),
-            attacks,
-            bona_fide: bona,
-            apcer: frac(missed, attacks),
-            bpcer: frac(alarms, bona),
-            accuracy: 1.0 - (missed + alarms) as f64 / (attacks + bona) as f64,
+            attacks: d.n_attack,
+            bona_fide: d.n_bona,
+            apcer: frac(d.missed, d.n_attack),
+            bpcer: frac(d.false_alarms, d.n_bona),
+            accuracy: d.accuracy(),
         });
     }
     Ok(SliceTable {
