@@ -68,6 +68,13 @@ fn make_sets(dir: &Path) -> (Vec<String>, usize, usize) {
     (classes, test, total)
 }
 
+/// Run a command that must succeed and print JSON.
+fn ok_json(dir: &Path, args: &[&str]) -> Value {
+    let o = moirelab(dir, args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn epoch_lines(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -367,7 +374,7 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
 
     // Error rates by slice: every test image in exactly one row of each key, the rows'
     // errors adding up to the data set's at the same threshold.
-    let o = moirelab(
+    let own = ok_json(
         d,
         &[
             "eval",
@@ -382,8 +389,6 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
             "--json",
         ],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let own: Value = serde_json::from_slice(&o.stdout).unwrap();
     let pad = &own["pad"];
     let tables = own["slices"].as_array().unwrap();
     assert_eq!(tables.len(), 3);
@@ -444,12 +449,10 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "x=2,1"]);
     assert_one_line_error(&o, &["--by", "'x=2,1'", "increase"]);
     // The threshold given, or fixed on a set's bona fide images at a rejection rate.
-    let o = moirelab(
+    let at_half = ok_json(
         d,
         &["eval", "--run", "runs/tiny", "--threshold", "0.5", "--json"],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let at_half: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(at_half["pad"]["threshold"], 0.5);
     let calibrated = [
         "eval",
@@ -462,9 +465,7 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         "--bpcer",
         "0.25",
     ];
-    let o = moirelab(d, &[&calibrated[..], &["--json"]].concat());
-    assert!(o.status.success(), "{}", stderr(&o));
-    let cal: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cal = ok_json(d, &[&calibrated[..], &["--json"]].concat());
     let bpcer = cal["pad"]["bpcer"].as_f64().unwrap();
     assert!(bpcer <= 0.25, "{cal}");
     assert_ne!(cal["pad"]["threshold"], summary["threshold"]);
