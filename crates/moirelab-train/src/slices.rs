@@ -168,19 +168,26 @@ fn key_list(keys: &[String]) -> String {
     s
 }
 
-/// Slice images by `spec`. `values[i]` is [`SliceSpec::value`] of image `i`, `scores[i]` its
-/// attack score and `is_attack[i]` its ground truth; the decision is attack iff
-/// `score >= threshold`, as in [`crate::metrics::pad_metrics`]. `known` names the keys to
-/// suggest when the key is missing.
-pub fn slice(
+/// How one key splits a data set's images: each image's row name, in the rows' order. It
+/// depends on the images' values only, so it is built (and a bad key refused) before any
+/// image is scored, once per data set, and [`Slicing::table`] applies it to each scored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slicing {
+    key: String,
+    edges: Option<Vec<f64>>,
+    /// Row name of each image.
+    labels: Vec<String>,
+    /// Row names in table order, `(none)` last.
+    order: Vec<String>,
+}
+
+/// Split images by `spec`, `values[i]` being [`SliceSpec::value`] of image `i`. `known`
+/// names the keys to suggest when the key is missing.
+pub fn slicing(
     spec: &SliceSpec,
     values: &[Option<Value>],
-    scores: &[f64],
-    is_attack: &[bool],
-    threshold: f64,
     known: impl FnOnce() -> Vec<String>,
-) -> Result<SliceTable, SliceError> {
-    debug_assert!(values.len() == scores.len() && scores.len() == is_attack.len());
+) -> Result<Slicing, SliceError> {
     if values.iter().all(Option::is_none) {
         return Err(SliceError::Missing {
             key: spec.key.clone(),
@@ -257,7 +264,7 @@ pub fn slice(
         (labels, None)
     };
     // Rows in bin order for numbers, by name for text; (other) and (none) last.
-    let order: Vec<String> = match &edges {
+    let mut order: Vec<String> = match &edges {
         Some(e) => (0..=e.len()).map(|i| bin_name(e, i)).collect(),
         None => {
             let mut names: Vec<String> = labels
@@ -271,34 +278,52 @@ pub fn slice(
             names
         }
     };
-    let mut rows = Vec::new();
-    for name in order.iter().map(String::as_str).chain([NONE]) {
-        let (s, a): (Vec<f64>, Vec<bool>) = labels
-            .iter()
-            .zip(scores.iter().zip(is_attack))
-            .filter(|(l, _)| *l == name)
-            .map(|(_, (&s, &a))| (s, a))
-            .unzip();
-        if s.is_empty() {
-            continue;
-        }
-        let d = decisions_at(&s, &a, threshold);
-        let frac = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
-        rows.push(SliceRow {
-            value: name.to_string(),
-            attacks: d.n_attack,
-            bona_fide: d.n_bona,
-            apcer: frac(d.missed, d.n_attack),
-            bpcer: frac(d.false_alarms, d.n_bona),
-            accuracy: d.accuracy(),
-        });
-    }
-    Ok(SliceTable {
+    order.push(NONE.to_string());
+    Ok(Slicing {
         key: spec.key.clone(),
-        threshold,
         edges,
-        rows,
+        labels,
+        order,
     })
+}
+
+impl Slicing {
+    /// The rows at `threshold`: `scores[i]` is image `i`'s attack score and `is_attack[i]`
+    /// its ground truth, in the order of the values the slicing was built from; the decision
+    /// is attack iff `score >= threshold`, as in [`crate::metrics::pad_metrics`]. Rows with
+    /// no image are left out.
+    pub fn table(&self, scores: &[f64], is_attack: &[bool], threshold: f64) -> SliceTable {
+        debug_assert!(self.labels.len() == scores.len() && scores.len() == is_attack.len());
+        let mut rows = Vec::new();
+        for name in &self.order {
+            let (s, a): (Vec<f64>, Vec<bool>) = self
+                .labels
+                .iter()
+                .zip(scores.iter().zip(is_attack))
+                .filter(|(l, _)| *l == name)
+                .map(|(_, (&s, &a))| (s, a))
+                .unzip();
+            if s.is_empty() {
+                continue;
+            }
+            let d = decisions_at(&s, &a, threshold);
+            let frac = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
+            rows.push(SliceRow {
+                value: name.clone(),
+                attacks: d.n_attack,
+                bona_fide: d.n_bona,
+                apcer: frac(d.missed, d.n_attack),
+                bpcer: frac(d.false_alarms, d.n_bona),
+                accuracy: d.accuracy(),
+            });
+        }
+        SliceTable {
+            key: self.key.clone(),
+            threshold,
+            edges: self.edges.clone(),
+            rows,
+        }
+    }
 }
 
 const NONE: &str = "(none)";
@@ -374,6 +399,18 @@ mod tests {
 
     fn none_known() -> Vec<String> {
         vec![]
+    }
+
+    /// [`slicing`] then [`Slicing::table`], as `eval` runs them.
+    fn slice(
+        spec: &SliceSpec,
+        values: &[Option<Value>],
+        scores: &[f64],
+        is_attack: &[bool],
+        threshold: f64,
+        known: impl FnOnce() -> Vec<String>,
+    ) -> Result<SliceTable, SliceError> {
+        Ok(slicing(spec, values, known)?.table(scores, is_attack, threshold))
     }
 
     #[test]

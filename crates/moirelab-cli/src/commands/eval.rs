@@ -6,7 +6,7 @@ use crate::EvalArgs;
 use anyhow::{bail, Context, Result};
 use moirelab_core::run::EpochMetrics;
 use moirelab_data::{DataError, Dataset, OnBad};
-use moirelab_train::slices::{self, SliceSpec, SliceTable};
+use moirelab_train::slices::{self, SliceSpec, SliceTable, Slicing};
 use std::process::ExitCode;
 
 /// One data set of `eval`: what was asked for, the files `--skip-bad` dropped from it, and
@@ -169,6 +169,10 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         }));
         sets.push((name, ds));
     }
+    let slicings = sets
+        .iter()
+        .map(|(name, ds)| set_slicings(&specs, name, ds, &a.split))
+        .collect::<Result<Vec<_>>>()?;
     let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
     // The run's own val split fixes its threshold; everything else applies it, unless the
     // user gives one or a set of bona fide images to fix it on.
@@ -184,7 +188,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         lr.threshold
     };
     let mut rows = Vec::with_capacity(sets.len() * (1 + perturbations.len()));
-    for ((name, ds), copies) in sets.iter().zip(&copies) {
+    for (((name, ds), copies), set_slicings) in sets.iter().zip(&copies).zip(&slicings) {
         // The unperturbed row first; perturbed rows apply its threshold, so that on the run's
         // own val split they too are read at the point that val fixed.
         let mut row_threshold = threshold;
@@ -204,7 +208,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             )
             .with_context(|| format!("evaluating {name}"))?;
             row_threshold = row_threshold.or(m.pad.as_ref().map(|pad| pad.threshold));
-            let slices = slice_tables(&specs, name, ds, &a.split, &scores, row_threshold)?;
+            let slices = slice_tables(set_slicings, name, &scores, row_threshold)?;
             rows.push(EvalRow {
                 data: name.clone(),
                 perturbation: p.map(|p| p.name()),
@@ -299,52 +303,43 @@ fn calibrate(
         .filter(|(&i, _)| ds.label(i) != attack)
         .map(|(_, &s)| s)
         .collect();
-    let bona_name = ds
-        .classes()
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != attack)
-        .map(|(_, c)| format!("'{c}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let Some(t) = moirelab_train::metrics::threshold_for_bona_fide(&bona, bpcer) else {
+        let bona_names: Vec<String> = ds
+            .classes()
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != attack)
+            .map(|(_, c)| format!("'{c}'"))
+            .collect();
         bail!(
-            "--calibrate {}: no bona fide ({bona_name}) images in split '{split}' to fix the \
-             threshold on",
-            dir.display()
+            "--calibrate {}: no bona fide ({}) images in split '{split}' to fix the threshold on",
+            dir.display(),
+            bona_names.join(", ")
         );
     };
-    let rejected = bona.iter().filter(|&&s| !s.is_nan() && s >= t).count();
+    // The same decisions as every row's: BPCER over these images at t.
+    let (_, rejected) = moirelab_train::metrics::error_rates_at(&bona, &vec![false; bona.len()], t);
     Ok((
         t,
         format!(
-            "fixed on {}: {rejected} of its {} bona fide images rejected, --bpcer {bpcer}",
+            "fixed on {}: {rejected:.4} of its {} bona fide images rejected, --bpcer {bpcer}",
             dir.display(),
             bona.len()
         ),
     ))
 }
 
-/// The `--by` tables of one evaluated row: each image's value of each key, against its
-/// score, at the row's threshold.
-fn slice_tables(
-    specs: &[SliceSpec],
-    name: &str,
-    ds: &Dataset,
-    split: &str,
-    scores: &[f64],
-    threshold: Option<f64>,
-) -> Result<Vec<SliceTable>> {
-    if specs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(threshold) = threshold else {
-        bail!("--by on {name}: no threshold (the run has none and this set is of one class)");
-    };
+/// A data set's `--by` slicings, built from its images' values before anything is scored
+/// (a bad key fails before the model runs), with each image's ground truth.
+struct SetSlicings {
+    slicings: Vec<Slicing>,
+    is_attack: Vec<bool>,
+}
+
+fn set_slicings(specs: &[SliceSpec], name: &str, ds: &Dataset, split: &str) -> Result<SetSlicings> {
     let idx = ds.split(split);
     let attack = ds.attack_index();
-    let is_attack: Vec<bool> = idx.iter().map(|&i| ds.label(i) == attack).collect();
-    specs
+    let slicings = specs
         .iter()
         .map(|spec| {
             let values: Vec<_> = idx.iter().map(|&i| spec.value(ds.record(i))).collect();
@@ -357,10 +352,34 @@ fn slice_tables(
                 keys.dedup();
                 keys
             };
-            slices::slice(spec, &values, scores, &is_attack, threshold, known)
+            slices::slicing(spec, &values, known)
                 .map_err(|e| anyhow::anyhow!("--by on {name}: {e}"))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(SetSlicings {
+        slicings,
+        is_attack: idx.iter().map(|&i| ds.label(i) == attack).collect(),
+    })
+}
+
+/// The `--by` tables of one evaluated row, at the row's threshold.
+fn slice_tables(
+    set: &SetSlicings,
+    name: &str,
+    scores: &[f64],
+    threshold: Option<f64>,
+) -> Result<Vec<SliceTable>> {
+    if set.slicings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(threshold) = threshold else {
+        bail!("--by on {name}: no threshold (the run has none and this set is of one class)");
+    };
+    Ok(set
+        .slicings
+        .iter()
+        .map(|s| s.table(scores, &set.is_attack, threshold))
+        .collect())
 }
 
 /// One `--by` table: a row per value or bin, with the attacks missed and the bona fide
