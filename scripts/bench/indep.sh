@@ -6,7 +6,8 @@
 # run learnt is tied to our implementation. Each run is scored at its own threshold.
 #
 #   scripts/bench/indep.sh --run RUN [--run RUN ...] [--size 128] [--count 400] [--seed 1]
-#                          [--by KEY[=EDGES] ...] [--calibrate DIR [--bpcer R]] [--out DIR]
+#                          [--by KEY[=EDGES] ...] [--calibrate DIR [--bpcer R]] [--adapt-bn]
+#                          [--out DIR]
 #
 # --by breaks each run's errors down by one of the simulation's draws (`moirelab eval --by`
 # on the set's manifest, DATA/indep.jsonl, which carries them as params): lens_sigma,
@@ -17,6 +18,9 @@
 # eval --calibrate`, at most R of them rejected, default 0.1), e.g. another seed's set
 # (bench-out/indep/data/indep-128px-n800-s2-*): a run's score scale moves with the camera
 # and the cards, and between training seeds, more than its ranking does (BENCHMARKS.md).
+#
+# --adapt-bn adds the accuracy with each run's BatchNorm statistics re-estimated on the set's
+# own images, unlabelled (`moirelab eval --adapt-bn`), at its threshold.
 #
 # The test set (ImageFolder, test split only, half of each class) is rendered once per size,
 # count, seed and version of indep_sim.py under --out/data (about 1.5 min for 400 images at
@@ -29,7 +33,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 moirelab_setup
 moirelab_venv pillow numpy
 
-runs=() size=128 count=400 seed=1 out="" by=() calibrate="" bpcer=0.1
+runs=() size=128 count=400 seed=1 out="" by=() calibrate="" bpcer=0.1 adapt=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --run) runs+=("$2"); shift 2 ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --by) by+=(--by "$2"); shift 2 ;;
     --calibrate) calibrate="$2"; shift 2 ;;
     --bpcer) bpcer="$2"; shift 2 ;;
+    --adapt-bn) adapt=1; shift ;;
     --out) out="$2"; shift 2 ;;
     *) echo "bench/indep.sh: unknown argument $1 (see the usage at the top of the file)" >&2; exit 2 ;;
   esac
@@ -84,25 +89,35 @@ table="$out/indep-${size}px-n$count-s$seed.md"
   echo "Independent simulation: \`$data\` ($count images, ${size} px, seed $seed)"
   echo
   echo "accuracy: argmax; acc@thr, APCER and BPCER at each run's own threshold."
+  head="| run | accuracy | acc@thr | AUC | EER | APCER | BPCER | threshold |"
+  rule="|---|---|---|---|---|---|---|---|"
   if [ -n "$calibrate" ]; then
     echo "acc@cal (APCER/BPCER): at the threshold where at most $bpcer of the genuine photos of"
     echo "\`$calibrate\` are rejected."
-    echo
-    echo "| run | accuracy | acc@thr | AUC | EER | APCER | BPCER | threshold | acc@cal (APCER/BPCER) |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-  else
-    echo
-    echo "| run | accuracy | acc@thr | AUC | EER | APCER | BPCER | threshold |"
-    echo "|---|---|---|---|---|---|---|---|"
+    head="$head acc@cal (APCER/BPCER) |"
+    rule="$rule---|"
   fi
+  if [ -n "$adapt" ]; then
+    echo "adapted: accuracy, acc@thr (APCER/BPCER) and AUC with BatchNorm statistics"
+    echo "re-estimated on the set's own images (moirelab eval --adapt-bn)."
+    head="$head adapted acc | adapted acc@thr (APCER/BPCER) | adapted AUC |"
+    rule="$rule---|---|---|"
+  fi
+  echo
+  echo "$head"
+  echo "$rule"
   for r in "${runs[@]}"; do
     "$bin" eval --run "$r" --data "$data" --split test --json >"$table.json.tmp"
     : >"$table.cal.tmp"
+    : >"$table.ada.tmp"
     if [ -n "$calibrate" ]; then
       "$bin" eval --run "$r" --data "$data" --split test --calibrate "$calibrate" \
         --bpcer "$bpcer" --json >"$table.cal.tmp"
     fi
-    "$py" - "$table.json.tmp" "$r" "$table.cal.tmp" <<'PY'
+    if [ -n "$adapt" ]; then
+      "$bin" eval --run "$r" --data "$data" --split test --adapt-bn --json >"$table.ada.tmp"
+    fi
+    "$py" - "$table.json.tmp" "$r" "$table.cal.tmp" "$table.ada.tmp" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 r = r[0] if isinstance(r, list) else r
@@ -116,6 +131,13 @@ if text.strip():
     c = c[0] if isinstance(c, list) else c
     q = c["pad"]
     row += f" {q['accuracy_at_threshold']:.3f} ({q['apcer']:.3f}/{q['bpcer']:.3f}) |"
+text = open(sys.argv[4]).read()
+if text.strip():
+    a = json.loads(text)
+    a = a[0] if isinstance(a, list) else a
+    q = a["pad"]
+    row += (f" {a['accuracy']:.3f} | {q['accuracy_at_threshold']:.3f} "
+            f"({q['apcer']:.3f}/{q['bpcer']:.3f}) | {q['auc']:.3f} |")
 print(row)
 PY
   done
@@ -132,6 +154,6 @@ PY
     done
   fi
 } >"$table.tmp"
-rm -f "$table.json.tmp" "$table.cal.tmp"
+rm -f "$table.json.tmp" "$table.cal.tmp" "$table.ada.tmp"
 mv "$table.tmp" "$table"
 cat "$table"

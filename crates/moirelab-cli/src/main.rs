@@ -203,6 +203,11 @@ pub struct EvalArgs {
     /// The share of --calibrate's bona fide images that may be rejected [default: 0.05]
     #[arg(long, value_name = "RATE")]
     pub bpcer: Option<f64>,
+    /// Re-estimate the model's BatchNorm statistics on each row's own images (unlabelled)
+    /// before scoring them: test-time adaptation to another camera or card population,
+    /// decided at the run's threshold. Every image's score then depends on the rest of its set
+    #[arg(long)]
+    pub adapt_bn: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -221,7 +221,28 @@ impl Conv {
 #[derive(Debug)]
 pub(crate) struct Bn {
     bn: nn::BatchNorm,
+    eps: f64,
     op: Op,
+}
+
+thread_local! {
+    /// The momentum of a running-statistics update in progress ([`crate::BnReestimate`]):
+    /// while set, every BatchNorm layer normalises with its batch's statistics and folds them
+    /// into its running ones at this momentum, whatever `train` says (dropout stays off).
+    static REESTIMATE_MOMENTUM: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with every BatchNorm layer of this thread updating its running statistics at
+/// `momentum` (restored afterwards, also when `f` fails).
+pub(crate) fn with_reestimate_momentum<R>(momentum: f64, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<f64>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REESTIMATE_MOMENTUM.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(REESTIMATE_MOMENTUM.with(|m| m.replace(Some(momentum))));
+    f()
 }
 
 impl Bn {
@@ -240,12 +261,26 @@ impl Bn {
         };
         Bn {
             bn: nn::batch_norm2d(vs, channels, cfg),
+            eps,
             op: Op::BatchNorm2d { channels },
         }
     }
 
     pub(crate) fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply_t(&self.bn, train)
+        match REESTIMATE_MOMENTUM.with(std::cell::Cell::get) {
+            None => xs.apply_t(&self.bn, train),
+            Some(momentum) => Tensor::batch_norm(
+                xs,
+                self.bn.ws.as_ref(),
+                self.bn.bs.as_ref(),
+                Some(&self.bn.running_mean),
+                Some(&self.bn.running_var),
+                true,
+                momentum,
+                self.eps,
+                true,
+            ),
+        }
     }
 
     pub(crate) fn op(&self) -> Op {

@@ -11,6 +11,7 @@
 //! Every model implements [`CamNet`]: one forward pass returns the logits and the activations
 //! of any requested named layers, so Grad-CAM needs no hooks.
 
+mod adapt;
 mod config;
 mod layers;
 mod mobilenet;
@@ -21,6 +22,7 @@ mod shallow;
 mod summary;
 mod vgg;
 
+pub use adapt::BnReestimate;
 pub use config::{
     Arch, MemoryFormat, ModelConfig, Normalize, IMAGENET_MEAN, IMAGENET_STD, LOADER_MEAN,
     LOADER_STD,

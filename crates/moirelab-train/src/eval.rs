@@ -69,6 +69,48 @@ pub struct EvalOptions {
     pub perturbation: Option<moirelab_data::Perturbation>,
 }
 
+/// Re-estimate the BatchNorm statistics of a loaded run on a list of data-set indices (their
+/// eval views, perturbed as `opts` says; labels are not read), in a fixed shuffled order and
+/// batches of `opts.batch_size` (the last one joined to its neighbour when it would hold a
+/// single image). Returns the number of BatchNorm layers re-estimated. Later forward passes
+/// of `run.net` use the new statistics; reload the run to get the trained ones back.
+pub fn adapt_batch_norm(
+    run: &LoadedRun,
+    dataset: &Dataset,
+    indices: &[usize],
+    opts: &EvalOptions,
+) -> Result<usize, TrainError> {
+    if indices.len() < 2 {
+        return Err(TrainError::Config(format!(
+            "BatchNorm statistics need at least 2 images, the data set has {}",
+            indices.len()
+        )));
+    }
+    // Data sets are listed class by class: batches of one class would each be normalised
+    // by that class's statistics, and later layers would see features no mixed set gives.
+    let mut order = indices.to_vec();
+    moirelab_core::rng::Rng::new(ADAPT_ORDER_SEED).shuffle(&mut order);
+    let mut chunks: Vec<&[usize]> = order.chunks(opts.batch_size.max(2)).collect();
+    if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() < 2) {
+        let n = chunks.len();
+        let joined = order.len() - chunks[n - 2].len() - 1;
+        chunks.truncate(n - 2);
+        chunks.push(&order[joined..]);
+    }
+    let mut r = moirelab_models::BnReestimate::start(&run.vs, run.net.as_ref())?;
+    for chunk in chunks {
+        let xs = dataset
+            .eval_batch_perturbed(chunk, opts.perturbation.as_ref())?
+            .to_device(opts.device);
+        r.update(&xs)?;
+    }
+    Ok(r.layers())
+}
+
+/// Seed of [`adapt_batch_norm`]'s image order (any fixed value: the order only decides which
+/// images share a batch).
+const ADAPT_ORDER_SEED: u64 = 0xada_b4;
+
 /// Evaluate `net` on a list of data-set indices (eval mode, no augmentation, no grad).
 pub fn evaluate(
     net: &dyn CamNet,

@@ -26,7 +26,7 @@ pub mod trainer;
 
 pub use config::{ConfigError, DeviceChoice, EvalConfig, ExtraDataConfig, TrainConfig};
 pub use device::choose_device;
-pub use eval::{evaluate, evaluate_scored, load_run, EvalOptions, LoadedRun};
+pub use eval::{adapt_batch_norm, evaluate, evaluate_scored, load_run, EvalOptions, LoadedRun};
 pub use events::{EpochContext, EpochHook, Event, HookError, Outcome, Reporter};
 pub use extra::ExtraEval;
 pub use summary::now_rfc3339;

@@ -22,6 +22,9 @@ struct EvalRow {
     /// keep `data-hashes.json`).
     #[serde(skip_serializing_if = "Option::is_none")]
     training_copies: Option<usize>,
+    /// Images the BatchNorm statistics were re-estimated on (`--adapt-bn`: the row's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adapted_bn_on: Option<usize>,
     #[serde(flatten)]
     metrics: EpochMetrics,
     /// Error rates by `--by` key, at the row's threshold.
@@ -92,6 +95,12 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     if a.bpcer.is_some() && a.calibrate.is_none() {
         bail!(
             "--bpcer is the rejection rate of --calibrate DIR's bona fide images: add --calibrate"
+        );
+    }
+    if a.adapt_bn && a.calibrate.is_some() {
+        bail!(
+            "--adapt-bn and --calibrate both adapt the decisions to the new photos: give one \
+             (--calibrate's genuine-only set would give BatchNorm statistics no mixed set has)"
         );
     }
     let bpcer = a.bpcer.unwrap_or(0.05);
@@ -193,20 +202,21 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         // own val split they too are read at the point that val fixed.
         let mut row_threshold = threshold;
         for p in std::iter::once(None).chain(perturbations.iter().map(Some)) {
-            let (m, scores) = moirelab_train::evaluate_scored(
-                lr.net.as_ref(),
-                ds,
-                ds.split(&a.split),
-                &moirelab_train::trainer::EvalOptions {
-                    batch_size: 64,
-                    device: lr.device,
-                    epoch: 0,
-                    split: a.split.clone(),
-                    threshold: row_threshold,
-                    perturbation: p.copied(),
-                },
-            )
-            .with_context(|| format!("evaluating {name}"))?;
+            let opts = moirelab_train::trainer::EvalOptions {
+                batch_size: 64,
+                device: lr.device,
+                epoch: 0,
+                split: a.split.clone(),
+                threshold: row_threshold,
+                perturbation: p.copied(),
+            };
+            let idx = ds.split(&a.split);
+            if a.adapt_bn {
+                moirelab_train::adapt_batch_norm(&lr, ds, idx, &opts)
+                    .with_context(|| format!("--adapt-bn on {name}"))?;
+            }
+            let (m, scores) = moirelab_train::evaluate_scored(lr.net.as_ref(), ds, idx, &opts)
+                .with_context(|| format!("evaluating {name}"))?;
             row_threshold = row_threshold.or(m.pad.as_ref().map(|pad| pad.threshold));
             let slices = slice_tables(set_slicings, name, &scores, row_threshold)?;
             rows.push(EvalRow {
@@ -214,6 +224,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 perturbation: p.map(|p| p.name()),
                 skipped: ds.report().skipped.len(),
                 training_copies: *copies,
+                adapted_bn_on: a.adapt_bn.then_some(idx.len()),
                 metrics: m,
                 slices,
             });
@@ -236,6 +247,9 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         (Some(t), _) => println!("threshold {t:.4} (fixed on the run's val split)"),
         (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
         (None, None) => println!("threshold: each data set's EER point (the run has none yet)"),
+    }
+    if a.adapt_bn {
+        println!("BatchNorm statistics re-estimated on each row's own images (--adapt-bn)");
     }
     for r in rows.iter().filter(|r| r.skipped > 0) {
         println!(

@@ -497,6 +497,75 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     assert_one_line_error(&o, &["--bpcer", "add --calibrate"]);
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--threshold", "1.5"]);
     assert_one_line_error(&o, &["--threshold 1.5", "[0, 1]"]);
+    // BatchNorm statistics re-estimated per row: the same images in two layouts give the
+    // same row (the second does not start from the first's statistics), the run's threshold
+    // stays, and the scores move off the trained statistics' ones.
+    let adapted = [
+        "eval",
+        "--run",
+        "runs/tiny",
+        "--data",
+        "only-test",
+        "--data",
+        "tiny-test.csv",
+        "--adapt-bn",
+        "--json",
+    ];
+    let rows = ok_json(d, &adapted);
+    let rows = rows.as_array().unwrap();
+    let plain = ok_json(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--json",
+        ],
+    );
+    for r in rows {
+        assert_eq!(r["adapted_bn_on"], n_test);
+        assert_eq!(r["pad"]["threshold"], summary["threshold"]);
+        assert_eq!(r["loss"], rows[0]["loss"], "{r}");
+        assert_eq!(r["pad"]["auc"], rows[0]["pad"]["auc"], "{r}");
+    }
+    assert!(plain.get("adapted_bn_on").is_none());
+    assert_ne!(plain["loss"], rows[0]["loss"]);
+    let timeless = |v: &Value| {
+        let mut v = v.clone();
+        v["wall_s"] = Value::Null;
+        v
+    };
+    let again = ok_json(d, &adapted);
+    for (a, b) in again.as_array().unwrap().iter().zip(rows) {
+        assert_eq!(timeless(a), timeless(b));
+    }
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--adapt-bn",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("re-estimated on each row's own images"));
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--adapt-bn",
+            "--calibrate",
+            "only-test",
+        ],
+    );
+    assert_one_line_error(&o, &["--adapt-bn and --calibrate"]);
     let attack = classes
         .iter()
         .find(|c| *c == "screen")

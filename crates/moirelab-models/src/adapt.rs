@@ -1,0 +1,191 @@
+//! BatchNorm statistics re-estimated on other images (test-time adaptation, "AdaBN": Li et
+//! al. 2016, *Revisiting Batch Normalization for Practical Domain Adaptation*).
+//!
+//! A BatchNorm layer normalises with the mean and variance of its input over the training
+//! images. On photos of another camera or card population those statistics shift, and with
+//! them every logit: the ranking of photos often survives while the decision threshold does
+//! not. [`BnReestimate`] replaces the running statistics of every BatchNorm layer with their
+//! average over a set of unlabelled images, as PyTorch does for `momentum=None`: each batch's
+//! statistics are weighted by its size, so the result is the same however the images are
+//! split into batches of at least two. The learnt scale and shift (γ, β) and every other
+//! parameter stay as trained.
+
+use crate::{CamNet, ModelError};
+use tch::{nn, Tensor};
+
+/// A running-statistics re-estimate in progress: [`BnReestimate::start`] resets the
+/// statistics, [`BnReestimate::update`] folds in one batch (forward passes without grad).
+pub struct BnReestimate<'a> {
+    net: &'a dyn CamNet,
+    layers: usize,
+    seen: i64,
+}
+
+impl<'a> BnReestimate<'a> {
+    /// Reset every BatchNorm layer's running mean to 0 and variance to 1 (the state of a new
+    /// layer). An error when the model has none (`batch-norm = false`).
+    pub fn start(vs: &nn::VarStore, net: &'a dyn CamNet) -> Result<Self, ModelError> {
+        let mut layers = 0;
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.ends_with(".running_mean") {
+                    let _ = t.fill_(0.0);
+                    layers += 1;
+                } else if name.ends_with(".running_var") {
+                    let _ = t.fill_(1.0);
+                }
+            }
+        });
+        if layers == 0 {
+            return Err(ModelError::Config(format!(
+                "model '{}' has no BatchNorm layers whose statistics could be re-estimated",
+                net.config().arch.as_str()
+            )));
+        }
+        Ok(BnReestimate {
+            net,
+            layers,
+            seen: 0,
+        })
+    }
+
+    /// Fold one batch `[N, C, H, W]` (N ≥ 2) into the statistics. Within the batch every layer
+    /// normalises with the batch's own statistics, as in training.
+    pub fn update(&mut self, xs: &Tensor) -> Result<(), ModelError> {
+        let n = xs.size().first().copied().unwrap_or(0);
+        if n < 2 {
+            return Err(ModelError::Config(format!(
+                "BatchNorm statistics need batches of at least 2 images, got {n}"
+            )));
+        }
+        let momentum = n as f64 / (self.seen + n) as f64;
+        // The logits are not needed: the forward pass updates the statistics.
+        let _logits = crate::layers::with_reestimate_momentum(momentum, || {
+            tch::no_grad(|| self.net.forward_t(xs, false))
+        })?;
+        self.seen += n;
+        Ok(())
+    }
+
+    /// BatchNorm layers whose statistics are being re-estimated.
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// Images folded in so far.
+    pub fn images(&self) -> i64 {
+        self.seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{build, Arch, ModelConfig};
+    use tch::{Device, Kind};
+
+    fn vgg(vs: &nn::VarStore) -> Box<dyn CamNet> {
+        let cfg = ModelConfig {
+            arch: Arch::Vgg,
+            width: 4,
+            depth: 2,
+            batch_norm: true,
+            ..ModelConfig::default()
+        };
+        build(&vs.root(), &cfg).unwrap()
+    }
+
+    fn running(vs: &nn::VarStore, suffix: &str) -> Vec<Tensor> {
+        let mut v: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(n, _)| n.ends_with(suffix))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, t)| t.copy()).collect()
+    }
+
+    #[test]
+    fn first_layer_gets_the_exact_pooled_mean_of_any_batching() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = vgg(&vs);
+        let xs = Tensor::randn([12, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 + 0.7;
+        let mut by = Vec::new();
+        for split in [vec![12], vec![4, 8], vec![2, 3, 7]] {
+            let mut r = BnReestimate::start(&vs, net.as_ref()).unwrap();
+            let mut at = 0;
+            for n in split {
+                r.update(&xs.narrow(0, at, n)).unwrap();
+                at += n;
+            }
+            assert_eq!(r.images(), 12);
+            by.push(running(&vs, ".running_mean"));
+        }
+        // The first BatchNorm sees the first conv's output, which does not depend on the
+        // batching: its running mean is that output's mean over all images and pixels.
+        let weight = vs
+            .variables()
+            .remove("stage1.conv1.conv.weight")
+            .expect("vgg's first conv");
+        let want = xs
+            .conv2d(&weight, None::<&Tensor>, [1, 1], [1, 1], [1, 1], 1)
+            .mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
+        for v in &by {
+            let d = f64::try_from((&v[0] - &want).abs().max()).unwrap();
+            assert!(d < 1e-5, "first layer's mean is off the pooled mean by {d}");
+        }
+    }
+
+    #[test]
+    fn statistics_follow_the_images_and_logits_change() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = vgg(&vs);
+        let xs = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let before = running(&vs, ".running_mean");
+        assert!(before
+            .iter()
+            .all(|t| f64::try_from(t.abs().max()).unwrap() == 0.0));
+        let plain = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
+        let mut r = BnReestimate::start(&vs, net.as_ref()).unwrap();
+        assert_eq!(r.layers(), 4);
+        r.update(&(&xs * 3.0 + 5.0)).unwrap();
+        let after = running(&vs, ".running_mean");
+        assert!(after
+            .iter()
+            .any(|t| f64::try_from(t.abs().max()).unwrap() > 1e-3));
+        let adapted = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
+        assert!(f64::try_from((adapted - plain).abs().max()).unwrap() > 1e-4);
+        // Eval forward passes afterwards leave the statistics alone.
+        let again = running(&vs, ".running_mean");
+        for (a, b) in after.iter().zip(&again) {
+            assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
+        }
+    }
+
+    #[test]
+    fn refuses_tiny_batches_and_models_without_batch_norm() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = vgg(&vs);
+        let mut r = BnReestimate::start(&vs, net.as_ref()).unwrap();
+        let one = Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let e = r.update(&one).unwrap_err().to_string();
+        assert!(e.contains("at least 2 images"), "{e}");
+
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = ModelConfig {
+            arch: Arch::Vgg,
+            width: 4,
+            depth: 2,
+            batch_norm: false,
+            ..ModelConfig::default()
+        };
+        let net = build(&vs.root(), &cfg).unwrap();
+        let e = BnReestimate::start(&vs, net.as_ref())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no BatchNorm layers"), "{e}");
+    }
+}
