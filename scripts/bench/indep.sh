@@ -6,7 +6,8 @@
 # run learnt is tied to our implementation. Each run is scored at its own threshold.
 #
 #   scripts/bench/indep.sh --run RUN [--run RUN ...] [--size 128] [--count 400] [--seed 1]
-#                          [--by KEY[=EDGES] ...] [--calibrate DIR [--bpcer R]] [--adapt-bn]
+#                          [--by KEY[=EDGES] ...] [--calibrate DIR [--bpcer R]]
+#                          [--adapt-bn scale|all]
 #                          [--out DIR]
 #
 # --by breaks each run's errors down by one of the simulation's draws (`moirelab eval --by`
@@ -20,7 +21,8 @@
 # and the cards, and between training seeds, more than its ranking does (BENCHMARKS.md).
 #
 # --adapt-bn adds the accuracy with each run's BatchNorm statistics re-estimated on the set's
-# own images, unlabelled (`moirelab eval --adapt-bn`), at its threshold.
+# own images, unlabelled (`moirelab eval --adapt-bn scale|all`: the variances, or means and
+# variances), at its threshold.
 #
 # The test set (ImageFolder, test split only, half of each class) is rendered once per size,
 # count, seed and version of indep_sim.py under --out/data (about 1.5 min for 400 images at
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
     --by) by+=(--by "$2"); shift 2 ;;
     --calibrate) calibrate="$2"; shift 2 ;;
     --bpcer) bpcer="$2"; shift 2 ;;
-    --adapt-bn) adapt=1; shift ;;
+    --adapt-bn) adapt="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     *) echo "bench/indep.sh: unknown argument $1 (see the usage at the top of the file)" >&2; exit 2 ;;
   esac
@@ -99,7 +101,7 @@ table="$out/indep-${size}px-n$count-s$seed.md"
   fi
   if [ -n "$adapt" ]; then
     echo "adapted: accuracy, acc@thr (APCER/BPCER) and AUC with BatchNorm statistics"
-    echo "re-estimated on the set's own images (moirelab eval --adapt-bn)."
+    echo "re-estimated on the set's own images (moirelab eval --adapt-bn $adapt)."
     head="$head adapted acc | adapted acc@thr (APCER/BPCER) | adapted AUC |"
     rule="$rule---|---|---|"
   fi
@@ -115,7 +117,7 @@ table="$out/indep-${size}px-n$count-s$seed.md"
         --bpcer "$bpcer" --json >"$table.cal.tmp"
     fi
     if [ -n "$adapt" ]; then
-      "$bin" eval --run "$r" --data "$data" --split test --adapt-bn --json >"$table.ada.tmp"
+      "$bin" eval --run "$r" --data "$data" --split test --adapt-bn "$adapt" --json >"$table.ada.tmp"
     fi
     "$py" - "$table.json.tmp" "$r" "$table.cal.tmp" "$table.ada.tmp" <<'PY'
 import json, sys

@@ -205,9 +205,11 @@ pub struct EvalArgs {
     pub bpcer: Option<f64>,
     /// Re-estimate the model's BatchNorm statistics on each row's own images (unlabelled)
     /// before scoring them: test-time adaptation to another camera or card population,
-    /// decided at the run's threshold. Every image's score then depends on the rest of its set
-    #[arg(long)]
-    pub adapt_bn: bool,
+    /// decided at the run's threshold. `scale` (the default) re-estimates the variances and
+    /// keeps the trained means, `all` both. Every image's score then depends on the rest of
+    /// its set
+    #[arg(long, value_name = "WHICH", num_args = 0..=1, default_missing_value = "scale")]
+    pub adapt_bn: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

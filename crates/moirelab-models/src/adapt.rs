@@ -13,22 +13,65 @@
 use crate::{CamNet, ModelError};
 use tch::{nn, Tensor};
 
+/// Which running statistics take the re-estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BnAdapt {
+    /// Means and variances (AdaBN as published).
+    All,
+    /// Variances only; the means stay as trained. A camera or card population that puts more
+    /// or less energy into a feature changes its spread; the offset of a feature is where a
+    /// trained network keeps much of its class evidence, and re-centring it on a set whose
+    /// classes are mixed differently moves that evidence too.
+    Scale,
+}
+
+impl BnAdapt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BnAdapt::All => "all",
+            BnAdapt::Scale => "scale",
+        }
+    }
+}
+
+impl std::str::FromStr for BnAdapt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(BnAdapt::All),
+            "scale" => Ok(BnAdapt::Scale),
+            _ => Err(format!("'{s}': valid values are scale, all")),
+        }
+    }
+}
+
 /// A running-statistics re-estimate in progress: [`BnReestimate::start`] resets the
-/// statistics, [`BnReestimate::update`] folds in one batch (forward passes without grad).
+/// statistics, [`BnReestimate::update`] folds in one batch (forward passes without grad),
+/// [`BnReestimate::finish`] puts back what [`BnAdapt`] keeps.
 pub struct BnReestimate<'a> {
     net: &'a dyn CamNet,
     layers: usize,
     seen: i64,
+    /// Each layer's buffer and its trained value, for the statistics that are kept.
+    kept: Vec<(Tensor, Tensor)>,
 }
 
 impl<'a> BnReestimate<'a> {
     /// Reset every BatchNorm layer's running mean to 0 and variance to 1 (the state of a new
     /// layer). An error when the model has none (`batch-norm = false`).
-    pub fn start(vs: &nn::VarStore, net: &'a dyn CamNet) -> Result<Self, ModelError> {
+    pub fn start(
+        vs: &nn::VarStore,
+        net: &'a dyn CamNet,
+        adapt: BnAdapt,
+    ) -> Result<Self, ModelError> {
         let mut layers = 0;
+        let mut kept = Vec::new();
         tch::no_grad(|| {
             for (name, mut t) in vs.variables() {
                 if name.ends_with(".running_mean") {
+                    if adapt == BnAdapt::Scale {
+                        kept.push((t.shallow_clone(), t.copy()));
+                    }
                     let _ = t.fill_(0.0);
                     layers += 1;
                 } else if name.ends_with(".running_var") {
@@ -46,7 +89,19 @@ impl<'a> BnReestimate<'a> {
             net,
             layers,
             seen: 0,
+            kept,
         })
+    }
+
+    /// Put back the trained statistics that [`BnAdapt`] keeps; returns the number of
+    /// BatchNorm layers re-estimated.
+    pub fn finish(self) -> usize {
+        tch::no_grad(|| {
+            for (mut buffer, trained) in self.kept {
+                buffer.copy_(&trained);
+            }
+        });
+        self.layers
     }
 
     /// Fold one batch `[N, C, H, W]` (N ≥ 2) into the statistics. Within the batch every layer
@@ -65,11 +120,6 @@ impl<'a> BnReestimate<'a> {
         })?;
         self.seen += n;
         Ok(())
-    }
-
-    /// BatchNorm layers whose statistics are being re-estimated.
-    pub fn layers(&self) -> usize {
-        self.layers
     }
 
     /// Images folded in so far.
@@ -113,7 +163,7 @@ mod tests {
         let xs = Tensor::randn([12, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 + 0.7;
         let mut by = Vec::new();
         for split in [vec![12], vec![4, 8], vec![2, 3, 7]] {
-            let mut r = BnReestimate::start(&vs, net.as_ref()).unwrap();
+            let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::All).unwrap();
             let mut at = 0;
             for n in split {
                 r.update(&xs.narrow(0, at, n)).unwrap();
@@ -148,9 +198,9 @@ mod tests {
             .iter()
             .all(|t| f64::try_from(t.abs().max()).unwrap() == 0.0));
         let plain = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
-        let mut r = BnReestimate::start(&vs, net.as_ref()).unwrap();
-        assert_eq!(r.layers(), 4);
+        let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::All).unwrap();
         r.update(&(&xs * 3.0 + 5.0)).unwrap();
+        assert_eq!(r.finish(), 4);
         let after = running(&vs, ".running_mean");
         assert!(after
             .iter()
@@ -165,10 +215,41 @@ mod tests {
     }
 
     #[test]
+    fn scale_keeps_the_trained_means_and_takes_the_variances() {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = vgg(&vs);
+        let xs = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
+        // Trained statistics: those of one set of images.
+        let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::All).unwrap();
+        r.update(&xs).unwrap();
+        r.finish();
+        let (means, vars) = (running(&vs, ".running_mean"), running(&vs, ".running_var"));
+        let plain = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
+        let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::Scale).unwrap();
+        r.update(&(&xs * 4.0)).unwrap();
+        assert_eq!(r.finish(), 4);
+        for (a, b) in running(&vs, ".running_mean").iter().zip(&means) {
+            assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
+        }
+        // Four times the input spreads the first layer's output 16 times as wide.
+        let first = &running(&vs, ".running_var")[0];
+        let ratio = f64::try_from((first / &vars[0]).mean(Kind::Float)).unwrap();
+        assert!((ratio - 16.0).abs() < 0.5, "variance ratio {ratio}");
+        let adapted = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
+        assert!(f64::try_from((adapted - plain).abs().max()).unwrap() > 1e-4);
+        assert_eq!("scale".parse::<BnAdapt>(), Ok(BnAdapt::Scale));
+        assert!("mean"
+            .parse::<BnAdapt>()
+            .unwrap_err()
+            .contains("scale, all"));
+    }
+
+    #[test]
     fn refuses_tiny_batches_and_models_without_batch_norm() {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = vgg(&vs);
-        let mut r = BnReestimate::start(&vs, net.as_ref()).unwrap();
+        let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::All).unwrap();
         let one = Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu));
         let e = r.update(&one).unwrap_err().to_string();
         assert!(e.contains("at least 2 images"), "{e}");
@@ -182,7 +263,7 @@ mod tests {
             ..ModelConfig::default()
         };
         let net = build(&vs.root(), &cfg).unwrap();
-        let e = BnReestimate::start(&vs, net.as_ref())
+        let e = BnReestimate::start(&vs, net.as_ref(), BnAdapt::Scale)
             .err()
             .unwrap()
             .to_string();

@@ -69,13 +69,14 @@ pub struct EvalOptions {
     pub perturbation: Option<moirelab_data::Perturbation>,
 }
 
-/// Re-estimate the BatchNorm statistics of a loaded run on a list of data-set indices (their
-/// eval views, perturbed as `opts` says; labels are not read), in a fixed shuffled order and
-/// batches of `opts.batch_size` (the last one joined to its neighbour when it would hold a
-/// single image). Returns the number of BatchNorm layers re-estimated. Later forward passes
+/// Re-estimate the BatchNorm statistics (those `adapt` names) of a loaded run on a list of
+/// data-set indices (their eval views, perturbed as `opts` says; labels are not read), in a
+/// fixed shuffled order and batches of `opts.batch_size` (the last one joined to its
+/// neighbour when it would hold a single image). Returns the number of BatchNorm layers re-estimated. Later forward passes
 /// of `run.net` use the new statistics; reload the run to get the trained ones back.
 pub fn adapt_batch_norm(
     run: &LoadedRun,
+    adapt: moirelab_models::BnAdapt,
     dataset: &Dataset,
     indices: &[usize],
     opts: &EvalOptions,
@@ -97,14 +98,14 @@ pub fn adapt_batch_norm(
         chunks.truncate(n - 2);
         chunks.push(&order[joined..]);
     }
-    let mut r = moirelab_models::BnReestimate::start(&run.vs, run.net.as_ref())?;
+    let mut r = moirelab_models::BnReestimate::start(&run.vs, run.net.as_ref(), adapt)?;
     for chunk in chunks {
         let xs = dataset
             .eval_batch_perturbed(chunk, opts.perturbation.as_ref())?
             .to_device(opts.device);
         r.update(&xs)?;
     }
-    Ok(r.layers())
+    Ok(r.finish())
 }
 
 /// Seed of [`adapt_batch_norm`]'s image order (any fixed value: the order only decides which

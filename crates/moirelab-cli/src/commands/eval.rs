@@ -22,14 +22,23 @@ struct EvalRow {
     /// keep `data-hashes.json`).
     #[serde(skip_serializing_if = "Option::is_none")]
     training_copies: Option<usize>,
-    /// Images the BatchNorm statistics were re-estimated on (`--adapt-bn`: the row's own).
+    /// `--adapt-bn`: which BatchNorm statistics were re-estimated, on how many images (the
+    /// row's own).
     #[serde(skip_serializing_if = "Option::is_none")]
-    adapted_bn_on: Option<usize>,
+    adapted_bn: Option<AdaptedBn>,
     #[serde(flatten)]
     metrics: EpochMetrics,
     /// Error rates by `--by` key, at the row's threshold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     slices: Vec<SliceTable>,
+}
+
+/// The BatchNorm statistics an `eval` row was scored with (`--adapt-bn`).
+#[derive(serde::Serialize)]
+struct AdaptedBn {
+    /// `scale` (variances) or `all` (means and variances).
+    statistics: &'static str,
+    images: usize,
 }
 
 /// A data set's bad-files error, pointed at the flag that drops them (the message's own hint,
@@ -97,7 +106,13 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             "--bpcer is the rejection rate of --calibrate DIR's bona fide images: add --calibrate"
         );
     }
-    if a.adapt_bn && a.calibrate.is_some() {
+    let adapt_bn = a
+        .adapt_bn
+        .as_deref()
+        .map(|w| w.parse::<moirelab_models::BnAdapt>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--adapt-bn {e}"))?;
+    if adapt_bn.is_some() && a.calibrate.is_some() {
         bail!(
             "--adapt-bn and --calibrate both adapt the decisions to the new photos: give one \
              (--calibrate's genuine-only set would give BatchNorm statistics no mixed set has)"
@@ -211,8 +226,8 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 perturbation: p.copied(),
             };
             let idx = ds.split(&a.split);
-            if a.adapt_bn {
-                moirelab_train::adapt_batch_norm(&lr, ds, idx, &opts)
+            if let Some(adapt) = adapt_bn {
+                moirelab_train::adapt_batch_norm(&lr, adapt, ds, idx, &opts)
                     .with_context(|| format!("--adapt-bn on {name}"))?;
             }
             let (m, scores) = moirelab_train::evaluate_scored(lr.net.as_ref(), ds, idx, &opts)
@@ -224,7 +239,10 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 perturbation: p.map(|p| p.name()),
                 skipped: ds.report().skipped.len(),
                 training_copies: *copies,
-                adapted_bn_on: a.adapt_bn.then_some(idx.len()),
+                adapted_bn: adapt_bn.map(|w| AdaptedBn {
+                    statistics: w.as_str(),
+                    images: idx.len(),
+                }),
                 metrics: m,
                 slices,
             });
@@ -248,8 +266,14 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
         (None, None) => println!("threshold: each data set's EER point (the run has none yet)"),
     }
-    if a.adapt_bn {
-        println!("BatchNorm statistics re-estimated on each row's own images (--adapt-bn)");
+    match adapt_bn {
+        Some(moirelab_models::BnAdapt::Scale) => println!(
+            "BatchNorm variances re-estimated on each row's own images, means as trained (--adapt-bn scale)"
+        ),
+        Some(moirelab_models::BnAdapt::All) => println!(
+            "BatchNorm means and variances re-estimated on each row's own images (--adapt-bn all)"
+        ),
+        None => {}
     }
     for r in rows.iter().filter(|r| r.skipped > 0) {
         println!(

@@ -525,12 +525,13 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         ],
     );
     for r in rows {
-        assert_eq!(r["adapted_bn_on"], n_test);
+        assert_eq!(r["adapted_bn"]["images"], n_test);
+        assert_eq!(r["adapted_bn"]["statistics"], "scale");
         assert_eq!(r["pad"]["threshold"], summary["threshold"]);
         assert_eq!(r["loss"], rows[0]["loss"], "{r}");
         assert_eq!(r["pad"]["auc"], rows[0]["pad"]["auc"], "{r}");
     }
-    assert!(plain.get("adapted_bn_on").is_none());
+    assert!(plain.get("adapted_bn").is_none());
     assert_ne!(plain["loss"], rows[0]["loss"]);
     let timeless = |v: &Value| {
         let mut v = v.clone();
@@ -553,7 +554,24 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("re-estimated on each row's own images"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("variances re-estimated on each row's own"));
+    let all = ok_json(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--adapt-bn",
+            "all",
+            "--json",
+        ],
+    );
+    assert_eq!(all["adapted_bn"]["statistics"], "all");
+    assert_ne!(all["loss"], rows[0]["loss"]);
+    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--adapt-bn", "mean"]);
+    assert_one_line_error(&o, &["--adapt-bn", "'mean'", "scale, all"]);
     let o = moirelab(
         d,
         &[
