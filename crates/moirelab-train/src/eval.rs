@@ -82,8 +82,8 @@ pub fn adapt_batch_norm(
     opts: &EvalOptions,
 ) -> Result<usize, TrainError> {
     if indices.len() < 2 {
-        return Err(TrainError::Config(format!(
-            "BatchNorm statistics need at least 2 images, the data set has {}",
+        return Err(TrainError::Adapt(format!(
+            "need at least 2 images, the data set has {}",
             indices.len()
         )));
     }

@@ -59,6 +59,9 @@ pub enum TrainError {
     },
     #[error("device: {0}")]
     Device(String),
+    /// Data that cannot adapt the BatchNorm statistics ([`eval::adapt_batch_norm`]).
+    #[error("BatchNorm statistics: {0}")]
+    Adapt(String),
     /// A hook's [`HookError`], with the hook's name and the epoch (the last completed one
     /// for `on_run_end`); the hook's error is the `source()`.
     #[error("epoch hook '{hook}' at epoch {epoch}: {source}")]

@@ -597,6 +597,25 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     }
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--calibrate", "attacks"]);
     assert_one_line_error(&o, &["--calibrate attacks", "no bona fide"]);
+    let lone = std::fs::read_dir(d.join("attacks").join(attack))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    copy(&lone, &d.join("single").join(attack).join("one.png"));
+    let o = moirelab(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "single",
+            "--adapt-bn",
+        ],
+    );
+    assert_one_line_error(&o, &["--adapt-bn on single", "at least 2 images", "has 1"]);
 
     // An ImageFolder has no params: the error says which set and that nothing is there.
     let o = moirelab(
