@@ -110,7 +110,7 @@ pub fn adapt_batch_norm(
 
 /// Seed of [`adapt_batch_norm`]'s image order (any fixed value: the order only decides which
 /// images share a batch).
-const ADAPT_ORDER_SEED: u64 = 0xada_b4;
+const ADAPT_ORDER_SEED: u64 = 0x000A_DAB4;
 
 /// Evaluate `net` on a list of data-set indices (eval mode, no augmentation, no grad).
 pub fn evaluate(
