@@ -72,8 +72,9 @@ pub struct EvalOptions {
 /// Re-estimate the BatchNorm statistics (those `adapt` names) of a loaded run on a list of
 /// data-set indices (their eval views, perturbed as `opts` says; labels are not read), in a
 /// fixed shuffled order and batches of `opts.batch_size` (the last one joined to its
-/// neighbour when it would hold a single image). Returns the number of BatchNorm layers re-estimated. Later forward passes
-/// of `run.net` use the new statistics; reload the run to get the trained ones back.
+/// neighbour when it would hold a single image). Returns the number of BatchNorm layers
+/// re-estimated. Later forward passes of `run.net` use the new statistics; reload the run to
+/// get the trained ones back.
 pub fn adapt_batch_norm(
     run: &LoadedRun,
     adapt: moirelab_models::BnAdapt,
