@@ -128,21 +128,90 @@ impl<'a> BnReestimate<'a> {
     }
 }
 
+/// Whether a variable of a [`nn::VarStore`] is a BatchNorm running statistic.
+fn is_running_stat(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var")
+}
+
+/// The number of BatchNorm layers whose running statistics a [`BnReestimate`] would take
+/// (0 for a model built with `batch-norm = false`).
+pub fn batch_norm_layers(vs: &nn::VarStore) -> usize {
+    vs.variables()
+        .keys()
+        .filter(|n| n.ends_with(".running_mean"))
+        .count()
+}
+
+/// A copy of every BatchNorm running statistic of a [`nn::VarStore`], to put back after a
+/// re-estimate on images that are not the training ones (the per-epoch evaluation of an
+/// adapted extra data set while training goes on).
+pub struct BnSnapshot {
+    saved: Vec<(Tensor, Tensor)>,
+}
+
+impl BnSnapshot {
+    pub fn take(vs: &nn::VarStore) -> BnSnapshot {
+        let saved = tch::no_grad(|| {
+            vs.variables()
+                .into_iter()
+                .filter(|(n, _)| is_running_stat(n))
+                .map(|(_, t)| {
+                    let copy = t.copy();
+                    (t, copy)
+                })
+                .collect()
+        });
+        BnSnapshot { saved }
+    }
+
+    /// Put every statistic back, bit for bit.
+    pub fn restore(self) {
+        tch::no_grad(|| {
+            for (mut buffer, saved) in self.saved {
+                buffer.copy_(&saved);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{build, Arch, ModelConfig};
     use tch::{Device, Kind};
 
-    fn vgg(vs: &nn::VarStore) -> Box<dyn CamNet> {
+    /// A small VGG (4 BatchNorm layers with `batch_norm`).
+    fn vgg_with(vs: &nn::VarStore, batch_norm: bool) -> Box<dyn CamNet> {
         let cfg = ModelConfig {
             arch: Arch::Vgg,
             width: 4,
             depth: 2,
-            batch_norm: true,
+            batch_norm,
             ..ModelConfig::default()
         };
         build(&vs.root(), &cfg).unwrap()
+    }
+
+    fn vgg(vs: &nn::VarStore) -> Box<dyn CamNet> {
+        vgg_with(vs, true)
+    }
+
+    /// Re-estimate on one batch; the number of layers.
+    fn reestimate(vs: &nn::VarStore, net: &dyn CamNet, adapt: BnAdapt, xs: &Tensor) -> usize {
+        let mut r = BnReestimate::start(vs, net, adapt).unwrap();
+        r.update(xs).unwrap();
+        r.finish()
+    }
+
+    /// A small VGG whose "trained" statistics are those of a batch of 8 random images, and
+    /// that batch.
+    fn trained(seed: i64) -> (nn::VarStore, Box<dyn CamNet>, Tensor) {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = vgg(&vs);
+        let xs = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
+        reestimate(&vs, net.as_ref(), BnAdapt::All, &xs);
+        (vs, net, xs)
     }
 
     fn running(vs: &nn::VarStore, suffix: &str) -> Vec<Tensor> {
@@ -198,9 +267,10 @@ mod tests {
             .iter()
             .all(|t| f64::try_from(t.abs().max()).unwrap() == 0.0));
         let plain = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
-        let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::All).unwrap();
-        r.update(&(&xs * 3.0 + 5.0)).unwrap();
-        assert_eq!(r.finish(), 4);
+        assert_eq!(
+            reestimate(&vs, net.as_ref(), BnAdapt::All, &(&xs * 3.0 + 5.0)),
+            4
+        );
         let after = running(&vs, ".running_mean");
         assert!(after
             .iter()
@@ -216,19 +286,13 @@ mod tests {
 
     #[test]
     fn scale_keeps_the_trained_means_and_takes_the_variances() {
-        tch::manual_seed(5);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let net = vgg(&vs);
-        let xs = Tensor::randn([8, 3, 16, 16], (Kind::Float, Device::Cpu));
-        // Trained statistics: those of one set of images.
-        let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::All).unwrap();
-        r.update(&xs).unwrap();
-        r.finish();
+        let (vs, net, xs) = trained(5);
         let (means, vars) = (running(&vs, ".running_mean"), running(&vs, ".running_var"));
         let plain = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
-        let mut r = BnReestimate::start(&vs, net.as_ref(), BnAdapt::Scale).unwrap();
-        r.update(&(&xs * 4.0)).unwrap();
-        assert_eq!(r.finish(), 4);
+        assert_eq!(
+            reestimate(&vs, net.as_ref(), BnAdapt::Scale, &(&xs * 4.0)),
+            4
+        );
         for (a, b) in running(&vs, ".running_mean").iter().zip(&means) {
             assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
         }
@@ -246,6 +310,31 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_puts_the_trained_statistics_back_bit_for_bit() {
+        let (vs, net, xs) = trained(6);
+        assert_eq!(batch_norm_layers(&vs), 4);
+        let (means, vars) = (running(&vs, ".running_mean"), running(&vs, ".running_var"));
+        let plain = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
+        let snapshot = BnSnapshot::take(&vs);
+        reestimate(&vs, net.as_ref(), BnAdapt::All, &(&xs * 2.0 - 1.0));
+        assert!(running(&vs, ".running_var")
+            .iter()
+            .zip(&vars)
+            .any(|(a, b)| f64::try_from((a - b).abs().max()).unwrap() > 1e-3));
+        snapshot.restore();
+        for (now, before) in [
+            (running(&vs, ".running_mean"), means),
+            (running(&vs, ".running_var"), vars),
+        ] {
+            for (a, b) in now.iter().zip(&before) {
+                assert!(a.equal(b));
+            }
+        }
+        let again = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
+        assert!(again.equal(&plain));
+    }
+
+    #[test]
     fn refuses_tiny_batches_and_models_without_batch_norm() {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = vgg(&vs);
@@ -255,14 +344,8 @@ mod tests {
         assert!(e.contains("at least 2 images"), "{e}");
 
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = ModelConfig {
-            arch: Arch::Vgg,
-            width: 4,
-            depth: 2,
-            batch_norm: false,
-            ..ModelConfig::default()
-        };
-        let net = build(&vs.root(), &cfg).unwrap();
+        let net = vgg_with(&vs, false);
+        assert_eq!(batch_norm_layers(&vs), 0);
         let e = BnReestimate::start(&vs, net.as_ref(), BnAdapt::Scale)
             .err()
             .unwrap()

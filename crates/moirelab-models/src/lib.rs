@@ -22,7 +22,7 @@ mod shallow;
 mod summary;
 mod vgg;
 
-pub use adapt::{BnAdapt, BnReestimate};
+pub use adapt::{batch_norm_layers, BnAdapt, BnReestimate, BnSnapshot};
 pub use config::{
     Arch, MemoryFormat, ModelConfig, Normalize, IMAGENET_MEAN, IMAGENET_STD, LOADER_MEAN,
     LOADER_STD,

@@ -117,6 +117,28 @@ pub struct ExtraDataConfig {
     /// The split evaluated; a folder or manifest without splits is evaluated whole.
     #[serde(default = "default_extra_split")]
     pub split: String,
+    /// `"scale"` or `"all"`: evaluate with the model's BatchNorm statistics re-estimated on
+    /// this data set's own images, unlabelled (as `moirelab eval --adapt-bn`), then put the
+    /// trained ones back. Absent: the trained statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt_bn: Option<String>,
+}
+
+impl ExtraDataConfig {
+    /// The parsed `adapt-bn` (validated by [`EvalConfig::validate`]).
+    pub fn adapt(&self) -> Result<Option<moirelab_models::BnAdapt>, ConfigError> {
+        self.adapt_bn
+            .as_deref()
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "eval.extra '{}': adapt-bn = \"{v}\" is unknown; valid: scale, all",
+                        self.name
+                    ))
+                })
+            })
+            .transpose()
+    }
 }
 
 fn default_extra_split() -> String {
@@ -168,6 +190,7 @@ impl EvalConfig {
                     e.name
                 )));
             }
+            e.adapt()?;
         }
         Ok(())
     }
@@ -334,6 +357,22 @@ mod tests {
         let c: EvalConfig =
             toml::from_str("extra = [{ name = \"indep\", root = \"data/indep\" }]").unwrap();
         assert_eq!(c.extra[0].split, "test");
+        assert_eq!(c.extra[0].adapt(), Ok(None));
+        let c: EvalConfig =
+            toml::from_str("extra = [{ name = \"a\", root = \"x\", adapt-bn = \"scale\" }]")
+                .unwrap();
+        assert_eq!(
+            c.extra[0].adapt(),
+            Ok(Some(moirelab_models::BnAdapt::Scale))
+        );
+        let bad: EvalConfig =
+            toml::from_str("extra = [{ name = \"a\", root = \"x\", adapt-bn = \"mean\" }]")
+                .unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("eval.extra 'a': adapt-bn = \"mean\"") && e.contains("scale, all"),
+            "{e}"
+        );
         c.validate().unwrap();
         let twice: EvalConfig = toml::from_str(
             "[[extra]]\nname = \"a\"\nroot = \"x\"\n[[extra]]\nname = \"a\"\nroot = \"y\"\n",

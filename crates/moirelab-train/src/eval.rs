@@ -69,14 +69,16 @@ pub struct EvalOptions {
     pub perturbation: Option<moirelab_data::Perturbation>,
 }
 
-/// Re-estimate the BatchNorm statistics (those `adapt` names) of a loaded run on a list of
-/// data-set indices (their eval views, perturbed as `opts` says; labels are not read), in a
-/// fixed shuffled order and batches of `opts.batch_size` (the last one joined to its
-/// neighbour when it would hold a single image). Returns the number of BatchNorm layers
-/// re-estimated. Later forward passes of `run.net` use the new statistics; reload the run to
-/// get the trained ones back.
+/// Re-estimate the BatchNorm statistics (those `adapt` names) of a model (`vs`, `net`: a
+/// loaded run's, or the one in training) on a list of data-set indices (their eval views,
+/// perturbed as `opts` says; labels are not read), in a fixed shuffled order and batches of
+/// `opts.batch_size` (the last one joined to its neighbour when it would hold a single
+/// image). Returns the number of BatchNorm layers re-estimated. Later forward passes of `net`
+/// use the new statistics; reload the run, or restore a
+/// [`BnSnapshot`](moirelab_models::BnSnapshot) taken before, to get the trained ones back.
 pub fn adapt_batch_norm(
-    run: &LoadedRun,
+    vs: &tch::nn::VarStore,
+    net: &dyn CamNet,
     adapt: moirelab_models::BnAdapt,
     dataset: &Dataset,
     indices: &[usize],
@@ -99,7 +101,7 @@ pub fn adapt_batch_norm(
         chunks.truncate(n - 2);
         chunks.push(&order[joined..]);
     }
-    let mut r = moirelab_models::BnReestimate::start(&run.vs, run.net.as_ref(), adapt)?;
+    let mut r = moirelab_models::BnReestimate::start(vs, net, adapt)?;
     for chunk in chunks {
         let xs = dataset
             .eval_batch_perturbed(chunk, opts.perturbation.as_ref())?

@@ -9,7 +9,7 @@ use moirelab_models::CamNet;
 use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use tch::Device;
+use tch::{nn, Device};
 
 /// Progress events. The CLI turns them into bars or plain lines; `plain_line` is what goes to
 /// `train.log` (and to stderr when it is not a terminal).
@@ -133,6 +133,8 @@ pub struct EpochContext<'a> {
     pub epochs: u32,
     pub run_dir: &'a Path,
     pub net: &'a dyn CamNet,
+    /// The model's variables (a hook that changes any must put them back before it returns).
+    pub vs: &'a nn::VarStore,
     pub dataset: &'a Dataset,
     pub device: Device,
     /// The metrics lines written for this epoch so far.

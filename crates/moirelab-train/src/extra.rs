@@ -2,13 +2,19 @@
 //! test set, another capture device, the conflicting-flag subset. Each becomes an ordinary
 //! `kind: "epoch"` line of `metrics.jsonl` with split `extra/<name>`, so curves, TensorBoard
 //! and `summary.json` pick it up like val and test.
+//!
+//! A data set with `adapt-bn` is evaluated with the model's BatchNorm statistics re-estimated
+//! on its own images (unlabelled, [`crate::adapt_batch_norm`]); the trained statistics are put
+//! back before the hook returns, so training goes on bit for bit as without it. Configure
+//! the same folder twice, with and without, to watch both curves.
 
 use crate::config::EvalConfig;
-use crate::eval::{evaluate, EvalOptions};
+use crate::eval::{adapt_batch_norm, evaluate, EvalOptions};
 use crate::events::{EpochContext, EpochHook, HookError};
 use crate::TrainError;
 use moirelab_core::run::{extra_split, EpochMetrics, MetricsLine};
 use moirelab_data::{DataConfig, Dataset, EvalSpec};
+use moirelab_models::{BnAdapt, BnSnapshot};
 use std::path::Path;
 
 /// The threshold of an epoch without a val split (the same default as the final summary).
@@ -20,6 +26,7 @@ struct Extra {
     name: String,
     split: String,
     dataset: Dataset,
+    adapt: Option<BnAdapt>,
 }
 
 /// The epoch hook that evaluates the `[eval] extra` data sets. Register it before hooks that
@@ -64,9 +71,19 @@ impl ExtraEval {
             };
             let dataset = Dataset::open_eval(&data.for_eval_source(&root), base_dir, &spec)
                 .map_err(|err| TrainError::Config(format!("eval.extra '{}': {err}", e.name)))?;
+            let adapt = e.adapt()?;
+            let n = dataset.split(&e.split).len();
+            if adapt.is_some() && n < 2 {
+                // A single image has no spread to re-estimate.
+                return Err(TrainError::Config(format!(
+                    "eval.extra '{}': adapt-bn needs at least 2 images, the data set has {n}",
+                    e.name
+                )));
+            }
             sets.push(Extra {
                 name: e.name.clone(),
                 split: e.split.clone(),
+                adapt,
                 dataset,
             });
         }
@@ -94,6 +111,15 @@ impl ExtraEval {
             .map(|s| (s.name.clone(), s.dataset.split(&s.split).len()))
             .collect()
     }
+
+    /// `(name, statistics)` of the data sets evaluated with re-estimated BatchNorm
+    /// statistics, in config order.
+    pub fn adapted(&self) -> Vec<(&str, BnAdapt)> {
+        self.sets
+            .iter()
+            .filter_map(|s| s.adapt.map(|a| (s.name.as_str(), a)))
+            .collect()
+    }
 }
 
 /// The val threshold among an epoch's lines (`None` without val).
@@ -113,20 +139,29 @@ impl EpochHook for ExtraEval {
         let threshold = val_threshold(ctx.metrics).unwrap_or(NO_VAL_THRESHOLD);
         let mut out = Vec::with_capacity(self.sets.len());
         for s in &self.sets {
-            let m: EpochMetrics = evaluate(
-                ctx.net,
-                &s.dataset,
-                s.dataset.split(&s.split),
-                &EvalOptions {
-                    batch_size: self.batch_size,
-                    device: ctx.device,
-                    epoch: ctx.epoch,
-                    split: extra_split(&s.name),
-                    threshold: Some(threshold),
-                    perturbation: None,
-                },
-            )
-            .map_err(|e| HookError::from(e).context(format!("extra data set '{}'", s.name)))?;
+            let opts = EvalOptions {
+                batch_size: self.batch_size,
+                device: ctx.device,
+                epoch: ctx.epoch,
+                split: extra_split(&s.name),
+                threshold: Some(threshold),
+                perturbation: None,
+            };
+            let indices = s.dataset.split(&s.split);
+            let m: Result<EpochMetrics, TrainError> = match s.adapt {
+                None => evaluate(ctx.net, &s.dataset, indices, &opts),
+                Some(adapt) => {
+                    // Whatever happens, the trained statistics go back before training
+                    // resumes.
+                    let trained = BnSnapshot::take(ctx.vs);
+                    let m = adapt_batch_norm(ctx.vs, ctx.net, adapt, &s.dataset, indices, &opts)
+                        .and_then(|_| evaluate(ctx.net, &s.dataset, indices, &opts));
+                    trained.restore();
+                    m
+                }
+            };
+            let m =
+                m.map_err(|e| HookError::from(e).context(format!("extra data set '{}'", s.name)))?;
             out.push(MetricsLine::Epoch(m));
         }
         Ok(out)

@@ -535,6 +535,7 @@ impl Trainer {
                 epochs: self.setup.train.epochs,
                 run_dir: &self.run_dir,
                 net: self.net.as_ref(),
+                vs: &self.vs,
                 dataset: &self.dataset,
                 device: self.device,
                 metrics: &lines,

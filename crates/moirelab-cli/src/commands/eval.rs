@@ -227,7 +227,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             };
             let idx = ds.split(&a.split);
             if let Some(adapt) = adapt_bn {
-                moirelab_train::adapt_batch_norm(&lr, adapt, ds, idx, &opts)
+                moirelab_train::adapt_batch_norm(&lr.vs, lr.net.as_ref(), adapt, ds, idx, &opts)
                     .with_context(|| format!("--adapt-bn on {name}"))?;
             }
             let (m, scores) = moirelab_train::evaluate_scored(lr.net.as_ref(), ds, idx, &opts)

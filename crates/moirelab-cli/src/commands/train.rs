@@ -121,47 +121,65 @@ pub fn train_from_config(
     let setup = train_setup(&loaded.config)?;
     // Extra data sets are opened first: a missing or mismatched one fails before the run
     // folder exists.
-    let extra = open_extra(&loaded.config, &reporter)?;
-    check_model(&loaded.config)?;
+    let extra = open_extra(&loaded.config)?;
+    check_model(&loaded.config, &extra)?;
+    announce_extra(&extra, &reporter);
     let trainer = Trainer::create(setup, &loaded.resolved, &runs_dir, &name, new_meta())?;
     run_trainer(trainer, &loaded.config, extra, &mut reporter, stop)
 }
 
 /// Open `[eval] extra` for a model of the training data's classes (read from its manifest or
 /// folders; no image is decoded for that).
-fn open_extra(cfg: &config::Config, reporter: &CliReporter) -> Result<ExtraEval> {
+fn open_extra(cfg: &config::Config) -> Result<ExtraEval> {
     if cfg.eval.is_empty() {
         return Ok(ExtraEval::default());
     }
     let cwd = std::env::current_dir()?;
     let (classes, attack) = moirelab_data::peek_classes(&cfg.data, &cwd)?;
-    let extra = ExtraEval::open(
+    Ok(ExtraEval::open(
         &cfg.eval,
         &cfg.data,
         &cwd,
         &classes,
         attack,
         cfg.train.batch_size,
-    )?;
+    )?)
+}
+
+/// One line naming the `[eval] extra` data sets, their sizes and which are adapted.
+fn announce_extra(extra: &ExtraEval, reporter: &CliReporter) {
+    if extra.is_empty() {
+        return;
+    }
+    let adapted = extra.adapted();
     let sizes: Vec<String> = extra
         .sizes()
         .iter()
-        .map(|(n, k)| format!("{n} ({k} images)"))
+        .map(|(n, k)| match adapted.iter().find(|(a, _)| a == n) {
+            Some((_, how)) => format!(
+                "{n} ({k} images, BatchNorm {} re-estimated on them)",
+                match how {
+                    moirelab_models::BnAdapt::Scale => "variances",
+                    moirelab_models::BnAdapt::All => "statistics",
+                }
+            ),
+            None => format!("{n} ({k} images)"),
+        })
         .collect();
     reporter.line(&format!(
         "evaluated after every epoch: {}",
         sizes.join(", ")
     ));
-    Ok(extra)
 }
 
 /// Build the model once, on the CPU and thrown away, so that `gradcam.layers` naming a layer
-/// the architecture lacks and a `model.init` that is missing or does not fit fail before the
-/// run folder exists.
-fn check_model(cfg: &config::Config) -> Result<()> {
+/// the architecture lacks, a `model.init` that is missing or does not fit, and an extra data
+/// set with `adapt-bn` for a model without BatchNorm fail before the run folder exists.
+fn check_model(cfg: &config::Config, extra: &ExtraEval) -> Result<()> {
     let g = &cfg.gradcam;
     let layers = g.probes > 0 && !g.methods.is_empty() && !g.layers.is_empty();
-    if cfg.model.init.is_none() && !layers {
+    let adapted = extra.adapted();
+    if cfg.model.init.is_none() && !layers && adapted.is_empty() {
         return Ok(());
     }
     let (classes, _) = moirelab_data::peek_classes(&cfg.data, &std::env::current_dir()?)?;
@@ -175,6 +193,15 @@ fn check_model(cfg: &config::Config) -> Result<()> {
     }
     if let Some(init) = &cfg.model.init {
         moirelab_models::load_pretrained(&mut vs, &model, init)?;
+    }
+    if let Some((name, _)) = adapted.first() {
+        if moirelab_models::batch_norm_layers(&vs) == 0 {
+            bail!(
+                "eval.extra '{name}': adapt-bn needs BatchNorm layers; model '{}' has none \
+                 (model.batch-norm = false?)",
+                model.arch.as_str()
+            );
+        }
     }
     Ok(())
 }
@@ -277,8 +304,9 @@ pub fn resume_run(run: &Path, stop: &AtomicBool) -> Result<(PathBuf, Outcome)> {
     let loaded = run_config(run)?;
     let mut reporter = CliReporter::new(loaded.config.train.log_every);
     let setup = train_setup(&loaded.config)?;
-    let extra = open_extra(&loaded.config, &reporter)?;
+    let extra = open_extra(&loaded.config)?;
     let trainer = Trainer::resume(setup, run)?;
+    announce_extra(&extra, &reporter);
     reporter.line(&format!(
         "resuming {} after epoch {}",
         run.display(),

@@ -5,7 +5,9 @@ use crate::{assert_one_line_error, moirelab, stderr, TINY};
 use serde_json::Value;
 use std::path::Path;
 
-/// The shared tiny run, two epochs, with two extra data sets evaluated after each.
+/// The shared tiny run, two epochs, with three extra data sets evaluated after each: the
+/// test images with BatchNorm variances re-estimated on them (first, so that the plain sets
+/// after it would show statistics it failed to put back), all images, the test images.
 fn config() -> String {
     let run = TINY
         .replace("epochs = 1", "epochs = 2")
@@ -14,6 +16,7 @@ fn config() -> String {
         r#"{run}
 [eval]
 extra = [
+  {{ name = "only-bn", root = "only-test", adapt-bn = "scale" }},
   {{ name = "flat", root = "flat" }},
   {{ name = "only", root = "only-test", split = "test" }},
 ]
@@ -102,6 +105,27 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     std::fs::write(d.join("twice.toml"), twice).unwrap();
     let o = moirelab(d, &["train", "--config", "twice.toml"]);
     assert_one_line_error(&o, &["twice.toml", "'flat' is used twice"]);
+    let mean = config.replace("adapt-bn = \"scale\"", "adapt-bn = \"mean\"");
+    std::fs::write(d.join("mean.toml"), mean).unwrap();
+    let o = moirelab(d, &["train", "--config", "mean.toml"]);
+    assert_one_line_error(
+        &o,
+        &["eval.extra 'only-bn'", "adapt-bn = \"mean\"", "scale, all"],
+    );
+    let o = moirelab(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--name",
+            "no-bn",
+            "--set",
+            "model.batch-norm=false",
+        ],
+    );
+    assert_one_line_error(&o, &["eval.extra 'only-bn'", "needs BatchNorm layers"]);
+    assert!(!d.join("runs/no-bn").exists());
 
     let o = moirelab(d, &["train", "--config", "tiny.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -117,6 +141,10 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         err.contains("warning: eval.extra 'flat': ")
             && err.contains("near-copies of the run's training data")
             && !err.contains("eval.extra 'only'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("only-bn (") && err.contains("BatchNorm variances re-estimated on them"),
         "{err}"
     );
     // The run keeps the hashes of its train and val images.
@@ -142,8 +170,11 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         };
         let flat = at("extra/flat");
         let only = at("extra/only");
+        let only_bn = at("extra/only-bn");
         assert_eq!(flat["n"], n_total as u64);
         assert_eq!(only["n"], n_test as u64);
+        assert_eq!(only_bn["n"], n_test as u64);
+        assert_ne!(only_bn["loss"], only["loss"]);
         let val_t = at("val")["pad"]["threshold"].as_f64().unwrap();
         assert_eq!(flat["pad"]["threshold"].as_f64().unwrap(), val_t);
         assert!(flat["pad"]["auc"].is_number());
@@ -152,7 +183,7 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     let best = summary["best_epoch"].clone();
-    for name in ["flat", "only"] {
+    for name in ["only-bn", "flat", "only"] {
         let m = &summary["extra"][name];
         assert_eq!(m["epoch"], best, "{summary}");
         assert_eq!(m["split"], format!("extra/{name}"));
@@ -243,8 +274,14 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     );
     // The run's threshold, fixed on val, is applied.
     assert_eq!(one["pad"]["threshold"], summary["threshold"]);
-    // The same images through the per-epoch evaluation of the best epoch: same numbers.
+    // The same images through the per-epoch evaluation of the best epoch: same numbers (and
+    // so the adapted set before them left the trained statistics as they were).
     assert_eq!(one["accuracy"], summary["extra"]["only"]["accuracy"]);
+    let close = |a: &Value, b: &Value| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-6;
+    assert!(
+        close(&one["loss"], &summary["extra"]["only"]["loss"]),
+        "{one}"
+    );
 
     // Several data sets (split-only, split-less, a manifest file): one table, one row each.
     let o = moirelab(
@@ -533,6 +570,10 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     }
     assert!(plain.get("adapted_bn").is_none());
     assert_ne!(plain["loss"], rows[0]["loss"]);
+    // The per-epoch adapted set of the best epoch: the same re-estimate.
+    let best_bn = &summary["extra"]["only-bn"];
+    assert!(close(&rows[0]["loss"], &best_bn["loss"]), "{best_bn}");
+    assert_eq!(rows[0]["accuracy"], best_bn["accuracy"]);
     let timeless = |v: &Value| {
         let mut v = v.clone();
         v["wall_s"] = Value::Null;
@@ -616,6 +657,14 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         ],
     );
     assert_one_line_error(&o, &["--adapt-bn on single", "at least 2 images", "has 1"]);
+    let lone_set = config.replace(
+        "root = \"only-test\", adapt-bn",
+        "root = \"single\", adapt-bn",
+    );
+    std::fs::write(d.join("lone.toml"), lone_set).unwrap();
+    let o = moirelab(d, &["train", "--config", "lone.toml"]);
+    assert_one_line_error(&o, &["eval.extra 'only-bn'", "at least 2 images", "has 1"]);
+    assert!(!d.join("runs/lone").exists());
 
     // An ImageFolder has no params: the error says which set and that nothing is there.
     let o = moirelab(
