@@ -130,6 +130,13 @@ pub struct AugmentConfig {
     pub contrast: f64,
     /// Saturation factor drawn from `[1 - s, 1 + s]`.
     pub saturation: f64,
+    /// Sharpness factor drawn from `[1 - s, 1 + s]` (torchvision `adjust_sharpness`: 0 is
+    /// the 3×3 smoothed image, 1 the image, 2 twice as far from the smoothed one), both
+    /// classes alike: the energy near the sampling limit then varies as it does between
+    /// cameras and their sharpening, so that a detector has to read how it is structured
+    /// rather than how much there is. 0 draws nothing, so the other draws stay as they were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sharpness: f64,
     /// Probability of a JPEG re-compression.
     pub jpeg_prob: f64,
     /// JPEG quality range (inclusive).
@@ -148,6 +155,7 @@ impl Default for AugmentConfig {
             brightness: 0.1,
             contrast: 0.1,
             saturation: 0.0,
+            sharpness: 0.0,
             jpeg_prob: 0.0,
             jpeg_quality: [70, 95],
         }
@@ -396,6 +404,7 @@ impl DataConfig {
         jitter("augment.brightness", a.brightness)?;
         jitter("augment.contrast", a.contrast)?;
         jitter("augment.saturation", a.saturation)?;
+        jitter("augment.sharpness", a.sharpness)?;
         let [q0, q1] = a.jpeg_quality;
         if !(1 <= q0 && q0 <= q1 && q1 <= 100) {
             return Err(DataError::config(
@@ -418,12 +427,15 @@ mod tests {
     }
 
     #[test]
-    fn transpose_stays_out_of_written_configs_until_it_is_used() {
+    fn transpose_and_sharpness_stay_out_of_written_configs_until_they_are_used() {
         let mut c = AugmentConfig::default();
-        assert!(!serde_json::to_string(&c).unwrap().contains("transpose"));
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(!text.contains("transpose") && !text.contains("sharpness"));
         c.transpose = 0.5;
+        c.sharpness = 0.25;
         let text = serde_json::to_string(&c).unwrap();
         assert!(text.contains("\"transpose\":0.5"), "{text}");
+        assert!(text.contains("\"sharpness\":0.25"), "{text}");
         assert_eq!(serde_json::from_str::<AugmentConfig>(&text).unwrap(), c);
     }
 
@@ -433,6 +445,13 @@ mod tests {
         c.augment.hflip = 1.5;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("augment.hflip") && e.contains("1.5"), "{e}");
+        let mut c = DataConfig::for_root("d");
+        c.augment.sharpness = 1.0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("augment.sharpness") && e.contains("[0, 1)"),
+            "{e}"
+        );
         let mut c = DataConfig::for_root("d");
         c.augment.transpose = -0.25;
         let e = c.validate().unwrap_err().to_string();
