@@ -52,8 +52,8 @@ pub struct BnReestimate<'a> {
     net: &'a dyn CamNet,
     layers: usize,
     seen: i64,
-    /// Each layer's buffer and its trained value, for the statistics that are kept.
-    kept: Vec<(Tensor, Tensor)>,
+    /// The trained statistics that are kept ([`BnAdapt::Scale`]: the means).
+    kept: Option<BnSnapshot>,
 }
 
 impl<'a> BnReestimate<'a> {
@@ -65,13 +65,11 @@ impl<'a> BnReestimate<'a> {
         adapt: BnAdapt,
     ) -> Result<Self, ModelError> {
         let mut layers = 0;
-        let mut kept = Vec::new();
+        let kept =
+            (adapt == BnAdapt::Scale).then(|| BnSnapshot::of(vs, |n| n.ends_with(".running_mean")));
         tch::no_grad(|| {
             for (name, mut t) in vs.variables() {
                 if name.ends_with(".running_mean") {
-                    if adapt == BnAdapt::Scale {
-                        kept.push((t.shallow_clone(), t.copy()));
-                    }
                     let _ = t.fill_(0.0);
                     layers += 1;
                 } else if name.ends_with(".running_var") {
@@ -96,11 +94,9 @@ impl<'a> BnReestimate<'a> {
     /// Put back the trained statistics that [`BnAdapt`] keeps; returns the number of
     /// BatchNorm layers re-estimated.
     pub fn finish(self) -> usize {
-        tch::no_grad(|| {
-            for (mut buffer, trained) in self.kept {
-                buffer.copy_(&trained);
-            }
-        });
+        if let Some(kept) = self.kept {
+            kept.restore();
+        }
         self.layers
     }
 
@@ -151,10 +147,15 @@ pub struct BnSnapshot {
 
 impl BnSnapshot {
     pub fn take(vs: &nn::VarStore) -> BnSnapshot {
+        BnSnapshot::of(vs, is_running_stat)
+    }
+
+    /// A copy of the variables whose names `keep` accepts.
+    fn of(vs: &nn::VarStore, keep: impl Fn(&str) -> bool) -> BnSnapshot {
         let saved = tch::no_grad(|| {
             vs.variables()
                 .into_iter()
-                .filter(|(n, _)| is_running_stat(n))
+                .filter(|(n, _)| keep(n))
                 .map(|(_, t)| {
                     let copy = t.copy();
                     (t, copy)
