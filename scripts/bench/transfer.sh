@@ -19,8 +19,8 @@
 #
 # --patch trains on native-resolution crops (data.mode = "patch", 128-px crops of the
 # --size images), the mode for screen artifacts at larger sizes. Defaults: configs/fixed.toml,
-# 128 px, the config's own data (its preset and [data.knobs]; 2400 images unless it sets a
-# count) and epochs, all factors below, out bench-out/transfer. Data sets are shared between
+# the config's own size and mode (a patch config's [data.knobs] size, else 128 px), its own
+# data (its preset and [data.knobs]; 2400 images unless it sets a count) and epochs, all factors below, out bench-out/transfer. Data sets are shared between
 # configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...]);
 # runs and tables are per config and overrides (out/runs/<config>[-<overrides>]/,
 # out/transfer-<config>[-<overrides>]-<tag>.md). One factor takes about 1.5 minutes with
@@ -31,7 +31,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/../env.sh"
 moirelab_setup
 
-config="" size=128 patch=0 count="" epochs="" out="" sets=() set_tag=""
+config="" size="" patch="" count="" epochs="" out="" sets=() set_tag=""
 factors="layout:rgb-stripe layout:bgr-stripe layout:vertical-stripe layout:pentile \
 demosaic:bilinear demosaic:malvar resize:area resize:triangle resize:bicubic resize:bilinear \
 pitch:0.45-0.6 pitch:1.2-1.8 sensor-scale:1.25-1.5 sensor-scale:2.3-3"
@@ -80,14 +80,18 @@ d = tomllib.load(open(sys.argv[1], "rb")).get("data", {})
 k = dict(d.get("knobs", {}))
 print(d.get("preset", "clean"))
 print(k.pop("count", 2400))
+print(k.pop("size", d.get("image-size", 128)))
+print(1 if d.get("mode") == "patch" else 0)
 for name, v in sorted(k.items()):
     v = ",".join(map(str, v)) if isinstance(v, list) else str(v).lower()
     print(f"{name}={v}")
 ' "$config")
 preset="${data_spec[0]}"
 [ -n "$count" ] || count="${data_spec[1]}"
+[ -n "$size" ] || size="${data_spec[2]}"
+[ -n "$patch" ] || patch="${data_spec[3]}"
 knob_sets=() knob_tag=""
-for kv in "${data_spec[@]:2}"; do
+for kv in "${data_spec[@]:4}"; do
   knob_sets+=(--set "$kv")
   knob_tag="$knob_tag-$(printf '%s' "$kv" | tr '=.,:' '----')"
 done
@@ -99,7 +103,7 @@ if [ "$patch" = 1 ]; then
   mode_sets=(--set 'data.mode="patch"' --set data.image-size=128)
   tag="${size}px-n$count$knob_tag-patch"
 else
-  mode_sets=(--set "data.image-size=$size")
+  mode_sets=(--set 'data.mode="resize"' --set "data.image-size=$size")
 fi
 epoch_sets=()
 [ -n "$epochs" ] && epoch_sets=(--set "train.epochs=$epochs")

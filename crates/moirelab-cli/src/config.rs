@@ -369,11 +369,8 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
                 path.display()
             );
         };
-        if table.contains_key("size") {
-            bail!(
-                "{}: data.knobs.size: the generated size is data.image-size",
-                path.display()
-            );
+        if let Some(size) = table.get("size") {
+            check_photo_size(path, data, size)?;
         }
         let base = moirelab_synth::GenConfig::preset(p)?;
         // Each knob on its own: its errors name data.knobs.<knob>, and a knob that changes
@@ -408,6 +405,37 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
         }
     }
     Ok((preset, knobs))
+}
+
+/// `[data.knobs] size` (the generated photos' side) is for patch mode only, where the network
+/// reads `image-size` crops of larger photos at their native resolution. In resize mode the
+/// loader would shrink the photos back to `image-size`, undoing what a larger size renders
+/// (the display's pitch is drawn in output pixels), so the generated size is `image-size`.
+fn check_photo_size(path: &Path, data: &toml::Table, size: &toml::Value) -> Result<()> {
+    let patch = data.get("mode").and_then(|m| m.as_str()) == Some("patch");
+    if !patch {
+        bail!(
+            "{}: data.knobs.size: in resize mode the generated size is data.image-size \
+             (set data.mode = \"patch\" to train on image-size crops of larger photos)",
+            path.display()
+        );
+    }
+    let crop = data
+        .get("image-size")
+        .and_then(|v| v.as_integer())
+        .unwrap_or(DataConfig::default().image_size as i64);
+    match size.as_integer() {
+        Some(s) if s >= crop => Ok(()),
+        Some(s) => bail!(
+            "{}: data.knobs.size = {s} is smaller than the {crop}-px patches (data.image-size); \
+             patch mode needs photos at least that large",
+            path.display()
+        ),
+        None => bail!(
+            "{}: data.knobs.size must be a whole number of pixels, not {size}",
+            path.display()
+        ),
+    }
 }
 
 /// `s` as a file-name part: ASCII letters, digits and the characters of `keep`; anything else
@@ -750,8 +778,36 @@ mod tests {
             "{e}"
         );
         let e = err(base, &["data.knobs.size=64"]);
-        assert!(e.contains("image-size"), "{e}");
+        assert!(e.contains("image-size") && e.contains("patch"), "{e}");
         let e = err("[data]\nroot = \"d\"\n[data.knobs]\nrho-flag = 0.5\n", &[]);
         assert!(e.contains("data.preset"), "{e}");
+    }
+
+    #[test]
+    fn patch_mode_generates_photos_larger_than_its_crops() {
+        let text = "[data]\npreset = \"tiny\"\nimage-size = 64\nmode = \"patch\"\n\
+                    [data.knobs]\nsize = 128\n";
+        let l = load_str(Path::new("c.toml"), text, &[]).unwrap();
+        assert_eq!(l.gen_config().unwrap().unwrap().size, 128);
+        assert_eq!(l.config.data.image_size, 64);
+        assert_eq!(l.config.data.root, PathBuf::from("data/tiny_size-128"));
+        let err = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            load_str(Path::new("c.toml"), text, &sets)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&["data.knobs.size=32"]);
+        assert!(
+            e.contains("size = 32") && e.contains("64-px patches"),
+            "{e}"
+        );
+        let e = err(&["data.knobs.size=\"big\""]);
+        assert!(e.contains("data.knobs.size") && e.contains("big"), "{e}");
+        let e = err(&["data.mode=\"resize\""]);
+        assert!(
+            e.contains("data.knobs.size") && e.contains("resize mode"),
+            "{e}"
+        );
     }
 }
