@@ -20,8 +20,8 @@
 # --patch trains on native-resolution crops (data.mode = "patch", 128-px crops of the
 # --size images), the mode for screen artifacts at larger sizes. Defaults: configs/fixed.toml,
 # the config's own size and mode (a patch config's [data.knobs] size, else 128 px), its own
-# data (its preset and [data.knobs]; 2400 images unless it sets a count) and epochs, all factors below, out bench-out/transfer. Data sets are shared between
-# configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...]);
+# data (its preset and [data.knobs]; 2400 images unless it sets a count) and epochs, all
+# factors below, out bench-out/transfer. Data sets are shared between configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...]);
 # runs and tables are per config and overrides (out/runs/<config>[-<overrides>]/,
 # out/transfer-<config>[-<overrides>]-<tag>.md). One factor takes about 1.5 minutes with
 # fixed.toml (2400 images) and 9.5 with transfer.toml (4800 images, 20 epochs) on 2 CPU cores.

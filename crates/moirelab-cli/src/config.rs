@@ -412,14 +412,20 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
 /// loader would shrink the photos back to `image-size`, undoing what a larger size renders
 /// (the display's pitch is drawn in output pixels), so the generated size is `image-size`.
 fn check_photo_size(path: &Path, data: &toml::Table, size: &toml::Value) -> Result<()> {
-    let patch = data.get("mode").and_then(|m| m.as_str()) == Some("patch");
-    if !patch {
-        bail!(
+    match data.get("mode").map(|m| m.as_str()) {
+        Some(Some("patch")) => check_patch_size(path, data, size),
+        None | Some(Some("resize")) => bail!(
             "{}: data.knobs.size: in resize mode the generated size is data.image-size \
              (set data.mode = \"patch\" to train on image-size crops of larger photos)",
             path.display()
-        );
+        ),
+        // Any other mode is data.mode's own error, reported when the [data] table is read.
+        Some(_) => Ok(()),
     }
+}
+
+/// Patch mode: the photos must be at least as large as the crops.
+fn check_patch_size(path: &Path, data: &toml::Table, size: &toml::Value) -> Result<()> {
     let crop = data
         .get("image-size")
         .and_then(|v| v.as_integer())
@@ -804,6 +810,8 @@ mod tests {
         );
         let e = err(&["data.knobs.size=\"big\""]);
         assert!(e.contains("data.knobs.size") && e.contains("big"), "{e}");
+        let e = err(&["data.mode=\"pach\""]);
+        assert!(e.contains("pach") && !e.contains("resize mode"), "{e}");
         let e = err(&["data.mode=\"resize\""]);
         assert!(
             e.contains("data.knobs.size") && e.contains("resize mode"),
