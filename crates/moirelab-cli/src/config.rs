@@ -8,7 +8,7 @@
 //! knobs (`rho-flag = 0.75`, `count = 800`; the names of `moirelab gen-data --set`).
 
 use anyhow::{anyhow, bail, Context, Result};
-use moirelab_data::DataConfig;
+use moirelab_data::{DataConfig, Mode};
 use moirelab_gradcam::GradcamConfig;
 use moirelab_models::ModelConfig;
 use moirelab_train::{EvalConfig, TrainConfig};
@@ -287,6 +287,7 @@ pub fn load_str(path: &Path, text: &str, sets: &[String]) -> Result<Loaded> {
         resolved: String::new(),
         path: path.to_path_buf(),
     };
+    loaded.check_photo_size()?;
     loaded.resolve()?;
     Ok(loaded)
 }
@@ -304,6 +305,35 @@ impl Loaded {
         }
         resolved.push_str(&toml::to_string_pretty(&self.config)?);
         self.resolved = resolved;
+        Ok(())
+    }
+
+    /// `[data.knobs] size` (the generated photos' side) is for patch mode, where the network
+    /// reads `image-size` crops of larger photos at native resolution. In resize mode the
+    /// loader would shrink the photos back to `image-size` (and the display's pitch is drawn in
+    /// output pixels, so the screen would be finer than the knobs say): there the generated
+    /// size is `image-size`.
+    fn check_photo_size(&self) -> Result<()> {
+        if !self.knobs.contains_key("size") {
+            return Ok(());
+        }
+        let data = &self.config.data;
+        if data.mode != Mode::Patch {
+            bail!(
+                "{}: data.knobs.size: in resize mode the generated size is data.image-size \
+                 (set data.mode = \"patch\" to train on image-size crops of larger photos)",
+                self.path.display()
+            );
+        }
+        let size = self.gen_config()?.map_or(data.image_size, |g| g.size);
+        if size < data.image_size {
+            bail!(
+                "{}: data.knobs.size = {size} is smaller than the {}-px patches \
+                 (data.image-size); patch mode needs photos at least that large",
+                self.path.display(),
+                data.image_size
+            );
+        }
         Ok(())
     }
 
@@ -369,9 +399,6 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
                 path.display()
             );
         };
-        if let Some(size) = table.get("size") {
-            check_photo_size(path, data, size)?;
-        }
         let base = moirelab_synth::GenConfig::preset(p)?;
         // Each knob on its own: its errors name data.knobs.<knob>, and a knob that changes
         // the preset names the default root.
@@ -405,43 +432,6 @@ fn take_generator(path: &Path, data: &mut toml::Table) -> Result<(Option<String>
         }
     }
     Ok((preset, knobs))
-}
-
-/// `[data.knobs] size` (the generated photos' side) is for patch mode only, where the network
-/// reads `image-size` crops of larger photos at their native resolution. In resize mode the
-/// loader would shrink the photos back to `image-size`, undoing what a larger size renders
-/// (the display's pitch is drawn in output pixels), so the generated size is `image-size`.
-fn check_photo_size(path: &Path, data: &toml::Table, size: &toml::Value) -> Result<()> {
-    match data.get("mode").map(|m| m.as_str()) {
-        Some(Some("patch")) => check_patch_size(path, data, size),
-        None | Some(Some("resize")) => bail!(
-            "{}: data.knobs.size: in resize mode the generated size is data.image-size \
-             (set data.mode = \"patch\" to train on image-size crops of larger photos)",
-            path.display()
-        ),
-        // Any other mode is data.mode's own error, reported when the [data] table is read.
-        Some(_) => Ok(()),
-    }
-}
-
-/// Patch mode: the photos must be at least as large as the crops.
-fn check_patch_size(path: &Path, data: &toml::Table, size: &toml::Value) -> Result<()> {
-    let crop = data
-        .get("image-size")
-        .and_then(|v| v.as_integer())
-        .unwrap_or(DataConfig::default().image_size as i64);
-    match size.as_integer() {
-        Some(s) if s >= crop => Ok(()),
-        Some(s) => bail!(
-            "{}: data.knobs.size = {s} is smaller than the {crop}-px patches (data.image-size); \
-             patch mode needs photos at least that large",
-            path.display()
-        ),
-        None => bail!(
-            "{}: data.knobs.size must be a whole number of pixels, not {size}",
-            path.display()
-        ),
-    }
 }
 
 /// `s` as a file-name part: ASCII letters, digits and the characters of `keep`; anything else
@@ -803,9 +793,10 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        let e = err(&["data.knobs.size=32"]);
+        // Within the generator's range, below the crops.
+        let e = err(&["data.knobs.size=96", "data.image-size=128"]);
         assert!(
-            e.contains("size = 32") && e.contains("64-px patches"),
+            e.contains("size = 96") && e.contains("128-px patches"),
             "{e}"
         );
         let e = err(&["data.knobs.size=\"big\""]);
