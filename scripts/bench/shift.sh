@@ -78,6 +78,9 @@ spec = gen["knobs"]
 knobs = dict(spec["knobs"])
 for k in ("train-frac", "val-frac", "holdout", "cue-dropout"):
     knobs.pop(k, None)
+if spec.get("sizes"):
+    # Photos of several sides: the shifted sets draw them the same way.
+    knobs["sizes"] = spec["sizes"]
 seed = int(seed) if seed else int(spec["seed"]) + 1000
 print(f"{spec['preset']}\t{spec['size']}\t{seed}")
 arts = list(knobs["artifacts"])

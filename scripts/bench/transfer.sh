@@ -19,12 +19,14 @@
 #
 # --patch trains on native-resolution crops (data.mode = "patch", 128-px crops of the
 # --size images), the mode for screen artifacts at larger sizes. Defaults: configs/fixed.toml,
-# the config's own size and mode (a patch config's [data.knobs] size, else 128 px), its own
-# data (its preset and [data.knobs]; 2400 images unless it sets a count) and epochs, all
-# factors below, out bench-out/transfer. Data sets are shared between configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...]);
-# runs and tables are per config and overrides (out/runs/<config>[-<overrides>]/,
-# out/transfer-<config>[-<overrides>]-<tag>.md). One factor takes about 1.5 minutes with
-# fixed.toml (2400 images) and 9.5 with transfer.toml (4800 images, 20 epochs) on 2 CPU cores.
+# the config's own size(s) and mode (a patch config's [data.knobs] size or sizes, else 128
+# px; --size replaces both), its own data (its preset and [data.knobs]; 2400 images unless it
+# sets a count) and epochs, all factors below, out bench-out/transfer. Data sets are shared
+# between configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-
+# <value>...], <128-256>px for several sizes); runs and tables are per config and overrides
+# (out/runs/<config>[-<overrides>]/, out/transfer-<config>[-<overrides>]-<tag>.md). One
+# factor takes about 1.5 minutes with fixed.toml (2400 images) and 9.5 with transfer.toml
+# (4800 images, 20 epochs) on 2 CPU cores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/env.sh
@@ -78,30 +80,41 @@ mapfile -t data_spec < <("${MOIRELAB_PYTHON:-python3}" -c '
 import sys, tomllib
 d = tomllib.load(open(sys.argv[1], "rb")).get("data", {})
 k = dict(d.get("knobs", {}))
+sizes = k.pop("sizes", [])
+sizes = sorted({int(v) for v in (sizes.split(",") if isinstance(sizes, str) else sizes)})
 print(d.get("preset", "clean"))
 print(k.pop("count", 2400))
-print(k.pop("size", d.get("image-size", 128)))
+print(k.pop("size", max(sizes) if sizes else d.get("image-size", 128)))
 print(1 if d.get("mode") == "patch" else 0)
+print(",".join(map(str, sizes)) if len(sizes) > 1 else "")
 for name, v in sorted(k.items()):
     v = ",".join(map(str, v)) if isinstance(v, list) else str(v).lower()
     print(f"{name}={v}")
 ' "$config")
 preset="${data_spec[0]}"
 [ -n "$count" ] || count="${data_spec[1]}"
+# A --size of the caller's own replaces the config's sizes too.
+sizes="${data_spec[4]}"
+[ -z "$size" ] || sizes=""
 [ -n "$size" ] || size="${data_spec[2]}"
 [ -n "$patch" ] || patch="${data_spec[3]}"
 knob_sets=() knob_tag=""
-for kv in "${data_spec[@]:4}"; do
+for kv in "${data_spec[@]:5}"; do
   knob_sets+=(--set "$kv")
   knob_tag="$knob_tag-$(printf '%s' "$kv" | tr '=.,:' '----')"
 done
+size_tag="${size}px"
+if [ -n "$sizes" ]; then
+  knob_sets+=(--set "sizes=$sizes")
+  size_tag="${sizes//,/-}px"
+fi
 cd "$MOIRELAB_ROOT"
 bin="$(moirelab_release_bin)"
 mode_sets=()
-tag="${size}px-n$count$knob_tag"
+tag="$size_tag-n$count$knob_tag"
 if [ "$patch" = 1 ]; then
   mode_sets=(--set 'data.mode="patch"' --set data.image-size=128)
-  tag="${size}px-n$count$knob_tag-patch"
+  tag="$size_tag-n$count$knob_tag-patch"
 else
   mode_sets=(--set 'data.mode="resize"' --set "data.image-size=$size")
 fi

@@ -308,27 +308,32 @@ impl Loaded {
         Ok(())
     }
 
-    /// `[data.knobs] size` (the generated photos' side) is for patch mode, where the network
-    /// reads `image-size` crops of larger photos at native resolution. In resize mode the
-    /// loader would shrink the photos back to `image-size` (and the display's pitch is drawn in
-    /// output pixels, so the screen would be finer than the knobs say): there the generated
-    /// size is `image-size`.
+    /// `[data.knobs] size` (the generated photos' side) and `sizes` (several) are for patch
+    /// mode, where the network reads `image-size` crops of larger photos at native resolution.
+    /// In resize mode the loader would shrink the photos back to `image-size` (and the
+    /// display's pitch is drawn in output pixels, so the screen would be finer than the knobs
+    /// say): there the generated size is `image-size`.
     fn check_photo_size(&self) -> Result<()> {
-        if !self.knobs.contains_key("size") {
+        let Some(key) = ["size", "sizes"]
+            .into_iter()
+            .find(|k| self.knobs.contains_key(*k))
+        else {
             return Ok(());
-        }
+        };
         let data = &self.config.data;
         if data.mode != Mode::Patch {
             bail!(
-                "{}: data.knobs.size: in resize mode the generated size is data.image-size \
+                "{}: data.knobs.{key}: in resize mode the generated size is data.image-size \
                  (set data.mode = \"patch\" to train on image-size crops of larger photos)",
                 self.path.display()
             );
         }
-        let size = self.gen_config()?.map_or(data.image_size, |g| g.size);
-        if size < data.image_size {
+        let smallest = self
+            .gen_config()?
+            .map_or(data.image_size, |g| g.min_photo_size());
+        if smallest < data.image_size {
             bail!(
-                "{}: data.knobs.size = {size} is smaller than the {}-px patches \
+                "{}: data.knobs.{key}: a {smallest}-px photo is smaller than the {}-px patches \
                  (data.image-size); patch mode needs photos at least that large",
                 self.path.display(),
                 data.image_size
@@ -757,12 +762,7 @@ mod tests {
         .unwrap();
         assert_eq!(l.config.data.root, PathBuf::from("data/flag-shortcut"));
         assert_eq!(l.knob_list(), "rho-flag=0.95");
-        let err = |text: &str, sets: &[&str]| {
-            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-            load_str(Path::new("c.toml"), text, &sets)
-                .unwrap_err()
-                .to_string()
-        };
+        let err = load_err;
         let e = err(base, &["data.knobs.nope=1"]);
         assert!(
             e.contains("data.knobs.nope") && e.contains("rho-flag"),
@@ -779,6 +779,14 @@ mod tests {
         assert!(e.contains("data.preset"), "{e}");
     }
 
+    /// The one-line error of loading `text` with `--set` overrides `sets`.
+    fn load_err(text: &str, sets: &[&str]) -> String {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        load_str(Path::new("c.toml"), text, &sets)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn patch_mode_generates_photos_larger_than_its_crops() {
         let text = "[data]\npreset = \"tiny\"\nimage-size = 64\nmode = \"patch\"\n\
@@ -787,16 +795,11 @@ mod tests {
         assert_eq!(l.gen_config().unwrap().unwrap().size, 128);
         assert_eq!(l.config.data.image_size, 64);
         assert_eq!(l.config.data.root, PathBuf::from("data/tiny_size-128"));
-        let err = |sets: &[&str]| {
-            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-            load_str(Path::new("c.toml"), text, &sets)
-                .unwrap_err()
-                .to_string()
-        };
+        let err = |sets: &[&str]| load_err(text, sets);
         // Within the generator's range, below the crops.
         let e = err(&["data.knobs.size=96", "data.image-size=128"]);
         assert!(
-            e.contains("size = 96") && e.contains("128-px patches"),
+            e.contains("data.knobs.size") && e.contains("96-px photo") && e.contains("128-px"),
             "{e}"
         );
         let e = err(&["data.knobs.size=\"big\""]);
@@ -808,5 +811,33 @@ mod tests {
             e.contains("data.knobs.size") && e.contains("resize mode"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn patch_mode_generates_photos_of_several_sizes() {
+        let text = "[data]\npreset = \"tiny\"\nimage-size = 64\nmode = \"patch\"\n\
+                    [data.knobs]\nsizes = [128, 64]\n";
+        let l = load_str(Path::new("c.toml"), text, &[]).unwrap();
+        let g = l.gen_config().unwrap().unwrap();
+        assert_eq!((g.size, g.sizes.as_deref()), (128, Some(&[64, 128][..])));
+        assert_eq!(g.min_photo_size(), 64);
+        assert_eq!(l.config.data.root, PathBuf::from("data/tiny_sizes-128_64"));
+        let err = |sets: &[&str]| load_err(text, sets);
+        let e = err(&["data.image-size=96"]);
+        assert!(
+            e.contains("data.knobs.sizes") && e.contains("64-px photo") && e.contains("96-px"),
+            "{e}"
+        );
+        let e = err(&["data.mode=\"resize\""]);
+        assert!(
+            e.contains("data.knobs.sizes") && e.contains("resize mode"),
+            "{e}"
+        );
+        let e = err(&["data.knobs.size=128"]);
+        assert!(e.contains("not both"), "{e}");
+        let e = err(&["data.knobs.sizes=[64, 9999]"]);
+        assert!(e.contains("sizes") && e.contains("9999"), "{e}");
+        let e = err(&["data.knobs.sizes=\"64,big\""]);
+        assert!(e.contains("sizes") && e.contains("64,big"), "{e}");
     }
 }

@@ -27,6 +27,8 @@ const STREAM_DEFOCUS: u64 = 9;
 const STREAM_CHROMA: u64 = 10;
 const STREAM_DESIGN: u64 = 11;
 const STREAM_DESK: u64 = 12;
+/// The photo's side when the config draws it from `sizes`.
+pub(crate) const STREAM_SIZE: u64 = 13;
 
 /// Every parameter of one sample.
 pub(crate) struct Draws {

@@ -49,6 +49,8 @@ pub struct SampleSpec {
 /// One rendered sample at output resolution.
 #[derive(Debug, Clone)]
 pub struct Rendered {
+    /// The photo's side in pixels (the config's `size`, or the side drawn from its `sizes`).
+    pub size: u32,
     /// `[size][size][3]` sRGB bytes.
     pub rgb8: Vec<u8>,
     /// `[size][size]` region bits.
@@ -554,6 +556,8 @@ pub fn render(
     twin: bool,
     masks: bool,
 ) -> Result<Rendered, SynthError> {
+    let mixed = cfg.sizes.is_some();
+    let cfg = &*cfg.for_sample(spec.index);
     let size = cfg.size as usize;
     let family = if twin {
         spec.family.other()
@@ -579,7 +583,12 @@ pub fn render(
     if !areas.is_empty() {
         params["mask-areas"] = serde_json::Value::Object(areas);
     }
+    if mixed {
+        // Photos of several sides: the side is a draw like any other (`eval --by size`).
+        params["size"] = cfg.size.into();
+    }
     Ok(Rendered {
+        size: cfg.size,
         rgb8,
         bits,
         boxes,

@@ -181,7 +181,7 @@ pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()
             format!(" with {}", loaded.knob_list())
         },
         cfg.count,
-        cfg.size,
+        cfg.sides_text(),
         root.display(),
         if force {
             format!(

@@ -8,8 +8,11 @@ pub use overrides::{knob_value, Overrides};
 
 use crate::camera::{Demosaic, Resize};
 use crate::display::Layout;
+use crate::draws::STREAM_SIZE;
 use crate::SynthError;
+use moirelab_core::rng::Rng;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Accepted range of the probabilities and fractions.
 const UNIT: (f64, f64) = (0.0, 1.0);
@@ -148,6 +151,8 @@ impl From<Holdout> for String {
 /// Smallest and largest output size in pixels (square images).
 pub const MIN_SIZE: u32 = 64;
 pub const MAX_SIZE: u32 = 512;
+/// Most sides in `sizes`.
+pub const MAX_SIZES: usize = 16;
 /// Largest accepted `count` (a guard against typos such as an extra zero or two).
 pub const MAX_COUNT: usize = 10_000_000;
 
@@ -465,6 +470,7 @@ pub const KNOB_NAMES: &[&str] = &[
     "val-frac",
     "count",
     "size",
+    "sizes",
     "seed",
     "twins",
 ];
@@ -482,8 +488,14 @@ pub fn preset_names() -> &'static [&'static str] {
 pub struct GenConfig {
     pub preset: String,
     pub count: usize,
-    /// Output side in pixels (square), `MIN_SIZE..=MAX_SIZE`.
+    /// Output side in pixels (square), `MIN_SIZE..=MAX_SIZE`; with `sizes`, the largest of
+    /// them.
     pub size: u32,
+    /// Photos of several sides in one data set: each sample's side is drawn uniformly from
+    /// these (sorted, distinct, at least two; see [`GenConfig::photo_size`]). `None`: every
+    /// photo is `size` pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizes: Option<Vec<u32>>,
     pub seed: u64,
     pub knobs: Knobs,
     /// Also write flag-swapped counterfactual twins under `twins/`.
@@ -497,6 +509,7 @@ impl GenConfig {
             preset: name.to_string(),
             count: 2400,
             size: 128,
+            sizes: None,
             seed: 1,
             knobs: Knobs::default(),
             twins: false,
@@ -523,6 +536,50 @@ impl GenConfig {
         Ok(cfg)
     }
 
+    /// The side of sample `index`: `size`, or with `sizes` one of them, drawn from the
+    /// sample's own RNG stream (so it does not depend on the count, the plan or the thread
+    /// that renders it, and a donor data set with the same `sizes` agrees on it).
+    pub fn photo_size(&self, index: usize) -> u32 {
+        match &self.sizes {
+            Some(sizes) if !sizes.is_empty() => {
+                let mut rng = Rng::derive(self.seed, &[index as u64, STREAM_SIZE]);
+                sizes[rng.below(sizes.len() as u64) as usize]
+            }
+            _ => self.size,
+        }
+    }
+
+    /// The photo side(s) as a message shows them: `256`, or `128/256` with `sizes`.
+    pub fn sides_text(&self) -> String {
+        match &self.sizes {
+            Some(sizes) => sizes
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => self.size.to_string(),
+        }
+    }
+
+    /// The smallest photo side this config renders.
+    pub fn min_photo_size(&self) -> u32 {
+        self.sizes
+            .as_ref()
+            .and_then(|s| s.first().copied())
+            .unwrap_or(self.size)
+    }
+
+    /// The config that renders sample `index` at its own side, `sizes` resolved.
+    pub(crate) fn for_sample(&self, index: usize) -> Cow<'_, GenConfig> {
+        if self.sizes.is_none() {
+            return Cow::Borrowed(self);
+        }
+        let mut c = self.clone();
+        c.size = self.photo_size(index);
+        c.sizes = None;
+        Cow::Owned(c)
+    }
+
     /// Check ranges and cross-field constraints (a hand-built config may bypass
     /// [`GenConfig::apply`]).
     pub fn validate(&self) -> Result<(), SynthError> {
@@ -543,6 +600,25 @@ impl GenConfig {
                 "size",
                 format!("{} is outside {MIN_SIZE}..={MAX_SIZE}", self.size),
             );
+        }
+        if let Some(sizes) = &self.sizes {
+            let sorted = sizes.windows(2).all(|w| w[0] < w[1]);
+            let in_range = sizes.iter().all(|s| (MIN_SIZE..=MAX_SIZE).contains(s));
+            if sizes.len() < 2 || sizes.len() > MAX_SIZES || !sorted || !in_range {
+                return inv(
+                    "sizes",
+                    format!(
+                        "{sizes:?} must be 2 to {MAX_SIZES} distinct sides in \
+                         {MIN_SIZE}..={MAX_SIZE}, ascending"
+                    ),
+                );
+            }
+            if sizes.last() != Some(&self.size) {
+                return inv(
+                    "sizes",
+                    format!("size {} is not the largest of {sizes:?}", self.size),
+                );
+            }
         }
         let k = &self.knobs;
         let unit = [

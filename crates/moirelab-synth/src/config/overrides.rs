@@ -11,7 +11,7 @@
 
 use super::{
     Artifact, Bezel, GenConfig, Holdout, GAIN, JPEG_Q, KNOB_NAMES, LENS, MAX_COUNT, MAX_SIZE,
-    MIN_SIZE, NOISE, PITCH, SCALE, UNIT,
+    MAX_SIZES, MIN_SIZE, NOISE, PITCH, SCALE, UNIT,
 };
 use crate::SynthError;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -92,6 +92,9 @@ pub struct Overrides {
     pub count: Option<usize>,
     #[serde(default, deserialize_with = "unsigned")]
     pub size: Option<u32>,
+    /// Several photo sides: an array (`[128, 256]`) or a comma-separated string (`128,256`).
+    #[serde(default, deserialize_with = "sizes")]
+    pub sizes: Option<Vec<u32>>,
     #[serde(default, deserialize_with = "unsigned")]
     pub seed: Option<u64>,
     /// `true`/`false` (also `1`/`0`, `on`/`off`, `yes`/`no`).
@@ -240,7 +243,40 @@ impl GenConfig {
             k.holdout = h;
         }
         put_int(&mut c.count, "count", o.count, (1, MAX_COUNT))?;
+        if o.size.is_some() && o.sizes.is_some() {
+            return Err(SynthError::Invalid {
+                what: "sizes".into(),
+                msg: "give size (one side for every photo) or sizes (several), not both".into(),
+            });
+        }
         put_int(&mut c.size, "size", o.size, (MIN_SIZE, MAX_SIZE))?;
+        if o.size.is_some() {
+            c.sizes = None;
+        }
+        if let Some(list) = &o.sizes {
+            let mut list = list.clone();
+            list.sort_unstable();
+            list.dedup();
+            if let Some(&bad) = list.iter().find(|s| !(MIN_SIZE..=MAX_SIZE).contains(*s)) {
+                return Err(SynthError::OutOfRange {
+                    key: "sizes".into(),
+                    value: bad.to_string(),
+                    range: format!("[{MIN_SIZE}, {MAX_SIZE}]"),
+                });
+            }
+            if list.len() > MAX_SIZES {
+                return Err(SynthError::Invalid {
+                    what: "sizes".into(),
+                    msg: format!("{} sides; at most {MAX_SIZES}", list.len()),
+                });
+            }
+            // The largest side is `size`; one side is no mixture.
+            c.size = *list.last().ok_or_else(|| SynthError::Invalid {
+                what: "sizes".into(),
+                msg: "an empty list; give at least one side".into(),
+            })?;
+            c.sizes = (list.len() > 1).then_some(list);
+        }
         if let Some(s) = o.seed {
             c.seed = s;
         }
@@ -352,6 +388,43 @@ fn unsigned<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T
     T::try_from(n)
         .map(Some)
         .map_err(|_| de::Error::custom(format!("{n} is too large")))
+}
+
+/// Photo sides: an array of unsigned integers, one integer, or the same as a string separated
+/// by commas or spaces (`128,256`).
+fn sizes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    struct V;
+    const EXPECTED: &str = "expected sides in pixels such as [128, 256] or 128,256";
+    fn side<E: de::Error>(v: i64) -> Result<u32, E> {
+        u32::try_from(v).map_err(|_| E::custom(EXPECTED))
+    }
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<u32>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of sides in pixels")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<u32>, E> {
+            Ok(vec![side(v)?])
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u32>, E> {
+            v.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<i64>()
+                        .map_err(|_| E::custom(EXPECTED))
+                        .and_then(side)
+                })
+                .collect()
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u32>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element::<i64>()? {
+                out.push(side(v)?);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V).map(Some)
 }
 
 /// A switch: a boolean, `1`/`0`, or `true`/`false`, `on`/`off`, `yes`/`no` as a string.

@@ -48,6 +48,7 @@ pub fn write_preview(cfg: &GenConfig, out_png: &Path, n: usize) -> Result<(), Sy
             sample_from(cfg, i, &entries[i], r)
         })
         .collect::<Result<_, _>>()?;
+    // Tiles fit the largest side; a smaller photo sits in the top-left of its tile.
     let s = cfg.size;
     let tile_w = 2 * s * ZOOM + 8;
     let tile_h = s * ZOOM + 14;
@@ -57,17 +58,17 @@ pub fn write_preview(cfg: &GenConfig, out_png: &Path, n: usize) -> Result<(), Sy
         image::RgbImage::from_pixel(tile_w * cols, tile_h * rows, image::Rgb([40, 40, 40]));
     for (t, smp) in samples.iter().enumerate() {
         let (ox, oy) = ((t as u32 % cols) * tile_w, (t as u32 / cols) * tile_h);
-        draw_tile(&mut sheet, smp, s, (ox, oy));
+        draw_tile(&mut sheet, smp, (ox, oy));
     }
     let bytes = encode_png(out_png, &sheet)?;
     moirelab_core::fsio::write_atomic(out_png, &bytes)?;
     Ok(())
 }
 
-/// One tile at `(ox, oy)`: the caption, the `s`-pixel sample twice at [`ZOOM`], the right
-/// copy with the outlines of its regions.
-fn draw_tile(sheet: &mut image::RgbImage, smp: &Sample, s: u32, (ox, oy): (u32, u32)) {
-    let z = ZOOM;
+/// One tile at `(ox, oy)`: the caption, the sample twice at [`ZOOM`], the right copy with the
+/// outlines of its regions.
+fn draw_tile(sheet: &mut image::RgbImage, smp: &Sample, (ox, oy): (u32, u32)) {
+    let (z, s) = (ZOOM, smp.image.width());
     let caption = format!(
         "#{} {} flag {} {}",
         smp.record

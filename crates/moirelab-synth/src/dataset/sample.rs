@@ -89,15 +89,15 @@ pub(super) fn sample_from(
     r: Rendered,
 ) -> Result<Sample, SynthError> {
     let record = record(index, e, &r, cfg.twins);
-    let image = image::RgbImage::from_raw(cfg.size, cfg.size, r.rgb8).ok_or_else(|| {
-        SynthError::Render {
+    let size = r.size;
+    let image =
+        image::RgbImage::from_raw(size, size, r.rgb8).ok_or_else(|| SynthError::Render {
             index,
             msg: "image buffer has the wrong length".into(),
-        }
-    })?;
+        })?;
     Ok(Sample {
         image,
-        masks: masks_of(cfg.size, r.bits),
+        masks: masks_of(size, r.bits),
         record,
     })
 }

@@ -112,7 +112,8 @@ pub fn dataset_meta(cfg: &GenConfig) -> Result<DatasetMeta, SynthError> {
             seed: cfg.seed,
             knobs,
         }),
-        image_size: Some(cfg.size),
+        // Photos of several sides have no one nominal size.
+        image_size: cfg.sizes.is_none().then_some(cfg.size),
     })
 }
 
@@ -245,7 +246,7 @@ fn render_and_write(
     write_file(&mp, &mask)?;
     if let Some(t) = twin {
         let tp = root.join(format!("twins/{}.png", stem(i)));
-        let img = image::RgbImage::from_raw(cfg.size, cfg.size, t.rgb8).ok_or_else(|| {
+        let img = image::RgbImage::from_raw(t.size, t.size, t.rgb8).ok_or_else(|| {
             SynthError::Render {
                 index: i,
                 msg: "twin buffer has the wrong length".into(),

@@ -323,3 +323,61 @@ fn data_sets_that_render_differently_are_not_reused() {
         "a full reuse differs from the donor"
     );
 }
+
+#[test]
+fn photos_of_several_sizes_are_the_same_samples_at_their_own_side() {
+    // `sizes` draws each photo's side; everything else about sample i is what a data set of
+    // that one side renders, the mask has the photo's side, and a donor must agree on sizes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut mixed = tiny(16);
+    mixed
+        .apply(&moirelab_synth::Overrides::from_sets(&["sizes=96,64"]).unwrap())
+        .unwrap();
+    assert_eq!((mixed.size, mixed.sizes.clone()), (96, Some(vec![64, 96])));
+    let out = dir.path().join("mixed");
+    generate_from(&mixed, &out, &[]);
+    let meta: DatasetMeta = read_json(&out.join("dataset.json")).unwrap();
+    assert_eq!(meta.image_size, None);
+    let recs: Vec<ManifestRecord> = read_jsonl(&out.join("manifest.jsonl")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, r) in recs.iter().enumerate() {
+        let img = image::open(out.join(&r.path)).unwrap().into_rgb8();
+        let side = mixed.photo_size(i);
+        assert_eq!((img.width(), img.height()), (side, side), "sample {i}");
+        assert_eq!(r.params["size"], side, "sample {i}");
+        let names: Vec<String> = REGIONS.iter().map(|s| s.to_string()).collect();
+        let m = read_mask_png(&out.join(r.mask.as_ref().unwrap()), &names).unwrap();
+        assert_eq!((m.width, m.height), (side, side), "sample {i}");
+        let mut one = tiny(16);
+        one.size = side;
+        assert!(render_sample(&one, i).unwrap().image == img, "sample {i}");
+        seen.insert(side);
+    }
+    assert_eq!(seen.len(), 2, "16 photos all drew one side");
+    // Another mixture is no donor; the same one is.
+    let mut other = mixed.clone();
+    other
+        .apply(&moirelab_synth::Overrides::from_sets(&["sizes=64,80,96"]).unwrap())
+        .unwrap();
+    assert!(Donor::open(&other, &out).unwrap().is_none());
+    assert_eq!(
+        generate_from(&mixed, &dir.path().join("again"), &[&out]),
+        16
+    );
+    // One side is no mixture, and `size` afterwards ends it.
+    let mut c = tiny(4);
+    c.apply(&moirelab_synth::Overrides::from_sets(&["sizes=[80]"]).unwrap())
+        .unwrap();
+    assert_eq!((c.size, c.sizes), (80, None));
+    let mut c = mixed.clone();
+    c.apply(&moirelab_synth::Overrides::from_sets(&["size=64"]).unwrap())
+        .unwrap();
+    assert_eq!((c.size, c.sizes), (64, None));
+    for bad in ["sizes=[]", "sizes=32,64", "sizes=[64, -1]", "sizes=a"] {
+        let msg = match moirelab_synth::Overrides::from_sets(&[bad]) {
+            Err(e) => e.to_string(),
+            Ok(o) => tiny(4).apply(&o).unwrap_err().to_string(),
+        };
+        assert!(msg.contains("sizes"), "{bad}: {msg}");
+    }
+}
