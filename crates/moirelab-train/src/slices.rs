@@ -4,7 +4,8 @@
 //! path (`screen.layout`, `camera.sensor-scale`; moirelab's generator records its draws
 //! there, and a user's JSONL manifest may carry any), or one of its shortcut groups
 //! (`groups.flag`). Images are grouped by that value (text and booleans as they are; numbers
-//! into bins: the quartiles of the values, or edges the user gives) and each slice reports
+//! into bins: the quartiles of the values, or edges the user gives, or a row per value when
+//! there are at most four) and each slice reports
 //! APCER over its attacks and BPCER over its bona fide images at one threshold, the same
 //! decisions as the data set's row. Images without the value form the slice `(none)`; for
 //! the generator's screen fields these are the bona fide photos.
@@ -16,6 +17,9 @@ use std::collections::BTreeMap;
 
 /// At most this many text values get their own row; the rarer ones share `(other)`.
 pub const MAX_CATEGORIES: usize = 20;
+/// A number key with 2 to this many distinct values gets a row per value (as many as the
+/// quartile bins); with more, the quartiles.
+pub const MAX_DISTINCT_NUMBERS: usize = 4;
 
 /// A parsed `KEY` or `KEY=E1,E2,...` (bin edges for a numeric key).
 #[derive(Debug, Clone, PartialEq)]
@@ -207,9 +211,24 @@ pub fn slicing(
         });
     }
     let numeric = values.iter().flatten().all(Value::is_number);
-    let (labels, edges): (Vec<String>, Option<Vec<f64>>) = if numeric {
-        let mut xs: Vec<f64> = values.iter().flatten().filter_map(Value::as_f64).collect();
-        xs.sort_by(f64::total_cmp);
+    let mut xs: Vec<f64> = values.iter().flatten().filter_map(Value::as_f64).collect();
+    xs.sort_by(f64::total_cmp);
+    let mut distinct = xs.clone();
+    distinct.dedup();
+    // A few distinct numbers (a photo side, a layout index) are values, not a range: one row
+    // each, in numeric order, where quartile bins would lump or split them arbitrarily.
+    let discrete =
+        numeric && spec.edges.is_none() && (2..=MAX_DISTINCT_NUMBERS).contains(&distinct.len());
+    let (labels, edges): (Vec<String>, Option<Vec<f64>>) = if discrete {
+        let labels = values
+            .iter()
+            .map(|v| match v.as_ref().and_then(Value::as_f64) {
+                Some(x) => format!("{x}"),
+                None => NONE.to_string(),
+            })
+            .collect();
+        (labels, None)
+    } else if numeric {
         let edges = spec.edges.clone().unwrap_or_else(|| quartile_edges(&xs));
         let labels = values
             .iter()
@@ -263,8 +282,9 @@ pub fn slicing(
             .collect();
         (labels, None)
     };
-    // Rows in bin order for numbers, by name for text; (other) and (none) last.
+    // Rows in value or bin order for numbers, by name for text; (other) and (none) last.
     let mut order: Vec<String> = match &edges {
+        _ if discrete => distinct.iter().map(|x| format!("{x}")).collect(),
         Some(e) => (0..=e.len()).map(|i| bin_name(e, i)).collect(),
         None => {
             let mut names: Vec<String> = labels
@@ -491,6 +511,19 @@ mod tests {
             ],
             ["1.531", "0.0001342", "1531", "2", "-0.5"]
         );
+        // Two to four distinct numbers: a row each, in numeric order (64 before 128).
+        let sides: Vec<_> = [128, 64, 256, 128, 64]
+            .iter()
+            .map(|&x| Some(json!(x)))
+            .collect();
+        let t = slice(&spec, &sides, &[0.9; 5], &[true; 5], 0.5, none_known).unwrap();
+        let names: Vec<_> = t
+            .rows
+            .iter()
+            .map(|r| (r.value.as_str(), r.attacks))
+            .collect();
+        assert_eq!(names, [("64", 2), ("128", 2), ("256", 1)]);
+        assert!(t.edges.is_none());
         // One repeated value: one bin, not empty ones.
         let same = vec![Some(json!(2)); 5];
         let t = slice(&spec, &same, &[0.0; 5], &[true; 5], 0.5, none_known).unwrap();
