@@ -262,3 +262,80 @@ fn indep_script_renders_its_own_set_once_and_scores_each_run() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--run"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_scripts_carry_a_configs_photo_sizes_into_their_data_sets() {
+    // A patch config with photos of two sides: shift.sh's sets and transfer.sh's data sets
+    // draw the same sides, and transfer.sh names its data sets by them.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mixed = TINY.replace(
+        "cache = \"memory\"\n",
+        "cache = \"memory\"\nmode = \"patch\"\n[data.knobs]\nsizes = [64, 96]\ncount = 48\n",
+    );
+    std::fs::write(d.join("mix.toml"), mixed).unwrap();
+    let o = moirelab(d, &["train", "--config", "mix.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = shift(d, &["--run", "runs/mix", "--count", "16", "--out", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sets: Vec<_> = std::fs::read_dir(d.join("out/data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(sets.len() > 10, "{sets:?}");
+    for set in &sets {
+        let meta = std::fs::read_to_string(set.join("dataset.json")).unwrap();
+        let meta: Value = serde_json::from_str(&meta).unwrap();
+        assert_eq!(
+            meta["generator"]["knobs"]["sizes"],
+            serde_json::json!([64, 96]),
+            "{}",
+            set.display()
+        );
+    }
+    let o = transfer(
+        d,
+        &[
+            "--config",
+            "mix.toml",
+            "--epochs",
+            "1",
+            "--factors",
+            "layout:pentile",
+            "--out",
+            "tr",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data = d.join("tr/data/layout-pentile-64-96px-n48-patch");
+    let manifest = std::fs::read_to_string(data.join("manifest.jsonl")).unwrap();
+    let sides: std::collections::BTreeSet<u64> = manifest
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["params"]["size"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(sides, [64, 96].into_iter().collect());
+    // --size of the caller's own replaces the config's sides.
+    let o = transfer(
+        d,
+        &[
+            "--config",
+            "mix.toml",
+            "--size",
+            "64",
+            "--epochs",
+            "1",
+            "--factors",
+            "layout:pentile",
+            "--out",
+            "tr",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let one = d.join("tr/data/layout-pentile-64px-n48-patch/dataset.json");
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(one).unwrap()).unwrap();
+    assert_eq!(meta["image-size"], 64);
+}
