@@ -293,19 +293,13 @@ fn bench_scripts_carry_a_configs_photo_sizes_into_their_data_sets() {
             set.display()
         );
     }
-    let o = transfer(
-        d,
-        &[
-            "--config",
-            "mix.toml",
-            "--epochs",
-            "1",
-            "--factors",
-            "layout:pentile",
-            "--out",
-            "tr",
-        ],
-    );
+    let tr = |extra: &[&str]| {
+        let mut args = vec!["--config", "mix.toml", "--epochs", "1", "--out", "tr"];
+        args.extend(["--factors", "layout:pentile"]);
+        args.extend(extra);
+        transfer(d, &args)
+    };
+    let o = tr(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let data = d.join("tr/data/layout-pentile-64-96px-n48-patch");
     let manifest = std::fs::read_to_string(data.join("manifest.jsonl")).unwrap();
@@ -319,21 +313,7 @@ fn bench_scripts_carry_a_configs_photo_sizes_into_their_data_sets() {
         .collect();
     assert_eq!(sides, [64, 96].into_iter().collect());
     // --size of the caller's own replaces the config's sides.
-    let o = transfer(
-        d,
-        &[
-            "--config",
-            "mix.toml",
-            "--size",
-            "64",
-            "--epochs",
-            "1",
-            "--factors",
-            "layout:pentile",
-            "--out",
-            "tr",
-        ],
-    );
+    let o = tr(&["--size", "64"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let one = d.join("tr/data/layout-pentile-64px-n48-patch/dataset.json");
     let meta: Value = serde_json::from_str(&std::fs::read_to_string(one).unwrap()).unwrap();
