@@ -219,25 +219,17 @@ pub fn slicing(
     // each, in numeric order, where quartile bins would lump or split them arbitrarily.
     let discrete =
         numeric && spec.edges.is_none() && (2..=MAX_DISTINCT_NUMBERS).contains(&distinct.len());
-    let (labels, edges): (Vec<String>, Option<Vec<f64>>) = if discrete {
+    let (labels, edges): (Vec<String>, Option<Vec<f64>>) = if numeric {
+        let edges = (!discrete).then(|| spec.edges.clone().unwrap_or_else(|| quartile_edges(&xs)));
         let labels = values
             .iter()
-            .map(|v| match v.as_ref().and_then(Value::as_f64) {
-                Some(x) => format!("{x}"),
-                None => NONE.to_string(),
+            .map(|v| match (v.as_ref().and_then(Value::as_f64), &edges) {
+                (Some(x), Some(e)) => bin_label(e, x),
+                (Some(x), None) => format!("{x}"),
+                (None, _) => NONE.to_string(),
             })
             .collect();
-        (labels, None)
-    } else if numeric {
-        let edges = spec.edges.clone().unwrap_or_else(|| quartile_edges(&xs));
-        let labels = values
-            .iter()
-            .map(|v| match v.as_ref().and_then(Value::as_f64) {
-                Some(x) => bin_label(&edges, x),
-                None => NONE.to_string(),
-            })
-            .collect();
-        (labels, Some(edges))
+        (labels, edges)
     } else {
         if spec.edges.is_some() {
             let example = values

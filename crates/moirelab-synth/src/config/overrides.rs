@@ -11,7 +11,7 @@
 
 use super::{
     Artifact, Bezel, GenConfig, Holdout, GAIN, JPEG_Q, KNOB_NAMES, LENS, MAX_COUNT, MAX_SIZE,
-    MAX_SIZES, MIN_SIZE, NOISE, PITCH, SCALE, UNIT,
+    MIN_SIZE, NOISE, PITCH, SCALE, UNIT,
 };
 use crate::SynthError;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -264,13 +264,8 @@ impl GenConfig {
                     range: format!("[{MIN_SIZE}, {MAX_SIZE}]"),
                 });
             }
-            if list.len() > MAX_SIZES {
-                return Err(SynthError::Invalid {
-                    what: "sizes".into(),
-                    msg: format!("{} sides; at most {MAX_SIZES}", list.len()),
-                });
-            }
-            // The largest side is `size`; one side is no mixture.
+            // The largest side is `size`; one side is no mixture. How many sides is
+            // `validate`'s to check.
             c.size = *list.last().ok_or_else(|| SynthError::Invalid {
                 what: "sizes".into(),
                 msg: "an empty list; give at least one side".into(),
