@@ -6,6 +6,10 @@
 # factor) and saves it with every run under the output folder. A reference run of the same
 # config with nothing held out scores the same test images ("seen"): the gap between the
 # two is what not having seen X costs, apart from how hard X's images are anyway.
+# Each row also splits the test screens by whether the display left a trace (a moiré or band
+# mask): how many did, and how many of those and of the rest each run catches at its
+# threshold, so a low row says whether the detector failed to transfer or the evidence is
+# not in the photos; and BPCER, the genuine photos rejected.
 #
 #   scripts/bench/transfer.sh [--config FILE] [--size 128|256] [--patch] [--count N]
 #                             [--epochs E] [--factors "layout:pentile demosaic:malvar ..."]
@@ -151,37 +155,53 @@ train_on() {
 ref="none-$tag"
 make_data "$ref"
 train_on "$ref"
-# row LABEL RUN [SEEN_EVAL_JSON]: one table row from a run's summary.json and, for a held-out
-# factor, the reference run's eval on the same test split (without it: the reference row).
+# Screens split by whether the display left a trace the generator can see (a moiré or band
+# mask, docs/SYNTH.md "Masks"): a held-out factor can fail because the detector has not
+# seen it, or because its screens show nothing. The two columns tell which.
+trace_by='mask-areas.moire-area+mask-areas.bands-area=1'
+# score RUN DATA OUT_JSON: RUN's best checkpoint on DATA's test split, errors by trace.
+score() {
+  "$bin" eval --run "$1" --data "$2" --split test --by "$trace_by" --json >"$3"
+}
+# row LABEL HELD_JSON SEEN_JSON VAL_SUMMARY: one table row from the evals of the run and of
+# the reference on the same test split (the same file for the reference row).
 row() {
   "${MOIRELAB_PYTHON:-python3}" - "$@" >>"$table.tmp" <<'PY'
 import json, sys
-label, run = sys.argv[1], sys.argv[2]
-s = json.load(open(run + "/summary.json"))
-t, v = s["test"], s["val"]
-if len(sys.argv) > 3:
-    seen = json.load(open(sys.argv[3]))
-    seen = (seen[0] if isinstance(seen, list) else seen)["accuracy"]
-    gap = f"{t['accuracy'] - seen:+.3f}"
-else:
-    seen, gap = t["accuracy"], "–"
-print(f"| {label} | {t['n']} | {t['accuracy']:.3f} | {t['pad']['auc']:.3f} | {seen:.3f} | "
-      f"{gap} | {v['balanced_accuracy']:.3f} |")
+label, held, seen, summary = sys.argv[1:5]
+def load(path):
+    e = json.load(open(path))
+    e = e[0] if isinstance(e, list) else e
+    rows = {r["value"]: r for r in e["slices"][0]["rows"]}
+    caught = lambda v: 1 - rows[v]["apcer"] if v in rows else float("nan")
+    return e, caught(">= 1"), caught("< 1"), rows.get(">= 1", {}).get("attacks", 0)
+h, h_on, h_off, n_on = load(held)
+s, s_on, s_off, _ = load(seen)
+gap = "–" if held == seen else f"{h['accuracy'] - s['accuracy']:+.3f}"
+attacks = sum(r["attacks"] for r in h["slices"][0]["rows"])
+val = json.load(open(summary))["val"]["balanced_accuracy"]
+f3 = lambda x: "–" if x is None or x != x else f"{x:.3f}"
+share = f"{n_on / attacks:.2f}" if attacks else "–"
+print(f"| {label} | {h['n']} | {h['accuracy']:.3f} | {f3(h['pad']['auc'])} | {s['accuracy']:.3f} | "
+      f"{gap} | {share} | {f3(h_on)} / {f3(s_on)} | {f3(h_off)} / {f3(s_off)} | "
+      f"{f3(h['pad']['bpcer'])} / {f3(s['pad']['bpcer'])} | {val:.3f} |")
 PY
 }
 {
-  echo "| held-out factor | test n | accuracy | AUC | seen: accuracy | gap | val bal. acc. |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| held-out factor | test n | accuracy | AUC | seen: accuracy | gap | screens with a trace | caught at thr., with a trace: held out / seen | caught without a trace: held out / seen | BPCER: held out / seen | val bal. acc. |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$table.tmp"
-row "none (reference)" "$out/runs/$stem/$ref"
+ref_run="$out/runs/$stem/$ref"
+score "$ref_run" "$out/data/$ref" "$ref_run/test-by-trace.json"
+row "none (reference)" "$ref_run/test-by-trace.json" "$ref_run/test-by-trace.json" "$ref_run/summary.json"
 for f in $factors; do
   name="$(printf '%s' "$f" | tr ':.' '--')-$tag"
   make_data "$name" "$f"
   train_on "$name"
   run="$out/runs/$stem/$name"
-  "$bin" eval --run "$out/runs/$stem/$ref" --data "$out/data/$name" --split test --json \
-    >"$run/seen-eval.json"
-  row "\`$f\`" "$run" "$run/seen-eval.json"
+  score "$run" "$out/data/$name" "$run/test-by-trace.json"
+  score "$ref_run" "$out/data/$name" "$run/seen-eval.json"
+  row "\`$f\`" "$run/test-by-trace.json" "$run/seen-eval.json" "$run/summary.json"
 done
 mv "$table.tmp" "$table"
 cat "$table"

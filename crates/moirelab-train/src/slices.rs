@@ -3,7 +3,8 @@
 //! A slice key names one value of every image: a field of its manifest `params` by a dotted
 //! path (`screen.layout`, `camera.sensor-scale`; moirelab's generator records its draws
 //! there, and a user's JSONL manifest may carry any), or one of its shortcut groups
-//! (`groups.flag`). Images are grouped by that value (text and booleans as they are; numbers
+//! (`groups.flag`), or the sum of several numeric fields (`mask-areas.moire-area+mask-areas.
+//! bands-area`: zero for a recapture that shows neither). Images are grouped by that value (text and booleans as they are; numbers
 //! into bins: the quartiles of the values, or edges the user gives, or a row per value when
 //! there are at most four) and each slice reports
 //! APCER over its attacks and BPCER over its bona fide images at one threshold, the same
@@ -31,32 +32,55 @@ pub struct SliceSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Source {
-    Param(Vec<String>),
+    /// One dotted path, or several joined by `+` whose numbers are summed.
+    Param(Vec<Vec<String>>),
     Group(String),
 }
 
 impl SliceSpec {
-    /// `camera.sensor-scale`, `camera.sensor-scale=1.5,2,2.5`, `groups.flag`. Edges must be
-    /// finite and strictly increasing.
+    /// `camera.sensor-scale`, `camera.sensor-scale=1.5,2,2.5`, `groups.flag`, `a.x+a.y=1`.
+    /// Edges must be finite and strictly increasing.
     pub fn parse(s: &str) -> Result<SliceSpec, String> {
         let (key, edges) = match s.split_once('=') {
             Some((k, e)) => (k.trim(), Some(e)),
             None => (s.trim(), None),
         };
-        if key.is_empty() || key.split('.').any(str::is_empty) {
+        let terms: Vec<&str> = key.split('+').map(str::trim).collect();
+        if terms
+            .iter()
+            .any(|t| t.is_empty() || t.split('.').any(str::is_empty))
+        {
             return Err(format!(
                 "'{s}': give a dotted path into the images' params (e.g. screen.layout, \
-                 camera.sensor-scale) or groups.<attribute>, optionally =EDGE,EDGE,..."
+                 camera.sensor-scale) or groups.<attribute>, or numeric paths joined by '+', \
+                 optionally =EDGE,EDGE,..."
             ));
         }
         let source = match key.strip_prefix("groups.") {
+            Some(_) if terms.len() > 1 => {
+                return Err(format!(
+                    "'{key}': only numeric params can be summed with '+', not groups"
+                ))
+            }
             Some(g) if !g.contains('.') => Source::Group(g.to_string()),
             Some(_) => {
                 return Err(format!(
                     "'{key}': groups have one level (groups.<attribute>)"
                 ))
             }
-            None => Source::Param(key.split('.').map(str::to_string).collect()),
+            None => {
+                if let Some(t) = terms.iter().skip(1).find(|t| t.starts_with("groups.")) {
+                    return Err(format!(
+                        "'{key}': only numeric params can be summed with '+', not {t}"
+                    ));
+                }
+                Source::Param(
+                    terms
+                        .iter()
+                        .map(|t| t.split('.').map(str::to_string).collect())
+                        .collect(),
+                )
+            }
         };
         let edges = match edges {
             None => None,
@@ -84,16 +108,27 @@ impl SliceSpec {
         })
     }
 
-    /// The image's value of this key; `None` when it has none (or `null`).
+    /// The image's value of this key; `None` when it has none (or `null`). A sum is the sum
+    /// of the terms the image has (a missing one counts as 0), `None` when it has none of
+    /// them; a term that is not a number is returned as it is, so that the slicing names it.
     pub fn value(&self, rec: &ManifestRecord) -> Option<Value> {
+        let at = |path: &[String]| {
+            let mut v = &rec.params;
+            for p in path {
+                v = v.get(p)?;
+            }
+            (!v.is_null()).then(|| v.clone())
+        };
         match &self.source {
             Source::Group(g) => rec.groups.get(g).map(|v| Value::String(v.clone())),
-            Source::Param(path) => {
-                let mut v = &rec.params;
-                for p in path {
-                    v = v.get(p)?;
+            Source::Param(paths) if paths.len() == 1 => at(&paths[0]),
+            Source::Param(paths) => {
+                let present: Vec<Value> = paths.iter().filter_map(|p| at(p)).collect();
+                if let Some(v) = present.iter().find(|v| !v.is_number()) {
+                    return Some(v.clone());
                 }
-                (!v.is_null()).then(|| v.clone())
+                let sum: f64 = present.iter().filter_map(Value::as_f64).sum();
+                (!present.is_empty()).then(|| serde_json::json!(sum))
             }
         }
     }
@@ -544,6 +579,55 @@ mod tests {
         let other = t.rows.last().unwrap();
         assert_eq!((other.value.as_str(), other.attacks), ("(other)", 5));
         assert_eq!(t.rows.iter().map(|r| r.attacks).sum::<u64>(), n as u64);
+    }
+
+    #[test]
+    fn a_sum_of_params_counts_missing_terms_as_zero() {
+        // Screens with a moiré mask, with bands only, with neither; a genuine photo with none
+        // of the terms falls into (none).
+        let spec = SliceSpec::parse("m.moire-area + m.bands-area=1").unwrap();
+        assert_eq!(spec.key, "m.moire-area + m.bands-area");
+        let recs = [
+            rec(json!({"m": {"moire-area": 40, "bands-area": 10}}), &[]),
+            rec(json!({"m": {"moire-area": 0, "bands-area": 7}}), &[]),
+            rec(json!({"m": {"moire-area": 0}}), &[]),
+            rec(json!({"m": {"glare-area": 5}}), &[]),
+        ];
+        let values: Vec<_> = recs.iter().map(|r| spec.value(r)).collect();
+        assert_eq!(
+            values,
+            [Some(json!(50.0)), Some(json!(7.0)), Some(json!(0.0)), None]
+        );
+        let t = slice(
+            &spec,
+            &values,
+            &[0.9, 0.2, 0.1, 0.3],
+            &[true, true, true, false],
+            0.5,
+            none_known,
+        )
+        .unwrap();
+        let rows: Vec<_> = t
+            .rows
+            .iter()
+            .map(|r| (r.value.as_str(), r.attacks, r.apcer, r.bona_fide))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("< 1", 1, Some(1.0), 0),
+                (">= 1", 2, Some(0.5), 0),
+                ("(none)", 0, None, 1)
+            ]
+        );
+        // A text term is named, as a text key with edges is.
+        let text = SliceSpec::parse("m.layout+m.moire-area=1").unwrap();
+        let r = rec(json!({"m": {"layout": "pentile", "moire-area": 3}}), &[]);
+        let e = slice(&text, &[text.value(&r)], &[0.5], &[true], 0.5, none_known).unwrap_err();
+        assert!(e.to_string().contains("\"pentile\""), "{e}");
+        for bad in ["a.b+", "a.b+groups.flag", "groups.flag+a.b", "+a"] {
+            assert!(SliceSpec::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

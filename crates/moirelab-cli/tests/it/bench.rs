@@ -151,6 +151,19 @@ fn transfer_script_holds_a_factor_out_and_keeps_overridden_runs_apart() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0][1], "none (reference)");
     assert_eq!(rows[1][1], "`layout:pentile`");
+    // Both rows split the test screens by trace; the reference row scores its own split, so
+    // its held-out and seen halves are one number.
+    let header = String::from_utf8_lossy(&o.stdout);
+    assert!(header.contains("screens with a trace"), "{header}");
+    for r in &rows {
+        assert_eq!(r.len(), rows[0].len(), "{rows:?}");
+    }
+    let share: f64 = rows[1][7].parse().expect("a share of screens with a trace");
+    assert!((0.0..=1.0).contains(&share), "{rows:?}");
+    for cell in &rows[0][8..=10] {
+        let (held, seen) = cell.split_once(" / ").expect("held out / seen");
+        assert_eq!(held, seen, "{rows:?}");
+    }
     // The held-out set never shows PenTile in train/val and only PenTile in test.
     let data = d.join("out/data/layout-pentile-64px-n64");
     let manifest = std::fs::read_to_string(data.join("manifest.jsonl")).unwrap();
