@@ -78,23 +78,29 @@ config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 stem="$(basename "$config" .toml)$set_tag"
-# The data the config itself asks for (its preset, image count and generator knobs), so that
-# the protocol measures it as shipped. Knobs other than the count name the data sets.
-mapfile -t data_spec < <("${MOIRELAB_PYTHON:-python3}" -c '
-import sys, tomllib
-d = tomllib.load(open(sys.argv[1], "rb")).get("data", {})
-k = dict(d.get("knobs", {}))
-sizes = k.pop("sizes", [])
-sizes = sorted({int(v) for v in (sizes.split(",") if isinstance(sizes, str) else sizes)})
-print(d.get("preset", "clean"))
-print(k.pop("count", 2400))
-print(k.pop("size", max(sizes) if sizes else d.get("image-size", 128)))
-print(1 if d.get("mode") == "patch" else 0)
-print(",".join(map(str, sizes)) if len(sizes) > 1 else "")
-for name, v in sorted(k.items()):
-    v = ",".join(map(str, v)) if isinstance(v, list) else str(v).lower()
-    print(f"{name}={v}")
-' "$config")
+cd "$MOIRELAB_ROOT"
+bin="$(moirelab_release_bin)"
+# The data the config itself asks for (its preset, image count, photo sides and generator
+# knobs, as `train` resolves them: `moirelab data plan`), so that the protocol measures it as
+# shipped. Knobs other than the count and the sides name the data sets.
+plan="$("$bin" data plan --config "$config" "${sets[@]}" --json)"
+mapfile -t data_spec < <(printf '%s' "$plan" | "${MOIRELAB_PYTHON:-python3}" -c '
+import json, sys
+p = json.load(sys.stdin)
+if p["preset"] is None:
+    sys.exit("bench/transfer.sh: " + p["config"] + " trains on a data set of its own (no "
+             "data.preset); the protocol generates its data sets from a preset")
+sides = p["sides"]
+print(p["preset"])
+print(p["count"])
+print(max(sides))
+print(1 if p["mode"] == "patch" else 0)
+print(",".join(map(str, sides)) if len(sides) > 1 else "")
+for kv in p["knobs"]:
+    if kv.split("=", 1)[0] not in ("count", "size", "sizes"):
+        print(kv)
+')
+[ "${#data_spec[@]}" -ge 5 ] || exit 2
 preset="${data_spec[0]}"
 [ -n "$count" ] || count="${data_spec[1]}"
 # A --size of the caller's own replaces the config's sizes too.
@@ -112,8 +118,6 @@ if [ -n "$sizes" ]; then
   knob_sets+=(--set "sizes=$sizes")
   size_tag="${sizes//,/-}px"
 fi
-cd "$MOIRELAB_ROOT"
-bin="$(moirelab_release_bin)"
 mode_sets=()
 tag="$size_tag-n$count$knob_tag"
 if [ "$patch" = 1 ]; then

@@ -455,7 +455,8 @@ pub fn file_safe(s: &str, keep: &str) -> String {
 
 /// A knob value as folder names and messages show it: `0.75`, `800`, `layout:pentile`;
 /// arrays comma-separated (`moire,bands`).
-fn knob_text(v: &toml::Value) -> String {
+/// A knob's value as `gen-data --set` takes it (lists comma-joined).
+pub(crate) fn knob_text(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),

@@ -96,6 +96,22 @@ pub struct GenDataArgs {
 pub enum DataCmd {
     /// Open every file of a data set and report counts and problems (exit 1 on errors)
     Check(DataCheckArgs),
+    /// The data set a config trains on: its root, whether it exists yet, and the generator's
+    /// preset, count, photo sides and knobs
+    Plan(DataPlanArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DataPlanArgs {
+    /// Config file (TOML)
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override config values, as train's --set does
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// One JSON object (for scripts)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +361,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::GenData(a) => commands::gen_data(a),
         Command::Data(DataCmd::Check(a)) => commands::data_check(a),
+        Command::Data(DataCmd::Plan(a)) => commands::data_plan(a),
         Command::Model(ModelCmd::Summary(a)) => commands::model_summary(a),
         Command::Train(a) => commands::train(a),
         Command::Eval(a) => commands::eval(a),

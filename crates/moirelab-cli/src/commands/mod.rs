@@ -4,6 +4,7 @@
 
 mod compare;
 mod data_check;
+mod data_plan;
 mod eval;
 mod explain;
 mod gen_data;
@@ -15,6 +16,7 @@ mod train;
 
 pub use compare::compare;
 pub use data_check::data_check;
+pub use data_plan::data_plan;
 pub use eval::eval;
 pub use explain::explain;
 pub use gen_data::{ensure_data, gen_data};

@@ -5,6 +5,7 @@ mod errors;
 mod eval;
 mod fuzz;
 mod hostile;
+mod plan;
 mod pretrained;
 mod sweep;
 mod train;

@@ -1,0 +1,103 @@
+//! `data plan`: the data set a config trains on, as `train` resolves it — its root, whether
+//! it is generated yet, and for a preset the generator's count, photo sides and knobs. Bench
+//! scripts read its `--json` instead of re-reading config files with their own rules.
+
+use crate::config::{self, knob_text};
+use crate::DataPlanArgs;
+use anyhow::Result;
+use moirelab_data::Mode;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// What `data plan --json` prints.
+#[derive(Debug, Serialize)]
+struct Plan {
+    config: PathBuf,
+    /// `data.root`, relative to the current folder as `train` reads it.
+    root: PathBuf,
+    /// `data.root` holds a data set (`dataset.json`, or a folder of the user's own).
+    generated: bool,
+    /// `data.preset`; `null` for a data set of the user's own.
+    preset: Option<String>,
+    /// Images the preset generates with the knobs (`null` without a preset).
+    count: Option<usize>,
+    /// The photo sides it renders, ascending (one unless `[data.knobs] sizes`).
+    sides: Option<Vec<u32>>,
+    /// The network's input side (`data.image-size`) and how it is taken from a photo.
+    image_size: u32,
+    mode: Mode,
+    /// `[data.knobs]` as `gen-data --set` arguments (`knob=value`, lists comma-joined), in
+    /// name order, as the config writes them.
+    knobs: Vec<String>,
+}
+
+pub fn data_plan(a: DataPlanArgs) -> Result<ExitCode> {
+    let loaded = config::load(&a.config, &a.sets)?;
+    let gen = loaded.gen_config()?;
+    let root = loaded.config.data.root.clone();
+    let generated = if loaded.preset.is_some() {
+        root.join(moirelab_core::dataset_format::DATASET_JSON)
+            .is_file()
+    } else {
+        root.is_dir()
+    };
+    let plan = Plan {
+        config: a.config.clone(),
+        root,
+        generated,
+        preset: loaded.preset.clone(),
+        count: gen.as_ref().map(|g| g.count),
+        sides: gen
+            .as_ref()
+            .map(|g| g.sizes.clone().unwrap_or_else(|| vec![g.size])),
+        image_size: loaded.config.data.image_size,
+        mode: loaded.config.data.mode,
+        knobs: loaded
+            .knobs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", knob_text(v)))
+            .collect(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state = match (&plan.preset, plan.generated) {
+        (_, true) => "generated",
+        (Some(_), false) => "not generated yet: train generates it",
+        (None, false) => "missing: set data.preset or run gen-data",
+    };
+    println!(
+        "{}: data.root = {} ({state})",
+        plan.config.display(),
+        plan.root.display()
+    );
+    if let (Some(p), Some(g)) = (&plan.preset, &gen) {
+        let knobs = if plan.knobs.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", plan.knobs.join(" "))
+        };
+        println!("  preset \"{p}\"{knobs}");
+        println!("  {} photos of {} px", g.count, g.sides_text());
+    } else {
+        println!("  a data set of your own (no data.preset)");
+    }
+    let view = match plan.mode {
+        Mode::Patch => format!("{0}x{0} crops at the photos' resolution", plan.image_size),
+        Mode::Resize => format!("each photo resized to {0}x{0}", plan.image_size),
+    };
+    println!(
+        "  the network reads {view} (data.mode = \"{}\")",
+        mode_name(plan.mode)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mode_name(m: Mode) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
