@@ -9,7 +9,8 @@
 # Each row also splits the test screens by whether the display left a trace (a moiré or band
 # mask): how many did, and how many of those and of the rest each run catches at its
 # threshold, so a low row says whether the detector failed to transfer or the evidence is
-# not in the photos; and BPCER, the genuine photos rejected.
+# not in the photos; BPCER, the genuine photos rejected; and, for a config that draws photos
+# out of focus (both classes, no grid left either way), the accuracy on those in focus.
 #
 #   scripts/bench/transfer.sh [--config FILE] [--size 128|256] [--patch] [--count N]
 #                             [--epochs E] [--factors "layout:pentile demosaic:malvar ..."]
@@ -163,9 +164,19 @@ train_on "$ref"
 # mask, docs/SYNTH.md "Masks"): a held-out factor can fail because the detector has not
 # seen it, or because its screens show nothing. The two columns tell which.
 trace_by='mask-areas.moire-area+mask-areas.bands-area=1'
-# score RUN DATA OUT_JSON: RUN's best checkpoint on DATA's test split, errors by trace.
+# A photo out of focus (`defocus-prob`, both classes) shows no grid whatever its class, so a
+# config that draws them also gets the accuracy on the photos in focus.
+focus_by=()
+for kv in "${data_spec[@]:5}"; do
+  case "$kv" in
+    defocus-prob=0|defocus-prob=0.0) ;;
+    defocus-prob=*) focus_by=(--by camera.defocus-px=0.01) ;;
+  esac
+done
+# score RUN DATA OUT_JSON: RUN's best checkpoint on DATA's test split, errors by trace (and
+# by focus).
 score() {
-  "$bin" eval --run "$1" --data "$2" --split test --by "$trace_by" --json >"$3"
+  "$bin" eval --run "$1" --data "$2" --split test --by "$trace_by" "${focus_by[@]}" --json >"$3"
 }
 # row LABEL HELD_JSON SEEN_JSON VAL_SUMMARY: one table row from the evals of the run and of
 # the reference on the same test split (the same file for the reference row).
@@ -178,9 +189,12 @@ def load(path):
     e = e[0] if isinstance(e, list) else e
     rows = {r["value"]: r for r in e["slices"][0]["rows"]}
     caught = lambda v: 1 - rows[v]["apcer"] if v in rows else float("nan")
-    return e, caught(">= 1"), caught("< 1"), rows.get(">= 1", {}).get("attacks", 0)
-h, h_on, h_off, n_on = load(held)
-s, s_on, s_off, _ = load(seen)
+    # In focus: the photos without a defocus draw (all of them when the config draws none).
+    focus = {r["value"]: r for t in e["slices"][1:] for r in t["rows"]}
+    sharp = focus["(none)"]["accuracy"] if focus else e["pad"]["accuracy_at_threshold"]
+    return e, caught(">= 1"), caught("< 1"), rows.get(">= 1", {}).get("attacks", 0), sharp
+h, h_on, h_off, n_on, h_sharp = load(held)
+s, s_on, s_off, _, s_sharp = load(seen)
 gap = "–" if held == seen else f"{h['accuracy'] - s['accuracy']:+.3f}"
 attacks = sum(r["attacks"] for r in h["slices"][0]["rows"])
 val = json.load(open(summary))["val"]["balanced_accuracy"]
@@ -188,12 +202,13 @@ f3 = lambda x: "–" if x is None or x != x else f"{x:.3f}"
 share = f"{n_on / attacks:.2f}" if attacks else "–"
 print(f"| {label} | {h['n']} | {h['accuracy']:.3f} | {f3(h['pad']['auc'])} | {s['accuracy']:.3f} | "
       f"{gap} | {share} | {f3(h_on)} / {f3(s_on)} | {f3(h_off)} / {f3(s_off)} | "
-      f"{f3(h['pad']['bpcer'])} / {f3(s['pad']['bpcer'])} | {val:.3f} |")
+      f"{f3(h['pad']['bpcer'])} / {f3(s['pad']['bpcer'])} | {f3(h_sharp)} / {f3(s_sharp)} | "
+      f"{val:.3f} |")
 PY
 }
 {
-  echo "| held-out factor | test n | accuracy | AUC | seen: accuracy | gap | screens with a trace | caught at thr., with a trace: held out / seen | caught without a trace: held out / seen | BPCER: held out / seen | val bal. acc. |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| held-out factor | test n | accuracy | AUC | seen: accuracy | gap | screens with a trace | caught at thr., with a trace: held out / seen | caught without a trace: held out / seen | BPCER: held out / seen | acc. at thr., in focus: held out / seen | val bal. acc. |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$table.tmp"
 ref_run="$out/runs/$stem/$ref"
 score "$ref_run" "$out/data/$ref" "$ref_run/test-by-trace.json"
