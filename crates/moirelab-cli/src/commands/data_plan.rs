@@ -2,6 +2,7 @@
 //! it is generated yet, and for a preset the generator's count, photo sides and knobs. Bench
 //! scripts read its `--json` instead of re-reading config files with their own rules.
 
+use super::{data_state, DataState};
 use crate::config::{self, knob_text};
 use crate::DataPlanArgs;
 use anyhow::Result;
@@ -16,8 +17,11 @@ struct Plan {
     config: PathBuf,
     /// `data.root`, relative to the current folder as `train` reads it.
     root: PathBuf,
-    /// `data.root` holds a data set (`dataset.json`, or a folder of the user's own).
-    generated: bool,
+    /// What `data.root` holds: `ready` (train uses it as it is), `missing` (train generates
+    /// it), `stale` (made by another generator version: train regenerates it), `other-knobs`
+    /// (made with other knobs: train refuses it), `no-preset` (missing, and nothing to make
+    /// it from).
+    state: &'static str,
     /// `data.preset`; `null` for a data set of the user's own.
     preset: Option<String>,
     /// Images the preset generates with the knobs (`null` without a preset).
@@ -36,16 +40,17 @@ pub fn data_plan(a: DataPlanArgs) -> Result<ExitCode> {
     let loaded = config::load(&a.config, &a.sets)?;
     let gen = loaded.gen_config()?;
     let root = loaded.config.data.root.clone();
-    let generated = if loaded.preset.is_some() {
-        root.join(moirelab_core::dataset_format::DATASET_JSON)
-            .is_file()
-    } else {
-        root.is_dir()
-    };
+    let state = data_state(&loaded)?;
     let plan = Plan {
         config: a.config.clone(),
         root,
-        generated,
+        state: match state {
+            DataState::Ready => "ready",
+            DataState::Missing => "missing",
+            DataState::Stale(_) => "stale",
+            DataState::OtherKnobs => "other-knobs",
+            DataState::NoPreset => "no-preset",
+        },
         preset: loaded.preset.clone(),
         count: gen.as_ref().map(|g| g.count),
         sides: gen
@@ -63,10 +68,16 @@ pub fn data_plan(a: DataPlanArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let state = match (&plan.preset, plan.generated) {
-        (_, true) => "generated",
-        (Some(_), false) => "not generated yet: train generates it",
-        (None, false) => "missing: set data.preset or run gen-data",
+    let state = match &state {
+        DataState::Ready => "ready".to_string(),
+        DataState::Missing => "not generated yet: train generates it".to_string(),
+        DataState::Stale(v) => {
+            format!("made by generator {v}: train regenerates it with this one")
+        }
+        DataState::OtherKnobs => {
+            "made with other knobs than [data.knobs]: train refuses it".to_string()
+        }
+        DataState::NoPreset => "missing: set data.preset or run gen-data".to_string(),
     };
     println!(
         "{}: data.root = {} ({state})",

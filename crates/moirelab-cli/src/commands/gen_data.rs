@@ -123,54 +123,84 @@ pub fn generate_with_progress(
     Ok(summary)
 }
 
-/// Make sure `data.root` exists, generating it from `data.preset` (and `[data.knobs]`) when it
-/// does not.
-pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
+/// What a config's `data.root` holds, as [`ensure_data`] judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataState {
+    /// A data set train uses as it is: generated from the config's preset and knobs, or a
+    /// folder of the user's own (left alone).
+    Ready,
+    /// Nothing there yet; train generates it from the preset.
+    Missing,
+    /// Made from the same preset by another generator version (this one's is given):
+    /// train regenerates it.
+    Stale(String),
+    /// Made from the same preset with other knobs than `[data.knobs]`: train refuses it.
+    OtherKnobs,
+    /// Nothing there and no preset to make it from: train refuses the config.
+    NoPreset,
+}
+
+/// Judge `data.root` against the config: a folder this generator made from the same preset,
+/// but with another generator version (an upgrade changed the images), is stale: a stale
+/// preset data set would silently give other numbers than the configs and docs promise.
+/// Anything else there (your own data, a different preset, gen-data overrides) is left
+/// alone, except that a config naming knobs must get a data set made with exactly those.
+pub fn data_state(loaded: &Loaded) -> Result<DataState> {
     let root = &loaded.config.data.root;
     let meta_path = root.join(moirelab_core::dataset_format::DATASET_JSON);
-    let cfg = loaded.gen_config()?;
-    let mut force = false;
-    if meta_path.is_file() {
-        // A folder this generator made from the same preset, but with another generator
-        // version (an upgrade changed the images), is regenerated: a stale preset data set
-        // would silently give other numbers than the configs and docs promise. Anything else
-        // (your own data, a different preset, gen-data overrides) is left alone, except that
-        // a config naming knobs must get a data set made with exactly those knobs.
-        let ours = match (&cfg, &loaded.preset) {
-            (Some(cfg), Some(p)) => moirelab_core::fsio::read_json::<
-                moirelab_core::dataset_format::DatasetMeta,
-            >(&meta_path)
+    if !meta_path.is_file() {
+        return Ok(match (&loaded.preset, root.is_dir()) {
+            (_, true) => DataState::Ready,
+            (Some(_), false) => DataState::Missing,
+            (None, false) => DataState::NoPreset,
+        });
+    }
+    let (Some(cfg), Some(p)) = (loaded.gen_config()?, &loaded.preset) else {
+        return Ok(DataState::Ready);
+    };
+    let made =
+        moirelab_core::fsio::read_json::<moirelab_core::dataset_format::DatasetMeta>(&meta_path)
             .ok()
             .and_then(|m| m.generator)
-            .filter(|g| g.name == moirelab_synth::GENERATOR_NAME && &g.preset == p)
-            .map(|g| (g, cfg)),
-            _ => None,
-        };
-        let Some((made, cfg)) = ours else {
-            return Ok(());
-        };
-        if made.version == moirelab_synth::GENERATOR_VERSION {
-            if !loaded.knobs.is_empty() && made.knobs != serde_json::to_value(cfg)? {
-                bail!(
-                    "{}: data.root = {} was generated with other knobs than [data.knobs] ({}); \
-                     remove it or choose another data.root",
-                    loaded.path.display(),
-                    root.display(),
-                    loaded.knob_list()
-                );
-            }
-            return Ok(());
-        }
-        force = true;
-    } else if root.is_dir() {
-        return Ok(());
+            .filter(|g| g.name == moirelab_synth::GENERATOR_NAME && &g.preset == p);
+    let Some(made) = made else {
+        return Ok(DataState::Ready);
+    };
+    if made.version != moirelab_synth::GENERATOR_VERSION {
+        return Ok(DataState::Stale(made.version));
     }
-    let (Some(preset), Some(cfg)) = (&loaded.preset, cfg) else {
-        bail!(
+    if !loaded.knobs.is_empty() && made.knobs != serde_json::to_value(cfg)? {
+        return Ok(DataState::OtherKnobs);
+    }
+    Ok(DataState::Ready)
+}
+
+/// Make sure `data.root` exists, generating it from `data.preset` (and `[data.knobs]`) when it
+/// is missing or stale ([`data_state`]).
+pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
+    let root = &loaded.config.data.root;
+    let no_preset = || {
+        anyhow!(
             "{}: data.root = {} does not exist (set data.preset to generate it, or run gen-data)",
             loaded.path.display(),
             root.display()
-        );
+        )
+    };
+    let force = match data_state(loaded)? {
+        DataState::Ready => return Ok(()),
+        DataState::Missing => false,
+        DataState::Stale(_) => true,
+        DataState::OtherKnobs => bail!(
+            "{}: data.root = {} was generated with other knobs than [data.knobs] ({}); \
+             remove it or choose another data.root",
+            loaded.path.display(),
+            root.display(),
+            loaded.knob_list()
+        ),
+        DataState::NoPreset => return Err(no_preset()),
+    };
+    let (Some(preset), Some(cfg)) = (&loaded.preset, loaded.gen_config()?) else {
+        return Err(no_preset());
     };
     let msg = format!(
         "{} data set '{preset}'{} ({} images, {} px) into {}{}",

@@ -19,7 +19,7 @@ pub use data_check::data_check;
 pub use data_plan::data_plan;
 pub use eval::eval;
 pub use explain::explain;
-pub use gen_data::{ensure_data, gen_data};
+pub use gen_data::{data_state, ensure_data, gen_data, DataState};
 pub use model_summary::model_summary;
 pub use predict::predict;
 pub use report::report;

@@ -33,7 +33,7 @@ fn data_plan_says_what_train_would_generate_and_whether_it_exists() {
         p["knobs"],
         serde_json::json!(["count=40", "glare-prob=0.25", "sizes=64,96"])
     );
-    assert_eq!(p["generated"], false);
+    assert_eq!(p["state"], "missing");
     let root = p["root"].as_str().unwrap().to_string();
     assert!(root.contains("sizes-64_96"), "{root}");
 
@@ -47,7 +47,18 @@ fn data_plan_says_what_train_would_generate_and_whether_it_exists() {
     }
     let o = moirelab(d, &args);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(plan(d, &["--config", "p.toml"])["generated"], true);
+    assert_eq!(plan(d, &["--config", "p.toml"])["state"], "ready");
+    // The same folder named by a config with another knob: train would refuse it.
+    let other = patch
+        .replace("glare-prob = 0.25", "glare-prob = 0.3")
+        .replace(
+            "cache = \"memory\"",
+            &format!("cache = \"memory\"\nroot = \"{root}\""),
+        );
+    std::fs::write(d.join("other.toml"), other).unwrap();
+    assert_eq!(plan(d, &["--config", "other.toml"])["state"], "other-knobs");
+    let o = moirelab(d, &["train", "--config", "other.toml"]);
+    assert_one_line_error(&o, &["other knobs"]);
     let o = moirelab(
         d,
         &["train", "--config", "p.toml", "--set", "train.epochs=1"],
@@ -78,7 +89,7 @@ fn data_plan_says_what_train_would_generate_and_whether_it_exists() {
         (own["preset"].is_null(), own["count"].is_null()),
         (true, true)
     );
-    assert_eq!(own["generated"], false);
+    assert_eq!(own["state"], "no-preset");
     let o = moirelab(d, &["data", "plan", "--config", "own.toml"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("missing: set data.preset or run gen-data"),
@@ -101,4 +112,36 @@ fn data_plan_says_what_train_would_generate_and_whether_it_exists() {
         ],
     );
     assert_one_line_error(&o, &["widht"]);
+}
+
+#[test]
+fn a_data_set_from_another_generator_version_is_stale_and_train_regenerates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), TINY).unwrap();
+    let root = plan(d, &["--config", "t.toml"])["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = moirelab(d, &["gen-data", "--preset", "tiny", "--out", &root]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(plan(d, &["--config", "t.toml"])["state"], "ready");
+    // As if an older moirelab had made it.
+    let meta_path = d.join(&root).join("dataset.json");
+    let mut meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let current = meta["generator"]["version"].as_str().unwrap().to_string();
+    meta["generator"]["version"] = "0.0.1+synth.0".into();
+    std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
+    assert_eq!(plan(d, &["--config", "t.toml"])["state"], "stale");
+    let o = moirelab(d, &["data", "plan", "--config", "t.toml"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("made by generator 0.0.1+synth.0"), "{text}");
+
+    let o = moirelab(d, &["train", "--config", "t.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("regenerating"), "{}", stderr(&o));
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    assert_eq!(meta["generator"]["version"], current.as_str());
+    assert_eq!(plan(d, &["--config", "t.toml"])["state"], "ready");
 }
