@@ -106,9 +106,9 @@ pub fn data_plan(a: DataPlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn mode_name(m: Mode) -> String {
-    serde_json::to_value(m)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Resize => "resize",
+        Mode::Patch => "patch",
+    }
 }
