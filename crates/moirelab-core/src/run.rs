@@ -259,7 +259,8 @@ pub struct RunSummary {
     /// `null` and read back as NaN.
     #[serde(deserialize_with = "f64_or_nan")]
     pub best_value: f64,
-    /// Decision threshold on the attack score, fixed on val (EER point) and applied to test.
+    /// Decision threshold on the attack score, fixed on val (its EER point, or
+    /// `train.threshold-bpcer`) and applied to test.
     pub threshold: f64,
     pub val: Option<EpochMetrics>,
     pub test: Option<EpochMetrics>,

@@ -71,6 +71,10 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Evaluate on the test split at the end (with the best checkpoint).
     pub test: bool,
+    /// Fix the run's threshold on val where at most this share of the bona fide images is
+    /// rejected (the lowest APCER with BPCER <= the target) instead of at val's EER point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold_bpcer: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -101,6 +105,7 @@ impl Default for TrainConfig {
             threads: 0,
             log_every: 0,
             test: true,
+            threshold_bpcer: None,
         }
     }
 }
@@ -293,6 +298,13 @@ impl TrainConfig {
             }
             _ => {}
         }
+        if let Some(b) = self.threshold_bpcer {
+            if !(0.0..1.0).contains(&b) {
+                return err(format!(
+                    "train.threshold-bpcer = {b} is out of range [0, 1) (a share of val's bona fide images)"
+                ));
+            }
+        }
         if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
             return err(format!("train.grad-clip = {} must be >= 0", self.grad_clip));
         }
@@ -311,6 +323,14 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+
+    /// How val fixes the run's threshold.
+    pub fn threshold_rule(&self) -> crate::metrics::ThresholdRule {
+        match self.threshold_bpcer {
+            Some(b) => crate::metrics::ThresholdRule::Bpcer(b),
+            None => crate::metrics::ThresholdRule::Eer,
+        }
     }
 
     /// Whether a larger `monitor` value is better.
@@ -350,6 +370,31 @@ mod tests {
             .unwrap_err()
             .0
             .contains("val.balanced-accuracy"));
+    }
+
+    #[test]
+    fn threshold_bpcer_picks_the_rule_and_names_a_bad_value() {
+        assert_eq!(
+            TrainConfig::default().threshold_rule(),
+            crate::metrics::ThresholdRule::Eer
+        );
+        let c: TrainConfig = toml::from_str("threshold-bpcer = 0.1").unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.threshold_rule(),
+            crate::metrics::ThresholdRule::Bpcer(0.1)
+        );
+        for bad in ["1.0", "-0.1", "nan"] {
+            let c: TrainConfig = toml::from_str(&format!("threshold-bpcer = {bad}")).unwrap();
+            let e = c.validate().unwrap_err().0;
+            assert!(
+                e.starts_with("train.threshold-bpcer = ") && e.contains("[0, 1)"),
+                "{e}"
+            );
+        }
+        // Absent, it is not written into a run's resolved config.
+        let text = toml::to_string(&TrainConfig::default()).unwrap();
+        assert!(!text.contains("threshold-bpcer"), "{text}");
     }
 
     #[test]

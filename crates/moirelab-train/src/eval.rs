@@ -63,8 +63,11 @@ pub struct EvalOptions {
     pub epoch: u32,
     /// Split name recorded in the metrics.
     pub split: String,
-    /// `None` fixes the threshold at this split's EER point (val); `Some` applies it (test).
+    /// `None` fixes the threshold on this split by `rule` (val); `Some` applies it (test).
     pub threshold: Option<f64>,
+    /// How a split without a given threshold fixes its own (the run's
+    /// `train.threshold-bpcer`, else the EER point).
+    pub rule: crate::metrics::ThresholdRule,
     /// Perturb every eval view first (`moirelab eval --perturb`).
     pub perturbation: Option<moirelab_data::Perturbation>,
 }
@@ -171,7 +174,7 @@ pub fn evaluate_scored(
         )
         .map_err(|e| TrainError::Config(e.to_string()))?;
     }
-    let mut m = acc.compute(opts.epoch, &opts.split, opts.threshold);
+    let mut m = acc.compute_with(opts.epoch, &opts.split, opts.threshold, opts.rule);
     m.wall_s = start.elapsed().as_secs_f64();
     Ok((m, acc.attack_scores().0.to_vec()))
 }

@@ -145,6 +145,7 @@ impl EpochHook for ExtraEval {
                 epoch: ctx.epoch,
                 split: extra_split(&s.name),
                 threshold: Some(threshold),
+                rule: Default::default(),
                 perturbation: None,
             };
             let indices = s.dataset.split(&s.split);

@@ -348,8 +348,29 @@ pub fn threshold_for_bona_fide(scores: &[f64], max_bpcer: f64) -> Option<f64> {
     Some(desc.get(allowed).map_or(0.0, |&s| s.next_up()))
 }
 
+/// How a split fixes its own threshold τ from its scores (val fixes the run's).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ThresholdRule {
+    /// Where APCER = BPCER ([`eer_threshold`]).
+    #[default]
+    Eer,
+    /// The lowest APCER with BPCER at most this share ([`threshold_at_bpcer`];
+    /// `train.threshold-bpcer`).
+    Bpcer(f64),
+}
+
+impl ThresholdRule {
+    /// τ of these scores; `None` unless both classes are present.
+    pub fn fix(self, scores: &[f64], is_attack: &[bool]) -> Option<f64> {
+        match self {
+            ThresholdRule::Eer => eer_threshold(scores, is_attack).map(|(_, t)| t),
+            ThresholdRule::Bpcer(b) => threshold_at_bpcer(scores, is_attack, b),
+        }
+    }
+}
+
 /// The lowest-APCER threshold whose BPCER is at most `max_bpcer` (for a config that fixes τ
-/// on val by a BPCER target instead of the EER point). Among the operating points with
+/// on val by a BPCER target instead of the EER point: `train.threshold-bpcer`). Among the operating points with
 /// BPCER <= `max_bpcer` it returns the smallest threshold, i.e. the one that flags the most
 /// attacks. `None` unless both classes are present.
 pub fn threshold_at_bpcer(scores: &[f64], is_attack: &[bool], max_bpcer: f64) -> Option<f64> {
@@ -542,17 +563,29 @@ impl ClassificationAccumulator {
     /// Metrics of everything since the last reset.
     ///
     /// `threshold`: `None` fixes τ at this split's own EER point (validation); `Some(τ)`
-    /// applies a τ fixed elsewhere (test gets val's τ). `pad` is `None` without an attack
+    /// applies a τ fixed elsewhere (test gets val's τ). [`Self::compute_with`] fixes τ by
+    /// another [`ThresholdRule`]. `pad` is `None` without an attack
     /// class or unless both attack and bona fide samples were seen. Balanced accuracy is the mean recall over classes
     /// that occur as targets. Groups with `aligned = None` count only in `groups` and the
     /// worst group. `step`, `lr`, `images_per_sec` and `wall_s` are left at their defaults
     /// for the trainer to fill in.
     pub fn compute(&self, epoch: u32, split: &str, threshold: Option<f64>) -> EpochMetrics {
+        self.compute_with(epoch, split, threshold, ThresholdRule::Eer)
+    }
+
+    /// [`Self::compute`], with `rule` fixing τ when `threshold` is `None`.
+    pub fn compute_with(
+        &self,
+        epoch: u32,
+        split: &str,
+        threshold: Option<f64>,
+        rule: ThresholdRule,
+    ) -> EpochMetrics {
         let correct: u64 = (0..self.classes).map(|c| self.confusion[c][c]).sum();
         let balanced_accuracy = balanced_accuracy(&self.confusion);
         let tau = match threshold {
             Some(t) => Some(t),
-            None => self.eer_threshold().map(|(_, t)| t),
+            None => rule.fix(&self.scores, &self.is_attack),
         };
         let pad = self
             .attack_class

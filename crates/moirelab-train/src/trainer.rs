@@ -679,6 +679,7 @@ impl Trainer {
             epoch,
             split: split.to_string(),
             threshold,
+            rule: self.setup.train.threshold_rule(),
             perturbation: None,
         }
     }

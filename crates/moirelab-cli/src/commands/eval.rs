@@ -211,6 +211,8 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     } else {
         lr.threshold
     };
+    // The run's val split fixes its own threshold as training did.
+    let val_rule = loaded.config.train.threshold_rule();
     let mut rows = Vec::with_capacity(sets.len() * (1 + perturbations.len()));
     for (((name, ds), copies), set_slicings) in sets.iter().zip(&copies).zip(&slicings) {
         // The unperturbed row first; perturbed rows apply its threshold, so that on the run's
@@ -223,6 +225,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 epoch: 0,
                 split: a.split.clone(),
                 threshold: row_threshold,
+                rule: val_rule,
                 perturbation: p.copied(),
             };
             let idx = ds.split(&a.split);
@@ -330,6 +333,7 @@ fn calibrate(
             epoch: 0,
             split: split.to_string(),
             threshold: Some(0.5),
+            rule: Default::default(),
             perturbation: None,
         },
     )

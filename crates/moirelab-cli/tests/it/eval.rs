@@ -765,3 +765,58 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("2 unusable file(s) skipped"), "{text}");
 }
+
+#[test]
+fn a_bpcer_target_fixes_the_runs_threshold_on_val() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), TINY).unwrap();
+    let o = moirelab(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "train.threshold-bpcer=1.5",
+        ],
+    );
+    assert_one_line_error(&o, &["train.threshold-bpcer = 1.5", "[0, 1)"]);
+    assert!(!d.join("runs/tiny").exists());
+    let o = moirelab(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "train.threshold-bpcer=0",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = d.join("runs/tiny");
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("threshold-bpcer = 0"), "{resolved}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    // No genuine val photo is rejected at the run's threshold, and val's line says so.
+    let val = &summary["val"]["pad"];
+    assert_eq!(val["bpcer"], 0.0, "{val}");
+    assert_eq!(summary["threshold"], val["threshold"]);
+    // Every epoch's val line was fixed by the same rule.
+    let vals: Vec<Value> = epoch_lines(&run)
+        .into_iter()
+        .filter(|l| l["split"] == "val")
+        .collect();
+    assert!(!vals.is_empty());
+    assert!(vals.iter().all(|l| l["pad"]["bpcer"] == 0.0), "{vals:?}");
+    // `eval` on val fixes the same threshold again; on test it applies it.
+    let again = ok_json(
+        d,
+        &["eval", "--run", "runs/tiny", "--split", "val", "--json"],
+    );
+    assert_eq!(again["pad"]["threshold"], summary["threshold"]);
+    assert_eq!(again["pad"]["bpcer"], 0.0);
+    let test = ok_json(d, &["eval", "--run", "runs/tiny", "--json"]);
+    assert_eq!(test["pad"]["threshold"], summary["threshold"]);
+}
