@@ -370,9 +370,9 @@ impl ThresholdRule {
 }
 
 /// The lowest-APCER threshold whose BPCER is at most `max_bpcer` (for a config that fixes τ
-/// on val by a BPCER target instead of the EER point: `train.threshold-bpcer`). Among the operating points with
-/// BPCER <= `max_bpcer` it returns the smallest threshold, i.e. the one that flags the most
-/// attacks. `None` unless both classes are present.
+/// on val by a BPCER target instead of the EER point: `train.threshold-bpcer`). Among the
+/// operating points with BPCER <= `max_bpcer` it returns the smallest threshold, i.e. the one
+/// that flags the most attacks. `None` unless both classes are present.
 pub fn threshold_at_bpcer(scores: &[f64], is_attack: &[bool], max_bpcer: f64) -> Option<f64> {
     let (points, n_attack, n_bona) = sweep(scores, is_attack);
     if n_attack == 0 || n_bona == 0 {
@@ -549,24 +549,18 @@ impl ClassificationAccumulator {
     }
 
     /// Attack scores and ground truth collected so far (empty without an attack class), e.g.
-    /// to fix a threshold by [`threshold_at_bpcer`].
+    /// to fix a threshold by a [`ThresholdRule`].
     pub fn attack_scores(&self) -> (&[f64], &[bool]) {
         (&self.scores, &self.is_attack)
-    }
-
-    /// `(eer, τ)` of the scores collected so far; `None` without an attack class or unless
-    /// both classes were seen.
-    pub fn eer_threshold(&self) -> Option<(f64, f64)> {
-        eer_threshold(&self.scores, &self.is_attack)
     }
 
     /// Metrics of everything since the last reset.
     ///
     /// `threshold`: `None` fixes τ at this split's own EER point (validation); `Some(τ)`
     /// applies a τ fixed elsewhere (test gets val's τ). [`Self::compute_with`] fixes τ by
-    /// another [`ThresholdRule`]. `pad` is `None` without an attack
-    /// class or unless both attack and bona fide samples were seen. Balanced accuracy is the mean recall over classes
-    /// that occur as targets. Groups with `aligned = None` count only in `groups` and the
+    /// another [`ThresholdRule`]. `pad` is `None` without an attack class or unless both
+    /// attack and bona fide samples were seen. Balanced accuracy is the mean recall over
+    /// classes that occur as targets. Groups with `aligned = None` count only in `groups` and the
     /// worst group. `step`, `lr`, `images_per_sec` and `wall_s` are left at their defaults
     /// for the trainer to fill in.
     pub fn compute(&self, epoch: u32, split: &str, threshold: Option<f64>) -> EpochMetrics {
