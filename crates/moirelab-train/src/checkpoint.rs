@@ -3,6 +3,7 @@
 //! resumes ([`save`], [`settle_checkpoint`]), and the checks and clean-up of a resume
 //! ([`restore`], [`check_progress`], [`truncate_metrics`]). A change of the format goes here.
 
+use crate::ema::WeightAverage;
 use crate::optim::Optimizer;
 use crate::TrainError;
 use moirelab_core::fsio;
@@ -72,10 +73,14 @@ pub(crate) fn ckpt_err(path: &Path, msg: impl std::fmt::Display) -> TrainError {
 /// carrying their hashes, is the commit point; the pending files are then renamed into
 /// place. A kill at any point leaves either the previous set or a committed set that
 /// [`settle_checkpoint`] finishes on resume.
+///
+/// `vs` holds the live weights. With weight averaging (`ema`) its shadow goes into
+/// `state.safetensors` as `ema/` keys, and `best.safetensors` is the shadow, not `vs`.
 pub(crate) fn save(
     run_dir: &Path,
     vs: &nn::VarStore,
     opt: &Optimizer,
+    ema: Option<&WeightAverage>,
     state: &mut TrainState,
     best: bool,
 ) -> Result<(), TrainError> {
@@ -83,7 +88,10 @@ pub(crate) fn save(
     let last_next = dir.join(LAST_NEXT);
     fsio::write_atomic_with(&last_next, |tmp| vs.save(tmp)).map_err(|e| ckpt_err(&last_next, e))?;
     let optim_next = dir.join(OPTIM_NEXT);
-    let tensors = opt.state_tensors()?;
+    let mut tensors = opt.state_tensors()?;
+    if let Some(ema) = ema {
+        tensors.extend(ema.state_tensors());
+    }
     let named: Vec<(&str, Tensor)> = tensors
         .iter()
         .map(|(k, v)| (k.as_str(), v.to_device(Device::Cpu)))
@@ -97,7 +105,12 @@ pub(crate) fn save(
     if best {
         // Before the commit: a state file never names a best epoch whose weights are
         // missing. A kill before the commit re-runs the epoch, which rewrites the same bytes.
-        fsio::write_atomic(&dir.join(BEST), &wb)?;
+        let best_path = dir.join(BEST);
+        match ema {
+            Some(ema) => fsio::write_atomic_with(&best_path, |tmp| ema.write_weights(tmp))
+                .map_err(|e| ckpt_err(&best_path, e))?,
+            None => fsio::write_atomic(&best_path, &wb)?,
+        }
     }
     fsio::write_json_atomic(&dir.join(STATE), &*state)?;
     settle_checkpoint(&dir, state)
@@ -123,13 +136,16 @@ pub(crate) fn write_state(run_dir: &Path, state: &TrainState) -> Result<(), Trai
 }
 
 /// Resume from the committed checkpoint `state`: finish a save that was killed after its
-/// commit point, load the weights into `vs` and the optimizer state into `opt`, check that
-/// the state agrees with them, and drop `metrics.jsonl` lines the checkpoint does not cover.
+/// commit point, load the weights into `vs`, the optimizer state into `opt` and the averaged
+/// weights into `ema`, check that the state agrees with them, and drop `metrics.jsonl` lines
+/// the checkpoint does not cover.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn restore(
     run_dir: &Path,
     state: &TrainState,
     vs: &mut nn::VarStore,
     opt: &mut Optimizer,
+    ema: Option<&mut WeightAverage>,
     device: Device,
     batches_per_epoch: u64,
     epochs: u32,
@@ -145,6 +161,9 @@ pub(crate) fn restore(
         .map(|(k, v)| (k, v.to_device(device)))
         .collect();
     opt.load_state_tensors(&tensors)?;
+    if let Some(ema) = ema {
+        ema.load_state_tensors(&tensors, &optim)?;
+    }
     check_progress(state, opt.steps(), batches_per_epoch, epochs)
         .map_err(|msg| ckpt_err(&ckpt.join(STATE), msg))?;
     // Lines of an epoch the checkpoint does not cover were written by the killed

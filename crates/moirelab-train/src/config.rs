@@ -75,6 +75,11 @@ pub struct TrainConfig {
     /// rejected (the lowest APCER with BPCER <= the target) instead of at val's EER point.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold_bpcer: Option<f64>,
+    /// Keep an exponential moving average of the weights with this decay (per optimizer
+    /// step) and evaluate, explain and keep as best that average instead of the weights of
+    /// the last step. Absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema_decay: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -106,6 +111,7 @@ impl Default for TrainConfig {
             log_every: 0,
             test: true,
             threshold_bpcer: None,
+            ema_decay: None,
         }
     }
 }
@@ -305,6 +311,13 @@ impl TrainConfig {
                 ));
             }
         }
+        if let Some(d) = self.ema_decay {
+            if !(d > 0.0 && d < 1.0) {
+                return err(format!(
+                    "train.ema-decay = {d} is out of range (0, 1) (e.g. 0.998: an average over about 500 steps)"
+                ));
+            }
+        }
         if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
             return err(format!("train.grad-clip = {} must be >= 0", self.grad_clip));
         }
@@ -395,6 +408,23 @@ mod tests {
         // Absent, it is not written into a run's resolved config.
         let text = toml::to_string(&TrainConfig::default()).unwrap();
         assert!(!text.contains("threshold-bpcer"), "{text}");
+    }
+
+    #[test]
+    fn ema_decay_is_optional_and_names_a_bad_value() {
+        let c: TrainConfig = toml::from_str("ema-decay = 0.998").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.ema_decay, Some(0.998));
+        for bad in ["1.0", "0.0", "-0.5", "nan"] {
+            let c: TrainConfig = toml::from_str(&format!("ema-decay = {bad}")).unwrap();
+            let e = c.validate().unwrap_err().0;
+            assert!(
+                e.starts_with("train.ema-decay = ") && e.contains("(0, 1)"),
+                "{e}"
+            );
+        }
+        let text = toml::to_string(&TrainConfig::default()).unwrap();
+        assert!(!text.contains("ema-decay"), "{text}");
     }
 
     #[test]

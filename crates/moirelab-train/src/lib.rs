@@ -13,6 +13,7 @@ mod build;
 mod checkpoint;
 pub mod config;
 pub mod device;
+mod ema;
 pub mod eval;
 pub mod events;
 pub mod extra;

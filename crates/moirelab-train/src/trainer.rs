@@ -14,6 +14,7 @@
 use crate::build::{build_model, build_optimizer, class_weight_tensor, schedule_for, BuiltModel};
 use crate::checkpoint::{self, ckpt_err, RunningTrain, TrainState, BEST, CKPT_DIR};
 use crate::device::{device_name, thread_count};
+use crate::ema::WeightAverage;
 use crate::monitor::{monitor_value, running_metrics};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
@@ -47,6 +48,8 @@ pub struct Trainer {
     vs: nn::VarStore,
     net: Box<dyn CamNet>,
     opt: Optimizer,
+    /// `train.ema-decay`: the averaged weights that val, the hooks and `best.safetensors` use.
+    ema: Option<WeightAverage>,
     schedule: Schedule,
     total_steps: u64,
     loader: Loader,
@@ -161,7 +164,11 @@ impl Trainer {
         let device = choose_device(t.device)?;
         let threads = thread_count(t.threads);
         tch::set_num_threads(threads as i32);
-        let BuiltModel { mut vs, net, notes } = build_model(&setup, device, fresh)?;
+        let BuiltModel {
+            mut vs,
+            net,
+            mut notes,
+        } = build_model(&setup, device, fresh)?;
         let loader = Loader::new(
             dataset.clone(),
             "train",
@@ -172,9 +179,24 @@ impl Trainer {
             },
         )?;
         let mut opt = build_optimizer(t, &vs)?;
+        let mut ema = t.ema_decay.map(|d| WeightAverage::new(d, &vs));
+        if let Some(d) = t.ema_decay {
+            notes.push(format!(
+                "weights averaged (train.ema-decay = {d}): val, the hooks and best.safetensors use the average"
+            ));
+        }
         let bpe = loader.batches_per_epoch() as u64;
         if !fresh {
-            checkpoint::restore(&run_dir, &state, &mut vs, &mut opt, device, bpe, t.epochs)?;
+            checkpoint::restore(
+                &run_dir,
+                &state,
+                &mut vs,
+                &mut opt,
+                ema.as_mut(),
+                device,
+                bpe,
+                t.epochs,
+            )?;
         }
         let class_weights = class_weight_tensor(&t.class_weights, &dataset, device)?;
         let schedule = schedule_for(t, bpe);
@@ -204,6 +226,7 @@ impl Trainer {
             vs,
             net,
             opt,
+            ema,
             schedule,
             total_steps,
             loader,
@@ -306,8 +329,17 @@ impl Trainer {
                     return Ok(Outcome::Interrupted { epoch, next_batch })
                 }
             };
-            let (lines, improved) = self.evaluate_epoch(reporter, epoch, running, images)?;
-            self.run_hooks(reporter, hooks, epoch, lines)?;
+            // Val and the hooks see the averaged weights when there are any; the checkpoint
+            // keeps the live ones to train on.
+            self.swap_average();
+            let judged = self
+                .evaluate_epoch(reporter, epoch, running, images)
+                .and_then(|(lines, improved)| {
+                    self.run_hooks(reporter, hooks, epoch, lines)?;
+                    Ok(improved)
+                });
+            self.swap_average();
+            let improved = judged?;
             self.commit_epoch(epoch, improved, &clock)?;
             early = self.early_stop(reporter, epoch);
         }
@@ -434,6 +466,9 @@ impl Trainer {
         }
         self.opt.step(lr)?;
         self.state.step += 1;
+        if let Some(ema) = &mut self.ema {
+            ema.update(self.state.step);
+        }
         // Running train metrics from the same forward pass (train mode), like
         // PyTorch/Lightning logs do.
         let preds = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
@@ -693,6 +728,21 @@ impl Trainer {
 
     /// One checkpoint, committed as a set (see [`checkpoint::save`]).
     fn save_checkpoint(&mut self, best: bool) -> Result<(), TrainError> {
-        checkpoint::save(&self.run_dir, &self.vs, &self.opt, &mut self.state, best)
+        checkpoint::save(
+            &self.run_dir,
+            &self.vs,
+            &self.opt,
+            self.ema.as_ref(),
+            &mut self.state,
+            best,
+        )
+    }
+
+    /// Exchange the model's weights with the averaged ones (`train.ema-decay`); a second
+    /// call puts the live weights back exactly. Without averaging, nothing.
+    fn swap_average(&mut self) {
+        if let Some(ema) = &mut self.ema {
+            ema.swap();
+        }
     }
 }

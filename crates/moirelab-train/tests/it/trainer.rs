@@ -8,6 +8,7 @@ use moirelab_train::{
     EpochContext, EpochHook, Event, HookError, Outcome, Reporter, TrainConfig, TrainError,
     TrainSetup, Trainer,
 };
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -183,29 +184,129 @@ fn interrupted_then_resumed_equals_uninterrupted_bitwise() {
         .unwrap();
     drop(resumed);
 
-    let a = tch::Tensor::read_safetensors(runs.path().join("full/checkpoints/last.safetensors"))
-        .unwrap();
-    let b = tch::Tensor::read_safetensors(dir.join("checkpoints/last.safetensors")).unwrap();
-    // Sorted by name: the file's tensor order follows a hash map, not the model.
-    let (mut a, mut b) = (a, b);
-    a.sort_by(|x, y| x.0.cmp(&y.0));
-    b.sort_by(|x, y| x.0.cmp(&y.0));
-    assert_eq!(a.len(), b.len());
-    for ((ka, ta), (kb, tb)) in a.iter().zip(b.iter()) {
-        assert_eq!(ka, kb);
-        assert!(ta.equal(tb), "weights differ at {ka}");
+    assert_same_tensors(
+        &read_weights(&runs.path().join("full/checkpoints/last.safetensors")),
+        &read_weights(&dir.join("checkpoints/last.safetensors")),
+    );
+    assert_eq!(epoch_losses(&runs.path().join("full")), epoch_losses(&dir));
+}
+
+/// The tensors of a safetensors file, sorted by name (the file's order follows a hash map,
+/// not the model).
+fn read_weights(path: &Path) -> BTreeMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn assert_same_tensors(a: &BTreeMap<String, tch::Tensor>, b: &BTreeMap<String, tch::Tensor>) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, ta) in a {
+        assert!(ta.equal(&b[k]), "weights differ at {k}");
     }
-    let la: Vec<MetricsLine> = fsio::read_jsonl(&runs.path().join("full/metrics.jsonl")).unwrap();
-    let lb: Vec<MetricsLine> = fsio::read_jsonl(&dir.join("metrics.jsonl")).unwrap();
-    let losses = |l: &[MetricsLine]| -> Vec<(u32, String, u64)> {
-        l.iter()
-            .filter_map(|x| match x {
-                MetricsLine::Epoch(m) => Some((m.epoch, m.split.clone(), m.loss.to_bits())),
-                _ => None,
-            })
-            .collect()
+}
+
+/// (epoch, split, loss bits) of every epoch line of a run's `metrics.jsonl`.
+fn epoch_losses(run: &Path) -> Vec<(u32, String, u64)> {
+    let lines: Vec<MetricsLine> = fsio::read_jsonl(&run.join("metrics.jsonl")).unwrap();
+    lines
+        .iter()
+        .filter_map(|x| match x {
+            MetricsLine::Epoch(m) => Some((m.epoch, m.split.clone(), m.loss.to_bits())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Keeps a copy of the weights the hooks see at every epoch.
+#[derive(Default)]
+struct SeenWeights(Vec<BTreeMap<String, tch::Tensor>>);
+impl EpochHook for SeenWeights {
+    fn name(&self) -> &str {
+        "seen-weights"
+    }
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
+        self.0.push(
+            ctx.vs
+                .variables()
+                .into_iter()
+                .map(|(k, v)| (k, v.detach().copy()))
+                .collect(),
+        );
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn weight_averaging_evaluates_the_average_keeps_it_as_best_and_resumes_bitwise() {
+    let _rng = torch_rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let averaged = |epochs| {
+        let mut s = setup(epochs);
+        s.train.ema_decay = Some(0.8);
+        s
     };
-    assert_eq!(losses(&la), losses(&lb));
+    let mut t =
+        Trainer::create(averaged(3), "# t\n", runs.path(), "ema", RunMeta::default()).unwrap();
+    let mut seen = SeenWeights::default();
+    let mut hooks: [&mut dyn EpochHook; 1] = [&mut seen];
+    t.run(&mut Quiet, &mut hooks, &AtomicBool::new(false))
+        .unwrap();
+    drop(t);
+    let ck = runs.path().join("ema/checkpoints");
+    let last = read_weights(&ck.join("last.safetensors"));
+    // The hooks saw the average: the shadow in state.safetensors after the last epoch, not
+    // the last step's weights.
+    let state = read_weights(&ck.join("state.safetensors"));
+    let shadow: BTreeMap<String, tch::Tensor> = state
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("ema/").map(|n| (n.to_string(), v.copy())))
+        .collect();
+    assert!(state.keys().any(|k| k.starts_with("optim/")));
+    assert_same_tensors(&seen.0[2], &shadow);
+    assert!(
+        last.iter().any(|(k, w)| !w.equal(&shadow[k])),
+        "the average equals the last weights"
+    );
+    // best.safetensors is the average of the best epoch.
+    let summary: RunSummary = fsio::read_json(&runs.path().join("ema/summary.json")).unwrap();
+    assert_same_tensors(
+        &read_weights(&ck.join("best.safetensors")),
+        &seen.0[summary.best_epoch as usize - 1],
+    );
+
+    // Interrupted mid-epoch and resumed: the same weights, average and numbers.
+    let mut part = Trainer::create(
+        averaged(3),
+        "# t\n",
+        runs.path(),
+        "part",
+        RunMeta::default(),
+    )
+    .unwrap();
+    let flag = AtomicBool::new(false);
+    let mut rep = StopAfter {
+        after: 5,
+        seen: 0,
+        flag: &flag,
+    };
+    let out = part.run(&mut rep, &mut [], &flag).unwrap();
+    assert!(matches!(out, Outcome::Interrupted { .. }), "{out:?}");
+    let dir = part.run_dir().to_path_buf();
+    drop(part);
+    let mut resumed = Trainer::resume(averaged(3), &dir).unwrap();
+    resumed
+        .run(&mut Quiet, &mut [], &AtomicBool::new(false))
+        .unwrap();
+    drop(resumed);
+    for f in ["last.safetensors", "best.safetensors", "state.safetensors"] {
+        assert_same_tensors(
+            &read_weights(&ck.join(f)),
+            &read_weights(&dir.join("checkpoints").join(f)),
+        );
+    }
+    assert_eq!(epoch_losses(&runs.path().join("ema")), epoch_losses(&dir));
 }
 
 #[test]
