@@ -63,11 +63,9 @@ pub struct EvalOptions {
     pub epoch: u32,
     /// Split name recorded in the metrics.
     pub split: String,
-    /// `None` fixes the threshold on this split by `rule` (val); `Some` applies it (test).
-    pub threshold: Option<f64>,
-    /// How a split without a given threshold fixes its own (the run's
+    /// A τ to apply (test: val's), or the rule that fixes one on this split (val: the run's
     /// `train.threshold-bpcer`, else the EER point).
-    pub rule: crate::metrics::ThresholdRule,
+    pub threshold: crate::metrics::ThresholdFrom,
     /// Perturb every eval view first (`moirelab eval --perturb`).
     pub perturbation: Option<moirelab_data::Perturbation>,
 }
@@ -174,7 +172,7 @@ pub fn evaluate_scored(
         )
         .map_err(|e| TrainError::Config(e.to_string()))?;
     }
-    let mut m = acc.compute_with(opts.epoch, &opts.split, opts.threshold, opts.rule);
+    let mut m = acc.compute_with(opts.epoch, &opts.split, opts.threshold);
     m.wall_s = start.elapsed().as_secs_f64();
     Ok((m, acc.attack_scores().0.to_vec()))
 }

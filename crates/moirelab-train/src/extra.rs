@@ -11,6 +11,7 @@
 use crate::config::EvalConfig;
 use crate::eval::{adapt_batch_norm, evaluate, EvalOptions};
 use crate::events::{EpochContext, EpochHook, HookError};
+use crate::metrics::ThresholdFrom;
 use crate::TrainError;
 use moirelab_core::run::{extra_split, EpochMetrics, MetricsLine};
 use moirelab_data::{DataConfig, Dataset, EvalSpec};
@@ -144,8 +145,7 @@ impl EpochHook for ExtraEval {
                 device: ctx.device,
                 epoch: ctx.epoch,
                 split: extra_split(&s.name),
-                threshold: Some(threshold),
-                rule: Default::default(),
+                threshold: ThresholdFrom::Given(threshold),
                 perturbation: None,
             };
             let indices = s.dataset.split(&s.split);

@@ -359,6 +359,31 @@ pub enum ThresholdRule {
     Bpcer(f64),
 }
 
+/// Where an evaluation's threshold τ comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdFrom {
+    /// Applied as it is: test gets val's τ, an extra data set the epoch's, a user's
+    /// `--threshold`.
+    Given(f64),
+    /// Fixed on the evaluated split's own scores by this rule (val fixes the run's).
+    Split(ThresholdRule),
+}
+
+impl ThresholdFrom {
+    /// `Given(t)` for `Some(t)`, else fixed on the split by `rule`.
+    pub fn given_or(threshold: Option<f64>, rule: ThresholdRule) -> ThresholdFrom {
+        threshold.map_or(ThresholdFrom::Split(rule), ThresholdFrom::Given)
+    }
+
+    /// The given τ, if any.
+    pub fn given(self) -> Option<f64> {
+        match self {
+            ThresholdFrom::Given(t) => Some(t),
+            ThresholdFrom::Split(_) => None,
+        }
+    }
+}
+
 impl ThresholdRule {
     /// τ of these scores; `None` unless both classes are present.
     pub fn fix(self, scores: &[f64], is_attack: &[bool]) -> Option<f64> {
@@ -564,22 +589,21 @@ impl ClassificationAccumulator {
     /// worst group. `step`, `lr`, `images_per_sec` and `wall_s` are left at their defaults
     /// for the trainer to fill in.
     pub fn compute(&self, epoch: u32, split: &str, threshold: Option<f64>) -> EpochMetrics {
-        self.compute_with(epoch, split, threshold, ThresholdRule::Eer)
+        self.compute_with(
+            epoch,
+            split,
+            ThresholdFrom::given_or(threshold, ThresholdRule::Eer),
+        )
     }
 
-    /// [`Self::compute`], with `rule` fixing τ when `threshold` is `None`.
-    pub fn compute_with(
-        &self,
-        epoch: u32,
-        split: &str,
-        threshold: Option<f64>,
-        rule: ThresholdRule,
-    ) -> EpochMetrics {
+    /// [`Self::compute`] with τ given, or fixed on this split by any [`ThresholdRule`].
+    pub fn compute_with(&self, epoch: u32, split: &str, from: ThresholdFrom) -> EpochMetrics {
         let correct: u64 = (0..self.classes).map(|c| self.confusion[c][c]).sum();
         let balanced_accuracy = balanced_accuracy(&self.confusion);
-        let tau = match threshold {
-            Some(t) => Some(t),
-            None => rule.fix(&self.scores, &self.is_attack),
+        let threshold = from.given();
+        let tau = match from {
+            ThresholdFrom::Given(t) => Some(t),
+            ThresholdFrom::Split(rule) => rule.fix(&self.scores, &self.is_attack),
         };
         let pad = self
             .attack_class

@@ -15,6 +15,7 @@ use crate::build::{build_model, build_optimizer, class_weight_tensor, schedule_f
 use crate::checkpoint::{self, ckpt_err, RunningTrain, TrainState, BEST, CKPT_DIR};
 use crate::device::{device_name, thread_count};
 use crate::ema::WeightAverage;
+use crate::metrics::ThresholdFrom;
 use crate::monitor::{monitor_value, running_metrics};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
@@ -713,8 +714,7 @@ impl Trainer {
             device: self.device,
             epoch,
             split: split.to_string(),
-            threshold,
-            rule: self.setup.train.threshold_rule(),
+            threshold: ThresholdFrom::given_or(threshold, self.setup.train.threshold_rule()),
             perturbation: None,
         }
     }

@@ -6,6 +6,7 @@ use crate::EvalArgs;
 use anyhow::{bail, Context, Result};
 use moirelab_core::run::EpochMetrics;
 use moirelab_data::{DataError, Dataset, OnBad};
+use moirelab_train::metrics::ThresholdFrom;
 use moirelab_train::slices::{self, SliceSpec, SliceTable, Slicing};
 use std::process::ExitCode;
 
@@ -224,8 +225,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 device: lr.device,
                 epoch: 0,
                 split: a.split.clone(),
-                threshold: row_threshold,
-                rule: val_rule,
+                threshold: ThresholdFrom::given_or(row_threshold, val_rule),
                 perturbation: p.copied(),
             };
             let idx = ds.split(&a.split);
@@ -332,8 +332,7 @@ fn calibrate(
             device: lr.device,
             epoch: 0,
             split: split.to_string(),
-            threshold: Some(0.5),
-            rule: Default::default(),
+            threshold: ThresholdFrom::Given(0.5),
             perturbation: None,
         },
     )

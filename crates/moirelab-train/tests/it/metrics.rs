@@ -4,7 +4,7 @@ use moirelab_core::rng::Rng;
 use moirelab_core::run::EpochMetrics;
 use moirelab_train::metrics::{
     auc, eer_threshold, error_rates_at, pad_metrics, threshold_at_bpcer, threshold_for_bona_fide,
-    ClassificationAccumulator, GroupTag, MetricsError, ThresholdRule,
+    ClassificationAccumulator, GroupTag, MetricsError, ThresholdFrom, ThresholdRule,
 };
 
 fn close(a: f64, b: f64) -> bool {
@@ -247,23 +247,23 @@ fn a_bpcer_target_fixes_val_threshold_at_the_lowest_apcer_within_it() {
     let acc = hand_epoch();
     // No genuine photo rejected: τ above 0.7, so the 0.4 screen is missed.
     let pad = acc
-        .compute_with(3, "val", None, ThresholdRule::Bpcer(0.0))
+        .compute_with(3, "val", ThresholdFrom::Split(ThresholdRule::Bpcer(0.0)))
         .pad
         .unwrap();
     assert_eq!((pad.threshold, pad.bpcer), (0.8, 0.0));
     assert!(close(pad.apcer, 1.0 / 3.0));
     // Half of them may go: τ = 0.4 flags every screen and the 0.7 genuine photo.
     let pad = acc
-        .compute_with(3, "val", None, ThresholdRule::Bpcer(0.5))
+        .compute_with(3, "val", ThresholdFrom::Split(ThresholdRule::Bpcer(0.5)))
         .pad
         .unwrap();
     assert_eq!((pad.threshold, pad.apcer, pad.bpcer), (0.4, 0.0, 0.5));
-    // The rule is for a split that fixes its own τ: a given one is applied as it is.
-    let given = acc.compute_with(3, "test", Some(0.75), ThresholdRule::Bpcer(0.0));
+    // A given τ is applied as it is.
+    let given = acc.compute_with(3, "test", ThresholdFrom::Given(0.75));
     assert_eq!(given.pad.unwrap().threshold, 0.75);
     // The default rule is the EER point, as `compute` has it.
     assert_eq!(
-        acc.compute_with(3, "val", None, ThresholdRule::default()),
+        acc.compute_with(3, "val", ThresholdFrom::Split(ThresholdRule::default())),
         acc.compute(3, "val", None)
     );
 }
