@@ -188,7 +188,8 @@ pub struct EvalArgs {
     /// train, val or test
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// `best` or `last`
+    /// `best` or `last` (with `train.ema-decay`, `best` holds the averaged weights and `last`
+    /// the last step's own)
     #[arg(long, default_value = "best")]
     pub checkpoint: String,
     /// Drop files that cannot be used (corrupt, empty, over `data.max-pixels`) instead of
@@ -237,6 +238,7 @@ pub struct PredictArgs {
     pub run: PathBuf,
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// `best` or `last` (see `eval --help`)
     #[arg(long, default_value = "best")]
     pub checkpoint: String,
     #[arg(long)]
@@ -260,6 +262,7 @@ pub struct ExplainArgs {
     pub class: Option<String>,
     #[arg(long, default_value = "explain")]
     pub out: PathBuf,
+    /// `best` or `last` (see `eval --help`)
     #[arg(long, default_value = "best")]
     pub checkpoint: String,
 }
