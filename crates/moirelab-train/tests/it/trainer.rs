@@ -78,6 +78,19 @@ impl Reporter for StopAfter<'_> {
     }
 }
 
+/// Run `t` until a simulated Ctrl-C after `after` batches; returns its run folder.
+fn interrupt_after(mut t: Trainer, after: usize) -> PathBuf {
+    let flag = AtomicBool::new(false);
+    let mut rep = StopAfter {
+        after,
+        seen: 0,
+        flag: &flag,
+    };
+    let out = t.run(&mut rep, &mut [], &flag).unwrap();
+    assert!(matches!(out, Outcome::Interrupted { .. }), "{out:?}");
+    t.run_dir().to_path_buf()
+}
+
 fn create(runs: &Path, name: &str, epochs: u32) -> Trainer {
     Trainer::create(setup(epochs), "# test\n", runs, name, RunMeta::default()).unwrap()
 }
@@ -145,18 +158,8 @@ fn interrupted_then_resumed_equals_uninterrupted_bitwise() {
         .unwrap();
     drop(full);
 
-    let mut part = create(runs.path(), "part", 2);
-    let flag = AtomicBool::new(false);
     // Stop after the second batch: mid-epoch or at an epoch boundary, both must resume.
-    let mut rep = StopAfter {
-        after: 2,
-        seen: 0,
-        flag: &flag,
-    };
-    let out = part.run(&mut rep, &mut [], &flag).unwrap();
-    assert!(matches!(out, Outcome::Interrupted { .. }), "{out:?}");
-    let dir = part.run_dir().to_path_buf();
-    drop(part);
+    let dir = interrupt_after(create(runs.path(), "part", 2), 2);
     // A torn weights file with no committed twin is refused; a save killed after its
     // commit point (pending twin present, temp file left over) is finished on resume.
     let ck = dir.join("checkpoints");
@@ -277,7 +280,7 @@ fn weight_averaging_evaluates_the_average_keeps_it_as_best_and_resumes_bitwise()
     );
 
     // Interrupted mid-epoch and resumed: the same weights, average and numbers.
-    let mut part = Trainer::create(
+    let part = Trainer::create(
         averaged(3),
         "# t\n",
         runs.path(),
@@ -285,16 +288,7 @@ fn weight_averaging_evaluates_the_average_keeps_it_as_best_and_resumes_bitwise()
         RunMeta::default(),
     )
     .unwrap();
-    let flag = AtomicBool::new(false);
-    let mut rep = StopAfter {
-        after: 5,
-        seen: 0,
-        flag: &flag,
-    };
-    let out = part.run(&mut rep, &mut [], &flag).unwrap();
-    assert!(matches!(out, Outcome::Interrupted { .. }), "{out:?}");
-    let dir = part.run_dir().to_path_buf();
-    drop(part);
+    let dir = interrupt_after(part, 5);
     let mut resumed = Trainer::resume(averaged(3), &dir).unwrap();
     resumed
         .run(&mut Quiet, &mut [], &AtomicBool::new(false))
