@@ -19,7 +19,7 @@ use crate::checkpoint::ckpt_err;
 use crate::TrainError;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 const PREFIX: &str = "ema/";
 
@@ -29,13 +29,6 @@ pub(crate) struct WeightAverage {
     decay: f64,
     /// (name, variable of the model, shadow)
     slots: Vec<(String, Tensor, Tensor)>,
-}
-
-fn is_float(t: &Tensor) -> bool {
-    matches!(
-        t.kind(),
-        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
-    )
 }
 
 impl WeightAverage {
@@ -64,7 +57,7 @@ impl WeightAverage {
         let w = 1.0 - self.decay_at(step);
         tch::no_grad(|| {
             for (_, var, shadow) in &mut self.slots {
-                if is_float(shadow) {
+                if shadow.is_floating_point() {
                     let _ = shadow.lerp_(&var.detach(), w);
                 } else {
                     shadow.copy_(var);
@@ -159,6 +152,7 @@ impl WeightAverage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     fn store(values: &[f32]) -> (nn::VarStore, Tensor) {
         let vs = nn::VarStore::new(Device::Cpu);
