@@ -1,14 +1,17 @@
 //! What a run is built from before its first epoch: [`TrainSetup`] (the config sections),
 //! the model (seeded, `model.init`, `model.freeze`), the optimizer and LR schedule `[train]`
-//! describes, and the class weights of the loss.
+//! describes, the class weights of the loss, and what `meta.json` records when it starts.
 
 use crate::config::{ClassWeights, TrainConfig};
+use crate::device::device_name;
+use crate::ema::WeightAverage;
 use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
 use crate::schedule::Schedule;
 use crate::TrainError;
+use moirelab_core::run::RunMeta;
 use moirelab_data::{DataConfig, Dataset};
 use moirelab_models::{CamNet, ModelConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
 /// Everything needed to build a run: the nested config sections the trainer consumes.
@@ -26,13 +29,16 @@ pub struct TrainSetup {
 pub(crate) struct BuiltModel {
     pub vs: nn::VarStore,
     pub net: Box<dyn CamNet>,
-    /// What `model.init` and `model.freeze` did, reported when `run` starts.
+    /// `train.ema-decay`: the average of `vs`'s weights, equal to them at first.
+    pub ema: Option<WeightAverage>,
+    /// What `model.init`, `model.freeze` and `train.ema-decay` did, reported when `run` starts.
     pub notes: Vec<String>,
 }
 
 /// The model of a run, its initialisation seeded from `train.seed` (same config + seed, same
 /// initial weights), `model.init` loaded into a fresh run and `model.freeze` applied (also on
-/// resume, before the optimizer collects the trainable parameters).
+/// resume, before the optimizer collects the trainable parameters), and its weight average
+/// when `train.ema-decay` is set (a resume then loads it from the checkpoint).
 pub(crate) fn build_model(
     setup: &TrainSetup,
     device: Device,
@@ -54,7 +60,18 @@ pub(crate) fn build_model(
             setup.model.freeze.as_deref().unwrap_or_default()
         ));
     }
-    Ok(BuiltModel { vs, net, notes })
+    let ema = setup.train.ema_decay.map(|d| {
+        notes.push(format!(
+            "weights averaged (train.ema-decay = {d}): val, the hooks and best.safetensors use the average"
+        ));
+        WeightAverage::new(d, &vs)
+    });
+    Ok(BuiltModel {
+        vs,
+        net,
+        ema,
+        notes,
+    })
 }
 
 /// The optimizer `[train]` describes over the trainable parameters of `vs`, by name
@@ -141,4 +158,27 @@ pub(crate) fn class_weight_tensor(
     };
     let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
     Ok(Some(Tensor::from_slice(&w).to_device(device)))
+}
+
+/// What `meta.json` records of a run that starts (or resumes) training: its folder's name,
+/// the device, threads and seed it runs with, the data set's classes and attack class, and
+/// status `running`.
+pub(crate) fn record_start(
+    meta: &mut RunMeta,
+    run_dir: &Path,
+    dataset: &Dataset,
+    device: Device,
+    threads: usize,
+    seed: u64,
+) {
+    meta.device = device_name(device);
+    meta.threads = threads;
+    meta.seed = seed;
+    meta.classes = dataset.classes().to_vec();
+    meta.attack_class = dataset.classes().get(dataset.attack_index()).cloned();
+    meta.status = "running".into();
+    meta.name = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
 }

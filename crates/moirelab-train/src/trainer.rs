@@ -4,19 +4,21 @@
 //! What it leans on lives beside it: progress events and hooks in [`crate::events`], the
 //! checkpoint format in `checkpoint.rs`, evaluation in [`crate::eval`], the summary in
 //! `summary.rs`, the device in [`crate::device`], building the model, optimizer and schedule
-//! in `build.rs`, the train metrics and the monitored value in `monitor.rs`.
+//! in `build.rs`, the train metrics, the best epoch and the early stop in `monitor.rs`.
 //!
 //! Determinism: the data loader derives its permutation and augmentation from
 //! (seed, epoch, position), and every batch re-seeds libtorch's generator from
 //! (seed, epoch, batch) before its forward pass (dropout). Together with the saved optimizer
 //! state this makes a resumed run bitwise equal to an uninterrupted one on CPU.
 
-use crate::build::{build_model, build_optimizer, class_weight_tensor, schedule_for, BuiltModel};
+use crate::build::{
+    build_model, build_optimizer, class_weight_tensor, record_start, schedule_for, BuiltModel,
+};
 use crate::checkpoint::{self, ckpt_err, RunningTrain, TrainState, BEST, CKPT_DIR};
 use crate::device::{device_name, thread_count};
 use crate::ema::WeightAverage;
 use crate::metrics::ThresholdFrom;
-use crate::monitor::{monitor_value, running_metrics};
+use crate::monitor::{early_stop_reason, record_best, running_metrics};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
 use crate::summary::{self, FinalEval};
@@ -168,7 +170,8 @@ impl Trainer {
         let BuiltModel {
             mut vs,
             net,
-            mut notes,
+            mut ema,
+            notes,
         } = build_model(&setup, device, fresh)?;
         let loader = Loader::new(
             dataset.clone(),
@@ -180,12 +183,6 @@ impl Trainer {
             },
         )?;
         let mut opt = build_optimizer(t, &vs)?;
-        let mut ema = t.ema_decay.map(|d| WeightAverage::new(d, &vs));
-        if let Some(d) = t.ema_decay {
-            notes.push(format!(
-                "weights averaged (train.ema-decay = {d}): val, the hooks and best.safetensors use the average"
-            ));
-        }
         let bpe = loader.batches_per_epoch() as u64;
         if !fresh {
             checkpoint::restore(
@@ -203,16 +200,7 @@ impl Trainer {
         let schedule = schedule_for(t, bpe);
         schedule.validate()?;
         let total_steps = t.epochs as u64 * bpe;
-        meta.device = device_name(device);
-        meta.threads = threads;
-        meta.seed = t.seed;
-        meta.classes = dataset.classes().to_vec();
-        meta.attack_class = dataset.classes().get(dataset.attack_index()).cloned();
-        meta.status = "running".into();
-        meta.name = run_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        record_start(&mut meta, &run_dir, &dataset, device, threads, t.seed);
         fsio::write_json_atomic(&run_dir.join(runfmt::META_JSON), &meta)?;
         let log_path = run_dir.join(runfmt::TRAIN_LOG);
         let log = std::fs::OpenOptions::new()
@@ -438,7 +426,6 @@ impl Trainer {
     ) -> Result<(f64, f64), TrainError> {
         let t = &self.setup.train;
         let lr = self.schedule.lr_at(t.lr, self.state.step, self.total_steps);
-        let n = batch.indices.len();
         let xs = batch.images.to_device(self.device);
         let ys = batch.labels.to_device(self.device);
         tch::manual_seed(
@@ -474,11 +461,7 @@ impl Trainer {
         // PyTorch/Lightning logs do.
         let preds = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
         let labels = Vec::<i64>::try_from(batch.labels.shallow_clone())?;
-        for (y, p) in labels.iter().zip(&preds) {
-            running.confusion[*y as usize][*p as usize] += 1;
-        }
-        running.loss_sum += loss_v * n as f64;
-        running.n += n as u64;
+        running.add_batch(&labels, &preds, loss_v);
         Ok((loss_v, lr))
     }
 
@@ -500,7 +483,13 @@ impl Trainer {
             self.state.step.saturating_sub(1),
             self.total_steps,
         ));
-        let improved = self.update_best(epoch, &train_m, val_m.as_ref());
+        let improved = record_best(
+            &mut self.state,
+            &self.setup.train,
+            epoch,
+            &train_m,
+            val_m.as_ref(),
+        );
         let mut lines = vec![MetricsLine::Epoch(train_m.clone())];
         if let Some(v) = &val_m {
             lines.push(MetricsLine::Epoch(v.clone()));
@@ -520,38 +509,6 @@ impl Trainer {
             fsio::append_jsonl(&metrics_path, l)?;
         }
         Ok((lines, improved))
-    }
-
-    /// Compare the epoch's monitor value with the best so far; on improvement the epoch
-    /// becomes the best one (with its val threshold). Returns whether it improved.
-    fn update_best(
-        &mut self,
-        epoch: u32,
-        train_m: &EpochMetrics,
-        val_m: Option<&EpochMetrics>,
-    ) -> bool {
-        let monitor = monitor_value(&self.setup.train.monitor, val_m, train_m);
-        let higher = self.setup.train.monitor_higher_is_better();
-        let improved = match (monitor, self.state.best_value) {
-            (Some(v), Some(b)) => {
-                if higher {
-                    v > b
-                } else {
-                    v < b
-                }
-            }
-            (Some(_), None) => true,
-            (None, _) => self.state.best_value.is_none(),
-        };
-        if improved {
-            self.state.best_value = monitor.or(self.state.best_value);
-            self.state.best_epoch = epoch;
-            self.state.epochs_since_best = 0;
-            self.state.threshold = val_m.and_then(|m| m.pad.as_ref()).map(|p| p.threshold);
-        } else {
-            self.state.epochs_since_best += 1;
-        }
-        improved
     }
 
     /// Each hook in order, seeing the epoch's lines so far; the lines a hook returns are
@@ -612,26 +569,16 @@ impl Trainer {
         self.save_checkpoint(improved)
     }
 
-    /// Whether `train.early-stop-patience` epochs passed without improvement (never after
-    /// the last epoch); says so to the reporter.
+    /// Whether the run stops early after `epoch` ([`early_stop_reason`]); says why to the
+    /// reporter.
     fn early_stop(&mut self, reporter: &mut dyn Reporter, epoch: u32) -> bool {
-        let patience = self.setup.train.early_stop_patience;
-        if patience > 0
-            && self.state.epochs_since_best >= patience
-            && epoch < self.setup.train.epochs
-        {
-            self.emit(
-                reporter,
-                Event::Message(format!(
-                    "early stop: {} did not improve for {patience} epochs (best {:.4} at epoch {})",
-                    self.setup.train.monitor,
-                    self.state.best_value.unwrap_or(f64::NAN),
-                    self.state.best_epoch
-                )),
-            );
-            return true;
+        match early_stop_reason(&self.state, &self.setup.train, epoch) {
+            Some(reason) => {
+                self.emit(reporter, Event::Message(reason));
+                true
+            }
+            None => false,
         }
-        false
     }
 
     /// Final evaluation with the best weights: val fixes the threshold (EER point), test
