@@ -54,7 +54,11 @@ DEFAULTS: Dict[str, Any] = {
     "blocks-per-stage": None,
     # A speed setting of the Rust side (activation layout); the twin takes its input as given.
     "memory-format": "auto",
+    # A fixed filter on the input inside the model: "none" or "laplacian".
+    "input-filter": "none",
 }
+
+INPUT_FILTERS = ("none", "laplacian")
 
 # MobileNetV2 inverted-residual stages (Sandler et al. 2018, table 2): expansion t,
 # channels c (before the width multiplier), repeats n, stride s of the first repeat.
@@ -81,7 +85,20 @@ def model_config(cfg: Mapping[str, Any]) -> Dict[str, Any]:
     out.update(cfg)
     if out["arch"] not in ARCHS:
         raise ValueError(f"unknown model.arch {out['arch']!r}; valid: {', '.join(ARCHS)}")
+    if out["input-filter"] not in INPUT_FILTERS:
+        raise ValueError(
+            f"unknown model.input-filter {out['input-filter']!r}; valid: {', '.join(INPUT_FILTERS)}"
+        )
     return out
+
+
+def laplacian(x: torch.Tensor) -> torch.Tensor:
+    """``model.input-filter = "laplacian"``: each channel's 4-neighbour Laplacian
+    ``4·x − (left + right + up + down)`` over a replicate-padded border (same size out)."""
+    c = x.shape[1]
+    k = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]], dtype=x.dtype)
+    k = k.to(x.device).view(1, 1, 3, 3).repeat(c, 1, 1, 1)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=c)
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -117,6 +134,9 @@ class MoirelabNet(nn.Module):
         self.config = dict(cfg)
         self._cam_layers: List[str] = []
         self.dropout = float(cfg["dropout"])
+        if cfg.get("input-filter", "none") == "laplacian":
+            # Before the architecture's own forward, as the Rust side applies it first.
+            self.register_forward_pre_hook(lambda _m, args: (laplacian(args[0]),) + args[1:])
 
     def cam_layers(self) -> List[str]:
         """CAM layer names, input to output (same list as ``CamNet::cam_layers``)."""

@@ -168,6 +168,48 @@ pub struct ModelConfig {
     /// mobilenet_v3_small) or `none` (default for the others).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub normalize: Option<Normalize>,
+    /// A fixed (untrained) filter applied to the input inside the model, after the
+    /// normalisation; see [`InputFilter`].
+    #[serde(skip_serializing_if = "InputFilter::is_none")]
+    pub input_filter: InputFilter,
+}
+
+/// `model.input-filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFilter {
+    /// The input as the loader gives it.
+    #[default]
+    None,
+    /// Each channel's 4-neighbour Laplacian, `4·x − (left + right + up + down)`, with the
+    /// border pixels replicated: the slowly varying content (a card's colours, the lighting,
+    /// a print's tone) is suppressed and the per-pixel structure a screen's grid and the
+    /// camera's sampling leave is kept (as the Laplacian layer of Yang, Ni & Zhao 2016 for
+    /// recaptured images).
+    Laplacian,
+}
+
+impl InputFilter {
+    pub fn is_none(&self) -> bool {
+        *self == InputFilter::None
+    }
+
+    /// The filter's window side in pixels (1: the identity).
+    pub fn window(self) -> i64 {
+        match self {
+            InputFilter::None => 1,
+            InputFilter::Laplacian => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for InputFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputFilter::None => "none",
+            InputFilter::Laplacian => "laplacian",
+        })
+    }
 }
 
 /// `model.normalize`.
@@ -204,6 +246,7 @@ impl Default for ModelConfig {
             init: None,
             freeze: None,
             normalize: None,
+            input_filter: InputFilter::None,
         }
     }
 }

@@ -462,6 +462,30 @@ impl InputMap {
     }
 }
 
+/// `model.input-filter` on a `[N, C, H, W]` batch (a depthwise 3×3 convolution with a fixed
+/// kernel over a replicate-padded border, so the output keeps the input's size).
+fn input_filter(filter: crate::InputFilter, xs: &Tensor) -> Tensor {
+    match filter {
+        crate::InputFilter::None => xs.shallow_clone(),
+        crate::InputFilter::Laplacian => {
+            let c = xs.size()[1];
+            let k = Tensor::from_slice(&[0f32, -1., 0., -1., 4., -1., 0., -1., 0.])
+                .to_device(xs.device())
+                .to_kind(xs.kind())
+                .view([1, 1, 3, 3])
+                .repeat([c, 1, 1, 1]);
+            xs.pad([1, 1, 1, 1], "replicate", None).conv2d(
+                &k,
+                None::<Tensor>,
+                [1, 1],
+                [0, 0],
+                [1, 1],
+                c,
+            )
+        }
+    }
+}
+
 /// A model as a flat sequence of named nodes (the CAM layers, input to output) and a head.
 #[derive(Debug)]
 pub(crate) struct Sequence {
@@ -520,6 +544,7 @@ impl Sequence {
             Some(m) => m.apply(xs),
             None => xs.shallow_clone(),
         };
+        let xs = input_filter(self.cfg.input_filter, &xs);
         let mut ys = if self.cfg.channels_last(xs.device()) {
             to_channels_last(&xs)
         } else {

@@ -24,8 +24,8 @@ mod vgg;
 
 pub use adapt::{batch_norm_layers, BnAdapt, BnReestimate, BnSnapshot};
 pub use config::{
-    Arch, MemoryFormat, ModelConfig, Normalize, IMAGENET_MEAN, IMAGENET_STD, LOADER_MEAN,
-    LOADER_STD,
+    Arch, InputFilter, MemoryFormat, ModelConfig, Normalize, IMAGENET_MEAN, IMAGENET_STD,
+    LOADER_MEAN, LOADER_STD,
 };
 pub use layers::{to_channels_last, Architecture, LayerSpec, Op};
 pub use mobilenet::MobileNet;

@@ -8,7 +8,7 @@
 //! Fields of Convolutional Neural Networks"); the stride j bounds a CAM's resolution: a heatmap
 //! from a layer of stride j has one value per j×j input pixels.
 
-use crate::{Arch, CamNet, ModelError};
+use crate::{Arch, CamNet, InputFilter, ModelError};
 use serde::Serialize;
 use std::fmt;
 use tch::nn;
@@ -36,6 +36,9 @@ pub struct ModelSummary {
     pub arch: Arch,
     /// `[C, H, W]`
     pub input: [i64; 3],
+    /// `model.input-filter`: a fixed filter in front of the first layer; it widens every
+    /// receptive field by its window and has no parameters.
+    pub input_filter: InputFilter,
     /// The CAM layers, input to output, then `head`.
     pub layers: Vec<LayerSummary>,
     /// Trainable parameters (the sum of the rows; checked against the VarStore).
@@ -71,7 +74,7 @@ pub fn summary(
         });
     }
     let mut shape = input;
-    let (mut rf, mut jump) = (1i64, 1i64);
+    let (mut rf, mut jump) = (cfg.input_filter.window(), 1i64);
     let mut layers = Vec::with_capacity(arch.layers.len() + 1);
     for spec in &arch.layers {
         let block_in = shape;
@@ -131,6 +134,7 @@ pub fn summary(
     Ok(ModelSummary {
         arch: cfg.arch,
         input,
+        input_filter: cfg.input_filter,
         flops: layers.iter().map(|l| l.flops).sum(),
         layers,
         params,
@@ -170,7 +174,12 @@ impl fmt::Display for ModelSummary {
     /// An aligned text table, one row per CAM layer plus the head, then totals.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [c, h, w] = self.input;
-        writeln!(f, "model {}, input {c}×{h}×{w}", self.arch)?;
+        write!(f, "model {}, input {c}×{h}×{w}", self.arch)?;
+        if !self.input_filter.is_none() {
+            let k = self.input_filter.window();
+            write!(f, ", input filter {} ({k}×{k}, fixed)", self.input_filter)?;
+        }
+        writeln!(f)?;
         let header = ["layer", "output", "params", "FLOPs", "RF", "stride"];
         let rows: Vec<[String; 6]> = self
             .layers

@@ -396,3 +396,37 @@ fn channels_last_and_contiguous_models_compute_the_same_numbers() {
         }
     }
 }
+
+#[test]
+fn a_laplacian_input_filter_ignores_a_constant_offset_and_sees_a_one_pixel_change() {
+    let _rng = crate::rng_lock();
+    let configs = tiny_configs();
+    let (_, lap, size) = configs.iter().find(|c| c.0 == "vgg-laplacian").unwrap();
+    let plain = ModelConfig {
+        input_filter: moirelab_models::InputFilter::None,
+        ..lap.clone()
+    };
+    let xs = input(lap, 2, *size, 5);
+    let shifted = &xs + Tensor::from_slice(&[0.7f32, -0.3, 1.1]).view([1, 3, 1, 1]);
+    let poked = xs.copy();
+    let _ = poked.get(0).get(1).get(5).get(9).fill_(3.0);
+    for (cfg, invariant) in [(lap, true), (&plain, false)] {
+        let (_vs, net) = seeded(cfg, 1);
+        let logits = |x: &Tensor| net.forward_t(x, false).unwrap();
+        let base = logits(&xs);
+        // The filter's kernel sums to zero, so a per-channel offset never reaches the
+        // first convolution; without the filter it changes the logits.
+        let offset = max_abs_diff(&base, &logits(&shifted));
+        assert_eq!(
+            offset < 1e-5,
+            invariant,
+            "{:?}: offset moved the logits by {offset}",
+            cfg.input_filter
+        );
+        assert!(
+            max_abs_diff(&base, &logits(&poked)) > 1e-4,
+            "{:?}: one pixel",
+            cfg.input_filter
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! `[model]` as users write it in TOML.
 
-use moirelab_models::{Arch, MemoryFormat, ModelConfig};
+use moirelab_models::{Arch, InputFilter, MemoryFormat, ModelConfig};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,4 +117,18 @@ fn auto_memory_format_is_not_written_and_an_explicit_one_round_trips() {
     let text = toml::to_string(&cfg).unwrap();
     assert!(text.contains("memory-format = \"contiguous\""), "{text}");
     assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), cfg);
+}
+
+#[test]
+fn input_filter_defaults_to_none_is_written_only_when_set_and_rejects_unknown_values() {
+    let cfg = parse("[model]\n").unwrap();
+    assert_eq!(cfg.input_filter, InputFilter::None);
+    assert!(!toml::to_string(&cfg).unwrap().contains("input-filter"));
+    let cfg = parse("[model]\ninput-filter = \"laplacian\"\n").unwrap();
+    assert_eq!(cfg.input_filter, InputFilter::Laplacian);
+    let text = toml::to_string(&cfg).unwrap();
+    assert!(text.contains("input-filter = \"laplacian\""), "{text}");
+    assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), cfg);
+    let err = parse("[model]\ninput-filter = \"sobel\"\n").unwrap_err();
+    assert!(err.contains("sobel") && err.contains("laplacian"), "{err}");
 }

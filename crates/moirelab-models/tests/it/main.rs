@@ -6,7 +6,7 @@ mod interop;
 mod summary;
 mod torchvision;
 
-use moirelab_models::{build, Arch, CamNet, ModelConfig};
+use moirelab_models::{build, Arch, CamNet, InputFilter, ModelConfig};
 use std::sync::{Mutex, MutexGuard};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -94,6 +94,15 @@ pub fn tiny_configs() -> Vec<(&'static str, ModelConfig, i64)> {
                 width: 8,
                 depth: 2,
                 batch_norm: false,
+                ..base.clone()
+            },
+            16,
+        ),
+        (
+            "vgg-laplacian",
+            ModelConfig {
+                arch: Arch::Vgg,
+                input_filter: InputFilter::Laplacian,
                 ..base.clone()
             },
             16,

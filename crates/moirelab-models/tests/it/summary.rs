@@ -139,3 +139,33 @@ fn summary_rejects_inputs_the_model_cannot_take() {
     let err = summary(net.as_ref(), &vs, [1, 16, 16]).unwrap_err();
     assert!(matches!(err, ModelError::Shape { channels: 3, .. }));
 }
+
+#[test]
+fn a_laplacian_input_filter_widens_every_receptive_field_by_two_and_is_named() {
+    let _rng = crate::rng_lock();
+    let plain = hand_model();
+    let lap = ModelConfig {
+        input_filter: moirelab_models::InputFilter::Laplacian,
+        ..plain.clone()
+    };
+    let (vs, net) = seeded(&plain, 1);
+    let a = summary(net.as_ref(), &vs, [3, 16, 16]).unwrap();
+    let (vs, net) = seeded(&lap, 1);
+    let b = summary(net.as_ref(), &vs, [3, 16, 16]).unwrap();
+    // conv1: 3x3 on top of the 3x3 filter is 5, the pool makes it 6 (10 -> 12 for conv2).
+    let rf = |s: &moirelab_models::ModelSummary| -> Vec<Option<i64>> {
+        s.layers.iter().map(|l| l.receptive_field).collect()
+    };
+    assert_eq!(rf(&a), vec![Some(4), Some(10), None]);
+    assert_eq!(rf(&b), vec![Some(6), Some(12), None]);
+    assert_eq!(
+        (a.params, a.flops),
+        (b.params, b.flops),
+        "the filter has no parameters"
+    );
+    let text = b.to_string();
+    assert_eq!(
+        text.lines().next(),
+        Some("model shallow, input 3×16×16, input filter laplacian (3×3, fixed)")
+    );
+}
