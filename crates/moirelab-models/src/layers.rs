@@ -462,27 +462,38 @@ impl InputMap {
     }
 }
 
-/// `model.input-filter` on a `[N, C, H, W]` batch (a depthwise 3×3 convolution with a fixed
-/// kernel over a replicate-padded border, so the output keeps the input's size).
-fn input_filter(filter: crate::InputFilter, xs: &Tensor) -> Tensor {
-    match filter {
-        crate::InputFilter::None => xs.shallow_clone(),
-        crate::InputFilter::Laplacian => {
-            let c = xs.size()[1];
-            let k = Tensor::from_slice(&[0f32, -1., 0., -1., 4., -1., 0., -1., 0.])
-                .to_device(xs.device())
-                .to_kind(xs.kind())
-                .view([1, 1, 3, 3])
-                .repeat([c, 1, 1, 1]);
-            xs.pad([1, 1, 1, 1], "replicate", None).conv2d(
-                &k,
-                None::<Tensor>,
-                [1, 1],
-                [0, 0],
-                [1, 1],
-                c,
-            )
+/// `model.input-filter` as a depthwise 3×3 convolution with a fixed kernel over a
+/// replicate-padded border (the output keeps the input's size). The kernel is built once, for
+/// `channels` inputs, like [`InputMap`]'s constants.
+#[derive(Debug)]
+struct InputFilter {
+    kernel: Tensor,
+    channels: i64,
+}
+
+impl InputFilter {
+    fn new(cfg: &ModelConfig) -> Option<InputFilter> {
+        match cfg.input_filter {
+            crate::InputFilter::None => None,
+            crate::InputFilter::Laplacian => Some(InputFilter {
+                kernel: Tensor::from_slice(&[0f32, -1., 0., -1., 4., -1., 0., -1., 0.])
+                    .view([1, 1, 3, 3])
+                    .repeat([cfg.in_channels, 1, 1, 1]),
+                channels: cfg.in_channels,
+            }),
         }
+    }
+
+    fn apply(&self, xs: &Tensor) -> Tensor {
+        let k = self.kernel.to_device(xs.device()).to_kind(xs.kind());
+        xs.pad([1, 1, 1, 1], "replicate", None).conv2d(
+            &k,
+            None::<Tensor>,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            self.channels,
+        )
     }
 }
 
@@ -494,6 +505,7 @@ pub(crate) struct Sequence {
     pub(crate) head: Head,
     min_size: i64,
     input_map: Option<InputMap>,
+    input_filter: Option<InputFilter>,
 }
 
 impl Sequence {
@@ -508,6 +520,7 @@ impl Sequence {
             head,
             min_size: 1,
             input_map: InputMap::new(cfg),
+            input_filter: InputFilter::new(cfg),
         };
         seq.min_size = seq.architecture().min_input_size(cfg.in_channels);
         seq
@@ -544,7 +557,10 @@ impl Sequence {
             Some(m) => m.apply(xs),
             None => xs.shallow_clone(),
         };
-        let xs = input_filter(self.cfg.input_filter, &xs);
+        let xs = match &self.input_filter {
+            Some(f) => f.apply(&xs),
+            None => xs,
+        };
         let mut ys = if self.cfg.channels_last(xs.device()) {
             to_channels_last(&xs)
         } else {
