@@ -4,7 +4,7 @@
 
 use crate::{check_input, Arch, ForwardOut, ModelConfig, ModelError};
 use serde::Serialize;
-use tch::{nn, Tensor};
+use tch::{nn, Device, Tensor};
 
 /// One primitive operation, as far as shapes, parameters, FLOPs and receptive fields go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -431,7 +431,9 @@ impl Head {
 }
 
 /// `model.normalize` as a per-channel affine map of the loader's input: `x · scale + shift`
-/// turns `(v − LOADER_MEAN) / LOADER_STD` into `(v − mean) / std`.
+/// turns `(v − LOADER_MEAN) / LOADER_STD` into `(v − mean) / std`. The constants live on the
+/// model's device, so a CUDA forward copies nothing from the host per batch (`to_device` in
+/// `apply` is then a no-op, kept for an input on another device).
 #[derive(Debug)]
 struct InputMap {
     scale: Tensor,
@@ -439,7 +441,7 @@ struct InputMap {
 }
 
 impl InputMap {
-    fn new(cfg: &ModelConfig) -> Option<InputMap> {
+    fn new(cfg: &ModelConfig, device: Device) -> Option<InputMap> {
         use crate::config::{IMAGENET_MEAN, IMAGENET_STD, LOADER_MEAN, LOADER_STD};
         if cfg.input_normalize() != crate::Normalize::Imagenet {
             return None;
@@ -451,8 +453,12 @@ impl InputMap {
             .map(|c| ((LOADER_MEAN[c] - IMAGENET_MEAN[c]) / IMAGENET_STD[c]) as f32)
             .collect();
         Some(InputMap {
-            scale: Tensor::from_slice(&scale).view([1, 3, 1, 1]),
-            shift: Tensor::from_slice(&shift).view([1, 3, 1, 1]),
+            scale: Tensor::from_slice(&scale)
+                .view([1, 3, 1, 1])
+                .to_device(device),
+            shift: Tensor::from_slice(&shift)
+                .view([1, 3, 1, 1])
+                .to_device(device),
         })
     }
 
@@ -464,7 +470,7 @@ impl InputMap {
 
 /// `model.input-filter` as a depthwise 3×3 convolution with a fixed kernel over a
 /// replicate-padded border (the output keeps the input's size). The kernel is built once, for
-/// `channels` inputs, like [`InputMap`]'s constants.
+/// `channels` inputs, on the model's device, like [`InputMap`]'s constants.
 #[derive(Debug)]
 struct InputFilter {
     kernel: Tensor,
@@ -472,13 +478,14 @@ struct InputFilter {
 }
 
 impl InputFilter {
-    fn new(cfg: &ModelConfig) -> Option<InputFilter> {
+    fn new(cfg: &ModelConfig, device: Device) -> Option<InputFilter> {
         match cfg.input_filter {
             crate::InputFilter::None => None,
             crate::InputFilter::Laplacian => Some(InputFilter {
                 kernel: Tensor::from_slice(&[0f32, -1., 0., -1., 4., -1., 0., -1., 0.])
                     .view([1, 1, 3, 3])
-                    .repeat([cfg.in_channels, 1, 1, 1]),
+                    .repeat([cfg.in_channels, 1, 1, 1])
+                    .to_device(device),
                 channels: cfg.in_channels,
             }),
         }
@@ -514,13 +521,15 @@ impl Sequence {
         nodes: Vec<(String, Box<dyn Node>)>,
         head: Head,
     ) -> Sequence {
+        // The head's weights were made on the VarStore's device, as every parameter was.
+        let device = head.fc.ws.device();
         let mut seq = Sequence {
             cfg: cfg.clone(),
             nodes,
             head,
             min_size: 1,
-            input_map: InputMap::new(cfg),
-            input_filter: InputFilter::new(cfg),
+            input_map: InputMap::new(cfg, device),
+            input_filter: InputFilter::new(cfg, device),
         };
         seq.min_size = seq.architecture().min_input_size(cfg.in_channels);
         seq
