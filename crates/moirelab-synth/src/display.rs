@@ -324,7 +324,8 @@ impl ScreenParams {
     /// - pitch (knob `pitch-min/max`, default 0.45–1.8 output px per display px): what
     ///   matters is the pitch on the sensor (pitch × sensor scale, 0.6–5.4 sensor px), where
     ///   phone photos of screens resolve or alias the grid; finer pitches are physically
-    ///   possible but leave no trace after the lens and are only label noise.
+    ///   possible but mostly leave no trace after the lens and are label noise (measured:
+    ///   `pitch-min = 0.25` trains a worse detector, also on those screens; docs/SYNTH.md).
     /// - fill: the black matrix leaves 60–95 % of a pixel's width and 70–95 % of its height
     ///   emitting.
     /// - tone: panel gamma 2.0–2.6 against the file's 2.2 (ratio 0.85–1.2), white point
