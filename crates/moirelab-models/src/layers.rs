@@ -470,18 +470,19 @@ impl InputMap {
 
 /// `model.input-filter` as a depthwise 3×3 convolution with a fixed kernel over a
 /// replicate-padded border (the output keeps the input's size). The kernel is built once, for
-/// `channels` inputs, on the model's device, like [`InputMap`]'s constants.
+/// `channels` inputs, on the model's device, like [`InputMap`]'s constants. (Named apart from
+/// the config's [`crate::InputFilter`], which says which kernel this holds.)
 #[derive(Debug)]
-struct InputFilter {
+struct InputKernel {
     kernel: Tensor,
     channels: i64,
 }
 
-impl InputFilter {
-    fn new(cfg: &ModelConfig, device: Device) -> Option<InputFilter> {
+impl InputKernel {
+    fn new(cfg: &ModelConfig, device: Device) -> Option<InputKernel> {
         match cfg.input_filter {
             crate::InputFilter::None => None,
-            crate::InputFilter::Laplacian => Some(InputFilter {
+            crate::InputFilter::Laplacian => Some(InputKernel {
                 kernel: Tensor::from_slice(&[0f32, -1., 0., -1., 4., -1., 0., -1., 0.])
                     .view([1, 1, 3, 3])
                     .repeat([cfg.in_channels, 1, 1, 1])
@@ -512,7 +513,7 @@ pub(crate) struct Sequence {
     pub(crate) head: Head,
     min_size: i64,
     input_map: Option<InputMap>,
-    input_filter: Option<InputFilter>,
+    input_filter: Option<InputKernel>,
 }
 
 impl Sequence {
@@ -529,7 +530,7 @@ impl Sequence {
             head,
             min_size: 1,
             input_map: InputMap::new(cfg, device),
-            input_filter: InputFilter::new(cfg, device),
+            input_filter: InputKernel::new(cfg, device),
         };
         seq.min_size = seq.architecture().min_input_size(cfg.in_channels);
         seq
