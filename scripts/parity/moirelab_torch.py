@@ -54,11 +54,12 @@ DEFAULTS: Dict[str, Any] = {
     "blocks-per-stage": None,
     # A speed setting of the Rust side (activation layout); the twin takes its input as given.
     "memory-format": "auto",
-    # A fixed filter on the input inside the model: "none" or "laplacian".
+    # A fixed filter on the input inside the model: "none", "laplacian" (replaces the input)
+    # or "with-laplacian" (stacked after it: twice the channels into the first layer).
     "input-filter": "none",
 }
 
-INPUT_FILTERS = ("none", "laplacian")
+INPUT_FILTERS = ("none", "laplacian", "with-laplacian")
 
 # MobileNetV2 inverted-residual stages (Sandler et al. 2018, table 2): expansion t,
 # channels c (before the width multiplier), repeats n, stride s of the first repeat.
@@ -90,6 +91,12 @@ def model_config(cfg: Mapping[str, Any]) -> Dict[str, Any]:
             f"unknown model.input-filter {out['input-filter']!r}; valid: {', '.join(INPUT_FILTERS)}"
         )
     return out
+
+
+def first_layer_channels(cfg: Mapping[str, Any]) -> int:
+    """Channels the first layer takes: ``in-channels``, doubled by ``with-laplacian``."""
+    c = int(cfg["in-channels"])
+    return 2 * c if cfg.get("input-filter", "none") == "with-laplacian" else c
 
 
 def laplacian(x: torch.Tensor) -> torch.Tensor:
@@ -134,9 +141,14 @@ class MoirelabNet(nn.Module):
         self.config = dict(cfg)
         self._cam_layers: List[str] = []
         self.dropout = float(cfg["dropout"])
-        if cfg.get("input-filter", "none") == "laplacian":
-            # Before the architecture's own forward, as the Rust side applies it first.
+        flt = cfg.get("input-filter", "none")
+        # Before the architecture's own forward, as the Rust side applies it first.
+        if flt == "laplacian":
             self.register_forward_pre_hook(lambda _m, args: (laplacian(args[0]),) + args[1:])
+        elif flt == "with-laplacian":
+            self.register_forward_pre_hook(
+                lambda _m, args: (torch.cat([args[0], laplacian(args[0])], 1),) + args[1:]
+            )
 
     def cam_layers(self) -> List[str]:
         """CAM layer names, input to output (same list as ``CamNet::cam_layers``)."""
@@ -194,7 +206,7 @@ class Shallow(MoirelabNet):
 
     def __init__(self, cfg: Mapping[str, Any]):
         super().__init__(cfg)
-        cin, cout = cfg["in-channels"], cfg["width"]
+        cin, cout = first_layer_channels(cfg), cfg["width"]
         for i in range(1, cfg["depth"] + 1):
             name = f"conv{i}"
             self.add_module(name, ShallowBlock(cin, cout, cfg["batch-norm"]))
@@ -256,7 +268,7 @@ class Vgg(MoirelabNet):
     def __init__(self, cfg: Mapping[str, Any]):
         super().__init__(cfg)
         convs = cfg["blocks-per-stage"] or 2
-        cin, w = cfg["in-channels"], cfg["width"]
+        cin, w = first_layer_channels(cfg), cfg["width"]
         self.stages = []
         for s in range(1, cfg["depth"] + 1):
             cout = w * min(2 ** (s - 1), 8)
@@ -321,7 +333,7 @@ class ResNet(MoirelabNet):
         bn = cfg["batch-norm"]
         w = cfg["width"]
         blocks = cfg["blocks-per-stage"] or 2
-        self.conv1 = nn.Conv2d(cfg["in-channels"], w, 7, stride=2, padding=3, bias=not bn)
+        self.conv1 = nn.Conv2d(first_layer_channels(cfg), w, 7, stride=2, padding=3, bias=not bn)
         self.bn1 = BatchNorm2d(w) if bn else None
         self.maxpool = Stem()
         self._cam_layers.append("maxpool")
@@ -396,7 +408,7 @@ class MobileNet(MoirelabNet):
         alpha = cfg["width"] / 32.0
         cin = make_divisible(32 * alpha)
         last = make_divisible(1280 * max(1.0, alpha))
-        features: List[nn.Module] = [conv_norm_act(cfg["in-channels"], cin, 3, 2, bn)]
+        features: List[nn.Module] = [conv_norm_act(first_layer_channels(cfg), cin, 3, 2, bn)]
         for t, c, n, s in MOBILENET_STAGES[: cfg["depth"]]:
             cout = make_divisible(c * alpha)
             for i in range(n):

@@ -187,6 +187,11 @@ pub enum InputFilter {
     /// camera's sampling leave is kept (as the Laplacian layer of Yang, Ni & Zhao 2016 for
     /// recaptured images).
     Laplacian,
+    /// The input's channels followed by their Laplacians (as `laplacian`), stacked: the
+    /// first layer takes `2 × in-channels` channels and sees both the photo and its per-pixel
+    /// structure, so the colours stay readable where the Laplacian alone hides them.
+    #[serde(rename = "with-laplacian")]
+    WithLaplacian,
 }
 
 impl InputFilter {
@@ -198,7 +203,15 @@ impl InputFilter {
     pub fn window(self) -> i64 {
         match self {
             InputFilter::None => 1,
-            InputFilter::Laplacian => 3,
+            InputFilter::Laplacian | InputFilter::WithLaplacian => 3,
+        }
+    }
+
+    /// Channels the first layer takes for `in_channels` input channels.
+    pub fn out_channels(self, in_channels: i64) -> i64 {
+        match self {
+            InputFilter::None | InputFilter::Laplacian => in_channels,
+            InputFilter::WithLaplacian => 2 * in_channels,
         }
     }
 }
@@ -208,6 +221,7 @@ impl std::fmt::Display for InputFilter {
         f.write_str(match self {
             InputFilter::None => "none",
             InputFilter::Laplacian => "laplacian",
+            InputFilter::WithLaplacian => "with-laplacian",
         })
     }
 }
@@ -312,6 +326,13 @@ impl ModelConfig {
                 self.in_channels, self.arch
             ));
         }
+        if self.arch.is_torchvision() && self.input_filter == InputFilter::WithLaplacian {
+            return bad(format!(
+                "model.input-filter = \"with-laplacian\" feeds 6 channels to the first layer, \
+                 but arch '{}' keeps torchvision's 3-channel stem; use \"laplacian\" or another arch",
+                self.arch
+            ));
+        }
         if self.normalize == Some(Normalize::Imagenet) && self.in_channels != 3 {
             return bad(format!(
                 "model.normalize = \"imagenet\" needs in-channels = 3, not {}",
@@ -325,6 +346,12 @@ impl ModelConfig {
             return bad("model.init is empty: give a safetensors file or remove the key".into());
         }
         Ok(())
+    }
+
+    /// Channels the first layer takes: `in-channels`, doubled by `input-filter =
+    /// "with-laplacian"`.
+    pub fn first_layer_channels(&self) -> i64 {
+        self.input_filter.out_channels(self.in_channels)
     }
 
     /// The input normalisation in force (`normalize`, else the architecture's default).

@@ -469,39 +469,49 @@ impl InputMap {
 }
 
 /// `model.input-filter` as a depthwise 3×3 convolution with a fixed kernel over a
-/// replicate-padded border (the output keeps the input's size). The kernel is built once, for
+/// replicate-padded border (the output keeps the input's size), its result replacing the input
+/// (`laplacian`) or stacked after it (`with-laplacian`). The kernel is built once, for
 /// `channels` inputs, on the model's device, like [`InputMap`]'s constants. (Named apart from
 /// the config's [`crate::InputFilter`], which says which kernel this holds.)
 #[derive(Debug)]
 struct InputKernel {
     kernel: Tensor,
     channels: i64,
+    stack: bool,
 }
 
 impl InputKernel {
     fn new(cfg: &ModelConfig, device: Device) -> Option<InputKernel> {
-        match cfg.input_filter {
-            crate::InputFilter::None => None,
-            crate::InputFilter::Laplacian => Some(InputKernel {
-                kernel: Tensor::from_slice(&[0f32, -1., 0., -1., 4., -1., 0., -1., 0.])
-                    .view([1, 1, 3, 3])
-                    .repeat([cfg.in_channels, 1, 1, 1])
-                    .to_device(device),
-                channels: cfg.in_channels,
-            }),
-        }
+        let stack = match cfg.input_filter {
+            crate::InputFilter::None => return None,
+            crate::InputFilter::Laplacian => false,
+            crate::InputFilter::WithLaplacian => true,
+        };
+        Some(InputKernel {
+            kernel: Tensor::from_slice(&[0f32, -1., 0., -1., 4., -1., 0., -1., 0.])
+                .view([1, 1, 3, 3])
+                .repeat([cfg.in_channels, 1, 1, 1])
+                .to_device(device),
+            channels: cfg.in_channels,
+            stack,
+        })
     }
 
     fn apply(&self, xs: &Tensor) -> Tensor {
         let k = self.kernel.to_device(xs.device()).to_kind(xs.kind());
-        xs.pad([1, 1, 1, 1], "replicate", None).conv2d(
+        let filtered = xs.pad([1, 1, 1, 1], "replicate", None).conv2d(
             &k,
             None::<Tensor>,
             [1, 1],
             [0, 0],
             [1, 1],
             self.channels,
-        )
+        );
+        if self.stack {
+            Tensor::cat(&[xs, &filtered], 1)
+        } else {
+            filtered
+        }
     }
 }
 
@@ -532,7 +542,9 @@ impl Sequence {
             input_map: InputMap::new(cfg, device),
             input_filter: InputKernel::new(cfg, device),
         };
-        seq.min_size = seq.architecture().min_input_size(cfg.in_channels);
+        seq.min_size = seq
+            .architecture()
+            .min_input_size(cfg.first_layer_channels());
         seq
     }
 

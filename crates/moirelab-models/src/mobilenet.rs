@@ -161,7 +161,7 @@ impl MobileNet {
         let mut c_in = make_divisible(32.0 * alpha);
         let last = make_divisible(1280.0 * alpha.max(1.0));
         let stem = ConvArgs {
-            c_in: cfg.in_channels,
+            c_in: cfg.first_layer_channels(),
             c_out: c_in,
             kernel: 3,
             stride: 2,

@@ -137,7 +137,7 @@ impl ResNet {
             vs / "conv1",
             vs / "bn1",
             ConvArgs {
-                c_in: cfg.in_channels,
+                c_in: cfg.first_layer_channels(),
                 c_out: width,
                 kernel: 7,
                 stride: 2,

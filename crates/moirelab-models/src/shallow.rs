@@ -45,7 +45,7 @@ impl Shallow {
             )));
         }
         let mut nodes: Vec<(String, Box<dyn Node>)> = Vec::new();
-        let mut c_in = cfg.in_channels;
+        let mut c_in = cfg.first_layer_channels();
         let mut c_out = cfg.width;
         for i in 1..=cfg.depth {
             let name = format!("conv{i}");

@@ -73,7 +73,8 @@ pub fn summary(
             min_size,
         });
     }
-    let mut shape = input;
+    // The input filter keeps the size; `with-laplacian` doubles the channels.
+    let mut shape = [cfg.first_layer_channels(), input[1], input[2]];
     let (mut rf, mut jump) = (cfg.input_filter.window(), 1i64);
     let mut layers = Vec::with_capacity(arch.layers.len() + 1);
     for spec in &arch.layers {
@@ -177,7 +178,12 @@ impl fmt::Display for ModelSummary {
         write!(f, "model {}, input {c}×{h}×{w}", self.arch)?;
         if !self.input_filter.is_none() {
             let k = self.input_filter.window();
-            write!(f, ", input filter {} ({k}×{k}, fixed)", self.input_filter)?;
+            write!(f, ", input filter {} ({k}×{k}, fixed", self.input_filter)?;
+            let first = self.input_filter.out_channels(c);
+            if first != c {
+                write!(f, "; {first} channels into the first layer")?;
+            }
+            write!(f, ")")?;
         }
         writeln!(f)?;
         let header = ["layer", "output", "params", "FLOPs", "RF", "stride"];

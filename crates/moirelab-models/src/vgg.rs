@@ -62,7 +62,7 @@ impl Vgg {
             )));
         }
         let mut nodes: Vec<(String, Box<dyn Node>)> = Vec::new();
-        let mut c_in = cfg.in_channels;
+        let mut c_in = cfg.first_layer_channels();
         for s in 1..=cfg.depth {
             let stage = format!("stage{s}");
             let c_out = cfg.width * (1i64 << (s - 1)).min(8);

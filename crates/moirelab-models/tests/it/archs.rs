@@ -410,7 +410,12 @@ fn a_laplacian_input_filter_ignores_a_constant_offset_and_sees_a_one_pixel_chang
     let shifted = &xs + Tensor::from_slice(&[0.7f32, -0.3, 1.1]).view([1, 3, 1, 1]);
     let poked = xs.copy();
     let _ = poked.get(0).get(1).get(5).get(9).fill_(3.0);
-    for (cfg, invariant) in [(lap, true), (&plain, false)] {
+    let with = ModelConfig {
+        input_filter: moirelab_models::InputFilter::WithLaplacian,
+        ..lap.clone()
+    };
+    // Stacked after the photo, the Laplacian leaves the colours (and an offset) readable.
+    for (cfg, invariant) in [(lap, true), (&plain, false), (&with, false)] {
         let (_vs, net) = seeded(cfg, 1);
         let logits = |x: &Tensor| net.forward_t(x, false).unwrap();
         let base = logits(&xs);

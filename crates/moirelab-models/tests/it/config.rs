@@ -132,3 +132,28 @@ fn input_filter_defaults_to_none_is_written_only_when_set_and_rejects_unknown_va
     let err = parse("[model]\ninput-filter = \"sobel\"\n").unwrap_err();
     assert!(err.contains("sobel") && err.contains("laplacian"), "{err}");
 }
+
+#[test]
+fn with_laplacian_doubles_the_first_layers_channels_and_is_refused_on_a_torchvision_stem() {
+    let cfg = parse("[model]\ninput-filter = \"with-laplacian\"\n").unwrap();
+    assert_eq!(cfg.input_filter, InputFilter::WithLaplacian);
+    assert_eq!((cfg.in_channels, cfg.first_layer_channels()), (3, 6));
+    let text = toml::to_string(&cfg).unwrap();
+    assert!(text.contains("input-filter = \"with-laplacian\""), "{text}");
+    assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), cfg);
+    let lap = parse("[model]\ninput-filter = \"laplacian\"\n").unwrap();
+    assert_eq!(lap.first_layer_channels(), 3);
+    for arch in ["resnet18", "mobilenet_v3_small"] {
+        let cfg = parse(&format!("[model]\narch = \"{arch}\"\n")).unwrap();
+        cfg.validate().unwrap();
+        let with = ModelConfig {
+            input_filter: InputFilter::WithLaplacian,
+            ..cfg
+        };
+        let err = with.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("with-laplacian") && err.contains(arch) && !err.contains('\n'),
+            "{err}"
+        );
+    }
+}

@@ -107,6 +107,15 @@ pub fn tiny_configs() -> Vec<(&'static str, ModelConfig, i64)> {
             },
             16,
         ),
+        (
+            "shallow-with-laplacian",
+            ModelConfig {
+                arch: Arch::Shallow,
+                input_filter: InputFilter::WithLaplacian,
+                ..base.clone()
+            },
+            16,
+        ),
     ]
 }
 

@@ -169,3 +169,31 @@ fn a_laplacian_input_filter_widens_every_receptive_field_by_two_and_is_named() {
         Some("model shallow, input 3×16×16, input filter laplacian (3×3, fixed)")
     );
 }
+
+#[test]
+fn with_laplacian_feeds_six_channels_to_the_first_conv_and_says_so() {
+    let _rng = crate::rng_lock();
+    let plain = hand_model();
+    let with = ModelConfig {
+        input_filter: moirelab_models::InputFilter::WithLaplacian,
+        ..plain.clone()
+    };
+    let (vs, net) = seeded(&plain, 1);
+    let a = summary(net.as_ref(), &vs, [3, 16, 16]).unwrap();
+    let (vs, net) = seeded(&with, 1);
+    let b = summary(net.as_ref(), &vs, [3, 16, 16]).unwrap();
+    // conv1 is 3x3 with `width` outputs: three more input channels add 3·3·3·width weights
+    // and as many multiply-adds per output pixel; later layers are unchanged.
+    let (w, out) = (a.layers[0].output[0], a.layers[0].output[1] * 2);
+    assert_eq!(b.params - a.params, 27 * w);
+    assert_eq!(b.flops - a.flops, 2 * 27 * w * out * out);
+    assert_eq!(a.layers[1].params, b.layers[1].params);
+    assert_eq!(b.layers[0].receptive_field, Some(6));
+    assert_eq!(
+        b.to_string().lines().next(),
+        Some(
+            "model shallow, input 3×16×16, input filter with-laplacian \
+             (3×3, fixed; 6 channels into the first layer)"
+        )
+    );
+}
