@@ -3,10 +3,12 @@
 //! A slice key names one value of every image: a field of its manifest `params` by a dotted
 //! path (`screen.layout`, `camera.sensor-scale`; moirelab's generator records its draws
 //! there, and a user's JSONL manifest may carry any), or one of its shortcut groups
-//! (`groups.flag`), or the sum of several numeric fields (`mask-areas.moire-area+mask-areas.
-//! bands-area`: zero for a recapture that shows neither). Images are grouped by that value (text and booleans as they are; numbers
-//! into bins: the quartiles of the values, or edges the user gives, or a row per value when
-//! there are at most four) and each slice reports
+//! (`groups.flag`), or arithmetic on numeric fields: products and quotients (`*`, `/`,
+//! left to right) summed with `+` (`mask-areas.moire-area+mask-areas.bands-area`: zero for a
+//! recapture that shows neither; `pitch_sensor/sensor_scale`: a display's pitch in output
+//! pixels from a simulation's draws). Images are grouped by that value (text and booleans as
+//! they are; numbers into bins: the quartiles of the values, or edges the user gives, or a row
+//! per value when there are at most four) and each slice reports
 //! APCER over its attacks and BPCER over its bona fide images at one threshold, the same
 //! decisions as the data set's row. Images without the value form the slice `(none)`; for
 //! the generator's screen fields these are the bona fide photos.
@@ -32,34 +34,64 @@ pub struct SliceSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Source {
-    /// One dotted path, or several joined by `+` whose numbers are summed.
-    Param(Vec<Vec<String>>),
+    /// One dotted path, its value as it is.
+    Param(Vec<String>),
+    /// Terms summed with `+`, each a product of paths (see [`Factor`]).
+    Expr(Vec<Vec<Factor>>),
     Group(String),
 }
 
+/// One path of a product: multiplied into it (the first one, or after `*`) or divided
+/// (after `/`).
+#[derive(Debug, Clone, PartialEq)]
+struct Factor {
+    divide: bool,
+    path: Vec<String>,
+}
+
 impl SliceSpec {
-    /// `camera.sensor-scale`, `camera.sensor-scale=1.5,2,2.5`, `groups.flag`, `a.x+a.y=1`.
-    /// Edges must be finite and strictly increasing.
+    /// `camera.sensor-scale`, `camera.sensor-scale=1.5,2,2.5`, `groups.flag`, `a.x+a.y=1`,
+    /// `a.pitch/a.scale=0.45,0.9`. Edges must be finite and strictly increasing.
     pub fn parse(s: &str) -> Result<SliceSpec, String> {
         let (key, edges) = match s.split_once('=') {
             Some((k, e)) => (k.trim(), Some(e)),
             None => (s.trim(), None),
         };
-        let terms: Vec<&str> = key.split('+').map(str::trim).collect();
-        if terms
-            .iter()
-            .any(|t| t.is_empty() || t.split('.').any(str::is_empty))
-        {
-            return Err(format!(
-                "'{s}': give a dotted path into the images' params (e.g. screen.layout, \
-                 camera.sensor-scale) or groups.<attribute>, or numeric paths joined by '+', \
-                 optionally =EDGE,EDGE,..."
-            ));
+        // Sum of products: `+` binds loosest, `*` and `/` apply left to right.
+        let mut terms: Vec<Vec<Factor>> = Vec::new();
+        for term in key.split('+') {
+            let mut factors = Vec::new();
+            let mut divide = false;
+            let mut rest = term;
+            loop {
+                let cut = rest.find(['*', '/']).unwrap_or(rest.len());
+                let path = rest[..cut].trim();
+                if path.is_empty() || path.split('.').any(str::is_empty) {
+                    return Err(format!(
+                        "'{s}': give a dotted path into the images' params (e.g. screen.layout, \
+                         camera.sensor-scale) or groups.<attribute>, or numeric paths joined by \
+                         '+', '*' or '/', optionally =EDGE,EDGE,..."
+                    ));
+                }
+                factors.push(Factor {
+                    divide,
+                    path: path.split('.').map(str::to_string).collect(),
+                });
+                match rest[cut..].chars().next() {
+                    None => break,
+                    Some(op) => {
+                        divide = op == '/';
+                        rest = &rest[cut + 1..];
+                    }
+                }
+            }
+            terms.push(factors);
         }
+        let arithmetic = terms.len() > 1 || terms[0].len() > 1;
         let source = match key.strip_prefix("groups.") {
-            Some(_) if terms.len() > 1 => {
+            Some(_) if arithmetic => {
                 return Err(format!(
-                    "'{key}': only numeric params can be summed with '+', not groups"
+                    "'{key}': only numeric params can be combined with '+', '*' or '/', not groups"
                 ))
             }
             Some(g) if !g.contains('.') => Source::Group(g.to_string()),
@@ -68,18 +100,16 @@ impl SliceSpec {
                     "'{key}': groups have one level (groups.<attribute>)"
                 ))
             }
+            None if !arithmetic => Source::Param(terms.remove(0).remove(0).path),
             None => {
-                if let Some(t) = terms.iter().skip(1).find(|t| t.starts_with("groups.")) {
+                if let Some(f) = terms.iter().flatten().find(|f| f.path[0] == "groups") {
                     return Err(format!(
-                        "'{key}': only numeric params can be summed with '+', not {t}"
+                        "'{key}': only numeric params can be combined with '+', '*' or '/', \
+                         not {}",
+                        f.path.join(".")
                     ));
                 }
-                Source::Param(
-                    terms
-                        .iter()
-                        .map(|t| t.split('.').map(str::to_string).collect())
-                        .collect(),
-                )
+                Source::Expr(terms)
             }
         };
         let edges = match edges {
@@ -110,7 +140,9 @@ impl SliceSpec {
 
     /// The image's value of this key; `None` when it has none (or `null`). A sum is the sum
     /// of the terms the image has (a missing one counts as 0), `None` when it has none of
-    /// them; a term that is not a number is returned as it is, so that the slicing names it.
+    /// them; a product or quotient needs every one of its paths, and one that is not finite
+    /// (a division by zero) is missing too. A path that is not a number is returned as it
+    /// is, so that the slicing names it.
     pub fn value(&self, rec: &ManifestRecord) -> Option<Value> {
         let at = |path: &[String]| {
             let mut v = &rec.params;
@@ -119,18 +151,32 @@ impl SliceSpec {
             }
             (!v.is_null()).then(|| v.clone())
         };
-        match &self.source {
-            Source::Group(g) => rec.groups.get(g).map(|v| Value::String(v.clone())),
-            Source::Param(paths) if paths.len() == 1 => at(&paths[0]),
-            Source::Param(paths) => {
-                let present: Vec<Value> = paths.iter().filter_map(|p| at(p)).collect();
-                if let Some(v) = present.iter().find(|v| !v.is_number()) {
-                    return Some(v.clone());
+        let terms = match &self.source {
+            Source::Group(g) => return rec.groups.get(g).map(|v| Value::String(v.clone())),
+            Source::Param(path) => return at(path),
+            Source::Expr(terms) => terms,
+        };
+        let mut sum: Option<f64> = None;
+        for factors in terms {
+            let mut product = Some(1.0);
+            for f in factors {
+                match at(&f.path) {
+                    Some(v) if !v.is_number() => return Some(v),
+                    Some(v) => {
+                        let x = v.as_f64().unwrap_or(f64::NAN);
+                        product = product.map(|p| if f.divide { p / x } else { p * x });
+                    }
+                    None => product = None,
                 }
-                let sum: f64 = present.iter().filter_map(Value::as_f64).sum();
-                (!present.is_empty()).then(|| serde_json::json!(sum))
+            }
+            if let Some(p) = product {
+                if !p.is_finite() {
+                    return None;
+                }
+                sum = Some(sum.unwrap_or(0.0) + p);
             }
         }
+        sum.map(|x| serde_json::json!(x))
     }
 }
 
@@ -424,236 +470,4 @@ fn bin_label(edges: &[f64], x: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn rec(params: Value, groups: &[(&str, &str)]) -> ManifestRecord {
-        ManifestRecord {
-            path: "x.png".into(),
-            label: "screen".into(),
-            split: "test".into(),
-            groups: groups
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            mask: None,
-            boxes: Default::default(),
-            flag_twin: None,
-            params,
-        }
-    }
-
-    fn none_known() -> Vec<String> {
-        vec![]
-    }
-
-    /// [`slicing`] then [`Slicing::table`], as `eval` runs them.
-    fn slice(
-        spec: &SliceSpec,
-        values: &[Option<Value>],
-        scores: &[f64],
-        is_attack: &[bool],
-        threshold: f64,
-        known: impl FnOnce() -> Vec<String>,
-    ) -> Result<SliceTable, SliceError> {
-        Ok(slicing(spec, values, known)?.table(scores, is_attack, threshold))
-    }
-
-    #[test]
-    fn parse_accepts_paths_groups_and_increasing_edges() {
-        let s = SliceSpec::parse("camera.sensor-scale=1.5, 2,2.5").unwrap();
-        assert_eq!(s.key, "camera.sensor-scale");
-        assert_eq!(s.edges, Some(vec![1.5, 2.0, 2.5]));
-        let g = SliceSpec::parse("groups.flag").unwrap();
-        assert_eq!(
-            g.value(&rec(Value::Null, &[("flag", "A")])),
-            Some(json!("A"))
-        );
-        for bad in ["", "a..b", "x=1,1", "x=1,a", "x=inf", "groups.a.b", ".x"] {
-            assert!(SliceSpec::parse(bad).is_err(), "{bad} was accepted");
-        }
-    }
-
-    #[test]
-    fn text_values_give_one_row_each_with_rates_at_the_threshold() {
-        let spec = SliceSpec::parse("screen.layout").unwrap();
-        let recs = [
-            rec(json!({"screen": {"layout": "rgb"}}), &[]),
-            rec(json!({"screen": {"layout": "rgb"}}), &[]),
-            rec(json!({"screen": {"layout": "pentile"}}), &[]),
-            rec(json!({"screen": null}), &[]),
-            rec(json!({}), &[]),
-        ];
-        let values: Vec<_> = recs.iter().map(|r| spec.value(r)).collect();
-        let scores = [0.9, 0.2, 0.5, 0.7, 0.1];
-        let attack = [true, true, true, false, false];
-        let t = slice(&spec, &values, &scores, &attack, 0.5, none_known).unwrap();
-        let got: Vec<_> = t
-            .rows
-            .iter()
-            .map(|r| (r.value.as_str(), r.attacks, r.bona_fide, r.apcer, r.bpcer))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("pentile", 1, 0, Some(0.0), None),
-                ("rgb", 2, 0, Some(0.5), None),
-                ("(none)", 0, 2, None, Some(0.5)),
-            ]
-        );
-        assert_eq!(t.rows[2].accuracy, 0.5);
-        assert!(t.edges.is_none());
-    }
-
-    #[test]
-    fn numbers_fall_into_quartiles_or_the_given_edges() {
-        let spec = SliceSpec::parse("s").unwrap();
-        let values: Vec<_> = (1..=8).map(|i| Some(json!(i as f64))).collect();
-        let scores = [0.0; 8];
-        let attack = [true; 8];
-        let t = slice(&spec, &values, &scores, &attack, 0.5, none_known).unwrap();
-        assert_eq!(t.edges, Some(vec![3.0, 5.0, 7.0]));
-        let names: Vec<_> = t
-            .rows
-            .iter()
-            .map(|r| (r.value.as_str(), r.attacks))
-            .collect();
-        assert_eq!(names, [("< 3", 2), ("3 - 5", 2), ("5 - 7", 2), (">= 7", 2)]);
-        let given = SliceSpec::parse("s=4.5").unwrap();
-        let t = slice(&given, &values, &scores, &attack, 0.5, none_known).unwrap();
-        let names: Vec<_> = t
-            .rows
-            .iter()
-            .map(|r| (r.value.as_str(), r.attacks))
-            .collect();
-        assert_eq!(names, [("< 4.5", 4), (">= 4.5", 4)]);
-        assert_eq!(
-            [
-                short(1.530_612_2),
-                short(0.000_134_16),
-                short(1530.6),
-                short(2.0),
-                short(-0.5)
-            ],
-            ["1.531", "0.0001342", "1531", "2", "-0.5"]
-        );
-        // Two to four distinct numbers: a row each, in numeric order (64 before 128).
-        let sides: Vec<_> = [128, 64, 256, 128, 64]
-            .iter()
-            .map(|&x| Some(json!(x)))
-            .collect();
-        let t = slice(&spec, &sides, &[0.9; 5], &[true; 5], 0.5, none_known).unwrap();
-        let names: Vec<_> = t
-            .rows
-            .iter()
-            .map(|r| (r.value.as_str(), r.attacks))
-            .collect();
-        assert_eq!(names, [("64", 2), ("128", 2), ("256", 1)]);
-        assert!(t.edges.is_none());
-        // One repeated value: one bin, not empty ones.
-        let same = vec![Some(json!(2)); 5];
-        let t = slice(&spec, &same, &[0.0; 5], &[true; 5], 0.5, none_known).unwrap();
-        assert_eq!(t.rows.len(), 1);
-        assert_eq!(t.rows[0].value, "all");
-    }
-
-    #[test]
-    fn rare_text_values_share_one_row() {
-        let spec = SliceSpec::parse("id").unwrap();
-        let values: Vec<_> = (0..MAX_CATEGORIES + 5)
-            .map(|i| Some(json!(format!("v{i:02}"))))
-            .chain([Some(json!("v00"))])
-            .collect();
-        let n = values.len();
-        let t = slice(
-            &spec,
-            &values,
-            &vec![0.9; n],
-            &vec![true; n],
-            0.5,
-            none_known,
-        )
-        .unwrap();
-        assert_eq!(t.rows.len(), MAX_CATEGORIES + 1);
-        let other = t.rows.last().unwrap();
-        assert_eq!((other.value.as_str(), other.attacks), ("(other)", 5));
-        assert_eq!(t.rows.iter().map(|r| r.attacks).sum::<u64>(), n as u64);
-    }
-
-    #[test]
-    fn a_sum_of_params_counts_missing_terms_as_zero() {
-        // Screens with a moiré mask, with bands only, with neither; a genuine photo with none
-        // of the terms falls into (none).
-        let spec = SliceSpec::parse("m.moire-area + m.bands-area=1").unwrap();
-        assert_eq!(spec.key, "m.moire-area + m.bands-area");
-        let recs = [
-            rec(json!({"m": {"moire-area": 40, "bands-area": 10}}), &[]),
-            rec(json!({"m": {"moire-area": 0, "bands-area": 7}}), &[]),
-            rec(json!({"m": {"moire-area": 0}}), &[]),
-            rec(json!({"m": {"glare-area": 5}}), &[]),
-        ];
-        let values: Vec<_> = recs.iter().map(|r| spec.value(r)).collect();
-        assert_eq!(
-            values,
-            [Some(json!(50.0)), Some(json!(7.0)), Some(json!(0.0)), None]
-        );
-        let t = slice(
-            &spec,
-            &values,
-            &[0.9, 0.2, 0.1, 0.3],
-            &[true, true, true, false],
-            0.5,
-            none_known,
-        )
-        .unwrap();
-        let rows: Vec<_> = t
-            .rows
-            .iter()
-            .map(|r| (r.value.as_str(), r.attacks, r.apcer, r.bona_fide))
-            .collect();
-        assert_eq!(
-            rows,
-            [
-                ("< 1", 1, Some(1.0), 0),
-                (">= 1", 2, Some(0.5), 0),
-                ("(none)", 0, None, 1)
-            ]
-        );
-        // A text term is named, as a text key with edges is.
-        let text = SliceSpec::parse("m.layout+m.moire-area=1").unwrap();
-        let r = rec(json!({"m": {"layout": "pentile", "moire-area": 3}}), &[]);
-        let e = slice(&text, &[text.value(&r)], &[0.5], &[true], 0.5, none_known).unwrap_err();
-        assert!(e.to_string().contains("\"pentile\""), "{e}");
-        for bad in ["a.b+", "a.b+groups.flag", "groups.flag+a.b", "+a"] {
-            assert!(SliceSpec::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn bad_keys_name_what_the_images_have() {
-        let r = rec(
-            json!({"camera": {"demosaic": "malvar", "scale": 2.0}}),
-            &[("flag", "A")],
-        );
-        let known = || available_keys(&r);
-        let missing = SliceSpec::parse("camera.lens").unwrap();
-        let e = slice(&missing, &[missing.value(&r)], &[0.5], &[true], 0.5, known).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "no image has 'camera.lens'; keys: camera.demosaic, camera.scale, groups.flag"
-        );
-        let object = SliceSpec::parse("camera").unwrap();
-        let e = slice(&object, &[object.value(&r)], &[0.5], &[true], 0.5, known).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "'camera' is an object or a list, not a value; keys: camera.demosaic, camera.scale"
-        );
-        let text = SliceSpec::parse("camera.demosaic=1,2").unwrap();
-        let e = slice(&text, &[text.value(&r)], &[0.5], &[true], 0.5, known).unwrap_err();
-        assert!(
-            e.to_string().contains("not numbers (e.g. \"malvar\")"),
-            "{e}"
-        );
-    }
-}
+mod tests;
