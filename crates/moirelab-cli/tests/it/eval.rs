@@ -24,7 +24,7 @@ extra = [
     )
 }
 
-fn copy(from: &Path, to: &Path) {
+pub(crate) fn copy(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     std::fs::copy(from, to).unwrap();
 }
@@ -72,7 +72,7 @@ fn make_sets(dir: &Path) -> (Vec<String>, usize, usize) {
 }
 
 /// Run a command that must succeed and print JSON.
-fn ok_json(dir: &Path, args: &[&str]) -> Value {
+pub(crate) fn ok_json(dir: &Path, args: &[&str]) -> Value {
     let o = moirelab(dir, args);
     assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
@@ -423,12 +423,14 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
             "camera.sensor-scale=2",
             "--by",
             "groups.flag",
+            "--by",
+            "camera.sensor-scale / camera.sensor-scale=1",
             "--json",
         ],
     );
     let pad = &own["pad"];
     let tables = own["slices"].as_array().unwrap();
-    assert_eq!(tables.len(), 3);
+    assert_eq!(tables.len(), 4);
     let count = |r: &Value, k: &str| r[k].as_u64().unwrap();
     let (n_attack, n_bona) = tables[0]["rows"]
         .as_array()
@@ -472,6 +474,19 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
         .collect();
     assert_eq!(scale, ["< 2", ">= 2"]);
     assert_eq!(tables[1]["edges"], serde_json::json!([2.0]));
+    // A quotient of params: every image has it, and x / x is exactly 1.
+    let ratio = &tables[3];
+    assert_eq!(ratio["key"], "camera.sensor-scale / camera.sensor-scale");
+    let rows: Vec<(&str, u64)> = ratio["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = count(r, "attacks") + count(r, "bona_fide");
+            (r["value"].as_str().unwrap(), n)
+        })
+        .collect();
+    assert_eq!(rows, [(">= 1", n_test as u64)]);
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "screen.layout"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
@@ -485,285 +500,8 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     assert_one_line_error(&o, &["--by", "'camera' is an object", "camera.demosaic"]);
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "x=2,1"]);
     assert_one_line_error(&o, &["--by", "'x=2,1'", "increase"]);
-    // The threshold given, or fixed on a set's bona fide images at a rejection rate.
-    let at_half = ok_json(
-        d,
-        &["eval", "--run", "runs/tiny", "--threshold", "0.5", "--json"],
-    );
-    assert_eq!(at_half["pad"]["threshold"], 0.5);
-    let calibrated = [
-        "eval",
-        "--run",
-        "runs/tiny",
-        "--data",
-        "only-test",
-        "--calibrate",
-        "only-test",
-        "--bpcer",
-        "0.25",
-    ];
-    let cal = ok_json(d, &[&calibrated[..], &["--json"]].concat());
-    let bpcer = cal["pad"]["bpcer"].as_f64().unwrap();
-    assert!(bpcer <= 0.25, "{cal}");
-    assert_ne!(cal["pad"]["threshold"], summary["threshold"]);
-    let o = moirelab(d, &calibrated);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let first = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(
-        first.contains("fixed on only-test") && first.contains("bona fide images rejected"),
-        "{first}"
-    );
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--threshold",
-            "0.5",
-            "--calibrate",
-            "only-test",
-        ],
-    );
-    assert_one_line_error(&o, &["--threshold and --calibrate"]);
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--bpcer", "0.1"]);
-    assert_one_line_error(&o, &["--bpcer", "add --calibrate"]);
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--threshold", "1.5"]);
-    assert_one_line_error(&o, &["--threshold 1.5", "[0, 1]"]);
-    // BatchNorm statistics re-estimated per row: the same images in two layouts give the
-    // same row (the second does not start from the first's statistics), the run's threshold
-    // stays, and the scores move off the trained statistics' ones.
-    let adapted = [
-        "eval",
-        "--run",
-        "runs/tiny",
-        "--data",
-        "only-test",
-        "--data",
-        "tiny-test.csv",
-        "--adapt-bn",
-        "--json",
-    ];
-    let rows = ok_json(d, &adapted);
-    let rows = rows.as_array().unwrap();
-    let plain = ok_json(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--json",
-        ],
-    );
-    for r in rows {
-        assert_eq!(r["adapted_bn"]["images"], n_test);
-        assert_eq!(r["adapted_bn"]["statistics"], "scale");
-        assert_eq!(r["pad"]["threshold"], summary["threshold"]);
-        assert_eq!(r["loss"], rows[0]["loss"], "{r}");
-        assert_eq!(r["pad"]["auc"], rows[0]["pad"]["auc"], "{r}");
-    }
-    assert!(plain.get("adapted_bn").is_none());
-    assert_ne!(plain["loss"], rows[0]["loss"]);
-    // The per-epoch adapted set of the best epoch: the same re-estimate.
-    let best_bn = &summary["extra"]["only-bn"];
-    assert!(close(&rows[0]["loss"], &best_bn["loss"]), "{best_bn}");
-    assert_eq!(rows[0]["accuracy"], best_bn["accuracy"]);
-    let timeless = |v: &Value| {
-        let mut v = v.clone();
-        v["wall_s"] = Value::Null;
-        v
-    };
-    let again = ok_json(d, &adapted);
-    for (a, b) in again.as_array().unwrap().iter().zip(rows) {
-        assert_eq!(timeless(a), timeless(b));
-    }
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--adapt-bn",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("variances re-estimated on each row's own"));
-    let all = ok_json(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--adapt-bn",
-            "all",
-            "--json",
-        ],
-    );
-    assert_eq!(all["adapted_bn"]["statistics"], "all");
-    assert_ne!(all["loss"], rows[0]["loss"]);
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--adapt-bn", "mean"]);
-    assert_one_line_error(&o, &["--adapt-bn", "'mean'", "scale, all"]);
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--adapt-bn",
-            "--calibrate",
-            "only-test",
-        ],
-    );
-    assert_one_line_error(&o, &["--adapt-bn and --calibrate"]);
-    let attack = classes
-        .iter()
-        .find(|c| *c == "screen")
-        .unwrap_or(&classes[1]);
-    for e in std::fs::read_dir(d.join("only-test/test").join(attack)).unwrap() {
-        let p = e.unwrap().path();
-        copy(
-            &p,
-            &d.join("attacks").join(attack).join(p.file_name().unwrap()),
-        );
-    }
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--calibrate", "attacks"]);
-    assert_one_line_error(&o, &["--calibrate attacks", "no bona fide"]);
-    let lone = std::fs::read_dir(d.join("attacks").join(attack))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    copy(&lone, &d.join("single").join(attack).join("one.png"));
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "single",
-            "--adapt-bn",
-        ],
-    );
-    assert_one_line_error(&o, &["--adapt-bn on single", "at least 2 images", "has 1"]);
-    let lone_set = config.replace(
-        "root = \"only-test\", adapt-bn",
-        "root = \"single\", adapt-bn",
-    );
-    std::fs::write(d.join("lone.toml"), lone_set).unwrap();
-    let o = moirelab(d, &["train", "--config", "lone.toml"]);
-    assert_one_line_error(&o, &["eval.extra 'only-bn'", "at least 2 images", "has 1"]);
-    assert!(!d.join("runs/lone").exists());
-
-    // An ImageFolder has no params: the error says which set and that nothing is there.
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--by",
-            "screen.layout",
-        ],
-    );
-    assert_one_line_error(
-        &o,
-        &[
-            "--by on only-test: no image has 'screen.layout'",
-            "no params",
-        ],
-    );
-
-    // Errors: one line each, naming the thing.
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "wrong"]);
-    let model = format!("[{}]", classes.join(", "));
-    assert_one_line_error(&o, &["--data wrong", "[cat, dog]", &model]);
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "nowhere"]);
-    assert_one_line_error(&o, &["--data nowhere", "no such folder"]);
-    std::fs::write(d.join("one.png"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "one.png"]);
-    assert_one_line_error(&o, &["--data one.png", "an image file", "moirelab predict"]);
-    std::fs::write(d.join("binary.csv"), b"\xff\xfe\0\x01path,label").unwrap();
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "binary.csv"]);
-    assert_one_line_error(&o, &["--data binary.csv", "binary.csv", "not a text file"]);
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--split",
-            "val",
-        ],
-    );
-    assert_one_line_error(&o, &["only-test", "split 'val'", "test"]);
-
-    // A foreign folder with unusable files: refused by default, naming them and the flag;
-    // with --skip-bad the rest is evaluated and the dropped files are counted.
-    let only = d.join("only-test/test");
-    let class_dir = std::fs::read_dir(&only)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .min()
-        .unwrap();
-    std::fs::write(class_dir.join("torn.png"), b"\x89PNG\r\n\x1a\ntorn").unwrap();
-    std::fs::write(class_dir.join("empty.png"), b"").unwrap();
-    let o = moirelab(d, &["eval", "--run", "runs/tiny", "--data", "only-test"]);
-    assert_one_line_error(
-        &o,
-        &[
-            "--data only-test",
-            "2 bad file(s)",
-            "torn.png",
-            "--skip-bad",
-        ],
-    );
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--skip-bad",
-            "--json",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let skipped: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(skipped["skipped"], 2);
-    assert_eq!(skipped["n"], n_test as u64);
-    assert_eq!(skipped["accuracy"], one["accuracy"]);
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--skip-bad",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("2 unusable file(s) skipped"), "{text}");
+    crate::eval_checks::thresholds_and_adapted_bn(d, &summary, &classes, n_test, &config);
+    crate::eval_checks::refused_inputs(d, &classes, n_test, &one);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod bench;
 mod errors;
 mod eval;
+mod eval_checks;
 mod fuzz;
 mod hostile;
 mod plan;
