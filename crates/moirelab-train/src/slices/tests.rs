@@ -19,6 +19,14 @@ fn rec(params: Value, groups: &[(&str, &str)]) -> ManifestRecord {
     }
 }
 
+/// Each row's value, attacks, APCER and bona fide count.
+fn rows_by_attacks(t: &SliceTable) -> Vec<(&str, u64, Option<f64>, u64)> {
+    t.rows
+        .iter()
+        .map(|r| (r.value.as_str(), r.attacks, r.apcer, r.bona_fide))
+        .collect()
+}
+
 fn none_known() -> Vec<String> {
     vec![]
 }
@@ -182,13 +190,8 @@ fn a_sum_of_params_counts_missing_terms_as_zero() {
         none_known,
     )
     .unwrap();
-    let rows: Vec<_> = t
-        .rows
-        .iter()
-        .map(|r| (r.value.as_str(), r.attacks, r.apcer, r.bona_fide))
-        .collect();
     assert_eq!(
-        rows,
+        rows_by_attacks(&t),
         [
             ("< 1", 1, Some(1.0), 0),
             (">= 1", 2, Some(0.5), 0),
@@ -255,13 +258,8 @@ fn products_and_quotients_bind_tighter_than_sums_and_need_every_path() {
         none_known,
     )
     .unwrap();
-    let rows: Vec<_> = t
-        .rows
-        .iter()
-        .map(|r| (r.value.as_str(), r.attacks, r.apcer, r.bona_fide))
-        .collect();
     assert_eq!(
-        rows,
+        rows_by_attacks(&t),
         [
             ("< 0.45", 1, Some(1.0), 0),
             (">= 0.9", 1, Some(0.0), 0),
