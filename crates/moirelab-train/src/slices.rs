@@ -169,10 +169,8 @@ impl SliceSpec {
                     None => product = None,
                 }
             }
-            if let Some(p) = product {
-                if !p.is_finite() {
-                    return None;
-                }
+            // A division by zero leaves the term out, as a missing path does.
+            if let Some(p) = product.filter(|p| p.is_finite()) {
                 sum = Some(sum.unwrap_or(0.0) + p);
             }
         }

@@ -278,6 +278,7 @@ fn products_and_quotients_bind_tighter_than_sums_and_need_every_path() {
         Some(json!("x"))
     );
     assert_eq!(v(json!({"e": 1})), None);
+    assert_eq!(v(json!({"a": 3, "b": 4, "c": 0, "d": 1})), Some(json!(1.0)));
     for bad in ["a/", "*a", "a//b", "a/groups.flag", "groups.flag/a", "a./b"] {
         let e = SliceSpec::parse(bad).unwrap_err();
         assert!(e.contains(bad) || e.contains("groups"), "{bad}: {e}");
