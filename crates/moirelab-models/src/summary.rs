@@ -65,7 +65,9 @@ pub fn summary(
     let arch = net.architecture().ok_or_else(|| {
         ModelError::Summary(format!("model '{}' does not describe its layers", cfg.arch))
     })?;
-    let min_size = arch.min_input_size(cfg.in_channels);
+    // The input filter keeps the size; `with-laplacian` doubles the channels.
+    let first = cfg.first_layer_channels();
+    let min_size = arch.min_input_size(first);
     if input[0] != cfg.in_channels || input[1] < min_size || input[2] < min_size {
         return Err(ModelError::Shape {
             got: vec![1, input[0], input[1], input[2]],
@@ -73,8 +75,7 @@ pub fn summary(
             min_size,
         });
     }
-    // The input filter keeps the size; `with-laplacian` doubles the channels.
-    let mut shape = [cfg.first_layer_channels(), input[1], input[2]];
+    let mut shape = [first, input[1], input[2]];
     let (mut rf, mut jump) = (cfg.input_filter.window(), 1i64);
     let mut layers = Vec::with_capacity(arch.layers.len() + 1);
     for spec in &arch.layers {
