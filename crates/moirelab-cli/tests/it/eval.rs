@@ -72,6 +72,11 @@ fn make_sets(dir: &Path) -> (Vec<String>, usize, usize) {
 }
 
 /// Run a command that must succeed and print JSON.
+/// Two JSON numbers equal to 1e-6.
+pub(crate) fn close(a: &Value, b: &Value) -> bool {
+    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-6
+}
+
 pub(crate) fn ok_json(dir: &Path, args: &[&str]) -> Value {
     let o = moirelab(dir, args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -277,7 +282,6 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     // The same images through the per-epoch evaluation of the best epoch: same numbers (and
     // so the adapted set before them left the trained statistics as they were).
     assert_eq!(one["accuracy"], summary["extra"]["only"]["accuracy"]);
-    let close = |a: &Value, b: &Value| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-6;
     assert!(
         close(&one["loss"], &summary["extra"]["only"]["loss"]),
         "{one}"

@@ -3,7 +3,7 @@
 //! statistics re-estimated per row, and the inputs it refuses. Kept apart so that each file
 //! reads in one sitting; the run is trained once, in `eval.rs`.
 
-use crate::eval::{copy, ok_json};
+use crate::eval::{close, copy, ok_json};
 use crate::{assert_one_line_error, moirelab, stderr};
 use serde_json::Value;
 use std::path::Path;
@@ -17,7 +17,6 @@ pub(crate) fn thresholds_and_adapted_bn(
     n_test: usize,
     config: &str,
 ) {
-    let close = |a: &Value, b: &Value| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-6;
     // The threshold given, or fixed on a set's bona fide images at a rejection rate.
     let at_half = ok_json(
         d,
