@@ -14,7 +14,9 @@
 #
 #   scripts/bench/transfer.sh [--config FILE] [--size 128|256] [--patch] [--count N]
 #                             [--epochs E] [--factors "layout:pentile demosaic:malvar ..."]
-#                             [--set KEY=VALUE ...] [--out DIR]
+#                             [--set KEY=VALUE ...] [--out DIR] [--plan]
+#
+# --plan prints the held-out factors it would run, one per line, and stops.
 #
 # --set passes a training override to every run (e.g. --set data.augment.transpose=0.5,
 # --set train.lr=1e-3), to measure a training change on the same data sets: its runs and
@@ -26,9 +28,10 @@
 # --size images), the mode for screen artifacts at larger sizes. Defaults: configs/fixed.toml,
 # the config's own size(s) and mode (a patch config's [data.knobs] size or sizes, else 128
 # px; --size replaces both), its own data (its preset and [data.knobs]; 2400 images unless it
-# sets a count) and epochs, all factors below, out bench-out/transfer. Data sets are shared
-# between configs that ask for the same data (out/data/<factor>-<size>px-n<count>[-<knob>-
-# <value>...], <128-256>px for several sizes); runs and tables are per config and overrides
+# sets a count) and epochs, each layout its data draw and the factors below, out
+# bench-out/transfer. Data sets are shared between configs that ask for the same data
+# (out/data/<factor>-<size>px-n<count>[-<knob>-<value>...], <128-256>px for several sizes);
+# runs and tables are per config and overrides
 # (out/runs/<config>[-<overrides>]/, out/transfer-<config>[-<overrides>]-<tag>.md). One
 # factor takes about 1.5 minutes with fixed.toml (2400 images) and 9.5 with transfer.toml
 # (4800 images, 20 epochs) on 2 CPU cores.
@@ -38,9 +41,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/../env.sh"
 moirelab_setup
 
-config="" size="" patch="" count="" epochs="" out="" sets=() set_tag=""
-factors="layout:rgb-stripe layout:bgr-stripe layout:vertical-stripe layout:pentile \
-demosaic:bilinear demosaic:malvar resize:area resize:triangle resize:bicubic resize:bilinear \
+config="" size="" patch="" count="" epochs="" out="" sets=() set_tag="" factors="" plan_only=""
+# Without --factors: each layout the config's data draw (`layouts`, the classic four by
+# default), then these.
+other_factors="demosaic:bilinear demosaic:malvar resize:area resize:triangle resize:bicubic resize:bilinear \
 pitch:0.45-0.6 pitch:1.2-1.8 sensor-scale:1.25-1.5 sensor-scale:2.3-3"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,6 +55,7 @@ while [ $# -gt 0 ]; do
     --epochs) epochs="$2"; shift 2 ;;
     --factors) factors="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --plan) plan_only=1; shift ;;
     --set)
       case "${2:-}" in
         *=*) ;;
@@ -97,11 +102,17 @@ print(p["count"])
 print(max(sides))
 print(1 if p["mode"] == "patch" else 0)
 print(",".join(map(str, sides)) if len(sides) > 1 else "")
+print(" ".join("layout:" + l for l in p["layouts"]))
 for kv in p["knobs"]:
     if kv.split("=", 1)[0] not in ("count", "size", "sizes"):
         print(kv)
 ')
-[ "${#data_spec[@]}" -ge 5 ] || exit 2
+[ "${#data_spec[@]}" -ge 6 ] || exit 2
+[ -n "$factors" ] || factors="${data_spec[5]} $other_factors"
+if [ -n "$plan_only" ]; then
+  printf '%s\n' $factors
+  exit 0
+fi
 preset="${data_spec[0]}"
 [ -n "$count" ] || count="${data_spec[1]}"
 # A --size of the caller's own replaces the config's sizes too.
@@ -110,7 +121,7 @@ sizes="${data_spec[4]}"
 [ -n "$size" ] || size="${data_spec[2]}"
 [ -n "$patch" ] || patch="${data_spec[3]}"
 knob_sets=() knob_tag=""
-for kv in "${data_spec[@]:5}"; do
+for kv in "${data_spec[@]:6}"; do
   knob_sets+=(--set "$kv")
   knob_tag="$knob_tag-$(printf '%s' "$kv" | tr '=.,:' '----')"
 done
@@ -167,7 +178,7 @@ trace_by='mask-areas.moire-area+mask-areas.bands-area=1'
 # A photo out of focus (`defocus-prob`, both classes) shows no grid whatever its class, so a
 # config that draws them also gets the accuracy on the photos in focus.
 focus_by=()
-for kv in "${data_spec[@]:5}"; do
+for kv in "${data_spec[@]:6}"; do
   case "$kv" in
     defocus-prob=0|defocus-prob=0.0) ;;
     defocus-prob=*) focus_by=(--by camera.defocus-px=0.01) ;;

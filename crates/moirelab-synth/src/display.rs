@@ -33,10 +33,33 @@ pub enum Layout {
     /// OLED diamond PenTile (RGBG): a green sub-pixel per pixel, red and blue on a
     /// checkerboard at half density (most phone OLEDs).
     Pentile,
+    /// LCD delta: R, G, B stripes half a pixel shifted on every other row (camera
+    /// viewfinders, small and older panels).
+    Delta,
+    /// OLED S-stripe: a tall blue sub-pixel beside red over green (some phones and watches).
+    SStripe,
+    /// OLED diamond pixel: green squares on the pixel grid, red and blue squares turned by
+    /// 45° on a checkerboard between them (recent phone OLEDs).
+    Diamond,
+    /// WOLED: white, red, green and blue stripes; the white one emits every channel (large
+    /// OLED TVs).
+    Rgbw,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 4] = [
+    pub const ALL: [Layout; 8] = [
+        Layout::RgbStripe,
+        Layout::BgrStripe,
+        Layout::VerticalStripe,
+        Layout::Pentile,
+        Layout::Delta,
+        Layout::SStripe,
+        Layout::Diamond,
+        Layout::Rgbw,
+    ];
+    /// The layouts the generator draws unless the `layouts` knob says otherwise: the four it
+    /// has always drawn, so data sets made before the others existed keep their bytes.
+    pub const CLASSIC: [Layout; 4] = [
         Layout::RgbStripe,
         Layout::BgrStripe,
         Layout::VerticalStripe,
@@ -49,6 +72,10 @@ impl Layout {
             Layout::BgrStripe => "bgr-stripe",
             Layout::VerticalStripe => "vertical-stripe",
             Layout::Pentile => "pentile",
+            Layout::Delta => "delta",
+            Layout::SStripe => "s-stripe",
+            Layout::Diamond => "diamond",
+            Layout::Rgbw => "rgbw",
         }
     }
 
@@ -56,66 +83,179 @@ impl Layout {
         Layout::ALL.into_iter().find(|l| l.name() == s)
     }
 
-    /// OLED panels emit per sub-pixel (true black); the stripes are LCDs with a backlight.
+    /// OLED panels emit per sub-pixel (true black); the stripes and delta are LCDs with a
+    /// backlight.
     pub fn is_oled(self) -> bool {
-        self == Layout::Pentile
+        matches!(
+            self,
+            Layout::Pentile | Layout::SStripe | Layout::Diamond | Layout::Rgbw
+        )
     }
 }
 
-/// One emitting aperture inside the layout's period cell, in display pixels.
+/// A panel's own sub-pixel geometry (knob `subpixel-jitter`): per colour channel, its
+/// apertures' width and height scaled and their centres moved (display pixels), the same in
+/// every period cell, so the panel stays periodic. Manufacturers draw the same layout with
+/// different sub-pixel sizes, aspect ratios and spacings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubpixelShape {
+    pub scale: [[f64; 2]; 3],
+    pub shift: [[f64; 2]; 3],
+}
+
+impl SubpixelShape {
+    /// Widest scale change and shift at `subpixel-jitter = 1`: ±30 % per axis (a sub-pixel's
+    /// aspect ratio 0.54–1.9 times the plain layout's), and a tenth of a display pixel (about
+    /// the black matrix's width between stripes).
+    pub const SCALE: f64 = 0.3;
+    pub const SHIFT: f64 = 0.1;
+
+    pub(crate) fn draw(rng: &mut Rng, jitter: f64) -> SubpixelShape {
+        let mut s = SubpixelShape {
+            scale: [[1.0; 2]; 3],
+            shift: [[0.0; 2]; 3],
+        };
+        for c in 0..3 {
+            for d in 0..2 {
+                s.scale[c][d] = 1.0 + jitter * Self::SCALE * rng.range(-1.0, 1.0);
+                s.shift[c][d] = jitter * Self::SHIFT * rng.range(-1.0, 1.0);
+            }
+        }
+        s
+    }
+}
+
+/// One emitting aperture inside the layout's period cell, in display pixels: a rectangle of
+/// `size` centred at `centre`, turned by `angle` radians.
 #[derive(Debug, Clone, Copy)]
 struct Aperture {
     channel: usize,
     centre: [f64; 2],
     size: [f64; 2],
+    angle: f64,
+}
+
+impl Aperture {
+    fn new(channel: usize, centre: [f64; 2], size: [f64; 2]) -> Aperture {
+        Aperture {
+            channel,
+            centre,
+            size,
+            angle: 0.0,
+        }
+    }
+
+    /// Its Fourier coefficient at `g` (cycles per display pixel) in a period of `area`:
+    /// `(w·h/area)·sinc(g·e₁·w)·sinc(g·e₂·h)·e^{−2πi g·c}`, `e₁`, `e₂` the rectangle's own axes.
+    fn coefficient(&self, g: [f64; 2], area: f64) -> (f64, f64) {
+        let (s, c) = self.angle.sin_cos();
+        let along = g[0] * c + g[1] * s;
+        let across = -g[0] * s + g[1] * c;
+        let mag = self.size[0] * self.size[1] / area
+            * sinc(along * self.size[0])
+            * sinc(across * self.size[1]);
+        let ph = -2.0 * PI * (g[0] * self.centre[0] + g[1] * self.centre[1]);
+        (mag * ph.cos(), mag * ph.sin())
+    }
 }
 
 /// The period cell (display pixels) and the apertures of a layout. `fill` is the fraction of
-/// the pixel's width and height that emits (the rest is the black matrix).
-fn apertures(layout: Layout, fill: [f64; 2]) -> ([f64; 2], Vec<Aperture>) {
-    let stripe = |order: [usize; 3], vertical: bool| {
-        let aps = (0..3)
-            .map(|slot| {
-                let along = (slot as f64 + 0.5) / 3.0;
-                let (centre, size) = if vertical {
-                    ([0.5, along], [fill[1], fill[0] / 3.0])
-                } else {
-                    ([along, 0.5], [fill[0] / 3.0, fill[1]])
-                };
-                Aperture {
-                    channel: order[slot],
-                    centre,
-                    size,
-                }
-            })
-            .collect();
-        ([1.0, 1.0], aps)
+/// the pixel's width and height that emits (the rest is the black matrix); `shape` is the
+/// panel's own sub-pixel geometry, if drawn.
+fn apertures(
+    layout: Layout,
+    fill: [f64; 2],
+    shape: Option<&SubpixelShape>,
+) -> ([f64; 2], Vec<Aperture>) {
+    // Stripes: the colours of `order` in equal slots across the pixel (3: RGBW's white, which
+    // emits every channel), on the pixel row starting at `row`, moved along it by `dx`.
+    let stripe = |order: &[usize], vertical: bool, row: f64, dx: f64| {
+        let n = order.len() as f64;
+        let mut aps = Vec::new();
+        for (slot, &ch) in order.iter().enumerate() {
+            let along = (slot as f64 + 0.5) / n + dx;
+            let (centre, size) = if vertical {
+                ([0.5, along], [fill[1], fill[0] / n])
+            } else {
+                ([along, row + 0.5], [fill[0] / n, fill[1]])
+            };
+            let channels = if ch == 3 { 0..3 } else { ch..ch + 1 };
+            aps.extend(channels.map(|c| Aperture::new(c, centre, size)));
+        }
+        aps
     };
-    match layout {
-        Layout::RgbStripe => stripe([0, 1, 2], false),
-        Layout::BgrStripe => stripe([2, 1, 0], false),
-        Layout::VerticalStripe => stripe([0, 1, 2], true),
+    let (period, mut aps) = match layout {
+        Layout::RgbStripe => ([1.0, 1.0], stripe(&[0, 1, 2], false, 0.0, 0.0)),
+        Layout::BgrStripe => ([1.0, 1.0], stripe(&[2, 1, 0], false, 0.0, 0.0)),
+        Layout::VerticalStripe => ([1.0, 1.0], stripe(&[0, 1, 2], true, 0.0, 0.0)),
+        Layout::Rgbw => ([1.0, 1.0], stripe(&[3, 0, 1, 2], false, 0.0, 0.0)),
+        Layout::Delta => {
+            let mut aps = stripe(&[0, 1, 2], false, 0.0, 0.0);
+            aps.extend(stripe(&[0, 1, 2], false, 1.0, 0.5));
+            ([1.0, 2.0], aps)
+        }
+        Layout::SStripe => (
+            [1.0, 1.0],
+            vec![
+                Aperture::new(0, [0.25, 0.27], [0.45 * fill[0], 0.42 * fill[1]]),
+                Aperture::new(1, [0.25, 0.73], [0.45 * fill[0], 0.42 * fill[1]]),
+                Aperture::new(2, [0.75, 0.5], [0.45 * fill[0], fill[1]]),
+            ],
+        ),
         Layout::Pentile => {
             // 2×2 pixels per period: green at every pixel, red and blue alternating.
             let mut aps = Vec::new();
             for j in 0..2 {
                 for i in 0..2 {
                     let (x, y) = (i as f64, j as f64);
+                    aps.push(Aperture::new(
+                        1,
+                        [x + 0.75, y + 0.5],
+                        [0.35 * fill[0], 0.35 * fill[1]],
+                    ));
+                    aps.push(Aperture::new(
+                        if (i + j) % 2 == 0 { 0 } else { 2 },
+                        [x + 0.25, y + 0.5],
+                        [0.5 * fill[0], 0.5 * fill[1]],
+                    ));
+                }
+            }
+            ([2.0, 2.0], aps)
+        }
+        Layout::Diamond => {
+            // 2×2 pixels per period: a green square at every pixel centre, red and blue
+            // diamonds (squares turned by 45°) on the pixel corners, alternating.
+            let mut aps = Vec::new();
+            for j in 0..2 {
+                for i in 0..2 {
+                    let (x, y) = (i as f64, j as f64);
+                    aps.push(Aperture::new(
+                        1,
+                        [x + 0.5, y + 0.5],
+                        [0.4 * fill[0], 0.4 * fill[1]],
+                    ));
                     aps.push(Aperture {
-                        channel: 1,
-                        centre: [x + 0.75, y + 0.5],
-                        size: [0.35 * fill[0], 0.35 * fill[1]],
-                    });
-                    aps.push(Aperture {
-                        channel: if (i + j) % 2 == 0 { 0 } else { 2 },
-                        centre: [x + 0.25, y + 0.5],
-                        size: [0.5 * fill[0], 0.5 * fill[1]],
+                        angle: PI / 4.0,
+                        ..Aperture::new(
+                            if (i + j) % 2 == 0 { 0 } else { 2 },
+                            [x, y],
+                            [0.5 * fill[0], 0.5 * fill[1]],
+                        )
                     });
                 }
             }
             ([2.0, 2.0], aps)
         }
+    };
+    if let Some(s) = shape {
+        for a in &mut aps {
+            for d in 0..2 {
+                a.size[d] *= s.scale[a.channel][d];
+                a.centre[d] += s.shift[a.channel][d];
+            }
+        }
     }
+    (period, aps)
 }
 
 #[inline]
@@ -186,8 +326,14 @@ pub struct Grid {
 impl Grid {
     /// Fourier series of the layout (each channel normalised to mean 1), attenuated by `t`
     /// and scaled by `gain` (0 switches the grid off: a uniformly emitting surface).
-    pub fn new(layout: Layout, fill: [f64; 2], t: &Transfer, gain: f64) -> Grid {
-        let (period, aps) = apertures(layout, fill);
+    pub fn new(
+        layout: Layout,
+        fill: [f64; 2],
+        shape: Option<&SubpixelShape>,
+        t: &Transfer,
+        gain: f64,
+    ) -> Grid {
+        let (period, aps) = apertures(layout, fill, shape);
         let mut dc = [0.0f64; 3];
         for a in &aps {
             dc[a.channel] += a.size[0] * a.size[1] / (period[0] * period[1]);
@@ -210,12 +356,9 @@ impl Grid {
                 let mut re = [0.0f64; 3];
                 let mut im = [0.0f64; 3];
                 for a in &aps {
-                    let mag = a.size[0] * a.size[1] / (period[0] * period[1])
-                        * sinc(g[0] * a.size[0])
-                        * sinc(g[1] * a.size[1]);
-                    let ph = -2.0 * PI * (g[0] * a.centre[0] + g[1] * a.centre[1]);
-                    re[a.channel] += mag * ph.cos();
-                    im[a.channel] += mag * ph.sin();
+                    let (r, i) = a.coefficient(g, period[0] * period[1]);
+                    re[a.channel] += r;
+                    im[a.channel] += i;
                 }
                 let mut amp = [0.0f64; 3];
                 let mut phase = [0.0f64; 3];
@@ -317,6 +460,8 @@ pub(crate) struct ScreenParams {
     pub(crate) bezel_width: f64,
     /// How the camera sees the panel (used with the `angle` artifact).
     pub(crate) view: View,
+    /// The panel's own sub-pixel geometry (`subpixel-jitter` > 0), else the plain layout's.
+    pub(crate) shape: Option<SubpixelShape>,
 }
 
 impl ScreenParams {
@@ -326,6 +471,9 @@ impl ScreenParams {
     ///   phone photos of screens resolve or alias the grid; finer pitches are physically
     ///   possible but mostly leave no trace after the lens and are label noise (measured:
     ///   `pitch-min = 0.25` trains a worse detector, also on those screens; docs/SYNTH.md).
+    /// - layout (knob `layouts`, default the classic four: RGB, BGR and stacked stripes,
+    ///   PenTile), uniformly; `subpixel-jitter` (default 0) gives each panel its own sub-pixel
+    ///   sizes and spacing ([`SubpixelShape`]), so no one geometry is the screen's signature.
     /// - fill: the black matrix leaves 60–95 % of a pixel's width and 70–95 % of its height
     ///   emitting.
     /// - tone: panel gamma 2.0–2.6 against the file's 2.2 (ratio 0.85–1.2), white point
@@ -341,7 +489,7 @@ impl ScreenParams {
             Holdout::Layout(l) => Some(l),
             _ => None,
         };
-        let layout = pick(rng, &Layout::ALL, held_layout, hold);
+        let layout = pick(rng, &k.layouts, held_layout, hold);
         let fill = [rng.range(0.6, 0.95), rng.range(0.7, 0.95)];
         let band = match k.holdout {
             Holdout::Pitch(a, b) => Some((a, b)),
@@ -383,6 +531,8 @@ impl ScreenParams {
             bezel_width: rng.range(0.03, 0.07),
             // Drawn last: the draws above are those of data sets made before it existed.
             view: View::draw(rng, layout.is_oled()),
+            // After the view, and only when asked for, for the same reason.
+            shape: (k.subpixel_jitter > 0.0).then(|| SubpixelShape::draw(rng, k.subpixel_jitter)),
         }
     }
 
@@ -479,52 +629,120 @@ mod tests {
     #[test]
     fn series_matches_the_exactly_blurred_apertures() {
         // The attenuated series equals the aperture map blurred by the same Gaussian (point
-        // sampling: aperture 0), integrated exactly: every aperture is a rectangle, so its
-        // blurred coverage is a product of two differences of the Gaussian CDF. At σ = 0.35
-        // display px the truncation at 4 cycles/px and the pruning lose < 3e-3.
+        // sampling: aperture 0), integrated exactly: every aperture is a rectangle, and an
+        // isotropic Gaussian looks the same from the rectangle's own axes, so its blurred
+        // coverage is a product of two differences of the Gaussian CDF there. At σ = 0.35
+        // display px the truncation at 4 cycles/px and the pruning lose < 3e-3. Every layout,
+        // plain and with a panel's own sub-pixel geometry (turned diamonds included).
         let sigma = 0.35;
+        let mut rng = Rng::new(7);
+        let shapes = [None, Some(SubpixelShape::draw(&mut rng, 1.0))];
         for layout in Layout::ALL {
-            let fill = [0.8, 0.9];
-            let t = Transfer {
-                aperture: 0.0,
-                ..transfer(1.0, sigma)
-            };
-            let grid = Grid::new(layout, fill, &t, 1.0);
-            let (p, aps) = apertures(layout, fill);
-            for &u in &[[0.1, 0.2], [0.5, 0.5], [1.3, 0.7], [0.77, 1.91]] {
-                for c in 0..3 {
-                    let (mut cover, mut area) = (0.0, 0.0);
-                    for a in aps.iter().filter(|a| a.channel == c) {
-                        area += a.size[0] * a.size[1] / (p[0] * p[1]);
-                        for j in -4..=4 {
-                            for i in -4..=4 {
-                                let lo = |d: usize, k: i32| {
-                                    a.centre[d] + k as f64 * p[d] - a.size[d] / 2.0 - u[d]
-                                };
-                                let fx =
-                                    phi((lo(0, i) + a.size[0]) / sigma) - phi(lo(0, i) / sigma);
-                                let fy =
-                                    phi((lo(1, j) + a.size[1]) / sigma) - phi(lo(1, j) / sigma);
-                                cover += fx * fy;
+            for shape in &shapes {
+                let fill = [0.8, 0.9];
+                let t = Transfer {
+                    aperture: 0.0,
+                    ..transfer(1.0, sigma)
+                };
+                let grid = Grid::new(layout, fill, shape.as_ref(), &t, 1.0);
+                let (p, aps) = apertures(layout, fill, shape.as_ref());
+                for &u in &[[0.1, 0.2], [0.5, 0.5], [1.3, 0.7], [0.77, 1.91]] {
+                    for c in 0..3 {
+                        let (mut cover, mut area) = (0.0, 0.0);
+                        for a in aps.iter().filter(|a| a.channel == c) {
+                            area += a.size[0] * a.size[1] / (p[0] * p[1]);
+                            let (sin, cos) = a.angle.sin_cos();
+                            for j in -4..=4 {
+                                for i in -4..=4 {
+                                    // u relative to this copy's centre, in its own axes.
+                                    let d = [
+                                        u[0] - a.centre[0] - i as f64 * p[0],
+                                        u[1] - a.centre[1] - j as f64 * p[1],
+                                    ];
+                                    let local = [d[0] * cos + d[1] * sin, -d[0] * sin + d[1] * cos];
+                                    let side = |k: usize| {
+                                        let h = a.size[k] / 2.0;
+                                        phi((h - local[k]) / sigma) - phi((-h - local[k]) / sigma)
+                                    };
+                                    cover += side(0) * side(1);
+                                }
                             }
                         }
+                        let exact = cover / area;
+                        let series = grid.at(c, u);
+                        assert!(
+                            (exact - series).abs() < 3e-3,
+                            "{layout:?} {shape:?} c{c} at {u:?}: exact {exact} series {series}"
+                        );
                     }
-                    let exact = cover / area;
-                    let series = grid.at(c, u);
-                    assert!(
-                        (exact - series).abs() < 3e-3,
-                        "{layout:?} c{c} at {u:?}: exact {exact} series {series}"
-                    );
                 }
             }
         }
     }
 
     #[test]
+    fn each_layout_has_its_own_spectrum_and_a_panel_shape_changes_it() {
+        // Every channel of every layout emits on average (a mean-1 series needs dc > 0), the
+        // layouts differ from one another as the camera sees them, and a drawn sub-pixel
+        // geometry changes the harmonics while jitter 0 draws none.
+        let t = transfer(3.0, 0.3);
+        let grids: Vec<Grid> = Layout::ALL
+            .iter()
+            .map(|&l| Grid::new(l, [0.8, 0.9], None, &t, 1.0))
+            .collect();
+        for (i, a) in grids.iter().enumerate() {
+            assert!(a.peak_amplitude() > 0.05, "{:?}", Layout::ALL[i]);
+            for (j, b) in grids.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{:?} and {:?}", Layout::ALL[i], Layout::ALL[j]);
+            }
+        }
+        let mut rng = Rng::new(3);
+        let shape = SubpixelShape::draw(&mut rng, 1.0);
+        for d in 0..2 {
+            for c in 0..3 {
+                let (sc, sh) = (shape.scale[c][d], shape.shift[c][d]);
+                assert!((0.7..=1.3).contains(&sc) && sh.abs() <= 0.1, "{sc} {sh}");
+            }
+        }
+        let jittered = Grid::new(Layout::RgbStripe, [0.8, 0.9], Some(&shape), &t, 1.0);
+        assert_ne!(jittered, grids[0]);
+        let none = SubpixelShape::draw(&mut rng, 0.0);
+        assert_eq!(none.scale, [[1.0; 2]; 3]);
+        assert_eq!(none.shift, [[0.0; 2]; 3]);
+        for l in Layout::ALL {
+            let (_, aps) = apertures(l, [0.8, 0.9], None);
+            for c in 0..3 {
+                assert!(
+                    aps.iter().any(|a| a.channel == c),
+                    "{l:?} has no channel {c}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn fine_pitch_and_blur_remove_the_grid_and_gain_zero_switches_it_off() {
-        let coarse = Grid::new(Layout::RgbStripe, [0.8, 0.9], &transfer(3.0, 0.5), 1.0);
-        let fine = Grid::new(Layout::RgbStripe, [0.8, 0.9], &transfer(0.3, 0.8), 1.0);
-        let off = Grid::new(Layout::RgbStripe, [0.8, 0.9], &transfer(3.0, 0.5), 0.0);
+        let coarse = Grid::new(
+            Layout::RgbStripe,
+            [0.8, 0.9],
+            None,
+            &transfer(3.0, 0.5),
+            1.0,
+        );
+        let fine = Grid::new(
+            Layout::RgbStripe,
+            [0.8, 0.9],
+            None,
+            &transfer(0.3, 0.8),
+            1.0,
+        );
+        let off = Grid::new(
+            Layout::RgbStripe,
+            [0.8, 0.9],
+            None,
+            &transfer(3.0, 0.5),
+            0.0,
+        );
         assert!(coarse.peak_amplitude() > 0.1, "{}", coarse.peak_amplitude());
         assert!(fine.peak_amplitude() < 0.01, "{}", fine.peak_amplitude());
         assert!(off.harmonics.is_empty());
@@ -578,5 +796,7 @@ mod tests {
             assert_eq!(Layout::parse(l.name()), Some(l));
         }
         assert_eq!(Layout::parse("crt"), None);
+        // The default set is the first four, in the order data sets have always drawn them.
+        assert_eq!(Layout::CLASSIC, Layout::ALL[..4]);
     }
 }

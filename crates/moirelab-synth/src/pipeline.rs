@@ -100,7 +100,7 @@ fn display_on_sensor(
             ],
             aperture: cam.aperture,
         };
-        Grid::new(sp.layout, sp.fill, &t, g)
+        Grid::new(sp.layout, sp.fill, sp.shape.as_ref(), &t, g)
     });
     let bands = match sp.pwm(ws, cam.shutter) {
         Some(pwm) if spec.screen && d.has(Artifact::Bands) => (0..ws)
@@ -535,6 +535,11 @@ fn sample_params(
             "black-level": d.has(Artifact::Tone).then_some(round3(sp.black)),
             "blue-red": d.has(Artifact::Tone).then_some(round3(sp.blue_red)),
         });
+        if let Some(sh) = &sp.shape {
+            // Per channel R, G, B: [width, height] scale and [x, y] shift, display pixels.
+            params["screen"]["subpixel-scale"] = sh.scale.map(|c| c.map(round3)).into();
+            params["screen"]["subpixel-shift"] = sh.shift.map(|c| c.map(round3)).into();
+        }
         if cfg.knobs.cue_dropout > 0.0 {
             params["screen"]["effects"] = d.effects.iter().map(|a| a.name()).collect();
         }

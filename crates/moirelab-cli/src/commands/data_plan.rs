@@ -28,6 +28,9 @@ struct Plan {
     count: Option<usize>,
     /// The photo sides it renders, ascending (one unless `[data.knobs] sizes`).
     sides: Option<Vec<u32>>,
+    /// The sub-pixel layouts its screens are drawn from (`[data.knobs] layouts` resolved:
+    /// the transfer protocol holds each out in turn).
+    layouts: Option<Vec<&'static str>>,
     /// The network's input side (`data.image-size`) and how it is taken from a photo.
     image_size: u32,
     mode: Mode,
@@ -56,6 +59,9 @@ pub fn data_plan(a: DataPlanArgs) -> Result<ExitCode> {
         sides: gen
             .as_ref()
             .map(|g| g.sizes.clone().unwrap_or_else(|| vec![g.size])),
+        layouts: gen
+            .as_ref()
+            .map(|g| g.knobs.layouts.iter().map(|l| l.name()).collect()),
         image_size: loaded.config.data.image_size,
         mode: loaded.config.data.mode,
         knobs: loaded

@@ -218,6 +218,39 @@ fn transfer_script_holds_a_factor_out_and_keeps_overridden_runs_apart() {
     let o = transfer(d, &bad);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not KEY=VALUE"), "{}", stderr(&o));
+
+    // Without --factors the protocol holds out each layout the config's data draw, then the
+    // camera and pitch factors.
+    let plan = |d: &Path| {
+        let o = transfer(d, &["--config", "tiny.toml", "--plan"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let classic = plan(d);
+    assert_eq!(
+        classic[..5],
+        [
+            "layout:rgb-stripe",
+            "layout:bgr-stripe",
+            "layout:vertical-stripe",
+            "layout:pentile",
+            "demosaic:bilinear"
+        ]
+    );
+    std::fs::write(
+        d.join("tiny.toml"),
+        format!("{TINY}\n[data.knobs]\nlayouts = [\"diamond\", \"rgb-stripe\"]\n"),
+    )
+    .unwrap();
+    let wide = plan(d);
+    assert_eq!(
+        wide[..3],
+        ["layout:rgb-stripe", "layout:diamond", "demosaic:bilinear"]
+    );
+    assert_eq!(wide.len(), classic.len() - 2);
 }
 
 #[test]

@@ -25,6 +25,11 @@ fn data_plan_says_what_train_would_generate_and_whether_it_exists() {
     assert_eq!(p["preset"], "tiny");
     assert_eq!(p["count"], 40);
     assert_eq!(p["sides"], serde_json::json!([64, 96]));
+    // The layouts drawn, resolved (the classic four unless `layouts` says otherwise).
+    assert_eq!(
+        p["layouts"],
+        serde_json::json!(["rgb-stripe", "bgr-stripe", "vertical-stripe", "pentile"])
+    );
     assert_eq!(
         (p["image_size"].as_u64(), p["mode"].as_str()),
         (Some(64), Some("patch"))
@@ -73,6 +78,16 @@ fn data_plan_says_what_train_would_generate_and_whether_it_exists() {
     std::fs::write(d.join("r.toml"), TINY).unwrap();
     let r = plan(d, &["--config", "r.toml", "--set", "data.image-size=96"]);
     assert_eq!(r["sides"], serde_json::json!([96]));
+    let l = plan(
+        d,
+        &[
+            "--config",
+            "r.toml",
+            "--set",
+            "data.knobs.layouts=rgbw,delta",
+        ],
+    );
+    assert_eq!(l["layouts"], serde_json::json!(["delta", "rgbw"]));
     assert_eq!(
         (r["mode"].as_str(), r["knobs"].as_array().map(Vec::len)),
         (Some("resize"), Some(0))

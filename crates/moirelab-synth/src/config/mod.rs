@@ -2,11 +2,12 @@
 //! `[data.knobs]` table of a config file, `gen-data --set knob=value`) are deserialized into
 //! [`Overrides`] (`overrides.rs`) and applied with [`GenConfig::apply`].
 
+mod holdout;
 mod overrides;
 
+pub use holdout::Holdout;
 pub use overrides::{knob_value, Overrides};
 
-use crate::camera::{Demosaic, Resize};
 use crate::display::Layout;
 use crate::draws::STREAM_SIZE;
 use crate::SynthError;
@@ -35,118 +36,6 @@ const JPEG_Q: (u8, u8) = (10, 100);
 /// transfer reference without defocus in training calls most genuine photos blurred this
 /// much screens (docs/SYNTH.md, "Defocus").
 pub const DEFOCUS: (f64, f64) = (0.3, 1.2);
-
-/// A factor of the recapture physics held out for the transfer protocol: train and val never
-/// draw it, test always does (display factors on recaptures only, camera factors on every
-/// image). Written `factor:value`, e.g. `layout:pentile`, `demosaic:malvar`, `resize:area`,
-/// `pitch:0.25-0.4`, `sensor-scale:2.5-3`, or `none`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Holdout {
-    None,
-    Layout(Layout),
-    Demosaic(Demosaic),
-    Resize(Resize),
-    /// A band of display pitch, output pixels per display pixel.
-    Pitch(f64, f64),
-    /// A band of sensor scale.
-    SensorScale(f64, f64),
-}
-
-impl Holdout {
-    pub fn parse(v: &str) -> Result<Holdout, String> {
-        if v == "none" || v.is_empty() {
-            return Ok(Holdout::None);
-        }
-        let expected = "expected none or factor:value with factor one of layout, demosaic, \
-                        resize, pitch, sensor-scale";
-        let (f, val) = v.split_once(':').ok_or_else(|| expected.to_string())?;
-        let band = |val: &str| -> Result<(f64, f64), String> {
-            let (a, b) = val
-                .split_once('-')
-                .ok_or_else(|| format!("`{val}`: expected a band lo-hi, e.g. 0.25-0.4"))?;
-            let (a, b): (f64, f64) = (
-                a.trim()
-                    .parse()
-                    .map_err(|_| format!("`{a}` is not a number"))?,
-                b.trim()
-                    .parse()
-                    .map_err(|_| format!("`{b}` is not a number"))?,
-            );
-            if !(a.is_finite() && b.is_finite() && 0.0 < a && a < b) {
-                return Err(format!("band {a}-{b} must satisfy 0 < lo < hi"));
-            }
-            Ok((a, b))
-        };
-        let list = |names: Vec<&str>| names.join(", ");
-        match f.trim() {
-            "layout" => Layout::parse(val).map(Holdout::Layout).ok_or_else(|| {
-                format!(
-                    "unknown layout `{val}`; expected one of {}",
-                    list(Layout::ALL.map(Layout::name).to_vec())
-                )
-            }),
-            "demosaic" => Demosaic::parse(val).map(Holdout::Demosaic).ok_or_else(|| {
-                format!(
-                    "unknown demosaic `{val}`; expected one of {}",
-                    list(Demosaic::ALL.map(Demosaic::name).to_vec())
-                )
-            }),
-            "resize" => Resize::parse(val).map(Holdout::Resize).ok_or_else(|| {
-                format!(
-                    "unknown resize `{val}`; expected one of {}",
-                    list(Resize::ALL.map(Resize::name).to_vec())
-                )
-            }),
-            "pitch" => band(val).map(|(a, b)| Holdout::Pitch(a, b)),
-            "sensor-scale" => band(val).map(|(a, b)| Holdout::SensorScale(a, b)),
-            other => Err(format!("unknown factor `{other}`; {expected}")),
-        }
-    }
-
-    /// A held-out band must leave part of the knob's range to train on and take part of it.
-    fn check(&self, k: &Knobs) -> Result<(), String> {
-        let (lo, hi, what, min, max) = match *self {
-            Holdout::Pitch(a, b) => (a, b, "pitch", k.pitch_min, k.pitch_max),
-            Holdout::SensorScale(a, b) => {
-                (a, b, "sensor-scale", k.sensor_scale_min, k.sensor_scale_max)
-            }
-            _ => return Ok(()),
-        };
-        if hi <= min || lo >= max || (lo <= min && hi >= max) {
-            return Err(format!(
-                "band {lo}-{hi} must overlap {what} range [{min}, {max}] and leave part of it"
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for Holdout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Holdout::None => write!(f, "none"),
-            Holdout::Layout(l) => write!(f, "layout:{}", l.name()),
-            Holdout::Demosaic(d) => write!(f, "demosaic:{}", d.name()),
-            Holdout::Resize(r) => write!(f, "resize:{}", r.name()),
-            Holdout::Pitch(a, b) => write!(f, "pitch:{a}-{b}"),
-            Holdout::SensorScale(a, b) => write!(f, "sensor-scale:{a}-{b}"),
-        }
-    }
-}
-
-impl TryFrom<String> for Holdout {
-    type Error = String;
-    fn try_from(s: String) -> Result<Holdout, String> {
-        Holdout::parse(&s)
-    }
-}
-
-impl From<Holdout> for String {
-    fn from(h: Holdout) -> String {
-        h.to_string()
-    }
-}
 
 /// Smallest and largest output size in pixels (square images).
 pub const MIN_SIZE: u32 = 64;
@@ -310,6 +199,19 @@ pub struct Knobs {
     /// sensor, and so whether and where moiré forms.
     pub pitch_min: f64,
     pub pitch_max: f64,
+    /// The sub-pixel layouts a panel is drawn from, uniformly (in [`Layout::ALL`]'s order,
+    /// without repeats). Left out of the serialized config at the default, the classic four
+    /// ([`Layout::CLASSIC`]).
+    #[serde(
+        default = "classic_layouts",
+        skip_serializing_if = "is_classic_layouts"
+    )]
+    pub layouts: Vec<Layout>,
+    /// How far each panel's sub-pixel sizes and spacing stray from its layout's plain
+    /// geometry, 0 to 1 (see [`crate::display::SubpixelShape`]). Left out of the serialized
+    /// config at 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subpixel_jitter: f64,
     /// Sensor pixels per output pixel (log-uniform range): the camera's resolution relative to
     /// the data set's size (1: the sensor grid is the output grid).
     pub sensor_scale_min: f64,
@@ -367,6 +269,8 @@ impl Default for Knobs {
             // than 2 in 3 did, and the shallow CNN stalled near 0.65 balanced accuracy.
             pitch_min: 0.45,
             pitch_max: 1.8,
+            layouts: classic_layouts(),
+            subpixel_jitter: 0.0,
             sensor_scale_min: 1.25,
             sensor_scale_max: 3.0,
             pwm_prob: 0.5,
@@ -386,6 +290,13 @@ impl Default for Knobs {
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn classic_layouts() -> Vec<Layout> {
+    Layout::CLASSIC.to_vec()
+}
+fn is_classic_layouts(v: &[Layout]) -> bool {
+    v == Layout::CLASSIC
 }
 
 /// Defaults of the camera knobs added after data sets were first recorded: records without
@@ -455,6 +366,8 @@ pub const KNOB_NAMES: &[&str] = &[
     "jpeg-420-prob",
     "pitch-min",
     "pitch-max",
+    "layouts",
+    "subpixel-jitter",
     "sensor-scale-min",
     "sensor-scale-max",
     "pwm-prob",
@@ -635,6 +548,7 @@ impl GenConfig {
             ("cue-dropout", k.cue_dropout),
             ("defocus-prob", k.defocus_prob),
             ("jpeg-420-prob", k.jpeg_420_prob),
+            ("subpixel-jitter", k.subpixel_jitter),
             ("train-frac", k.train_frac),
             ("val-frac", k.val_frac),
         ];
@@ -681,6 +595,18 @@ impl GenConfig {
                     format!("min {lo} / max {hi} must satisfy {min} <= min <= max <= {max}"),
                 );
             }
+        }
+        let ordered = k.layouts.windows(2).all(|w| w[0] < w[1]);
+        if k.layouts.is_empty() || !ordered {
+            return inv(
+                "layouts",
+                format!(
+                    "{:?} must list at least one layout (none: no screen to draw), each once, \
+                     in the order {}",
+                    k.layouts.iter().map(|l| l.name()).collect::<Vec<_>>(),
+                    Layout::ALL.map(Layout::name).join(", ")
+                ),
+            );
         }
         if let Err(msg) = k.holdout.check(k) {
             return inv("holdout", msg);

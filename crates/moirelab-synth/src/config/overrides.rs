@@ -13,6 +13,7 @@ use super::{
     Artifact, Bezel, GenConfig, Holdout, GAIN, JPEG_Q, KNOB_NAMES, LENS, MAX_COUNT, MAX_SIZE,
     MIN_SIZE, NOISE, PITCH, SCALE, UNIT,
 };
+use crate::display::Layout;
 use crate::SynthError;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -61,6 +62,12 @@ pub struct Overrides {
     pub pitch_min: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub pitch_max: Option<f64>,
+    /// `default` (the classic four), `all`, a comma-separated list (`rgb-stripe,delta`) or an
+    /// array of names.
+    #[serde(default, deserialize_with = "layouts")]
+    pub layouts: Option<Vec<Layout>>,
+    #[serde(default, deserialize_with = "number")]
+    pub subpixel_jitter: Option<f64>,
     #[serde(default, deserialize_with = "number")]
     pub sensor_scale_min: Option<f64>,
     #[serde(default, deserialize_with = "number")]
@@ -233,8 +240,26 @@ impl GenConfig {
         put_int(&mut k.upload_q_max, "upload-q-max", o.upload_q_max, JPEG_Q)?;
         put(&mut k.train_frac, "train-frac", o.train_frac, UNIT)?;
         put(&mut k.val_frac, "val-frac", o.val_frac, UNIT)?;
+        put(
+            &mut k.subpixel_jitter,
+            "subpixel-jitter",
+            o.subpixel_jitter,
+            UNIT,
+        )?;
         if let Some(a) = &o.artifacts {
             k.artifacts = a.clone();
+        }
+        if let Some(l) = &o.layouts {
+            if l.is_empty() {
+                return Err(SynthError::Invalid {
+                    what: "layouts".into(),
+                    msg: format!(
+                        "no layout to draw; give at least one of {}",
+                        Layout::ALL.map(Layout::name).join(", ")
+                    ),
+                });
+            }
+            k.layouts = l.clone();
         }
         if let Some(b) = o.bezel {
             k.bezel = b;
@@ -476,223 +501,92 @@ fn bezel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bezel>, D::Error> {
     d.deserialize_any(V).map(Some)
 }
 
-/// The artifacts on: `none` (or empty), `all`, `default`, or a list of names, comma-separated
-/// in a string or as an array; listed ones come back sorted and without duplicates.
-fn artifacts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Artifact>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<Artifact>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("none, all, default or a list of artifacts")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<Artifact>, E> {
-            match v.trim() {
-                "none" | "" => Ok(Vec::new()),
-                "all" => Ok(Artifact::ALL.to_vec()),
-                "default" => Ok(Artifact::DEFAULT.to_vec()),
-                v => artifact_list(v.split(',').map(str::trim).filter(|p| !p.is_empty())),
-            }
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Artifact>, A::Error> {
-            let mut names = Vec::new();
-            while let Some(name) = seq.next_element::<String>()? {
-                names.push(name);
-            }
-            artifact_list(names.iter().map(|n| n.trim()))
-        }
-    }
-    d.deserialize_any(V).map(Some)
+/// A set of named values, as the `artifacts` and `layouts` knobs take it: `none` (or
+/// empty), `all`, `default`, or a list of names, comma-separated in a string or as an array
+/// (`default` in a list stands for the default set: `default,angle`). Listed values come
+/// back in `all`'s order and without duplicates.
+struct NamedSet<T: 'static> {
+    all: &'static [T],
+    default: &'static [T],
+    name: fn(&T) -> &'static str,
+    what: &'static str,
 }
 
-fn artifact_list<'a, E: de::Error>(
-    names: impl Iterator<Item = &'a str>,
-) -> Result<Vec<Artifact>, E> {
-    let mut out = Vec::new();
-    for name in names {
-        // `default` in a list stands for the default set (`default,angle`).
-        let named = if name == "default" {
-            Artifact::DEFAULT.to_vec()
-        } else {
-            vec![Artifact::parse(name).ok_or_else(|| {
-                E::custom(format_args!(
-                    "unknown artifact `{name}`; expected none, all, default or a list of {}",
-                    Artifact::ALL.map(Artifact::name).join(", ")
-                ))
-            })?]
-        };
-        for a in named {
-            if !out.contains(&a) {
-                out.push(a);
+impl<T: Copy + Ord> NamedSet<T> {
+    fn list<'a, E: de::Error>(&self, names: impl Iterator<Item = &'a str>) -> Result<Vec<T>, E> {
+        let mut out = Vec::new();
+        for n in names {
+            let named: &[T] = if n == "default" {
+                self.default
+            } else {
+                let i = self.all.iter().position(|v| (self.name)(v) == n);
+                let i = i.ok_or_else(|| {
+                    E::custom(format_args!(
+                        "unknown {} `{n}`; expected none, all, default or a list of {}",
+                        self.what,
+                        self.all
+                            .iter()
+                            .map(self.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+                &self.all[i..=i]
+            };
+            for v in named {
+                if !out.contains(v) {
+                    out.push(*v);
+                }
             }
         }
+        out.sort();
+        Ok(out)
     }
-    out.sort();
-    Ok(out)
+}
+
+impl<'de, T: Copy + Ord> Visitor<'de> for NamedSet<T> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "none, all, default or a list of {}s", self.what)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<T>, E> {
+        match v.trim() {
+            "none" | "" => Ok(Vec::new()),
+            "all" => Ok(self.all.to_vec()),
+            "default" => Ok(self.default.to_vec()),
+            v => self.list(v.split(',').map(str::trim).filter(|p| !p.is_empty())),
+        }
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut names = Vec::new();
+        while let Some(name) = seq.next_element::<String>()? {
+            names.push(name);
+        }
+        self.list(names.iter().map(|n| n.trim()))
+    }
+}
+
+/// The artifacts on ([`NamedSet`]).
+fn artifacts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Artifact>>, D::Error> {
+    d.deserialize_any(NamedSet {
+        all: &Artifact::ALL,
+        default: &Artifact::DEFAULT,
+        name: |a| a.name(),
+        what: "artifact",
+    })
+    .map(Some)
+}
+
+/// The sub-pixel layouts drawn ([`NamedSet`]; `default` is the classic four).
+fn layouts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Layout>>, D::Error> {
+    d.deserialize_any(NamedSet {
+        all: &Layout::ALL,
+        default: &Layout::CLASSIC,
+        name: |l| l.name(),
+        what: "layout",
+    })
+    .map(Some)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::display::Layout;
-
-    /// Apply `knob=value` pairs as `--set` does.
-    fn set(c: &mut GenConfig, kv: &str) -> Result<(), SynthError> {
-        c.apply(&Overrides::from_sets(&[kv])?)
-    }
-
-    #[test]
-    fn sets_parse_lists_enums_and_reject_bad_values() {
-        let mut c = GenConfig::preset("clean").unwrap();
-        set(&mut c, "artifacts=bands, moire").unwrap();
-        assert_eq!(c.knobs.artifacts, vec![Artifact::Moire, Artifact::Bands]);
-        set(&mut c, "artifacts=none").unwrap();
-        assert!(c.knobs.artifacts.is_empty());
-        set(&mut c, "holdout=layout:pentile").unwrap();
-        assert_eq!(c.knobs.holdout, Holdout::Layout(Layout::Pentile));
-        set(&mut c, "holdout=pitch:0.3-0.5").unwrap();
-        assert_eq!(c.knobs.holdout, Holdout::Pitch(0.3, 0.5));
-        assert_eq!(c.knobs.holdout.to_string(), "pitch:0.3-0.5");
-        for bad in [
-            "layout:crt",
-            "pitch:0.5",
-            "pitch:0.5-0.3",
-            "gamma:2",
-            "layout",
-        ] {
-            let e = set(&mut c, &format!("holdout={bad}"))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("holdout"), "{bad}: {e}");
-        }
-        set(&mut c, "holdout=none").unwrap();
-        set(&mut c, "bezel=attack-only").unwrap();
-        assert_eq!(c.knobs.bezel, Bezel::AttackOnly);
-        let e = set(&mut c, "bezel=sometimes").unwrap_err().to_string();
-        assert!(e.contains("bezel") && e.contains("rectified-crop"), "{e}");
-        let e = set(&mut c, "artifacts=moire,sparkles")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("sparkles"), "{e}");
-        let e = set(&mut c, "count=2.5").unwrap_err().to_string();
-        assert!(e.contains("integer"), "{e}");
-        let e = set(&mut c, "size=1024").unwrap_err().to_string();
-        assert!(e.contains("size") && e.contains("512"), "{e}");
-    }
-
-    #[test]
-    fn messages_name_the_knob_and_what_it_accepts() {
-        let mut c = GenConfig::preset("clean").unwrap();
-        let msg = |c: &mut GenConfig, kv: &str| set(c, kv).unwrap_err().to_string();
-        assert_eq!(
-            msg(&mut c, "rho-flag=1.5"),
-            "knob `rho-flag`: value 1.5 is out of range [0, 1]"
-        );
-        assert_eq!(
-            msg(&mut c, "pitch-min=9"),
-            "knob `pitch-min`: value 9 is out of range [0.05, 8]"
-        );
-        assert_eq!(
-            msg(&mut c, "count=0"),
-            "knob `count`: value 0 is out of range [1, 10000000]"
-        );
-        assert_eq!(
-            msg(&mut c, "test-rho-flag=abc"),
-            "knob `test-rho-flag`: bad value `abc`: expected a number"
-        );
-        assert_eq!(
-            msg(&mut c, "bezel=sometimes"),
-            "knob `bezel`: bad value `sometimes`: expected one of off, attack-only, both, \
-             rectified-crop"
-        );
-        assert_eq!(
-            msg(&mut c, "twins=maybe"),
-            "knob `twins`: bad value `maybe`: expected true or false"
-        );
-        assert!(msg(&mut c, "seed=-1").contains("expected an unsigned integer"));
-        assert!(msg(&mut c, "holdout=layout:crt").starts_with(
-            "knob `holdout`: bad value `layout:crt`: unknown layout `crt`; expected one of"
-        ));
-        let e = msg(&mut c, "nope=1");
-        assert!(
-            e.starts_with("unknown knob `nope`; valid knobs: rho-flag,"),
-            "{e}"
-        );
-        let e = set(&mut c, "rho-flag").unwrap_err();
-        assert!(matches!(e, SynthError::NotKnobValue { .. }), "{e}");
-        assert_eq!(c, GenConfig::preset("clean").unwrap(), "nothing applied");
-    }
-
-    #[test]
-    fn set_values_are_toml_or_bare_words() {
-        let mut c = GenConfig::preset("clean").unwrap();
-        for kv in [
-            "rho-flag=0.75",
-            "rho-face=1",
-            "test-rho-face=.25",
-            "count=1e3",
-            "seed=007",
-            "twins=on",
-            "artifacts=[\"veil\", \"moire\"]",
-            "bezel=\"both\"",
-        ] {
-            set(&mut c, kv).unwrap_or_else(|e| panic!("{kv}: {e}"));
-        }
-        let k = &c.knobs;
-        assert_eq!((k.rho_flag, k.rho_face, k.test_rho_face), (0.75, 1.0, 0.25));
-        assert_eq!((c.count, c.seed, c.twins), (1000, 7, true));
-        assert_eq!(k.artifacts, vec![Artifact::Moire, Artifact::Veil]);
-        assert_eq!(k.bezel, Bezel::Both);
-        assert_eq!(knob_value(" 0.5 "), toml::Value::Float(0.5));
-        assert_eq!(
-            knob_value("moire,bands"),
-            toml::Value::String("moire,bands".into())
-        );
-        // A later pair wins.
-        let o = Overrides::from_sets(&["rho-flag=0.2", "rho-flag=0.3"]).unwrap();
-        assert_eq!(o.rho_flag, Some(0.3));
-        // `default` inside a list is the default set, plus what follows.
-        set(&mut c, "artifacts=default,angle").unwrap();
-        let mut want = Artifact::DEFAULT.to_vec();
-        want.push(Artifact::Angle);
-        assert_eq!(c.knobs.artifacts, want);
-    }
-
-    #[test]
-    fn a_toml_table_deserializes_directly() {
-        let table: toml::Table = toml::from_str(
-            "rho-flag = 0.9\ncount = 800\ntwins = true\nartifacts = [\"bands\"]\n\
-             holdout = \"sensor-scale:2-2.5\"\n",
-        )
-        .unwrap();
-        let o = Overrides::from_toml(table).unwrap();
-        assert_eq!(
-            o,
-            Overrides {
-                rho_flag: Some(0.9),
-                count: Some(800),
-                twins: Some(true),
-                artifacts: Some(vec![Artifact::Bands]),
-                holdout: Some(Holdout::SensorScale(2.0, 2.5)),
-                ..Overrides::default()
-            }
-        );
-    }
-
-    #[test]
-    fn knob_names_are_exactly_the_fields_of_overrides() {
-        // serde lists the fields it expects when it meets an unknown one.
-        let e = toml::Value::Table(toml::Table::from_iter([(
-            "not-a-knob".to_string(),
-            toml::Value::Integer(1),
-        )]))
-        .try_into::<Overrides>()
-        .unwrap_err();
-        let msg = e.message();
-        let fields: Vec<&str> = msg[msg.find("expected one of").unwrap()..]
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .collect();
-        assert_eq!(fields, KNOB_NAMES, "{msg}");
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of `config/mod.rs` (kept apart so the module reads as its code).
 
 use super::*;
+use crate::display::Layout;
 
 #[test]
 fn presets_differ_where_documented() {
@@ -84,12 +85,13 @@ fn optional_knobs_are_absent_from_the_record_until_set() {
     // Data sets made before these knobs existed record configs without them; at 0 the
     // serialized config is theirs, and a record without them reads back as 0.
     type Field = fn(&mut Knobs) -> &mut f64;
-    let knobs: [(&str, Field); 5] = [
+    let knobs: [(&str, Field); 6] = [
         ("hologram-prob", |k| &mut k.hologram_prob),
         ("design-variety", |k| &mut k.design_variety),
         ("cue-dropout", |k| &mut k.cue_dropout),
         ("defocus-prob", |k| &mut k.defocus_prob),
         ("jpeg-420-prob", |k| &mut k.jpeg_420_prob),
+        ("subpixel-jitter", |k| &mut k.subpixel_jitter),
     ];
     for (name, field) in knobs {
         let mut c = GenConfig::preset("clean").unwrap();
@@ -103,5 +105,41 @@ fn optional_knobs_are_absent_from_the_record_until_set() {
         *field(&mut c.knobs) = 1.5;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains(name), "{e}");
+    }
+}
+
+#[test]
+fn layouts_keep_old_records_and_a_held_out_layout_must_be_drawn() {
+    // The classic four are the default and are left out of the record, so data sets made
+    // before the knob existed keep matching their configs.
+    let plain = GenConfig::preset("clean").unwrap();
+    assert_eq!(plain.knobs.layouts, Layout::CLASSIC);
+    let rec = serde_json::to_value(&plain).unwrap();
+    assert!(rec["knobs"].get("layouts").is_none(), "{rec}");
+    assert_eq!(serde_json::from_value::<GenConfig>(rec).unwrap(), plain);
+    let mut c = plain.clone();
+    c.knobs.layouts = Layout::ALL.to_vec();
+    let rec = serde_json::to_value(&c).unwrap();
+    assert_eq!(rec["knobs"]["layouts"][4], "delta");
+    assert_eq!(rec["knobs"]["layouts"][5], "s-stripe");
+    assert_eq!(serde_json::from_value::<GenConfig>(rec).unwrap(), c);
+    c.knobs.holdout = Holdout::Layout(Layout::Diamond);
+    c.validate().unwrap();
+    let mut c = plain.clone();
+    c.knobs.holdout = Holdout::Layout(Layout::Delta);
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("holdout") && e.contains("`delta` is not among the drawn layouts"),
+        "{e}"
+    );
+    c.knobs.layouts = vec![Layout::Delta];
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("leaves no layout to train on"), "{e}");
+    // A hand-built config: none, or out of order (the draw depends on the order).
+    for bad in [vec![], vec![Layout::Pentile, Layout::RgbStripe]] {
+        let mut c = plain.clone();
+        c.knobs.layouts = bad;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("layouts"), "{e}");
     }
 }

@@ -367,3 +367,58 @@ fn held_out_layout_appears_only_in_test() {
         assert_eq!(test.params["screen"]["layout"], "pentile", "sample {i}");
     }
 }
+
+#[test]
+fn listed_layouts_are_all_drawn_and_a_panel_shape_is_recorded() {
+    let mut cfg = GenConfig::preset("tiny").unwrap();
+    cfg.knobs.layouts = Layout::ALL.to_vec();
+    cfg.knobs.subpixel_jitter = 1.0;
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..80 {
+        let s = render(&cfg, &spec(i, true), false, false).unwrap();
+        let screen = &s.params["screen"];
+        seen.insert(screen["layout"].as_str().unwrap().to_string());
+        let scale = screen["subpixel-scale"].as_array().unwrap();
+        assert_eq!(scale.len(), 3, "sample {i}");
+        for v in scale.iter().flat_map(|c| c.as_array().unwrap()) {
+            assert!(
+                (0.7..=1.3).contains(&v.as_f64().unwrap()),
+                "sample {i}: {v}"
+            );
+        }
+        assert_eq!(screen["subpixel-shift"].as_array().unwrap().len(), 3);
+    }
+    let all: std::collections::BTreeSet<String> =
+        Layout::ALL.iter().map(|l| l.name().to_string()).collect();
+    assert_eq!(seen, all);
+    // The default draws the classic four and records no shape.
+    let plain = GenConfig::preset("tiny").unwrap();
+    for i in 0..20 {
+        let s = render(&plain, &spec(i, true), false, false).unwrap();
+        let layout = Layout::parse(s.params["screen"]["layout"].as_str().unwrap()).unwrap();
+        assert!(Layout::CLASSIC.contains(&layout), "sample {i}: {layout:?}");
+        assert!(s.params["screen"].get("subpixel-scale").is_none());
+    }
+}
+
+#[test]
+fn a_held_out_layout_beyond_the_classic_four_appears_only_in_test() {
+    let mut cfg = GenConfig::preset("tiny").unwrap();
+    cfg.knobs.layouts = Layout::ALL.to_vec();
+    cfg.knobs.holdout = Holdout::Layout(Layout::Diamond);
+    for i in 0..40 {
+        let train = render(&cfg, &spec(i, true), false, false).unwrap();
+        assert_ne!(train.params["screen"]["layout"], "diamond", "sample {i}");
+        let test = render(
+            &cfg,
+            &SampleSpec {
+                test: true,
+                ..spec(i, true)
+            },
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(test.params["screen"]["layout"], "diamond", "sample {i}");
+    }
+}

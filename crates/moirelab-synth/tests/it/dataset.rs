@@ -305,9 +305,20 @@ fn data_sets_that_render_differently_are_not_reused() {
     other_twins.twins = true;
     let mut other_foils = base.clone();
     other_foils.knobs.hologram_prob = 0.5;
-    for (k, cfg) in [other_seed, other_gain, other_twins, other_foils]
-        .iter()
-        .enumerate()
+    let mut other_layouts = base.clone();
+    other_layouts.knobs.layouts = Layout::ALL.to_vec();
+    let mut other_shapes = base.clone();
+    other_shapes.knobs.subpixel_jitter = 0.5;
+    for (k, cfg) in [
+        other_seed,
+        other_gain,
+        other_twins,
+        other_foils,
+        other_layouts,
+        other_shapes,
+    ]
+    .iter()
+    .enumerate()
     {
         assert!(Donor::open(cfg, &a).unwrap().is_none(), "case {k}");
         let out = dir.path().join(format!("out{k}"));
