@@ -722,27 +722,10 @@ mod tests {
 
     #[test]
     fn fine_pitch_and_blur_remove_the_grid_and_gain_zero_switches_it_off() {
-        let coarse = Grid::new(
-            Layout::RgbStripe,
-            [0.8, 0.9],
-            None,
-            &transfer(3.0, 0.5),
-            1.0,
-        );
-        let fine = Grid::new(
-            Layout::RgbStripe,
-            [0.8, 0.9],
-            None,
-            &transfer(0.3, 0.8),
-            1.0,
-        );
-        let off = Grid::new(
-            Layout::RgbStripe,
-            [0.8, 0.9],
-            None,
-            &transfer(3.0, 0.5),
-            0.0,
-        );
+        let stripes = |t: Transfer, gain| Grid::new(Layout::RgbStripe, [0.8, 0.9], None, &t, gain);
+        let coarse = stripes(transfer(3.0, 0.5), 1.0);
+        let fine = stripes(transfer(0.3, 0.8), 1.0);
+        let off = stripes(transfer(3.0, 0.5), 0.0);
         assert!(coarse.peak_amplitude() > 0.1, "{}", coarse.peak_amplitude());
         assert!(fine.peak_amplitude() < 0.01, "{}", fine.peak_amplitude());
         assert!(off.harmonics.is_empty());

@@ -1,7 +1,7 @@
 //! Unit tests of `pipeline.rs` (kept apart so the module reads as its code).
 
 use super::*;
-use crate::config::{Holdout, DEFOCUS};
+use crate::config::{Holdout, Knobs, DEFOCUS};
 use crate::display::Layout;
 use crate::draws::tests::spec;
 
@@ -349,22 +349,35 @@ fn lens_knobs_set_the_blur_of_both_classes() {
 
 #[test]
 fn held_out_layout_appears_only_in_test() {
-    let mut cfg = GenConfig::preset("tiny").unwrap();
-    cfg.knobs.holdout = Holdout::Layout(Layout::Pentile);
-    for i in 0..40 {
-        let train = render(&cfg, &spec(i, true), false, false).unwrap();
-        assert_ne!(train.params["screen"]["layout"], "pentile", "sample {i}");
-        let test = render(
-            &cfg,
-            &SampleSpec {
-                test: true,
-                ..spec(i, true)
+    // A classic layout, and one that only `layouts` brings in.
+    let mut wide = GenConfig::preset("tiny").unwrap();
+    wide.knobs.layouts = Layout::ALL.to_vec();
+    for (base, held) in [
+        (GenConfig::preset("tiny").unwrap(), Layout::Pentile),
+        (wide, Layout::Diamond),
+    ] {
+        let cfg = GenConfig {
+            knobs: Knobs {
+                holdout: Holdout::Layout(held),
+                ..base.knobs
             },
-            false,
-            false,
-        )
-        .unwrap();
-        assert_eq!(test.params["screen"]["layout"], "pentile", "sample {i}");
+            ..base
+        };
+        for i in 0..40 {
+            let train = render(&cfg, &spec(i, true), false, false).unwrap();
+            assert_ne!(train.params["screen"]["layout"], held.name(), "sample {i}");
+            let test = render(
+                &cfg,
+                &SampleSpec {
+                    test: true,
+                    ..spec(i, true)
+                },
+                false,
+                false,
+            )
+            .unwrap();
+            assert_eq!(test.params["screen"]["layout"], held.name(), "sample {i}");
+        }
     }
 }
 
@@ -398,27 +411,5 @@ fn listed_layouts_are_all_drawn_and_a_panel_shape_is_recorded() {
         let layout = Layout::parse(s.params["screen"]["layout"].as_str().unwrap()).unwrap();
         assert!(Layout::CLASSIC.contains(&layout), "sample {i}: {layout:?}");
         assert!(s.params["screen"].get("subpixel-scale").is_none());
-    }
-}
-
-#[test]
-fn a_held_out_layout_beyond_the_classic_four_appears_only_in_test() {
-    let mut cfg = GenConfig::preset("tiny").unwrap();
-    cfg.knobs.layouts = Layout::ALL.to_vec();
-    cfg.knobs.holdout = Holdout::Layout(Layout::Diamond);
-    for i in 0..40 {
-        let train = render(&cfg, &spec(i, true), false, false).unwrap();
-        assert_ne!(train.params["screen"]["layout"], "diamond", "sample {i}");
-        let test = render(
-            &cfg,
-            &SampleSpec {
-                test: true,
-                ..spec(i, true)
-            },
-            false,
-            false,
-        )
-        .unwrap();
-        assert_eq!(test.params["screen"]["layout"], "diamond", "sample {i}");
     }
 }
