@@ -184,6 +184,30 @@ fn apertures(
         }
         aps
     };
+    // A 2×2-pixel checkerboard cell: a green square of side `green·fill` at `g` in every pixel,
+    // and a red or blue one (alternating) of side `fill / 2` at `rb`, turned by `angle`.
+    let checker = |g: [f64; 2], green: f64, rb: [f64; 2], angle: f64| {
+        let mut aps = Vec::new();
+        for j in 0..2 {
+            for i in 0..2 {
+                let (x, y) = (i as f64, j as f64);
+                aps.push(Aperture::new(
+                    1,
+                    [x + g[0], y + g[1]],
+                    [green * fill[0], green * fill[1]],
+                ));
+                aps.push(Aperture {
+                    angle,
+                    ..Aperture::new(
+                        if (i + j) % 2 == 0 { 0 } else { 2 },
+                        [x + rb[0], y + rb[1]],
+                        [0.5 * fill[0], 0.5 * fill[1]],
+                    )
+                });
+            }
+        }
+        aps
+    };
     let (period, mut aps) = match layout {
         Layout::RgbStripe => ([1.0, 1.0], stripe(&[0, 1, 2], false, 0.0, 0.0)),
         Layout::BgrStripe => ([1.0, 1.0], stripe(&[2, 1, 0], false, 0.0, 0.0)),
@@ -202,50 +226,10 @@ fn apertures(
                 Aperture::new(2, [0.75, 0.5], [0.45 * fill[0], fill[1]]),
             ],
         ),
-        Layout::Pentile => {
-            // 2×2 pixels per period: green at every pixel, red and blue alternating.
-            let mut aps = Vec::new();
-            for j in 0..2 {
-                for i in 0..2 {
-                    let (x, y) = (i as f64, j as f64);
-                    aps.push(Aperture::new(
-                        1,
-                        [x + 0.75, y + 0.5],
-                        [0.35 * fill[0], 0.35 * fill[1]],
-                    ));
-                    aps.push(Aperture::new(
-                        if (i + j) % 2 == 0 { 0 } else { 2 },
-                        [x + 0.25, y + 0.5],
-                        [0.5 * fill[0], 0.5 * fill[1]],
-                    ));
-                }
-            }
-            ([2.0, 2.0], aps)
-        }
-        Layout::Diamond => {
-            // 2×2 pixels per period: a green square at every pixel centre, red and blue
-            // diamonds (squares turned by 45°) on the pixel corners, alternating.
-            let mut aps = Vec::new();
-            for j in 0..2 {
-                for i in 0..2 {
-                    let (x, y) = (i as f64, j as f64);
-                    aps.push(Aperture::new(
-                        1,
-                        [x + 0.5, y + 0.5],
-                        [0.4 * fill[0], 0.4 * fill[1]],
-                    ));
-                    aps.push(Aperture {
-                        angle: PI / 4.0,
-                        ..Aperture::new(
-                            if (i + j) % 2 == 0 { 0 } else { 2 },
-                            [x, y],
-                            [0.5 * fill[0], 0.5 * fill[1]],
-                        )
-                    });
-                }
-            }
-            ([2.0, 2.0], aps)
-        }
+        // 2×2 pixels per period: green at every pixel, red and blue alternating (PenTile: beside
+        // the green; diamond: squares turned by 45° on the pixel corners).
+        Layout::Pentile => ([2.0, 2.0], checker([0.75, 0.5], 0.35, [0.25, 0.5], 0.0)),
+        Layout::Diamond => ([2.0, 2.0], checker([0.5, 0.5], 0.4, [0.0, 0.0], PI / 4.0)),
     };
     if let Some(s) = shape {
         for a in &mut aps {
