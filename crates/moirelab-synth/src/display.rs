@@ -83,6 +83,15 @@ impl Layout {
         Layout::ALL.into_iter().find(|l| l.name() == s)
     }
 
+    /// The names of `layouts`, comma-separated, as messages list them.
+    pub fn list(layouts: &[Layout]) -> String {
+        layouts
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// OLED panels emit per sub-pixel (true black); the stripes and delta are LCDs with a
     /// backlight.
     pub fn is_oled(self) -> bool {

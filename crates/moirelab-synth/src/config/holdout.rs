@@ -53,7 +53,7 @@ impl Holdout {
             "layout" => Layout::parse(val).map(Holdout::Layout).ok_or_else(|| {
                 format!(
                     "unknown layout `{val}`; expected one of {}",
-                    list(Layout::ALL.map(Layout::name).to_vec())
+                    Layout::list(&Layout::ALL)
                 )
             }),
             "demosaic" => Demosaic::parse(val).map(Holdout::Demosaic).ok_or_else(|| {
@@ -78,25 +78,18 @@ impl Holdout {
     /// held-out layout must be one the generator draws, and not the only one.
     pub(super) fn check(&self, k: &Knobs) -> Result<(), String> {
         if let Holdout::Layout(l) = *self {
-            let names = || {
-                k.layouts
-                    .iter()
-                    .map(|l| l.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             if !k.layouts.contains(&l) {
                 return Err(format!(
                     "layout `{}` is not among the drawn layouts ({}); add it to `layouts`",
                     l.name(),
-                    names()
+                    Layout::list(&k.layouts)
                 ));
             }
             if k.layouts.len() < 2 {
                 return Err(format!(
                     "holding out `{}` leaves no layout to train on (layouts = {})",
                     l.name(),
-                    names()
+                    Layout::list(&k.layouts)
                 ));
             }
         }

@@ -601,10 +601,10 @@ impl GenConfig {
             return inv(
                 "layouts",
                 format!(
-                    "{:?} must list at least one layout (none: no screen to draw), each once, \
+                    "[{}] must list at least one layout (none: no screen to draw), each once, \
                      in the order {}",
-                    k.layouts.iter().map(|l| l.name()).collect::<Vec<_>>(),
-                    Layout::ALL.map(Layout::name).join(", ")
+                    Layout::list(&k.layouts),
+                    Layout::list(&Layout::ALL)
                 ),
             );
         }

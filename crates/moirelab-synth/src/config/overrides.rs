@@ -255,7 +255,7 @@ impl GenConfig {
                     what: "layouts".into(),
                     msg: format!(
                         "no layout to draw; give at least one of {}",
-                        Layout::ALL.map(Layout::name).join(", ")
+                        Layout::list(&Layout::ALL)
                     ),
                 });
             }
