@@ -228,6 +228,11 @@ pub struct EvalArgs {
     /// its set
     #[arg(long, value_name = "WHICH", num_args = 0..=1, default_missing_value = "scale")]
     pub adapt_bn: Option<String>,
+    /// Also write every evaluated image's attack score to FILE, one line per image and row
+    /// (data set, perturbation, path, label, score, threshold, decision, correct): CSV for a
+    /// .csv name, JSON lines for .jsonl
+    #[arg(long, value_name = "FILE")]
+    pub scores: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

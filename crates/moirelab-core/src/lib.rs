@@ -5,9 +5,10 @@
 //! (`metrics.jsonl` lines, `probes.json`, `meta.json`), atomic file writes, and the small
 //! seeded RNG every stochastic component uses so results do not depend on a third-party
 //! RNG crate's version, and the JPEG model (the lossy steps of a 4:4:4 or 4:2:0 round trip)
-//! that the generator's camera and `eval --perturb` share. It owns no I/O policy beyond "write to a temp file, then rename",
+//! that the generator's camera and `eval --perturb` share, and the CSV quoting rule. It owns no I/O policy beyond "write to a temp file, then rename",
 //! and it never prints.
 
+pub mod csv;
 pub mod dataset_format;
 pub mod fsio;
 pub mod jpeg;

@@ -49,15 +49,6 @@ pub struct SweepPage {
     pub compares: Vec<(String, PathBuf)>,
 }
 
-/// Field of a CSV line, quoted when it holds a separator, quote or line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 fn num(v: Option<f64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
@@ -80,11 +71,7 @@ pub fn sweep_csv(page: &SweepPage) -> String {
         ]
         .map(String::from),
     );
-    let mut out = head
-        .iter()
-        .map(|h| csv_field(h))
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut out = moirelab_core::csv::line(&head);
     out.push('\n');
     for r in &page.rows {
         let mut f: Vec<String> = vec![r.name.clone()];
@@ -108,7 +95,7 @@ pub fn sweep_csv(page: &SweepPage) -> String {
                 .unwrap_or_default(),
         );
         f.push(r.run.display().to_string());
-        out.push_str(&f.iter().map(|x| csv_field(x)).collect::<Vec<_>>().join(","));
+        out.push_str(&moirelab_core::csv::line(&f));
         out.push('\n');
     }
     out

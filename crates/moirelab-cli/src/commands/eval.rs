@@ -123,6 +123,11 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     if !(0.0..1.0).contains(&bpcer) {
         bail!("--bpcer {bpcer}: a rejection rate in [0, 1)");
     }
+    let mut per_image = a
+        .scores
+        .as_deref()
+        .map(super::eval_scores::Scores::new)
+        .transpose()?;
     let loaded = run_config(&a.run)?;
     let cwd = std::env::current_dir()?;
     let mut sets: Vec<(String, Dataset)> = Vec::new();
@@ -237,6 +242,9 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 .with_context(|| format!("evaluating {name}"))?;
             row_threshold = row_threshold.or(m.pad.as_ref().map(|pad| pad.threshold));
             let slices = slice_tables(set_slicings, name, &scores, row_threshold)?;
+            if let Some(per_image) = per_image.as_mut() {
+                per_image.add_row(name, p.map(|p| p.name()), ds, idx, &scores, row_threshold);
+            }
             rows.push(EvalRow {
                 data: name.clone(),
                 perturbation: p.map(|p| p.name()),
@@ -250,6 +258,10 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 slices,
             });
         }
+    }
+    if let Some(per_image) = &per_image {
+        let n = per_image.write()?;
+        eprintln!("{n} image scores written to {}", per_image.path().display());
     }
     if a.json {
         let text = match rows.as_slice() {
@@ -278,7 +290,11 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         ),
         None => {}
     }
-    for r in rows.iter().filter(|r| r.skipped > 0) {
+    // Once per data set: its perturbed rows read the same files.
+    for r in rows
+        .iter()
+        .filter(|r| r.skipped > 0 && r.perturbation.is_none())
+    {
         println!(
             "{}: {} unusable file(s) skipped (moirelab data check --eval {} lists them)",
             r.data, r.skipped, r.data

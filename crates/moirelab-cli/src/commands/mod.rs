@@ -6,6 +6,7 @@ mod compare;
 mod data_check;
 mod data_plan;
 mod eval;
+mod eval_scores;
 mod explain;
 mod gen_data;
 mod model_summary;

@@ -505,6 +505,7 @@ fn eval_takes_any_layout_and_extra_sets_are_evaluated_every_epoch() {
     let o = moirelab(d, &["eval", "--run", "runs/tiny", "--by", "x=2,1"]);
     assert_one_line_error(&o, &["--by", "'x=2,1'", "increase"]);
     crate::eval_checks::thresholds_and_adapted_bn(d, &summary, &classes, n_test, &config);
+    crate::eval_checks::per_image_scores(d, &classes, n_test);
     crate::eval_checks::refused_inputs(d, &classes, n_test, &one);
 }
 

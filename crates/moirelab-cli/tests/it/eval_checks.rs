@@ -301,3 +301,93 @@ pub(crate) fn refused_inputs(d: &Path, classes: &[String], n_test: usize, one: &
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("2 unusable file(s) skipped"), "{text}");
 }
+
+/// `--scores FILE`: a line per image and row, whose decisions are the row's own numbers, in
+/// CSV or JSON lines by the name; other names are refused before anything is scored.
+pub(crate) fn per_image_scores(d: &Path, classes: &[String], n_test: usize) {
+    let rows = ok_json(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--perturb",
+            "blur=1",
+            "--scores",
+            "out/scores.csv",
+            "--json",
+        ],
+    );
+    let rows = rows.as_array().unwrap();
+    let text = std::fs::read_to_string(d.join("out/scores.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("data,perturbation,path,label,score,threshold,decision,correct")
+    );
+    let fields: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(fields.len(), 2 * n_test);
+    // The attack class is decided from the threshold up, the other class below it.
+    let other = |c: &str| classes.iter().find(|k| *k != c).unwrap().clone();
+    for (r, chunk) in rows.iter().zip(fields.chunks(n_test)) {
+        let t = r["pad"]["threshold"].as_f64().unwrap();
+        let perturbation = r["perturbation"].as_str().unwrap_or("");
+        let mut correct = 0;
+        for f in chunk {
+            assert_eq!((f[0], f[1]), ("only-test", perturbation), "{f:?}");
+            assert!(f[2].starts_with("test/") && classes.iter().any(|c| c == f[3]));
+            assert_eq!(f[5].parse::<f64>().unwrap(), t);
+            let score: f64 = f[4].parse().unwrap();
+            assert!((0.0..=1.0).contains(&score));
+            let decided = if score >= t {
+                "screen".to_string()
+            } else {
+                other("screen")
+            };
+            assert_eq!(f[6], decided, "{f:?}");
+            assert_eq!(f[7] == "true", f[6] == f[3], "{f:?}");
+            correct += usize::from(f[7] == "true");
+        }
+        let acc = r["pad"]["accuracy_at_threshold"].as_f64().unwrap();
+        assert!((correct as f64 / n_test as f64 - acc).abs() < 1e-9, "{r}");
+    }
+    // Blurred images score otherwise: the second row is its own.
+    assert_ne!(
+        fields[..n_test].iter().map(|f| f[4]).collect::<Vec<_>>(),
+        fields[n_test..].iter().map(|f| f[4]).collect::<Vec<_>>()
+    );
+
+    // JSON lines, on the run's own val split, where the split fixes the threshold.
+    let val = ok_json(
+        d,
+        &[
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--split",
+            "val",
+            "--scores",
+            "v.jsonl",
+            "--json",
+        ],
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(d.join("v.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, val["n"].as_u64().unwrap());
+    for l in &lines {
+        assert_eq!(l["threshold"], val["pad"]["threshold"]);
+        assert!(l["perturbation"].is_null() && l["correct"].is_boolean());
+    }
+
+    // Names it cannot write: refused up front, one line, nothing left behind.
+    for bad in ["scores.txt", "out"] {
+        let o = moirelab(d, &["eval", "--run", "runs/tiny", "--scores", bad]);
+        assert_one_line_error(&o, &[&format!("--scores {bad}")]);
+    }
+    assert!(!d.join("scores.txt").exists());
+}
