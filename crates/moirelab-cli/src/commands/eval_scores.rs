@@ -39,8 +39,7 @@ struct ScoreLine {
     /// The row's threshold; null where there is none (a set of one class evaluated as the
     /// run's own val split).
     threshold: Option<f64>,
-    /// The class decided at the threshold: the attack class from it up, else the bona fide
-    /// class (`bona fide` when there are several).
+    /// The class decided at the threshold (`commands::decision`, as `predict` names it).
     decision: Option<String>,
     correct: Option<bool>,
 }
@@ -88,14 +87,8 @@ impl Scores {
         scores: &[f64],
         threshold: Option<f64>,
     ) {
-        let classes = ds.classes();
-        let attack = ds.attack_index();
-        let bona_fide = match classes.len() {
-            2 => classes[1 - attack.min(1)].clone(),
-            _ => "bona fide".to_string(),
-        };
+        let (classes, attack) = (ds.classes(), ds.attack_index());
         for (&i, &score) in idx.iter().zip(scores) {
-            let is_attack = ds.label(i) == attack;
             let flagged = threshold.map(|t| score >= t);
             self.lines.push(ScoreLine {
                 data: data.to_string(),
@@ -104,14 +97,8 @@ impl Scores {
                 label: classes[ds.label(i)].clone(),
                 score,
                 threshold,
-                decision: flagged.map(|f| {
-                    if f {
-                        classes[attack].clone()
-                    } else {
-                        bona_fide.clone()
-                    }
-                }),
-                correct: flagged.map(|f| f == is_attack),
+                decision: flagged.map(|f| super::decision(classes, attack, f)),
+                correct: flagged.map(|f| f == (ds.label(i) == attack)),
             });
         }
     }
@@ -128,17 +115,17 @@ impl Scores {
             Format::Csv => {
                 out.push_str(&moirelab_core::csv::line(&COLUMNS));
                 out.push('\n');
-                let opt = |v: Option<String>| v.unwrap_or_default();
+                let text = |v: Option<String>| v.unwrap_or_default();
                 for l in &self.lines {
                     out.push_str(&moirelab_core::csv::line(&[
-                        l.data.clone(),
-                        opt(l.perturbation.clone()),
-                        l.path.clone(),
-                        l.label.clone(),
-                        l.score.to_string(),
-                        opt(l.threshold.map(|t| t.to_string())),
-                        opt(l.decision.clone()),
-                        opt(l.correct.map(|c| c.to_string())),
+                        &l.data,
+                        l.perturbation.as_deref().unwrap_or(""),
+                        &l.path,
+                        &l.label,
+                        &l.score.to_string(),
+                        &text(l.threshold.map(|t| t.to_string())),
+                        l.decision.as_deref().unwrap_or(""),
+                        &text(l.correct.map(|c| c.to_string())),
                     ]));
                     out.push('\n');
                 }

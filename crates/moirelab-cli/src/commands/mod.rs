@@ -157,6 +157,19 @@ fn attack_index(run: &Path, classes: &[String], loaded: &Loaded) -> usize {
         .unwrap_or(classes.len().saturating_sub(1))
 }
 
+/// The class decided for an image: the attack class when it is flagged (its score at or
+/// above the threshold), else the bona fide class by name when there is one, `bona fide`
+/// when several classes are (`predict`, `eval --scores`).
+fn decision(classes: &[String], attack: usize, flagged: bool) -> String {
+    if flagged {
+        return classes[attack].clone();
+    }
+    match classes {
+        [a, b] => if attack == 0 { b } else { a }.clone(),
+        _ => "bona fide".to_string(),
+    }
+}
+
 /// How many images of `ds`'s `split` are near-copies (`moirelab_data::near_copies`) of the
 /// images a run trained on (`train`), and a warning line naming the first pair: evaluated
 /// copies inflate that data set's metrics.
@@ -181,4 +194,18 @@ fn training_copies(
         im.path,
     );
     (found.len(), Some(line))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_decision_names_the_attack_class_or_the_one_bona_fide_class() {
+        let two = ["direct".to_string(), "screen".to_string()];
+        assert_eq!(super::decision(&two, 1, true), "screen");
+        assert_eq!(super::decision(&two, 1, false), "direct");
+        assert_eq!(super::decision(&two, 0, false), "screen");
+        let three = ["a".to_string(), "b".to_string(), "c".to_string()];
+        assert_eq!(super::decision(&three, 2, true), "c");
+        assert_eq!(super::decision(&three, 2, false), "bona fide");
+    }
 }

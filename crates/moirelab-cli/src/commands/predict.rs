@@ -26,7 +26,7 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
         rows.push(serde_json::json!({
             "image": path.display().to_string(),
             "score": score,
-            "decision": if score >= threshold { classes[attack].clone() } else { "bona fide".to_string() },
+            "decision": super::decision(&classes, attack, score >= threshold),
             "threshold": threshold,
             "probs": classes.iter().cloned().zip(probs.iter().copied()).collect::<std::collections::BTreeMap<_, _>>(),
         }));
