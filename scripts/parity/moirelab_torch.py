@@ -14,6 +14,7 @@ for ``name``. Input normalisation is the caller's business: the model takes the 
 
 BatchNorm matches tch's ``batch_norm2d``: eps 1e-5, momentum 0.1, and no
 ``num_batches_tracked`` buffer (tch has none, so strict loading would fail with it).
+GroupNorm (``model.norm = "group"``) is ``nn.GroupNorm`` with eps 1e-5.
 
 Only torch (and numpy) are needed; ``safetensors`` is used when installed, otherwise the
 checkpoint is read by the small reader below.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,10 @@ DEFAULTS: Dict[str, Any] = {
     "depth": 3,
     "dropout": 0.0,
     "batch-norm": True,
+    # "batch", "group" (GroupNorm, at most norm-groups groups per layer: the largest divisor
+    # of the channels not above it) or "none"; batch-norm = false is the older "none".
+    "norm": "batch",
+    "norm-groups": None,
     "in-channels": 3,
     "classes": 2,
     "blocks-per-stage": None,
@@ -60,6 +65,7 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 INPUT_FILTERS = ("none", "laplacian", "with-laplacian")
+NORMS = ("batch", "group", "none")
 
 # MobileNetV2 inverted-residual stages (Sandler et al. 2018, table 2): expansion t,
 # channels c (before the width multiplier), repeats n, stride s of the first repeat.
@@ -90,7 +96,33 @@ def model_config(cfg: Mapping[str, Any]) -> Dict[str, Any]:
         raise ValueError(
             f"unknown model.input-filter {out['input-filter']!r}; valid: {', '.join(INPUT_FILTERS)}"
         )
+    if out["norm"] not in NORMS:
+        raise ValueError(f"unknown model.norm {out['norm']!r}; valid: {', '.join(NORMS)}")
+    if not out["batch-norm"] and out["norm"] != "batch":
+        raise ValueError("model.batch-norm = false and model.norm contradict each other")
+    if out["norm-groups"] is not None and out["norm"] != "group":
+        raise ValueError('model.norm-groups applies to model.norm = "group" only')
     return out
+
+
+# A function of the channel count that builds a layer's normalisation, or None for none.
+NormFactory = Optional[Callable[[int], nn.Module]]
+
+
+def groups_for(channels: int, most: int) -> int:
+    """GroupNorm groups of a ``channels``-channel layer: the largest divisor not above ``most``."""
+    return next(g for g in range(min(most, channels), 0, -1) if channels % g == 0)
+
+
+def norm_factory(cfg: Mapping[str, Any]) -> NormFactory:
+    """The normalisation after each conv, as the Rust side's ``ModelConfig::norm_layer``."""
+    kind = cfg["norm"] if cfg["batch-norm"] else "none"
+    if kind == "batch":
+        return BatchNorm2d
+    if kind == "group":
+        most = int(cfg["norm-groups"] or 8)
+        return lambda c: nn.GroupNorm(groups_for(c, most), c, eps=1e-5)
+    return None
 
 
 def first_layer_channels(cfg: Mapping[str, Any]) -> int:
@@ -177,7 +209,7 @@ class MoirelabNet(nn.Module):
         return self.fc
 
 
-def conv(cin: int, cout: int, k: int, stride: int, bn: bool, groups: int = 1) -> nn.Conv2d:
+def conv(cin: int, cout: int, k: int, stride: int, bn: NormFactory, groups: int = 1) -> nn.Conv2d:
     # Padding k // 2 keeps 'same' geometry for odd kernels; the conv has a bias only
     # without BatchNorm (the Rust side makes the same choice).
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=not bn)
@@ -189,10 +221,10 @@ def conv(cin: int, cout: int, k: int, stride: int, bn: bool, groups: int = 1) ->
 class ShallowBlock(nn.Module):
     """3x3 conv -> [BN] -> ReLU -> 2x2 max-pool. Output = CAM activation ``conv<i>``."""
 
-    def __init__(self, cin: int, cout: int, bn: bool):
+    def __init__(self, cin: int, cout: int, bn: NormFactory):
         super().__init__()
         self.conv = conv(cin, cout, 3, 1, bn)
-        self.bn = BatchNorm2d(cout) if bn else None
+        self.bn = bn(cout) if bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
@@ -209,7 +241,7 @@ class Shallow(MoirelabNet):
         cin, cout = first_layer_channels(cfg), cfg["width"]
         for i in range(1, cfg["depth"] + 1):
             name = f"conv{i}"
-            self.add_module(name, ShallowBlock(cin, cout, cfg["batch-norm"]))
+            self.add_module(name, ShallowBlock(cin, cout, norm_factory(cfg)))
             self._cam_layers.append(name)
             cin, cout = cout, cout * 2
         self.fc = nn.Linear(cin, cfg["classes"])
@@ -226,10 +258,10 @@ class Shallow(MoirelabNet):
 class ConvUnit(nn.Module):
     """3x3 conv -> [BN] -> ReLU (one VGG conv layer). Output = CAM ``stage<s>.conv<i>``."""
 
-    def __init__(self, cin: int, cout: int, bn: bool):
+    def __init__(self, cin: int, cout: int, bn: NormFactory):
         super().__init__()
         self.conv = conv(cin, cout, 3, 1, bn)
-        self.bn = BatchNorm2d(cout) if bn else None
+        self.bn = bn(cout) if bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
@@ -246,7 +278,7 @@ class MaxPool(nn.Module):
 class VggStage(nn.Module):
     """``conv1`` … ``conv<k>`` then ``pool``; the stage output (CAM ``stage<s>``) is pooled."""
 
-    def __init__(self, cin: int, cout: int, convs: int, bn: bool):
+    def __init__(self, cin: int, cout: int, convs: int, bn: NormFactory):
         super().__init__()
         self.names = []
         for i in range(1, convs + 1):
@@ -273,7 +305,7 @@ class Vgg(MoirelabNet):
         for s in range(1, cfg["depth"] + 1):
             cout = w * min(2 ** (s - 1), 8)
             name = f"stage{s}"
-            self.add_module(name, VggStage(cin, cout, convs, cfg["batch-norm"]))
+            self.add_module(name, VggStage(cin, cout, convs, norm_factory(cfg)))
             self._cam_layers += [f"{name}.conv{i}" for i in range(1, convs + 1)] + [name]
             self.stages.append(name)
             cin = cout
@@ -298,16 +330,16 @@ class Stem(nn.Module):
 class BasicBlock(nn.Module):
     """ResNet basic block (He et al. 2016): two 3x3 convs + identity or 1x1 projection."""
 
-    def __init__(self, cin: int, cout: int, stride: int, bn: bool):
+    def __init__(self, cin: int, cout: int, stride: int, bn: NormFactory):
         super().__init__()
         self.conv1 = conv(cin, cout, 3, stride, bn)
-        self.bn1 = BatchNorm2d(cout) if bn else None
+        self.bn1 = bn(cout) if bn else None
         self.conv2 = conv(cout, cout, 3, 1, bn)
-        self.bn2 = BatchNorm2d(cout) if bn else None
+        self.bn2 = bn(cout) if bn else None
         if stride != 1 or cin != cout:
             layers = [nn.Conv2d(cin, cout, 1, stride=stride, bias=not bn)]
             if bn:
-                layers.append(BatchNorm2d(cout))
+                layers.append(bn(cout))
             self.downsample = nn.Sequential(*layers)
         else:
             self.downsample = None
@@ -330,11 +362,11 @@ class ResNet(MoirelabNet):
 
     def __init__(self, cfg: Mapping[str, Any]):
         super().__init__(cfg)
-        bn = cfg["batch-norm"]
+        bn = norm_factory(cfg)
         w = cfg["width"]
         blocks = cfg["blocks-per-stage"] or 2
         self.conv1 = nn.Conv2d(first_layer_channels(cfg), w, 7, stride=2, padding=3, bias=not bn)
-        self.bn1 = BatchNorm2d(w) if bn else None
+        self.bn1 = bn(w) if bn else None
         self.maxpool = Stem()
         self._cam_layers.append("maxpool")
         cin = w
@@ -366,11 +398,11 @@ class ResNet(MoirelabNet):
 # -------------------------------------------------------------------------------- mobilenet
 
 
-def conv_norm_act(cin: int, cout: int, k: int, stride: int, bn: bool, groups: int = 1):
+def conv_norm_act(cin: int, cout: int, k: int, stride: int, bn: NormFactory, groups: int = 1):
     """torchvision's Conv2dNormActivation layout: ``0`` conv, ``1`` BN (if any), ReLU6."""
     layers: List[nn.Module] = [conv(cin, cout, k, stride, bn, groups)]
     if bn:
-        layers.append(BatchNorm2d(cout))
+        layers.append(bn(cout))
     layers.append(nn.ReLU6())
     return nn.Sequential(*layers)
 
@@ -378,7 +410,7 @@ def conv_norm_act(cin: int, cout: int, k: int, stride: int, bn: bool, groups: in
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 linear projection (+ identity)."""
 
-    def __init__(self, cin: int, cout: int, stride: int, expand: int, bn: bool):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, bn: NormFactory):
         super().__init__()
         hidden = cin * expand
         self.use_res = stride == 1 and cin == cout
@@ -388,7 +420,7 @@ class InvertedResidual(nn.Module):
         layers.append(conv_norm_act(hidden, hidden, 3, stride, bn, groups=hidden))
         layers.append(conv(hidden, cout, 1, 1, bn))
         if bn:
-            layers.append(BatchNorm2d(cout))
+            layers.append(bn(cout))
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -404,7 +436,7 @@ class MobileNet(MoirelabNet):
 
     def __init__(self, cfg: Mapping[str, Any]):
         super().__init__(cfg)
-        bn = cfg["batch-norm"]
+        bn = norm_factory(cfg)
         alpha = cfg["width"] / 32.0
         cin = make_divisible(32 * alpha)
         last = make_divisible(1280 * max(1.0, alpha))

@@ -79,8 +79,10 @@ impl<'a> BnReestimate<'a> {
         });
         if layers == 0 {
             return Err(ModelError::Config(format!(
-                "model '{}' has no BatchNorm layers whose statistics could be re-estimated",
-                net.config().arch.as_str()
+                "model '{}' has no BatchNorm layers whose statistics could be re-estimated \
+                 (model.norm = \"{}\"; GroupNorm keeps none, each image is normalised by itself)",
+                net.config().arch.as_str(),
+                net.config().norm_in_force()
             )));
         }
         Ok(BnReestimate {
@@ -111,7 +113,7 @@ impl<'a> BnReestimate<'a> {
         }
         let momentum = n as f64 / (self.seen + n) as f64;
         // The logits are not needed: the forward pass updates the statistics.
-        let _logits = crate::layers::with_reestimate_momentum(momentum, || {
+        let _logits = crate::norm::with_reestimate_momentum(momentum, || {
             tch::no_grad(|| self.net.forward_t(xs, false))
         })?;
         self.seen += n;

@@ -141,7 +141,16 @@ pub struct ModelConfig {
     pub depth: i64,
     /// Dropout before the classifier (0 disables).
     pub dropout: f64,
+    /// `false` is `norm = "none"` (the older key; kept so earlier configs and runs load).
     pub batch_norm: bool,
+    /// The normalisation after each convolution; see [`Norm`].
+    #[serde(skip_serializing_if = "Norm::is_batch")]
+    pub norm: Norm,
+    /// `norm = "group"`: the most groups a layer gets (default 8); a layer of `C` channels
+    /// gets the largest divisor of `C` not above it, so 1 is LayerNorm over C, H, W and a
+    /// number ≥ C InstanceNorm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub norm_groups: Option<i64>,
     pub in_channels: i64,
     /// Number of classes (normally taken from the data set).
     pub classes: i64,
@@ -173,6 +182,43 @@ pub struct ModelConfig {
     #[serde(skip_serializing_if = "InputFilter::is_none")]
     pub input_filter: InputFilter,
 }
+
+/// `model.norm`: what follows each convolution of shallow, vgg, resnet and mobilenet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// BatchNorm: normalised with the batch's statistics in training and with running
+    /// statistics (the training set's) in evaluation, so a camera whose photos have other
+    /// feature statistics is read on the training photos' scale (`eval --adapt-bn` re-estimates
+    /// them).
+    #[default]
+    Batch,
+    /// GroupNorm: every image normalised with its own statistics over groups of channels
+    /// (`norm-groups`), the same in training and evaluation; nothing carries the training
+    /// photos' statistics, and nothing is left for `--adapt-bn` to re-estimate.
+    Group,
+    /// No normalisation; the convolutions get a bias.
+    None,
+}
+
+impl Norm {
+    pub fn is_batch(&self) -> bool {
+        *self == Norm::Batch
+    }
+}
+
+impl std::fmt::Display for Norm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Norm::Batch => "batch",
+            Norm::Group => "group",
+            Norm::None => "none",
+        })
+    }
+}
+
+/// `model.norm-groups` when `norm = "group"` does not give it.
+pub const DEFAULT_NORM_GROUPS: i64 = 8;
 
 /// `model.input-filter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -253,6 +299,8 @@ impl Default for ModelConfig {
             depth: 3,
             dropout: 0.0,
             batch_norm: true,
+            norm: Norm::Batch,
+            norm_groups: None,
             in_channels: 3,
             classes: 2,
             blocks_per_stage: None,
@@ -333,6 +381,7 @@ impl ModelConfig {
                 self.arch
             ));
         }
+        self.validate_norm()?;
         if self.normalize == Some(Normalize::Imagenet) && self.in_channels != 3 {
             return bad(format!(
                 "model.normalize = \"imagenet\" needs in-channels = 3, not {}",
@@ -346,6 +395,62 @@ impl ModelConfig {
             return bad("model.init is empty: give a safetensors file or remove the key".into());
         }
         Ok(())
+    }
+
+    fn validate_norm(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if !self.batch_norm && self.norm != Norm::Batch {
+            return bad(format!(
+                "model.batch-norm = false and model.norm = \"{}\" contradict each other; \
+                 give model.norm alone (\"none\" for no normalisation)",
+                self.norm
+            ));
+        }
+        if let Some(g) = self.norm_groups {
+            if self.norm != Norm::Group {
+                return bad(format!(
+                    "model.norm-groups = {g} applies to model.norm = \"group\" only, not \"{}\"",
+                    self.norm_in_force()
+                ));
+            }
+            if !(1..=1024).contains(&g) {
+                return bad(format!("model.norm-groups = {g} is out of range 1..=1024"));
+            }
+        }
+        if self.arch.is_torchvision() && self.norm != Norm::Batch {
+            return bad(format!(
+                "model.norm = \"{}\" does not apply to arch '{}', which keeps torchvision's \
+                 BatchNorm layers (its weights were trained with them); use arch '{}'",
+                self.norm,
+                self.arch,
+                if self.arch == Arch::Resnet18 {
+                    "resnet"
+                } else {
+                    "mobilenet"
+                }
+            ));
+        }
+        Ok(())
+    }
+
+    /// The normalisation in force as `model.norm` names it (`batch-norm = false` is "none").
+    pub fn norm_in_force(&self) -> Norm {
+        if self.batch_norm {
+            self.norm
+        } else {
+            Norm::None
+        }
+    }
+
+    /// The normalisation in force: `norm` (with its groups), or none when the older
+    /// `batch-norm = false` says so. torchvision's architectures use BatchNorm whatever this
+    /// says (validation refuses another `norm` for them).
+    pub fn norm_layer(&self) -> crate::NormLayer {
+        match self.norm_in_force() {
+            Norm::Batch => crate::NormLayer::Batch,
+            Norm::Group => crate::NormLayer::Group(self.norm_groups.unwrap_or(DEFAULT_NORM_GROUPS)),
+            Norm::None => crate::NormLayer::None,
+        }
     }
 
     /// Channels the first layer takes: `in-channels`, doubled by `input-filter =
@@ -384,6 +489,7 @@ impl ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NormLayer;
 
     #[test]
     fn unknown_arch_lists_valid_ones() {
@@ -433,6 +539,37 @@ mod tests {
         };
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("model.blocks-per-stage = 0"), "{err}");
+    }
+
+    #[test]
+    fn norm_keys_give_the_layer_in_force_and_refuse_contradictions() {
+        let parse = |t: &str| toml::from_str::<ModelConfig>(t).map_err(|e| e.to_string());
+        let layer = |t: &str| {
+            let c = parse(t).unwrap();
+            c.validate()
+                .map(|_| c.norm_layer())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(layer(""), Ok(NormLayer::Batch));
+        assert_eq!(layer("batch-norm = false"), Ok(NormLayer::None));
+        assert_eq!(layer("norm = \"none\""), Ok(NormLayer::None));
+        assert_eq!(layer("norm = \"group\""), Ok(NormLayer::Group(8)));
+        assert_eq!(
+            layer("norm = \"group\"\nnorm-groups = 2"),
+            Ok(NormLayer::Group(2))
+        );
+        let err = |t: &str| layer(t).unwrap_err();
+        assert!(err("norm = \"group\"\nbatch-norm = false").contains("contradict"));
+        assert!(err("norm-groups = 4").contains("model.norm-groups = 4 applies to"));
+        assert!(err("norm = \"group\"\nnorm-groups = 0").contains("out of range 1..=1024"));
+        assert!(err("arch = \"resnet18\"\nnorm = \"group\"").contains("use arch 'resnet'"));
+        assert!(parse("norm = \"layer\"")
+            .unwrap_err()
+            .contains("expected one of `batch`, `group`, `none`"));
+        // A batch-norm config serialises as before (no new keys), so earlier runs' configs
+        // and hashes stay what they were.
+        let text = toml::to_string(&ModelConfig::default()).unwrap();
+        assert!(!text.lines().any(|l| l.starts_with("norm")), "{text}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! every model is (so activations and `forward_from` work the same way everywhere), the
 //! classifier head, and the per-layer specs that [`crate::summary`] turns into numbers.
 
+use crate::norm::{Norm, NormLayer};
 use crate::{check_input, Arch, ForwardOut, ModelConfig, ModelError};
 use serde::Serialize;
 use tch::{nn, Device, Tensor};
@@ -23,6 +24,11 @@ pub enum Op {
     /// Affine BatchNorm: 2·C trainable parameters and 2·C running statistics.
     BatchNorm2d {
         channels: i64,
+    },
+    /// Affine GroupNorm: 2·C trainable parameters, no running statistics.
+    GroupNorm2d {
+        channels: i64,
+        groups: i64,
     },
     /// Max-pool, floor mode.
     MaxPool2d {
@@ -50,7 +56,7 @@ impl Op {
                 bias,
                 ..
             } => c_out * (c_in / groups) * kernel * kernel + if bias { c_out } else { 0 },
-            Op::BatchNorm2d { channels } => 2 * channels,
+            Op::BatchNorm2d { channels } | Op::GroupNorm2d { channels, .. } => 2 * channels,
             Op::Linear { c_in, c_out } => c_in * c_out + c_out,
             Op::MaxPool2d { .. } | Op::GlobalAvgPool => 0,
         }
@@ -80,7 +86,7 @@ impl Op {
                 out(h, kernel, stride, padding),
                 out(w, kernel, stride, padding),
             ],
-            Op::BatchNorm2d { .. } => [c, h, w],
+            Op::BatchNorm2d { .. } | Op::GroupNorm2d { .. } => [c, h, w],
             Op::GlobalAvgPool => [c, 1, 1],
             Op::Linear { c_out, .. } => [c_out, 1, 1],
         }
@@ -216,78 +222,6 @@ impl Conv {
     }
 }
 
-/// BatchNorm with PyTorch's conventions: γ = 1, β = 0, eps 1e-5, momentum 0.1 (tch's default
-/// γ init is U(0, 1), which PyTorch users would not expect).
-#[derive(Debug)]
-pub(crate) struct Bn {
-    bn: nn::BatchNorm,
-    eps: f64,
-    op: Op,
-}
-
-thread_local! {
-    /// The momentum of a running-statistics update in progress ([`crate::BnReestimate`]):
-    /// while set, every BatchNorm layer normalises with its batch's statistics and folds them
-    /// into its running ones at this momentum, whatever `train` says (dropout stays off).
-    static REESTIMATE_MOMENTUM: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
-}
-
-/// Runs `f` with every BatchNorm layer of this thread updating its running statistics at
-/// `momentum` (restored afterwards, also when `f` fails).
-pub(crate) fn with_reestimate_momentum<R>(momentum: f64, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<f64>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            REESTIMATE_MOMENTUM.with(|m| m.set(self.0));
-        }
-    }
-    let _restore = Restore(REESTIMATE_MOMENTUM.with(|m| m.replace(Some(momentum))));
-    f()
-}
-
-impl Bn {
-    pub(crate) fn new(vs: nn::Path, channels: i64) -> Bn {
-        Bn::with(vs, channels, 1e-5, 0.1)
-    }
-
-    /// Other `eps` and `momentum` (MobileNetV3: 1e-3 and 0.01).
-    pub(crate) fn with(vs: nn::Path, channels: i64, eps: f64, momentum: f64) -> Bn {
-        let cfg = nn::BatchNormConfig {
-            eps,
-            momentum,
-            ws_init: nn::Init::Const(1.0),
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        };
-        Bn {
-            bn: nn::batch_norm2d(vs, channels, cfg),
-            eps,
-            op: Op::BatchNorm2d { channels },
-        }
-    }
-
-    pub(crate) fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        match REESTIMATE_MOMENTUM.with(std::cell::Cell::get) {
-            None => xs.apply_t(&self.bn, train),
-            Some(momentum) => Tensor::batch_norm(
-                xs,
-                self.bn.ws.as_ref(),
-                self.bn.bs.as_ref(),
-                Some(&self.bn.running_mean),
-                Some(&self.bn.running_var),
-                true,
-                momentum,
-                self.eps,
-                true,
-            ),
-        }
-    }
-
-    pub(crate) fn op(&self) -> Op {
-        self.op
-    }
-}
-
 /// Activation after a conv unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Act {
@@ -308,11 +242,12 @@ impl Act {
     }
 }
 
-/// conv → [BN] → activation, BN at `<bn_path>` when batch norm is on.
+/// conv → [norm] → activation, the normalisation (BatchNorm or GroupNorm) at `<bn_path>`
+/// unless the model has none.
 #[derive(Debug)]
 pub(crate) struct ConvBnAct {
     pub(crate) conv: Conv,
-    pub(crate) bn: Option<Bn>,
+    pub(crate) bn: Option<Norm>,
     pub(crate) act: Act,
 }
 
@@ -329,7 +264,7 @@ impl ConvBnAct {
         conv_path: nn::Path,
         bn_path: nn::Path,
         a: ConvArgs,
-        batch_norm: bool,
+        norm: NormLayer,
         act: Act,
     ) -> ConvBnAct {
         ConvBnAct {
@@ -340,9 +275,9 @@ impl ConvBnAct {
                 a.kernel,
                 a.stride,
                 a.groups,
-                !batch_norm,
+                norm.conv_bias(),
             ),
-            bn: batch_norm.then(|| Bn::new(bn_path, a.c_out)),
+            bn: norm.build(bn_path, a.c_out),
             act,
         }
     }
@@ -358,7 +293,7 @@ impl ConvBnAct {
 
     pub(crate) fn ops(&self) -> Vec<Op> {
         let mut ops = vec![self.conv.op];
-        ops.extend(self.bn.as_ref().map(|b| b.op));
+        ops.extend(self.bn.as_ref().map(Norm::op));
         ops
     }
 }

@@ -16,6 +16,7 @@ mod config;
 mod layers;
 mod mobilenet;
 mod mobilenet_v3;
+mod norm;
 mod pretrained;
 mod resnet;
 mod shallow;
@@ -24,12 +25,13 @@ mod vgg;
 
 pub use adapt::{batch_norm_layers, BnAdapt, BnReestimate, BnSnapshot};
 pub use config::{
-    Arch, InputFilter, MemoryFormat, ModelConfig, Normalize, IMAGENET_MEAN, IMAGENET_STD,
-    LOADER_MEAN, LOADER_STD,
+    Arch, InputFilter, MemoryFormat, ModelConfig, Norm, Normalize, DEFAULT_NORM_GROUPS,
+    IMAGENET_MEAN, IMAGENET_STD, LOADER_MEAN, LOADER_STD,
 };
 pub use layers::{to_channels_last, Architecture, LayerSpec, Op};
 pub use mobilenet::MobileNet;
 pub use mobilenet_v3::MobileNetV3Small;
+pub use norm::{groups_for, NormLayer};
 pub use pretrained::{apply_freeze, freeze_prefixes, load_pretrained, InitReport};
 pub use resnet::ResNet;
 pub use shallow::Shallow;

@@ -11,6 +11,7 @@
 //! pytorch-grad-cam users hook as `model.features[i]`). Default: the final 1×1 conv block.
 
 use crate::layers::{impl_camnet, Act, ConvArgs, ConvBnAct, Head, Node, Op, Sequence};
+use crate::norm::NormLayer;
 use crate::{Arch, ModelConfig, ModelError};
 use tch::{nn, Tensor};
 
@@ -38,9 +39,9 @@ pub(crate) fn make_divisible(v: f64) -> i64 {
     n
 }
 
-/// torchvision's `Conv2dNormActivation`: parameters `<p>.0` (conv) and `<p>.1` (BN).
-fn conv_norm_act(p: &nn::Path, a: ConvArgs, batch_norm: bool) -> ConvBnAct {
-    ConvBnAct::new(p / "0", p / "1", a, batch_norm, Act::Relu6)
+/// torchvision's `Conv2dNormActivation`: parameters `<p>.0` (conv) and `<p>.1` (the norm).
+fn conv_norm_act(p: &nn::Path, a: ConvArgs, norm: NormLayer) -> ConvBnAct {
+    ConvBnAct::new(p / "0", p / "1", a, norm, Act::Relu6)
 }
 
 #[derive(Debug)]
@@ -63,14 +64,7 @@ struct InvertedResidual {
 }
 
 impl InvertedResidual {
-    fn new(
-        p: &nn::Path,
-        c_in: i64,
-        c_out: i64,
-        stride: i64,
-        expand: i64,
-        batch_norm: bool,
-    ) -> Self {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64, expand: i64, norm: NormLayer) -> Self {
         let hidden = c_in * expand;
         let p = p / "conv";
         let mut units = Vec::new();
@@ -87,7 +81,7 @@ impl InvertedResidual {
                 stride: 1,
                 groups: 1,
             };
-            units.push(conv_norm_act(&(&p / next()), a, batch_norm));
+            units.push(conv_norm_act(&(&p / next()), a, norm));
         }
         let dw = ConvArgs {
             c_in: hidden,
@@ -96,7 +90,7 @@ impl InvertedResidual {
             stride,
             groups: hidden,
         };
-        units.push(conv_norm_act(&(&p / next()), dw, batch_norm));
+        units.push(conv_norm_act(&(&p / next()), dw, norm));
         // The linear bottleneck: conv and BN are siblings (`conv.<k>`, `conv.<k+1>`), and no
         // activation follows (section 3.2 of the paper).
         let conv_path = &p / next();
@@ -108,13 +102,7 @@ impl InvertedResidual {
             stride: 1,
             groups: 1,
         };
-        units.push(ConvBnAct::new(
-            conv_path,
-            bn_path,
-            pw,
-            batch_norm,
-            Act::None,
-        ));
+        units.push(ConvBnAct::new(conv_path, bn_path, pw, norm, Act::None));
         InvertedResidual {
             units,
             residual: stride == 1 && c_in == c_out,
@@ -172,7 +160,7 @@ impl MobileNet {
             Box::new(ConvBlock(conv_norm_act(
                 &(&features / "0"),
                 stem,
-                cfg.batch_norm,
+                cfg.norm_layer(),
             ))),
         )];
         for &(t, c, n, s) in &STAGES[..cfg.depth as usize] {
@@ -180,8 +168,14 @@ impl MobileNet {
             for r in 0..n {
                 let i = nodes.len();
                 let stride = if r == 0 { s } else { 1 };
-                let block =
-                    InvertedResidual::new(&(&features / i), c_in, c_out, stride, t, cfg.batch_norm);
+                let block = InvertedResidual::new(
+                    &(&features / i),
+                    c_in,
+                    c_out,
+                    stride,
+                    t,
+                    cfg.norm_layer(),
+                );
                 nodes.push((format!("features.{i}"), Box::new(block)));
                 c_in = c_out;
             }
@@ -199,7 +193,7 @@ impl MobileNet {
             Box::new(ConvBlock(conv_norm_act(
                 &(&features / i),
                 final_conv,
-                cfg.batch_norm,
+                cfg.norm_layer(),
             ))),
         ));
         let head = Head::new(vs / "classifier" / "1", last, cfg);

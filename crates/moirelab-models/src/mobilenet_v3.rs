@@ -12,8 +12,9 @@
 //! CAM layers: `features.0` … `features.12` (the modules pytorch-grad-cam users hook as
 //! `model.features[i]`). Default: `features.12`.
 
-use crate::layers::{impl_camnet, Act, Bn, Conv, Head, Node, Op, Sequence};
+use crate::layers::{impl_camnet, Act, Conv, Head, Node, Op, Sequence};
 use crate::mobilenet::make_divisible;
+use crate::norm::Bn;
 use crate::{Arch, ModelConfig, ModelError};
 use tch::{nn, Tensor};
 

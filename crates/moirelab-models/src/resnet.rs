@@ -11,7 +11,8 @@
 //! CAM layers: `maxpool` (stem output; the module pytorch-grad-cam would hook) and
 //! `layer<s>.<b>` (block outputs, 0-based b as in torchvision). Default: the last block.
 
-use crate::layers::{impl_camnet, Act, Bn, Conv, ConvArgs, ConvBnAct, Head, Node, Op, Sequence};
+use crate::layers::{impl_camnet, Act, Conv, ConvArgs, ConvBnAct, Head, Node, Op, Sequence};
+use crate::norm::{Norm, NormLayer};
 use crate::{Arch, ModelConfig, ModelError};
 use tch::{nn, Tensor};
 
@@ -43,12 +44,12 @@ impl Node for Stem {
 struct BasicBlock {
     a: ConvBnAct,
     b: ConvBnAct,
-    /// 1×1 projection + [BN] when the shape changes.
-    downsample: Option<(Conv, Option<Bn>)>,
+    /// 1×1 projection + [norm] when the shape changes.
+    downsample: Option<(Conv, Option<Norm>)>,
 }
 
 impl BasicBlock {
-    fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64, batch_norm: bool) -> BasicBlock {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64, norm: NormLayer) -> BasicBlock {
         let args = |c_in, stride| ConvArgs {
             c_in,
             c_out,
@@ -56,26 +57,14 @@ impl BasicBlock {
             stride,
             groups: 1,
         };
-        let a = ConvBnAct::new(
-            p / "conv1",
-            p / "bn1",
-            args(c_in, stride),
-            batch_norm,
-            Act::Relu,
-        );
+        let a = ConvBnAct::new(p / "conv1", p / "bn1", args(c_in, stride), norm, Act::Relu);
         // No activation yet: the ReLU comes after the residual sum.
-        let b = ConvBnAct::new(
-            p / "conv2",
-            p / "bn2",
-            args(c_out, 1),
-            batch_norm,
-            Act::None,
-        );
+        let b = ConvBnAct::new(p / "conv2", p / "bn2", args(c_out, 1), norm, Act::None);
         let downsample = (stride != 1 || c_in != c_out).then(|| {
             let d = p / "downsample";
             (
-                Conv::new(&d / "0", c_in, c_out, 1, stride, 1, !batch_norm),
-                batch_norm.then(|| Bn::new(&d / "1", c_out)),
+                Conv::new(&d / "0", c_in, c_out, 1, stride, 1, norm.conv_bias()),
+                norm.build(&d / "1", c_out),
             )
         });
         BasicBlock { a, b, downsample }
@@ -124,9 +113,9 @@ impl ResNet {
     pub fn new(vs: &nn::Path, cfg: &ModelConfig) -> Result<Self, ModelError> {
         cfg.validate()?;
         // resnet18 is torchvision's: width 64, four stages of two blocks, BatchNorm.
-        let (width, depth, blocks, batch_norm) = match cfg.arch {
-            Arch::Resnet => (cfg.width, cfg.depth, cfg.blocks(), cfg.batch_norm),
-            Arch::Resnet18 => (64, 4, 2, true),
+        let (width, depth, blocks, norm) = match cfg.arch {
+            Arch::Resnet => (cfg.width, cfg.depth, cfg.blocks(), cfg.norm_layer()),
+            Arch::Resnet18 => (64, 4, 2, NormLayer::Batch),
             other => {
                 return Err(ModelError::Config(format!(
                     "ResNet::new called with model.arch = '{other}'"
@@ -143,7 +132,7 @@ impl ResNet {
                 stride: 2,
                 groups: 1,
             },
-            batch_norm,
+            norm,
             Act::Relu,
         );
         let mut nodes: Vec<(String, Box<dyn Node>)> =
@@ -157,7 +146,7 @@ impl ResNet {
                 let p = vs / format!("layer{s}") / b.to_string();
                 nodes.push((
                     name,
-                    Box::new(BasicBlock::new(&p, c_in, c_out, stride, batch_norm)),
+                    Box::new(BasicBlock::new(&p, c_in, c_out, stride, norm)),
                 ));
                 c_in = c_out;
             }

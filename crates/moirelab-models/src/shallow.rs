@@ -59,7 +59,7 @@ impl Shallow {
                     stride: 1,
                     groups: 1,
                 },
-                cfg.batch_norm,
+                cfg.norm_layer(),
                 Act::Relu,
             );
             nodes.push((name, Box::new(Block(unit))));

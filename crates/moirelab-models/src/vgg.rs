@@ -78,7 +78,7 @@ impl Vgg {
                         stride: 1,
                         groups: 1,
                     },
-                    cfg.batch_norm,
+                    cfg.norm_layer(),
                     Act::Relu,
                 );
                 nodes.push((format!("{stage}.conv{i}"), Box::new(Unit(unit))));

@@ -198,8 +198,9 @@ fn check_model(cfg: &config::Config, extra: &ExtraEval) -> Result<()> {
         if moirelab_models::batch_norm_layers(&vs) == 0 {
             bail!(
                 "eval.extra '{name}': adapt-bn needs BatchNorm layers; model '{}' has none \
-                 (model.batch-norm = false?)",
-                model.arch.as_str()
+                 (model.norm = \"{}\")",
+                model.arch.as_str(),
+                model.norm_in_force()
             );
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::{input, max_abs_diff, seeded, tiny_configs};
 use moirelab_models::{
-    check_layers, summary, to_channels_last, Arch, MemoryFormat, ModelConfig, ModelError,
+    check_layers, summary, to_channels_last, Arch, MemoryFormat, ModelConfig, ModelError, Op,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -246,6 +246,58 @@ fn batchnorm_starts_as_pytorch_does() {
     assert_eq!(max_abs_diff(&v["conv1.bn.weight"], &ones), 0.0);
     assert_eq!(max_abs_diff(&v["conv1.bn.bias"], &(&ones * 0.0)), 0.0);
     assert_eq!(max_abs_diff(&v["conv1.bn.running_var"], &ones), 0.0);
+}
+
+/// GroupNorm normalises each image with its own statistics: no running statistics, the same
+/// numbers in training and evaluation mode, and an image's logits do not depend on the other
+/// images of its batch (BatchNorm in training mode fails that, which the check first shows).
+#[test]
+fn groupnorm_keeps_every_image_to_itself_in_training_and_evaluation() {
+    let _rng = crate::rng_lock();
+    let configs = tiny_configs();
+    let (_, bn_cfg, _) = configs.iter().find(|c| c.0 == "vgg").unwrap();
+    for name in ["shallow-gn1", "vgg-gn", "resnet-gn", "mobilenet-gn"] {
+        let (_, cfg, size) = configs.iter().find(|c| c.0 == name).unwrap();
+        let xs = input(cfg, 4, *size, 13);
+        let alone = |cfg: &ModelConfig, train: bool| {
+            let (_vs, net) = seeded(cfg, 3);
+            let batch = tch::no_grad(|| net.forward_t(&xs, train)).unwrap();
+            let first = tch::no_grad(|| net.forward_t(&xs.narrow(0, 0, 1), train)).unwrap();
+            (batch, first)
+        };
+        if name == "vgg-gn" {
+            let (batch, first) = alone(bn_cfg, true);
+            assert!(max_abs_diff(&batch.narrow(0, 0, 1), &first) > 1e-3);
+        }
+        let (vs, net) = seeded(cfg, 3);
+        assert!(
+            !vs.variables().keys().any(|k| k.ends_with("running_mean")),
+            "{name}: GroupNorm keeps no running statistics"
+        );
+        let eval = tch::no_grad(|| net.forward_t(&xs, false)).unwrap();
+        for train in [false, true] {
+            let (batch, first) = alone(cfg, train);
+            let d = max_abs_diff(&batch.narrow(0, 0, 1), &first);
+            assert!(
+                d <= 1e-5,
+                "{name} train={train}: batch-mates moved it by {d}"
+            );
+            let d = max_abs_diff(&batch, &eval);
+            assert!(d <= 1e-5, "{name} train={train}: modes differ by {d}");
+        }
+    }
+    // 2 groups of the 4 channels, as asked.
+    let (_, cfg, _) = configs.iter().find(|c| c.0 == "vgg-gn").unwrap();
+    let (_vs, net) = seeded(cfg, 3);
+    let arch = net.architecture().unwrap();
+    let ops = &arch.layers[0].ops;
+    assert!(
+        ops.contains(&Op::GroupNorm2d {
+            channels: 4,
+            groups: 2
+        }),
+        "{ops:?}"
+    );
 }
 
 #[test]

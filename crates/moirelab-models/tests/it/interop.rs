@@ -51,8 +51,8 @@ for d in sys.argv[2:]:
         out("unknown", str(e).replace(" ", "_"))
 "#;
 
-/// Give BatchNorm non-trivial running statistics and affine parameters, so eval-mode parity
-/// actually exercises them (fresh stats are the identity).
+/// Give BatchNorm non-trivial running statistics and every norm layer non-trivial affine
+/// parameters, so parity actually exercises them (fresh ones are the identity).
 fn randomise_batchnorm(vs: &nn::VarStore, net: &dyn CamNet, cfg: &ModelConfig, size: i64) {
     for seed in 0..3 {
         let _ = net
@@ -61,10 +61,12 @@ fn randomise_batchnorm(vs: &nn::VarStore, net: &dyn CamNet, cfg: &ModelConfig, s
     }
     tch::manual_seed(77);
     let vars = vs.variables();
-    // A BatchNorm is whatever owns a running_mean; its names differ per arch.
+    // A norm layer (BatchNorm or GroupNorm) is whatever owns a 1-D weight; conv and linear
+    // weights have more dimensions.
     let mut prefixes: Vec<&str> = vars
-        .keys()
-        .filter_map(|k| k.strip_suffix(".running_mean"))
+        .iter()
+        .filter(|(_, t)| t.dim() == 1)
+        .filter_map(|(k, _)| k.strip_suffix(".weight"))
         .collect();
     prefixes.sort();
     tch::no_grad(|| {

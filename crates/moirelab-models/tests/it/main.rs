@@ -6,7 +6,7 @@ mod interop;
 mod summary;
 mod torchvision;
 
-use moirelab_models::{build, Arch, CamNet, InputFilter, ModelConfig};
+use moirelab_models::{build, Arch, CamNet, InputFilter, ModelConfig, Norm};
 use std::sync::{Mutex, MutexGuard};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -112,6 +112,48 @@ pub fn tiny_configs() -> Vec<(&'static str, ModelConfig, i64)> {
             ModelConfig {
                 arch: Arch::Shallow,
                 input_filter: InputFilter::WithLaplacian,
+                ..base.clone()
+            },
+            16,
+        ),
+        // GroupNorm: 1 group (LayerNorm-like), 2 groups, the default (8: one channel per
+        // group at width 4, InstanceNorm-like), and mobilenet's odd channel counts.
+        (
+            "shallow-gn1",
+            ModelConfig {
+                norm: Norm::Group,
+                norm_groups: Some(1),
+                ..base.clone()
+            },
+            16,
+        ),
+        (
+            "vgg-gn",
+            ModelConfig {
+                arch: Arch::Vgg,
+                norm: Norm::Group,
+                norm_groups: Some(2),
+                ..base.clone()
+            },
+            16,
+        ),
+        (
+            "resnet-gn",
+            ModelConfig {
+                arch: Arch::Resnet,
+                norm: Norm::Group,
+                ..base.clone()
+            },
+            32,
+        ),
+        (
+            "mobilenet-gn",
+            ModelConfig {
+                arch: Arch::Mobilenet,
+                width: 8,
+                depth: 2,
+                norm: Norm::Group,
+                norm_groups: Some(4),
                 ..base.clone()
             },
             16,
