@@ -153,6 +153,7 @@ pub fn generate_reusing(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
+    remove_stale(parent, &name);
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -176,6 +177,48 @@ pub fn generate_reusing(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// Deletes what an earlier run that was killed while writing `name` left beside it: its
+/// `.<name>.partial-<pid>` folder (or, killed between the two renames of a rewrite, the
+/// `.<name>.old-<pid>` one), whatever process `<pid>` no longer runs. Another process writing
+/// the same data set right now keeps its folder. Where processes cannot be looked up (no
+/// `/proc`), only folders untouched for a day count as abandoned. Best effort: a folder that
+/// cannot be read or deleted is left as it is.
+fn remove_stale(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let own = std::process::id();
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let Some(pid) = [".partial-", ".old-"].iter().find_map(|tag| {
+            file.strip_prefix('.')?
+                .strip_prefix(name)?
+                .strip_prefix(tag)?
+                .parse::<u32>()
+                .ok()
+        }) else {
+            continue;
+        };
+        if pid != own && abandoned(pid, &entry.path()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether the folder `path` written by process `pid` is no longer being written.
+fn abandoned(pid: u32, path: &Path) -> bool {
+    if Path::new("/proc/self").exists() {
+        return !Path::new(&format!("/proc/{pid}")).exists();
+    }
+    let day = std::time::Duration::from_secs(24 * 3600);
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > day)
 }
 
 /// Whether `out` exists; an error when it is not a folder, or a non-empty one without

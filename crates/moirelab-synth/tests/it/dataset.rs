@@ -62,6 +62,35 @@ fn same_seed_gives_identical_bytes_with_one_and_two_threads() {
     assert!(img == s.image);
 }
 
+/// A generator killed mid-write leaves `.set.partial-<pid>`; the next write of that data set
+/// deletes it once its process is gone, and leaves a live writer's folder and other data
+/// sets' folders alone.
+#[test]
+fn folders_left_by_a_killed_writer_are_deleted_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("set");
+    // No process has a PID above Linux's pid_max (2^22); PID 1 always runs.
+    let dead = [".set.partial-999999999", ".set.old-999999998"];
+    let kept = [
+        ".set.partial-1",
+        ".other.partial-999999999",
+        ".set.partial-x",
+    ];
+    for d in dead.iter().chain(&kept) {
+        std::fs::create_dir_all(dir.path().join(d).join("train")).unwrap();
+    }
+    generate(&tiny(4), &out, false, &|_, _| {}).unwrap();
+    assert!(out.join("dataset.json").is_file());
+    // Without /proc only day-old folders count as abandoned, and these are new.
+    let procs = Path::new("/proc/self").exists();
+    for d in dead {
+        assert_eq!(dir.path().join(d).exists(), !procs, "{d}");
+    }
+    for d in kept {
+        assert!(dir.path().join(d).exists(), "{d} was deleted");
+    }
+}
+
 #[test]
 fn different_seeds_give_different_images() {
     let mut c = tiny(2);
