@@ -80,7 +80,7 @@ impl<'a> BnReestimate<'a> {
         if layers == 0 {
             return Err(ModelError::Config(format!(
                 "model '{}' has no BatchNorm layers whose statistics could be re-estimated \
-                 (model.norm = \"{}\"; GroupNorm keeps none, each image is normalised by itself)",
+                 (model.norm = \"{}\")",
                 net.config().arch.as_str(),
                 net.config().norm_in_force()
             )));

@@ -2,7 +2,7 @@
 //! every model is (so activations and `forward_from` work the same way everywhere), the
 //! classifier head, and the per-layer specs that [`crate::summary`] turns into numbers.
 
-use crate::norm::{Norm, NormLayer};
+use crate::norm::{NormLayer, NormModule};
 use crate::{check_input, Arch, ForwardOut, ModelConfig, ModelError};
 use serde::Serialize;
 use tch::{nn, Device, Tensor};
@@ -247,7 +247,7 @@ impl Act {
 #[derive(Debug)]
 pub(crate) struct ConvBnAct {
     pub(crate) conv: Conv,
-    pub(crate) bn: Option<Norm>,
+    pub(crate) bn: Option<NormModule>,
     pub(crate) act: Act,
 }
 
@@ -293,7 +293,7 @@ impl ConvBnAct {
 
     pub(crate) fn ops(&self) -> Vec<Op> {
         let mut ops = vec![self.conv.op];
-        ops.extend(self.bn.as_ref().map(Norm::op));
+        ops.extend(self.bn.as_ref().map(NormModule::op));
         ops
     }
 }

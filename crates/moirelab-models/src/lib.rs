@@ -31,7 +31,7 @@ pub use config::{
 pub use layers::{to_channels_last, Architecture, LayerSpec, Op};
 pub use mobilenet::MobileNet;
 pub use mobilenet_v3::MobileNetV3Small;
-pub use norm::{groups_for, NormLayer};
+pub use norm::NormLayer;
 pub use pretrained::{apply_freeze, freeze_prefixes, load_pretrained, InitReport};
 pub use resnet::ResNet;
 pub use shallow::Shallow;

@@ -28,65 +28,53 @@ impl NormLayer {
 
     /// The layer at `vs` for `channels` channels (`None` without normalisation). Both kinds
     /// name their affine parameters `weight` and `bias`, as PyTorch does.
-    pub(crate) fn build(self, vs: nn::Path, channels: i64) -> Option<Norm> {
+    pub(crate) fn build(self, vs: nn::Path, channels: i64) -> Option<NormModule> {
         match self {
             NormLayer::None => None,
-            NormLayer::Batch => Some(Norm::Batch(Bn::new(vs, channels))),
-            NormLayer::Group(max) => Some(Norm::Group(Gn::new(vs, channels, max))),
+            NormLayer::Batch => Some(NormModule::Batch(Bn::new(vs, channels))),
+            NormLayer::Group(max) => Some(NormModule::Group(nn::group_norm(
+                vs,
+                groups_for(channels, max),
+                channels,
+                Default::default(),
+            ))),
         }
     }
 }
 
 /// The number of groups a layer of `channels` channels gets under `model.norm-groups = max`:
 /// the largest divisor of `channels` not above `max`.
-pub fn groups_for(channels: i64, max: i64) -> i64 {
+pub(crate) fn groups_for(channels: i64, max: i64) -> i64 {
     (1..=max.min(channels).max(1))
         .rev()
         .find(|g| channels % g == 0)
         .unwrap_or(1)
 }
 
-/// One normalisation layer.
+/// One normalisation layer; GroupNorm is tch's as it is (PyTorch's `nn.GroupNorm` defaults:
+/// γ = 1, β = 0, eps 1e-5, affine).
 #[derive(Debug)]
-pub(crate) enum Norm {
+pub(crate) enum NormModule {
     Batch(Bn),
-    Group(Gn),
+    Group(nn::GroupNorm),
 }
 
-impl Norm {
+impl NormModule {
     pub(crate) fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         match self {
-            Norm::Batch(bn) => bn.forward(xs, train),
-            Norm::Group(gn) => gn.forward(xs),
+            NormModule::Batch(bn) => bn.forward(xs, train),
+            NormModule::Group(gn) => xs.apply(gn),
         }
     }
 
     pub(crate) fn op(&self) -> Op {
         match self {
-            Norm::Batch(bn) => bn.op(),
-            Norm::Group(gn) => gn.op,
+            NormModule::Batch(bn) => bn.op(),
+            NormModule::Group(gn) => Op::GroupNorm2d {
+                channels: gn.num_channels,
+                groups: gn.num_groups,
+            },
         }
-    }
-}
-
-/// GroupNorm with PyTorch's `nn.GroupNorm` defaults: γ = 1, β = 0, eps 1e-5, affine.
-#[derive(Debug)]
-pub(crate) struct Gn {
-    gn: nn::GroupNorm,
-    op: Op,
-}
-
-impl Gn {
-    fn new(vs: nn::Path, channels: i64, max_groups: i64) -> Gn {
-        let groups = groups_for(channels, max_groups);
-        Gn {
-            gn: nn::group_norm(vs, groups, channels, Default::default()),
-            op: Op::GroupNorm2d { channels, groups },
-        }
-    }
-
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.apply(&self.gn)
     }
 }
 

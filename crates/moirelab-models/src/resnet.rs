@@ -12,7 +12,7 @@
 //! `layer<s>.<b>` (block outputs, 0-based b as in torchvision). Default: the last block.
 
 use crate::layers::{impl_camnet, Act, Conv, ConvArgs, ConvBnAct, Head, Node, Op, Sequence};
-use crate::norm::{Norm, NormLayer};
+use crate::norm::{NormLayer, NormModule};
 use crate::{Arch, ModelConfig, ModelError};
 use tch::{nn, Tensor};
 
@@ -45,7 +45,7 @@ struct BasicBlock {
     a: ConvBnAct,
     b: ConvBnAct,
     /// 1×1 projection + [norm] when the shape changes.
-    downsample: Option<(Conv, Option<Norm>)>,
+    downsample: Option<(Conv, Option<NormModule>)>,
 }
 
 impl BasicBlock {

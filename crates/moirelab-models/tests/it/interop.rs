@@ -53,7 +53,7 @@ for d in sys.argv[2:]:
 
 /// Give BatchNorm non-trivial running statistics and every norm layer non-trivial affine
 /// parameters, so parity actually exercises them (fresh ones are the identity).
-fn randomise_batchnorm(vs: &nn::VarStore, net: &dyn CamNet, cfg: &ModelConfig, size: i64) {
+fn randomise_norms(vs: &nn::VarStore, net: &dyn CamNet, cfg: &ModelConfig, size: i64) {
     for seed in 0..3 {
         let _ = net
             .forward_t(&(input(cfg, 4, size, 100 + seed) * 2.0 + 0.5), true)
@@ -93,7 +93,7 @@ fn write_case(d: &Path, name: &'static str, cfg: &ModelConfig, size: i64) -> Exp
     tch::manual_seed(21);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = moirelab_models::build(&vs.root(), cfg).unwrap();
-    randomise_batchnorm(&vs, net.as_ref(), cfg, size);
+    randomise_norms(&vs, net.as_ref(), cfg, size);
     vs.save(d.join("weights.safetensors")).unwrap();
     #[derive(serde::Serialize)]
     struct File<'a> {
