@@ -40,8 +40,9 @@ pub use config::{
     MAX_COUNT, MAX_SIZE, MIN_SIZE,
 };
 pub use dataset::{
-    dataset_meta, encode_mask_png, generate, generate_reusing, plan, read_mask_png, render_sample,
-    write_preview, Donor, GenSummary, PlanEntry, Sample, SHORTCUT_FLAG, SHORTCUT_HAIR,
+    dataset_meta, encode_mask_png, generate, generate_locked, generate_reusing, plan,
+    read_mask_png, render_sample, write_preview, Donor, GenSummary, PlanEntry, Sample, WriteLock,
+    SHORTCUT_FLAG, SHORTCUT_HAIR,
 };
 pub use display::Layout;
 pub use geom::Homography;

@@ -51,7 +51,8 @@ pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
             ),
         }
     }
-    let summary = generate_with_progress(&cfg, &a.out, a.force, &donors)?;
+    let lock = lock_data_set(&a.out, &|m| eprintln!("{m}"))?;
+    let summary = generate_with_progress(&lock, &cfg, a.force, &donors)?;
     for (split, labels) in &summary.counts {
         let per: Vec<String> = labels.iter().map(|(l, n)| format!("{l}={n}")).collect();
         let aligned = summary.flag_aligned.get(split).copied().unwrap_or(0);
@@ -64,14 +65,35 @@ pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run the generator with a bar (terminal) or periodic plain lines.
+/// The right to write the data set `out`, waiting (and saying so once through `say`) while
+/// another `gen-data` or `train` writes it.
+pub fn lock_data_set(out: &Path, say: &dyn Fn(&str)) -> Result<moirelab_synth::WriteLock> {
+    let lock = moirelab_synth::WriteLock::acquire(out, &mut |holder| {
+        say(&match holder {
+            Some(pid) => format!(
+                "waiting for process {pid}, which is writing the data set {}",
+                out.display()
+            ),
+            None => format!(
+                "waiting for another process writing the data set {}",
+                out.display()
+            ),
+        })
+    })
+    .with_context(|| format!("data set {}", out.display()))?;
+    Ok(lock)
+}
+
+/// Run the generator into the folder `lock` is for, with a bar (terminal) or periodic plain
+/// lines.
 pub fn generate_with_progress(
+    lock: &moirelab_synth::WriteLock,
     cfg: &moirelab_synth::GenConfig,
-    out: &Path,
     force: bool,
     donors: &[moirelab_synth::Donor],
 ) -> Result<moirelab_synth::GenSummary> {
     use std::io::IsTerminal;
+    let out = lock.out();
     let total = cfg.count as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(total);
@@ -93,7 +115,7 @@ pub fn generate_with_progress(
         }
     };
     let t0 = std::time::Instant::now();
-    let summary = moirelab_synth::generate_reusing(cfg, out, force, &progress, donors)
+    let summary = moirelab_synth::generate_locked(lock, cfg, force, &progress, donors)
         .map_err(|e| match e {
             // The library's hint names its parameter; the user's knob is the flag.
             moirelab_synth::SynthError::OutputNotEmpty { path } => anyhow!(
@@ -176,33 +198,29 @@ pub fn data_state(loaded: &Loaded) -> Result<DataState> {
 }
 
 /// Make sure `data.root` exists, generating it from `data.preset` (and `[data.knobs]`) when it
-/// is missing or stale ([`data_state`]).
+/// is missing or stale ([`data_state`]). While another process writes the same folder it
+/// waits, then looks again: the other one may have just made it.
 pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
     let root = &loaded.config.data.root;
-    let no_preset = || {
-        anyhow!(
-            "{}: data.root = {} does not exist (set data.preset to generate it, or run gen-data)",
-            loaded.path.display(),
-            root.display()
-        )
+    let say = |msg: &str| match reporter {
+        Some(r) => r.line(msg),
+        None => eprintln!("{msg}"),
     };
-    let force = match data_state(loaded)? {
-        DataState::Ready => return Ok(()),
-        DataState::Missing => false,
-        DataState::Stale(_) => true,
-        DataState::OtherKnobs => bail!(
-            "{}: data.root = {} was generated with other knobs than [data.knobs] ({}); \
-             remove it or choose another data.root",
-            loaded.path.display(),
-            root.display(),
-            loaded.knob_list()
-        ),
-        DataState::NoPreset => return Err(no_preset()),
+    if write_needed(loaded)?.is_none() {
+        return Ok(());
+    }
+    let lock = lock_data_set(root, &say)?;
+    let Some(force) = write_needed(loaded)? else {
+        say(&format!(
+            "using the data set {} that another process has just written",
+            root.display()
+        ));
+        return Ok(());
     };
     let (Some(preset), Some(cfg)) = (&loaded.preset, loaded.gen_config()?) else {
-        return Err(no_preset());
+        return Err(no_preset(loaded));
     };
-    let msg = format!(
+    say(&format!(
         "{} data set '{preset}'{} ({} images, {} px) into {}{}",
         if force { "regenerating" } else { "generating" },
         if loaded.knobs.is_empty() {
@@ -221,17 +239,39 @@ pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()
         } else {
             String::new()
         }
-    );
-    match reporter {
-        Some(r) => r.line(&msg),
-        None => eprintln!("{msg}"),
-    }
+    ));
     // Preset data sets live side by side (data/<preset>, data/<preset>_<knob>-<value>): the
     // demo's two presets, or the steps of a swept knob, differ only in rho, so most of the
     // next one's samples are already rendered in the others.
     let donors = sibling_donors(&cfg, root);
-    generate_with_progress(&cfg, root, force, &donors)?;
+    generate_with_progress(&lock, &cfg, force, &donors)?;
     Ok(())
+}
+
+/// Whether `data.root` must be written: `None` when it is ready, `Some(force)` when it is
+/// missing (`false`) or stale (`true`), an error when train cannot use or make it.
+fn write_needed(loaded: &Loaded) -> Result<Option<bool>> {
+    Ok(match data_state(loaded)? {
+        DataState::Ready => None,
+        DataState::Missing => Some(false),
+        DataState::Stale(_) => Some(true),
+        DataState::OtherKnobs => bail!(
+            "{}: data.root = {} was generated with other knobs than [data.knobs] ({}); \
+             remove it or choose another data.root",
+            loaded.path.display(),
+            loaded.config.data.root.display(),
+            loaded.knob_list()
+        ),
+        DataState::NoPreset => return Err(no_preset(loaded)),
+    })
+}
+
+fn no_preset(loaded: &Loaded) -> anyhow::Error {
+    anyhow!(
+        "{}: data.root = {} does not exist (set data.preset to generate it, or run gen-data)",
+        loaded.path.display(),
+        loaded.config.data.root.display()
+    )
 }
 
 /// Data sets next to `root` that can donate samples to `cfg` (see

@@ -160,3 +160,50 @@ fn a_data_set_from_another_generator_version_is_stale_and_train_regenerates_it()
     assert_eq!(meta["generator"]["version"], current.as_str());
     assert_eq!(plan(d, &["--config", "t.toml"])["state"], "ready");
 }
+
+/// A `train` started while another process writes its data set says whom it waits for,
+/// waits, and then trains on what that one wrote instead of rendering it a second time (which
+/// used to fail at the end: the folder was no longer empty).
+#[test]
+fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), TINY).unwrap();
+    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
+    // This test process is the other writer.
+    let lock = moirelab_synth::WriteLock::acquire(&root, &mut |_| {}).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(["train", "--config", "t.toml"])
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let waiting = format!("waiting for process {}", std::process::id());
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains(&waiting)) {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("train did not say it waits: {lines:?}"),
+        }
+    }
+    let cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
+    moirelab_synth::generate_locked(&lock, &cfg, false, &|_, _| {}, &[]).unwrap();
+    drop(lock);
+    let status = child.wait().unwrap();
+    lines.extend(rx.iter());
+    let text = lines.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("another process has just written"), "{text}");
+    assert!(!text.contains("generating data set"), "{text}");
+    assert_eq!(plan(d, &["--config", "t.toml"])["state"], "ready");
+}

@@ -2,6 +2,7 @@
 //! render-or-copy of every sample, the manifest and `dataset.json`, and the PNG helpers.
 
 use super::donor::Donor;
+use super::lock::{parent_and_name, WriteLock};
 use super::plan::{plan, spec_of, PlanEntry};
 use super::sample::{encode_mask_png, record_with, sample_from, stem};
 use super::{SHORTCUT_FLAG, SHORTCUT_HAIR};
@@ -131,7 +132,8 @@ pub fn generate(
 }
 
 /// [`generate`], copying every sample that one of `donors` already holds (first match wins;
-/// see [`Donor`]) instead of rendering it.
+/// see [`Donor`]) instead of rendering it. Waits while another process writes the same data
+/// set ([`WriteLock`]).
 pub fn generate_reusing(
     cfg: &GenConfig,
     out: &Path,
@@ -139,19 +141,23 @@ pub fn generate_reusing(
     progress: &(dyn Fn(usize, usize) + Sync),
     donors: &[Donor],
 ) -> Result<GenSummary, SynthError> {
+    let lock = WriteLock::acquire(out, &mut |_| {})?;
+    generate_locked(&lock, cfg, force, progress, donors)
+}
+
+/// [`generate_reusing`] into the folder `lock` is for, for a caller that took the lock itself
+/// (to look again, once it holds it, at whether the data set is still missing).
+pub fn generate_locked(
+    lock: &WriteLock,
+    cfg: &GenConfig,
+    force: bool,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    donors: &[Donor],
+) -> Result<GenSummary, SynthError> {
+    let out = lock.out();
     let entries = plan(cfg)?;
     let exists = check_output(out, force)?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| SynthError::Invalid {
-            what: "out".into(),
-            msg: format!("{} has no folder name", out.display()),
-        })?;
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let (parent, name) = parent_and_name(out)?;
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     remove_stale(parent, &name);
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));

@@ -4,6 +4,7 @@ mod dataset;
 mod errors;
 mod geometry;
 mod leakage;
+mod lock;
 
 use moirelab_synth::GenConfig;
 

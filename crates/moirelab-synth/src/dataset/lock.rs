@@ -1,0 +1,139 @@
+//! One writer per data set at a time. Two `train`s started together on the same missing data
+//! set, or a `gen-data --force` while a `train` generates that folder, would otherwise both
+//! render it, and the second rename into place fails (the folder is no longer empty) after
+//! minutes of work. The writer holds an advisory lock (`flock`) on `.<name>.lock` beside the
+//! data set; a second writer waits for it and can then see that the data set now exists.
+//!
+//! The lock file carries the holder's process id for the waiter's message, and the holder
+//! deletes it before it lets go, so nothing is left beside the data sets. A waiter that wakes
+//! up holding a lock on a file already deleted (its holder deleted it between the waiter's
+//! open and lock) opens the path again. The operating system releases the lock of a killed
+//! process, so a crash never leaves a data set locked. Where the file cannot be created or
+//! the file system has no locks, writing goes on unlocked, as it did before locks.
+
+use crate::SynthError;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The right to write the data set at [`WriteLock::out`], held until dropped.
+#[derive(Debug)]
+pub struct WriteLock {
+    out: PathBuf,
+    path: PathBuf,
+    /// `None` where no lock could be taken (see the module docs).
+    file: Option<File>,
+}
+
+impl WriteLock {
+    /// Takes the lock for writing the data set `out`, waiting while another process (or
+    /// thread) holds it. Before it waits, `waiting` is called once with the holder's process
+    /// id, when the lock file names one.
+    pub fn acquire(out: &Path, waiting: &mut dyn FnMut(Option<u32>)) -> Result<Self, SynthError> {
+        let (parent, name) = parent_and_name(out)?;
+        std::fs::create_dir_all(parent).map_err(|source| SynthError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+        let path = parent.join(format!(".{name}.lock"));
+        let unlocked = |path: PathBuf| Self {
+            out: out.to_path_buf(),
+            path,
+            file: None,
+        };
+        let mut told = false;
+        loop {
+            let Ok(mut file) = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+            else {
+                return Ok(unlocked(path));
+            };
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    if !told {
+                        told = true;
+                        waiting(holder(&path));
+                    }
+                    if file.lock().is_err() {
+                        return Ok(unlocked(path));
+                    }
+                }
+                Err(TryLockError::Error(_)) => return Ok(unlocked(path)),
+            }
+            if still_named(&file, &path) {
+                // Best effort: the id only serves the next waiter's message.
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| write!(file, "{}", std::process::id()));
+                return Ok(Self {
+                    out: out.to_path_buf(),
+                    path,
+                    file: Some(file),
+                });
+            }
+        }
+    }
+
+    /// The data set folder this lock is for.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Whether a lock is really held (false where the file system offers none).
+    pub fn is_held(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        // Delete first, then let go (closing the file releases the lock): a waiter that gets
+        // the lock afterwards finds the path gone and starts again on a fresh file.
+        if let Some(file) = self.file.take() {
+            let _ = std::fs::remove_file(&self.path);
+            drop(file);
+        }
+    }
+}
+
+/// `out`'s parent folder (`.` for a bare name) and its own name.
+pub(super) fn parent_and_name(out: &Path) -> Result<(&Path, String), SynthError> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| SynthError::Invalid {
+            what: "out".into(),
+            msg: format!("{} has no folder name", out.display()),
+        })?;
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((parent, name))
+}
+
+/// The process id the lock file at `path` names, if it names one.
+fn holder(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Whether `path` still names the open `file` (its holder may have deleted it meanwhile).
+#[cfg(unix)]
+fn still_named(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Elsewhere an open file cannot be deleted, so the path always names it.
+#[cfg(not(unix))]
+fn still_named(_file: &File, path: &Path) -> bool {
+    path.exists()
+}

@@ -1,0 +1,82 @@
+//! One writer per data set: a second writer of the same folder waits for the first and then
+//! sees what it wrote, and nothing is left beside the data set afterwards.
+
+use crate::tiny;
+use moirelab_synth::{generate_locked, generate_reusing, SynthError, WriteLock};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Names in `dir` other than the data sets themselves.
+fn hidden(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_second_lock_on_the_same_data_set_waits_for_the_first_and_names_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("set");
+    let first = WriteLock::acquire(&out, &mut |_| panic!("nobody holds it yet")).unwrap();
+    assert!(first.is_held());
+    assert_eq!(first.out(), out.as_path());
+    assert_eq!(hidden(dir.path()), [".set.lock"]);
+    // Another data set in the same folder is not held up.
+    let other = WriteLock::acquire(&dir.path().join("other"), &mut |_| panic!("not held"));
+    drop(other);
+
+    let (told, heard) = mpsc::channel();
+    let (done, finished) = mpsc::channel();
+    let waiter = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            let lock = WriteLock::acquire(&out, &mut |pid| told.send(pid).unwrap()).unwrap();
+            done.send(()).unwrap();
+            drop(lock);
+        })
+    };
+    // Told whom it waits for (this process), and still waiting a while later.
+    let holder = heard.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(holder, Some(std::process::id()));
+    assert!(finished.recv_timeout(Duration::from_millis(300)).is_err());
+    drop(first);
+    finished.recv_timeout(Duration::from_secs(30)).unwrap();
+    waiter.join().unwrap();
+    // Each holder deletes the lock file before it lets go.
+    assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+}
+
+/// Two writers of one missing data set: the second waits while the first writes it, then
+/// finds it written (no rename onto a full folder, no second copy rendered).
+#[test]
+fn a_writer_that_waited_finds_the_data_set_the_first_one_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("set");
+    let lock = WriteLock::acquire(&out, &mut |_| {}).unwrap();
+    let (told, heard) = mpsc::channel();
+    let second = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            let lock = WriteLock::acquire(&out, &mut |_| told.send(()).unwrap()).unwrap();
+            generate_locked(&lock, &tiny(4), false, &|_, _| {}, &[])
+        })
+    };
+    heard.recv_timeout(Duration::from_secs(30)).unwrap();
+    let summary = generate_locked(&lock, &tiny(4), false, &|_, _| {}, &[]).unwrap();
+    assert_eq!(summary.out, out);
+    drop(lock);
+    let err = second.join().unwrap().unwrap_err();
+    assert!(
+        matches!(&err, SynthError::OutputNotEmpty { path } if path == &out),
+        "{err}"
+    );
+    assert!(out.join("dataset.json").is_file());
+    assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+    // A forced rewrite takes the lock by itself and leaves nothing beside the data set.
+    generate_reusing(&tiny(4), &out, true, &|_, _| {}, &[]).unwrap();
+    assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+}
