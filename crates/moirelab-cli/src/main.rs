@@ -205,8 +205,9 @@ pub struct EvalArgs {
     /// Also break each row's errors down by a value of every image: a dotted path into its
     /// manifest params (screen.layout, camera.sensor-scale: the generator records its draws
     /// there) or groups.<attribute>. Numbers are binned at their quartiles, or at the edges
-    /// given as KEY=E1,E2,...; two to four distinct numbers (size) get a row each. Repeat for
-    /// more tables
+    /// given as KEY=E1,E2,...; two to four distinct numbers (size) get a row each. Numeric
+    /// paths combine with +, * and /; a name holding one of .+*/= goes in double quotes
+    /// (exif."f/number"). Repeat for more tables
     #[arg(long, value_name = "KEY[=EDGES]")]
     pub by: Vec<String>,
     /// Decide at this threshold (the attack score from which an image is called a screen)

@@ -51,66 +51,75 @@ struct Factor {
 
 impl SliceSpec {
     /// `camera.sensor-scale`, `camera.sensor-scale=1.5,2,2.5`, `groups.flag`, `a.x+a.y=1`,
-    /// `a.pitch/a.scale=0.45,0.9`. Edges must be finite and strictly increasing.
+    /// `a.pitch/a.scale=0.45,0.9`. Edges must be finite and strictly increasing. A name that
+    /// holds `.`, `+`, `*`, `/` or `=` itself is written in double quotes:
+    /// `exif."f/number"`, `"iso+gain"`.
     pub fn parse(s: &str) -> Result<SliceSpec, String> {
-        let (key, edges) = match s.split_once('=') {
-            Some((k, e)) => (k.trim(), Some(e)),
-            None => (s.trim(), None),
+        let bad_path = || {
+            format!(
+                "'{s}': give a dotted path into the images' params (e.g. screen.layout, \
+                 camera.sensor-scale) or groups.<attribute>, or numeric paths joined by \
+                 '+', '*' or '/', optionally =EDGE,EDGE,... (a name with one of .+*/= in it \
+                 in double quotes)"
+            )
         };
+        fn unquoted<'a>(
+            text: &'a str,
+            at: &[char],
+            whole: &str,
+        ) -> Result<Vec<(Option<char>, &'a str)>, String> {
+            split_unquoted(text, at)
+                .ok_or_else(|| format!("'{whole}': a double quote is not closed"))
+        }
+        // The key ends at the first `=` outside quotes; the edges are all that follows.
+        let halves = unquoted(s, &['='], s)?;
+        let key = halves[0].1;
+        let edges = (halves.len() > 1).then(|| &s[key.len() + 1..]);
+        let key = key.trim();
         // Sum of products: `+` binds loosest, `*` and `/` apply left to right.
         let mut terms: Vec<Vec<Factor>> = Vec::new();
-        for term in key.split('+') {
+        for (_, term) in unquoted(key, &['+'], s)? {
             let mut factors = Vec::new();
-            let mut divide = false;
-            let mut rest = term;
-            loop {
-                let cut = rest.find(['*', '/']).unwrap_or(rest.len());
-                let path = rest[..cut].trim();
-                if path.is_empty() || path.split('.').any(str::is_empty) {
-                    return Err(format!(
-                        "'{s}': give a dotted path into the images' params (e.g. screen.layout, \
-                         camera.sensor-scale) or groups.<attribute>, or numeric paths joined by \
-                         '+', '*' or '/', optionally =EDGE,EDGE,..."
-                    ));
-                }
-                factors.push(Factor {
-                    divide,
-                    path: path.split('.').map(str::to_string).collect(),
-                });
-                match rest[cut..].chars().next() {
-                    None => break,
-                    Some(op) => {
-                        divide = op == '/';
-                        rest = &rest[cut + 1..];
+            for (op, path) in unquoted(term, &['*', '/'], s)? {
+                let mut segments = Vec::new();
+                for (_, seg) in unquoted(path.trim(), &['.'], s)? {
+                    let name = match seg.strip_prefix('"') {
+                        Some(inner) => inner.strip_suffix('"').filter(|n| !n.contains('"')),
+                        None => (!seg.contains('"')).then_some(seg),
+                    };
+                    match name {
+                        Some(n) if !n.is_empty() => segments.push(n.to_string()),
+                        _ => return Err(bad_path()),
                     }
                 }
+                factors.push(Factor {
+                    divide: op == Some('/'),
+                    path: segments,
+                });
             }
             terms.push(factors);
         }
         let arithmetic = terms.len() > 1 || terms[0].len() > 1;
-        let source = match key.strip_prefix("groups.") {
-            Some(_) if arithmetic => {
-                return Err(format!(
-                    "'{key}': only numeric params can be combined with '+', '*' or '/', not groups"
-                ))
-            }
-            Some(g) if !g.contains('.') => Source::Group(g.to_string()),
-            Some(_) => {
-                return Err(format!(
-                    "'{key}': groups have one level (groups.<attribute>)"
-                ))
-            }
-            None if !arithmetic => Source::Param(terms.remove(0).remove(0).path),
-            None => {
-                if let Some(f) = terms.iter().flatten().find(|f| f.path[0] == "groups") {
+        let first = &terms[0][0].path;
+        let source = if first[0] == "groups" && !arithmetic {
+            match first.as_slice() {
+                [_, g] => Source::Group(g.clone()),
+                _ => {
                     return Err(format!(
-                        "'{key}': only numeric params can be combined with '+', '*' or '/', \
-                         not {}",
-                        f.path.join(".")
-                    ));
+                        "'{key}': groups have one level (groups.<attribute>)"
+                    ))
                 }
-                Source::Expr(terms)
             }
+        } else if !arithmetic {
+            Source::Param(terms.remove(0).remove(0).path)
+        } else {
+            if let Some(f) = terms.iter().flatten().find(|f| f.path[0] == "groups") {
+                return Err(format!(
+                    "'{key}': only numeric params can be combined with '+', '*' or '/', not {}",
+                    f.path.join(".")
+                ));
+            }
+            Source::Expr(terms)
         };
         let edges = match edges {
             None => None,
@@ -178,6 +187,36 @@ impl SliceSpec {
     }
 }
 
+/// `text` cut at each of the characters `at` that is outside double quotes, each piece with
+/// the character before it (`None` for the first); `None` when a quote is left open.
+fn split_unquoted<'a>(text: &'a str, at: &[char]) -> Option<Vec<(Option<char>, &'a str)>> {
+    let mut pieces = Vec::new();
+    let (mut quoted, mut start, mut before) = (false, 0, None);
+    for (i, c) in text.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && at.contains(&c) {
+            pieces.push((before, &text[start..i]));
+            before = Some(c);
+            start = i + c.len_utf8();
+        }
+    }
+    (!quoted).then(|| {
+        pieces.push((before, &text[start..]));
+        pieces
+    })
+}
+
+/// A params name as a key writes it: in double quotes when it holds a character that would
+/// otherwise cut it.
+fn key_segment(name: &str) -> String {
+    if name.is_empty() || name.contains(['.', '+', '*', '/', '=']) {
+        format!("\"{name}\"")
+    } else {
+        name.to_string()
+    }
+}
+
 /// The leaf paths of a record's params (and its groups as `groups.<attribute>`), to name
 /// what a key could have been.
 pub fn available_keys(rec: &ManifestRecord) -> Vec<String> {
@@ -186,9 +225,9 @@ pub fn available_keys(rec: &ManifestRecord) -> Vec<String> {
             Value::Object(m) => {
                 for (k, v) in m {
                     let p = if prefix.is_empty() {
-                        k.clone()
+                        key_segment(k)
                     } else {
-                        format!("{prefix}.{k}")
+                        format!("{prefix}.{}", key_segment(k))
                     };
                     walk(&p, v, out);
                 }

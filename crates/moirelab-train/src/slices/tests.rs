@@ -284,3 +284,39 @@ fn products_and_quotients_bind_tighter_than_sums_and_need_every_path() {
         assert!(e.contains(bad) || e.contains("groups"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn names_holding_operators_are_written_in_double_quotes() {
+    // A user's manifest with names that hold the key syntax's own characters.
+    let r = rec(
+        json!({"exif": {"f/number": 2.8, "iso+gain": 400, "v1.2": "a"}, "x*y": 3, "a=b": 1}),
+        &[],
+    );
+    let v = |key: &str| SliceSpec::parse(key).unwrap().value(&r);
+    assert_eq!(v("exif.\"f/number\""), Some(json!(2.8)));
+    assert_eq!(v("exif.\"iso+gain\""), Some(json!(400)));
+    assert_eq!(v("exif.\"v1.2\""), Some(json!("a")));
+    assert_eq!(v("\"a=b\""), Some(json!(1)));
+    // Operators outside the quotes still combine.
+    assert_eq!(v("\"x*y\" * exif.\"f/number\""), Some(json!(3.0 * 2.8)));
+    assert_eq!(v("exif.\"iso+gain\"+\"x*y\""), Some(json!(403.0)));
+    let spec = SliceSpec::parse("exif.\"f/number\"=2,4").unwrap();
+    assert_eq!(spec.key, "exif.\"f/number\"");
+    assert_eq!(spec.edges, Some(vec![2.0, 4.0]));
+    // Unquoted, the same text means arithmetic on other names.
+    assert_eq!(v("exif.f/number"), None);
+    // The key list writes such names the way a key must.
+    assert_eq!(
+        available_keys(&r),
+        [
+            "\"a=b\"",
+            "exif.\"f/number\"",
+            "exif.\"iso+gain\"",
+            "exif.\"v1.2\"",
+            "\"x*y\""
+        ]
+    );
+    for bad in ["exif.\"f/number", "\"\"", "ex\"if\".a", "a.\"b\"c", "\"a=1"] {
+        assert!(SliceSpec::parse(bad).is_err(), "{bad} was accepted");
+    }
+}
