@@ -275,6 +275,15 @@ impl TrainConfig {
                 self.warmup_epochs
             ));
         }
+        // A warm-up as long as the run never reaches train.lr, and the schedule after it
+        // never starts: a typo (or epochs cut short), not a plan.
+        if self.warmup_epochs >= f64::from(self.epochs) {
+            return err(format!(
+                "train.warmup-epochs = {} must be below train.epochs = {} (the learning rate \
+                 would never reach train.lr)",
+                self.warmup_epochs, self.epochs
+            ));
+        }
         if self.step_epochs == 0 {
             return err("train.step-epochs must be >= 1".into());
         }
@@ -383,6 +392,22 @@ mod tests {
             .unwrap_err()
             .0
             .contains("val.balanced-accuracy"));
+    }
+
+    #[test]
+    fn a_warm_up_must_end_before_the_last_epoch() {
+        let c: TrainConfig = toml::from_str("epochs = 12\nwarmup-epochs = 11.5").unwrap();
+        c.validate().unwrap();
+        for bad in ["12", "100"] {
+            let c: TrainConfig =
+                toml::from_str(&format!("epochs = 12\nwarmup-epochs = {bad}")).unwrap();
+            let e = c.validate().unwrap_err().0;
+            assert!(
+                e.starts_with(&format!("train.warmup-epochs = {bad} must be below")),
+                "{e}"
+            );
+            assert!(e.contains("train.epochs = 12"), "{e}");
+        }
     }
 
     #[test]
