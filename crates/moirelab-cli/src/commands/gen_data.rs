@@ -169,6 +169,14 @@ pub enum DataState {
 /// alone, except that a config naming knobs must get a data set made with exactly those.
 pub fn data_state(loaded: &Loaded) -> Result<DataState> {
     let root = &loaded.config.data.root;
+    if root.exists() && !root.is_dir() {
+        bail!(
+            "{}: data.root = {} is a file, not a folder (a CSV/JSONL manifest goes in \
+             data.manifest, with its folder as data.root)",
+            loaded.path.display(),
+            root.display()
+        );
+    }
     let meta_path = root.join(moirelab_core::dataset_format::DATASET_JSON);
     if !meta_path.is_file() {
         return Ok(match (&loaded.preset, root.is_dir()) {

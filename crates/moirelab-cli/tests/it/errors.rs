@@ -55,6 +55,30 @@ fn missing_data_root_is_a_clear_error_and_writes_no_run() {
     assert!(!dir.path().join("runs").exists());
 }
 
+/// A file where the data set's folder should be: named as a file (it used to be called
+/// missing, or, with a preset, written over with a generated data set that then failed).
+#[test]
+fn a_data_root_that_is_a_file_is_named_as_one_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("labels.csv"), "path,label\n").unwrap();
+    for preset in ["", "preset = \"tiny\"\n"] {
+        std::fs::write(
+            dir.path().join("c.toml"),
+            format!("[data]\nroot = \"labels.csv\"\n{preset}"),
+        )
+        .unwrap();
+        for args in [
+            &["train", "--config", "c.toml"][..],
+            &["data", "plan", "--config", "c.toml"],
+        ] {
+            let o = moirelab(dir.path(), args);
+            assert_one_line_error(&o, &["data.root = labels.csv is a file", "data.manifest"]);
+        }
+        assert!(!dir.path().join("runs").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}
+
 #[test]
 fn unknown_preset_lists_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();
