@@ -77,6 +77,10 @@ pub(crate) fn region_bit(name: &str) -> u16 {
         .map_or(0, |i| 1u16 << i)
 }
 
+fn holder_text(holder: Option<u32>) -> String {
+    holder.map_or("another process".into(), |pid| format!("process {pid}"))
+}
+
 /// Errors of the generator. Messages are one line and name the offending key, file or value.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
@@ -104,6 +108,11 @@ pub enum SynthError {
     IndexOutOfRange { index: usize, count: usize },
     #[error("{path}: output folder exists and is not empty (use force to replace it)")]
     OutputNotEmpty { path: std::path::PathBuf },
+    #[error("{path}: stopped waiting for {} to finish writing it", holder_text(*.holder))]
+    StoppedWaiting {
+        path: std::path::PathBuf,
+        holder: Option<u32>,
+    },
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

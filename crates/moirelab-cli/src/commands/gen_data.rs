@@ -7,6 +7,7 @@ use crate::GenDataArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
     let mut cfg = moirelab_synth::GenConfig::preset(&a.preset)?;
@@ -51,7 +52,7 @@ pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
             ),
         }
     }
-    let lock = lock_data_set(&a.out, &|m| eprintln!("{m}"))?;
+    let lock = lock_data_set(&a.out, &|m| eprintln!("{m}"), None)?;
     let summary = generate_with_progress(&lock, &cfg, a.force, &donors)?;
     for (split, labels) in &summary.counts {
         let per: Vec<String> = labels.iter().map(|(l, n)| format!("{l}={n}")).collect();
@@ -66,21 +67,29 @@ pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
 }
 
 /// The right to write the data set `out`, waiting (and saying so once through `say`) while
-/// another `gen-data` or `train` writes it.
-pub fn lock_data_set(out: &Path, say: &dyn Fn(&str)) -> Result<moirelab_synth::WriteLock> {
+/// another `gen-data` or `train` writes it, until `stop` is set.
+pub fn lock_data_set(
+    out: &Path,
+    say: &dyn Fn(&str),
+    stop: Option<&AtomicBool>,
+) -> Result<moirelab_synth::WriteLock> {
+    let mut told = false;
     let lock = moirelab_synth::WriteLock::acquire(out, &mut |holder| {
-        say(&match holder {
-            Some(pid) => format!(
-                "waiting for process {pid}, which is writing the data set {}",
-                out.display()
-            ),
-            None => format!(
-                "waiting for another process writing the data set {}",
-                out.display()
-            ),
-        })
-    })
-    .with_context(|| format!("data set {}", out.display()))?;
+        if !told {
+            told = true;
+            say(&match holder {
+                Some(pid) => format!(
+                    "waiting for process {pid}, which is writing the data set {}",
+                    out.display()
+                ),
+                None => format!(
+                    "waiting for another process writing the data set {}",
+                    out.display()
+                ),
+            });
+        }
+        !stop.is_some_and(|s| s.load(Ordering::SeqCst))
+    })?;
     Ok(lock)
 }
 
@@ -207,8 +216,12 @@ pub fn data_state(loaded: &Loaded) -> Result<DataState> {
 
 /// Make sure `data.root` exists, generating it from `data.preset` (and `[data.knobs]`) when it
 /// is missing or stale ([`data_state`]). While another process writes the same folder it
-/// waits, then looks again: the other one may have just made it.
-pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()> {
+/// waits (until `stop` is set), then looks again: the other one may have just made it.
+pub fn ensure_data(
+    loaded: &Loaded,
+    reporter: Option<&CliReporter>,
+    stop: Option<&AtomicBool>,
+) -> Result<()> {
     let root = &loaded.config.data.root;
     let say = |msg: &str| match reporter {
         Some(r) => r.line(msg),
@@ -217,7 +230,7 @@ pub fn ensure_data(loaded: &Loaded, reporter: Option<&CliReporter>) -> Result<()
     if write_needed(loaded)?.is_none() {
         return Ok(());
     }
-    let lock = lock_data_set(root, &say)?;
+    let lock = lock_data_set(root, &say, stop)?;
     let Some(force) = write_needed(loaded)? else {
         say(&format!(
             "using the data set {} that another process has just written",

@@ -112,7 +112,7 @@ pub fn train_from_config(
     moirelab_core::run::check_run_name(&name)
         .map_err(|e| anyhow!("{e}; pass a plain folder name with --name"))?;
     let mut reporter = CliReporter::new(loaded.config.train.log_every);
-    ensure_data(&loaded, Some(&reporter))?;
+    ensure_data(&loaded, Some(&reporter), Some(stop))?;
     absolutize_root(&mut loaded)?;
     let runs_dir = runs_dir
         .map(Path::to_path_buf)

@@ -46,7 +46,7 @@ fn prepare_data(cells: &[config::Loaded]) -> Result<()> {
         let root = l.config.data.root.as_path();
         if !seen.contains(&root) {
             seen.push(root);
-            commands::ensure_data(l, None)?;
+            commands::ensure_data(l, None, None)?;
         }
     }
     Ok(())

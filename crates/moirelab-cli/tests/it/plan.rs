@@ -161,18 +161,9 @@ fn a_data_set_from_another_generator_version_is_stale_and_train_regenerates_it()
     assert_eq!(plan(d, &["--config", "t.toml"])["state"], "ready");
 }
 
-/// A `train` started while another process writes its data set says whom it waits for,
-/// waits, and then trains on what that one wrote instead of rendering it a second time (which
-/// used to fail at the end: the folder was no longer empty).
-#[test]
-fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
+/// `moirelab train --config t.toml` in `d`, its stderr lines sent down the channel.
+fn spawn_train(d: &std::path::Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("t.toml"), TINY).unwrap();
-    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
-    // This test process is the other writer.
-    let lock = moirelab_synth::WriteLock::acquire(&root, &mut |_| {}).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
         .args(["train", "--config", "t.toml"])
         .current_dir(d)
@@ -188,14 +179,34 @@ fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
             let _ = tx.send(line);
         }
     });
-    let waiting = format!("waiting for process {}", std::process::id());
+    (child, rx)
+}
+
+/// Lines from `rx` until one contains `needle` (all of them, that one last).
+fn lines_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
     let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.contains(&waiting)) {
+    while !lines.iter().any(|l: &String| l.contains(needle)) {
         match rx.recv_timeout(std::time::Duration::from_secs(120)) {
             Ok(line) => lines.push(line),
-            Err(_) => panic!("train did not say it waits: {lines:?}"),
+            Err(_) => panic!("no line with '{needle}': {lines:?}"),
         }
     }
+    lines
+}
+
+/// A `train` started while another process writes its data set says whom it waits for,
+/// waits, and then trains on what that one wrote instead of rendering it a second time (which
+/// used to fail at the end: the folder was no longer empty).
+#[test]
+fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), TINY).unwrap();
+    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
+    // This test process is the other writer.
+    let lock = moirelab_synth::WriteLock::acquire(&root, &mut |_| true).unwrap();
+    let (mut child, rx) = spawn_train(d);
+    let mut lines = lines_until(&rx, &format!("waiting for process {}", std::process::id()));
     let cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
     moirelab_synth::generate_locked(&lock, &cfg, false, &|_, _| {}, &[]).unwrap();
     drop(lock);
@@ -206,4 +217,48 @@ fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
     assert!(text.contains("another process has just written"), "{text}");
     assert!(!text.contains("generating data set"), "{text}");
     assert_eq!(plan(d, &["--config", "t.toml"])["state"], "ready");
+}
+
+/// Ctrl-C while `train` waits for another writer stops it at once with one line naming that
+/// writer, and no run folder: it never hangs behind a writer that does not finish.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_train_waits_for_a_writer_stops_it_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), TINY).unwrap();
+    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
+    let lock = moirelab_synth::WriteLock::acquire(&root, &mut |_| true).unwrap();
+    let (mut child, rx) = spawn_train(d);
+    let pid = std::process::id();
+    let mut lines = lines_until(&rx, &format!("waiting for process {pid}"));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("train still waits a minute after Ctrl-C: {lines:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    lines.extend(rx.iter());
+    assert!(!status.success(), "{lines:?}");
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("error: ")
+            && last.ends_with(&format!(
+                "stopped waiting for process {pid} to finish writing it"
+            )),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
+    assert!(!d.join("runs").exists());
+    drop(lock);
 }

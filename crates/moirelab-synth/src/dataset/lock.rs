@@ -2,12 +2,13 @@
 //! set, or a `gen-data --force` while a `train` generates that folder, would otherwise both
 //! render it, and the second rename into place fails (the folder is no longer empty) after
 //! minutes of work. The writer holds an advisory lock (`flock`) on `.<name>.lock` beside the
-//! data set; a second writer waits for it and can then see that the data set now exists.
+//! data set; a second writer tries it again every 0.1 s (so that its caller can give up, on
+//! Ctrl-C) and can then see that the data set now exists.
 //!
 //! The lock file carries the holder's process id for the waiter's message, and the holder
-//! deletes it before it lets go, so nothing is left beside the data sets. A waiter that wakes
-//! up holding a lock on a file already deleted (its holder deleted it between the waiter's
-//! open and lock) opens the path again. The operating system releases the lock of a killed
+//! deletes it before it lets go, so nothing is left beside the data sets. A writer that gets
+//! the lock on a file already deleted (its holder deleted it between this writer's open and
+//! lock) opens the path again. The operating system releases the lock of a killed
 //! process, so a crash never leaves a data set locked. Where the file cannot be created or
 //! the file system has no locks, writing goes on unlocked, as it did before locks.
 
@@ -26,10 +27,18 @@ pub struct WriteLock {
 }
 
 impl WriteLock {
+    /// How often a waiting writer tries the lock again.
+    pub const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
     /// Takes the lock for writing the data set `out`, waiting while another process (or
-    /// thread) holds it. Before it waits, `waiting` is called once with the holder's process
-    /// id, when the lock file names one.
-    pub fn acquire(out: &Path, waiting: &mut dyn FnMut(Option<u32>)) -> Result<Self, SynthError> {
+    /// thread) holds it. While it waits, `waiting` is called every [`WriteLock::POLL`] with
+    /// the holder's process id (when the lock file names one); it returns `false` to stop
+    /// waiting, and then the result is [`SynthError::StoppedWaiting`] (a Ctrl-C must not
+    /// hang behind a writer that never finishes).
+    pub fn acquire(
+        out: &Path,
+        waiting: &mut dyn FnMut(Option<u32>) -> bool,
+    ) -> Result<Self, SynthError> {
         let (parent, name) = parent_and_name(out)?;
         std::fs::create_dir_all(parent).map_err(|source| SynthError::Io {
             path: parent.to_path_buf(),
@@ -41,7 +50,6 @@ impl WriteLock {
             path,
             file: None,
         };
-        let mut told = false;
         loop {
             let Ok(mut file) = OpenOptions::new()
                 .read(true)
@@ -55,13 +63,15 @@ impl WriteLock {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
-                    if !told {
-                        told = true;
-                        waiting(holder(&path));
+                    let holder = holder(&path);
+                    if !waiting(holder) {
+                        return Err(SynthError::StoppedWaiting {
+                            path: out.to_path_buf(),
+                            holder,
+                        });
                     }
-                    if file.lock().is_err() {
-                        return Ok(unlocked(path));
-                    }
+                    std::thread::sleep(Self::POLL);
+                    continue;
                 }
                 Err(TryLockError::Error(_)) => return Ok(unlocked(path)),
             }

@@ -141,7 +141,7 @@ pub fn generate_reusing(
     progress: &(dyn Fn(usize, usize) + Sync),
     donors: &[Donor],
 ) -> Result<GenSummary, SynthError> {
-    let lock = WriteLock::acquire(out, &mut |_| {})?;
+    let lock = WriteLock::acquire(out, &mut |_| true)?;
     generate_locked(&lock, cfg, force, progress, donors)
 }
 

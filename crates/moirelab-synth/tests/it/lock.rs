@@ -34,7 +34,7 @@ fn a_second_lock_on_the_same_data_set_waits_for_the_first_and_names_its_holder()
     let waiter = {
         let out = out.clone();
         std::thread::spawn(move || {
-            let lock = WriteLock::acquire(&out, &mut |pid| told.send(pid).unwrap()).unwrap();
+            let lock = WriteLock::acquire(&out, &mut |pid| told.send(pid).is_ok()).unwrap();
             done.send(()).unwrap();
             drop(lock);
         })
@@ -56,12 +56,16 @@ fn a_second_lock_on_the_same_data_set_waits_for_the_first_and_names_its_holder()
 fn a_writer_that_waited_finds_the_data_set_the_first_one_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("set");
-    let lock = WriteLock::acquire(&out, &mut |_| {}).unwrap();
+    let lock = WriteLock::acquire(&out, &mut |_| true).unwrap();
     let (told, heard) = mpsc::channel();
     let second = {
         let out = out.clone();
         std::thread::spawn(move || {
-            let lock = WriteLock::acquire(&out, &mut |_| told.send(()).unwrap()).unwrap();
+            let lock = WriteLock::acquire(&out, &mut |_| {
+                let _ = told.send(());
+                true
+            })
+            .unwrap();
             generate_locked(&lock, &tiny(4), false, &|_, _| {}, &[])
         })
     };
@@ -79,4 +83,36 @@ fn a_writer_that_waited_finds_the_data_set_the_first_one_wrote() {
     // A forced rewrite takes the lock by itself and leaves nothing beside the data set.
     generate_reusing(&tiny(4), &out, true, &|_, _| {}, &[]).unwrap();
     assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+}
+
+/// A waiter whose caller gives up (Ctrl-C) gets an error naming the holder, and the holder's
+/// lock is untouched.
+#[test]
+fn a_waiter_that_gives_up_names_the_holder_and_leaves_its_lock_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("set");
+    let held = WriteLock::acquire(&out, &mut |_| true).unwrap();
+    let mut polls = 0;
+    let err = WriteLock::acquire(&out, &mut |_| {
+        polls += 1;
+        polls < 3
+    })
+    .unwrap_err();
+    assert_eq!(polls, 3);
+    assert!(
+        matches!(&err, SynthError::StoppedWaiting { path, holder }
+            if path == &out && *holder == Some(std::process::id())),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: stopped waiting for process {} to finish writing it",
+            out.display(),
+            std::process::id()
+        )
+    );
+    assert_eq!(hidden(dir.path()), [".set.lock"]);
+    drop(held);
+    assert!(hidden(dir.path()).is_empty());
 }
