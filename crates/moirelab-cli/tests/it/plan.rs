@@ -194,19 +194,45 @@ fn lines_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<Stri
     lines
 }
 
+/// A tiny config's data set held by this test process (as another writer would), and a
+/// `train` of that config started behind it, read until it says that it waits for us.
+struct BehindAWriter {
+    dir: tempfile::TempDir,
+    lock: moirelab_synth::WriteLock,
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+fn train_behind_a_writer() -> BehindAWriter {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), TINY).unwrap();
+    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
+    let lock = moirelab_synth::WriteLock::acquire(&root, &mut |_| true).unwrap();
+    let (child, rx) = spawn_train(d);
+    let lines = lines_until(&rx, &format!("waiting for process {}", std::process::id()));
+    BehindAWriter {
+        dir,
+        lock,
+        child,
+        rx,
+        lines,
+    }
+}
+
 /// A `train` started while another process writes its data set says whom it waits for,
 /// waits, and then trains on what that one wrote instead of rendering it a second time (which
 /// used to fail at the end: the folder was no longer empty).
 #[test]
 fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("t.toml"), TINY).unwrap();
-    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
-    // This test process is the other writer.
-    let lock = moirelab_synth::WriteLock::acquire(&root, &mut |_| true).unwrap();
-    let (mut child, rx) = spawn_train(d);
-    let mut lines = lines_until(&rx, &format!("waiting for process {}", std::process::id()));
+    let BehindAWriter {
+        dir,
+        lock,
+        mut child,
+        rx,
+        mut lines,
+    } = train_behind_a_writer();
     let cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
     moirelab_synth::generate_locked(&lock, &cfg, false, &|_, _| {}, &[]).unwrap();
     drop(lock);
@@ -216,7 +242,7 @@ fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
     assert!(status.success(), "{text}");
     assert!(text.contains("another process has just written"), "{text}");
     assert!(!text.contains("generating data set"), "{text}");
-    assert_eq!(plan(d, &["--config", "t.toml"])["state"], "ready");
+    assert_eq!(plan(dir.path(), &["--config", "t.toml"])["state"], "ready");
 }
 
 /// Ctrl-C while `train` waits for another writer stops it at once with one line naming that
@@ -224,14 +250,14 @@ fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_while_train_waits_for_a_writer_stops_it_in_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("t.toml"), TINY).unwrap();
-    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
-    let lock = moirelab_synth::WriteLock::acquire(&root, &mut |_| true).unwrap();
-    let (mut child, rx) = spawn_train(d);
+    let BehindAWriter {
+        dir,
+        lock,
+        mut child,
+        rx,
+        mut lines,
+    } = train_behind_a_writer();
     let pid = std::process::id();
-    let mut lines = lines_until(&rx, &format!("waiting for process {pid}"));
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -259,6 +285,6 @@ fn ctrl_c_while_train_waits_for_a_writer_stops_it_in_one_line() {
         "{lines:?}"
     );
     assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
-    assert!(!d.join("runs").exists());
+    assert!(!dir.path().join("runs").exists());
     drop(lock);
 }
