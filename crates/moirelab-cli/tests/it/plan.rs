@@ -226,23 +226,20 @@ fn train_behind_a_writer() -> BehindAWriter {
 /// used to fail at the end: the folder was no longer empty).
 #[test]
 fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
-    let BehindAWriter {
-        dir,
-        lock,
-        mut child,
-        rx,
-        mut lines,
-    } = train_behind_a_writer();
+    let mut t = train_behind_a_writer();
     let cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
-    moirelab_synth::generate_locked(&lock, &cfg, false, &|_, _| {}, &[]).unwrap();
-    drop(lock);
-    let status = child.wait().unwrap();
-    lines.extend(rx.iter());
-    let text = lines.join("\n");
+    moirelab_synth::generate_locked(&t.lock, &cfg, false, &|_, _| {}, &[]).unwrap();
+    drop(t.lock);
+    let status = t.child.wait().unwrap();
+    t.lines.extend(t.rx.iter());
+    let text = t.lines.join("\n");
     assert!(status.success(), "{text}");
     assert!(text.contains("another process has just written"), "{text}");
     assert!(!text.contains("generating data set"), "{text}");
-    assert_eq!(plan(dir.path(), &["--config", "t.toml"])["state"], "ready");
+    assert_eq!(
+        plan(t.dir.path(), &["--config", "t.toml"])["state"],
+        "ready"
+    );
 }
 
 /// Ctrl-C while `train` waits for another writer stops it at once with one line naming that
@@ -250,41 +247,40 @@ fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_while_train_waits_for_a_writer_stops_it_in_one_line() {
-    let BehindAWriter {
-        dir,
-        lock,
-        mut child,
-        rx,
-        mut lines,
-    } = train_behind_a_writer();
+    let mut t = train_behind_a_writer();
     let pid = std::process::id();
     let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &t.child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = t.child.try_wait().unwrap() {
             break status;
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("train still waits a minute after Ctrl-C: {lines:?}");
+            let _ = t.child.kill();
+            panic!("train still waits a minute after Ctrl-C: {:?}", t.lines);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    lines.extend(rx.iter());
-    assert!(!status.success(), "{lines:?}");
-    let last = lines.last().unwrap();
+    t.lines.extend(t.rx.iter());
+    assert!(!status.success(), "{:?}", t.lines);
+    let last = t.lines.last().unwrap();
     assert!(
         last.starts_with("error: ")
             && last.ends_with(&format!(
                 "stopped waiting for process {pid} to finish writing it"
             )),
-        "{lines:?}"
+        "{:?}",
+        t.lines
     );
-    assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
-    assert!(!dir.path().join("runs").exists());
-    drop(lock);
+    assert!(
+        !t.lines.iter().any(|l| l.contains("panicked")),
+        "{:?}",
+        t.lines
+    );
+    assert!(!t.dir.path().join("runs").exists());
+    drop(t.lock);
 }
