@@ -2,14 +2,17 @@
 //!
 //! This crate owns the *formats* that several crates read or write: the data-set files
 //! (`dataset.json`, `manifest.jsonl`, region-mask encoding), the run-folder records
-//! (`metrics.jsonl` lines, `probes.json`, `meta.json`), atomic file writes, and the small
-//! seeded RNG every stochastic component uses so results do not depend on a third-party
-//! RNG crate's version, and the JPEG model (the lossy steps of a 4:4:4 or 4:2:0 round trip)
-//! that the generator's camera and `eval --perturb` share, and the CSV quoting rule. It owns no I/O policy beyond "write to a temp file, then rename",
-//! and it never prints.
+//! (`metrics.jsonl` lines, `probes.json`, `meta.json`), atomic file writes, the small seeded
+//! RNG every stochastic component uses so results do not depend on a third-party RNG crate's
+//! version, the JPEG model (the lossy steps of a 4:4:4 or 4:2:0 round trip) that the
+//! generator's camera and `eval --perturb` share, and the CSV quoting rule. Its only I/O
+//! policies are "write to a temp file, then rename" and the data-set folder locks of
+//! `dirlock` (readers share a folder, a writer replacing it must have it alone). It never
+//! prints.
 
 pub mod csv;
 pub mod dataset_format;
+pub mod dirlock;
 pub mod fsio;
 pub mod jpeg;
 pub mod mask;

@@ -11,6 +11,7 @@ use crate::validate::assemble_report;
 use crate::{normalize_into, DataError, Perturbation};
 use image::RgbImage;
 use moirelab_core::dataset_format::{DatasetMeta, ManifestRecord, RegionMasks};
+use moirelab_core::dirlock::{self, ReadGuard};
 use moirelab_core::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,9 @@ pub struct Dataset {
     /// The shortcut attribute aligned/conflicting accuracy is keyed to (see
     /// [`Dataset::primary_shortcut`]).
     primary: Option<String>,
+    /// A shared lock on the data-set folder while this value lives, so that no writer
+    /// replaces the folder under a reader (`moirelab_core::dirlock`).
+    _reading: Option<ReadGuard>,
 }
 
 /// See [`Dataset::primary_shortcut`].
@@ -133,6 +137,13 @@ impl Dataset {
     ) -> Result<Dataset, DataError> {
         cfg.validate()?;
         let root = resolve_root(cfg, base_dir);
+        let reading = dirlock::read_guard(&root).map_err(|busy| DataError::Layout {
+            root: root.clone(),
+            msg: format!(
+                "{} is replacing this data set right now; run again once it has finished",
+                busy.holders_text()
+            ),
+        })?;
         let src = source::read_source_for(cfg, &root, eval)?;
         let dir = match &cfg.cache_dir {
             Some(d) if d.is_absolute() => Some(d.clone()),
@@ -218,6 +229,7 @@ impl Dataset {
             splits: BTreeMap::new(),
             report,
             primary: None,
+            _reading: reading,
         };
         // The report lists what was skipped; those records are left out here.
         for (i, (rec, it)) in src.records.into_iter().zip(items).enumerate() {

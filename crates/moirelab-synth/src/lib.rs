@@ -77,10 +77,6 @@ pub(crate) fn region_bit(name: &str) -> u16 {
         .map_or(0, |i| 1u16 << i)
 }
 
-fn holder_text(holder: Option<u32>) -> String {
-    holder.map_or("another process".into(), |pid| format!("process {pid}"))
-}
-
 /// Errors of the generator. Messages are one line and name the offending key, file or value.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
@@ -108,10 +104,16 @@ pub enum SynthError {
     IndexOutOfRange { index: usize, count: usize },
     #[error("{path}: output folder exists and is not empty (use force to replace it)")]
     OutputNotEmpty { path: std::path::PathBuf },
-    #[error("{path}: stopped waiting for {} to finish writing it", holder_text(*.holder))]
+    #[error("{path}: stopped waiting for {} to finish writing it", moirelab_core::dirlock::process_text(*.holder))]
     StoppedWaiting {
         path: std::path::PathBuf,
         holder: Option<u32>,
+    },
+    /// An existing data set that `force` would replace is being read; `readers` names them.
+    #[error("{path}: not replaced: {readers} is reading this data set (stop it first, or write the new one into another folder)")]
+    InUse {
+        path: std::path::PathBuf,
+        readers: String,
     },
     #[error("{path}: {source}")]
     Io {

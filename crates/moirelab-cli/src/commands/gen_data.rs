@@ -77,16 +77,11 @@ pub fn lock_data_set(
     let lock = moirelab_synth::WriteLock::acquire(out, &mut |holder| {
         if !told {
             told = true;
-            say(&match holder {
-                Some(pid) => format!(
-                    "waiting for process {pid}, which is writing the data set {}",
-                    out.display()
-                ),
-                None => format!(
-                    "waiting for another process writing the data set {}",
-                    out.display()
-                ),
-            });
+            say(&format!(
+                "waiting for {}, which is writing the data set {}",
+                moirelab_core::dirlock::process_text(holder),
+                out.display()
+            ));
         }
         !stop.is_some_and(|s| s.load(Ordering::SeqCst))
     })?;

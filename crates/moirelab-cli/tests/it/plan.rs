@@ -284,3 +284,45 @@ fn ctrl_c_while_train_waits_for_a_writer_stops_it_in_one_line() {
     assert!(!t.dir.path().join("runs").exists());
     drop(t.lock);
 }
+
+/// `gen-data --force` on the data set a running `train` reads is refused in one line that
+/// names the train's process, and the data set stays as the train found it (it used to be
+/// replaced under the run, which then read the new masks beside the old images).
+#[cfg(target_os = "linux")]
+#[test]
+fn gen_data_force_does_not_replace_the_data_set_of_a_running_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("t.toml"),
+        TINY.replace("epochs = 1", "epochs = 100000"),
+    )
+    .unwrap();
+    let root = plan(d, &["--config", "t.toml"])["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut child, rx) = spawn_train(d);
+    let lines = lines_until(&rx, "epoch=1 ");
+    let manifest = d.join(&root).join("manifest.jsonl");
+    let before = std::fs::read(&manifest).unwrap();
+    let o = moirelab(
+        d,
+        &[
+            "gen-data", "--preset", "tiny", "--out", &root, "--seed", "9", "--force",
+        ],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "not replaced: process {} is reading this data set",
+            child.id()
+        )),
+        "{err}\n{lines:?}"
+    );
+    assert_eq!(std::fs::read(&manifest).unwrap(), before);
+}

@@ -268,3 +268,35 @@ fn configured_class_order_and_attack_class_win_and_unknown_labels_are_errors() {
         "{e}"
     );
 }
+
+/// A data set is read under a shared lock on its folder, held as long as the `Dataset`
+/// lives: a writer cannot replace it meanwhile, and a data set that a writer is replacing
+/// right now is not opened (its files would be half old, half new).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_data_set_is_read_under_a_lock_that_keeps_writers_out() {
+    use moirelab_core::dirlock::{read_guard, replace_guard};
+    let dir = tempfile::tempdir().unwrap();
+    moirelab_set(dir.path(), 3, true);
+    let c = cfg(dir.path());
+    let ds = Dataset::open(&c, Path::new("/")).unwrap();
+    assert!(
+        replace_guard(dir.path()).is_err(),
+        "read while the Dataset lives"
+    );
+    let again = Dataset::open(&c, Path::new("/")).unwrap();
+    drop((ds, again));
+    let writing = replace_guard(dir.path()).unwrap();
+    assert!(writing.is_some());
+    let err = Dataset::open(&c, Path::new("/")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: this process is replacing this data set right now; run again once it has finished",
+            dir.path().display()
+        )
+    );
+    drop(writing);
+    assert!(read_guard(dir.path()).unwrap().is_some());
+    Dataset::open(&c, Path::new("/")).unwrap();
+}

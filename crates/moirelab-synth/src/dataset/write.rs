@@ -157,6 +157,16 @@ pub fn generate_locked(
     let out = lock.out();
     let entries = plan(cfg)?;
     let exists = check_output(out, force)?;
+    // Before minutes of rendering: a data set that a running train or eval reads is not
+    // replaced under it. Held until the old folder is gone.
+    let _replacing = if exists {
+        moirelab_core::dirlock::replace_guard(out).map_err(|busy| SynthError::InUse {
+            path: out.to_path_buf(),
+            readers: busy.holders_text(),
+        })?
+    } else {
+        None
+    };
     let (parent, name) = parent_and_name(out)?;
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     remove_stale(parent, &name);

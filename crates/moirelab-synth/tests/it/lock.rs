@@ -116,3 +116,42 @@ fn a_waiter_that_gives_up_names_the_holder_and_leaves_its_lock_alone() {
     drop(held);
     assert!(hidden(dir.path()).is_empty());
 }
+
+/// A forced rewrite of a data set that another process reads (a running train) is refused
+/// before any rendering, names the reader, and leaves the data set and its folder as they
+/// were; once the reader is gone the rewrite goes through.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_forced_rewrite_leaves_a_data_set_that_is_being_read_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("set");
+    generate_reusing(&tiny(4), &out, false, &|_, _| {}, &[]).unwrap();
+    let before = std::fs::read(out.join("manifest.jsonl")).unwrap();
+    let reading = moirelab_core::dirlock::read_guard(&out).unwrap();
+    assert!(reading.is_some());
+    let mut other = tiny(4);
+    other.seed += 1;
+    let rendered = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |_: usize, _: usize| {
+        rendered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    };
+    let err = generate_reusing(&other, &out, true, &progress, &[]).unwrap_err();
+    assert!(
+        matches!(&err, SynthError::InUse { path, .. } if path == &out),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: not replaced: this process is reading this data set (stop it first, or write \
+             the new one into another folder)",
+            out.display()
+        )
+    );
+    assert_eq!(rendered.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(std::fs::read(out.join("manifest.jsonl")).unwrap(), before);
+    assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+    drop(reading);
+    generate_reusing(&other, &out, true, &|_, _| {}, &[]).unwrap();
+    assert_ne!(std::fs::read(out.join("manifest.jsonl")).unwrap(), before);
+}
