@@ -168,9 +168,10 @@ pub fn holders_in(table: &str, dev: u64, ino: u64) -> Vec<u32> {
     pids
 }
 
-/// Whether `path` still names the open `file` (a writer may have renamed it away meanwhile).
+/// Whether `path` still names the open `file` (a writer may have renamed or deleted it
+/// meanwhile).
 #[cfg(unix)]
-fn still_named(file: &File, path: &Path) -> bool {
+pub fn still_named(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::metadata(path)) {
         (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
@@ -178,8 +179,9 @@ fn still_named(file: &File, path: &Path) -> bool {
     }
 }
 
+/// Elsewhere an open file cannot be renamed or deleted, so the path always names it.
 #[cfg(not(unix))]
-fn still_named(_file: &File, path: &Path) -> bool {
+pub fn still_named(_file: &File, path: &Path) -> bool {
     path.exists()
 }
 

@@ -75,7 +75,7 @@ impl WriteLock {
                 }
                 Err(TryLockError::Error(_)) => return Ok(unlocked(path)),
             }
-            if still_named(&file, &path) {
+            if moirelab_core::dirlock::still_named(&file, &path) {
                 // Best effort: the id only serves the next waiter's message.
                 let _ = file
                     .set_len(0)
@@ -130,20 +130,4 @@ pub(super) fn parent_and_name(out: &Path) -> Result<(&Path, String), SynthError>
 /// The process id the lock file at `path` names, if it names one.
 fn holder(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Whether `path` still names the open `file` (its holder may have deleted it meanwhile).
-#[cfg(unix)]
-fn still_named(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
-}
-
-/// Elsewhere an open file cannot be deleted, so the path always names it.
-#[cfg(not(unix))]
-fn still_named(_file: &File, path: &Path) -> bool {
-    path.exists()
 }
