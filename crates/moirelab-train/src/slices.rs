@@ -83,13 +83,14 @@ impl SliceSpec {
             for (op, path) in unquoted(term, &['*', '/'], s)? {
                 let mut segments = Vec::new();
                 for (_, seg) in unquoted(path.trim(), &['.'], s)? {
+                    // Only a quoted name may be empty (`""`, as `available_keys` lists one).
                     let name = match seg.strip_prefix('"') {
                         Some(inner) => inner.strip_suffix('"').filter(|n| !n.contains('"')),
-                        None => (!seg.contains('"')).then_some(seg),
+                        None => (!seg.is_empty() && !seg.contains('"')).then_some(seg),
                     };
                     match name {
-                        Some(n) if !n.is_empty() => segments.push(n.to_string()),
-                        _ => return Err(bad_path()),
+                        Some(n) => segments.push(n.to_string()),
+                        None => return Err(bad_path()),
                     }
                 }
                 factors.push(Factor {

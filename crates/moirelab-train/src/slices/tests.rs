@@ -316,7 +316,35 @@ fn names_holding_operators_are_written_in_double_quotes() {
             "\"x*y\""
         ]
     );
-    for bad in ["exif.\"f/number", "\"\"", "ex\"if\".a", "a.\"b\"c", "\"a=1"] {
+    for bad in [
+        "exif.\"f/number",
+        "ex\"if\".a",
+        "a.\"b\"c",
+        "\"a=1",
+        "exif..a",
+        "exif.",
+    ] {
         assert!(SliceSpec::parse(bad).is_err(), "{bad} was accepted");
     }
+}
+
+/// Every key the error lists can be given back as it is written, an empty name (`""`, which
+/// only quotes can write) included.
+#[test]
+fn every_listed_key_parses_and_finds_its_value() {
+    let r = rec(
+        json!({"": 1, "exif": {"": 2, "f/number": 2.8}, "plain": {"x": "a"}}),
+        &[("flag", "A")],
+    );
+    let keys = available_keys(&r);
+    assert!(keys.contains(&"\"\"".to_string()), "{keys:?}");
+    assert!(keys.contains(&"exif.\"\"".to_string()), "{keys:?}");
+    for key in &keys {
+        let spec = SliceSpec::parse(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(spec.value(&r).is_some(), "{key} finds nothing");
+    }
+    assert_eq!(
+        SliceSpec::parse("exif.\"\"").unwrap().value(&r),
+        Some(json!(2))
+    );
 }
