@@ -2,6 +2,7 @@
 //! given, or fixed on a set of genuine photos), with error rates by slice.
 
 use super::{attack_index, load_model, metrics_rows, run_classes, run_config};
+use crate::config::Loaded;
 use crate::EvalArgs;
 use anyhow::{bail, Context, Result};
 use moirelab_core::run::EpochMetrics;
@@ -75,7 +76,17 @@ fn read_hash_list(run: &std::path::Path) -> Option<moirelab_data::HashList> {
     }
 }
 
-pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+/// The flags of `eval` that are checked before anything is opened.
+struct Flags {
+    perturbations: Vec<moirelab_data::Perturbation>,
+    specs: Vec<SliceSpec>,
+    adapt_bn: Option<moirelab_models::BnAdapt>,
+    /// `--bpcer`, or its default.
+    bpcer: f64,
+}
+
+/// Every flag's value and their combinations, each a one-line error naming the flag.
+fn check_flags(a: &EvalArgs) -> Result<Flags> {
     if !moirelab_data::SPLITS.contains(&a.split.as_str()) {
         bail!(
             "--split {}: valid values are {}",
@@ -123,12 +134,24 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     if !(0.0..1.0).contains(&bpcer) {
         bail!("--bpcer {bpcer}: a rejection rate in [0, 1)");
     }
-    let mut per_image = a
-        .scores
-        .as_deref()
-        .map(super::eval_scores::Scores::new)
-        .transpose()?;
-    let loaded = run_config(&a.run)?;
+    Ok(Flags {
+        perturbations,
+        specs,
+        adapt_bn,
+        bpcer,
+    })
+}
+
+/// What `eval` reads: the run's classes, its data set or the `--data` sets (each by name,
+/// with its count of near-copies of the training images), and `--calibrate`'s set.
+struct Sets<'a> {
+    classes: Vec<String>,
+    sets: Vec<(String, Dataset)>,
+    copies: Vec<Option<usize>>,
+    calibration: Option<(&'a std::path::Path, Dataset)>,
+}
+
+fn open_sets<'a>(a: &'a EvalArgs, loaded: &Loaded) -> Result<Sets<'a>> {
     let cwd = std::env::current_dir()?;
     let mut sets: Vec<(String, Dataset)> = Vec::new();
     let on_bad = |mut cfg: moirelab_data::DataConfig| {
@@ -151,9 +174,9 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         sets.push((loaded.config.data.root.display().to_string(), ds));
         classes
     } else {
-        run_classes(&a.run, &loaded)?
+        run_classes(&a.run, loaded)?
     };
-    let attack = attack_index(&a.run, &classes, &loaded);
+    let attack = attack_index(&a.run, &classes, loaded);
     let train_hashes = if a.data.is_empty() {
         None
     } else {
@@ -199,16 +222,35 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         }));
         sets.push((name, ds));
     }
+    Ok(Sets {
+        classes,
+        sets,
+        copies,
+        calibration,
+    })
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let flags = check_flags(&a)?;
+    let mut per_image = a
+        .scores
+        .as_deref()
+        .map(super::eval_scores::Scores::new)
+        .transpose()?;
+    let loaded = run_config(&a.run)?;
+    let sets = open_sets(&a, &loaded)?;
     let slicings = sets
+        .sets
         .iter()
-        .map(|(name, ds)| set_slicings(&specs, name, ds, &a.split))
+        .map(|(name, ds)| set_slicings(&flags.specs, name, ds, &a.split))
         .collect::<Result<Vec<_>>>()?;
-    let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
+    let lr = load_model(&a.run, &loaded, sets.classes.len(), &a.checkpoint)?;
     // The run's own val split fixes its threshold; everything else applies it, unless the
     // user gives one or a set of bona fide images to fix it on.
-    let calibrated = calibration
+    let calibrated = sets
+        .calibration
         .as_ref()
-        .map(|(dir, ds)| calibrate(&lr, ds, dir, &a.split, bpcer))
+        .map(|(dir, ds)| calibrate(&lr, ds, dir, &a.split, flags.bpcer))
         .transpose()?;
     let threshold = if let Some(t) = a.threshold.or(calibrated.as_ref().map(|c| c.0)) {
         Some(t)
@@ -217,47 +259,17 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     } else {
         lr.threshold
     };
-    // The run's val split fixes its own threshold as training did.
-    let val_rule = loaded.config.train.threshold_rule();
-    let mut rows = Vec::with_capacity(sets.len() * (1 + perturbations.len()));
-    for (((name, ds), copies), set_slicings) in sets.iter().zip(&copies).zip(&slicings) {
-        // The unperturbed row first; perturbed rows apply its threshold, so that on the run's
-        // own val split they too are read at the point that val fixed.
-        let mut row_threshold = threshold;
-        for p in std::iter::once(None).chain(perturbations.iter().map(Some)) {
-            let opts = moirelab_train::trainer::EvalOptions {
-                batch_size: 64,
-                device: lr.device,
-                epoch: 0,
-                split: a.split.clone(),
-                threshold: ThresholdFrom::given_or(row_threshold, val_rule),
-                perturbation: p.copied(),
-            };
-            let idx = ds.split(&a.split);
-            if let Some(adapt) = adapt_bn {
-                moirelab_train::adapt_batch_norm(&lr.vs, lr.net.as_ref(), adapt, ds, idx, &opts)
-                    .with_context(|| format!("--adapt-bn on {name}"))?;
-            }
-            let (m, scores) = moirelab_train::evaluate_scored(lr.net.as_ref(), ds, idx, &opts)
-                .with_context(|| format!("evaluating {name}"))?;
-            row_threshold = row_threshold.or(m.pad.as_ref().map(|pad| pad.threshold));
-            let slices = slice_tables(set_slicings, name, &scores, row_threshold)?;
-            if let Some(per_image) = per_image.as_mut() {
-                per_image.add_row(name, p.map(|p| p.name()), ds, idx, &scores, row_threshold);
-            }
-            rows.push(EvalRow {
-                data: name.clone(),
-                perturbation: p.map(|p| p.name()),
-                skipped: ds.report().skipped.len(),
-                training_copies: *copies,
-                adapted_bn: adapt_bn.map(|w| AdaptedBn {
-                    statistics: w.as_str(),
-                    images: idx.len(),
-                }),
-                metrics: m,
-                slices,
-            });
-        }
+    let scoring = Scoring {
+        flags: &flags,
+        lr: &lr,
+        split: &a.split,
+        threshold,
+        // The run's val split fixes its own threshold as training did.
+        val_rule: loaded.config.train.threshold_rule(),
+    };
+    let mut rows = Vec::with_capacity(sets.sets.len() * (1 + flags.perturbations.len()));
+    for (((name, ds), copies), set_slicings) in sets.sets.iter().zip(&sets.copies).zip(&slicings) {
+        rows.extend(scoring.rows(name, ds, *copies, set_slicings, per_image.as_mut())?);
     }
     if let Some(per_image) = &per_image {
         let n = per_image.write()?;
@@ -271,16 +283,88 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         println!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
-    match (threshold, lr.threshold) {
-        (Some(t), _) if a.threshold.is_some() => println!("threshold {t:.4} (--threshold)"),
+    let source = match (threshold, lr.threshold) {
+        (Some(t), _) if a.threshold.is_some() => format!("threshold {t:.4} (--threshold)"),
         (Some(t), _) if calibrated.is_some() => {
             let line = calibrated.as_ref().map_or("", |c| c.1.as_str());
-            println!("threshold {t:.4} ({line})");
+            format!("threshold {t:.4} ({line})")
         }
-        (Some(t), _) => println!("threshold {t:.4} (fixed on the run's val split)"),
-        (None, Some(_)) => println!("threshold: this split's EER point (it is the run's val)"),
-        (None, None) => println!("threshold: each data set's EER point (the run has none yet)"),
+        (Some(t), _) => format!("threshold {t:.4} (fixed on the run's val split)"),
+        (None, Some(_)) => "threshold: this split's EER point (it is the run's val)".into(),
+        (None, None) => "threshold: each data set's EER point (the run has none yet)".into(),
+    };
+    println!("{source}");
+    print_rows(&rows, &a.split, flags.adapt_bn);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How every row is scored: the flags, the model, the split and the threshold.
+struct Scoring<'a> {
+    flags: &'a Flags,
+    lr: &'a moirelab_train::LoadedRun,
+    split: &'a str,
+    /// `None`: the split's own point by `val_rule` (it is the run's val, or the run has none).
+    threshold: Option<f64>,
+    val_rule: moirelab_train::metrics::ThresholdRule,
+}
+
+impl Scoring<'_> {
+    /// One data set's rows: unperturbed, then one per `--perturb`, each with its slices (and
+    /// its scores added to `per_image`).
+    fn rows(
+        &self,
+        name: &str,
+        ds: &Dataset,
+        copies: Option<usize>,
+        slicings: &SetSlicings,
+        mut per_image: Option<&mut super::eval_scores::Scores>,
+    ) -> Result<Vec<EvalRow>> {
+        let (lr, split) = (self.lr, self.split);
+        let idx = ds.split(split);
+        let mut rows = Vec::new();
+        // The unperturbed row first; perturbed rows apply its threshold, so that on the run's
+        // own val split they too are read at the point that val fixed.
+        let mut row_threshold = self.threshold;
+        for p in std::iter::once(None).chain(self.flags.perturbations.iter().map(Some)) {
+            let opts = moirelab_train::trainer::EvalOptions {
+                batch_size: 64,
+                device: lr.device,
+                epoch: 0,
+                split: split.to_string(),
+                threshold: ThresholdFrom::given_or(row_threshold, self.val_rule),
+                perturbation: p.copied(),
+            };
+            if let Some(adapt) = self.flags.adapt_bn {
+                moirelab_train::adapt_batch_norm(&lr.vs, lr.net.as_ref(), adapt, ds, idx, &opts)
+                    .with_context(|| format!("--adapt-bn on {name}"))?;
+            }
+            let (m, scores) = moirelab_train::evaluate_scored(lr.net.as_ref(), ds, idx, &opts)
+                .with_context(|| format!("evaluating {name}"))?;
+            row_threshold = row_threshold.or(m.pad.as_ref().map(|pad| pad.threshold));
+            let slices = slice_tables(slicings, name, &scores, row_threshold)?;
+            if let Some(per_image) = per_image.as_deref_mut() {
+                per_image.add_row(name, p.map(|p| p.name()), ds, idx, &scores, row_threshold);
+            }
+            rows.push(EvalRow {
+                data: name.to_string(),
+                perturbation: p.map(|p| p.name()),
+                skipped: ds.report().skipped.len(),
+                training_copies: copies,
+                adapted_bn: self.flags.adapt_bn.map(|w| AdaptedBn {
+                    statistics: w.as_str(),
+                    images: idx.len(),
+                }),
+                metrics: m,
+                slices,
+            });
+        }
+        Ok(rows)
     }
+}
+
+/// The text `eval` prints below its threshold line: the `--adapt-bn` line, skipped files, the
+/// one row's metrics or the table of rows, and each row's slices.
+fn print_rows(rows: &[EvalRow], split: &str, adapt_bn: Option<moirelab_models::BnAdapt>) {
     match adapt_bn {
         Some(moirelab_models::BnAdapt::Scale) => println!(
             "BatchNorm variances re-estimated on each row's own images, means as trained (--adapt-bn scale)"
@@ -300,9 +384,9 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             r.data, r.skipped, r.data
         );
     }
-    if let [one] = rows.as_slice() {
+    if let [one] = rows {
         println!("{:<24}{:>12}", "data", one.data);
-        println!("{:<24}{:>12}", "split", a.split);
+        println!("{:<24}{:>12}", "split", split);
         for (k, v) in metrics_rows(&one.metrics) {
             println!("{k:<24}{v:>12}");
         }
@@ -319,14 +403,13 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             println!("group {g:<gw$}{:>w$.4}  (n={})", s.accuracy, s.n);
         }
     } else {
-        print!("{}", eval_table(&rows, &a.split));
+        print!("{}", eval_table(rows, split));
     }
-    for r in &rows {
+    for r in rows {
         for t in &r.slices {
             print!("{}", slice_table(r, t));
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `--calibrate`: the threshold at which at most `bpcer` of the set's bona fide images are
