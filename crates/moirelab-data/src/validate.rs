@@ -102,6 +102,26 @@ pub(crate) fn assemble_report(
         problems: src.problems.clone(),
         ..Default::default()
     };
+    let mut by_hash = tally_usable(&mut r, src, items);
+    let copied = exact_duplicates(src, &mut by_hash, &mut r.problems);
+    near_duplicates(src, items, &copied, &mut r.problems);
+    let extremes = train_class_counts(&mut r, src);
+    missing_classes(&mut r, src, cfg, eval);
+    if let Some(problem) = imbalance(extremes, cfg) {
+        r.problems.push(problem);
+    }
+    r.skipped = skipped_files(src, items, cfg);
+    r
+}
+
+/// Counts the usable images into `r` (sizes, colour types, formats, masks and the regions
+/// present, splits, classes and groups) and collects the scan's problems; returns the usable
+/// images' indices by pixel hash.
+fn tally_usable(
+    r: &mut CheckReport,
+    src: &Source,
+    items: &[ScanItem],
+) -> BTreeMap<u64, Vec<usize>> {
     let artifacts = src
         .meta
         .regions
@@ -123,7 +143,7 @@ pub(crate) fn assemble_report(
         r.exif_rotated += info.exif_rotated as usize;
         if let Some(present) = it.mask {
             r.with_masks += 1;
-            count_presence(&mut r, &src.meta.regions, artifacts, rec, present);
+            count_presence(r, &src.meta.regions, artifacts, rec, present);
         }
         r.usable += 1;
         let s = r.splits.entry(rec.split.clone()).or_default();
@@ -134,10 +154,19 @@ pub(crate) fn assemble_report(
         }
         by_hash.entry(info.hash).or_default().push(i);
     }
+    by_hash
+}
+
+/// A problem for every image with the same pixels as another, on the copy in the later split
+/// (train < val < test: that is the leaked one); returns the images copied across splits.
+fn exact_duplicates(
+    src: &Source,
+    by_hash: &mut BTreeMap<u64, Vec<usize>>,
+    problems: &mut Vec<Problem>,
+) -> BTreeSet<usize> {
     let rank = |s: &str| crate::source::SPLITS.iter().position(|x| *x == s);
     let mut copied = BTreeSet::new();
     for dup in by_hash.values_mut().filter(|v| v.len() > 1) {
-        // Flag the copy in the later split (train < val < test): that is the leaked one.
         dup.sort_by_key(|&i| (rank(&src.records[i].split), i));
         let first = &src.records[dup[0]];
         for &j in &dup[1..] {
@@ -168,10 +197,18 @@ pub(crate) fn assemble_report(
                     ),
                 )
             };
-            r.problems.push(Problem::new(kind, Some(&other.path), msg));
+            problems.push(Problem::new(kind, Some(&other.path), msg));
         }
     }
-    near_duplicates(src, items, &copied, &mut r.problems);
+    copied
+}
+
+/// The smallest and the largest class in train, by usable images.
+type Extremes<'a> = Option<((&'a String, usize), (&'a String, usize))>;
+
+/// A problem for each class without usable training images; returns the smallest and the
+/// largest of the others.
+fn train_class_counts<'a>(r: &mut CheckReport, src: &'a Source) -> Extremes<'a> {
     let train = r.splits.get("train").cloned().unwrap_or_default();
     let mut min: Option<(&String, usize)> = None;
     let mut max: Option<(&String, usize)> = None;
@@ -192,7 +229,29 @@ pub(crate) fn assemble_report(
             max = Some((c, n));
         }
     }
-    // Training needs every class in val and test; evaluation only looks at its own split.
+    min.zip(max)
+}
+
+/// A problem when train's largest class outnumbers its smallest by more than
+/// `max-imbalance`.
+fn imbalance(extremes: Extremes, cfg: &DataConfig) -> Option<Problem> {
+    let ((cmin, nmin), (cmax, nmax)) = extremes?;
+    let ratio = nmax as f64 / nmin as f64;
+    (ratio > cfg.max_imbalance).then(|| {
+        Problem::new(
+            ProblemKind::ClassImbalance,
+            None,
+            format!(
+                "train has {nmax} '{cmax}' vs {nmin} '{cmin}' ({ratio:.1}:1 > max-imbalance {}); consider a balanced loader",
+                cfg.max_imbalance
+            ),
+        )
+    })
+}
+
+/// A problem for each checked split that lacks a class: val and test for training (an
+/// error unless `allow-missing-class`), the evaluated split for evaluation (a note).
+fn missing_classes(r: &mut CheckReport, src: &Source, cfg: &DataConfig, eval: Option<&EvalSpec>) {
     let checked: Vec<&str> = match eval {
         Some(spec) => vec![spec.split.as_str()],
         None => vec!["val", "test"],
@@ -238,30 +297,15 @@ pub(crate) fn assemble_report(
                 "add images of it, or set [data] allow-missing-class = true",
             )
         };
+        let images = st.images;
         r.problems.push(Problem::new(
             kind,
             None,
             format!(
-                "split '{split}' ({} images) has no image of class {names}: {why} ({hint})",
-                st.images
+                "split '{split}' ({images} images) has no image of class {names}: {why} ({hint})"
             ),
         ));
     }
-    if let (Some((cmin, nmin)), Some((cmax, nmax))) = (min, max) {
-        let ratio = nmax as f64 / nmin as f64;
-        if ratio > cfg.max_imbalance {
-            r.problems.push(Problem::new(
-                ProblemKind::ClassImbalance,
-                None,
-                format!(
-                    "train has {nmax} '{cmax}' vs {nmin} '{cmin}' ({ratio:.1}:1 > max-imbalance {}); consider a balanced loader",
-                    cfg.max_imbalance
-                ),
-            ));
-        }
-    }
-    r.skipped = skipped_files(src, items, cfg);
-    r
 }
 
 /// The files `on-bad-image = "skip"` drops: entries the walk could not list (a name that is
