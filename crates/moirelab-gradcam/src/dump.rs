@@ -61,6 +61,41 @@ struct DumpMaps {
     pred: Vec<i64>,
 }
 
+/// Region stats summed over the probes of one dump, keyed by (method, target) indices.
+#[derive(Default)]
+struct RegionTotals {
+    /// All probes, aligned ones, conflicting ones.
+    means: BTreeMap<(usize, usize), [RegionMean; 3]>,
+    /// Probes with a region table.
+    counts: BTreeMap<(usize, usize), u64>,
+    /// By the class the map explains (predicted or true).
+    per_class: BTreeMap<(usize, usize, usize), RegionMean>,
+}
+
+impl RegionTotals {
+    fn add(
+        &mut self,
+        mi: usize,
+        ti: usize,
+        class: usize,
+        aligned: Option<bool>,
+        table: &BTreeMap<String, RegionStats>,
+    ) {
+        let acc = self.means.entry((mi, ti)).or_default();
+        acc[0].update(table);
+        match aligned {
+            Some(true) => acc[1].update(table),
+            Some(false) => acc[2].update(table),
+            None => {}
+        }
+        self.per_class
+            .entry((mi, ti, class))
+            .or_default()
+            .update(table);
+        *self.counts.entry((mi, ti)).or_default() += 1;
+    }
+}
+
 impl Dumper {
     /// Validate the config against the model and the probes: layers must exist, every probe
     /// input must be `[in_channels, H, W]` with one shared size, classes must match the model.
@@ -191,9 +226,27 @@ impl Dumper {
         let started = Instant::now();
         let maps = self.compute_maps(net)?;
         let dir = run::epoch_dir(run_dir, epoch);
-        let layer_name = self.layers.join("+");
+        let layer = self.layers.join("+");
+        self.write_map_strips(&maps, &dir, epoch, &layer)?;
+        let (records, totals) = self.region_records(&maps);
+        let probes_file = ProbesFile {
+            epoch,
+            classes: self.classes.clone(),
+            methods: self.methods.iter().map(|m| m.to_string()).collect(),
+            layers: self.layers.clone(),
+            image_size: [self.width, self.height],
+            colormap: self.colormap.to_string(),
+            probes: records,
+        };
+        fsio::write_json_atomic(&dir.join(run::PROBES_JSON), &probes_file)?;
+        self.write_pictures(&maps, run_dir, epoch)?;
+        let dump_s = started.elapsed().as_secs_f64();
+        Ok(self.cam_metrics(totals, epoch, &layer, dump_s))
+    }
 
-        // Raw maps in compact form: one 8-bit strip per (method, target) and their ranges.
+    /// The raw maps in compact form: one 8-bit strip per (method, target) under `maps/`, and
+    /// their ranges in `maps.json`.
+    fn write_map_strips(&self, maps: &DumpMaps, dir: &Path, epoch: u32, layer: &str) -> Result<()> {
         let mut strips = BTreeMap::new();
         for (ti, t) in TARGETS.iter().enumerate() {
             for (mi, m) in self.methods.iter().enumerate() {
@@ -207,16 +260,18 @@ impl Dumper {
             epoch,
             width: self.width,
             height: self.height,
-            layer: layer_name.clone(),
+            layer: layer.to_string(),
             maps: strips,
         };
         fsio::write_json_atomic(&dir.join(run::MAPS_JSON), &maps_file)?;
+        Ok(())
+    }
 
-        // Region metrics.
+    /// Each probe's record for `probes.json` (with its region table per method and target,
+    /// where it has masks), and the region stats summed over the probes.
+    fn region_records(&self, maps: &DumpMaps) -> (Vec<ProbeRecord>, RegionTotals) {
         let mut records = Vec::with_capacity(self.probes.len());
-        let mut means: BTreeMap<(usize, usize), [RegionMean; 3]> = BTreeMap::new();
-        let mut counts: BTreeMap<(usize, usize), u64> = BTreeMap::new();
-        let mut per_class: BTreeMap<(usize, usize, usize), RegionMean> = BTreeMap::new();
+        let mut totals = RegionTotals::default();
         for (pi, probe) in self.probes.iter().enumerate() {
             let mut regions: BTreeMap<String, BTreeMap<String, RegionStats>> = BTreeMap::new();
             if let Some(masks) = &self.masks[pi] {
@@ -227,19 +282,11 @@ impl Dumper {
                         if table.is_empty() {
                             continue;
                         }
-                        let acc = means.entry((mi, ti)).or_default();
-                        acc[0].update(&table);
-                        match probe.aligned {
-                            Some(true) => acc[1].update(&table),
-                            Some(false) => acc[2].update(&table),
-                            None => {}
-                        }
                         let class = match t {
                             CamTarget::Pred => maps.pred[pi] as usize,
                             CamTarget::True => probe.true_class,
                         };
-                        per_class.entry((mi, ti, class)).or_default().update(&table);
-                        *counts.entry((mi, ti)).or_default() += 1;
+                        totals.add(mi, ti, class, probe.aligned, &table);
                         regions.insert(format!("{m}/{}", t.as_str()), table);
                     }
                 }
@@ -255,19 +302,13 @@ impl Dumper {
                 regions,
             });
         }
-        let probes_file = ProbesFile {
-            epoch,
-            classes: self.classes.clone(),
-            methods: self.methods.iter().map(|m| m.to_string()).collect(),
-            layers: self.layers.clone(),
-            image_size: [self.width, self.height],
-            colormap: self.colormap.to_string(),
-            probes: records,
-        };
-        fsio::write_json_atomic(&dir.join(run::PROBES_JSON), &probes_file)?;
+        (records, totals)
+    }
 
-        // Pictures.
-        let scales = self.scales(run_dir, &maps)?;
+    /// The epoch's grid (maps only, with a colour bar) and, with `tiles`, one overlay per
+    /// probe and method.
+    fn write_pictures(&mut self, maps: &DumpMaps, run_dir: &Path, epoch: u32) -> Result<()> {
+        let scales = self.scales(run_dir, maps)?;
         let mut rows = Vec::with_capacity(self.probes.len());
         for (pi, probe) in self.probes.iter().enumerate() {
             // Maps only: the inputs never change (probes/NN.png), and repeating their noisy
@@ -289,7 +330,7 @@ impl Dumper {
             }
             rows.push(GridRow {
                 tiles,
-                label: self.label(pi, &maps, epoch),
+                label: self.label(pi, maps, epoch),
             });
         }
         let mut headers = Vec::new();
@@ -307,14 +348,24 @@ impl Dumper {
             caption: self.scale_caption(&scales),
         };
         let grid = compose(&headers, &rows, Some(&bar));
-        save_png(&grid, &dir.join(run::GRID_PNG))?;
+        save_png(&grid, &run::epoch_dir(run_dir, epoch).join(run::GRID_PNG))
+    }
 
-        let dump_s = started.elapsed().as_secs_f64();
+    /// The mean region stats per (method, target), overall, on aligned and conflicting probes,
+    /// and per class.
+    fn cam_metrics(
+        &self,
+        mut totals: RegionTotals,
+        epoch: u32,
+        layer: &str,
+        dump_s: f64,
+    ) -> Vec<CamMetrics> {
         let mut out = Vec::new();
         for (mi, m) in self.methods.iter().enumerate() {
             for (ti, t) in TARGETS.iter().enumerate() {
-                let acc = means.remove(&(mi, ti)).unwrap_or_default();
-                let by_class = per_class
+                let acc = totals.means.remove(&(mi, ti)).unwrap_or_default();
+                let by_class = totals
+                    .per_class
                     .iter()
                     .filter(|((m2, t2, _), _)| (*m2, *t2) == (mi, ti))
                     .map(|((_, _, c), mean)| {
@@ -329,9 +380,9 @@ impl Dumper {
                 out.push(CamMetrics {
                     epoch,
                     method: m.to_string(),
-                    layer: layer_name.clone(),
+                    layer: layer.to_string(),
                     target: *t,
-                    probes: counts.get(&(mi, ti)).copied().unwrap_or(0),
+                    probes: totals.counts.get(&(mi, ti)).copied().unwrap_or(0),
                     regions: acc[0].compute(),
                     aligned: acc[1].compute(),
                     conflicting: acc[2].compute(),
@@ -340,7 +391,7 @@ impl Dumper {
                 });
             }
         }
-        Ok(out)
+        out
     }
 
     /// Maps of every probe, chunked by `batch-size`, moved to the CPU.
