@@ -239,16 +239,10 @@ fn megapixels(n: u64) -> String {
     }
 }
 
-/// Decode bytes of a file named `rel` (for messages and the extension check).
-/// `Err` is the file-disqualifying problem. The pixel count the header declares is checked
-/// against `limits.max_pixels` before a single pixel is decoded, and every decoder
-/// allocation is capped, so a lying header cannot exhaust memory.
-pub(crate) fn decode_bytes(
-    bytes: &[u8],
-    rel: &str,
-    limits: DecodeLimits,
-) -> Result<Decoded, Problem> {
-    let min_side = limits.min_side;
+/// The format a file's content is in (not its extension's), with the warnings that need no
+/// decoding: an extension that says another format, a CMYK JPEG. `Err` for an empty file,
+/// content of no supported format, or a JPEG that ends before its end-of-image marker.
+fn sniff(bytes: &[u8], rel: &str) -> Result<(ImageFormat, Vec<Problem>), Problem> {
     let fail = |kind, msg: String| Problem::new(kind, Some(rel), msg);
     if bytes.is_empty() {
         return Err(fail(ProblemKind::EmptyFile, "empty file (0 bytes)".into()));
@@ -262,7 +256,6 @@ pub(crate) fn decode_bytes(
             ),
         )
     })?;
-    let fname = format_name(format);
     let mut warnings = Vec::new();
     if let Some(by_ext) = format_for_extension(rel) {
         if by_ext != format {
@@ -270,7 +263,7 @@ pub(crate) fn decode_bytes(
                 ProblemKind::ExtensionMismatch,
                 format!(
                     "content is {} but the extension says {}",
-                    fname.to_uppercase(),
+                    format_name(format).to_uppercase(),
                     format_name(by_ext).to_uppercase()
                 ),
             ));
@@ -292,6 +285,58 @@ pub(crate) fn decode_bytes(
             ));
         }
     }
+    Ok((format, warnings))
+}
+
+/// What converting pixels of `color` (named `cname`) to 8-bit RGB loses: grey replicated,
+/// alpha dropped, more than 8 bits per channel scaled.
+fn color_warnings(color: ColorType, cname: &str) -> Vec<(ProblemKind, String)> {
+    let mut out = Vec::new();
+    match color {
+        ColorType::L8 | ColorType::L16 => out.push((
+            ProblemKind::Grayscale,
+            format!("grayscale ({cname}), replicated to RGB"),
+        )),
+        ColorType::La8 | ColorType::La16 => out.push((
+            ProblemKind::Grayscale,
+            format!("grayscale with alpha ({cname}), replicated to RGB, alpha dropped"),
+        )),
+        ColorType::Rgba8 | ColorType::Rgba16 | ColorType::Rgba32F => out.push((
+            ProblemKind::Alpha,
+            format!("alpha channel ({cname}) dropped, not composited"),
+        )),
+        _ => {}
+    }
+    if matches!(
+        color,
+        ColorType::L16
+            | ColorType::La16
+            | ColorType::Rgb16
+            | ColorType::Rgba16
+            | ColorType::Rgb32F
+            | ColorType::Rgba32F
+    ) {
+        out.push((
+            ProblemKind::HighBitDepth,
+            format!("{cname}: more than 8 bits per channel, scaled to 8-bit"),
+        ));
+    }
+    out
+}
+
+/// Decode bytes of a file named `rel` (for messages and the extension check).
+/// `Err` is the file-disqualifying problem. The pixel count the header declares is checked
+/// against `limits.max_pixels` before a single pixel is decoded, and every decoder
+/// allocation is capped, so a lying header cannot exhaust memory.
+pub(crate) fn decode_bytes(
+    bytes: &[u8],
+    rel: &str,
+    limits: DecodeLimits,
+) -> Result<Decoded, Problem> {
+    let min_side = limits.min_side;
+    let fail = |kind, msg: String| Problem::new(kind, Some(rel), msg);
+    let (format, mut warnings) = sniff(bytes, rel)?;
+    let fname = format_name(format);
     // Decoder messages may span lines; a problem is one line.
     let one_line = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let corrupt = |e: image::ImageError| {
@@ -355,35 +400,11 @@ pub(crate) fn decode_bytes(
         ));
     }
     let cname = format!("{color:?}");
-    match color {
-        ColorType::L8 | ColorType::L16 => warnings.push(fail(
-            ProblemKind::Grayscale,
-            format!("grayscale ({cname}), replicated to RGB"),
-        )),
-        ColorType::La8 | ColorType::La16 => warnings.push(fail(
-            ProblemKind::Grayscale,
-            format!("grayscale with alpha ({cname}), replicated to RGB, alpha dropped"),
-        )),
-        ColorType::Rgba8 | ColorType::Rgba16 | ColorType::Rgba32F => warnings.push(fail(
-            ProblemKind::Alpha,
-            format!("alpha channel ({cname}) dropped, not composited"),
-        )),
-        _ => {}
-    }
-    if matches!(
-        color,
-        ColorType::L16
-            | ColorType::La16
-            | ColorType::Rgb16
-            | ColorType::Rgba16
-            | ColorType::Rgb32F
-            | ColorType::Rgba32F
-    ) {
-        warnings.push(fail(
-            ProblemKind::HighBitDepth,
-            format!("{cname}: more than 8 bits per channel, scaled to 8-bit"),
-        ));
-    }
+    warnings.extend(
+        color_warnings(color, &cname)
+            .into_iter()
+            .map(|(kind, msg)| fail(kind, msg)),
+    );
     let rgb = img.into_rgb8();
     let hash = content_hash(w, h, rgb.as_raw());
     Ok(Decoded {
