@@ -128,38 +128,82 @@ pub(crate) fn read_source_for(
     }
     let format = resolve_format(cfg, root);
     let mut problems = Vec::new();
-    let meta_path = root.join(DATASET_JSON);
-    let file_meta: Option<DatasetMeta> = if meta_path.is_file() {
-        let m: DatasetMeta = moirelab_core::fsio::read_json(&meta_path)?;
-        if m.format_version > FORMAT_VERSION {
-            return Err(DataError::Layout {
-                root: root.to_path_buf(),
-                msg: format!(
-                    "{DATASET_JSON} has format-version {}, this build reads up to {FORMAT_VERSION}",
-                    m.format_version
-                ),
-            });
-        }
-        Some(m)
-    } else {
-        None
+    let file_meta = read_meta_file(root)?;
+    if format == Format::Moirelab && file_meta.is_none() {
+        return Err(DataError::Layout {
+            root: root.to_path_buf(),
+            msg: format!("format = \"moirelab\" but there is no {DATASET_JSON}"),
+        });
+    }
+    let records = read_records(format, cfg, root, eval, &mut problems)?;
+    if records.is_empty() {
+        return Err(DataError::Layout {
+            root: root.to_path_buf(),
+            msg: format!("no images found (read as {})", format.as_str()),
+        });
+    }
+    let meta = resolve_classes(file_meta, &records, cfg, root, eval)?;
+    let mut src = Source {
+        format,
+        meta,
+        bad: vec![false; records.len()],
+        records,
+        problems,
+        val_carved: 0,
+        only_split: None,
     };
-    let records = match format {
+    // Evaluating a folder or manifest without splits means every image: nothing is carved.
+    let splitless = src.records.iter().any(|r| r.split.is_empty());
+    check_records(&mut src, eval.map_or("train", |e| e.split.as_str()));
+    check_files(&mut src, root, cfg.follow_links);
+    if !(eval.is_some() && splitless) {
+        src.val_carved = carve_val(&mut src.records, &src.bad, cfg.val_fraction, cfg.split_seed);
+    }
+    if let Some(spec) = eval {
+        keep_split(&mut src, &spec.split, root)?;
+    }
+    Ok(src)
+}
+
+/// `root`'s `dataset.json`, if it has one (a newer format version than this build reads is
+/// an error).
+fn read_meta_file(root: &Path) -> Result<Option<DatasetMeta>, DataError> {
+    let meta_path = root.join(DATASET_JSON);
+    if !meta_path.is_file() {
+        return Ok(None);
+    }
+    let m: DatasetMeta = moirelab_core::fsio::read_json(&meta_path)?;
+    if m.format_version > FORMAT_VERSION {
+        return Err(DataError::Layout {
+            root: root.to_path_buf(),
+            msg: format!(
+                "{DATASET_JSON} has format-version {}, this build reads up to {FORMAT_VERSION}",
+                m.format_version
+            ),
+        });
+    }
+    Ok(Some(m))
+}
+
+/// The records of `root` in `format` (a manifest, or an ImageFolder walk that enters only the
+/// evaluated split's folder).
+fn read_records(
+    format: Format,
+    cfg: &DataConfig,
+    root: &Path,
+    eval: Option<&EvalSpec>,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<ManifestRecord>, DataError> {
+    match format {
         Format::Moirelab => {
-            if file_meta.is_none() {
-                return Err(DataError::Layout {
-                    root: root.to_path_buf(),
-                    msg: format!("format = \"moirelab\" but there is no {DATASET_JSON}"),
-                });
-            }
-            moirelab_core::fsio::read_jsonl(&root.join(MANIFEST_JSONL))?
+            moirelab_core::fsio::read_jsonl(&root.join(MANIFEST_JSONL)).map_err(DataError::from)
         }
         Format::Imagefolder => read_imagefolder(
             root,
             cfg.follow_links,
             eval.map(|e| e.split.as_str()),
-            &mut problems,
-        )?,
+            problems,
+        ),
         Format::Csv | Format::Jsonl => {
             let m = cfg.manifest.as_deref().unwrap_or(Path::new(MANIFEST_JSONL));
             let path = if m.is_absolute() {
@@ -168,19 +212,25 @@ pub(crate) fn read_source_for(
                 root.join(m)
             };
             if format == Format::Csv {
-                read_csv(&path, &mut problems)?
+                read_csv(&path, problems)
             } else {
-                read_user_jsonl(&path)?
+                read_user_jsonl(&path)
             }
         }
         Format::Auto => unreachable!("resolve_format never returns Auto"),
-    };
-    if records.is_empty() {
-        return Err(DataError::Layout {
-            root: root.to_path_buf(),
-            msg: format!("no images found (read as {})", format.as_str()),
-        });
     }
+}
+
+/// The data set's classes and attack class: `[data] classes`, else `dataset.json`'s, else
+/// the labels sorted (as torchvision's ImageFolder does); for evaluation the model's (which
+/// must hold every class of the data set); `[data] attack-class` last.
+fn resolve_classes(
+    file_meta: Option<DatasetMeta>,
+    records: &[ManifestRecord],
+    cfg: &DataConfig,
+    root: &Path,
+    eval: Option<&EvalSpec>,
+) -> Result<DatasetMeta, DataError> {
     let mut meta = file_meta.unwrap_or_else(|| DatasetMeta {
         format_version: FORMAT_VERSION,
         classes: Vec::new(),
@@ -194,7 +244,6 @@ pub(crate) fn read_source_for(
     if !cfg.classes.is_empty() {
         meta.classes = cfg.classes.clone();
     } else if meta.classes.is_empty() {
-        // Like torchvision's ImageFolder: sorted class names.
         let set: BTreeSet<&str> = records.iter().map(|r| r.label.as_str()).collect();
         meta.classes = set.into_iter().map(str::to_string).collect();
     }
@@ -247,26 +296,7 @@ pub(crate) fn read_source_for(
             ),
         });
     }
-    let mut src = Source {
-        format,
-        meta,
-        bad: vec![false; records.len()],
-        records,
-        problems,
-        val_carved: 0,
-        only_split: None,
-    };
-    // Evaluating a folder or manifest without splits means every image: nothing is carved.
-    let splitless = src.records.iter().any(|r| r.split.is_empty());
-    check_records(&mut src, eval.map_or("train", |e| e.split.as_str()));
-    check_files(&mut src, root, cfg.follow_links);
-    if !(eval.is_some() && splitless) {
-        src.val_carved = carve_val(&mut src.records, &src.bad, cfg.val_fraction, cfg.split_seed);
-    }
-    if let Some(spec) = eval {
-        keep_split(&mut src, &spec.split, root)?;
-    }
-    Ok(src)
+    Ok(meta)
 }
 
 /// Evaluation reads one split: the other splits' records are dropped before any image is
