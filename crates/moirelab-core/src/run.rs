@@ -123,6 +123,10 @@ pub struct RunMeta {
     /// The class whose probability is the attack score.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attack_class: Option<String>,
+    /// The data set's files that `on-bad-image = "skip"` left out (paths as the data set
+    /// names them; `moirelab data check` says why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_files: Vec<String>,
 }
 
 /// Presentation-attack-detection metrics (ISO/IEC 30107-3 vocabulary) at one threshold.

@@ -176,6 +176,7 @@ pub(crate) fn record_start(
     meta.seed = seed;
     meta.classes = dataset.classes().to_vec();
     meta.attack_class = dataset.classes().get(dataset.attack_index()).cloned();
+    meta.skipped_files = dataset.report().skipped.clone();
     meta.status = "running".into();
     meta.name = run_dir
         .file_name()

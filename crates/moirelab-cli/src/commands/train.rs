@@ -215,7 +215,7 @@ fn data_warnings(r: &moirelab_data::CheckReport) -> Vec<String> {
     for p in r.warnings() {
         by_kind.entry(p.kind).or_default().push(p);
     }
-    by_kind
+    let mut lines: Vec<String> = by_kind
         .values()
         .map(|ps| {
             let more = match ps.len() {
@@ -224,7 +224,21 @@ fn data_warnings(r: &moirelab_data::CheckReport) -> Vec<String> {
             };
             format!("warning: data: {}{more}", ps[0])
         })
-        .collect()
+        .collect();
+    if !r.skipped.is_empty() {
+        const LISTED: usize = 3;
+        let more = match r.skipped.len().saturating_sub(LISTED) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        lines.push(format!(
+            "warning: data: {} unusable file(s) left out (on-bad-image = \"skip\"): {}{more} \
+             (all in the run's meta.json; moirelab data check says why)",
+            r.skipped.len(),
+            r.skipped[..r.skipped.len().min(LISTED)].join(", ")
+        ));
+    }
+    lines
 }
 
 fn run_trainer(

@@ -95,6 +95,20 @@ fn a_png_claiming_100000_squared_is_refused_by_check_train_and_predict() {
         err.contains("warning: data: test/direct/copy.png: same pixels as train/direct/0.png"),
         "{err}"
     );
+    // the file it left out is named on the terminal and kept in the run's meta.json
+    assert!(
+        err.contains(
+            "1 unusable file(s) left out (on-bad-image = \"skip\"): train/screen/bomb.png"
+        ),
+        "{err}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("runs/skip/meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        meta["skipped_files"],
+        serde_json::json!(["train/screen/bomb.png"])
+    );
     // predict refuses the file with one line, and still predicts a good one
     let o = moirelab(
         p,

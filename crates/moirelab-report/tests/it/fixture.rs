@@ -212,6 +212,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
         resumed: vec![],
         classes: spec.classes.clone(),
         attack_class: spec.classes.last().cloned(),
+        skipped_files: vec![],
     };
     write_json_atomic(&dir.join(run::META_JSON), &meta).expect("meta");
     let metrics = dir.join(run::METRICS_JSONL);
