@@ -77,14 +77,25 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The `[section]` header in force at a byte offset.
+/// The `[section]` header in force at a byte offset. At a header itself (an unknown table)
+/// that is the table holding it: none for `[bogus]`, `data` for `[data.bogus]`.
 fn section_at(text: &str, offset: usize) -> Option<String> {
-    text[..offset.min(text.len())]
+    let offset = offset.min(text.len());
+    let name = |l: &str| l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let here = text[start..].lines().next().unwrap_or("").trim();
+    if here.starts_with('[') {
+        let table = name(here);
+        return table
+            .rsplit_once('.')
+            .map(|(outer, _)| outer.trim().to_string());
+    }
+    text[..offset]
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('[') && l.ends_with(']'))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        .map(name)
 }
 
 /// The key written on the line holding a byte offset (`key = value` lines only).

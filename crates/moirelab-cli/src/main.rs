@@ -366,7 +366,19 @@ pub struct SweepArgs {
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if e.use_stderr()
+                && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            eprintln!("{}", usage_error(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+        // --help and --version (exit 0), and the help of a bare `moirelab` or `moirelab data`
+        // (exit 2): clap prints them.
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::GenData(a) => commands::gen_data(a),
         Command::Data(DataCmd::Check(a)) => commands::data_check(a),
@@ -389,6 +401,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A usage error of clap's (several lines: the error, a tip, the usage) as one line: the error
+/// and its tip, and where to read the usage. Exit status 2, as clap's own.
+fn usage_error(text: &str) -> String {
+    let (message, usage) = text.split_once("\n\nUsage: ").unwrap_or((text, ""));
+    let mut out = String::new();
+    for line in message.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            // A line ending in ':' introduces the next one (a list of missing arguments).
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    let command: Vec<&str> = usage
+        .split_whitespace()
+        .take_while(|w| !w.starts_with(['[', '-', '<']))
+        .collect();
+    if !command.is_empty() {
+        out.push_str(&format!(" (see '{} --help')", command.join(" ")));
+    }
+    out
 }
 
 /// Die quietly, as other command-line tools do, when stdout is a pipe whose reader has gone

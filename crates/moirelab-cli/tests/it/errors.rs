@@ -124,3 +124,46 @@ fn a_closed_stdout_pipe_ends_the_command_quietly() {
         assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
     }
 }
+
+/// An unknown table is named as one, not as a key of the table before it.
+#[test]
+fn an_unknown_table_is_not_blamed_on_the_section_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = "[data]\nroot = \"d\"\n[train]\nepochs = 1\n\n[bogus]\nx = 1\n";
+    std::fs::write(dir.path().join("c.toml"), c).unwrap();
+    let o = moirelab(dir.path(), &["train", "--config", "c.toml", "--dry-run"]);
+    assert_one_line_error(&o, &["c.toml:6: unknown field `bogus`"]);
+    let c = "[data]\nroot = \"d\"\n[train]\nepochs = 1\n\n[data.bogus]\nx = 1\n";
+    std::fs::write(dir.path().join("c.toml"), c).unwrap();
+    let o = moirelab(dir.path(), &["train", "--config", "c.toml", "--dry-run"]);
+    assert_one_line_error(&o, &["c.toml:6: in [data]: unknown field `bogus`"]);
+}
+
+/// A usage error is one line that says where to read the usage, with clap's exit status 2;
+/// help and version still print in full.
+#[test]
+fn usage_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, needles) in [
+        (
+            &["eval"][..],
+            &["--run <RUN>", "(see 'moirelab eval --help')"][..],
+        ),
+        (
+            &["eval", "--run", "a", "--run", "b"],
+            &["cannot be used multiple times"],
+        ),
+        (
+            &["gen-data", "--count", "-5"],
+            &["'-5'", "(see 'moirelab gen-data --help')"],
+        ),
+        (&["bogus"], &["'bogus'", "(see 'moirelab --help')"]),
+    ] {
+        let o = moirelab(dir.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_one_line_error(&o, needles);
+    }
+    let o = moirelab(dir.path(), &["eval", "--help"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Usage: moirelab eval"));
+}
