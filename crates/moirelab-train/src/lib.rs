@@ -33,6 +33,17 @@ pub use extra::ExtraEval;
 pub use summary::now_rfc3339;
 pub use trainer::{TrainSetup, Trainer};
 
+/// What a run that stopped on a non-finite loss in `epoch` keeps: the checkpoint of the
+/// epoch before, or none when that was the first.
+fn kept_after_non_finite(epoch: u32) -> String {
+    match epoch {
+        0 | 1 => "before the first epoch finished, so no epoch's checkpoint is kept (check \
+                  model.init and train.lr)"
+            .into(),
+        e => format!("the checkpoint of epoch {} is kept", e - 1),
+    }
+}
+
 /// Errors of training, resuming and evaluating. Each names the file, key or epoch concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -52,7 +63,7 @@ pub enum TrainError {
         path: std::path::PathBuf,
         msg: String,
     },
-    #[error("epoch {epoch}, batch {batch}: loss is {value} (not finite); stopped, the last good checkpoint is kept")]
+    #[error("epoch {epoch}, batch {batch}: loss is {value} (not finite); stopped, {}", kept_after_non_finite(*epoch))]
     NonFinite {
         epoch: u32,
         batch: usize,

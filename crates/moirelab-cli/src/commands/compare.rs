@@ -1,11 +1,12 @@
 //! `compare`: runs side by side on one page.
 
-use super::check_run_folder;
+use super::{check_out_folder, check_run_folder};
 use crate::CompareArgs;
 use anyhow::Result;
 use std::process::ExitCode;
 
 pub fn compare(a: CompareArgs) -> Result<ExitCode> {
+    check_out_folder("--out", &a.out)?;
     for r in &a.runs {
         check_run_folder(r)?;
     }

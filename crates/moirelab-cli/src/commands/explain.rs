@@ -1,11 +1,12 @@
 //! `explain`: CAM overlays for single images, any methods and layers.
 
-use super::{attack_index, load_model, run_classes, run_config};
+use super::{attack_index, check_out_folder, load_model, run_classes, run_config};
 use crate::ExplainArgs;
 use anyhow::{anyhow, Result};
 use std::process::ExitCode;
 
 pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
+    check_out_folder("--out", &a.out)?;
     let loaded = run_config(&a.run)?;
     let classes = run_classes(&a.run, &loaded)?;
     let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;

@@ -35,6 +35,22 @@ use moirelab_core::run::{EpochMetrics, RunMeta, META_JSON};
 use moirelab_data::Dataset;
 use std::path::{Path, PathBuf};
 
+/// An output folder given by `flag`: an error, before any work, when it or a folder above it
+/// is a file (the libraries would only say "File exists" once they came to write it).
+fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
+    let Some(file) = path.ancestors().find(|p| p.exists() && !p.is_dir()) else {
+        return Ok(());
+    };
+    if file == path {
+        bail!("{flag} {}: exists and is not a folder", path.display());
+    }
+    bail!(
+        "{flag} {}: {} is a file, not a folder",
+        path.display(),
+        file.display()
+    )
+}
+
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
 }

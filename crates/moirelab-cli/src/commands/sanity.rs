@@ -1,11 +1,16 @@
 //! `sanity`: cascading parameter randomisation and faithfulness of a run's CAMs.
 
-use super::{load_model, open_run};
+use super::{check_out_folder, load_model, open_run};
 use crate::SanityArgs;
 use anyhow::{anyhow, bail, Result};
 use std::process::ExitCode;
 
 pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
+    if a.images == 0 {
+        bail!("--images 0: give at least one image");
+    }
+    let out = a.out.clone().unwrap_or_else(|| a.run.join("sanity"));
+    check_out_folder("--out", &out)?;
     let (loaded, ds) = open_run(&a.run)?;
     let lr = load_model(&a.run, &loaded, ds.classes().len(), "best")?;
     let method: moirelab_gradcam::Method = a.method.parse()?;
@@ -16,7 +21,6 @@ pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
         bail!("{}: the data set has no images", a.run.display());
     };
     let xs = ds.eval_batch(&chosen)?.to_device(lr.device);
-    let out = a.out.clone().unwrap_or_else(|| a.run.join("sanity"));
     let layers: Vec<String> = if loaded.config.gradcam.layers.is_empty() {
         vec![lr.net.default_cam_layer()]
     } else {

@@ -118,13 +118,22 @@ pub fn train_from_config(
         .map(Path::to_path_buf)
         .or_else(|| loaded.config.runs_dir.clone())
         .unwrap_or_else(|| PathBuf::from("runs"));
+    super::check_out_folder("--runs-dir", &runs_dir)?;
     let setup = train_setup(&loaded.config)?;
     // Extra data sets are opened first: a missing or mismatched one fails before the run
     // folder exists.
     let extra = open_extra(&loaded.config)?;
     check_model(&loaded.config, &extra)?;
     announce_extra(&extra, &reporter);
-    let trainer = Trainer::create(setup, &loaded.resolved, &runs_dir, &name, new_meta())?;
+    let new_root = !runs_dir.exists();
+    let trainer = Trainer::create(setup, &loaded.resolved, &runs_dir, &name, new_meta())
+        .inspect_err(|_| {
+            // A run that fails before its first step leaves no folder; nor the runs folder
+            // made for it (`remove_dir` leaves a folder that is not empty).
+            if new_root {
+                let _ = std::fs::remove_dir(&runs_dir);
+            }
+        })?;
     run_trainer(trainer, &loaded.config, extra, &mut reporter, stop)
 }
 

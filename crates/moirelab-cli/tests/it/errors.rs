@@ -167,3 +167,64 @@ fn usage_errors_are_one_line() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("Usage: moirelab eval"));
 }
+
+/// An output folder that is a file is named as one before any work (it used to be "File
+/// exists (os error 17)", after sanity had printed its whole table), and `sanity --images 0`
+/// names the flag.
+#[test]
+fn an_output_folder_that_is_a_file_is_named_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("f.txt"), "x").unwrap();
+    std::fs::write(d.join("t.toml"), crate::TINY).unwrap();
+    for args in [
+        &["explain", "--run", "r", "--out", "f.txt", "x.png"][..],
+        &["compare", "r1", "r2", "--out", "f.txt"],
+        &["sanity", "--run", "r", "--out", "f.txt"],
+    ] {
+        let o = moirelab(d, args);
+        assert_one_line_error(&o, &["f.txt: exists and is not a folder"]);
+    }
+    // (train first generates its data set, and says so)
+    let o = moirelab(d, &["train", "--config", "t.toml", "--runs-dir", "f.txt"]);
+    assert_last_line_error(&o, "--runs-dir f.txt: exists and is not a folder");
+    let o = moirelab(d, &["sanity", "--run", "r", "--out", "f.txt/sub"]);
+    assert_one_line_error(&o, &["f.txt/sub: f.txt is a file, not a folder"]);
+    let o = moirelab(d, &["sanity", "--run", "r", "--images", "0"]);
+    assert_one_line_error(&o, &["--images 0"]);
+}
+
+/// A train that fails before its first step leaves neither its run folder nor the runs
+/// folder it made for it.
+#[test]
+fn a_train_that_fails_at_the_start_leaves_no_empty_runs_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("t.toml"), crate::TINY).unwrap();
+    let o = moirelab(
+        d,
+        &[
+            "train",
+            "--config",
+            "t.toml",
+            "--runs-dir",
+            "rc",
+            "--set",
+            "train.class-weights=[1]",
+        ],
+    );
+    assert_last_line_error(&o, "class-weights");
+    assert!(!d.join("rc").exists());
+}
+
+/// Failed, with an error naming `needle` on the last line of stderr and no panic.
+fn assert_last_line_error(o: &std::process::Output, needle: &str) {
+    let err = crate::stderr(o);
+    assert!(!o.status.success(), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: ") && last.contains(needle),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
