@@ -185,22 +185,26 @@ fn announce_extra(extra: &ExtraEval, reporter: &CliReporter) {
 /// the architecture lacks, a `model.init` that is missing or does not fit, and an extra data
 /// set with `adapt-bn` for a model without BatchNorm fail before the run folder exists.
 fn check_model(cfg: &config::Config, extra: &ExtraEval) -> Result<()> {
-    let g = &cfg.gradcam;
-    let layers = g.probes > 0 && !g.methods.is_empty() && !g.layers.is_empty();
-    let adapted = extra.adapted();
-    if cfg.model.init.is_none() && !layers && adapted.is_empty() {
+    if cfg.model.init.is_none() && !cam_layers_named(cfg) && extra.adapted().is_empty() {
         return Ok(());
     }
     let (classes, _) = moirelab_data::peek_classes(&cfg.data, &std::env::current_dir()?)?;
+    check_model_for(cfg, extra, Some(classes.len()))
+}
+
+/// [`check_model`] for a model of `classes` classes; without a count (`--dry-run` before the
+/// data set exists) the layers are checked on a two-class model and `model.init` is not.
+fn check_model_for(cfg: &config::Config, extra: &ExtraEval, classes: Option<usize>) -> Result<()> {
+    let adapted = extra.adapted();
     let mut model = cfg.model.clone();
-    model.classes = classes.len() as i64;
+    model.classes = classes.unwrap_or(2) as i64;
     let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let net = moirelab_models::build(&vs.root(), &model)?;
-    if layers {
-        let names: Vec<&str> = g.layers.iter().map(String::as_str).collect();
+    if cam_layers_named(cfg) {
+        let names: Vec<&str> = cfg.gradcam.layers.iter().map(String::as_str).collect();
         moirelab_models::check_layers(net.as_ref(), &names)?;
     }
-    if let Some(init) = &cfg.model.init {
+    if let (Some(init), Some(_)) = (&cfg.model.init, classes) {
         moirelab_models::load_pretrained(&mut vs, &model, init)?;
     }
     if let Some((name, _)) = adapted.first() {
@@ -214,6 +218,12 @@ fn check_model(cfg: &config::Config, extra: &ExtraEval) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the config names CAM layers that its dumps will use.
+fn cam_layers_named(cfg: &config::Config) -> bool {
+    let g = &cfg.gradcam;
+    g.probes > 0 && !g.methods.is_empty() && !g.layers.is_empty()
 }
 
 /// What training's validation tolerated (duplicates, links, conversions …): one line per
@@ -296,6 +306,12 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         (None, Some(path)) => {
             if a.dry_run {
                 let mut loaded = config::load(path, &a.sets)?;
+                // The model and its CAM layers are checked too; the data set may not exist yet.
+                let classes =
+                    moirelab_data::peek_classes(&loaded.config.data, &std::env::current_dir()?)
+                        .ok()
+                        .map(|(c, _)| c.len());
+                check_model_for(&loaded.config, &ExtraEval::default(), classes)?;
                 absolutize_root(&mut loaded)?;
                 print!("{}", loaded.resolved);
                 return Ok(ExitCode::SUCCESS);

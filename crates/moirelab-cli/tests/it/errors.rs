@@ -228,3 +228,15 @@ fn assert_last_line_error(o: &std::process::Output, needle: &str) {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `train --dry-run` checks the CAM layers against the model, as `train` does, even before
+/// the data set exists.
+#[test]
+fn dry_run_refuses_an_unknown_cam_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = crate::TINY.replace("probes = 4", "probes = 4\nlayers = [\"nope\"]");
+    std::fs::write(dir.path().join("t.toml"), c).unwrap();
+    let o = moirelab(dir.path(), &["train", "--config", "t.toml", "--dry-run"]);
+    assert_one_line_error(&o, &["unknown layer 'nope'", "conv1"]);
+    assert!(!dir.path().join("data").exists());
+}
