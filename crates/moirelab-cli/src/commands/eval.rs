@@ -201,9 +201,16 @@ fn open_sets<'a>(a: &'a EvalArgs, loaded: &Loaded) -> Result<Sets<'a>> {
             attack_class: classes.get(attack).cloned(),
         };
         let cfg = on_bad(loaded.config.data.for_eval_source(d));
-        Dataset::open_eval(&cfg, &cwd, &spec)
+        let ds = Dataset::open_eval(&cfg, &cwd, &spec)
             .map_err(bad_files_hint)
-            .with_context(|| format!("{flag} {}", d.display()))
+            .with_context(|| format!("{flag} {}", d.display()))?;
+        // A set of one class (genuine photos only) is a normal thing to evaluate.
+        let expected = [moirelab_data::ProblemKind::MissingClassAllowed];
+        for line in super::warning_lines(ds.report(), &format!("{flag} {}", d.display()), &expected)
+        {
+            eprintln!("{line}");
+        }
+        Ok(ds)
     };
     let calibration = a
         .calibrate

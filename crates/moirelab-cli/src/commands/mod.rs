@@ -51,6 +51,31 @@ fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
     )
 }
 
+/// What a data set's validation tolerated (duplicates, links, conversions …): one line per
+/// kind with its first example and a count, `warning: <what>: …`, so that no command hides
+/// them; kinds in `expected` are left out.
+fn warning_lines(
+    r: &moirelab_data::CheckReport,
+    what: &str,
+    expected: &[moirelab_data::ProblemKind],
+) -> Vec<String> {
+    let mut by_kind: std::collections::BTreeMap<_, Vec<&moirelab_data::Problem>> =
+        std::collections::BTreeMap::new();
+    for p in r.warnings().filter(|p| !expected.contains(&p.kind)) {
+        by_kind.entry(p.kind).or_default().push(p);
+    }
+    by_kind
+        .values()
+        .map(|ps| {
+            let more = match ps.len() {
+                1 => String::new(),
+                n => format!(" (and {} more like it)", n - 1),
+            };
+            format!("warning: {what}: {}{more}", ps[0])
+        })
+        .collect()
+}
+
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
 }

@@ -226,24 +226,9 @@ fn cam_layers_named(cfg: &config::Config) -> bool {
     g.probes > 0 && !g.methods.is_empty() && !g.layers.is_empty()
 }
 
-/// What training's validation tolerated (duplicates, links, conversions …): one line per
-/// kind with its first example, so a run never hides them.
+/// What training's validation tolerated, and the files it left out: one line each.
 fn data_warnings(r: &moirelab_data::CheckReport) -> Vec<String> {
-    let mut by_kind: std::collections::BTreeMap<_, Vec<&moirelab_data::Problem>> =
-        std::collections::BTreeMap::new();
-    for p in r.warnings() {
-        by_kind.entry(p.kind).or_default().push(p);
-    }
-    let mut lines: Vec<String> = by_kind
-        .values()
-        .map(|ps| {
-            let more = match ps.len() {
-                1 => String::new(),
-                n => format!(" (and {} more like it)", n - 1),
-            };
-            format!("warning: data: {}{more}", ps[0])
-        })
-        .collect();
+    let mut lines = super::warning_lines(r, "data", &[]);
     if !r.skipped.is_empty() {
         const LISTED: usize = 3;
         let more = match r.skipped.len().saturating_sub(LISTED) {

@@ -300,6 +300,33 @@ pub(crate) fn refused_inputs(d: &Path, classes: &[String], n_test: usize, one: &
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("2 unusable file(s) skipped"), "{text}");
+
+    // What validation tolerated in a --data set is said, not passed over: here a link that
+    // points at itself.
+    #[cfg(unix)]
+    {
+        let looped = d
+            .join("only-test")
+            .join("test")
+            .join(&classes[0])
+            .join("loop.png");
+        std::os::unix::fs::symlink("loop.png", &looped).unwrap();
+        let args = [
+            "eval",
+            "--run",
+            "runs/tiny",
+            "--data",
+            "only-test",
+            "--skip-bad",
+        ];
+        let o = moirelab(d, &args);
+        std::fs::remove_file(&looped).unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let warned = stderr(&o)
+            .lines()
+            .any(|l| l.starts_with("warning: --data only-test: ") && l.contains("loop.png"));
+        assert!(warned, "{}", stderr(&o));
+    }
 }
 
 /// `--scores FILE`: a line per image and row, whose decisions are the row's own numbers, in
