@@ -256,6 +256,15 @@ fn sniff(bytes: &[u8], rel: &str) -> Result<(ImageFormat, Vec<Problem>), Problem
             ),
         )
     })?;
+    if !format.reading_enabled() {
+        return Err(fail(
+            ProblemKind::NotAnImage,
+            format!(
+                "a {} image, which this build does not read (it reads PNG, JPEG, GIF, WebP and BMP)",
+                format_name(format).to_uppercase()
+            ),
+        ));
+    }
     let mut warnings = Vec::new();
     if let Some(by_ext) = format_for_extension(rel) {
         if by_ext != format {

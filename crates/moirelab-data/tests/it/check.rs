@@ -74,6 +74,23 @@ fn text_named_jpg_is_not_an_image() {
     assert!(p.message.contains("(starts with \"hello world,\")"), "{p}");
 }
 
+/// A format the decoders of this build leave out is named as such, not as a corrupt file.
+#[test]
+fn a_tiff_is_named_as_a_format_this_build_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    base(dir.path());
+    // A little-endian TIFF header: "II", 42, the offset of the first directory.
+    let tiff = [b'I', b'I', 42, 0, 8, 0, 0, 0, 0, 0];
+    std::fs::write(dir.path().join("train/direct/scan.png"), tiff).unwrap();
+    let p = problem_for(dir.path(), "train/direct/scan.png");
+    assert_eq!(p.kind, ProblemKind::NotAnImage);
+    assert!(
+        p.message
+            .contains("a TIFF image, which this build does not read"),
+        "{p}"
+    );
+}
+
 #[test]
 fn one_pixel_image_is_too_small() {
     let dir = tempfile::tempdir().unwrap();
