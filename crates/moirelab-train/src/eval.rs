@@ -1,7 +1,7 @@
 //! Evaluation outside the training step: [`evaluate`] a model on data-set indices (val, test,
 //! `[eval] extra`, the CLI's `eval`) and [`load_run`] a finished or interrupted run's model.
 
-use crate::checkpoint::{ckpt_err, TrainState, CKPT_DIR, STATE};
+use crate::checkpoint::{ckpt_err, load_weights, TrainState, CKPT_DIR, STATE};
 use crate::metrics::{ClassificationAccumulator, GroupTag};
 use crate::TrainError;
 use moirelab_core::fsio;
@@ -21,7 +21,9 @@ pub struct LoadedRun {
     pub threshold: Option<f64>,
 }
 
-/// Build the model of a run and load `checkpoints/<which>.safetensors` (`best` or `last`).
+/// Build the model of a run and load `checkpoints/<which>.safetensors` (`best` or `last`)
+/// with the checks of [`crate::checkpoint::load_weights`] (names, shapes, kinds, finite
+/// values).
 pub fn load_run(
     run_dir: &Path,
     model: &ModelConfig,
@@ -37,7 +39,7 @@ pub fn load_run(
     }
     let mut vs = nn::VarStore::new(device);
     let net = moirelab_models::build(&vs.root(), model)?;
-    vs.load(&path).map_err(|e| ckpt_err(&path, e))?;
+    load_weights(&mut vs, &path)?;
     let threshold = fsio::read_json::<RunSummary>(&run_dir.join(runfmt::SUMMARY_JSON))
         .ok()
         .map(|s| s.threshold)

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// libtorch has one global random generator, and the trainer seeds it; tests of this binary
 /// run on parallel threads, so each trainer test holds this lock.
-fn torch_rng_lock() -> MutexGuard<'static, ()> {
+pub(crate) fn torch_rng_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,0 +1,229 @@
+//! `load_run` on damaged or foreign run folders: checkpoint tensors of another kind, shape or
+//! name, non-finite weights.
+
+use crate::trainer::torch_rng_lock;
+use moirelab_models::ModelConfig;
+use moirelab_train::{load_run, LoadedRun, TrainError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind, Tensor};
+
+fn model() -> ModelConfig {
+    ModelConfig {
+        width: 4,
+        ..Default::default()
+    }
+}
+
+/// A run folder holding only `checkpoints/best.safetensors`, freshly initialised weights of
+/// [`model`] as the trainer saves them (`VarStore::save`).
+fn run_with_checkpoint(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _rng = torch_rng_lock();
+    moirelab_models::build(&vs.root(), &model()).unwrap();
+    vs.save(best(&run)).unwrap();
+    run
+}
+
+fn best(run: &Path) -> PathBuf {
+    run.join("checkpoints/best.safetensors")
+}
+
+fn read(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Rewrite the checkpoint of `run` after `f` changed its tensors.
+fn edit(run: &Path, f: impl FnOnce(&mut BTreeMap<String, Tensor>)) {
+    let mut tensors = read(&best(run));
+    f(&mut tensors);
+    let named: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.shallow_clone()))
+        .collect();
+    Tensor::write_safetensors(&named, best(run)).unwrap();
+}
+
+fn load(run: &Path) -> Result<LoadedRun, TrainError> {
+    load_run(run, &model(), Device::Cpu, "best")
+}
+
+fn load_err(run: &Path) -> String {
+    match load(run) {
+        Ok(_) => panic!("{} loaded", run.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// One short line: no libtorch text beyond its first line, no C++ frames.
+fn assert_short_line(e: &str) {
+    assert!(!e.contains('\n'), "{e}");
+    assert!(
+        !e.contains("Exception raised from") && !e.contains("frame #"),
+        "{e}"
+    );
+    assert!(e.len() < 300, "{} characters: {e}", e.len());
+}
+
+fn weight_of(vs: &nn::VarStore, name: &str) -> Tensor {
+    vs.variables()[name].shallow_clone()
+}
+
+fn weight(lr: &LoadedRun, name: &str) -> Tensor {
+    weight_of(&lr.vs, name)
+}
+
+#[test]
+fn a_checkpoint_the_model_wrote_loads_bit_for_bit_with_its_batch_norm_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    let file = read(&best(&run));
+    // BatchNorm running statistics are variables of the model, not extra tensors.
+    assert!(
+        file.contains_key("conv1.bn.running_var"),
+        "{:?}",
+        file.keys()
+    );
+    let lr = load(&run).unwrap();
+    assert_eq!(lr.vs.variables().len(), file.len());
+    for (k, t) in &file {
+        assert!(weight(&lr, k).equal(t), "{k}");
+    }
+    assert_eq!(lr.threshold, None);
+}
+
+#[test]
+fn floating_point_tensors_of_another_precision_load_as_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    let original = read(&best(&run))["fc.weight"].shallow_clone();
+    edit(&run, |t| {
+        let w = t["fc.weight"].to_kind(Kind::Half);
+        t.insert("fc.weight".into(), w);
+        let b = t["fc.bias"].to_kind(Kind::Double);
+        t.insert("fc.bias".into(), b);
+    });
+    let lr = load(&run).unwrap();
+    let w = weight(&lr, "fc.weight");
+    assert_eq!(w.kind(), Kind::Float);
+    assert_eq!(weight(&lr, "fc.bias").kind(), Kind::Float);
+    let diff = (&w - &original).abs().max().double_value(&[]);
+    assert!(diff < 1e-3, "{diff}");
+}
+
+#[test]
+fn an_integer_tensor_is_an_error_naming_file_tensor_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    edit(&run, |t| {
+        let w = t["fc.weight"].to_kind(Kind::Int64);
+        t.insert("fc.weight".into(), w);
+    });
+    let e = load_err(&run);
+    assert!(
+        e.contains("best.safetensors") && e.contains("'fc.weight'") && e.contains("Int64"),
+        "{e}"
+    );
+    assert_short_line(&e);
+}
+
+#[test]
+fn a_tensor_of_another_shape_is_one_short_line_with_both_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    edit(&run, |t| {
+        t.insert(
+            "fc.weight".into(),
+            Tensor::zeros([2, 17], (Kind::Float, Device::Cpu)),
+        );
+    });
+    let e = load_err(&run);
+    assert!(
+        e.contains("best.safetensors")
+            && e.contains("'fc.weight'")
+            && e.contains("[2, 17]")
+            && e.contains("[2, 16]"),
+        "{e}"
+    );
+    assert_short_line(&e);
+}
+
+#[test]
+fn a_config_that_disagrees_with_the_checkpoint_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    let wider = ModelConfig {
+        width: 8,
+        ..model()
+    };
+    let e = match load_run(&run, &wider, Device::Cpu, "best") {
+        Ok(_) => panic!("a width-8 model loaded width-4 weights"),
+        Err(e) => e.to_string(),
+    };
+    // The first variable by name, with the file's and the model's shape.
+    assert!(
+        e.contains("'conv1.bn.bias'") && e.contains("[4]") && e.contains("[8]"),
+        "{e}"
+    );
+    assert!(e.contains("config.toml does not match"), "{e}");
+    assert_short_line(&e);
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_first_such_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    edit(&run, |t| {
+        let _ = t.get_mut("fc.bias").unwrap().fill_(f64::INFINITY);
+        let _ = t["conv2.conv.weight"]
+            .get(0)
+            .view([-1])
+            .get(0)
+            .fill_(f64::NAN);
+    });
+    let e = load_err(&run);
+    assert!(
+        e.contains("best.safetensors")
+            && e.contains("'conv2.conv.weight'")
+            && e.contains("non-finite"),
+        "{e}"
+    );
+    assert_short_line(&e);
+    // A finite f64 beyond f32's range would be infinite once converted.
+    edit(&run, |t| {
+        let _ = t.get_mut("conv2.conv.weight").unwrap().fill_(0.0);
+        t.insert("fc.bias".into(), Tensor::from_slice(&[1e300f64, 0.0]));
+    });
+    let e = load_err(&run);
+    assert!(e.contains("'fc.bias'") && e.contains("non-finite"), "{e}");
+}
+
+#[test]
+fn unknown_and_missing_tensors_are_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    edit(&run, |t| {
+        t.insert(
+            "extra.weight".into(),
+            Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+        );
+    });
+    let e = load_err(&run);
+    assert!(
+        e.contains("best.safetensors") && e.contains("extra.weight"),
+        "{e}"
+    );
+    assert_short_line(&e);
+    edit(&run, |t| {
+        t.remove("extra.weight");
+        t.remove("fc.bias");
+    });
+    let e = load_err(&run);
+    assert!(e.contains("missing") && e.contains("fc.bias"), "{e}");
+    assert_short_line(&e);
+}
