@@ -158,6 +158,7 @@ pub fn evaluate_scored(
         })?;
         let probs = probs.to_device(Device::Cpu).to_kind(Kind::Double);
         let probs: Vec<f64> = Vec::<f64>::try_from(probs.flatten(0, -1))?;
+        check_finite(dataset, chunk, &probs)?;
         let targets: Vec<usize> = chunk.iter().map(|&i| dataset.label(i)).collect();
         let tags: Vec<GroupTag> = chunk
             .iter()
@@ -177,4 +178,20 @@ pub fn evaluate_scored(
     let mut m = acc.compute_with(opts.epoch, &opts.split, opts.threshold);
     m.wall_s = start.elapsed().as_secs_f64();
     Ok((m, acc.attack_scores().0.to_vec()))
+}
+
+/// Every image's class probabilities (`probs`, row by row for `chunk`) must be finite: a NaN
+/// attack score is below every threshold, so it would count as bona fide, the unsafe side for
+/// an attack detector. The first image with one is an error naming it.
+fn check_finite(dataset: &Dataset, chunk: &[usize], probs: &[f64]) -> Result<(), TrainError> {
+    let k = (probs.len() / chunk.len().max(1)).max(1);
+    for (row, &i) in probs.chunks(k).zip(chunk) {
+        if let Some(&value) = row.iter().find(|p| !p.is_finite()) {
+            return Err(TrainError::NonFiniteScore {
+                image: dataset.root().join(&dataset.record(i).path),
+                value,
+            });
+        }
+    }
+    Ok(())
 }

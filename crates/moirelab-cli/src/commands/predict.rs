@@ -22,7 +22,15 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
                 .flatten(0, -1);
             Ok(Vec::<f64>::try_from(p)?)
         })?;
-        let score = probs[attack];
+        let score = probs.get(attack).copied().unwrap_or(f64::NAN);
+        // A NaN score is below every threshold: it must not pass as bona fide.
+        if let Some(&value) = probs.iter().chain([&score]).find(|p| !p.is_finite()) {
+            return Err(moirelab_train::TrainError::NonFiniteScore {
+                image: path.clone(),
+                value,
+            }
+            .into());
+        }
         rows.push(serde_json::json!({
             "image": path.display().to_string(),
             "score": score,

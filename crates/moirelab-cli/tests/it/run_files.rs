@@ -1,6 +1,6 @@
 //! Damaged run folders through `predict`, `eval` and `explain`: checkpoint tensors of another
-//! kind, shape or name, non-finite weights, and a config that does not describe its
-//! checkpoint. Each is one line naming the file and the tensor.
+//! kind, shape or name, non-finite weights, weights whose scores are NaN, and a config that
+//! does not describe its checkpoint. Each is one line naming the file, tensor or image.
 
 use crate::{assert_one_line_error, moirelab, stderr, TINY};
 use serde_json::Value;
@@ -201,6 +201,34 @@ fn non_finite_weights_are_refused_naming_file_and_tensor() {
     ] {
         assert_one_line_error(&o, &["best.safetensors", "'fc.weight'", "non-finite"]);
     }
+}
+
+#[test]
+fn a_nan_score_is_an_error_naming_the_image_never_bona_fide() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, image) = run_copy(dir.path());
+    // Finite weights whose logits overflow: both are +inf, and softmax gives NaN.
+    edit(&run, |t| {
+        set(
+            t,
+            "fc.weight",
+            Tensor::full([2, 16], 3e38, (Kind::Float, Device::Cpu)),
+        );
+        set(
+            t,
+            "fc.bias",
+            Tensor::full([2], 3e38, (Kind::Float, Device::Cpu)),
+        );
+    });
+    let o = predict(dir.path(), &image);
+    assert_one_line_error(&o, &[&image, "not finite"]);
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_one_line_error(&eval(dir.path()), &["data/tiny/images/", "not finite"]);
+    assert_one_line_error(&explain(dir.path(), &image), &[&image, "not finite"]);
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! `load_run` on damaged or foreign run folders: checkpoint tensors of another kind, shape or
-//! name, non-finite weights.
+//! name, non-finite weights; and `evaluate_scored` on a model whose scores are NaN.
 
-use crate::trainer::torch_rng_lock;
+use crate::trainer::{tiny_data, torch_rng_lock};
 use moirelab_models::ModelConfig;
-use moirelab_train::{load_run, LoadedRun, TrainError};
+use moirelab_train::metrics::{ThresholdFrom, ThresholdRule};
+use moirelab_train::{load_run, EvalOptions, LoadedRun, TrainError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -226,4 +227,35 @@ fn unknown_and_missing_tensors_are_errors_naming_them() {
     let e = load_err(&run);
     assert!(e.contains("missing") && e.contains("fc.bias"), "{e}");
     assert_short_line(&e);
+}
+
+#[test]
+fn a_nan_score_is_an_error_naming_the_image_not_a_bona_fide_decision() {
+    let mut data = moirelab_data::DataConfig::for_root(tiny_data());
+    data.image_size = 64;
+    let ds = moirelab_data::Dataset::open(&data, Path::new(".")).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = {
+        let _rng = torch_rng_lock();
+        moirelab_models::build(&vs.root(), &model()).unwrap()
+    };
+    tch::no_grad(|| {
+        let _ = weight_of(&vs, "fc.bias").fill_(f64::NAN);
+    });
+    let opts = EvalOptions {
+        batch_size: 8,
+        device: Device::Cpu,
+        epoch: 0,
+        split: "test".into(),
+        threshold: ThresholdFrom::given_or(Some(0.5), ThresholdRule::Eer),
+        perturbation: None,
+    };
+    let idx = ds.split("test");
+    let e = match moirelab_train::evaluate_scored(net.as_ref(), &ds, idx, &opts) {
+        Ok((m, _)) => panic!("NaN scores evaluated: {:?}", m.pad),
+        Err(e) => e.to_string(),
+    };
+    let first = ds.root().join(&ds.record(idx[0]).path);
+    assert!(e.contains(&first.display().to_string()), "{e}");
+    assert!(e.contains("not finite"), "{e}");
 }

@@ -21,7 +21,7 @@ pub(crate) fn torch_rng_lock() -> MutexGuard<'static, ()> {
 }
 
 /// One tiny data set shared by the tests of this binary (generated once).
-fn tiny_data() -> PathBuf {
+pub(crate) fn tiny_data() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("moirelab-train-it-{}", std::process::id()));
