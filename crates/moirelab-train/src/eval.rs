@@ -17,13 +17,19 @@ pub struct LoadedRun {
     pub vs: nn::VarStore,
     pub net: Box<dyn CamNet>,
     pub device: Device,
-    /// Threshold fixed on val (from `summary.json` or `state.json`), if the run has one.
+    /// Threshold fixed on val (from `summary.json` or `state.json`), if the run has one yet:
+    /// a run in progress fixes it only when it finishes.
     pub threshold: Option<f64>,
 }
 
+/// The largest threshold a run may store: the float just above 1, where val's threshold
+/// sweep puts its "nothing flagged" point when a score is exactly 1 (`metrics::sweep`).
+/// Scores are probabilities, so anything above it, or below 0, decides every image alike.
+const MAX_THRESHOLD: f64 = 1.0 + f64::EPSILON;
+
 /// Build the model of a run and load `checkpoints/<which>.safetensors` (`best` or `last`)
 /// with the checks of [`crate::checkpoint::load_weights`] (names, shapes, kinds, finite
-/// values).
+/// values), and read the run's threshold ([`run_threshold`]).
 pub fn load_run(
     run_dir: &Path,
     model: &ModelConfig,
@@ -40,20 +46,39 @@ pub fn load_run(
     let mut vs = nn::VarStore::new(device);
     let net = moirelab_models::build(&vs.root(), model)?;
     load_weights(&mut vs, &path)?;
-    let threshold = fsio::read_json::<RunSummary>(&run_dir.join(runfmt::SUMMARY_JSON))
-        .ok()
-        .map(|s| s.threshold)
-        .or_else(|| {
-            fsio::read_json::<TrainState>(&run_dir.join(CKPT_DIR).join(STATE))
-                .ok()
-                .and_then(|s| s.threshold)
-        });
+    let threshold = run_threshold(run_dir)?;
     Ok(LoadedRun {
         vs,
         net,
         device,
         threshold,
     })
+}
+
+/// The decision threshold of a run: `summary.json`'s when it exists (a finished run), else
+/// `checkpoints/state.json`'s, which is `null` until the run finishes; `None` when neither
+/// file exists or the state has none yet. Both files are written atomically, so one that
+/// exists but cannot be read or parsed, or a threshold outside `[0, 1]`, is damage: an
+/// error naming the file, never a silent fallback.
+fn run_threshold(run_dir: &Path) -> Result<Option<f64>, TrainError> {
+    let summary = run_dir.join(runfmt::SUMMARY_JSON);
+    let state = run_dir.join(CKPT_DIR).join(STATE);
+    let (path, threshold) = if summary.exists() {
+        let t = fsio::read_json::<RunSummary>(&summary)?.threshold;
+        (summary, Some(t))
+    } else if state.exists() {
+        let t = fsio::read_json::<TrainState>(&state)?.threshold;
+        (state, t)
+    } else {
+        return Ok(None);
+    };
+    match threshold {
+        Some(t) if !(0.0..=MAX_THRESHOLD).contains(&t) => Err(ckpt_err(
+            &path,
+            format!("threshold = {t:?} is out of range [0, 1] (scores are probabilities; edited by hand?)"),
+        )),
+        t => Ok(t),
+    }
 }
 
 /// How [`evaluate`] runs and labels its result.

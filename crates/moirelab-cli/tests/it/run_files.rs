@@ -1,6 +1,7 @@
 //! Damaged run folders through `predict`, `eval` and `explain`: checkpoint tensors of another
-//! kind, shape or name, non-finite weights, weights whose scores are NaN, and a config that
-//! does not describe its checkpoint. Each is one line naming the file, tensor or image.
+//! kind, shape or name, non-finite weights, weights whose scores are NaN, a config that does
+//! not describe its checkpoint, and `summary.json` / `state.json` that do not parse or hold
+//! a threshold that is no probability. Each is one line naming the file, tensor or image.
 
 use crate::{assert_one_line_error, moirelab, stderr, TINY};
 use serde_json::Value;
@@ -254,4 +255,70 @@ fn unknown_and_missing_tensors_are_one_line_naming_them() {
         &predict(dir.path(), &image),
         &["best.safetensors", "missing", "fc.bias"],
     );
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn a_summary_or_state_json_that_does_not_parse_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, image) = run_copy(dir.path());
+    std::fs::write(run.join("summary.json"), "garbage").unwrap();
+    assert_one_line_error(&predict(dir.path(), &image), &["runs/r/summary.json"]);
+    assert_one_line_error(&eval(dir.path()), &["runs/r/summary.json"]);
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    std::fs::write(run.join("checkpoints/state.json"), "{").unwrap();
+    assert_one_line_error(&predict(dir.path(), &image), &["checkpoints/state.json"]);
+}
+
+#[test]
+fn a_threshold_that_is_no_probability_is_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, image) = run_copy(dir.path());
+    for t in [serde_json::json!(5.0), serde_json::json!(-1e308)] {
+        edit_json(&run.join("summary.json"), |v| v["threshold"] = t.clone());
+        assert_one_line_error(&predict(dir.path(), &image), &["summary.json", "[0, 1]"]);
+        assert_one_line_error(&eval(dir.path()), &["summary.json", "[0, 1]"]);
+    }
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    edit_json(&run.join("checkpoints/state.json"), |v| {
+        v["threshold"] = 2.into()
+    });
+    assert_one_line_error(&predict(dir.path(), &image), &["state.json", "[0, 1]"]);
+}
+
+#[test]
+fn predict_says_when_the_run_has_no_threshold_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, image) = run_copy(dir.path());
+    let o = moirelab(
+        dir.path(),
+        &["predict", "--run", "runs/r", &image, "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["threshold_source"], "run", "{rows}");
+    // A run in progress: no summary.json yet, and its state has no threshold.
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    edit_json(&run.join("checkpoints/state.json"), |v| {
+        v["threshold"] = Value::Null
+    });
+    let o = predict(dir.path(), &image);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("threshold 0.5000, a default: the run has fixed none yet"),
+        "{out}"
+    );
+    let o = moirelab(
+        dir.path(),
+        &["predict", "--run", "runs/r", &image, "--json"],
+    );
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["threshold"], 0.5, "{rows}");
+    assert_eq!(rows[0]["threshold_source"], "default", "{rows}");
 }

@@ -1,7 +1,10 @@
 //! `load_run` on damaged or foreign run folders: checkpoint tensors of another kind, shape or
-//! name, non-finite weights; and `evaluate_scored` on a model whose scores are NaN.
+//! name, non-finite weights, a `summary.json` or `state.json` that does not parse or holds a
+//! threshold that is no probability; and `evaluate_scored` on a model whose scores are NaN.
 
 use crate::trainer::{tiny_data, torch_rng_lock};
+use moirelab_core::fsio;
+use moirelab_core::run::RunSummary;
 use moirelab_models::ModelConfig;
 use moirelab_train::metrics::{ThresholdFrom, ThresholdRule};
 use moirelab_train::{load_run, EvalOptions, LoadedRun, TrainError};
@@ -227,6 +230,73 @@ fn unknown_and_missing_tensors_are_errors_naming_them() {
     let e = load_err(&run);
     assert!(e.contains("missing") && e.contains("fc.bias"), "{e}");
     assert_short_line(&e);
+}
+
+/// A `state.json` as the trainer writes it, with `threshold` as given (JSON).
+fn write_state(run: &Path, threshold: serde_json::Value) {
+    let state = serde_json::json!({
+        "epochs_done": 1, "next_batch": 0, "step": 2, "best_value": 0.5, "best_epoch": 1,
+        "epochs_since_best": 0, "threshold": threshold, "running": null, "wall_s": 0.1,
+        "weights_hash": "0", "optim_hash": "0", "finished": false,
+    });
+    fsio::write_json_atomic(&run.join("checkpoints/state.json"), &state).unwrap();
+}
+
+fn write_summary(run: &Path, threshold: f64) {
+    let s = RunSummary {
+        threshold,
+        ..Default::default()
+    };
+    fsio::write_json_atomic(&run.join("summary.json"), &s).unwrap();
+}
+
+#[test]
+fn the_threshold_comes_from_summary_json_else_state_json_else_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    // A run in progress: its state has no threshold until it finishes.
+    write_state(&run, serde_json::Value::Null);
+    assert_eq!(load(&run).unwrap().threshold, None);
+    write_state(&run, serde_json::json!(0.25));
+    assert_eq!(load(&run).unwrap().threshold, Some(0.25));
+    write_summary(&run, 0.75);
+    assert_eq!(load(&run).unwrap().threshold, Some(0.75));
+    // The float just above 1 is where val's sweep flags nothing when a score is exactly 1.
+    write_summary(&run, 1.0 + f64::EPSILON);
+    assert_eq!(load(&run).unwrap().threshold, Some(1.0 + f64::EPSILON));
+}
+
+#[test]
+fn a_summary_or_state_file_that_does_not_parse_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    write_state(&run, serde_json::json!(0.25));
+    std::fs::write(run.join("summary.json"), "garbage").unwrap();
+    let e = load_err(&run);
+    assert!(e.contains("summary.json"), "{e}");
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    std::fs::write(run.join("checkpoints/state.json"), "{\"threshold\": 0.3").unwrap();
+    let e = load_err(&run);
+    assert!(e.contains("state.json"), "{e}");
+}
+
+#[test]
+fn a_threshold_that_is_no_probability_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_checkpoint(dir.path());
+    for t in [5.0, -1e308, 1.0 + 4.0 * f64::EPSILON] {
+        write_summary(&run, t);
+        let e = load_err(&run);
+        assert!(
+            e.contains("summary.json") && e.contains("[0, 1]"),
+            "{t}: {e}"
+        );
+        assert_short_line(&e);
+    }
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    write_state(&run, serde_json::json!(-0.5));
+    let e = load_err(&run);
+    assert!(e.contains("state.json") && e.contains("-0.5"), "{e}");
 }
 
 #[test]
