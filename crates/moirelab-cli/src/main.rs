@@ -441,18 +441,46 @@ fn restore_sigpipe() {
 
 /// One line, the whole chain, no backtrace, and no cause twice: error types that print
 /// their source (`"{path}: {source}"`) and also expose it as `source()` would otherwise
-/// repeat the OS error.
+/// repeat the OS error. A libtorch message that reaches here stops before its C++ stack
+/// frames ("Exception raised from …"), thousands of characters that mean nothing to a user.
 fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
-        if s.is_empty() || out.contains(&s) {
+        let s = s
+            .split("Exception raised from")
+            .next()
+            .unwrap_or("")
+            .trim_end();
+        if s.is_empty() || out.contains(s) {
             continue;
         }
         if !out.is_empty() {
             out.push_str(": ");
         }
-        out.push_str(&s);
+        out.push_str(s);
     }
     out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_stops_a_libtorch_message_before_its_stack_frames() {
+        let torch = "Internal torch error: fc.weight: The size of tensor a (16) must match \
+                     the size of tensor b (17)\nException raised from infer_size_impl at \
+                     ExpandUtils.cpp:35 (most recent call first):\nframe #0: c10::Error::Error";
+        let e = anyhow::anyhow!("{torch}").context("runs/r/checkpoints/best.safetensors");
+        assert_eq!(
+            super::one_line(&e),
+            "runs/r/checkpoints/best.safetensors: Internal torch error: fc.weight: The size of \
+             tensor a (16) must match the size of tensor b (17)"
+        );
+        // Other multi-line messages keep every line, joined.
+        let e = anyhow::anyhow!("TOML parse error at line 1\n  |\n1 | x =");
+        assert_eq!(
+            super::one_line(&e),
+            "TOML parse error at line 1   | 1 | x ="
+        );
+    }
 }

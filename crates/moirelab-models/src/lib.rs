@@ -3,9 +3,10 @@
 //!
 //! This crate owns the model *definitions* (shallow, VGG-, ResNet- and MobileNetV2-style, and
 //! torchvision's resnet18 and mobilenet_v3_small for ImageNet weights),
-//! their configuration (`[model]` in the TOML), the list of CAM layers each one exposes, and
-//! model summaries (shapes, parameters, FLOPs, receptive fields). It does not own training,
-//! checkpoints or CAM maths. Its PyTorch twin is `scripts/parity/moirelab_torch.py`: same parameter
+//! their configuration (`[model]` in the TOML), the list of CAM layers each one exposes,
+//! model summaries (shapes, parameters, FLOPs, receptive fields), and loading a weights file
+//! into a model with its names, shapes, kinds and values checked ([`load_weights`],
+//! [`load_pretrained`]). It does not own training, the checkpoint format or CAM maths. Its PyTorch twin is `scripts/parity/moirelab_torch.py`: same parameter
 //! names (checkpoints load with `strict=True`), and CAM layer names are module paths there.
 //!
 //! Every model implements [`CamNet`]: one forward pass returns the logits and the activations
@@ -22,6 +23,7 @@ mod resnet;
 mod shallow;
 mod summary;
 mod vgg;
+mod weights;
 
 pub use adapt::{batch_norm_layers, BnAdapt, BnReestimate, BnSnapshot};
 pub use config::{
@@ -37,6 +39,7 @@ pub use resnet::ResNet;
 pub use shallow::Shallow;
 pub use summary::{summary, LayerSummary, ModelSummary};
 pub use vgg::Vgg;
+pub use weights::{load_weights, torch_error_line, WeightsError};
 
 use tch::{nn, Tensor};
 

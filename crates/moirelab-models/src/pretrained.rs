@@ -1,17 +1,15 @@
 //! `model.init` (initial weights from a PyTorch `state_dict` saved as safetensors, e.g.
 //! torchvision's ImageNet weights) and `model.freeze` (first layers not trained).
 
+use crate::weights::{self, WeightsError};
 use crate::{Arch, ModelConfig, ModelError};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 /// Buffers PyTorch keeps that moirelab's BatchNorm has no use for (eval mode uses the running
 /// statistics only, and momentum is fixed).
 const IGNORED_SUFFIX: &str = ".num_batches_tracked";
-
-/// How many names an error lists before "…".
-const LIST_MAX: usize = 8;
 
 /// What [`load_pretrained`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,68 +39,44 @@ impl std::fmt::Display for InitReport {
     }
 }
 
-fn listing(names: &[String]) -> String {
-    let mut s = names
-        .iter()
-        .take(LIST_MAX)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > LIST_MAX {
-        s.push_str(", …");
-    }
-    s
-}
-
 /// Copy the tensors of the safetensors file `path` into `vs` (the model of `cfg`). Every
 /// parameter and BatchNorm statistic must be in the file with the same shape, except the
 /// final classifier (`Arch::classifier_prefix`): when its shape differs (1000 ImageNet
 /// classes vs. 2) or it is absent, it keeps its fresh initialisation and the report says
 /// so. Keys the model does not have are an error (PyTorch's `num_batches_tracked` buffers are
-/// ignored). Floating-point tensors of any precision are converted to the model's.
+/// ignored). Floating-point tensors of any precision are converted to the model's; integer
+/// ones and values that are not finite are errors ([`crate::weights`] has the checks).
 pub fn load_pretrained(
     vs: &mut nn::VarStore,
     cfg: &ModelConfig,
     path: &Path,
 ) -> Result<InitReport, ModelError> {
-    let bad = |msg: String| ModelError::Config(format!("model.init {}: {msg}", path.display()));
-    if !path.is_file() {
-        return Err(bad("no such file".into()));
-    }
-    let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?
+    let bad = |e: WeightsError| {
+        let msg = match e {
+            WeightsError::Unknown(keys) => format!(
+                "{} key(s) that arch '{}' does not have: {}",
+                keys.len(),
+                cfg.arch,
+                weights::listing(&keys)
+            ),
+            e => e.to_string(),
+        };
+        ModelError::Config(format!("model.init {}: {msg}", path.display()))
+    };
+    let file: BTreeMap<String, Tensor> = weights::read(path)
+        .map_err(bad)?
         .into_iter()
         .filter(|(k, _)| !k.ends_with(IGNORED_SUFFIX))
         .collect();
     let head = cfg.arch.classifier_prefix();
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let ours: BTreeSet<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-    let unknown: Vec<String> = file
-        .keys()
-        .filter(|k| !ours.contains(k.as_str()))
-        .cloned()
-        .collect();
+    let mut vars = weights::variables(vs);
+    let unknown = weights::unknown_keys(&file, &vars);
     if !unknown.is_empty() {
-        return Err(bad(format!(
-            "{} key(s) that arch '{}' does not have: {}",
-            unknown.len(),
-            cfg.arch,
-            listing(&unknown)
-        )));
+        return Err(bad(WeightsError::Unknown(unknown)));
     }
-    let missing: Vec<String> = vars
-        .iter()
-        .map(|(k, _)| k)
-        .filter(|k| !k.starts_with(head) && !file.contains_key(k.as_str()))
-        .cloned()
-        .collect();
+    let missing = weights::missing_keys(&file, &vars, |k| k.starts_with(head));
     if !missing.is_empty() {
-        return Err(bad(format!(
-            "{} of the model's tensors missing: {}",
-            missing.len(),
-            listing(&missing)
-        )));
+        return Err(bad(WeightsError::Missing(missing)));
     }
     // The head is loaded only if all of it fits.
     let head_fits = vars
@@ -119,21 +93,9 @@ pub fn load_pretrained(
             report.head_kept.push((k.clone(), Some(src.size())));
             continue;
         }
-        if src.size() != var.size() {
-            return Err(bad(format!(
-                "tensor '{k}' has shape {:?}, the model expects {:?}",
-                src.size(),
-                var.size()
-            )));
-        }
-        if !is_float(src) && is_float(var) {
-            return Err(bad(format!(
-                "tensor '{k}' has kind {:?}, expected floating point",
-                src.kind()
-            )));
-        }
-        let src = src.to_kind(var.kind()).to_device(var.device());
-        tch::no_grad(|| var.f_copy_(&src))?;
+        weights::check_shape(k, src, var).map_err(bad)?;
+        let src = weights::converted(k, src, var).map_err(bad)?;
+        weights::copy_into(k, var, &src).map_err(bad)?;
         report.loaded += 1;
     }
     Ok(report)
@@ -215,12 +177,4 @@ pub fn apply_freeze(vs: &nn::VarStore, cfg: &ModelConfig) -> Result<usize, Model
         }
     }
     Ok(n)
-}
-
-/// Whether a tensor holds floating-point values (a state dict's f32, f16, bf16 or f64).
-fn is_float(t: &Tensor) -> bool {
-    matches!(
-        t.kind(),
-        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
-    )
 }

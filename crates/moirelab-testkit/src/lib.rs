@@ -1,12 +1,13 @@
 //! Test support for the moirelab crates: where the repository's `scripts/` live and which
-//! Python (the venv `scripts/env.sh` sets up, with PyTorch) runs the parity checks.
+//! Python (the venv `scripts/env.sh` sets up, with PyTorch) runs the parity checks, and where
+//! a test binary keeps the files its tests share.
 //!
 //! A dev-dependency only; it panics with instructions where a test would otherwise pass
 //! without checking anything.
 
 pub mod png;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `scripts/NAME` in the repository the test is running from.
 pub fn script(name: &str) -> PathBuf {
@@ -54,4 +55,23 @@ pub fn python(what: &str) -> Option<String> {
              to skip {what}"
         ),
     }
+}
+
+/// A fresh folder `<base>/<prefix><this process's id>` for files a test binary shares between
+/// its tests through a static (never dropped). Folders of the same prefix whose process has
+/// ended are deleted first, so repeated test runs leave one folder, not one each. `base` is
+/// the binary's `env!("CARGO_TARGET_TMPDIR")`.
+pub fn process_dir(base: &Path, prefix: &str) -> PathBuf {
+    for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ended = name
+            .strip_prefix(prefix)
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if ended {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = base.join(format!("{prefix}{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

@@ -61,11 +61,31 @@ fn fnv1a(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
+/// An error about a checkpoint file. A libtorch error keeps its first line only
+/// ([`moirelab_models::torch_error_line`]): the C++ stack frames after it are noise.
 pub(crate) fn ckpt_err(path: &Path, msg: impl std::fmt::Display) -> TrainError {
     TrainError::Checkpoint {
         path: path.to_path_buf(),
-        msg: msg.to_string(),
+        msg: moirelab_models::torch_error_line(&msg),
     }
+}
+
+/// Load a run's weights file (`best` or `last.safetensors`) into `vs`, the model built from
+/// the run's `config.toml`, with [`moirelab_models::load_weights`]'s checks: the model's
+/// names and shapes exactly, floating point of another precision converted to f32, integer
+/// tensors refused, every value finite. A file of other names or shapes says that the config
+/// and the checkpoint disagree, the usual cause.
+pub(crate) fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<(), TrainError> {
+    moirelab_models::load_weights(vs, path)
+        .map(|_| ())
+        .map_err(|e| {
+            let hint = if e.is_structural() {
+                "; the run's config.toml does not match this checkpoint (edited, or the file comes from another run?)"
+            } else {
+                ""
+            };
+            ckpt_err(path, format!("{e}{hint}"))
+        })
 }
 
 /// One checkpoint, committed as a set. The weights and the optimizer state are written
@@ -154,7 +174,7 @@ pub(crate) fn restore(
     settle_checkpoint(&ckpt, state)?;
     let weights = ckpt.join(LAST);
     let optim = ckpt.join(OPTIM);
-    vs.load(&weights).map_err(|e| ckpt_err(&weights, e))?;
+    load_weights(vs, &weights)?;
     let tensors = Tensor::read_safetensors(&optim).map_err(|e| ckpt_err(&optim, e))?;
     let tensors: Vec<(String, Tensor)> = tensors
         .into_iter()

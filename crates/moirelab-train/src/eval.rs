@@ -1,7 +1,7 @@
 //! Evaluation outside the training step: [`evaluate`] a model on data-set indices (val, test,
 //! `[eval] extra`, the CLI's `eval`) and [`load_run`] a finished or interrupted run's model.
 
-use crate::checkpoint::{ckpt_err, TrainState, CKPT_DIR, STATE};
+use crate::checkpoint::{ckpt_err, load_weights, TrainState, CKPT_DIR, STATE};
 use crate::metrics::{ClassificationAccumulator, GroupTag};
 use crate::TrainError;
 use moirelab_core::fsio;
@@ -17,11 +17,19 @@ pub struct LoadedRun {
     pub vs: nn::VarStore,
     pub net: Box<dyn CamNet>,
     pub device: Device,
-    /// Threshold fixed on val (from `summary.json` or `state.json`), if the run has one.
+    /// Threshold fixed on val (from `summary.json` or `state.json`), if the run has one yet:
+    /// a run in progress fixes it only when it finishes.
     pub threshold: Option<f64>,
 }
 
-/// Build the model of a run and load `checkpoints/<which>.safetensors` (`best` or `last`).
+/// The largest threshold a run may store: the float just above 1, where val's threshold
+/// sweep puts its "nothing flagged" point when a score is exactly 1 (`metrics::sweep`).
+/// Scores are probabilities, so anything above it, or below 0, decides every image alike.
+const MAX_THRESHOLD: f64 = 1.0 + f64::EPSILON;
+
+/// Build the model of a run and load `checkpoints/<which>.safetensors` (`best` or `last`)
+/// with the checks of [`crate::checkpoint::load_weights`] (names, shapes, kinds, finite
+/// values), and read the run's threshold ([`run_threshold`]).
 pub fn load_run(
     run_dir: &Path,
     model: &ModelConfig,
@@ -37,21 +45,40 @@ pub fn load_run(
     }
     let mut vs = nn::VarStore::new(device);
     let net = moirelab_models::build(&vs.root(), model)?;
-    vs.load(&path).map_err(|e| ckpt_err(&path, e))?;
-    let threshold = fsio::read_json::<RunSummary>(&run_dir.join(runfmt::SUMMARY_JSON))
-        .ok()
-        .map(|s| s.threshold)
-        .or_else(|| {
-            fsio::read_json::<TrainState>(&run_dir.join(CKPT_DIR).join(STATE))
-                .ok()
-                .and_then(|s| s.threshold)
-        });
+    load_weights(&mut vs, &path)?;
+    let threshold = run_threshold(run_dir)?;
     Ok(LoadedRun {
         vs,
         net,
         device,
         threshold,
     })
+}
+
+/// The decision threshold of a run: `summary.json`'s when it exists (a finished run), else
+/// `checkpoints/state.json`'s, which is `null` until the run finishes; `None` when neither
+/// file exists or the state has none yet. Both files are written atomically, so one that
+/// exists but cannot be read or parsed, or a threshold outside `[0, 1]`, is damage: an
+/// error naming the file, never a silent fallback.
+fn run_threshold(run_dir: &Path) -> Result<Option<f64>, TrainError> {
+    let summary = run_dir.join(runfmt::SUMMARY_JSON);
+    let state = run_dir.join(CKPT_DIR).join(STATE);
+    let (path, threshold) = if summary.exists() {
+        let t = fsio::read_json::<RunSummary>(&summary)?.threshold;
+        (summary, Some(t))
+    } else if state.exists() {
+        let t = fsio::read_json::<TrainState>(&state)?.threshold;
+        (state, t)
+    } else {
+        return Ok(None);
+    };
+    match threshold {
+        Some(t) if !(0.0..=MAX_THRESHOLD).contains(&t) => Err(ckpt_err(
+            &path,
+            format!("threshold = {t:?} is out of range [0, 1] (scores are probabilities; edited by hand?)"),
+        )),
+        t => Ok(t),
+    }
 }
 
 /// How [`evaluate`] runs and labels its result.
@@ -156,6 +183,7 @@ pub fn evaluate_scored(
         })?;
         let probs = probs.to_device(Device::Cpu).to_kind(Kind::Double);
         let probs: Vec<f64> = Vec::<f64>::try_from(probs.flatten(0, -1))?;
+        check_finite(dataset, chunk, &probs)?;
         let targets: Vec<usize> = chunk.iter().map(|&i| dataset.label(i)).collect();
         let tags: Vec<GroupTag> = chunk
             .iter()
@@ -175,4 +203,20 @@ pub fn evaluate_scored(
     let mut m = acc.compute_with(opts.epoch, &opts.split, opts.threshold);
     m.wall_s = start.elapsed().as_secs_f64();
     Ok((m, acc.attack_scores().0.to_vec()))
+}
+
+/// Every image's class probabilities (`probs`, row by row for `chunk`) must be finite: a NaN
+/// attack score is below every threshold, so it would count as bona fide, the unsafe side for
+/// an attack detector. The first image with one is an error naming it.
+fn check_finite(dataset: &Dataset, chunk: &[usize], probs: &[f64]) -> Result<(), TrainError> {
+    let k = (probs.len() / chunk.len().max(1)).max(1);
+    for (row, &i) in probs.chunks(k).zip(chunk) {
+        if let Some(&value) = row.iter().find(|p| !p.is_finite()) {
+            return Err(TrainError::NonFiniteScore {
+                image: dataset.root().join(&dataset.record(i).path),
+                value,
+            });
+        }
+    }
+    Ok(())
 }

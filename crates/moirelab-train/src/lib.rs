@@ -69,6 +69,13 @@ pub enum TrainError {
         batch: usize,
         value: f64,
     },
+    /// A model output that is not a probability (NaN or infinite) for one image: it can be
+    /// neither flagged nor passed.
+    #[error("{}: the model's output is not finite (probability {value}), so the image can be neither flagged nor passed (weights that overflow on it?)", image.display())]
+    NonFiniteScore {
+        image: std::path::PathBuf,
+        value: f64,
+    },
     #[error("device: {0}")]
     Device(String),
     /// Data that cannot adapt the BatchNorm statistics ([`eval::adapt_batch_norm`]).

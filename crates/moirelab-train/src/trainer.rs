@@ -586,7 +586,7 @@ impl Trainer {
     fn finish(&mut self, reporter: &mut dyn Reporter) -> Result<RunSummary, TrainError> {
         let best = self.run_dir.join(CKPT_DIR).join(BEST);
         if best.is_file() {
-            self.vs.load(&best).map_err(|e| ckpt_err(&best, e))?;
+            checkpoint::load_weights(&mut self.vs, &best)?;
         }
         let epoch = self.state.best_epoch;
         let val = self.evaluate_split(epoch, "val", None)?;

@@ -73,6 +73,16 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
         batch_size: g.batch_size,
     };
     let records = moirelab_gradcam::explain(lr.net.as_ref(), &inputs, &opts, &a.out)?;
+    // Records come in the order of the images; a NaN score would print as a number.
+    for (r, path) in records.iter().zip(&a.images) {
+        if let Some(&value) = r.probs.iter().find(|p| !p.is_finite()) {
+            return Err(moirelab_train::TrainError::NonFiniteScore {
+                image: path.clone(),
+                value,
+            }
+            .into());
+        }
+    }
     println!(
         "{:<32}{:>10}  {:<10}files",
         "image", "P(attack)", "explained"

@@ -5,12 +5,21 @@ use crate::PredictArgs;
 use anyhow::Result;
 use std::process::ExitCode;
 
+/// The threshold `predict` decides with when the run has none yet (it fixes one on val only
+/// when it finishes); the output says so.
+const DEFAULT_THRESHOLD: f64 = 0.5;
+
 pub fn predict(a: PredictArgs) -> Result<ExitCode> {
     let loaded = run_config(&a.run)?;
     let classes = run_classes(&a.run, &loaded)?;
     let lr = load_model(&a.run, &loaded, classes.len(), &a.checkpoint)?;
     let attack = attack_index(&a.run, &classes, &loaded);
-    let threshold = lr.threshold.unwrap_or(0.5);
+    let threshold = lr.threshold.unwrap_or(DEFAULT_THRESHOLD);
+    let source = if lr.threshold.is_some() {
+        "run"
+    } else {
+        "default"
+    };
     let mut rows = Vec::new();
     for path in &a.images {
         let (input, _) = moirelab_data::load_image_file(path, &loaded.config.data)?;
@@ -22,20 +31,33 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
                 .flatten(0, -1);
             Ok(Vec::<f64>::try_from(p)?)
         })?;
-        let score = probs[attack];
+        let score = probs.get(attack).copied().unwrap_or(f64::NAN);
+        // A NaN score is below every threshold: it must not pass as bona fide.
+        if let Some(&value) = probs.iter().chain([&score]).find(|p| !p.is_finite()) {
+            return Err(moirelab_train::TrainError::NonFiniteScore {
+                image: path.clone(),
+                value,
+            }
+            .into());
+        }
         rows.push(serde_json::json!({
             "image": path.display().to_string(),
             "score": score,
             "decision": super::decision(&classes, attack, score >= threshold),
             "threshold": threshold,
+            "threshold_source": source,
             "probs": classes.iter().cloned().zip(probs.iter().copied()).collect::<std::collections::BTreeMap<_, _>>(),
         }));
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
+        let note = match lr.threshold {
+            Some(_) => String::new(),
+            None => ", a default: the run has fixed none yet".to_string(),
+        };
         println!(
-            "{:<48}{:>10}  decision (threshold {threshold:.4})",
+            "{:<48}{:>10}  decision (threshold {threshold:.4}{note})",
             "image", "P(attack)"
         );
         for r in &rows {

@@ -8,6 +8,7 @@ mod fuzz;
 mod hostile;
 mod plan;
 mod pretrained;
+mod run_files;
 mod sweep;
 mod train;
 

@@ -238,6 +238,25 @@ fn init_errors_name_the_file_the_key_and_both_shapes() {
         "{e}"
     );
 
+    // An integer tensor, and values that are not finite (every score would be NaN).
+    let i = state.iter().position(|(k, _)| k == "conv1.weight").unwrap();
+    for (name, t, needle) in [
+        ("int", state[i].1.to_kind(Kind::Int64), "Int64"),
+        ("nan", state[i].1.full_like(f64::NAN), "non-finite"),
+    ] {
+        let mut bad = cloned(&state);
+        bad[i].1 = t;
+        let p = dir.path().join(format!("{name}.safetensors"));
+        write(&p, &bad);
+        let e = load_pretrained(&mut vs, &c, &p).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{name}.safetensors"))
+                && e.contains("'conv1.weight'")
+                && e.contains(needle),
+            "{e}"
+        );
+    }
+
     // A file without a classifier (a backbone export) is fine: the head stays fresh.
     let backbone: Vec<(String, Tensor)> = state
         .iter()

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// libtorch has one global random generator, and the trainer seeds it; tests of this binary
 /// run on parallel threads, so each trainer test holds this lock.
-fn torch_rng_lock() -> MutexGuard<'static, ()> {
+pub(crate) fn torch_rng_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -23,21 +23,11 @@ fn torch_rng_lock() -> MutexGuard<'static, ()> {
 /// One tiny data set shared by the tests of this binary (generated once), in Cargo's folder
 /// for test files under `target/`. A static is never dropped, so each process deletes the
 /// folders of earlier ones that have ended instead of leaving one behind per test run.
-fn tiny_data() -> PathBuf {
+pub(crate) fn tiny_data() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let ended = name
-                .strip_prefix("train-it-tiny-")
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
-            if ended {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir = base.join(format!("train-it-tiny-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir =
+            moirelab_testkit::process_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "train-it-tiny-");
         let mut cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
         cfg.size = 64;
         moirelab_synth::generate(&cfg, &dir, true, &|_, _| {}).unwrap();
