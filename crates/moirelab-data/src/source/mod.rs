@@ -195,9 +195,8 @@ fn read_records(
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ManifestRecord>, DataError> {
     match format {
-        Format::Moirelab => {
-            moirelab_core::fsio::read_jsonl(&root.join(MANIFEST_JSONL)).map_err(DataError::from)
-        }
+        Format::Moirelab => moirelab_core::fsio::read_jsonl_strict(&root.join(MANIFEST_JSONL))
+            .map_err(DataError::from),
         Format::Imagefolder => read_imagefolder(
             root,
             cfg.follow_links,

@@ -1,0 +1,75 @@
+//! Hostile manifests: a torn or garbage last line.
+
+use crate::fixtures::{cfg, moirelab_set};
+use moirelab_data::{Dataset, EvalSpec};
+use std::path::Path;
+
+fn eval_spec(split: &str) -> EvalSpec {
+    EvalSpec {
+        split: split.into(),
+        classes: vec!["direct".into(), "screen".into()],
+        attack_class: Some("screen".into()),
+    }
+}
+
+/// What `data check` says is wrong: its error, or the errors its report lists.
+fn check_errors(r: Result<moirelab_data::CheckReport, moirelab_data::DataError>) -> String {
+    match r {
+        Err(e) => e.to_string(),
+        Ok(r) => r.error_listing(usize::MAX),
+    }
+}
+
+/// Every way a data set is opened (train, eval, `data check`, `data check --eval`) fails,
+/// or reports errors, in one line containing each of `want`.
+fn every_open_fails(c: &moirelab_data::DataConfig, want: &[&str]) {
+    let errors = [
+        Dataset::open(c, Path::new("/")).unwrap_err().to_string(),
+        Dataset::open_eval(c, Path::new("/"), &eval_spec("test"))
+            .unwrap_err()
+            .to_string(),
+        check_errors(moirelab_data::check(c, Path::new("/"))),
+        check_errors(moirelab_data::check_eval(c, Path::new("/"), "test")),
+    ];
+    for e in errors {
+        assert!(want.iter().all(|w| e.contains(w)), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+}
+
+/// A manifest is written whole, so a last line cut short (or replaced by garbage) is damage,
+/// not a torn append: the record it held must not silently go missing.
+#[test]
+fn a_torn_or_garbage_last_manifest_line_is_an_error_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = moirelab_set(dir.path(), 2, false);
+    let path = dir.path().join("manifest.jsonl");
+    let whole = std::fs::read_to_string(&path).unwrap();
+    let n = recs.len();
+    let last = serde_json::to_string(&recs[n - 1]).unwrap();
+    let head = &whole[..whole.len() - last.len() - 1];
+    let c = cfg(dir.path());
+    let line = format!("manifest.jsonl: line {n}");
+    for tail in [&last[..last.len() / 2], "\u{1}\u{2}garbage"] {
+        std::fs::write(&path, format!("{head}{tail}")).unwrap();
+        every_open_fails(&c, &[&line]);
+    }
+    // The same record complete but without a final newline is read.
+    std::fs::write(&path, format!("{head}{last}")).unwrap();
+    let ds = Dataset::open(&c, Path::new("/")).unwrap();
+    assert_eq!(ds.len(), n);
+}
+
+/// A user's JSONL manifest (`data.manifest`) is read just as strictly.
+#[test]
+fn a_torn_last_line_of_a_user_jsonl_manifest_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    moirelab_set(dir.path(), 2, false);
+    std::fs::remove_file(dir.path().join("dataset.json")).unwrap();
+    let whole = std::fs::read_to_string(dir.path().join("manifest.jsonl")).unwrap();
+    let cut = whole.trim_end().len() - 10;
+    std::fs::write(dir.path().join("mine.jsonl"), &whole[..cut]).unwrap();
+    let mut c = cfg(dir.path());
+    c.manifest = Some("mine.jsonl".into());
+    every_open_fails(&c, &["mine.jsonl: line 8"]);
+}
