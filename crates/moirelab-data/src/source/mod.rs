@@ -282,8 +282,20 @@ fn resolve_classes(
             ));
         }
         meta.attack_class = Some(a.clone());
-    } else if meta.attack_index().is_none() {
-        meta.attack_class = None;
+    } else if let Some(a) = meta
+        .attack_class
+        .as_ref()
+        .filter(|a| !meta.classes.contains(a))
+    {
+        // dataset.json's value (a model's is among its classes): a typo must not quietly
+        // make the last class the attack class.
+        return Err(DataError::Layout {
+            root: root.join(DATASET_JSON),
+            msg: format!(
+                "attack-class '{a}' is not one of classes [{}] (fix it, or set [data] attack-class)",
+                meta.classes.join(", ")
+            ),
+        });
     }
     // A model has at least two classes; an evaluation set may show one of them.
     if meta.classes.len() < 2 && eval.is_none() {

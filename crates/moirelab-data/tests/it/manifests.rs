@@ -1,6 +1,6 @@
-//! Hostile manifests: a torn or garbage last line.
+//! Hostile manifests: a torn or garbage last line, an attack class that is not a class.
 
-use crate::fixtures::{cfg, moirelab_set};
+use crate::fixtures::{cfg, meta, moirelab_set, write_manifest};
 use moirelab_data::{Dataset, EvalSpec};
 use std::path::Path;
 
@@ -72,4 +72,32 @@ fn a_torn_last_line_of_a_user_jsonl_manifest_is_an_error_naming_it() {
     let mut c = cfg(dir.path());
     c.manifest = Some("mine.jsonl".into());
     every_open_fails(&c, &["mine.jsonl: line 8"]);
+}
+
+/// `dataset.json`'s attack class is checked like `[data] attack-class`: a value that is not
+/// a class is an error naming the file and the classes, not a quiet fall-back to the last
+/// class. `[data] attack-class` (or a model's) decides instead when set.
+#[test]
+fn an_attack_class_in_dataset_json_that_is_not_a_class_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = moirelab_set(dir.path(), 2, false);
+    let mut m = meta(&[]);
+    m.attack_class = Some("nope".into());
+    write_manifest(dir.path(), &m, &recs);
+    let mut c = cfg(dir.path());
+    let want = "dataset.json: attack-class 'nope' is not one of classes [direct, screen]";
+    for e in [
+        Dataset::open(&c, Path::new("/")).unwrap_err().to_string(),
+        check_errors(moirelab_data::check(&c, Path::new("/"))),
+        check_errors(moirelab_data::check_eval(&c, Path::new("/"), "test")),
+        moirelab_data::peek_classes(&c, Path::new("/"))
+            .unwrap_err()
+            .to_string(),
+    ] {
+        assert!(e.contains(want), "{e}");
+    }
+    let ds = Dataset::open_eval(&c, Path::new("/"), &eval_spec("test")).unwrap();
+    assert_eq!(ds.attack_index(), 1, "the model's attack class");
+    c.attack_class = Some("direct".into());
+    assert_eq!(Dataset::open(&c, Path::new("/")).unwrap().attack_index(), 0);
 }
