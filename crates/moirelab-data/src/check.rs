@@ -75,6 +75,8 @@ pub enum ProblemKind {
     DuplicatePathAcrossSplits,
     /// The same file listed twice in one split; used once.
     DuplicatePathWithinSplit,
+    /// The same file listed twice with different labels; used under neither.
+    ConflictingLabels,
     /// A symbolic link that was not followed (it leads out of the root, or links are off).
     LinkNotFollowed,
     /// A folder reached a second time through a link (a loop or an alias); walked once.
@@ -102,6 +104,7 @@ impl ProblemKind {
             | EmptyClass
             | TooLarge
             | DuplicatePathAcrossSplits
+            | ConflictingLabels
             | MissingClass => Severity::Error,
             _ => Severity::Warning,
         }
@@ -145,6 +148,7 @@ impl ProblemKind {
             TooLarge => "images too large to decode (max-pixels)",
             DuplicatePathAcrossSplits => "same file in two splits",
             DuplicatePathWithinSplit => "same file listed twice in one split (used once)",
+            ConflictingLabels => "same file listed with two labels",
             LinkNotFollowed => "symbolic links not followed",
             LinkLoop => "folders reached twice through links (walked once)",
             MissingClass | MissingClassAllowed => "splits missing a class",

@@ -425,7 +425,8 @@ fn check_records(src: &mut Source, default_split: &str) {
 /// the root (unless `follow-links = "all"`), and the same file listed twice — by the same
 /// path, another spelling of it, or a link to it. The copy in the earliest split (train <
 /// val < test), else the first listed, is kept; a copy in the same split is dropped with a
-/// warning, a copy in another split is an error (it is both trained and tested on).
+/// warning, a copy in another split is an error (it is both trained and tested on). A copy
+/// with another label is an error whatever the splits, and disqualifies both listings.
 fn check_files(src: &mut Source, root: &Path, follow: FollowLinks) {
     let canon_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let rank = |s: &str| SPLITS.iter().position(|x| *x == s).unwrap_or(SPLITS.len());
@@ -476,7 +477,23 @@ fn check_files(src: &mut Source, root: &Path, follow: FollowLinks) {
                 } else {
                     format!("the same file as {}", a.path)
                 };
-                let p = if a.split == b.split {
+                let p = if a.label != b.label {
+                    // An image cannot be both genuine and an attack: neither listing is used.
+                    let splits = if a.split == b.split {
+                        format!("in {}", b.split)
+                    } else {
+                        format!("in {} and in {}", a.split, b.split)
+                    };
+                    src.bad[f] = true;
+                    Problem::new(
+                        ProblemKind::ConflictingLabels,
+                        Some(&b.path),
+                        format!(
+                            "{same} {splits} with label '{}' (first as '{}'); an image has one label",
+                            b.label, a.label
+                        ),
+                    )
+                } else if a.split == b.split {
                     Problem::new(
                         ProblemKind::DuplicatePathWithinSplit,
                         Some(&b.path),

@@ -1,7 +1,8 @@
-//! Hostile manifests: a torn or garbage last line, an attack class that is not a class.
+//! Hostile manifests: a torn or garbage last line, one image listed with two labels, an
+//! attack class that is not a class.
 
 use crate::fixtures::{cfg, meta, moirelab_set, write_manifest};
-use moirelab_data::{Dataset, EvalSpec};
+use moirelab_data::{Dataset, EvalSpec, ProblemKind, Severity};
 use std::path::Path;
 
 fn eval_spec(split: &str) -> EvalSpec {
@@ -72,6 +73,44 @@ fn a_torn_last_line_of_a_user_jsonl_manifest_is_an_error_naming_it() {
     let mut c = cfg(dir.path());
     c.manifest = Some("mine.jsonl".into());
     every_open_fails(&c, &["mine.jsonl: line 8"]);
+}
+
+/// An image cannot be both genuine and an attack: the same path with two labels is an error
+/// naming both (not a "used once" warning that trains on the first label), in one split or
+/// in two, and under `skip` neither listing is used.
+#[test]
+fn an_image_listed_with_two_labels_is_an_error_naming_both_and_neither_is_used() {
+    for second_split in ["train", "test"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recs = moirelab_set(dir.path(), 2, false);
+        let first = recs[0].clone();
+        assert_eq!(
+            (first.split.as_str(), first.label.as_str()),
+            ("train", "direct")
+        );
+        let mut again = first.clone();
+        again.label = "screen".into();
+        again.split = second_split.into();
+        recs.push(again);
+        write_manifest(dir.path(), &meta(&[]), &recs);
+        let mut c = cfg(dir.path());
+        c.val_fraction = 0.0;
+        let want = format!("{}: listed again in ", first.path);
+        let e = Dataset::open(&c, Path::new("/")).unwrap_err().to_string();
+        assert!(
+            e.contains(&want) && e.contains("with label 'screen' (first as 'direct')"),
+            "{e}"
+        );
+        let r = moirelab_data::check(&c, Path::new("/")).unwrap();
+        let found: Vec<_> = r.of_kind(ProblemKind::ConflictingLabels).collect();
+        assert_eq!(found.len(), 1, "{r}");
+        assert_eq!(found[0].severity(), Severity::Error);
+        assert_eq!(r.of_kind(ProblemKind::DuplicatePathWithinSplit).count(), 0);
+        c.on_bad_image = moirelab_data::OnBad::Skip;
+        let ds = Dataset::open(&c, Path::new("/")).unwrap();
+        assert_eq!(ds.len(), recs.len() - 2);
+        assert!((0..ds.len()).all(|i| ds.record(i).path != first.path));
+    }
 }
 
 /// `dataset.json`'s attack class is checked like `[data] attack-class`: a value that is not
