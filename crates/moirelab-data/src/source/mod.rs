@@ -312,7 +312,8 @@ fn resolve_classes(
 
 /// Evaluation reads one split: the other splits' records are dropped before any image is
 /// decoded, and so are the findings about their files (a corrupt training image does not
-/// stop the evaluation of the test split). Findings about no file stay. An ImageFolder walk
+/// stop the evaluation of the test split). Findings about no file, or about a file the split
+/// lists too, stay. An ImageFolder walk
 /// never entered the other splits' folders (`read_imagefolder`'s `only`). A data set without
 /// a record of the split is an error naming the splits it has.
 fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataError> {
@@ -330,10 +331,18 @@ fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataErro
             ),
         });
     }
+    // A path listed in the evaluated split too keeps its findings: a test image that the
+    // set also lists in train (or with another label) is an error here as in training.
+    let kept: BTreeSet<&str> = src
+        .records
+        .iter()
+        .filter(|r| r.split == split)
+        .map(|r| r.path.as_str())
+        .collect();
     let dropped: BTreeSet<String> = src
         .records
         .iter()
-        .filter(|r| r.split != split)
+        .filter(|r| r.split != split && !kept.contains(r.path.as_str()))
         .map(|r| r.path.clone())
         .collect();
     src.only_split = Some(split.to_string());

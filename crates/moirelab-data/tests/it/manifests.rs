@@ -1,5 +1,5 @@
-//! Hostile manifests: a torn or garbage last line, one image listed with two labels, an
-//! attack class that is not a class.
+//! Hostile manifests: a torn or garbage last line, one image listed with two labels or in
+//! two splits, an attack class that is not a class.
 
 use crate::fixtures::{cfg, meta, moirelab_set, write_manifest};
 use moirelab_data::{Dataset, EvalSpec, ProblemKind, Severity};
@@ -111,6 +111,40 @@ fn an_image_listed_with_two_labels_is_an_error_naming_both_and_neither_is_used()
         assert_eq!(ds.len(), recs.len() - 2);
         assert!((0..ds.len()).all(|i| ds.record(i).path != first.path));
     }
+}
+
+/// Training and `data check` refuse a set that lists a test image in train too; evaluating
+/// its test split must not silently drop that image either.
+#[test]
+fn evaluating_a_split_refuses_an_image_the_set_also_lists_in_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = moirelab_set(dir.path(), 2, false);
+    let tested = recs.iter().find(|r| r.split == "test").unwrap().clone();
+    let mut trained = tested.clone();
+    trained.split = "train".into();
+    recs.push(trained);
+    write_manifest(dir.path(), &meta(&[]), &recs);
+    let mut c = cfg(dir.path());
+    let want = format!(
+        "{}: listed again in train and in test: test metrics would be measured on a training image",
+        tested.path
+    );
+    every_open_fails(&c, &[&want]);
+    // Skipped, it is counted as such; the other test images are evaluated.
+    c.on_bad_image = moirelab_data::OnBad::Skip;
+    let ds = Dataset::open_eval(&c, Path::new("/"), &eval_spec("test")).unwrap();
+    assert_eq!(ds.len(), 3);
+    assert_eq!(ds.report().skipped, [tested.path.as_str()]);
+    assert_eq!(
+        ds.report()
+            .of_kind(ProblemKind::DuplicatePathAcrossSplits)
+            .count(),
+        1
+    );
+    // Evaluating train: the train listing is the one used, as training would.
+    c.val_fraction = 0.0;
+    let ds = Dataset::open_eval(&c, Path::new("/"), &eval_spec("train")).unwrap();
+    assert_eq!(ds.len(), 5);
 }
 
 /// `dataset.json`'s attack class is checked like `[data] attack-class`: a value that is not
