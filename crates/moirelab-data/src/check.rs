@@ -68,6 +68,9 @@ pub enum ProblemKind {
     Ignored,
     /// The decode cache could not be written; kept in memory.
     CacheFallback,
+    /// A disk decode cache was damaged (its pixels no longer match their checksums, or its
+    /// files do not parse) and was rebuilt from the images.
+    CacheRebuilt,
     /// The header declares more pixels than `max-pixels` (or the file is larger than any
     /// image of that size); refused before decoding.
     TooLarge,
@@ -145,6 +148,7 @@ impl ProblemKind {
             BadMask => "region masks unusable",
             Ignored => "ignored",
             CacheFallback => "decode cache",
+            CacheRebuilt => "decode cache damaged (rebuilt)",
             TooLarge => "images too large to decode (max-pixels)",
             DuplicatePathAcrossSplits => "same file in two splits",
             DuplicatePathWithinSplit => "same file listed twice in one split (used once)",
