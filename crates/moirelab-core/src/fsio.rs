@@ -91,7 +91,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Append one JSON object as a line. The line is written with a single `write_all` on a file
 /// opened in append mode, so a crash can lose the line but never leaves a torn one among
-/// complete lines (readers skip a trailing partial line, see [`read_jsonl`]).
+/// complete lines (the log reader [`read_jsonl`] skips a trailing partial line).
 pub fn append_jsonl<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut line = serde_json::to_vec(value).map_err(|e| CoreError::Invalid {
         path: path.to_path_buf(),
@@ -106,8 +106,9 @@ pub fn append_jsonl<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     f.write_all(&line).map_err(io_err(path))
 }
 
-/// Read a JSON-lines file. Blank lines are skipped; a final line without a newline that does
-/// not parse is treated as a torn write and ignored; any other bad line is an error naming it.
+/// Read a JSON-lines log written by [`append_jsonl`] (a run's `metrics.jsonl`). Blank lines
+/// are skipped; a final line without a newline that does not parse is treated as a torn write
+/// (a crash mid-append) and ignored; any other bad line is an error naming it.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     parse_jsonl(&text, path)
@@ -115,6 +116,33 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>>
 
 /// [`read_jsonl`] on text already read from `path` (named in errors).
 pub fn parse_jsonl<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<Vec<T>> {
+    parse_lines(text, path, true)
+}
+
+/// Read a JSON-lines file that is written whole (a data set's `manifest.jsonl`, atomically by
+/// the generator or by a user): blank lines are skipped and every other line must parse, the
+/// last one too, with or without a final newline. A torn last line here means a damaged file,
+/// and dropping it would silently drop a record.
+pub fn read_jsonl_strict<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    parse_jsonl_strict(&text, path)
+}
+
+/// [`read_jsonl_strict`] on text already read from `path` (named in errors).
+pub fn parse_jsonl_strict<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<Vec<T>> {
+    parse_lines(text, path, false)
+}
+
+/// One value per non-blank line; `torn_tail`: a last line without a newline that does not
+/// parse is ignored instead of being an error.
+fn parse_lines<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    torn_tail: bool,
+) -> Result<Vec<T>> {
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
@@ -124,7 +152,7 @@ pub fn parse_jsonl<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> R
         }
         match serde_json::from_str(line) {
             Ok(v) => out.push(v),
-            Err(_) if !complete && i + 1 == lines.len() => break,
+            Err(_) if torn_tail && !complete && i + 1 == lines.len() => break,
             Err(e) => {
                 return Err(CoreError::Parse {
                     path: path.to_path_buf(),
@@ -189,6 +217,35 @@ mod tests {
         std::fs::write(&p, "{\"a\":1}\nnot json\n{\"a\":2}\n").unwrap();
         let err = read_jsonl::<serde_json::Value>(&p).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn strict_jsonl_rejects_a_torn_last_line_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("manifest.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        let err = read_jsonl_strict::<serde_json::Value>(&p).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("manifest.jsonl") && text.contains("line 3"),
+            "{text}"
+        );
+        // garbage instead of a torn object, too
+        std::fs::write(&p, "{\"a\":1}\n\u{0}\u{1}garbage").unwrap();
+        let err = read_jsonl_strict::<serde_json::Value>(&p).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn strict_jsonl_reads_a_complete_last_line_without_a_newline() {
+        let text = "{\"a\":1}\n\n{\"a\":2}";
+        let v: Vec<serde_json::Value> = parse_jsonl_strict(text, Path::new("m.jsonl")).unwrap();
+        assert_eq!(v.len(), 2);
+        let v: Vec<serde_json::Value> =
+            parse_jsonl_strict("{\"a\":1}\r\n\r\n", Path::new("m.jsonl")).unwrap();
+        assert_eq!(v.len(), 1);
+        let err = parse_jsonl_strict::<serde_json::Value>("{\"a\":1}\nnope\n", Path::new("m"));
+        assert!(err.unwrap_err().to_string().contains("line 2"));
     }
 
     #[test]

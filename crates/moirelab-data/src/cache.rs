@@ -7,12 +7,15 @@
 //!   what validation found. `key` hashes every file's path, size and mtime (and the settings
 //!   that shape the stored pixels), so any change to the data invalidates it; a later run with
 //!   the same key maps the file and skips decoding entirely. Older files of the same family
-//!   (same root and settings) are deleted when a new one is written.
+//!   (same root and settings) are deleted when a new one is written. Each image's stored
+//!   pixels carry a CRC-32C, checked (in parallel) every time the file is mapped: a file
+//!   damaged in place is rebuilt, with a warning, instead of being trained on.
 //!   The shared default folder holding one such folder per data set is kept tidy by
 //!   `cache_tidy.rs`.
 //!
 //! File layout (little endian): pixel blobs back to back, then `count` × (offset u64,
-//! width u32, height u32), then the footer: count u64, key u64, magic `MLCACHE1`.
+//! width u32, height u32, CRC-32C of the blob u32), then the footer: count u64, key u64,
+//! magic `MLCACHE2`.
 
 use crate::check::{Problem, ProblemKind};
 use crate::config::DataConfig;
@@ -25,10 +28,13 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"MLCACHE1";
-/// Bump when the stored pixels of the same inputs would change, or what the sidecar records
-/// (2: `ScanItem::mask` holds the present regions; 3: `ImageInfo::phash`).
-const CACHE_VERSION: u32 = 3;
+const MAGIC: &[u8; 8] = b"MLCACHE2";
+/// Bump when the stored pixels of the same inputs would change, or what the cache files
+/// record (2: `ScanItem::mask` holds the present regions; 3: `ImageInfo::phash`; 4: a CRC per
+/// image in the table).
+const CACHE_VERSION: u32 = 4;
+/// Bytes of one table entry.
+const ENTRY_BYTES: usize = 20;
 /// Images decoded in parallel before being appended in order.
 const CHUNK: usize = 64;
 
@@ -52,6 +58,8 @@ struct Entry {
     off: u64,
     w: u32,
     h: u32,
+    /// CRC-32C of the stored pixels (disk backing only).
+    crc: u32,
 }
 
 enum Backing {
@@ -236,11 +244,17 @@ pub(crate) fn build_memory(
                     off: 0,
                     w: img.width(),
                     h: img.height(),
+                    crc: 0,
                 });
                 blobs.push(img.as_raw().clone().into_boxed_slice());
             }
             None => {
-                entries.push(Entry { off: 0, w: 0, h: 0 });
+                entries.push(Entry {
+                    off: 0,
+                    w: 0,
+                    h: 0,
+                    crc: 0,
+                });
                 blobs.push(Box::new([]));
             }
         }
@@ -354,20 +368,30 @@ pub(crate) fn dir_writable(dir: &Path) -> bool {
     ok
 }
 
-/// Open the disk cache for `src`, building it when missing or stale.
+/// Open the disk cache for `src`, building it when missing or stale. The problem, if any,
+/// says that a cache file was there but damaged, and was rebuilt.
 pub(crate) fn open_disk(
     src: &Source,
     root: &Path,
     cfg: &DataConfig,
     dir: &Path,
-) -> Result<(Vec<ScanItem>, Store), DataError> {
+) -> Result<(Vec<ScanItem>, Store, Option<Problem>), DataError> {
     let (family, key) = cache_key(src, root, cfg);
     let stem = format!("{family:016x}-{key:016x}");
     let file = dir.join(format!("{stem}.mlc"));
     let side = dir.join(format!("{stem}.scan.json"));
-    if let Some(hit) = try_load(&file, &side, key, src.records.len()) {
-        return Ok(hit);
-    }
+    let rebuilt = match try_load(&file, &side, key, src) {
+        Loaded::Hit(items, store) => return Ok((items, store, None)),
+        Loaded::Absent => None,
+        Loaded::Damaged(why) => Some(Problem::new(
+            ProblemKind::CacheRebuilt,
+            None,
+            format!(
+                "decode cache {}: {why}; rebuilt from the images",
+                file.display()
+            ),
+        )),
+    };
     let mut items = None;
     moirelab_core::fsio::write_atomic_with(&file, |tmp| -> Result<(), DataError> {
         let f = std::fs::File::create(tmp).map_err(DataError::io(tmp))?;
@@ -382,10 +406,16 @@ pub(crate) fn open_disk(
                         off,
                         w: img.width(),
                         h: img.height(),
+                        crc: crc32c::crc32c(img.as_raw()),
                     });
                     off += img.as_raw().len() as u64;
                 }
-                None => entries.push(Entry { off, w: 0, h: 0 }),
+                None => entries.push(Entry {
+                    off,
+                    w: 0,
+                    h: 0,
+                    crc: crc32c::crc32c(&[]),
+                }),
             }
             Ok(())
         })?;
@@ -393,6 +423,7 @@ pub(crate) fn open_disk(
             w.write_all(&e.off.to_le_bytes())
                 .and_then(|_| w.write_all(&e.w.to_le_bytes()))
                 .and_then(|_| w.write_all(&e.h.to_le_bytes()))
+                .and_then(|_| w.write_all(&e.crc.to_le_bytes()))
                 .map_err(DataError::io(tmp))?;
         }
         w.write_all(&(entries.len() as u64).to_le_bytes())
@@ -423,7 +454,7 @@ pub(crate) fn open_disk(
     )?;
     remove_stale(dir, family, &stem);
     let store = map_file(&file, key, src.records.len())?;
-    Ok((items, store))
+    Ok((items, store, rebuilt))
 }
 
 /// Delete older cache files of the same family (other keys).
@@ -440,13 +471,59 @@ fn remove_stale(dir: &Path, family: u64, keep: &str) {
     }
 }
 
-fn try_load(file: &Path, side: &Path, key: u64, n: usize) -> Option<(Vec<ScanItem>, Store)> {
-    let sc: Sidecar = moirelab_core::fsio::read_json(side).ok()?;
-    if sc.key != format!("{key:016x}") || sc.items.len() != n {
-        return None;
+/// What [`try_load`] found.
+enum Loaded {
+    Hit(Vec<ScanItem>, Store),
+    /// No cache file of this key (a first run, or one killed before it finished writing).
+    Absent,
+    /// The files are there but unusable: why (for the warning).
+    Damaged(String),
+}
+
+/// The cache files of `key` when both are there and sound: the sidecar parses and is of this
+/// key and record count, the table is consistent, and every image's pixels match their CRC.
+fn try_load(file: &Path, side: &Path, key: u64, src: &Source) -> Loaded {
+    if !file.is_file() || !side.is_file() {
+        return Loaded::Absent;
     }
-    let store = map_file(file, key, n).ok()?;
-    Some((sc.items, store))
+    let n = src.records.len();
+    let sc: Sidecar = match moirelab_core::fsio::read_json(side) {
+        Ok(sc) => sc,
+        Err(e) => return Loaded::Damaged(format!("sidecar {e}")),
+    };
+    if sc.key != format!("{key:016x}") || sc.items.len() != n {
+        return Loaded::Damaged(format!(
+            "sidecar {} is of another key or holds {} records, not {n}",
+            side.display(),
+            sc.items.len()
+        ));
+    }
+    let store = match map_file(file, key, n) {
+        Ok(store) => store,
+        Err(DataError::Cache { msg, .. }) => return Loaded::Damaged(msg),
+        Err(e) => return Loaded::Damaged(e.to_string()),
+    };
+    if let Err(why) = verify_pixels(&store, src) {
+        return Loaded::Damaged(why);
+    }
+    Loaded::Hit(sc.items, store)
+}
+
+/// Recompute every image's CRC-32C over its mapped pixels, in parallel (CRC-32C because it
+/// runs at memory speed: see `examples/bench_cache_open.rs`).
+fn verify_pixels(store: &Store, src: &Source) -> Result<(), String> {
+    let bad: Vec<usize> = (0..store.entries.len())
+        .into_par_iter()
+        .filter(|&i| crc32c::crc32c(store.pixels(i).2) != store.entries[i].crc)
+        .collect();
+    match bad.first() {
+        None => Ok(()),
+        Some(&i) => Err(format!(
+            "the stored pixels of {} image(s) do not match their checksum (first: {})",
+            bad.len(),
+            src.records[i].path
+        )),
+    }
 }
 
 fn map_file(path: &Path, key: u64, n: usize) -> Result<Store, DataError> {
@@ -473,18 +550,22 @@ fn map_file(path: &Path, key: u64, n: usize) -> Result<Store, DataError> {
     if count != n || rd(len - 16) != key {
         return Err(bad(format!("stale: holds {count} images for another key")));
     }
-    let table = len
-        .checked_sub(24 + 16 * count)
+    let table = count
+        .checked_mul(ENTRY_BYTES)
+        .and_then(|t| len.checked_sub(24 + t))
         .ok_or_else(|| bad("truncated table".into()))?;
     let mut entries = Vec::with_capacity(count);
     for i in 0..count {
-        let at = table + 16 * i;
+        let at = table + ENTRY_BYTES * i;
         let off = rd(at);
         let wh = rd(at + 8);
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&map[at + 16..at + 20]);
         let e = Entry {
             off,
             w: wh as u32,
             h: (wh >> 32) as u32,
+            crc: u32::from_le_bytes(crc),
         };
         let end = off as u128 + e.w as u128 * e.h as u128 * 3;
         if end > table as u128 {

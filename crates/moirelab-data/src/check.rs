@@ -68,6 +68,9 @@ pub enum ProblemKind {
     Ignored,
     /// The decode cache could not be written; kept in memory.
     CacheFallback,
+    /// A disk decode cache was damaged (its pixels no longer match their checksums, or its
+    /// files do not parse) and was rebuilt from the images.
+    CacheRebuilt,
     /// The header declares more pixels than `max-pixels` (or the file is larger than any
     /// image of that size); refused before decoding.
     TooLarge,
@@ -75,6 +78,8 @@ pub enum ProblemKind {
     DuplicatePathAcrossSplits,
     /// The same file listed twice in one split; used once.
     DuplicatePathWithinSplit,
+    /// The same file listed twice with different labels; used under neither.
+    ConflictingLabels,
     /// A symbolic link that was not followed (it leads out of the root, or links are off).
     LinkNotFollowed,
     /// A folder reached a second time through a link (a loop or an alias); walked once.
@@ -102,6 +107,7 @@ impl ProblemKind {
             | EmptyClass
             | TooLarge
             | DuplicatePathAcrossSplits
+            | ConflictingLabels
             | MissingClass => Severity::Error,
             _ => Severity::Warning,
         }
@@ -142,9 +148,11 @@ impl ProblemKind {
             BadMask => "region masks unusable",
             Ignored => "ignored",
             CacheFallback => "decode cache",
+            CacheRebuilt => "decode cache damaged (rebuilt)",
             TooLarge => "images too large to decode (max-pixels)",
             DuplicatePathAcrossSplits => "same file in two splits",
             DuplicatePathWithinSplit => "same file listed twice in one split (used once)",
+            ConflictingLabels => "same file listed with two labels",
             LinkNotFollowed => "symbolic links not followed",
             LinkLoop => "folders reached twice through links (walked once)",
             MissingClass | MissingClassAllowed => "splits missing a class",

@@ -162,10 +162,15 @@ impl Dataset {
             Some(d) => format!("{} is not writable", d.display()),
             None => "no cache folder ($MOIRELAB_CACHE, $XDG_CACHE_HOME and $HOME unset)".into(),
         };
-        let mut fallback = None;
+        // A cache kept in memory for want of a folder, or a damaged cache file rebuilt.
+        let mut cache_note = None;
         let (items, store) = match (cfg.cache, disk) {
             (CacheMode::Memory, _) => cache::build_memory(&src, &root, cfg)?,
-            (CacheMode::Disk | CacheMode::Auto, Some(d)) => cache::open_disk(&src, &root, cfg, d)?,
+            (CacheMode::Disk | CacheMode::Auto, Some(d)) => {
+                let (items, store, rebuilt) = cache::open_disk(&src, &root, cfg, d)?;
+                cache_note = rebuilt;
+                (items, store)
+            }
             (CacheMode::Disk, None) => {
                 return Err(DataError::config(
                     "cache",
@@ -176,7 +181,7 @@ impl Dataset {
                 ));
             }
             (CacheMode::Auto, None) => {
-                fallback = Some(Problem::new(
+                cache_note = Some(Problem::new(
                     ProblemKind::CacheFallback,
                     None,
                     format!(
@@ -188,7 +193,7 @@ impl Dataset {
             }
         };
         let mut report = assemble_report(&src, &items, &root, cfg, eval);
-        report.problems.extend(fallback);
+        report.problems.extend(cache_note);
         if eval.is_some() {
             // Evaluation trains nothing: classes without training images are fine.
             report.for_evaluation();

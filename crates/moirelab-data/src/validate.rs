@@ -316,8 +316,10 @@ fn skipped_files(src: &Source, items: &[ScanItem], cfg: &DataConfig) -> Vec<Stri
         return Vec::new();
     }
     let mut skipped = src.unlisted_unreadable();
+    // A file listed twice (with two labels, say) is one file skipped.
+    let mut seen = BTreeSet::new();
     for (i, (rec, it)) in src.records.iter().zip(items).enumerate() {
-        if src.bad[i] || it.info.is_none() {
+        if (src.bad[i] || it.info.is_none()) && seen.insert(rec.path.as_str()) {
             skipped.push(rec.path.clone());
         }
     }

@@ -195,9 +195,8 @@ fn read_records(
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ManifestRecord>, DataError> {
     match format {
-        Format::Moirelab => {
-            moirelab_core::fsio::read_jsonl(&root.join(MANIFEST_JSONL)).map_err(DataError::from)
-        }
+        Format::Moirelab => moirelab_core::fsio::read_jsonl_strict(&root.join(MANIFEST_JSONL))
+            .map_err(DataError::from),
         Format::Imagefolder => read_imagefolder(
             root,
             cfg.follow_links,
@@ -283,8 +282,20 @@ fn resolve_classes(
             ));
         }
         meta.attack_class = Some(a.clone());
-    } else if meta.attack_index().is_none() {
-        meta.attack_class = None;
+    } else if let Some(a) = meta
+        .attack_class
+        .as_ref()
+        .filter(|a| !meta.classes.contains(a))
+    {
+        // dataset.json's value (a model's is among its classes): a typo must not quietly
+        // make the last class the attack class.
+        return Err(DataError::Layout {
+            root: root.join(DATASET_JSON),
+            msg: format!(
+                "attack-class '{a}' is not one of classes [{}] (fix it, or set [data] attack-class)",
+                meta.classes.join(", ")
+            ),
+        });
     }
     // A model has at least two classes; an evaluation set may show one of them.
     if meta.classes.len() < 2 && eval.is_none() {
@@ -301,7 +312,8 @@ fn resolve_classes(
 
 /// Evaluation reads one split: the other splits' records are dropped before any image is
 /// decoded, and so are the findings about their files (a corrupt training image does not
-/// stop the evaluation of the test split). Findings about no file stay. An ImageFolder walk
+/// stop the evaluation of the test split). Findings about no file, or about a file the split
+/// lists too, stay. An ImageFolder walk
 /// never entered the other splits' folders (`read_imagefolder`'s `only`). A data set without
 /// a record of the split is an error naming the splits it has.
 fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataError> {
@@ -319,10 +331,18 @@ fn keep_split(src: &mut Source, split: &str, root: &Path) -> Result<(), DataErro
             ),
         });
     }
+    // A path listed in the evaluated split too keeps its findings: a test image that the
+    // set also lists in train (or with another label) is an error here as in training.
+    let kept: BTreeSet<&str> = src
+        .records
+        .iter()
+        .filter(|r| r.split == split)
+        .map(|r| r.path.as_str())
+        .collect();
     let dropped: BTreeSet<String> = src
         .records
         .iter()
-        .filter(|r| r.split != split)
+        .filter(|r| r.split != split && !kept.contains(r.path.as_str()))
         .map(|r| r.path.clone())
         .collect();
     src.only_split = Some(split.to_string());
@@ -414,7 +434,8 @@ fn check_records(src: &mut Source, default_split: &str) {
 /// the root (unless `follow-links = "all"`), and the same file listed twice — by the same
 /// path, another spelling of it, or a link to it. The copy in the earliest split (train <
 /// val < test), else the first listed, is kept; a copy in the same split is dropped with a
-/// warning, a copy in another split is an error (it is both trained and tested on).
+/// warning, a copy in another split is an error (it is both trained and tested on). A copy
+/// with another label is an error whatever the splits, and disqualifies both listings.
 fn check_files(src: &mut Source, root: &Path, follow: FollowLinks) {
     let canon_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let rank = |s: &str| SPLITS.iter().position(|x| *x == s).unwrap_or(SPLITS.len());
@@ -465,7 +486,23 @@ fn check_files(src: &mut Source, root: &Path, follow: FollowLinks) {
                 } else {
                     format!("the same file as {}", a.path)
                 };
-                let p = if a.split == b.split {
+                let p = if a.label != b.label {
+                    // An image cannot be both genuine and an attack: neither listing is used.
+                    let splits = if a.split == b.split {
+                        format!("in {}", b.split)
+                    } else {
+                        format!("in {} and in {}", a.split, b.split)
+                    };
+                    src.bad[f] = true;
+                    Problem::new(
+                        ProblemKind::ConflictingLabels,
+                        Some(&b.path),
+                        format!(
+                            "{same} {splits} with label '{}' (first as '{}'); an image has one label",
+                            b.label, a.label
+                        ),
+                    )
+                } else if a.split == b.split {
                     Problem::new(
                         ProblemKind::DuplicatePathWithinSplit,
                         Some(&b.path),

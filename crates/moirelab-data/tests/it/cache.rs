@@ -104,6 +104,79 @@ fn a_corrupt_cache_file_is_rebuilt_not_trusted() {
     std::fs::write(&file, b"garbage").unwrap();
     let b = Dataset::open(&c, Path::new("/")).unwrap();
     assert_eq!(b.eval_image(1).unwrap(), want);
+    assert_eq!(rebuilt_warnings(&b), 1, "{}", b.report());
+}
+
+/// The warnings saying that a damaged cache file was rebuilt.
+fn rebuilt_warnings(ds: &Dataset) -> usize {
+    ds.report()
+        .of_kind(moirelab_data::ProblemKind::CacheRebuilt)
+        .inspect(|p| assert_eq!(p.severity(), moirelab_data::Severity::Warning))
+        .count()
+}
+
+/// Bytes flipped inside the pixel blobs leave the file's size, magic, key and table as they
+/// were: only the pixels' checksums show it. The damaged file is rebuilt (a warning names
+/// it), never trained on.
+#[test]
+fn a_cache_file_damaged_in_place_at_the_same_size_is_rebuilt_with_a_warning() {
+    let (_dir, _cache, c) = disk_cached_set();
+    let a = Dataset::open(&c, Path::new("/")).unwrap();
+    let file = a.cache_file().unwrap().to_path_buf();
+    let want: Vec<_> = (0..a.len()).map(|i| a.eval_image(i).unwrap()).collect();
+    assert_eq!(rebuilt_warnings(&a), 0);
+    drop(a);
+    let size = std::fs::metadata(&file).unwrap().len();
+    let mut bytes = std::fs::read(&file).unwrap();
+    // the third image's stored pixels (32 x 32 RGB each)
+    let at = 2 * 32 * 32 * 3 + 500;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), size);
+    let b = Dataset::open(&c, Path::new("/")).unwrap();
+    let got: Vec<_> = (0..b.len()).map(|i| b.eval_image(i).unwrap()).collect();
+    assert!(got == want, "the pixels come from the images again");
+    assert_eq!(rebuilt_warnings(&b), 1, "{}", b.report());
+    let line = b
+        .report()
+        .of_kind(moirelab_data::ProblemKind::CacheRebuilt)
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains(&file.display().to_string())
+            && line.contains("do not match their checksum")
+            && line.contains(&b.record(2).path),
+        "{line}"
+    );
+    assert_ne!(std::fs::read(&file).unwrap(), bytes, "rewritten");
+    drop(b);
+    // The rebuilt file is sound: used again without a warning.
+    let d = Dataset::open(&c, Path::new("/")).unwrap();
+    assert_eq!(rebuilt_warnings(&d), 0);
+    assert_eq!(d.cache_file(), Some(file.as_path()));
+}
+
+/// A sidecar that does not parse is damage too (rebuilt with a warning); a missing one is a
+/// cache never finished (rebuilt quietly).
+#[test]
+fn a_garbage_sidecar_is_rebuilt_with_a_warning_and_a_missing_one_quietly() {
+    let (_dir, cache, c) = disk_cached_set();
+    let a = Dataset::open(&c, Path::new("/")).unwrap();
+    let file = a.cache_file().unwrap().to_path_buf();
+    drop(a);
+    let side = file.with_extension("scan.json");
+    assert!(side.is_file(), "{}", side.display());
+    std::fs::write(&side, b"{\"key\": 12").unwrap();
+    let b = Dataset::open(&c, Path::new("/")).unwrap();
+    assert_eq!(rebuilt_warnings(&b), 1, "{}", b.report());
+    drop(b);
+    std::fs::remove_file(&side).unwrap();
+    let d = Dataset::open(&c, Path::new("/")).unwrap();
+    assert_eq!(rebuilt_warnings(&d), 0, "{}", d.report());
+    assert_eq!(cache_files(cache.path()).len(), 1);
 }
 
 #[test]

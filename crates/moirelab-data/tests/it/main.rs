@@ -7,5 +7,6 @@ mod fixtures;
 mod fuzz;
 mod hostile;
 mod loader;
+mod manifests;
 mod masks;
 mod readers;

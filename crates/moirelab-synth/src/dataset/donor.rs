@@ -46,17 +46,18 @@ impl Donor {
         if render_inputs(cfg) != render_inputs(&theirs) {
             return Ok(None);
         }
-        let records = moirelab_core::fsio::read_jsonl::<ManifestRecord>(&dir.join(MANIFEST_JSONL))?
-            .into_iter()
-            .filter_map(|r| {
-                let index = r
-                    .path
-                    .strip_prefix("images/")
-                    .and_then(|p| p.strip_suffix(".png"))
-                    .and_then(|p| p.parse::<usize>().ok());
-                index.map(|i| (i, r))
-            })
-            .collect();
+        let records =
+            moirelab_core::fsio::read_jsonl_strict::<ManifestRecord>(&dir.join(MANIFEST_JSONL))?
+                .into_iter()
+                .filter_map(|r| {
+                    let index = r
+                        .path
+                        .strip_prefix("images/")
+                        .and_then(|p| p.strip_suffix(".png"))
+                        .and_then(|p| p.parse::<usize>().ok());
+                    index.map(|i| (i, r))
+                })
+                .collect();
         Ok(Some(Donor {
             root: dir.to_path_buf(),
             records,

@@ -1,6 +1,6 @@
 use crate::tiny;
 use moirelab_core::dataset_format::{DatasetMeta, ManifestRecord};
-use moirelab_core::fsio::{read_json, read_jsonl};
+use moirelab_core::fsio::{read_json, read_jsonl_strict};
 use moirelab_synth::{
     generate, generate_reusing, read_mask_png, render_sample, Donor, Holdout, Layout,
     GENERATOR_NAME, REGIONS,
@@ -123,7 +123,7 @@ fn generated_set_has_meta_manifest_masks_and_twins() {
     let gen = meta.generator.as_ref().unwrap();
     assert_eq!(gen.name, GENERATOR_NAME);
     assert_eq!(gen.knobs["knobs"]["rho-flag"], 1.0);
-    let recs: Vec<ManifestRecord> = read_jsonl(&out.join("manifest.jsonl")).unwrap();
+    let recs: Vec<ManifestRecord> = read_jsonl_strict(&out.join("manifest.jsonl")).unwrap();
     assert_eq!(recs.len(), 12);
     let mut far_checked = 0u64;
     for r in &recs {
@@ -378,7 +378,7 @@ fn photos_of_several_sizes_are_the_same_samples_at_their_own_side() {
     generate_from(&mixed, &out, &[]);
     let meta: DatasetMeta = read_json(&out.join("dataset.json")).unwrap();
     assert_eq!(meta.image_size, None);
-    let recs: Vec<ManifestRecord> = read_jsonl(&out.join("manifest.jsonl")).unwrap();
+    let recs: Vec<ManifestRecord> = read_jsonl_strict(&out.join("manifest.jsonl")).unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for (i, r) in recs.iter().enumerate() {
         let img = image::open(out.join(&r.path)).unwrap().into_rgb8();

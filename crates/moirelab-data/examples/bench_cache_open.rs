@@ -1,0 +1,145 @@
+//! Opening a data set from its disk decode cache (memory-mapped) against decoding it from its
+//! image files, and the two hashes a check of the mapped pixels could use.
+//!
+//! ```text
+//! cargo run --release -p moirelab-data --example bench_cache_open -- \
+//!     --dir DATA --cache-dir DIR [--size 128] [--rounds 3] [--mode mapped|decode|hash]
+//! ```
+//! * `mapped`: builds the cache in `--cache-dir` if it is not there, then times `Dataset::open`
+//!   from it `--rounds` times (the cache file stays in the page cache between rounds);
+//! * `decode`: times `Dataset::open` with `cache = "memory"`: every image decoded;
+//! * `hash`: reads the `.mlc` files in `--cache-dir` and times, over the same bytes cut into
+//!   one piece per 256 × 256 image and hashed in parallel, CRC-32C (SSE 4.2) against the
+//!   64-bit multiply-xorshift mix of `decode::content_hash` (copied here).
+//!
+//! Prints one `key=value` line per measurement; `scripts/bench/cache_open.sh` interleaves
+//! rounds of two builds (with and without a check) on one data set.
+#![allow(clippy::print_stdout)]
+
+use moirelab_data::{CacheMode, DataConfig, Dataset};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+struct Args {
+    dir: PathBuf,
+    cache_dir: PathBuf,
+    size: u32,
+    rounds: usize,
+    mode: String,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        dir: PathBuf::new(),
+        cache_dir: PathBuf::new(),
+        size: 128,
+        rounds: 3,
+        mode: "mapped".into(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for pair in argv.chunks(2) {
+        let v = pair.get(1).cloned().unwrap_or_default();
+        let num = |s: &str| {
+            s.parse::<usize>()
+                .unwrap_or_else(|_| panic!("bad number {s}"))
+        };
+        match pair[0].as_str() {
+            "--dir" => a.dir = v.into(),
+            // absolute: a relative cache-dir would be read from the data-set root
+            "--cache-dir" => a.cache_dir = std::path::absolute(&v).expect("cache dir"),
+            "--size" => a.size = num(&v) as u32,
+            "--rounds" => a.rounds = num(&v),
+            "--mode" => a.mode = v,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(
+        !a.dir.as_os_str().is_empty() && !a.cache_dir.as_os_str().is_empty(),
+        "--dir and --cache-dir are required"
+    );
+    a
+}
+
+/// The mix of `decode::content_hash`, for the `hash` comparison.
+fn mix_hash(pixels: &[u8]) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let mut h = mix(pixels.len() as u64);
+    let mut chunks = pixels.chunks_exact(8);
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        h = mix(h ^ u64::from_le_bytes(b)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(h ^ u64::from_le_bytes(tail))
+}
+
+fn open(cfg: &DataConfig) -> (f64, usize) {
+    let t = Instant::now();
+    let ds = Dataset::open(cfg, Path::new("/")).expect("open data set");
+    (t.elapsed().as_secs_f64(), ds.len())
+}
+
+fn main() {
+    let a = parse();
+    let mut cfg = DataConfig::for_root(&a.dir);
+    cfg.image_size = a.size;
+    cfg.cache_dir = Some(a.cache_dir.clone());
+    match a.mode.as_str() {
+        "mapped" => {
+            cfg.cache = CacheMode::Disk;
+            let (s, n) = open(&cfg);
+            println!("first_open_s={s:.3} images={n}");
+            for _ in 0..a.rounds {
+                let (s, _) = open(&cfg);
+                println!("mapped_open_s={s:.3}");
+            }
+        }
+        "decode" => {
+            cfg.cache = CacheMode::Memory;
+            for _ in 0..a.rounds {
+                let (s, n) = open(&cfg);
+                println!("decode_open_s={s:.3} images={n}");
+            }
+        }
+        "hash" => {
+            let mut bytes = Vec::new();
+            for e in std::fs::read_dir(&a.cache_dir)
+                .expect("cache dir")
+                .flatten()
+            {
+                if e.path().extension().is_some_and(|x| x == "mlc") {
+                    bytes = std::fs::read(e.path()).expect("read cache file");
+                    break;
+                }
+            }
+            assert!(!bytes.is_empty(), "no .mlc file in --cache-dir");
+            let piece = 256 * 256 * 3;
+            for _ in 0..a.rounds {
+                let t = Instant::now();
+                let c: u32 = bytes
+                    .par_chunks(piece)
+                    .map(crc32c::crc32c)
+                    .reduce(|| 0, |x, y| x ^ y);
+                let crc_s = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let m: u64 = bytes
+                    .par_chunks(piece)
+                    .map(mix_hash)
+                    .reduce(|| 0, |x, y| x ^ y);
+                let mix_s = t.elapsed().as_secs_f64();
+                println!(
+                    "bytes={} crc32c_s={crc_s:.4} mix_s={mix_s:.4} ({c:x} {m:x})",
+                    bytes.len()
+                );
+            }
+        }
+        other => panic!("unknown --mode {other}"),
+    }
+}
