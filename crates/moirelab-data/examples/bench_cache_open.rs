@@ -10,7 +10,7 @@
 //! * `decode`: times `Dataset::open` with `cache = "memory"`: every image decoded;
 //! * `hash`: reads the `.mlc` files in `--cache-dir` and times, over the same bytes cut into
 //!   one piece per 256 × 256 image and hashed in parallel, CRC-32C (SSE 4.2) against the
-//!   64-bit multiply-xorshift mix of `decode::content_hash` (copied here).
+//!   64-bit multiply-xorshift mix of `moirelab_data::content_hash`.
 //!
 //! Prints one `key=value` line per measurement; `scripts/bench/cache_open.sh` interleaves
 //! rounds of two builds (with and without a check) on one data set.
@@ -59,25 +59,6 @@ fn parse() -> Args {
         "--dir and --cache-dir are required"
     );
     a
-}
-
-/// The mix of `decode::content_hash`, for the `hash` comparison.
-fn mix_hash(pixels: &[u8]) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    let mut h = mix(pixels.len() as u64);
-    let mut chunks = pixels.chunks_exact(8);
-    for c in &mut chunks {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(c);
-        h = mix(h ^ u64::from_le_bytes(b)).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    }
-    let mut tail = [0u8; 8];
-    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    mix(h ^ u64::from_le_bytes(tail))
 }
 
 fn open(cfg: &DataConfig) -> (f64, usize) {
@@ -131,7 +112,7 @@ fn main() {
                 let t = Instant::now();
                 let m: u64 = bytes
                     .par_chunks(piece)
-                    .map(mix_hash)
+                    .map(|piece| moirelab_data::content_hash(256, 256, piece))
                     .reduce(|| 0, |x, y| x ^ y);
                 let mix_s = t.elapsed().as_secs_f64();
                 println!(

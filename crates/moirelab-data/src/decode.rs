@@ -67,8 +67,10 @@ fn preview(bytes: &[u8]) -> String {
 }
 
 /// Fast 64-bit content hash (not cryptographic): 8-byte lanes mixed with the SplitMix64
-/// finaliser. Collisions between distinct images are negligible at data-set sizes.
-pub(crate) fn content_hash(width: u32, height: u32, pixels: &[u8]) -> u64 {
+/// finaliser. Collisions between distinct images are negligible at data-set sizes. It finds
+/// exact duplicates; public for `examples/bench_cache_open.rs`, which times it against the
+/// cache's CRC-32C.
+pub fn content_hash(width: u32, height: u32, pixels: &[u8]) -> u64 {
     fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

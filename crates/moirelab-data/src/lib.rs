@@ -29,7 +29,7 @@ pub use config::{
     AugmentConfig, CacheMode, DataConfig, FollowLinks, Format, Mode, OnBad, DEFAULT_MAX_PIXELS,
 };
 pub use dataset::{peek_classes, Dataset};
-pub use decode::ImageInfo;
+pub use decode::{content_hash, ImageInfo};
 pub use error::DataError;
 pub use loader::{Batch, Epoch, Loader, LoaderOptions};
 pub use perturb::Perturbation;
