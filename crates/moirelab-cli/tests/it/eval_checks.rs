@@ -269,18 +269,15 @@ pub(crate) fn refused_inputs(d: &Path, classes: &[String], n_test: usize, one: &
             "--skip-bad",
         ],
     );
-    let o = moirelab(
-        d,
-        &[
-            "eval",
-            "--run",
-            "runs/tiny",
-            "--data",
-            "only-test",
-            "--skip-bad",
-            "--json",
-        ],
-    );
+    let skip_bad = [
+        "eval",
+        "--run",
+        "runs/tiny",
+        "--data",
+        "only-test",
+        "--skip-bad",
+    ];
+    let o = moirelab(d, &[&skip_bad[..], &["--json"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let skipped: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(skipped["skipped"], 2);
@@ -295,15 +292,7 @@ pub(crate) fn refused_inputs(d: &Path, classes: &[String], n_test: usize, one: &
         .join("loop.png");
     #[cfg(unix)]
     std::os::unix::fs::symlink("loop.png", &looped).unwrap();
-    let args = [
-        "eval",
-        "--run",
-        "runs/tiny",
-        "--data",
-        "only-test",
-        "--skip-bad",
-    ];
-    let o = moirelab(d, &args);
+    let o = moirelab(d, &skip_bad);
     let _ = std::fs::remove_file(&looped);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
