@@ -24,10 +24,11 @@ pub struct ReadGuard {
     _file: File,
 }
 
-/// A replacing writer's exclusive lock on the folder it is about to replace, held until
-/// dropped (after the old folder has been renamed away and deleted).
+/// An exclusive lock on a folder, held until dropped: a writer's on the data set it is about
+/// to replace (until the old folder has been renamed away and deleted), or a training's on its
+/// run folder (so that no second process trains or resumes the same run).
 #[derive(Debug)]
-pub struct ReplaceGuard {
+pub struct ExclusiveGuard {
     _file: File,
 }
 
@@ -93,15 +94,15 @@ pub fn read_guard(dir: &Path) -> Result<Option<ReadGuard>, Busy> {
     Ok(None)
 }
 
-/// Takes the exclusive lock on the existing folder `dir` that a writer needs before it
-/// replaces it. `Ok(None)` where no lock can be taken; `Err` naming the readers while any
-/// process reads it (never waits: a reader may be a training that runs for hours).
-pub fn replace_guard(dir: &Path) -> Result<Option<ReplaceGuard>, Busy> {
+/// Takes the exclusive lock on the existing folder `dir` (see [`ExclusiveGuard`]). `Ok(None)`
+/// where no lock can be taken; `Err` naming the holders while any process holds a lock on it
+/// (never waits: a holder may be a training that runs for hours).
+pub fn exclusive_guard(dir: &Path) -> Result<Option<ExclusiveGuard>, Busy> {
     let Some(file) = open_dir(dir) else {
         return Ok(None);
     };
     match file.try_lock() {
-        Ok(()) => Ok(Some(ReplaceGuard { _file: file })),
+        Ok(()) => Ok(Some(ExclusiveGuard { _file: file })),
         Err(TryLockError::WouldBlock) => Err(busy(&file)),
         Err(TryLockError::Error(_)) => Ok(None),
     }
@@ -215,13 +216,13 @@ mod tests {
         let d = dir.path();
         let a = read_guard(d).unwrap().expect("a lock on a local folder");
         let b = read_guard(d).unwrap().expect("readers share it");
-        let busy = replace_guard(d).unwrap_err();
+        let busy = exclusive_guard(d).unwrap_err();
         assert_eq!(busy.holders, vec![std::process::id()]);
         assert_eq!(busy.holders_text(), "this process");
         drop(a);
-        assert!(replace_guard(d).is_err(), "one reader is left");
+        assert!(exclusive_guard(d).is_err(), "one reader is left");
         drop(b);
-        let w = replace_guard(d).unwrap().expect("no reader is left");
+        let w = exclusive_guard(d).unwrap().expect("no reader is left");
         assert_eq!(read_guard(d).unwrap_err().holders, vec![std::process::id()]);
         drop(w);
         assert!(read_guard(d).unwrap().is_some());
@@ -234,7 +235,7 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
         assert!(read_guard(&file).unwrap().is_none());
-        assert!(replace_guard(&dir.path().join("missing"))
+        assert!(exclusive_guard(&dir.path().join("missing"))
             .unwrap()
             .is_none());
     }

@@ -275,18 +275,18 @@ fn configured_class_order_and_attack_class_win_and_unknown_labels_are_errors() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_data_set_is_read_under_a_lock_that_keeps_writers_out() {
-    use moirelab_core::dirlock::{read_guard, replace_guard};
+    use moirelab_core::dirlock::{exclusive_guard, read_guard};
     let dir = tempfile::tempdir().unwrap();
     moirelab_set(dir.path(), 3, true);
     let c = cfg(dir.path());
     let ds = Dataset::open(&c, Path::new("/")).unwrap();
     assert!(
-        replace_guard(dir.path()).is_err(),
+        exclusive_guard(dir.path()).is_err(),
         "read while the Dataset lives"
     );
     let again = Dataset::open(&c, Path::new("/")).unwrap();
     drop((ds, again));
-    let writing = replace_guard(dir.path()).unwrap();
+    let writing = exclusive_guard(dir.path()).unwrap();
     assert!(writing.is_some());
     let err = Dataset::open(&c, Path::new("/")).unwrap_err();
     assert_eq!(

@@ -160,7 +160,7 @@ pub fn generate_locked(
     // Before minutes of rendering: a data set that a running train or eval reads is not
     // replaced under it. Held until the old folder is gone.
     let _replacing = if exists {
-        moirelab_core::dirlock::replace_guard(out).map_err(|busy| SynthError::InUse {
+        moirelab_core::dirlock::exclusive_guard(out).map_err(|busy| SynthError::InUse {
             path: out.to_path_buf(),
             readers: busy.holders_text(),
         })?
