@@ -22,6 +22,41 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".tmp{}.{name}", std::process::id()))
 }
 
+/// Deletes the temp files ([`temp_path`]) under `dir`, down to `depth` folders below it, that
+/// a process which no longer runs left behind (killed between its write and its rename);
+/// returns how many. A live writer's temp file is left alone. Where processes cannot be looked
+/// up (no `/proc`), nothing is deleted. Best effort: unreadable folders are skipped.
+pub fn remove_abandoned_temps(dir: &Path, depth: usize) -> usize {
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() {
+            if depth > 0 {
+                removed += remove_abandoned_temps(&e.path(), depth - 1);
+            }
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(".tmp")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let gone = pid.is_some_and(|pid| {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if kind.is_file() && gone && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Write `bytes` to `path` through a temp file and a rename. Parent folders are created.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -195,6 +230,35 @@ pub fn create_unique_dir(base: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A temp file of a process that has ended goes; a live writer's (this process's), a
+    /// file that only looks similar, and anything deeper than asked stay.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn abandoned_temp_files_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A pid above the kernel's limit (2^22) never runs.
+        let gone = 4_194_400u32;
+        let own = std::process::id();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        for f in [
+            format!(".tmp{gone}.summary.json"),
+            format!("a/.tmp{gone}.index.html"),
+            format!("a/b/.tmp{gone}.grid.png"),
+            format!(".tmp{own}.metrics.json"),
+            ".tmpx.notes".to_string(),
+            "keep.json".to_string(),
+        ] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        assert_eq!(remove_abandoned_temps(d, 1), 2);
+        assert!(!d.join(format!(".tmp{gone}.summary.json")).exists());
+        assert!(!d.join(format!("a/.tmp{gone}.index.html")).exists());
+        assert!(d.join(format!("a/b/.tmp{gone}.grid.png")).exists());
+        assert!(d.join(format!(".tmp{own}.metrics.json")).exists());
+        assert!(d.join(".tmpx.notes").exists() && d.join("keep.json").exists());
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

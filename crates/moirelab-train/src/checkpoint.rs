@@ -225,6 +225,29 @@ fn settle_checkpoint(dir: &Path, state: &TrainState) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// A trainer's lock on its run folder; `None` where the file system has no locks.
+pub(crate) type RunLock = Option<moirelab_core::dirlock::ExclusiveGuard>;
+
+/// Takes this process's exclusive lock on the run folder `run_dir`, held as long as its
+/// trainer lives, so that no second process trains it at the same time (a second `train
+/// --resume`, a sweep cell started twice): their epochs would both be appended to
+/// `metrics.jsonl`. A resume also deletes the temp files that a killed process left in the
+/// folder, now that no other writer can be in it. `None` where the file system has no locks.
+pub(crate) fn lock_run(run_dir: &Path) -> Result<RunLock, TrainError> {
+    let lock = moirelab_core::dirlock::exclusive_guard(run_dir).map_err(|busy| {
+        ckpt_err(
+            run_dir,
+            format!(
+                "being trained by {}; not started a second time (wait for it to finish, or stop it first)",
+                busy.holders_text()
+            ),
+        )
+    })?;
+    // epochs/NNNN/maps and report/gifs are the deepest folders a run writes.
+    fsio::remove_abandoned_temps(run_dir, 3);
+    Ok(lock)
+}
+
 /// A state file must agree with the checkpoint it commits: the optimizer's step count
 /// (inside the hashed `state.safetensors`) equals `step`, which equals the batches of the
 /// epochs and partial epoch it claims. A hand-edited `epochs_done` would otherwise mark

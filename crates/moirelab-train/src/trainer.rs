@@ -63,6 +63,8 @@ pub struct Trainer {
     meta: RunMeta,
     /// What building the model did (`model.init`, `model.freeze`), reported when `run` starts.
     notes: Vec<String>,
+    /// This process's exclusive lock on the run folder ([`checkpoint::lock_run`]).
+    _run_lock: checkpoint::RunLock,
 }
 
 /// How the batches of one epoch ended.
@@ -116,6 +118,7 @@ impl Trainer {
             )));
         }
         let run_dir = fsio::create_unique_dir(&runs_root.join(name))?;
+        let lock = checkpoint::lock_run(&run_dir)?;
         // A run that fails before its first step leaves no folder behind.
         // The hashes of what it trains on, for the copy check of data evaluated later.
         let built = fsio::write_atomic(
@@ -133,7 +136,7 @@ impl Trainer {
                 run_dir.clone(),
                 dataset,
                 meta,
-                TrainState::default(),
+                (TrainState::default(), lock),
                 true,
             )
         });
@@ -146,12 +149,14 @@ impl Trainer {
     /// Reopen an interrupted run. `setup` must come from the run's own `config.toml`.
     pub fn resume(setup: TrainSetup, run_dir: &Path) -> Result<Trainer, TrainError> {
         setup.train.validate()?;
+        let lock = checkpoint::lock_run(run_dir)?;
         let state = checkpoint::read_state(run_dir)?;
         let mut meta: RunMeta = fsio::read_json(&run_dir.join(runfmt::META_JSON))?;
         meta.resumed.push(now_rfc3339());
         let dataset = Arc::new(Dataset::open(&setup.data, &setup.base_dir)?);
         let mut setup = setup;
         setup.model.classes = dataset.classes().len() as i64;
+        let state = (state, lock);
         Self::build(setup, run_dir.to_path_buf(), dataset, meta, state, false)
     }
 
@@ -160,7 +165,7 @@ impl Trainer {
         run_dir: PathBuf,
         dataset: Arc<Dataset>,
         mut meta: RunMeta,
-        state: TrainState,
+        (state, run_lock): (TrainState, checkpoint::RunLock),
         fresh: bool,
     ) -> Result<Trainer, TrainError> {
         let t = &setup.train;
@@ -225,6 +230,7 @@ impl Trainer {
             log,
             meta,
             notes,
+            _run_lock: run_lock,
         })
     }
 

@@ -84,6 +84,9 @@ fn absolutize_root(loaded: &mut Loaded) -> Result<()> {
     loaded.resolve()
 }
 
+/// A flag set by Ctrl-C (SIGINT), and by SIGTERM and SIGHUP (what a batch system such as
+/// Slurm sends before it kills a job, and a closed terminal), so that each stops a training
+/// after its batch with a checkpoint.
 pub fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();

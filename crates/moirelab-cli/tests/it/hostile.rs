@@ -2,7 +2,7 @@
 //! are not folder names, a batch larger than the data set, an edited state file, config
 //! errors, OS errors and hints.
 
-use crate::{assert_one_line_error, moirelab, stderr};
+use crate::{assert_one_line_error, moirelab, stderr, TINY};
 use std::path::Path;
 use std::process::Output;
 
@@ -447,4 +447,58 @@ fn the_shared_decode_cache_drops_deleted_data_sets_and_checks_its_cap() {
     assert_no_crash(&o);
     assert_one_line_error(&o, &["MOIRELAB_CACHE_MAX_GB=lots", "gigabytes"]);
     assert!(!p.join("runs/capped").exists());
+}
+
+/// A run that a process is training is not trained by a second one (`train --resume` while it
+/// runs used to append every epoch to `metrics.jsonl` twice), and SIGTERM, what a batch system
+/// sends before it kills a job, stops a training as Ctrl-C does: after its batch, with a
+/// checkpoint, exit 130.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_running_training_is_not_resumed_twice_and_sigterm_saves_it() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("t.toml"),
+        TINY.replace("epochs = 1", "epochs = 100000"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(["train", "--config", "t.toml", "--name", "long"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("epoch=1 ")) {
+        match lines.next() {
+            Some(Ok(line)) => seen.push(line),
+            _ => panic!("train ended early: {seen:?}"),
+        }
+    }
+    let o = moirelab(d, &["train", "--resume", "runs/long"]);
+    let refused = stderr(&o);
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_one_line_error(
+        &o,
+        &[&format!(
+            "runs/long: being trained by process {}; not started a second time",
+            child.id()
+        )],
+    );
+    assert_eq!(status.code(), Some(130), "{refused}\n{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("checkpoint saved")),
+        "{rest:?}"
+    );
+    assert!(d.join("runs/long/checkpoints/state.json").is_file());
 }
