@@ -50,6 +50,11 @@ pub struct RunData {
 
 pub const TILE_KINDS: [&str; 3] = ["pred", "true", "overlay"];
 
+/// The status shown for a run whose `meta.json` says `running` while no process trains it
+/// (it was killed: SIGKILL, a power cut, a job past its time limit).
+pub const STOPPED: &str =
+    "stopped: no process is training it (killed?); train --resume continues it";
+
 impl RunData {
     /// Epoch-kind metric lines.
     pub fn epoch_metrics(&self) -> impl Iterator<Item = &EpochMetrics> {
@@ -229,7 +234,14 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     let meta_path = dir.join(META_JSON);
     if meta_path.is_file() {
         found_any = true;
-        run.meta = Some(read_json(&meta_path)?);
+        let mut meta: RunMeta = read_json(&meta_path)?;
+        // A killed training keeps "running" in its meta.json. A live one holds an exclusive
+        // lock on its folder; where nobody does, say that it stopped.
+        let unlocked = matches!(moirelab_core::dirlock::read_guard(&dir), Ok(Some(_)));
+        if meta.status == "running" && unlocked {
+            meta.status = STOPPED.into();
+        }
+        run.meta = Some(meta);
     } else {
         run.missing.push(format!("{META_JSON} missing"));
     }
@@ -262,6 +274,7 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     } else {
         let why = match run.meta.as_ref().map(|m| m.status.as_str()) {
             Some("running") => "run still training",
+            Some(STOPPED) => "run stopped before it finished",
             Some(s) if s.starts_with("failed") || s == "interrupted" => "run did not finish",
             _ => "run still training or stopped early",
         };

@@ -226,10 +226,21 @@ fn run_with_gaps_reports_missing_tiles_and_only_links_existing_files() {
         "epochs/0004: map strips missing: gradcam/true",
         "epochs/0002/probes.json missing",
         "probe inputs missing: probes/{00}.png",
-        "summary.json missing (run still training)",
+        "summary.json missing (run stopped before it finished)",
         "no attention-in-region metrics",
+        // meta.json says running, but no process holds the run's lock: it was killed.
+        "status: stopped: no process is training it",
     ] {
         assert!(html.contains(needle), "missing note {needle:?}");
+    }
+    // While a training holds its run folder's lock (here: this test), it is running.
+    #[cfg(target_os = "linux")]
+    {
+        let training = moirelab_core::dirlock::exclusive_guard(&run).unwrap();
+        let html = read(&write_run_report(&run).unwrap());
+        drop(training);
+        assert!(html.contains("status: running"));
+        assert!(html.contains("summary.json missing (run still training)"));
     }
     let d = page_data(&html);
     assert_eq!(d["epochs"], serde_json::json!([1, 2, 3, 4]));
