@@ -19,7 +19,9 @@ mod slurm;
 mod tests;
 
 use collect::collect;
-use plan::{absolute, cell_state, make_plan, prepare_folder, read_sweep, CellState, SweepFile};
+use plan::{
+    absolute, cell_state, check_base, make_plan, prepare_folder, read_sweep, CellState, SweepFile,
+};
 use slurm::{collect_command, shell_quote, slurm_script};
 
 use crate::commands;
@@ -139,6 +141,7 @@ fn run_cell(out: &Path, index: usize) -> Result<ExitCode> {
             file.cells.len().saturating_sub(1)
         )
     })?;
+    check_base(out, &file)?;
     std::env::set_current_dir(&file.workdir)
         .with_context(|| format!("working directory {}", file.workdir.display()))?;
     let run_dir = out.join(&cell.run);

@@ -322,6 +322,22 @@ pub fn cell_state(run_dir: &Path) -> CellState {
     }
 }
 
+/// Refuse to train from a `base.toml` that is no longer the text the sweep was planned from
+/// (its cells would mix two configs in one table).
+pub(super) fn check_base(out: &Path, file: &SweepFile) -> Result<()> {
+    let path = out.join(BASE_TOML);
+    let text = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    if sha256_hex(&text) != file.base_sha256 {
+        bail!(
+            "{}: changed since the sweep was planned (its SHA-256 is not the base_sha256 in \
+             {SWEEP_JSON}); undo the change, or start a new sweep from the changed config with \
+             another --out",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 pub(super) fn read_sweep(out: &Path) -> Result<SweepFile> {
     let path = out.join(SWEEP_JSON);
     if !path.is_file() {
@@ -352,6 +368,10 @@ pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
                 "{}: holds another sweep (its base config, --set or --grid differ); use another --out",
                 out.display()
             );
+        }
+        // An edited base.toml is refused, not silently put back: cells may have trained from it.
+        if out.join(BASE_TOML).exists() {
+            check_base(out, &old)?;
         }
         plan.file.workdir = old.workdir;
     } else if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {

@@ -279,3 +279,54 @@ fn ctrl_c_stops_the_sweep_with_a_checkpoint_and_counts_no_unfinished_cell() {
         stderr(&o)
     );
 }
+
+/// `sweep --emit slurm` over `train.seed=5,6` in `sw`: the plan and data, nothing trained.
+fn emit_seeds(dir: &Path) {
+    let o = moirelab(
+        dir,
+        &[
+            "sweep",
+            "--config",
+            "tiny.toml",
+            "--grid",
+            "train.seed=5,6",
+            "--out",
+            "sw",
+            "--emit",
+            "slurm",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+const SEEDS: [&str; 7] = [
+    "sweep",
+    "--config",
+    "tiny.toml",
+    "--grid",
+    "train.seed=5,6",
+    "--out",
+    "sw",
+];
+
+#[test]
+fn a_changed_base_toml_is_refused_before_any_cell_trains() {
+    let dir = setup();
+    emit_seeds(dir.path());
+    let out = dir.path().join("sw");
+    let base = out.join("base.toml");
+    let text = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, text.replace("width = 4", "width = 8")).unwrap();
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    assert_one_line_error(
+        &o,
+        &["base.toml", "changed since the sweep was planned", "--out"],
+    );
+    // Nor does the whole sweep train from it or quietly put the old text back.
+    let o = moirelab(dir.path(), &SEEDS);
+    assert_one_line_error(&o, &["base.toml", "changed since the sweep was planned"]);
+    assert!(!out.join("runs").exists());
+    assert!(std::fs::read_to_string(&base)
+        .unwrap()
+        .contains("width = 8"));
+}
