@@ -10,7 +10,8 @@
 //! array task (`--emit slurm`) runs the same command, so both train a cell the same way. A
 //! cell command skips a finished cell, resumes an interrupted one from its checkpoint and
 //! restarts one that never saved a checkpoint, so rerunning a sweep continues it; only
-//! finished cells (summary.json and status `finished`) get numbers in the table.
+//! finished cells (a summary.json that reads and status `finished`) get numbers in the table.
+//! Cells train only from a `base.toml` whose hash is still the one in `sweep.json`.
 
 mod collect;
 mod plan;
@@ -58,8 +59,11 @@ fn prepare_data(cells: &[config::Loaded]) -> Result<()> {
 pub fn run(a: SweepArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.collect {
         let mut file = read_sweep(dir)?;
-        let page = collect(dir, &mut file, &[], true)?;
-        println!("{}", page.display());
+        let done = collect(dir, &mut file, &[], true)?;
+        println!("{}", done.page.display());
+        if let Some(line) = done.damaged_line(dir, &file) {
+            bail!("{line}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let Some(out) = &a.out else {
@@ -106,26 +110,33 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
         );
     }
     let tally = run_local(&out, &mut file, a.jobs, &stop)?;
-    let page = collect(&out, &mut file, &tally.failed, true)?;
+    let done = collect(&out, &mut file, &tally.failed, true)?;
     println!("table:   {}", out.join("table.csv").display());
-    println!("page:    {}", page.display());
+    println!("page:    {}", done.page.display());
     if tally.interrupted {
         eprintln!("interrupted; run the same command again to continue the sweep");
         return Ok(ExitCode::from(commands::EXIT_INTERRUPTED));
     }
+    // Failed cells and damaged summaries: one line for all.
+    let names = |cells: &[usize]| -> String {
+        let names: Vec<&str> = cells.iter().map(|&i| file.cells[i].name.as_str()).collect();
+        names.join(", ")
+    };
+    let mut problems = Vec::new();
     if !tally.failed.is_empty() {
-        let names: Vec<&str> = tally
-            .failed
-            .iter()
-            .map(|&i| file.cells[i].name.as_str())
-            .collect();
-        bail!(
+        problems.push(format!(
             "{} of {} cells failed: {} (see {})",
-            names.len(),
+            tally.failed.len(),
             file.cells.len(),
-            names.join(", "),
+            names(&tally.failed),
             out.join("logs").display()
-        );
+        ));
+    }
+    if let Some(line) = done.damaged_line(&out, &file) {
+        problems.push(line);
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }

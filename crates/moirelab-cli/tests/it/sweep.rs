@@ -330,3 +330,46 @@ fn a_changed_base_toml_is_refused_before_any_cell_trains() {
         .unwrap()
         .contains("width = 8"));
 }
+
+#[test]
+fn a_damaged_summary_leaves_its_cell_out_of_the_table_and_the_rerun_resumes_it() {
+    let dir = setup();
+    let o = moirelab(dir.path(), &SEEDS);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let run1 = out.join("runs/01_seed=6");
+    std::fs::write(run1.join("summary.json"), "{\"broken").unwrap();
+    std::fs::remove_file(out.join("table.csv")).unwrap();
+
+    let o = moirelab(dir.path(), &["sweep", "--collect", "sw"]);
+    assert_one_line_error(&o, &["01_seed=6/summary.json", "damaged", "run the sweep"]);
+    // The table is rebuilt: cell 0 with its numbers, cell 1 without, saying why.
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[1].contains(",finished,0."), "{csv}");
+    assert!(lines[2].contains("damaged: summary.json: "), "{csv}");
+    let cs = cells(&out);
+    assert!(
+        cs[1]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("damaged: summary.json: "),
+        "{}",
+        cs[1]
+    );
+
+    // The sweep command resumes it from its checkpoint, which writes the summary again.
+    let o = moirelab(dir.path(), &SEEDS);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 finished, 1 to train"),
+        "{}",
+        stderr(&o)
+    );
+    let meta = json(&run1.join("meta.json"));
+    assert_eq!(meta["resumed"].as_array().unwrap().len(), 1, "{meta}");
+    json(&run1.join("summary.json"));
+    for c in cells(&out) {
+        assert_eq!(c["status"], "finished", "{c}");
+    }
+}
