@@ -32,7 +32,7 @@ pub struct CellRecord {
     pub values: Vec<String>,
     /// Run folder, relative to the sweep folder.
     pub run: PathBuf,
-    /// `pending`, `running`, `finished`, `unfinished` (resumable),
+    /// `pending`, `running` (also: by another process), `finished`, `unfinished` (resumable),
     /// `incomplete` (no checkpoint; restarts), `failed`, `damaged: summary.json: <why>` (no
     /// numbers; resumed by a rerun): as of the last time this sweep ran or was collected.
     pub status: String,
@@ -336,6 +336,16 @@ pub fn cell_state(run_dir: &Path) -> CellState {
         CellState::Resumable
     } else {
         CellState::Incomplete
+    }
+}
+
+/// Who trains the run in `run_dir` right now, where that can be told: a training holds the
+/// exclusive lock of its run folder for its whole life. Taking that lock is the question; it
+/// is dropped again at once, so the training the caller starts next can take it itself.
+pub(super) fn trained_by(run_dir: &Path) -> Option<String> {
+    match moirelab_core::dirlock::exclusive_guard(run_dir) {
+        Ok(_) => None,
+        Err(busy) => Some(busy.holders_text()),
     }
 }
 

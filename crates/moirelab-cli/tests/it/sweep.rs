@@ -310,6 +310,57 @@ const SEEDS: [&str; 7] = [
 ];
 
 #[test]
+fn a_cell_that_another_process_trains_is_not_started_again() {
+    let dir = setup();
+    emit_seeds(dir.path());
+    let out = dir.path().join("sw");
+    // Cell 0 as a training that has not saved its first checkpoint yet leaves it, holding the
+    // run folder's lock (as every training does) from this process.
+    let run0 = out.join("runs/00_seed=5");
+    std::fs::create_dir_all(&run0).unwrap();
+    std::fs::write(run0.join("marker"), "in training").unwrap();
+    let guard = moirelab_core::dirlock::exclusive_guard(&run0).unwrap();
+    assert!(guard.is_some(), "this file system has no locks");
+
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    assert_one_line_error(
+        &o,
+        &[
+            "cell 0 (",
+            "00_seed=5): being trained by",
+            "not started again",
+        ],
+    );
+    assert!(run0.join("marker").is_file(), "the folder was not touched");
+
+    // The whole sweep trains the other cell, reports cell 0 as running elsewhere and fails.
+    let o = moirelab(dir.path(), &SEEDS);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("being trained by another process")
+            && last.contains("00_seed=5"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(run0.join("marker").is_file(), "the folder was not touched");
+    let cs = cells(&out);
+    assert_eq!(cs[0]["status"], "running", "{err}");
+    assert_eq!(cs[1]["status"], "finished", "{err}");
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().contains(",running,"), "{csv}");
+    assert!(csv.lines().nth(2).unwrap().contains(",finished,"), "{csv}");
+
+    // Once that training has ended, the cell trains as usual.
+    drop(guard);
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!run0.join("marker").exists());
+}
+
+#[test]
 fn a_changed_base_toml_is_refused_before_any_cell_trains() {
     let dir = setup();
     emit_seeds(dir.path());
