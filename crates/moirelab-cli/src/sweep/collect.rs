@@ -1,7 +1,7 @@
 //! After the cells: one table (`table.csv`), page, charts and per-line compare pages over
 //! the finished cells.
 
-use super::plan::{cell_state, CellRecord, CellState, SweepFile};
+use super::plan::{cell_state, read_summary, CellRecord, CellState, SweepFile};
 use super::SWEEP_JSON;
 use crate::{config, demo};
 use anyhow::Result;
@@ -29,33 +29,74 @@ fn sweep_story<'a>(summaries: impl Iterator<Item = &'a runfmt::RunSummary>) -> d
     }
 }
 
+/// What [`collect`] wrote and found.
+pub(super) struct Collected {
+    /// The sweep page.
+    pub page: PathBuf,
+    /// Cells whose `summary.json` does not read as a run summary: no numbers in the table.
+    pub damaged: Vec<usize>,
+}
+
+impl Collected {
+    /// The line that names the cells with a damaged summary, if any.
+    pub fn damaged_line(&self, out: &Path, file: &SweepFile) -> Option<String> {
+        if self.damaged.is_empty() {
+            return None;
+        }
+        let paths: Vec<String> = self
+            .damaged
+            .iter()
+            .map(|&i| {
+                let c = &file.cells[i];
+                let path = out.join(&c.run).join(runfmt::SUMMARY_JSON);
+                format!("{} ({})", path.display(), c.status)
+            })
+            .collect();
+        Some(format!(
+            "{} of {} cells have a damaged summary and no numbers in the table: {}; \
+             run the sweep command again to resume them from their checkpoints",
+            self.damaged.len(),
+            file.cells.len(),
+            paths.join(", ")
+        ))
+    }
+}
+
 /// Build the table, page, charts (and with `compares` the compare pages) from the run
 /// folders and refresh the statuses in `sweep.json`; unfinished cells in `sticky` (running or
-/// failed in this invocation) keep the status they have.
+/// failed in this invocation, or trained by another process) keep the status they have. A
+/// cell whose `summary.json` does not read gets the status `damaged: summary.json: <why>`
+/// (unless sticky) instead of stopping the table for every other cell.
 pub(super) fn collect(
     out: &Path,
     file: &mut SweepFile,
     sticky: &[usize],
     compares: bool,
-) -> Result<PathBuf> {
-    // Each finished cell's summary is read once: the table's story and its row come from it.
+) -> Result<Collected> {
+    // Each cell's summary is read once: the table's story and its row come from it.
     let mut cells = Vec::with_capacity(file.cells.len());
+    let mut damaged = Vec::new();
     for c in &file.cells {
         let run_dir = out.join(&c.run);
         let state = cell_state(&run_dir);
-        let summary = match state {
-            CellState::Finished => Some(fsio::read_json::<runfmt::RunSummary>(
-                &run_dir.join(runfmt::SUMMARY_JSON),
-            )?),
-            _ => None,
+        let (summary, damage) = match (state, read_summary(&run_dir)) {
+            (CellState::Finished, Some(Ok(s))) => (Some(s), None),
+            (_, Some(Err(why))) => (None, Some(why)),
+            _ => (None, None),
         };
-        cells.push((state, summary));
+        cells.push((state, summary, damage));
     }
-    let story = sweep_story(cells.iter().filter_map(|(_, s)| s.as_ref()));
+    let story = sweep_story(cells.iter().filter_map(|(_, s, _)| s.as_ref()));
     let mut rows = Vec::new();
-    for (c, (state, summary)) in file.cells.iter_mut().zip(&cells) {
+    for (c, (state, summary, damage)) in file.cells.iter_mut().zip(&cells) {
         if !(sticky.contains(&c.index) && *state != CellState::Finished) {
-            c.status = state.label().into();
+            c.status = match damage {
+                Some(why) => {
+                    damaged.push(c.index);
+                    format!("damaged: {}: {why}", runfmt::SUMMARY_JSON)
+                }
+                None => state.label().into(),
+            };
         }
         let mut row = SweepRow {
             name: c.name.clone(),
@@ -106,7 +147,10 @@ pub(super) fn collect(
     if compares {
         page.compares = write_compares(out, file)?;
     }
-    Ok(moirelab_report::sweep::write_sweep_report(out, &page)?)
+    Ok(Collected {
+        page: moirelab_report::sweep::write_sweep_report(out, &page)?,
+        damaged,
+    })
 }
 
 /// One compare page per line of the charts (cells sharing the values of every key but the

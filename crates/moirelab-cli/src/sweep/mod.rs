@@ -10,7 +10,9 @@
 //! array task (`--emit slurm`) runs the same command, so both train a cell the same way. A
 //! cell command skips a finished cell, resumes an interrupted one from its checkpoint and
 //! restarts one that never saved a checkpoint, so rerunning a sweep continues it; only
-//! finished cells (summary.json and status `finished`) get numbers in the table.
+//! finished cells (a summary.json that reads and status `finished`) get numbers in the table.
+//! A cell whose run folder another process trains (its lock is held) is left alone, and
+//! cells train only from a `base.toml` whose hash is still the one in `sweep.json`.
 
 mod collect;
 mod plan;
@@ -19,7 +21,10 @@ mod slurm;
 mod tests;
 
 use collect::collect;
-use plan::{absolute, cell_state, make_plan, prepare_folder, read_sweep, CellState, SweepFile};
+use plan::{
+    absolute, cell_state, check_base, make_plan, prepare_folder, read_sweep, trained_by, CellState,
+    SweepFile,
+};
 use slurm::{collect_command, shell_quote, slurm_script};
 
 use crate::commands;
@@ -56,8 +61,11 @@ fn prepare_data(cells: &[config::Loaded]) -> Result<()> {
 pub fn run(a: SweepArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.collect {
         let mut file = read_sweep(dir)?;
-        let page = collect(dir, &mut file, &[], true)?;
-        println!("{}", page.display());
+        let done = collect(dir, &mut file, &[], true)?;
+        println!("{}", done.page.display());
+        if let Some(line) = done.damaged_line(dir, &file) {
+            bail!("{line}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let Some(out) = &a.out else {
@@ -104,26 +112,44 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
         );
     }
     let tally = run_local(&out, &mut file, a.jobs, &stop)?;
-    let page = collect(&out, &mut file, &tally.failed, true)?;
+    let mut sticky = tally.failed.clone();
+    sticky.extend(&tally.elsewhere);
+    let done = collect(&out, &mut file, &sticky, true)?;
     println!("table:   {}", out.join("table.csv").display());
-    println!("page:    {}", page.display());
+    println!("page:    {}", done.page.display());
     if tally.interrupted {
         eprintln!("interrupted; run the same command again to continue the sweep");
         return Ok(ExitCode::from(commands::EXIT_INTERRUPTED));
     }
+    // Failed cells, cells another process trains and damaged summaries: one line for all.
+    let names = |cells: &[usize]| -> String {
+        let names: Vec<&str> = cells.iter().map(|&i| file.cells[i].name.as_str()).collect();
+        names.join(", ")
+    };
+    let mut problems = Vec::new();
     if !tally.failed.is_empty() {
-        let names: Vec<&str> = tally
-            .failed
-            .iter()
-            .map(|&i| file.cells[i].name.as_str())
-            .collect();
-        bail!(
+        problems.push(format!(
             "{} of {} cells failed: {} (see {})",
-            names.len(),
+            tally.failed.len(),
             file.cells.len(),
-            names.join(", "),
+            names(&tally.failed),
             out.join("logs").display()
-        );
+        ));
+    }
+    if !tally.elsewhere.is_empty() {
+        problems.push(format!(
+            "{} of {} cells are being trained by another process and were not started: {}; \
+             run the same command again once they have ended",
+            tally.elsewhere.len(),
+            file.cells.len(),
+            names(&tally.elsewhere)
+        ));
+    }
+    if let Some(line) = done.damaged_line(&out, &file) {
+        problems.push(line);
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -139,9 +165,21 @@ fn run_cell(out: &Path, index: usize) -> Result<ExitCode> {
             file.cells.len().saturating_sub(1)
         )
     })?;
+    check_base(out, &file)?;
     std::env::set_current_dir(&file.workdir)
         .with_context(|| format!("working directory {}", file.workdir.display()))?;
     let run_dir = out.join(&cell.run);
+    // A run folder that another process trains right now (a second `--cell I`, or the child of
+    // a killed sweep) is neither restarted nor resumed: two trainings would write one folder.
+    let not_busy = || -> Result<()> {
+        match trained_by(&run_dir) {
+            Some(holders) => bail!(
+                "cell {index} ({}): being trained by {holders}; not started again",
+                run_dir.display()
+            ),
+            None => Ok(()),
+        }
+    };
     let stop_flag = commands::stop_flag();
     let stop: &AtomicBool = &stop_flag;
     let fresh = |stop: &AtomicBool| {
@@ -168,19 +206,25 @@ fn run_cell(out: &Path, index: usize) -> Result<ExitCode> {
         }
         CellState::Pending => fresh(stop)?,
         CellState::Incomplete => {
+            not_busy()?;
             remove("stopped before its first checkpoint")?;
             fresh(stop)?
         }
-        CellState::Resumable => match commands::resume_run(&run_dir, stop) {
-            Ok(r) => r,
-            Err(e) => {
-                remove(&format!(
-                    "cannot resume ({})",
-                    format!("{e:#}").replace('\n', " ")
-                ))?;
-                fresh(stop)?
+        CellState::Resumable => {
+            not_busy()?;
+            match commands::resume_run(&run_dir, stop) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Asked again: a training that started since may be why the resume failed.
+                    not_busy()?;
+                    remove(&format!(
+                        "cannot resume ({})",
+                        format!("{e:#}").replace('\n', " ")
+                    ))?;
+                    fresh(stop)?
+                }
             }
-        },
+        }
     };
     Ok(commands::report_outcome(&dir, outcome))
 }
@@ -189,6 +233,8 @@ fn run_cell(out: &Path, index: usize) -> Result<ExitCode> {
 #[derive(Debug, Default)]
 struct Tally {
     failed: Vec<usize>,
+    /// Cells not started because another process trains their run folder.
+    elsewhere: Vec<usize>,
     interrupted: bool,
 }
 
@@ -226,6 +272,12 @@ fn run_local(out: &Path, file: &mut SweepFile, jobs: usize, stop: &AtomicBool) -
         while running.len() < jobs && !stop.load(Ordering::SeqCst) {
             let Some(i) = queue.next() else { break };
             let cell = &mut file.cells[i];
+            if let Some(holders) = trained_by(&out.join(&cell.run)) {
+                eprintln!("skip    {} (being trained by {holders})", cell.name);
+                cell.status = "running".into();
+                tally.elsewhere.push(i);
+                continue;
+            }
             let log_path = out.join("logs").join(format!("{}.log", cell.name));
             let log = std::fs::OpenOptions::new()
                 .create(true)
@@ -288,6 +340,7 @@ fn run_local(out: &Path, file: &mut SweepFile, jobs: usize, stop: &AtomicBool) -
                 );
             }
             let mut sticky = tally.failed.clone();
+            sticky.extend(&tally.elsewhere);
             sticky.extend(running.iter().map(|r| r.0));
             collect(out, file, &sticky, false)?;
         }

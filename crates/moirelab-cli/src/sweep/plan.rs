@@ -32,8 +32,9 @@ pub struct CellRecord {
     pub values: Vec<String>,
     /// Run folder, relative to the sweep folder.
     pub run: PathBuf,
-    /// `pending`, `running`, `finished`, `unfinished` (resumable), `incomplete` (no
-    /// checkpoint; restarts), `failed`: as of the last time this sweep ran or was collected.
+    /// `pending`, `running` (also: by another process), `finished`, `unfinished` (resumable),
+    /// `incomplete` (no checkpoint; restarts), `failed`, `damaged: summary.json: <why>` (no
+    /// numbers; resumed by a rerun): as of the last time this sweep ran or was collected.
     pub status: String,
     /// What trains this cell: the local runner's child process and the Slurm task.
     pub command: Vec<String>,
@@ -287,9 +288,10 @@ pub fn make_plan(
 pub enum CellState {
     /// No run folder.
     Pending,
-    /// `summary.json` present and `meta.json` status `finished`.
+    /// A `summary.json` that reads as a run summary and `meta.json` status `finished`.
     Finished,
-    /// A checkpoint to resume from.
+    /// A checkpoint to resume from (also a run whose summary is missing or damaged: resuming
+    /// after its last epoch writes the summary again).
     Resumable,
     /// A folder without a checkpoint (stopped before the first save): restarted.
     Incomplete,
@@ -306,11 +308,26 @@ impl CellState {
     }
 }
 
+/// The run's `summary.json`: `None` when there is none, otherwise the summary or why it does
+/// not read as one (one line).
+pub(super) fn read_summary(run_dir: &Path) -> Option<Result<runfmt::RunSummary, String>> {
+    let path = run_dir.join(runfmt::SUMMARY_JSON);
+    if !path.is_file() {
+        return None;
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    Some(serde_json::from_str(&text).map_err(|e| e.to_string().replace('\n', " ")))
+}
+
 pub fn cell_state(run_dir: &Path) -> CellState {
     if !run_dir.exists() {
         return CellState::Pending;
     }
-    let finished = run_dir.join(runfmt::SUMMARY_JSON).is_file()
+    // A damaged summary does not count: the cell has no numbers, and a rerun resumes it.
+    let finished = matches!(read_summary(run_dir), Some(Ok(_)))
         && fsio::read_json::<runfmt::RunMeta>(&run_dir.join(runfmt::META_JSON))
             .is_ok_and(|m| m.status == "finished");
     if finished {
@@ -320,6 +337,32 @@ pub fn cell_state(run_dir: &Path) -> CellState {
     } else {
         CellState::Incomplete
     }
+}
+
+/// Who trains the run in `run_dir` right now, where that can be told: a training holds the
+/// exclusive lock of its run folder for its whole life. Taking that lock is the question; it
+/// is dropped again at once, so the training the caller starts next can take it itself.
+pub(super) fn trained_by(run_dir: &Path) -> Option<String> {
+    match moirelab_core::dirlock::exclusive_guard(run_dir) {
+        Ok(_) => None,
+        Err(busy) => Some(busy.holders_text()),
+    }
+}
+
+/// Refuse to train from a `base.toml` that is no longer the text the sweep was planned from
+/// (its cells would mix two configs in one table).
+pub(super) fn check_base(out: &Path, file: &SweepFile) -> Result<()> {
+    let path = out.join(BASE_TOML);
+    let text = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    if sha256_hex(&text) != file.base_sha256 {
+        bail!(
+            "{}: changed since the sweep was planned (its SHA-256 is not the base_sha256 in \
+             {SWEEP_JSON}); undo the change, or start a new sweep from the changed config with \
+             another --out",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn read_sweep(out: &Path) -> Result<SweepFile> {
@@ -352,6 +395,10 @@ pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
                 "{}: holds another sweep (its base config, --set or --grid differ); use another --out",
                 out.display()
             );
+        }
+        // An edited base.toml is refused, not silently put back: cells may have trained from it.
+        if out.join(BASE_TOML).exists() {
+            check_base(out, &old)?;
         }
         plan.file.workdir = old.workdir;
     } else if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {

@@ -279,3 +279,148 @@ fn ctrl_c_stops_the_sweep_with_a_checkpoint_and_counts_no_unfinished_cell() {
         stderr(&o)
     );
 }
+
+/// `sweep --emit slurm` over `train.seed=5,6` in `sw`: the plan and data, nothing trained.
+fn emit_seeds(dir: &Path) {
+    let o = moirelab(
+        dir,
+        &[
+            "sweep",
+            "--config",
+            "tiny.toml",
+            "--grid",
+            "train.seed=5,6",
+            "--out",
+            "sw",
+            "--emit",
+            "slurm",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+const SEEDS: [&str; 7] = [
+    "sweep",
+    "--config",
+    "tiny.toml",
+    "--grid",
+    "train.seed=5,6",
+    "--out",
+    "sw",
+];
+
+#[test]
+fn a_cell_that_another_process_trains_is_not_started_again() {
+    let dir = setup();
+    emit_seeds(dir.path());
+    let out = dir.path().join("sw");
+    // Cell 0 as a training that has not saved its first checkpoint yet leaves it, holding the
+    // run folder's lock (as every training does) from this process.
+    let run0 = out.join("runs/00_seed=5");
+    std::fs::create_dir_all(&run0).unwrap();
+    std::fs::write(run0.join("marker"), "in training").unwrap();
+    let guard = moirelab_core::dirlock::exclusive_guard(&run0).unwrap();
+    assert!(guard.is_some(), "this file system has no locks");
+
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    assert_one_line_error(
+        &o,
+        &[
+            "cell 0 (",
+            "00_seed=5): being trained by",
+            "not started again",
+        ],
+    );
+    assert!(run0.join("marker").is_file(), "the folder was not touched");
+
+    // The whole sweep trains the other cell, reports cell 0 as running elsewhere and fails.
+    let o = moirelab(dir.path(), &SEEDS);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("being trained by another process")
+            && last.contains("00_seed=5"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(run0.join("marker").is_file(), "the folder was not touched");
+    let cs = cells(&out);
+    assert_eq!(cs[0]["status"], "running", "{err}");
+    assert_eq!(cs[1]["status"], "finished", "{err}");
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().contains(",running,"), "{csv}");
+    assert!(csv.lines().nth(2).unwrap().contains(",finished,"), "{csv}");
+
+    // Once that training has ended, the cell trains as usual.
+    drop(guard);
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!run0.join("marker").exists());
+}
+
+#[test]
+fn a_changed_base_toml_is_refused_before_any_cell_trains() {
+    let dir = setup();
+    emit_seeds(dir.path());
+    let out = dir.path().join("sw");
+    let base = out.join("base.toml");
+    let text = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, text.replace("width = 4", "width = 8")).unwrap();
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    assert_one_line_error(
+        &o,
+        &["base.toml", "changed since the sweep was planned", "--out"],
+    );
+    // Nor does the whole sweep train from it or quietly put the old text back.
+    let o = moirelab(dir.path(), &SEEDS);
+    assert_one_line_error(&o, &["base.toml", "changed since the sweep was planned"]);
+    assert!(!out.join("runs").exists());
+    assert!(std::fs::read_to_string(&base)
+        .unwrap()
+        .contains("width = 8"));
+}
+
+#[test]
+fn a_damaged_summary_leaves_its_cell_out_of_the_table_and_the_rerun_resumes_it() {
+    let dir = setup();
+    let o = moirelab(dir.path(), &SEEDS);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let run1 = out.join("runs/01_seed=6");
+    std::fs::write(run1.join("summary.json"), "{\"broken").unwrap();
+    std::fs::remove_file(out.join("table.csv")).unwrap();
+
+    let o = moirelab(dir.path(), &["sweep", "--collect", "sw"]);
+    assert_one_line_error(&o, &["01_seed=6/summary.json", "damaged", "run the sweep"]);
+    // The table is rebuilt: cell 0 with its numbers, cell 1 without, saying why.
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[1].contains(",finished,0."), "{csv}");
+    assert!(lines[2].contains("damaged: summary.json: "), "{csv}");
+    let cs = cells(&out);
+    assert!(
+        cs[1]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("damaged: summary.json: "),
+        "{}",
+        cs[1]
+    );
+
+    // The sweep command resumes it from its checkpoint, which writes the summary again.
+    let o = moirelab(dir.path(), &SEEDS);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 finished, 1 to train"),
+        "{}",
+        stderr(&o)
+    );
+    let meta = json(&run1.join("meta.json"));
+    assert_eq!(meta["resumed"].as_array().unwrap().len(), 1, "{meta}");
+    json(&run1.join("summary.json"));
+    for c in cells(&out) {
+        assert_eq!(c["status"], "finished", "{c}");
+    }
+}
