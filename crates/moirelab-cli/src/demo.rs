@@ -228,6 +228,8 @@ fn transfer_line(fixed: &Verdict) -> String {
 }
 
 pub fn run(a: DemoArgs) -> Result<ExitCode> {
+    // Named as the demo's flag: train's own check would blame a --runs-dir it does not have.
+    crate::commands::check_out_folder("--out", &a.out)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let s = stop.clone();

@@ -398,9 +398,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            if stopped(&e) {
+                ExitCode::from(commands::EXIT_INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Whether `e` is a Ctrl-C that stopped a data set's generation (nothing was written): exit
+/// 130 as for any other interruption, so a script or the sweep tells it from a failure.
+fn stopped(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<moirelab_synth::SynthError>(),
+            Some(moirelab_synth::SynthError::Stopped { .. })
+        )
+    })
 }
 
 /// A usage error of clap's (several lines: the error, a tip, the usage) as one line: the error

@@ -46,7 +46,7 @@ fn parse() -> Args {
         };
         match pair[0].as_str() {
             "--dir" => a.dir = v.into(),
-            // absolute: a relative cache-dir would be read from the data-set root
+            // absolute: the data set is opened with base folder `/`
             "--cache-dir" => a.cache_dir = std::path::absolute(&v).expect("cache dir"),
             "--size" => a.size = num(&v) as u32,
             "--rounds" => a.rounds = num(&v),

@@ -197,7 +197,8 @@ pub struct DataConfig {
     pub cache: CacheMode,
     /// Cache folder; default `<cache>/decode/<data set>` under the moirelab cache folder
     /// (`$MOIRELAB_CACHE`, else `$XDG_CACHE_HOME/moirelab`, else `~/.cache/moirelab`), never
-    /// inside the data set. Relative paths resolve against `root`.
+    /// inside the data set. A relative path resolves against the same base folder as `root`
+    /// (not against `root`: the cache would land inside the data set).
     pub cache_dir: Option<PathBuf>,
     /// Images with a side below this are errors.
     pub min_image_size: u32,

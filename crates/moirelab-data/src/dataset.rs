@@ -87,8 +87,8 @@ pub(crate) fn resolve_root(cfg: &DataConfig, base_dir: &Path) -> PathBuf {
 }
 
 impl Dataset {
-    /// Read, validate and decode the data set `cfg` describes. A relative `cfg.root`
-    /// resolves against `base_dir` (the config file's folder).
+    /// Read, validate and decode the data set `cfg` describes. A relative `cfg.root` or
+    /// `cfg.cache_dir` resolves against `base_dir` (the CLI passes the working folder).
     ///
     /// With `on-bad-image = "error"` any error-level finding fails with a list of up to 20
     /// files and reasons; with `"skip"` bad files are dropped and listed in
@@ -145,9 +145,10 @@ impl Dataset {
             ),
         })?;
         let src = source::read_source_for(cfg, &root, eval)?;
+        // Against the same base as the root: a cache resolved against the root was written
+        // into the data folder (where an ImageFolder then saw a stray class folder).
         let dir = match &cfg.cache_dir {
-            Some(d) if d.is_absolute() => Some(d.clone()),
-            Some(d) => Some(root.join(d)),
+            Some(d) => Some(base_dir.join(d)),
             None => cache::default_dir(&root),
         };
         // A disk-backed cache needs a writable folder: probed once, never for memory.

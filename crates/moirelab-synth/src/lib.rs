@@ -109,6 +109,9 @@ pub enum SynthError {
         path: std::path::PathBuf,
         holder: Option<u32>,
     },
+    /// Generation was stopped (see `generate_locked`) before every sample was written.
+    #[error("{path}: stopped; the data set was not written (nothing of it was kept)")]
+    Stopped { path: std::path::PathBuf },
     /// An existing data set that `force` would replace is being read; `readers` names them.
     #[error("{path}: not replaced: {readers} is reading this data set (stop it first, or write the new one into another folder)")]
     InUse {

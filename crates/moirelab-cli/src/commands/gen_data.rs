@@ -52,8 +52,11 @@ pub fn gen_data(a: GenDataArgs) -> Result<ExitCode> {
             ),
         }
     }
-    let lock = lock_data_set(&a.out, &|m| eprintln!("{m}"), None)?;
-    let summary = generate_with_progress(&lock, &cfg, a.force, &donors)?;
+    // Ctrl-C stops the wait for another writer or the generation between samples, so the
+    // partial folder and the lock file are removed on the way out (exit 130, see main).
+    let stop = super::stop_flag();
+    let lock = lock_data_set(&a.out, &|m| eprintln!("{m}"), Some(&stop))?;
+    let summary = generate_with_progress(&lock, &cfg, a.force, &donors, Some(&stop))?;
     for (split, labels) in &summary.counts {
         let per: Vec<String> = labels.iter().map(|(l, n)| format!("{l}={n}")).collect();
         let aligned = summary.flag_aligned.get(split).copied().unwrap_or(0);
@@ -89,12 +92,13 @@ pub fn lock_data_set(
 }
 
 /// Run the generator into the folder `lock` is for, with a bar (terminal) or periodic plain
-/// lines.
+/// lines, until `stop` is set ([`moirelab_synth::SynthError::Stopped`]).
 pub fn generate_with_progress(
     lock: &moirelab_synth::WriteLock,
     cfg: &moirelab_synth::GenConfig,
     force: bool,
     donors: &[moirelab_synth::Donor],
+    stop: Option<&AtomicBool>,
 ) -> Result<moirelab_synth::GenSummary> {
     use std::io::IsTerminal;
     let out = lock.out();
@@ -119,7 +123,16 @@ pub fn generate_with_progress(
         }
     };
     let t0 = std::time::Instant::now();
-    let summary = moirelab_synth::generate_locked(lock, cfg, force, &progress, donors)
+    let summary = moirelab_synth::generate_locked(lock, cfg, force, &progress, donors, stop);
+    if let Err(e @ moirelab_synth::SynthError::Stopped { .. }) = summary {
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        // Kept as the library's error (it already names the data set), so that main can tell
+        // an interruption from a failure.
+        return Err(anyhow::Error::new(e));
+    }
+    let summary = summary
         .map_err(|e| match e {
             // The library's hint names its parameter; the user's knob is the flag.
             moirelab_synth::SynthError::OutputNotEmpty { path } => anyhow!(
@@ -260,7 +273,7 @@ pub fn ensure_data(
     // demo's two presets, or the steps of a swept knob, differ only in rho, so most of the
     // next one's samples are already rendered in the others.
     let donors = sibling_donors(&cfg, root);
-    generate_with_progress(&lock, &cfg, force, &donors)?;
+    generate_with_progress(&lock, &cfg, force, &donors, stop)?;
     Ok(())
 }
 

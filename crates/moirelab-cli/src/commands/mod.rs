@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 /// An output folder given by `flag`: an error, before any work, when it or a folder above it
 /// is a file (the libraries would only say "File exists" once they came to write it).
-fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
+pub(crate) fn check_out_folder(flag: &str, path: &Path) -> Result<()> {
     let Some(file) = path.ancestors().find(|p| p.exists() && !p.is_dir()) else {
         return Ok(());
     };

@@ -3,6 +3,7 @@
 use super::{check_out_folder, load_model, open_run};
 use crate::SanityArgs;
 use anyhow::{anyhow, bail, Result};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
@@ -13,6 +14,7 @@ pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
     check_out_folder("--out", &out)?;
     let (loaded, ds) = open_run(&a.run)?;
     let lr = load_model(&a.run, &loaded, ds.classes().len(), "best")?;
+    let mut out_folder = OutFolder::prepare(&out)?;
     let method: moirelab_gradcam::Method = a.method.parse()?;
     // The gallery's rule and seed: with --images equal to gradcam.probes these are the
     // gallery's probes.
@@ -107,5 +109,47 @@ pub fn sanity(a: SanityArgs) -> Result<ExitCode> {
     for p in plots {
         println!("plot:      {}", p.display());
     }
+    out_folder.keep = true;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The output folder, created and found writable before any computation (sanity used to
+/// print its whole table, then fail to write it). Dropped without `keep`, it removes the
+/// folders it created that are still empty, so a failure leaves no empty folder behind.
+struct OutFolder {
+    /// Folders this process created, deepest first.
+    created: Vec<PathBuf>,
+    keep: bool,
+}
+
+impl OutFolder {
+    fn prepare(out: &Path) -> Result<OutFolder> {
+        let created = out
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        let folder = OutFolder {
+            created,
+            keep: false,
+        };
+        std::fs::create_dir_all(out)
+            .map_err(|e| anyhow!("{}: cannot create the output folder: {e}", out.display()))?;
+        let probe = out.join(format!(".sanity-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| anyhow!("{}: the output folder is not writable: {e}", out.display()))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(folder)
+    }
+}
+
+impl Drop for OutFolder {
+    fn drop(&mut self) {
+        if !self.keep {
+            // remove_dir, not remove_dir_all: only what is still empty goes.
+            for d in &self.created {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
 }

@@ -116,6 +116,17 @@ pub fn train_from_config(
         .map_err(|e| anyhow!("{e}; pass a plain folder name with --name"))?;
     let mut reporter = CliReporter::new(loaded.config.train.log_every);
     ensure_data(&loaded, Some(&reporter), Some(stop))?;
+    // Absolute in the run's config.toml, as the root is: a resume from another folder keeps
+    // using the cache this run built.
+    if let Some(d) = loaded
+        .config
+        .data
+        .cache_dir
+        .as_mut()
+        .filter(|d| d.is_relative())
+    {
+        *d = std::env::current_dir()?.join(&*d);
+    }
     absolutize_root(&mut loaded)?;
     let runs_dir = runs_dir
         .map(Path::to_path_buf)

@@ -185,6 +185,9 @@ fn an_output_folder_that_is_a_file_is_named_before_any_work() {
         let o = moirelab(d, args);
         assert_one_line_error(&o, &["f.txt: exists and is not a folder"]);
     }
+    // The demo names its own flag (it used to blame a --runs-dir it does not have).
+    let o = moirelab(d, &["demo", "--out", "f.txt"]);
+    assert_one_line_error(&o, &["error: --out f.txt: exists and is not a folder"]);
     // (train first generates its data set, and says so)
     let o = moirelab(d, &["train", "--config", "t.toml", "--runs-dir", "f.txt"]);
     assert_last_line_error(&o, "--runs-dir f.txt: exists and is not a folder");

@@ -163,9 +163,17 @@ fn a_data_set_from_another_generator_version_is_stale_and_train_regenerates_it()
 
 /// `moirelab train --config t.toml` in `d`, its stderr lines sent down the channel.
 fn spawn_train(d: &std::path::Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    spawn(d, &["train", "--config", "t.toml"])
+}
+
+/// `moirelab ARGS` started in `d`, and its stderr line by line.
+fn spawn(
+    d: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
-        .args(["train", "--config", "t.toml"])
+        .args(args)
         .current_dir(d)
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())
@@ -228,7 +236,7 @@ fn train_behind_a_writer() -> BehindAWriter {
 fn train_waits_for_the_writer_of_its_data_set_and_uses_what_it_wrote() {
     let mut t = train_behind_a_writer();
     let cfg = moirelab_synth::GenConfig::preset("tiny").unwrap();
-    moirelab_synth::generate_locked(&t.lock, &cfg, false, &|_, _| {}, &[]).unwrap();
+    moirelab_synth::generate_locked(&t.lock, &cfg, false, &|_, _| {}, &[], None).unwrap();
     drop(t.lock);
     let status = t.child.wait().unwrap();
     t.lines.extend(t.rx.iter());
@@ -325,4 +333,92 @@ fn gen_data_force_does_not_replace_the_data_set_of_a_running_train() {
         "{err}\n{lines:?}"
     );
     assert_eq!(std::fs::read(&manifest).unwrap(), before);
+}
+
+/// Ctrl-C (SIGINT) to `child` at its first progress line of the generation; then its exit
+/// status and every line it wrote.
+#[cfg(unix)]
+fn ctrl_c_during_generation(
+    mut child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<String>,
+) -> (std::process::ExitStatus, Vec<String>) {
+    let mut lines = lines_until(&rx, "event=gen-data done=");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running a minute after Ctrl-C: {lines:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    lines.extend(rx.iter());
+    (status, lines)
+}
+
+/// Exit 130 with one line saying that the data set `out` was not written, and nothing of it
+/// left: no data set, no `.NAME.partial-PID` folder, no `.NAME.lock` file.
+#[cfg(unix)]
+fn assert_stopped_cleanly(
+    status: std::process::ExitStatus,
+    lines: &[String],
+    out: &std::path::Path,
+) {
+    assert_eq!(status.code(), Some(130), "{lines:?}");
+    let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{lines:?}");
+    assert!(
+        errors[0].ends_with("stopped; the data set was not written (nothing of it was kept)"),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
+    assert!(!out.exists(), "{lines:?}");
+    let left: Vec<String> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Ctrl-C while `train` generates its data set stops the generation: one line, exit 130, no
+/// run folder and nothing of the data set left (it used to go on rendering, then train anyway
+/// and leave a run with a batch-1 checkpoint).
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_train_generates_its_data_stops_it_without_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("t.toml"),
+        format!("{TINY}\n[data.knobs]\ncount = 7000\n"),
+    )
+    .unwrap();
+    let root = d.join(plan(d, &["--config", "t.toml"])["root"].as_str().unwrap());
+    let (child, rx) = spawn_train(d);
+    let (status, lines) = ctrl_c_during_generation(child, rx);
+    assert_stopped_cleanly(status, &lines, &root);
+    assert!(!d.join("runs").exists(), "{lines:?}");
+}
+
+/// Ctrl-C during `gen-data` removes its partial folder and its lock file and exits 130 with
+/// one line (the default handler used to kill it and leave both beside --out).
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_gen_data_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "gen-data", "--preset", "tiny", "--count", "7000", "--out", "set",
+    ];
+    let (child, rx) = spawn(d, &args);
+    let (status, lines) = ctrl_c_during_generation(child, rx);
+    assert_stopped_cleanly(status, &lines, &d.join("set"));
 }

@@ -241,6 +241,36 @@ fn sanity_runs_on_the_gallerys_probes() {
         &["train", "--config", "tiny.toml", "--name", "s"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    // An output folder that cannot be made or written fails before anything is computed or
+    // printed (it used to print the whole table, then fail to write it), and a failure after
+    // the folder was made leaves no empty folder behind.
+    #[cfg(target_os = "linux")]
+    for (out, says) in [
+        ("/proc/moirelab-sanity", "cannot create the output folder"),
+        ("/proc/self", "the output folder is not writable"),
+    ] {
+        let o = moirelab(dir.path(), &["sanity", "--run", "runs/s", "--out", out]);
+        crate::assert_one_line_error(&o, &[says]);
+        assert!(
+            o.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let o = moirelab(
+        dir.path(),
+        &[
+            "sanity",
+            "--run",
+            "runs/s",
+            "--out",
+            "fresh/sub",
+            "--method",
+            "bogus",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(!dir.path().join("fresh").exists(), "{}", stderr(&o));
     let o = moirelab(dir.path(), &["sanity", "--run", "runs/s", "--images", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let sanity: serde_json::Value = serde_json::from_str(

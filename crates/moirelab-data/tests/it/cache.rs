@@ -197,3 +197,25 @@ fn memory_and_disk_caches_give_identical_training_batches() {
     assert_eq!(m.len(), d.len());
     assert!(m.iter().zip(&d).all(|(a, b)| a.equal(b)));
 }
+
+/// A relative `cache-dir` resolves against the base folder, as the root does, never inside
+/// the data set (where an ImageFolder then found a stray class folder, and a read-only data
+/// set had no cache at all).
+#[test]
+fn a_relative_cache_dir_resolves_against_the_base_folder_not_the_data_set() {
+    let base = tempfile::tempdir().unwrap();
+    moirelab_set(&base.path().join("data"), 3, false);
+    let mut c = cfg(Path::new("data"));
+    c.cache = CacheMode::Disk;
+    c.cache_dir = Some("mycache".into());
+    let ds = Dataset::open(&c, base.path()).unwrap();
+    assert!(
+        ds.cache_file()
+            .unwrap()
+            .starts_with(base.path().join("mycache")),
+        "{:?}",
+        ds.cache_file()
+    );
+    assert_eq!(cache_files(&base.path().join("mycache")).len(), 1);
+    assert!(!base.path().join("data/mycache").exists());
+}

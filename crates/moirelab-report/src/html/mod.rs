@@ -21,7 +21,6 @@ use crate::load::RunData;
 use crate::plots::{self, Chart};
 use crate::util::{csp_hash, esc, json_for_script, relative_path, url_path};
 use crate::{ReportError, Result};
-use moirelab_core::fsio::write_atomic;
 use moirelab_core::run::{ProbeRecord, ProbesFile};
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
@@ -95,21 +94,72 @@ impl Linker {
         u
     }
 
-    /// Copy the linked files of a standalone export (atomically, skipping identical ones).
+    /// Copy the linked files of a standalone export into a fresh `files/` folder: written
+    /// beside it first (`.files.partial-<pid>`), then swapped in, so a failure leaves the old
+    /// one as it was and a folder exported before keeps none of the earlier run's files.
+    /// Nothing outside `files/` is touched; a page that is not standalone leaves it alone.
     pub(crate) fn copy_files(&self) -> Result<usize> {
+        if !self.standalone {
+            return Ok(0);
+        }
+        let files = self.base.join("files");
+        let pid = std::process::id();
+        let staged = self.base.join(format!(".files.partial-{pid}"));
+        let result = self.stage(&files, &staged).and_then(|n| {
+            swap_in(
+                &staged,
+                &files,
+                &self.base.join(format!(".files.old-{pid}")),
+            )?;
+            Ok(n)
+        });
+        if result.is_err() && staged.exists() {
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        result
+    }
+
+    /// Copy every linked file to its place under `staged` instead of `files`.
+    fn stage(&self, files: &Path, staged: &Path) -> Result<usize> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ReportError::Io { path, source }
+        };
+        if staged.exists() {
+            std::fs::remove_dir_all(staged).map_err(io(staged))?;
+        }
+        std::fs::create_dir_all(staged).map_err(io(staged))?;
         let copies = self.copies.borrow();
         for (dst, src) in copies.iter() {
-            let bytes = std::fs::read(src).map_err(|source| ReportError::Io {
-                path: src.clone(),
-                source,
-            })?;
-            if std::fs::read(dst).ok().as_deref() == Some(bytes.as_slice()) {
-                continue;
+            let to = staged.join(dst.strip_prefix(files).unwrap_or(dst));
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
             }
-            write_atomic(dst, &bytes)?;
+            std::fs::copy(src, &to).map_err(io(src))?;
         }
         Ok(copies.len())
     }
+}
+
+/// Replace the folder `files` by `staged` (`old` holds the previous one meanwhile).
+fn swap_in(staged: &Path, files: &Path, old: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReportError::Io { path, source }
+    };
+    if !files.exists() {
+        return std::fs::rename(staged, files).map_err(io(files));
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(old).map_err(io(old))?;
+    }
+    std::fs::rename(files, old).map_err(io(files))?;
+    if let Err(e) = std::fs::rename(staged, files) {
+        // Put the old folder back: the page keeps its images.
+        let _ = std::fs::rename(old, files);
+        return Err(io(files)(e));
+    }
+    std::fs::remove_dir_all(old).map_err(io(old))
 }
 
 fn class_name(classes: &[String], i: usize) -> String {

@@ -192,6 +192,35 @@ fn standalone_export_copies_every_image_into_the_page_folder() {
     assert!(n > 0 && html.contains("files/0/") && html.contains("files/1/"));
 }
 
+/// A standalone compare into a folder an earlier one filled keeps none of the earlier
+/// page's copied files (they used to stay, and ship with the folder), and nothing of the
+/// user's beside `files/` is deleted.
+#[test]
+fn standalone_export_into_an_earlier_one_drops_its_stale_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs: Vec<_> = ["x", "y", "z"]
+        .iter()
+        .map(|n| fixture::make_run(tmp.path(), &Spec::new(n)))
+        .collect();
+    let out = tmp.path().join("cmp");
+    moirelab_report::write_compare_with(&runs, &out, true).unwrap();
+    assert!(out.join("files/2").is_dir());
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let cmp = moirelab_report::write_compare_with(&runs[..2], &out, true).unwrap();
+    assert!(!out.join("files/2").exists());
+    assert_links_resolve(&cmp, &read(&cmp));
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["files", "index.html", "notes.txt"]);
+}
+
 #[test]
 fn fresh_run_without_metrics_or_dumps_still_gets_a_page_listing_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@ use moirelab_core::dataset_format::{
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// What [`generate`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,17 +142,20 @@ pub fn generate_reusing(
     donors: &[Donor],
 ) -> Result<GenSummary, SynthError> {
     let lock = WriteLock::acquire(out, &mut |_| true)?;
-    generate_locked(&lock, cfg, force, progress, donors)
+    generate_locked(&lock, cfg, force, progress, donors, None)
 }
 
 /// [`generate_reusing`] into the folder `lock` is for, for a caller that took the lock itself
-/// (to look again, once it holds it, at whether the data set is still missing).
+/// (to look again, once it holds it, at whether the data set is still missing). Once `stop`
+/// is set, no further sample is started: the partial folder is deleted, any existing data set
+/// is left as it was, and the result is [`SynthError::Stopped`].
 pub fn generate_locked(
     lock: &WriteLock,
     cfg: &GenConfig,
     force: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
     donors: &[Donor],
+    stop: Option<&AtomicBool>,
 ) -> Result<GenSummary, SynthError> {
     let out = lock.out();
     let entries = plan(cfg)?;
@@ -174,7 +177,13 @@ pub fn generate_locked(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
-    let result = write_all(cfg, &entries, &tmp, progress, donors);
+    let result = write_all(cfg, &entries, &tmp, progress, donors, stop).map_err(|e| match e {
+        // The user knows the data set by its own name, not by the hidden folder's.
+        SynthError::Stopped { .. } => SynthError::Stopped {
+            path: out.to_path_buf(),
+        },
+        e => e,
+    });
     let result = result.and_then(|summary| {
         if exists {
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
@@ -317,13 +326,14 @@ fn render_and_write(
 }
 
 /// Write every sample (copied from a donor where one holds it, rendered otherwise), the
-/// manifest and `dataset.json` into `root`.
+/// manifest and `dataset.json` into `root`; [`SynthError::Stopped`] once `stop` is set.
 fn write_all(
     cfg: &GenConfig,
     entries: &[PlanEntry],
     root: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
     donors: &[Donor],
+    stop: Option<&AtomicBool>,
 ) -> Result<GenSummary, SynthError> {
     for d in ["images", "masks"]
         .into_iter()
@@ -339,6 +349,13 @@ fn write_all(
         .par_iter()
         .enumerate()
         .map(|(i, e)| {
+            // Checked before each sample: a failed sample ends the collect early, so a stop
+            // takes effect within one sample per worker.
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Err(SynthError::Stopped {
+                    path: root.to_path_buf(),
+                });
+            }
             let donor = donors
                 .iter()
                 .find_map(|d| d.matching(i, e, cfg.twins).map(|r| (d, r)));

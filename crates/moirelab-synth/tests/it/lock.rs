@@ -66,11 +66,11 @@ fn a_writer_that_waited_finds_the_data_set_the_first_one_wrote() {
                 true
             })
             .unwrap();
-            generate_locked(&lock, &tiny(4), false, &|_, _| {}, &[])
+            generate_locked(&lock, &tiny(4), false, &|_, _| {}, &[], None)
         })
     };
     heard.recv_timeout(Duration::from_secs(30)).unwrap();
-    let summary = generate_locked(&lock, &tiny(4), false, &|_, _| {}, &[]).unwrap();
+    let summary = generate_locked(&lock, &tiny(4), false, &|_, _| {}, &[], None).unwrap();
     assert_eq!(summary.out, out);
     drop(lock);
     let err = second.join().unwrap().unwrap_err();
@@ -154,4 +154,46 @@ fn a_forced_rewrite_leaves_a_data_set_that_is_being_read_alone() {
     drop(reading);
     generate_reusing(&other, &out, true, &|_, _| {}, &[]).unwrap();
     assert_ne!(std::fs::read(out.join("manifest.jsonl")).unwrap(), before);
+}
+
+/// A stop set while samples are being written ends the generation early with `Stopped`
+/// naming the data set: no sample is started after it, the partial folder is gone, a data set
+/// that a forced rewrite would have replaced is left as it was, and dropping the lock leaves
+/// nothing beside it.
+#[test]
+fn a_stopped_generation_leaves_nothing_behind() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (fresh, old) = (dir.path().join("fresh"), dir.path().join("old"));
+    generate_reusing(&tiny(4), &old, false, &|_, _| {}, &[]).unwrap();
+    let before = std::fs::read(old.join("manifest.jsonl")).unwrap();
+    let mut other = tiny(64);
+    other.seed += 1;
+    for (out, force) in [(&fresh, false), (&old, true)] {
+        let stop = AtomicBool::new(false);
+        let done = AtomicUsize::new(0);
+        let progress = |_: usize, _: usize| {
+            done.fetch_add(1, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        };
+        let lock = WriteLock::acquire(out, &mut |_| true).unwrap();
+        let err = generate_locked(&lock, &other, force, &progress, &[], Some(&stop)).unwrap_err();
+        assert!(
+            matches!(&err, SynthError::Stopped { path } if path == out),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: stopped; the data set was not written (nothing of it was kept)",
+                out.display()
+            )
+        );
+        // At most the samples already under way on each worker when the first one finished.
+        assert!(done.load(Ordering::SeqCst) <= rayon::current_num_threads());
+        drop(lock);
+        assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+    }
+    assert!(!fresh.exists());
+    assert_eq!(std::fs::read(old.join("manifest.jsonl")).unwrap(), before);
 }
