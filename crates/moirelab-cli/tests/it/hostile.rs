@@ -456,7 +456,6 @@ fn the_shared_decode_cache_drops_deleted_data_sets_and_checks_its_cap() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_running_training_is_not_resumed_twice_and_sigterm_saves_it() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(
@@ -464,21 +463,9 @@ fn a_running_training_is_not_resumed_twice_and_sigterm_saves_it() {
         TINY.replace("epochs = 1", "epochs = 100000"),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
-        .args(["train", "--config", "t.toml", "--name", "long"])
-        .current_dir(d)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("epoch=1 ")) {
-        match lines.next() {
-            Some(Ok(line)) => seen.push(line),
-            _ => panic!("train ended early: {seen:?}"),
-        }
-    }
+    let args = ["train", "--config", "t.toml", "--name", "long"];
+    let (mut child, rx) = crate::spawn_moirelab(d, &args);
+    crate::lines_until(&rx, "epoch=1 ");
     let o = moirelab(d, &["train", "--resume", "runs/long"]);
     let refused = stderr(&o);
     let sent = std::process::Command::new("kill")
@@ -486,7 +473,7 @@ fn a_running_training_is_not_resumed_twice_and_sigterm_saves_it() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest: Vec<String> = rx.iter().collect();
     let status = child.wait().unwrap();
     assert_one_line_error(
         &o,

@@ -66,3 +66,39 @@ pub fn assert_one_line_error(o: &Output, needles: &[&str]) {
         assert!(err.contains(n), "expected '{n}' in: {err}");
     }
 }
+
+/// `moirelab ARGS` started in `d`, and its stderr line by line.
+pub fn spawn_moirelab(
+    d: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(args)
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Lines from `rx` until one contains `needle` (all of them, that one last).
+pub fn lines_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains(needle)) {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("no line with '{needle}': {lines:?}"),
+        }
+    }
+    lines
+}

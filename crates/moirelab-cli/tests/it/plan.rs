@@ -1,6 +1,6 @@
 //! `data plan`: the data set a config trains on, as `train` resolves it.
 
-use crate::{assert_one_line_error, moirelab, stderr, TINY};
+use crate::{assert_one_line_error, lines_until, moirelab, spawn_moirelab, stderr, TINY};
 use serde_json::Value;
 
 fn plan(cwd: &std::path::Path, args: &[&str]) -> Value {
@@ -163,43 +163,7 @@ fn a_data_set_from_another_generator_version_is_stale_and_train_regenerates_it()
 
 /// `moirelab train --config t.toml` in `d`, its stderr lines sent down the channel.
 fn spawn_train(d: &std::path::Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    spawn(d, &["train", "--config", "t.toml"])
-}
-
-/// `moirelab ARGS` started in `d`, and its stderr line by line.
-fn spawn(
-    d: &std::path::Path,
-    args: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
-        .args(args)
-        .current_dir(d)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::io::BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in reader.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-/// Lines from `rx` until one contains `needle` (all of them, that one last).
-fn lines_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.contains(needle)) {
-        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-            Ok(line) => lines.push(line),
-            Err(_) => panic!("no line with '{needle}': {lines:?}"),
-        }
-    }
-    lines
+    spawn_moirelab(d, &["train", "--config", "t.toml"])
 }
 
 /// A tiny config's data set held by this test process (as another writer would), and a
@@ -418,7 +382,7 @@ fn ctrl_c_during_gen_data_leaves_nothing_behind() {
     let args = [
         "gen-data", "--preset", "tiny", "--count", "7000", "--out", "set",
     ];
-    let (child, rx) = spawn(d, &args);
+    let (child, rx) = spawn_moirelab(d, &args);
     let (status, lines) = ctrl_c_during_generation(child, rx);
     assert_stopped_cleanly(status, &lines, &d.join("set"));
 }
