@@ -2,7 +2,7 @@
 //! are not folder names, a batch larger than the data set, an edited state file, config
 //! errors, OS errors and hints.
 
-use crate::{assert_one_line_error, moirelab, stderr, TINY};
+use crate::{assert_one_line_error, moirelab, stderr};
 use std::path::Path;
 use std::process::Output;
 
@@ -458,11 +458,7 @@ fn the_shared_decode_cache_drops_deleted_data_sets_and_checks_its_cap() {
 fn a_running_training_is_not_resumed_twice_and_sigterm_saves_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("t.toml"),
-        TINY.replace("epochs = 1", "epochs = 100000"),
-    )
-    .unwrap();
+    crate::write_endless_tiny(d);
     let args = ["train", "--config", "t.toml", "--name", "long"];
     let (mut child, rx) = crate::spawn_moirelab(d, &args);
     crate::lines_until(&rx, "epoch=1 ");

@@ -102,3 +102,12 @@ pub fn lines_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Vec<
     }
     lines
 }
+
+/// `d/t.toml`: the tiny config with epochs enough to train until the test stops it.
+pub fn write_endless_tiny(d: &Path) {
+    std::fs::write(
+        d.join("t.toml"),
+        TINY.replace("epochs = 1", "epochs = 100000"),
+    )
+    .unwrap();
+}

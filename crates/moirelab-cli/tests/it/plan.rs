@@ -265,11 +265,7 @@ fn ctrl_c_while_train_waits_for_a_writer_stops_it_in_one_line() {
 fn gen_data_force_does_not_replace_the_data_set_of_a_running_train() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("t.toml"),
-        TINY.replace("epochs = 1", "epochs = 100000"),
-    )
-    .unwrap();
+    crate::write_endless_tiny(d);
     let root = plan(d, &["--config", "t.toml"])["root"]
         .as_str()
         .unwrap()
