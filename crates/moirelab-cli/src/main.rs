@@ -407,13 +407,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `e` is a Ctrl-C that stopped a data set's generation (nothing was written): exit
-/// 130 as for any other interruption, so a script or the sweep tells it from a failure.
+/// Whether `e` is a Ctrl-C that stopped a data set's generation (nothing was written) or the
+/// wait for another writer of it: exit 130 as for any other interruption, so a script or the
+/// sweep tells it from a failure.
 fn stopped(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
             c.downcast_ref::<moirelab_synth::SynthError>(),
-            Some(moirelab_synth::SynthError::Stopped { .. })
+            Some(
+                moirelab_synth::SynthError::Stopped { .. }
+                    | moirelab_synth::SynthError::StoppedWaiting { .. }
+            )
         )
     })
 }

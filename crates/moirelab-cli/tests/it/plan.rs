@@ -238,7 +238,7 @@ fn ctrl_c_while_train_waits_for_a_writer_stops_it_in_one_line() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     t.lines.extend(t.rx.iter());
-    assert!(!status.success(), "{:?}", t.lines);
+    assert_eq!(status.code(), Some(130), "{:?}", t.lines);
     let last = t.lines.last().unwrap();
     assert!(
         last.starts_with("error: ")
