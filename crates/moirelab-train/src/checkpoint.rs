@@ -140,9 +140,12 @@ pub(crate) fn save(
 pub(crate) fn read_state(run_dir: &Path) -> Result<TrainState, TrainError> {
     let state_path = run_dir.join(CKPT_DIR).join(STATE);
     if !state_path.is_file() {
+        // Killed while its first checkpoint was being written, a run can hold epoch lines
+        // without one; either way there is nothing to continue from.
         return Err(ckpt_err(
             &state_path,
-            "no checkpoint to resume from (the run never finished a batch it could save)",
+            "no checkpoint to resume from (the run stopped before its first checkpoint was \
+             written); start it again",
         ));
     }
     Ok(fsio::read_json(&state_path)?)
