@@ -125,6 +125,13 @@ pub fn explain(
             bs as i64,
         )?
         .remove(0);
+        // Before any file of the batch is written: a NaN score is no explanation.
+        for (i, p) in batch.probs.iter().enumerate() {
+            if let Some(&value) = p.iter().find(|v| !v.is_finite()) {
+                let index = records.len() + i;
+                return Err(GradcamError::NonFiniteScore { index, value });
+            }
+        }
         let pred: Vec<i64> = batch
             .probs
             .iter()

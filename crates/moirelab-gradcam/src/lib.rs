@@ -70,6 +70,10 @@ pub enum GradcamError {
     },
     #[error("{path}: {msg}")]
     Write { path: PathBuf, msg: String },
+    /// [`explain`]: the model's output for input `index` is not finite, so it can be neither
+    /// flagged nor passed; nothing is written for its batch.
+    #[error("input {index}: the model's output is not finite (probability {value})")]
+    NonFiniteScore { index: usize, value: f64 },
     #[error(transparent)]
     Core(#[from] moirelab_core::CoreError),
     #[error("torch: {0}")]

@@ -72,17 +72,18 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
         pointing_tolerance: g.pointing_tolerance,
         batch_size: g.batch_size,
     };
-    let records = moirelab_gradcam::explain(lr.net.as_ref(), &inputs, &opts, &a.out)?;
-    // Records come in the order of the images; a NaN score would print as a number.
-    for (r, path) in records.iter().zip(&a.images) {
-        if let Some(&value) = r.probs.iter().find(|p| !p.is_finite()) {
-            return Err(moirelab_train::TrainError::NonFiniteScore {
-                image: path.clone(),
-                value,
+    // Inputs are in the order of the images: a non-finite score is named by its file.
+    let records = moirelab_gradcam::explain(lr.net.as_ref(), &inputs, &opts, &a.out).map_err(
+        |e| match e {
+            moirelab_gradcam::GradcamError::NonFiniteScore { index, value } => {
+                anyhow::Error::from(moirelab_train::TrainError::NonFiniteScore {
+                    image: a.images.get(index).cloned().unwrap_or_default(),
+                    value,
+                })
             }
-            .into());
-        }
-    }
+            e => e.into(),
+        },
+    )?;
     println!(
         "{:<32}{:>10}  {:<10}files",
         "image", "P(attack)", "explained"

@@ -230,6 +230,11 @@ fn a_nan_score_is_an_error_naming_the_image_never_bona_fide() {
     );
     assert_one_line_error(&eval(dir.path()), &["data/tiny/images/", "not finite"]);
     assert_one_line_error(&explain(dir.path(), &image), &[&image, "not finite"]);
+    // Nothing is written for an image that cannot be explained.
+    let written = std::fs::read_dir(dir.path().join("explained"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(written, 0);
 }
 
 #[test]
