@@ -22,14 +22,20 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".tmp{}.{name}", std::process::id()))
 }
 
+/// Whether process `pid` has ended: another process than this one, which `/proc` does not
+/// list. `false` where processes cannot be looked up (no `/proc`), so that callers who delete
+/// what such a process left behind delete nothing there.
+pub fn process_ended(pid: u32) -> bool {
+    pid != std::process::id()
+        && Path::new("/proc/self").exists()
+        && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Deletes the temp files ([`temp_path`]) under `dir`, down to `depth` folders below it, that
 /// a process which no longer runs left behind (killed between its write and its rename);
 /// returns how many. A live writer's temp file is left alone. Where processes cannot be looked
 /// up (no `/proc`), nothing is deleted. Best effort: unreadable folders are skipped.
 pub fn remove_abandoned_temps(dir: &Path, depth: usize) -> usize {
-    if !Path::new("/proc/self").exists() {
-        return 0;
-    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -47,9 +53,7 @@ pub fn remove_abandoned_temps(dir: &Path, depth: usize) -> usize {
             .strip_prefix(".tmp")
             .and_then(|rest| rest.split_once('.'))
             .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        let gone = pid.is_some_and(|pid| {
-            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-        });
+        let gone = pid.is_some_and(process_ended);
         if kind.is_file() && gone && std::fs::remove_file(e.path()).is_ok() {
             removed += 1;
         }

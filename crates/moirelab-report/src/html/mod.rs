@@ -102,6 +102,7 @@ impl Linker {
         if !self.standalone {
             return Ok(0);
         }
+        remove_abandoned(&self.base);
         let files = self.base.join("files");
         let pid = std::process::id();
         let staged = self.base.join(format!(".files.partial-{pid}"));
@@ -138,6 +139,23 @@ impl Linker {
             std::fs::copy(src, &to).map_err(io(src))?;
         }
         Ok(copies.len())
+    }
+}
+
+/// Deletes the `.files.partial-<pid>` and `.files.old-<pid>` folders in `base` that an export
+/// killed while copying left behind (its process has ended).
+fn remove_abandoned(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = [".files.partial-", ".files.old-"]
+            .iter()
+            .find_map(|tag| name.strip_prefix(tag)?.parse::<u32>().ok());
+        if pid.is_some_and(moirelab_core::fsio::process_ended) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
