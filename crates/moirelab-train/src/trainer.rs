@@ -3,7 +3,8 @@
 //!
 //! What it leans on lives beside it: progress events and hooks in [`crate::events`], the
 //! checkpoint format in `checkpoint.rs`, evaluation in [`crate::eval`], the summary in
-//! `summary.rs`, the device in [`crate::device`], building the model, optimizer and schedule
+//! `summary.rs` (and the end of a run in `trainer/finish.rs`), the device in
+//! [`crate::device`], building the model, optimizer and schedule
 //! in `build.rs`, the train metrics, the best epoch and the early stop in `monitor.rs`.
 //!
 //! Determinism: the data loader derives its permutation and augmentation from
@@ -14,18 +15,16 @@
 use crate::build::{
     build_model, build_optimizer, class_weight_tensor, record_start, schedule_for, BuiltModel,
 };
-use crate::checkpoint::{self, ckpt_err, RunningTrain, TrainState, BEST, CKPT_DIR};
+use crate::checkpoint::{self, ckpt_err, RunningTrain, TrainState};
 use crate::device::{device_name, thread_count};
 use crate::ema::WeightAverage;
-use crate::metrics::ThresholdFrom;
 use crate::monitor::{early_stop_reason, record_best, running_metrics};
 use crate::optim::Optimizer;
 use crate::schedule::Schedule;
-use crate::summary::{self, FinalEval};
 use crate::TrainError;
 use moirelab_core::fsio;
 use moirelab_core::rng::Rng;
-use moirelab_core::run::{self as runfmt, EpochMetrics, MetricsLine, RunMeta, RunSummary};
+use moirelab_core::run::{self as runfmt, MetricsLine, RunMeta};
 use moirelab_data::{Batch, Dataset, Loader, LoaderOptions};
 use moirelab_models::CamNet;
 use std::io::Write;
@@ -34,6 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Tensor};
+
+mod finish;
 
 // Where these lived before the split into modules; `moirelab_train::trainer::…` paths keep
 // working.
@@ -584,91 +585,6 @@ impl Trainer {
                 true
             }
             None => false,
-        }
-    }
-
-    /// Final evaluation with the best weights: val fixes the threshold (EER point), test
-    /// applies it. Writes `summary.json`; the model is left holding the best weights.
-    fn finish(&mut self, reporter: &mut dyn Reporter) -> Result<RunSummary, TrainError> {
-        let best = self.run_dir.join(CKPT_DIR).join(BEST);
-        if best.is_file() {
-            checkpoint::load_weights(&mut self.vs, &best)?;
-        }
-        let epoch = self.state.best_epoch;
-        let val = self.evaluate_split(epoch, "val", None)?;
-        let threshold = val
-            .as_ref()
-            .and_then(|m| m.pad.as_ref())
-            .map(|p| p.threshold)
-            .unwrap_or(0.5);
-        let test = self.final_test(epoch, threshold)?;
-        let fin = FinalEval {
-            name: self.meta.name.clone(),
-            monitor: self.setup.train.monitor.clone(),
-            threshold,
-            val,
-            test,
-        };
-        let summary = summary::run_summary(&self.run_dir, &self.dataset, &self.state, fin)?;
-        fsio::write_json_atomic(&self.run_dir.join(runfmt::SUMMARY_JSON), &summary)?;
-        self.state.finished = true;
-        self.state.threshold = Some(threshold);
-        checkpoint::write_state(&self.run_dir, &self.state)?;
-        self.set_status("finished")?;
-        self.emit(
-            reporter,
-            Event::Message(format!(
-                "finished: best {} = {:.4} at epoch {}, threshold {:.4}",
-                summary.best_metric, summary.best_value, summary.best_epoch, threshold
-            )),
-        );
-        Ok(summary)
-    }
-
-    /// Test metrics at the val `threshold`, appended to `metrics.jsonl`; `None` when
-    /// `train.test` is off or the data set has no test split.
-    fn final_test(&self, epoch: u32, threshold: f64) -> Result<Option<EpochMetrics>, TrainError> {
-        let test_idx = self.dataset.split("test").to_vec();
-        if !self.setup.train.test || test_idx.is_empty() {
-            return Ok(None);
-        }
-        let m = evaluate(
-            self.net.as_ref(),
-            &self.dataset,
-            &test_idx,
-            &self.eval_options(epoch, "test", Some(threshold)),
-        )?;
-        fsio::append_jsonl(
-            &self.run_dir.join(runfmt::METRICS_JSONL),
-            &MetricsLine::Epoch(m.clone()),
-        )?;
-        Ok(Some(m))
-    }
-
-    /// Metrics of a whole split in eval mode, `None` when the data set has no such split.
-    fn evaluate_split(
-        &self,
-        epoch: u32,
-        split: &str,
-        threshold: Option<f64>,
-    ) -> Result<Option<EpochMetrics>, TrainError> {
-        let idx = self.dataset.split(split);
-        if idx.is_empty() {
-            return Ok(None);
-        }
-        let opts = self.eval_options(epoch, split, threshold);
-        evaluate(self.net.as_ref(), &self.dataset, idx, &opts).map(Some)
-    }
-
-    fn eval_options(&self, epoch: u32, split: &str, threshold: Option<f64>) -> EvalOptions {
-        EvalOptions {
-            // Evaluation holds no activations for backward, so larger batches are cheap.
-            batch_size: self.setup.train.batch_size.max(64),
-            device: self.device,
-            epoch,
-            split: split.to_string(),
-            threshold: ThresholdFrom::given_or(threshold, self.setup.train.threshold_rule()),
-            perturbation: None,
         }
     }
 
