@@ -466,11 +466,7 @@ fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
-        let s = s
-            .split("Exception raised from")
-            .next()
-            .unwrap_or("")
-            .trim_end();
+        let s = moirelab_models::without_torch_frames(&s);
         if s.is_empty() || out.contains(s) {
             continue;
         }

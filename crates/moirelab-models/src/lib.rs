@@ -39,7 +39,7 @@ pub use resnet::ResNet;
 pub use shallow::Shallow;
 pub use summary::{summary, LayerSummary, ModelSummary};
 pub use vgg::Vgg;
-pub use weights::{load_weights, torch_error_line, WeightsError};
+pub use weights::{load_weights, torch_error_line, without_torch_frames, WeightsError};
 
 use tch::{nn, Tensor};
 

@@ -83,8 +83,22 @@ pub(crate) fn listing(names: &[String]) -> String {
 /// raised from …", `frame #0: …`) mean nothing to a user and run to thousands of characters.
 pub fn torch_error_line(e: &impl std::fmt::Display) -> String {
     let s = e.to_string();
-    let s = s.split("Exception raised from").next().unwrap_or("");
-    s.lines().next().unwrap_or("").trim_end().to_string()
+    without_torch_frames(&s)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .to_string()
+}
+
+/// `message` up to libtorch's C++ stack frames ("Exception raised from …"), which mean
+/// nothing to a user; the whole message when it has none.
+pub fn without_torch_frames(message: &str) -> &str {
+    message
+        .split("Exception raised from")
+        .next()
+        .unwrap_or("")
+        .trim_end()
 }
 
 /// The tensors of a safetensors file by name.
