@@ -1,7 +1,7 @@
 //! After the cells: one table (`table.csv`), page, charts and per-line compare pages over
 //! the finished cells.
 
-use super::plan::{cell_state, read_summary, CellRecord, CellState, SweepFile};
+use super::plan::{cell_state, cell_state_with, read_summary, CellRecord, CellState, SweepFile};
 use super::SWEEP_JSON;
 use crate::{config, demo};
 use anyhow::Result;
@@ -78,8 +78,9 @@ pub(super) fn collect(
     let mut damaged = Vec::new();
     for c in &file.cells {
         let run_dir = out.join(&c.run);
-        let state = cell_state(&run_dir);
-        let (summary, damage) = match (state, read_summary(&run_dir)) {
+        let read = read_summary(&run_dir);
+        let state = cell_state_with(&run_dir, &read);
+        let (summary, damage) = match (state, read) {
             (CellState::Finished, Some(Ok(s))) => (Some(s), None),
             (_, Some(Err(why))) => (None, Some(why)),
             _ => (None, None),

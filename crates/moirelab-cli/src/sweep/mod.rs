@@ -210,21 +210,19 @@ fn run_cell(out: &Path, index: usize) -> Result<ExitCode> {
             remove("stopped before its first checkpoint")?;
             fresh(stop)?
         }
-        CellState::Resumable => {
-            not_busy()?;
-            match commands::resume_run(&run_dir, stop) {
-                Ok(r) => r,
-                Err(e) => {
-                    // Asked again: a training that started since may be why the resume failed.
-                    not_busy()?;
-                    remove(&format!(
-                        "cannot resume ({})",
-                        format!("{e:#}").replace('\n', " ")
-                    ))?;
-                    fresh(stop)?
-                }
+        // The resume takes the run's lock itself; when it fails, a training that holds it is
+        // why, and the folder must not be removed.
+        CellState::Resumable => match commands::resume_run(&run_dir, stop) {
+            Ok(r) => r,
+            Err(e) => {
+                not_busy()?;
+                remove(&format!(
+                    "cannot resume ({})",
+                    format!("{e:#}").replace('\n', " ")
+                ))?;
+                fresh(stop)?
             }
-        }
+        },
     };
     Ok(commands::report_outcome(&dir, outcome))
 }

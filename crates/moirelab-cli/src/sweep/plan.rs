@@ -323,11 +323,19 @@ pub(super) fn read_summary(run_dir: &Path) -> Option<Result<runfmt::RunSummary, 
 }
 
 pub fn cell_state(run_dir: &Path) -> CellState {
+    cell_state_with(run_dir, &read_summary(run_dir))
+}
+
+/// [`cell_state`] for a caller that has read the run's summary already ([`read_summary`]).
+pub(super) fn cell_state_with(
+    run_dir: &Path,
+    summary: &Option<Result<runfmt::RunSummary, String>>,
+) -> CellState {
     if !run_dir.exists() {
         return CellState::Pending;
     }
     // A damaged summary does not count: the cell has no numbers, and a rerun resumes it.
-    let finished = matches!(read_summary(run_dir), Some(Ok(_)))
+    let finished = matches!(summary, Some(Ok(_)))
         && fsio::read_json::<runfmt::RunMeta>(&run_dir.join(runfmt::META_JSON))
             .is_ok_and(|m| m.status == "finished");
     if finished {
