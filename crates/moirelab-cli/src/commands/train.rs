@@ -62,25 +62,22 @@ pub fn new_meta() -> RunMeta {
     }
 }
 
-/// Resolve `data.root` to an absolute path so the run folder's config resumes from anywhere.
+/// Resolve the config's relative paths (`data.root`, `data.cache-dir`, `model.init`, the
+/// extra data sets) against the working folder, so the run folder's config resumes from
+/// anywhere and a resume keeps using the cache this run built.
 fn absolutize_root(loaded: &mut Loaded) -> Result<()> {
-    let root = &loaded.config.data.root;
-    if root.is_relative() {
-        let abs = std::env::current_dir()?.join(root);
-        loaded.config.data.root = abs.canonicalize().unwrap_or(abs);
-    }
-    if let Some(init) = &loaded.config.model.init {
-        if init.is_relative() {
-            let abs = std::env::current_dir()?.join(init);
-            loaded.config.model.init = Some(abs.canonicalize().unwrap_or(abs));
+    let cwd = std::env::current_dir()?;
+    let absolute = |p: &mut PathBuf| {
+        if p.is_relative() {
+            let abs = cwd.join(&*p);
+            *p = abs.canonicalize().unwrap_or(abs);
         }
-    }
-    for e in &mut loaded.config.eval.extra {
-        if e.root.is_relative() {
-            let abs = std::env::current_dir()?.join(&e.root);
-            e.root = abs.canonicalize().unwrap_or(abs);
-        }
-    }
+    };
+    let c = &mut loaded.config;
+    absolute(&mut c.data.root);
+    c.data.cache_dir.iter_mut().for_each(absolute);
+    c.model.init.iter_mut().for_each(absolute);
+    c.eval.extra.iter_mut().for_each(|e| absolute(&mut e.root));
     loaded.resolve()
 }
 
@@ -116,17 +113,6 @@ pub fn train_from_config(
         .map_err(|e| anyhow!("{e}; pass a plain folder name with --name"))?;
     let mut reporter = CliReporter::new(loaded.config.train.log_every);
     ensure_data(&loaded, Some(&reporter), Some(stop))?;
-    // Absolute in the run's config.toml, as the root is: a resume from another folder keeps
-    // using the cache this run built.
-    if let Some(d) = loaded
-        .config
-        .data
-        .cache_dir
-        .as_mut()
-        .filter(|d| d.is_relative())
-    {
-        *d = std::env::current_dir()?.join(&*d);
-    }
     absolutize_root(&mut loaded)?;
     let runs_dir = runs_dir
         .map(Path::to_path_buf)
