@@ -22,6 +22,71 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".tmp{}.{name}", std::process::id()))
 }
 
+/// Puts the complete folder `staged` in place of `target` (absent or not) by renames: an
+/// existing `target` is first renamed to `.<name>.old-<pid>` beside it and deleted once
+/// `staged` is in place, and put back if that rename fails, so `target` is never half old,
+/// half new. A process killed between the renames leaves the `.old-<pid>` folder, which its
+/// writer's next run deletes ([`process_ended`]).
+pub fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
+    if !target.exists() {
+        return std::fs::rename(staged, target).map_err(io_err(target));
+    }
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = target.with_file_name(format!(".{name}.old-{}", std::process::id()));
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    }
+    std::fs::rename(target, &old).map_err(io_err(target))?;
+    if let Err(e) = std::fs::rename(staged, target) {
+        let _ = std::fs::rename(&old, target);
+        return Err(io_err(target)(e));
+    }
+    std::fs::remove_dir_all(&old).map_err(io_err(&old))
+}
+
+/// Deletes what a writer killed while it made the folder `parent/name` left beside it: its
+/// `.<name>.partial-<pid>` staging folder, or (killed between the renames of
+/// [`replace_dir`]) the `.<name>.old-<pid>` one, whatever process `<pid>` no longer runs.
+/// Another process writing the same folder right now keeps its own. Where processes cannot
+/// be looked up (no `/proc`), only folders untouched for a day count as abandoned. Best
+/// effort: a folder that cannot be read or deleted is left as it is.
+pub fn remove_abandoned_dirs(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let has_proc = Path::new("/proc/self").exists();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let Some(pid) = [".partial-", ".old-"].iter().find_map(|tag| {
+            file.strip_prefix('.')?
+                .strip_prefix(name)?
+                .strip_prefix(tag)?
+                .parse::<u32>()
+                .ok()
+        }) else {
+            continue;
+        };
+        let abandoned = if has_proc {
+            process_ended(pid)
+        } else {
+            pid != std::process::id()
+                && std::fs::metadata(entry.path())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > day)
+        };
+        if abandoned {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Whether process `pid` has ended: another process than this one, which `/proc` does not
 /// list. `false` where processes cannot be looked up (no `/proc`), so that callers who delete
 /// what such a process left behind delete nothing there.

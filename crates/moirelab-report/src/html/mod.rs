@@ -102,16 +102,13 @@ impl Linker {
         if !self.standalone {
             return Ok(0);
         }
-        remove_abandoned(&self.base);
+        moirelab_core::fsio::remove_abandoned_dirs(&self.base, "files");
         let files = self.base.join("files");
-        let pid = std::process::id();
-        let staged = self.base.join(format!(".files.partial-{pid}"));
+        let staged = self
+            .base
+            .join(format!(".files.partial-{}", std::process::id()));
         let result = self.stage(&files, &staged).and_then(|n| {
-            swap_in(
-                &staged,
-                &files,
-                &self.base.join(format!(".files.old-{pid}")),
-            )?;
+            moirelab_core::fsio::replace_dir(&staged, &files)?;
             Ok(n)
         });
         if result.is_err() && staged.exists() {
@@ -140,44 +137,6 @@ impl Linker {
         }
         Ok(copies.len())
     }
-}
-
-/// Deletes the `.files.partial-<pid>` and `.files.old-<pid>` folders in `base` that an export
-/// killed while copying left behind (its process has ended).
-fn remove_abandoned(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let pid = [".files.partial-", ".files.old-"]
-            .iter()
-            .find_map(|tag| name.strip_prefix(tag)?.parse::<u32>().ok());
-        if pid.is_some_and(moirelab_core::fsio::process_ended) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-/// Replace the folder `files` by `staged` (`old` holds the previous one meanwhile).
-fn swap_in(staged: &Path, files: &Path, old: &Path) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ReportError::Io { path, source }
-    };
-    if !files.exists() {
-        return std::fs::rename(staged, files).map_err(io(files));
-    }
-    if old.exists() {
-        std::fs::remove_dir_all(old).map_err(io(old))?;
-    }
-    std::fs::rename(files, old).map_err(io(files))?;
-    if let Err(e) = std::fs::rename(staged, files) {
-        // Put the old folder back: the page keeps its images.
-        let _ = std::fs::rename(old, files);
-        return Err(io(files)(e));
-    }
-    std::fs::remove_dir_all(old).map_err(io(old))
 }
 
 fn class_name(classes: &[String], i: usize) -> String {

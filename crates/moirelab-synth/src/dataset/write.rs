@@ -172,7 +172,7 @@ pub fn generate_locked(
     };
     let (parent, name) = parent_and_name(out)?;
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    remove_stale(parent, &name);
+    moirelab_core::fsio::remove_abandoned_dirs(parent, &name);
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -185,14 +185,7 @@ pub fn generate_locked(
         e => e,
     });
     let result = result.and_then(|summary| {
-        if exists {
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            std::fs::rename(out, &old).map_err(io(out))?;
-            std::fs::rename(&tmp, out).map_err(io(out))?;
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
-        } else {
-            std::fs::rename(&tmp, out).map_err(io(out))?;
-        }
+        moirelab_core::fsio::replace_dir(&tmp, out)?;
         Ok(GenSummary {
             out: out.to_path_buf(),
             ..summary
@@ -202,48 +195,6 @@ pub fn generate_locked(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
-}
-
-/// Deletes what an earlier run that was killed while writing `name` left beside it: its
-/// `.<name>.partial-<pid>` folder (or, killed between the two renames of a rewrite, the
-/// `.<name>.old-<pid>` one), whatever process `<pid>` no longer runs. Another process writing
-/// the same data set right now keeps its folder. Where processes cannot be looked up (no
-/// `/proc`), only folders untouched for a day count as abandoned. Best effort: a folder that
-/// cannot be read or deleted is left as it is.
-fn remove_stale(parent: &Path, name: &str) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    let own = std::process::id();
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let file = file.to_string_lossy();
-        let Some(pid) = [".partial-", ".old-"].iter().find_map(|tag| {
-            file.strip_prefix('.')?
-                .strip_prefix(name)?
-                .strip_prefix(tag)?
-                .parse::<u32>()
-                .ok()
-        }) else {
-            continue;
-        };
-        if pid != own && abandoned(pid, &entry.path()) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Whether the folder `path` written by process `pid` is no longer being written.
-fn abandoned(pid: u32, path: &Path) -> bool {
-    if Path::new("/proc/self").exists() {
-        return !Path::new(&format!("/proc/{pid}")).exists();
-    }
-    let day = std::time::Duration::from_secs(24 * 3600);
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > day)
 }
 
 /// Whether `out` exists; an error when it is not a folder, or a non-empty one without
