@@ -143,7 +143,8 @@ fn lock_holders(_file: &File) -> Vec<u32> {
 /// sorted, each once. A line reads `1: FLOCK  ADVISORY  READ  4242 fd:01:1234 0 EOF`
 /// (blocked waiters carry `->` after the number, and are skipped); the device is
 /// `major:minor` in hexadecimal.
-pub fn holders_in(table: &str, dev: u64, ino: u64) -> Vec<u32> {
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn holders_in(table: &str, dev: u64, ino: u64) -> Vec<u32> {
     // Linux's encoding of a device number (glibc's `major`/`minor`).
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
