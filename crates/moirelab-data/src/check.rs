@@ -72,7 +72,8 @@ pub enum ProblemKind {
     /// files do not parse) and was rebuilt from the images.
     CacheRebuilt,
     /// The header declares more pixels than `max-pixels` (or the file is larger than any
-    /// image of that size); refused before decoding.
+    /// image of that size), or a side above what its format's decoder reads (BMP: 65535);
+    /// refused before decoding.
     TooLarge,
     /// The same file (path, or the same file reached through a link) in two splits.
     DuplicatePathAcrossSplits,
@@ -149,7 +150,7 @@ impl ProblemKind {
             Ignored => "ignored",
             CacheFallback => "decode cache",
             CacheRebuilt => "decode cache damaged (rebuilt)",
-            TooLarge => "images too large to decode (max-pixels)",
+            TooLarge => "images too large to decode (max-pixels or the format's limit)",
             DuplicatePathAcrossSplits => "same file in two splits",
             DuplicatePathWithinSplit => "same file listed twice in one split (used once)",
             ConflictingLabels => "same file listed with two labels",

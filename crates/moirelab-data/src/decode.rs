@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
 
+mod bmp_header;
 mod jpeg_markers;
+use bmp_header::{bmp_side_over_limit, BMP_MAX_SIDE};
 use jpeg_markers::jpeg_walk;
 
 /// What decoding one file learned (kept in the cache sidecar so a cached open skips it).
@@ -293,6 +295,16 @@ pub(crate) fn decode_bytes(
             ),
         )
     };
+    // The BMP decoder refuses a side above its limit with a decoding error: not corrupt.
+    if let Some((w, h)) = bmp_side_over_limit(bytes).filter(|_| format == ImageFormat::Bmp) {
+        if w as u64 * h as u64 > limits.max_pixels {
+            return Err(too_large(w, h));
+        }
+        return Err(fail(
+            ProblemKind::TooLarge,
+            format!("header declares {w}x{h}, a side above {BMP_MAX_SIDE} px, the most the BMP decoder reads; not decoded"),
+        ));
+    }
     let mut decoder = reader.into_decoder().map_err(|e| match e {
         image::ImageError::Limits(l) => fail(
             ProblemKind::TooLarge,

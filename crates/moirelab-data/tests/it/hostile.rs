@@ -63,6 +63,77 @@ fn png_claiming_100000_squared_is_refused_before_decoding_on_every_path() {
     );
 }
 
+/// A 24-bit BMP (BITMAPINFOHEADER) whose header declares `w`×`h` and holds no pixels.
+fn lying_bmp(w: i32, h: i32) -> Vec<u8> {
+    let mut b = b"BM".to_vec();
+    b.extend_from_slice(&54u32.to_le_bytes()); // file size (not checked)
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&54u32.to_le_bytes()); // pixel data offset
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(&w.to_le_bytes());
+    b.extend_from_slice(&h.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&24u16.to_le_bytes());
+    b.extend_from_slice(&[0; 24]);
+    b
+}
+
+#[test]
+fn a_bmp_side_above_65535_is_too_large_not_corrupt_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path(), 3);
+    // 70000x20 and 20x70000 are within max-pixels; the BMP decoder reads no side above 65535
+    std::fs::write(
+        dir.path().join("train/screen/wide.bmp"),
+        lying_bmp(70_000, 20),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("train/screen/tall.bmp"),
+        lying_bmp(20, 70_000),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("train/direct/huge.bmp"),
+        lying_bmp(100_000, 100_000),
+    )
+    .unwrap();
+    let c = cfg0(dir.path());
+    let r = check(&c, Path::new("/")).unwrap();
+    assert_eq!(r.of_kind(ProblemKind::Corrupt).count(), 0, "{r}");
+    let big: Vec<_> = r.of_kind(ProblemKind::TooLarge).collect();
+    assert_eq!(big.len(), 3, "{r}");
+    let of = |name: &str| {
+        big.iter()
+            .find(|p| p.path.as_deref().is_some_and(|q| q.ends_with(name)))
+            .unwrap_or_else(|| panic!("{name}: {r}"))
+    };
+    for (name, dims) in [("wide.bmp", "70000x20"), ("tall.bmp", "20x70000")] {
+        let m = &of(name).message;
+        assert!(m.contains(dims) && m.contains("65535"), "{m}");
+    }
+    let m = &of("huge.bmp").message;
+    assert!(
+        m.contains("100000x100000") && m.contains("max-pixels"),
+        "{m}"
+    );
+    // training refuses them like any bad image, or skips them when asked
+    let e = Dataset::open(&c, Path::new("/")).unwrap_err();
+    assert!(matches!(e, DataError::BadImages { count: 3, .. }), "{e}");
+    let mut skip = c.clone();
+    skip.on_bad_image = OnBad::Skip;
+    let ds = Dataset::open(&skip, Path::new("/")).unwrap();
+    assert_eq!(ds.split("train").len(), 6);
+    assert_eq!(ds.report().skipped.len(), 3);
+    // predict / explain name the file and its size
+    let e = load_image_file(&dir.path().join("train/screen/wide.bmp"), &c).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("wide.bmp") && msg.contains("70000x20") && !msg.contains("corrupt"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn max_pixels_is_configurable_and_applies_to_real_images() {
     let dir = tempfile::tempdir().unwrap();
