@@ -4,15 +4,16 @@
 //!
 //! The sweep folder holds `sweep.json` (the plan: grid, base config hash, one record per cell
 //! with its run folder, status and command), `base.toml` (the copy every cell trains from),
-//! `runs/<cell>/` (ordinary run folders), `logs/<cell>.log`, `table.csv`, `index.html`,
+//! `runs/<cell>/` (ordinary run folders), `logs/<cell>.log`, `locks/<cell>/` (empty: a
+//! `--cell` process holds its lock while it trains the cell), `table.csv`, `index.html`,
 //! `plots/` and `compare/<line>/`. Every cell runs as `moirelab sweep --cell I --out DIR`:
 //! the local runner starts that command as a child process (`--jobs` at a time) and a Slurm
 //! array task (`--emit slurm`) runs the same command, so both train a cell the same way. A
 //! cell command skips a finished cell, resumes an interrupted one from its checkpoint and
 //! restarts one that never saved a checkpoint, so rerunning a sweep continues it; only
 //! finished cells (a summary.json that reads and status `finished`) get numbers in the table.
-//! A cell whose run folder another process trains (its lock is held) is left alone, and
-//! cells train only from a `base.toml` whose hash is still the one in `sweep.json`.
+//! A cell that another process trains (it holds the cell's or the run folder's lock) is left
+//! alone, and cells train only from a `base.toml` whose hash is still the one in `sweep.json`.
 
 mod collect;
 mod plan;
@@ -22,8 +23,8 @@ mod tests;
 
 use collect::collect;
 use plan::{
-    absolute, cell_state, check_base, make_plan, prepare_folder, read_sweep, trained_by, CellState,
-    SweepFile,
+    absolute, cell_state, cell_trained_by, check_base, make_plan, prepare_folder, read_sweep,
+    reserve_cell, trained_by, CellState, SweepFile,
 };
 use slurm::{collect_command, shell_quote, slurm_script};
 
@@ -169,17 +170,22 @@ fn run_cell(out: &Path, index: usize) -> Result<ExitCode> {
     std::env::set_current_dir(&file.workdir)
         .with_context(|| format!("working directory {}", file.workdir.display()))?;
     let run_dir = out.join(&cell.run);
-    // A run folder that another process trains right now (a second `--cell I`, or the child of
-    // a killed sweep) is neither restarted nor resumed: two trainings would write one folder.
-    let not_busy = || -> Result<()> {
-        match trained_by(&run_dir) {
-            Some(holders) => bail!(
-                "cell {index} ({}): being trained by {holders}; not started again",
-                run_dir.display()
-            ),
-            None => Ok(()),
-        }
+    let refuse = |holders: String| {
+        anyhow!(
+            "cell {index} ({}): being trained by {holders}; not started again",
+            run_dir.display()
+        )
     };
+    // A cell that another process trains right now (a second `--cell I`, or the child of a
+    // killed sweep) is neither started, restarted nor resumed: two trainings would write one
+    // folder, or two folders (the second one named `<cell>-2`, which no table reads).
+    let _reserved = match reserve_cell(out, cell)? {
+        Ok(guard) => guard,
+        Err(_) if cell_state(&run_dir) == CellState::Finished => None,
+        Err(holders) => return Err(refuse(holders)),
+    };
+    // A run folder locked by a training outside the sweep (`train --resume` by hand).
+    let not_busy = || -> Result<()> { trained_by(&run_dir).map_or(Ok(()), |h| Err(refuse(h))) };
     let stop_flag = commands::stop_flag();
     let stop: &AtomicBool = &stop_flag;
     let fresh = |stop: &AtomicBool| {
@@ -270,7 +276,7 @@ fn run_local(out: &Path, file: &mut SweepFile, jobs: usize, stop: &AtomicBool) -
         while running.len() < jobs && !stop.load(Ordering::SeqCst) {
             let Some(i) = queue.next() else { break };
             let cell = &mut file.cells[i];
-            if let Some(holders) = trained_by(&out.join(&cell.run)) {
+            if let Some(holders) = cell_trained_by(out, cell) {
                 eprintln!("skip    {} (being trained by {holders})", cell.name);
                 cell.status = "running".into();
                 tally.elsewhere.push(i);

@@ -4,6 +4,7 @@
 use super::{BASE_TOML, SWEEP_JSON};
 use crate::config;
 use anyhow::{anyhow, bail, Context, Result};
+use moirelab_core::dirlock::ExclusiveGuard;
 use moirelab_core::fsio;
 use moirelab_core::run as runfmt;
 use moirelab_report::sweep::short_key;
@@ -347,13 +348,52 @@ pub(super) fn cell_state_with(
     }
 }
 
-/// Who trains the run in `run_dir` right now, where that can be told: a training holds the
-/// exclusive lock of its run folder for its whole life. Taking that lock is the question; it
-/// is dropped again at once, so the training the caller starts next can take it itself.
-pub(super) fn trained_by(run_dir: &Path) -> Option<String> {
-    match moirelab_core::dirlock::exclusive_guard(run_dir) {
+/// Who holds the exclusive lock of `dir` right now, where that can be told: a training holds
+/// its run folder's for its whole life, a `--cell` process its cell's reservation
+/// ([`reserve_cell`]). The test is the report's for a live run: a shared lock is refused only
+/// while a writer holds the folder (a reader's moment does not count), and is dropped again
+/// at once, so the training the caller starts next can take the folder itself.
+pub(super) fn trained_by(dir: &Path) -> Option<String> {
+    match moirelab_core::dirlock::read_guard(dir) {
         Ok(_) => None,
         Err(busy) => Some(busy.holders_text()),
+    }
+}
+
+/// Folder of one empty folder per cell, the cells' reservations ([`reserve_cell`]).
+pub const LOCKS_DIR: &str = "locks";
+
+fn reservation(out: &Path, cell: &CellRecord) -> PathBuf {
+    out.join(LOCKS_DIR).join(&cell.name)
+}
+
+/// Who trains `cell` right now: a `--cell` process that has reserved it, or a training that
+/// holds its run folder (`train --resume` by hand, or a cell from before reservations).
+pub(super) fn cell_trained_by(out: &Path, cell: &CellRecord) -> Option<String> {
+    trained_by(&reservation(out, cell)).or_else(|| trained_by(&out.join(&cell.run)))
+}
+
+/// Reserve `cell` for this process until the guard is dropped: the exclusive lock of its
+/// folder under [`LOCKS_DIR`], taken before the run folder is looked at, so that of two
+/// `--cell` commands started together (the run folder does not exist yet, and the training
+/// creates it only after reading the data set) one trains and the other is refused.
+/// `Ok(Err(holders))` while another process holds it; `Ok(Ok(None))` where the file system
+/// has no locks. Another process's [`trained_by`] holds it for a moment: a refusal is tried
+/// again for a second before it stands.
+pub(super) fn reserve_cell(
+    out: &Path,
+    cell: &CellRecord,
+) -> Result<std::result::Result<Option<ExclusiveGuard>, String>> {
+    let dir = reservation(out, cell);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut tries = 0;
+    loop {
+        match moirelab_core::dirlock::exclusive_guard(&dir) {
+            Ok(guard) => return Ok(Ok(guard)),
+            Err(busy) if tries == 20 => return Ok(Err(busy.holders_text())),
+            Err(_) => tries += 1,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

@@ -1,7 +1,7 @@
 //! `moirelab sweep`: a tiny 2×2 grid end to end, continuing after an interruption, one-line
 //! errors, and the Slurm script running the same command per cell as the local runner.
 
-use crate::{assert_one_line_error, moirelab, stderr, TINY};
+use crate::{assert_one_line_error, moirelab, spawn_moirelab, stderr, TINY};
 use serde_json::Value;
 use std::path::Path;
 
@@ -358,6 +358,100 @@ fn a_cell_that_another_process_trains_is_not_started_again() {
     let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!run0.join("marker").exists());
+}
+
+/// The run folders of cell `name` (`name`, or `name-2` … of a second training).
+fn run_folders(out: &Path, name: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(out.join("runs")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(name))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_cell_is_reserved_before_its_run_folder_exists() {
+    let dir = setup();
+    emit_seeds(dir.path());
+    let out = dir.path().join("sw");
+    // A `--cell 0` that has reserved the cell but not yet made its run folder (it is still
+    // reading the data set), as this process.
+    let reservation = out.join("locks/00_seed=5");
+    std::fs::create_dir_all(&reservation).unwrap();
+    let guard = moirelab_core::dirlock::exclusive_guard(&reservation).unwrap();
+    assert!(guard.is_some(), "this file system has no locks");
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    let me = format!("being trained by process {}", std::process::id());
+    assert_one_line_error(&o, &["cell 0 (", "00_seed=5): ", &me, "not started again"]);
+    assert_eq!(run_folders(&out, "00_seed=5"), Vec::<String>::new());
+    drop(guard);
+    let o = moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        run_folders(&out, "00_seed=5"),
+        vec!["00_seed=5".to_string()]
+    );
+}
+
+#[test]
+fn two_cell_commands_started_together_train_the_cell_once() {
+    let dir = setup();
+    crate::write_endless_tiny(dir.path());
+    let o = moirelab(
+        dir.path(),
+        &[
+            "sweep",
+            "--config",
+            "t.toml",
+            "--grid",
+            "train.seed=5,6",
+            "--out",
+            "sw",
+            "--emit",
+            "slurm",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    // Neither has a run folder to lock when it starts; one trains, the other is refused.
+    let cell1 = ["sweep", "--cell", "1", "--out", "sw"];
+    let (mut a, ra) = spawn_moirelab(dir.path(), &cell1);
+    let (mut b, rb) = spawn_moirelab(dir.path(), &cell1);
+    let t0 = std::time::Instant::now();
+    let (refused, mut trains, lines) = loop {
+        if let Some(st) = a.try_wait().unwrap() {
+            break (st, b, ra.iter().collect::<Vec<_>>());
+        }
+        if let Some(st) = b.try_wait().unwrap() {
+            break (st, a, rb.iter().collect::<Vec<_>>());
+        }
+        if t0.elapsed().as_secs() > 120 {
+            let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+            panic!("both train the cell: {:?}", run_folders(&out, "01_seed=6"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The training is endless: killed once its run folder is there.
+    while !out.join("runs/01_seed=6/meta.json").is_file() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = (trains.kill(), trains.wait());
+    assert!(!refused.success(), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("error: cell 1 (")
+            && lines[0].contains("01_seed=6): being trained by process ")
+            && lines[0].ends_with("; not started again"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        run_folders(&out, "01_seed=6"),
+        vec!["01_seed=6".to_string()]
+    );
 }
 
 #[test]
