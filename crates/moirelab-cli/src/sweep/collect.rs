@@ -1,7 +1,9 @@
 //! After the cells: one table (`table.csv`), page, charts and per-line compare pages over
 //! the finished cells.
 
-use super::plan::{cell_state, cell_state_with, read_summary, CellRecord, CellState, SweepFile};
+use super::plan::{
+    cell_state, cell_state_with, is_running, read_summary, CellRecord, CellState, SweepFile,
+};
 use super::SWEEP_JSON;
 use crate::{config, demo};
 use anyhow::Result;
@@ -64,9 +66,11 @@ impl Collected {
 
 /// Build the table, page, charts (and with `compares` the compare pages) from the run
 /// folders and refresh the statuses in `sweep.json`; unfinished cells in `sticky` (running or
-/// failed in this invocation, or trained by another process) keep the status they have. A
-/// cell whose `summary.json` does not read gets the status `damaged: summary.json: <why>`
-/// (unless sticky) instead of stopping the table for every other cell.
+/// failed in this invocation, or trained by another process) keep the status they have.
+/// Another unfinished cell that a live process trains (it holds the cell's or the run
+/// folder's lock, the report's test for a live run) is `running`. A cell whose
+/// `summary.json` does not read gets the status `damaged: summary.json: <why>` (unless sticky
+/// or running) instead of stopping the table for every other cell.
 pub(super) fn collect(
     out: &Path,
     file: &mut SweepFile,
@@ -91,7 +95,9 @@ pub(super) fn collect(
     let mut rows = Vec::new();
     for (c, (state, summary, damage)) in file.cells.iter_mut().zip(&cells) {
         if !(sticky.contains(&c.index) && *state != CellState::Finished) {
+            // A live training rewrites a damaged summary when it ends.
             c.status = match damage {
+                _ if is_running(out, c, *state) => "running".into(),
                 Some(why) => {
                     damaged.push(c.index);
                     format!("damaged: {}: {why}", runfmt::SUMMARY_JSON)

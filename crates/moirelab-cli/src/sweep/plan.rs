@@ -373,6 +373,13 @@ pub(super) fn cell_trained_by(out: &Path, cell: &CellRecord) -> Option<String> {
     trained_by(&reservation(out, cell)).or_else(|| trained_by(&out.join(&cell.run)))
 }
 
+/// Whether `cell`, in `state`, is being trained right now: the live-lock test of
+/// [`cell_trained_by`] (a finished cell is not asked). The cell of a killed training is not:
+/// it keeps the label its folder gives it (`unfinished` or `incomplete`).
+pub(super) fn is_running(out: &Path, cell: &CellRecord, state: CellState) -> bool {
+    state != CellState::Finished && cell_trained_by(out, cell).is_some()
+}
+
 /// Reserve `cell` for this process until the guard is dropped: the exclusive lock of its
 /// folder under [`LOCKS_DIR`], taken before the run folder is looked at, so that of two
 /// `--cell` commands started together (the run folder does not exist yet, and the training
@@ -459,7 +466,9 @@ pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
         .with_context(|| format!("create {}", out.join("logs").display()))?;
     fsio::write_atomic(&out.join(BASE_TOML), plan.base_text.as_bytes())?;
     for c in &mut plan.file.cells {
-        c.status = cell_state(&out.join(&c.run)).label().into();
+        let state = cell_state(&out.join(&c.run));
+        let running = is_running(out, c, state);
+        c.status = if running { "running" } else { state.label() }.into();
     }
     fsio::write_json_atomic(&out.join(SWEEP_JSON), &plan.file)?;
     Ok(())

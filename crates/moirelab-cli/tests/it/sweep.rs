@@ -455,6 +455,57 @@ fn two_cell_commands_started_together_train_the_cell_once() {
 }
 
 #[test]
+fn collect_shows_a_cell_with_a_live_trainer_as_running_and_a_killed_one_as_unfinished() {
+    let dir = setup();
+    crate::write_endless_tiny(dir.path());
+    let o = moirelab(
+        dir.path(),
+        &[
+            "sweep",
+            "--config",
+            "t.toml",
+            "--grid",
+            "train.seed=5,6",
+            "--out",
+            "sw",
+            "--emit",
+            "slurm",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("sw");
+    let (mut trainer, _rx) = spawn_moirelab(dir.path(), &["sweep", "--cell", "0", "--out", "sw"]);
+    let state = out.join("runs/00_seed=5/checkpoints/state.json");
+    let t0 = std::time::Instant::now();
+    while !state.is_file() {
+        if t0.elapsed().as_secs() > 120 || trainer.try_wait().unwrap().is_some() {
+            let _ = (trainer.kill(), trainer.wait());
+            panic!("no checkpoint");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let collected = || {
+        let o = moirelab(dir.path(), &["sweep", "--collect", "sw"]);
+        let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+        (o, cells(&out), csv)
+    };
+    let (o, cs, csv) = collected();
+    let _ = (trainer.kill(), trainer.wait());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cs[0]["status"], "running", "{csv}");
+    assert_eq!(cs[1]["status"], "pending", "{csv}");
+    assert!(csv.lines().nth(1).unwrap().contains(",running,"), "{csv}");
+    // Killed: its checkpoint resumes, as before.
+    let (o, cs, csv) = collected();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cs[0]["status"], "unfinished", "{csv}");
+    assert!(
+        csv.lines().nth(1).unwrap().contains(",unfinished,"),
+        "{csv}"
+    );
+}
+
+#[test]
 fn a_changed_base_toml_is_refused_before_any_cell_trains() {
     let dir = setup();
     emit_seeds(dir.path());
