@@ -278,18 +278,21 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
 }
 
 /// (family, key): family names the root + settings (+ the split an evaluation kept), key adds
-/// every file's size and mtime.
+/// every file's size and mtime. The settings are those that shape the stored pixels or what
+/// the sidecar records about a file (`max-pixels` decides "too large").
 fn cache_key(src: &Source, root: &Path, cfg: &DataConfig) -> (u64, u64) {
     let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     // An evaluation that read one split has a family of its own, so that it does not
     // replace the whole data set's cache of a training run (nor the other way round).
     let family = format!(
-        "v{CACHE_VERSION}|{}|{:?}|{}|{}|{}{}",
+        "v{CACHE_VERSION}|{}|{:?}|{}|{}|{}|{}{}",
         canon.display(),
         cfg.mode,
         cfg.image_size,
         cfg.patch_max_side,
         cfg.min_image_size,
+        // The decoder refuses files above it, and the sidecar records that verdict.
+        cfg.max_pixels,
         src.only_split
             .as_deref()
             .map(|s| format!("|only:{s}"))

@@ -157,8 +157,11 @@ fn megapixels(n: u64) -> String {
     let mp = n as f64 / 1e6;
     if mp >= 10.0 {
         format!("{mp:.0} MP")
-    } else {
+    } else if mp >= 0.1 {
         format!("{mp:.1} MP")
+    } else {
+        // a small max-pixels would read "0.0 MP" on both sides
+        format!("{n} px")
     }
 }
 

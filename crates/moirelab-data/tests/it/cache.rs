@@ -219,3 +219,20 @@ fn a_relative_cache_dir_resolves_against_the_base_folder_not_the_data_set() {
     assert_eq!(cache_files(&base.path().join("mycache")).len(), 1);
     assert!(!base.path().join("data/mycache").exists());
 }
+
+/// `max-pixels` decides which files are too large to decode, and the sidecar records that
+/// verdict: a cache built under one limit is not reused under another.
+#[test]
+fn a_cache_built_under_another_max_pixels_is_not_reused() {
+    let (_dir, _cache, mut c) = disk_cached_set();
+    let a = Dataset::open(&c, Path::new("/")).unwrap();
+    let file = a.cache_file().unwrap().to_path_buf();
+    drop(a);
+    c.max_pixels = 100; // every image of the set is larger
+    let err = match Dataset::open(&c, Path::new("/")) {
+        Ok(_) => panic!("the smaller limit is applied, not the cached verdict"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("above [data] max-pixels"), "{err}");
+    assert!(file.exists(), "the first limit's cache is left alone");
+}
