@@ -10,8 +10,13 @@ use std::collections::BTreeMap;
 /// Regions the card and the charts lead with, in this order.
 pub(crate) const KEY_REGIONS: [&str; 3] = ["flag", "face", "moire"];
 
-/// The attack class of a run: `screen` when the run has it, else its last class.
+/// The attack class of a run: the one its `meta.json` records (the class whose probability
+/// the trainer scored as the attack score); for runs that predate that record, `screen` when
+/// the run has it, else its last class (the data sets' default).
 pub(crate) fn attack_class(run: &RunData) -> Option<String> {
+    if let Some(a) = run.meta.as_ref().and_then(|m| m.attack_class.clone()) {
+        return Some(a);
+    }
     let classes = run.classes();
     if classes.iter().any(|c| c == "screen") {
         return Some("screen".into());
@@ -67,7 +72,7 @@ pub(crate) fn lift_series(run: &RunData) -> BTreeMap<u32, BTreeMap<String, f64>>
         .map(|c| {
             let lifts = attack_regions(c, &attack)
                 .iter()
-                .filter(|(_, s)| s.lift.is_finite())
+                .filter(|(_, s)| crate::plots::plottable(s.lift))
                 .map(|(r, s)| (r.clone(), s.lift))
                 .collect();
             (c.epoch, lifts)
@@ -292,7 +297,7 @@ pub(crate) fn card_html(runs: &[RunData]) -> String {
     }
     s.push_str(
         "</tbody></table></div><p class=\"note\">Lifts of the maps that explain the attack class \
-         (the model's evidence for \"screen recording\"), first CAM method; 1 = no preference, \
+         (the model's evidence for an attack, the class <code>meta.json</code> records), first CAM method; 1 = no preference, \
          ≥ 2 highlighted. A shortcut shows up as a high flag lift and a gap between aligned and \
          conflicting accuracy.</p></section>",
     );

@@ -58,3 +58,32 @@ fn values_near_f64_max_do_not_hang_report_or_compare() {
     });
     assert!(read(&cmp).contains("value(s) beyond ±1e100 left out"));
 }
+
+#[test]
+fn the_recorded_attack_class_drives_card_gallery_and_p_attack_even_when_it_is_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = Spec::new("spoof");
+    spec.classes = vec!["spoof".into(), "live".into()];
+    spec.attack = Some("spoof".into());
+    let run = fixture::make_run(tmp.path(), &spec);
+    let html = read(&write_run_report(&run).unwrap());
+    let d = fixture::page_data(&html);
+    assert_eq!(d["runs"][0]["attack"], "spoof");
+    // P(attack) is P(spoof), the first output (0.3 in the fixture), not P(live).
+    let pa = d["runs"][0]["dumps"]["1"]["rows"]["0"]["pa"]
+        .as_f64()
+        .unwrap();
+    assert!((pa - 0.3).abs() < 1e-9, "{pa}");
+    // The card reads the spoof maps' lifts (the fixture's attack-class maps: flag 0.3, face
+    // 0.6, moiré 1.8 at epoch 3), not live's (flag 1.65).
+    assert!(
+        html.contains("spoof maps: face lift 0.6 vs moiré 1.8;"),
+        "card"
+    );
+    assert!(!html.contains("live maps:"));
+    let other = fixture::make_run(tmp.path(), &Spec::new("screen"));
+    let cmp = write_compare(&[run, other], &tmp.path().join("cmp")).unwrap();
+    let d = fixture::page_data(&read(&cmp));
+    assert_eq!(d["runs"][0]["attack"], "spoof");
+    assert_eq!(d["runs"][1]["attack"], "screen");
+}
