@@ -279,7 +279,9 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     // The compare page aligns the runs probe by probe: the three data sets share their test
     // split's cards, so each row shows one image as each model sees it.
     let compare_dir = a.out.join("demo-compare");
-    let page = moirelab_report::write_compare(&runs, &compare_dir)?;
+    let written = moirelab_report::write_compare(&runs, &compare_dir)?;
+    crate::commands::print_warnings(&written.warnings);
+    let page = written.page;
     println!("== the flag story");
     println!(
         "{}",

@@ -1,4 +1,5 @@
-//! Reading a run folder into memory, tolerating absence and rejecting corruption.
+//! Reading a run folder into memory, tolerating absence and rejecting corrupt records
+//! (images that do not read are left out with a warning: [`crate::check`]).
 
 use crate::util::canonical;
 use crate::{ReportError, Result};
@@ -46,6 +47,10 @@ pub struct RunData {
     pub epochs: Vec<EpochData>,
     /// Human-readable notes on what is absent, shown on the page.
     pub missing: Vec<String>,
+    /// What the reader tolerated or left out of a damaged run folder (an image that does not
+    /// read or does not fit `maps.json`, …): one line each, naming the file by its full path.
+    /// Pages list them with the missing files; callers pass them on (the CLI prints them).
+    pub warnings: Vec<String>,
 }
 
 pub const TILE_KINDS: [&str; 3] = ["pred", "true", "overlay"];
@@ -56,6 +61,14 @@ pub const STOPPED: &str =
     "stopped: no process is training it (killed?); train --resume continues it";
 
 impl RunData {
+    /// What the page's "what is missing" list shows: the absent files, then the warnings
+    /// with paths relative to the run folder.
+    pub fn notes(&self) -> Vec<String> {
+        let prefix = format!("{}{}", self.dir.display(), std::path::MAIN_SEPARATOR);
+        let warnings = self.warnings.iter().map(|w| w.replace(&prefix, ""));
+        self.missing.iter().cloned().chain(warnings).collect()
+    }
+
     /// Epoch-kind metric lines.
     pub fn epoch_metrics(&self) -> impl Iterator<Item = &EpochMetrics> {
         self.metrics.iter().filter_map(|m| match m {
@@ -324,6 +337,7 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| file_name(&dir));
     describe_missing_images(&mut run);
+    crate::check::check_images(&mut run);
     Ok(run)
 }
 

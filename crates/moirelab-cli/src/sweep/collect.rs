@@ -188,7 +188,9 @@ fn write_compares(out: &Path, file: &SweepFile) -> Result<Vec<(String, PathBuf)>
             config::file_safe(&label.join("_"), ".+-=")
         };
         let dir = out.join("compare").join(&folder);
-        let page = moirelab_report::write_compare(&runs, &dir)?;
+        let written = moirelab_report::write_compare(&runs, &dir)?;
+        crate::commands::print_warnings(&written.warnings);
+        let page = written.page;
         let title = if label.is_empty() {
             format!("all cells across {first}")
         } else {

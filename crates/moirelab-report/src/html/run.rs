@@ -91,7 +91,7 @@ pub(crate) fn write_run_page(
         esc(&run.name),
         esc(&sub)
     );
-    body.push_str(&missing_html("What is missing", &run.missing));
+    body.push_str(&missing_html("What is missing", &run.notes()));
     body.push_str(&card_html(std::slice::from_ref(run)));
 
     body.push_str("<section id=\"gallery\"><h2>Grad-CAM gallery</h2>");

@@ -49,12 +49,12 @@ fn values_near_f64_max_do_not_hang_report_or_compare() {
         _ => {}
     });
     let r = run.clone();
-    let page: PathBuf = within(60, "report", move || write_run_report(&r).unwrap());
+    let page: PathBuf = within(60, "report", move || write_run_report(&r).unwrap().page);
     let html = read(&page);
     assert!(html.contains("value(s) beyond ±1e100 left out"));
     let out = tmp.path().join("cmp");
     let cmp = within(60, "compare", move || {
-        write_compare(&[run, other], &out).unwrap()
+        write_compare(&[run, other], &out).unwrap().page
     });
     assert!(read(&cmp).contains("value(s) beyond ±1e100 left out"));
 }
@@ -66,7 +66,7 @@ fn the_recorded_attack_class_drives_card_gallery_and_p_attack_even_when_it_is_fi
     spec.classes = vec!["spoof".into(), "live".into()];
     spec.attack = Some("spoof".into());
     let run = fixture::make_run(tmp.path(), &spec);
-    let html = read(&write_run_report(&run).unwrap());
+    let html = read(&write_run_report(&run).unwrap().page);
     let d = fixture::page_data(&html);
     assert_eq!(d["runs"][0]["attack"], "spoof");
     // P(attack) is P(spoof), the first output (0.3 in the fixture), not P(live).
@@ -82,8 +82,116 @@ fn the_recorded_attack_class_drives_card_gallery_and_p_attack_even_when_it_is_fi
     );
     assert!(!html.contains("live maps:"));
     let other = fixture::make_run(tmp.path(), &Spec::new("screen"));
-    let cmp = write_compare(&[run, other], &tmp.path().join("cmp")).unwrap();
+    let cmp = write_compare(&[run, other], &tmp.path().join("cmp"))
+        .unwrap()
+        .page;
     let d = fixture::page_data(&read(&cmp));
     assert_eq!(d["runs"][0]["attack"], "spoof");
     assert_eq!(d["runs"][1]["attack"], "screen");
+}
+
+/// The notes list of a page ("what is missing"), as text.
+fn notes(html: &str) -> &str {
+    let a = html.find("class=\"missing-list\"").expect("notes list");
+    &html[a..a + html[a..].find("</details>").expect("end of notes")]
+}
+
+#[test]
+fn a_map_strip_that_does_not_read_is_left_out_with_a_warning_and_the_page_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("junk"));
+    let other = fixture::make_run(tmp.path(), &Spec::new("other"));
+    let strip = run.join("epochs/0002/maps/gradcam-pred.png");
+    std::fs::write(&strip, b"junk").unwrap();
+    let w = write_run_report(&run).unwrap();
+    assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+    assert!(
+        w.warnings[0].starts_with(&format!("{}: map strip does not read", strip.display())),
+        "{}",
+        w.warnings[0]
+    );
+    let html = read(&w.page);
+    assert!(notes(&html).contains("epochs/0002/maps/gradcam-pred.png: map strip does not read"));
+    let d = fixture::page_data(&html);
+    assert!(d["runs"][0]["dumps"]["2"]["maps"]["gradcam/pred"].is_null());
+    assert!(d["runs"][0]["dumps"]["1"]["maps"]["gradcam/pred"].is_object());
+    // The GIFs are built from the strips that read.
+    assert_eq!(d["gifs"].as_object().unwrap().len(), 2, "{}", d["gifs"]);
+    // Compare lists it too.
+    let cmp = write_compare(&[run, other], &tmp.path().join("cmp")).unwrap();
+    assert_eq!(cmp.warnings.len(), 1);
+    assert!(notes(&read(&cmp.page)).contains("gradcam-pred.png: map strip does not read"));
+}
+
+#[test]
+fn a_strip_whose_pixels_do_not_decode_costs_its_gifs_not_the_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("torn"));
+    // The header (and so the size) reads; the image data is cut off.
+    let strip = run.join("epochs/0003/maps/gradcam-pred.png");
+    let bytes = std::fs::read(&strip).unwrap();
+    std::fs::write(&strip, &bytes[..bytes.len() / 2]).unwrap();
+    let w = write_run_report(&run).unwrap();
+    assert_eq!(w.warnings.len(), 2, "one per probe's GIF: {:?}", w.warnings);
+    for (i, line) in w.warnings.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("{}: ", strip.display())),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(&format!("0{i}-gradcam.gif left out")),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+    let html = read(&w.page);
+    assert!(notes(&html).contains("epochs/0003/maps/gradcam-pred.png: "));
+    assert!(notes(&html).contains("report/gifs/00-gradcam.gif left out"));
+    let d = fixture::page_data(&html);
+    assert!(d["gifs"].as_object().unwrap().is_empty(), "{}", d["gifs"]);
+}
+
+#[test]
+fn a_strip_of_the_wrong_size_is_listed_as_broken_not_stretched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("small"));
+    let other = fixture::make_run(tmp.path(), &Spec::new("other"));
+    // One 24x24 map where maps.json says two.
+    let strip = run.join("epochs/0001/maps/gradcam-true.png");
+    std::fs::write(&strip, fixture::gray_strip(24, 1, 1)).unwrap();
+    let cmp = write_compare(&[run.clone(), other], &tmp.path().join("cmp")).unwrap();
+    let want = "map strip is 24x24, maps.json says 2 map(s) of 24x24 (24x48)";
+    assert_eq!(cmp.warnings.len(), 1, "{:?}", cmp.warnings);
+    assert!(cmp.warnings[0].contains(want), "{}", cmp.warnings[0]);
+    let html = read(&cmp.page);
+    assert!(notes(&html).contains(&format!("epochs/0001/maps/gradcam-true.png: {want}")));
+    let d = fixture::page_data(&html);
+    assert!(d["runs"][0]["dumps"]["1"]["maps"]["gradcam/true"].is_null());
+    assert!(d["runs"][1]["dumps"]["1"]["maps"]["gradcam/true"].is_object());
+    let w = write_run_report(&run).unwrap();
+    assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+}
+
+#[test]
+fn a_probe_input_of_another_shape_is_named_not_blamed_on_the_strip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("tall"));
+    let input = run.join("probes/00.png");
+    std::fs::write(&input, fixture::png(1, 24, 0)).unwrap();
+    let w = write_run_report(&run).unwrap();
+    assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+    assert_eq!(
+        w.warnings[0],
+        format!(
+            "{}: probe input is 1x24, the maps over it are 24x24 (another shape); not shown",
+            input.display()
+        )
+    );
+    let html = read(&w.page);
+    assert!(notes(&html).contains("probes/00.png: probe input is 1x24"));
+    let d = fixture::page_data(&html);
+    assert!(d["runs"][0]["inputs"]["0"].is_null());
+    assert!(d["runs"][0]["inputs"]["1"].is_string());
+    // Probe 0's GIF falls back on its overlay tiles; probe 1's uses the strips.
+    assert_eq!(d["gifs"].as_object().unwrap().len(), 2, "{}", d["gifs"]);
 }
