@@ -78,7 +78,20 @@ pub fn write_run_page(run_dir: &Path) -> Result<Written> {
 /// [`write_run_page`]; `standalone` copies every image the page links under `report/files/`
 /// (GIFs already live in `report/`), so the report folder opens on any machine by itself.
 pub fn write_run_page_with(run_dir: &Path, standalone: bool) -> Result<Written> {
+    let mut warnings = Vec::new();
+    let page = write_run_page_into(run_dir, standalone, &mut warnings)?;
+    Ok(Written { page, warnings })
+}
+
+/// [`write_run_page_with`] for a caller that needs the warnings even when the page then
+/// fails (the training hook): they are pushed onto `warnings` as they arise.
+pub fn write_run_page_into(
+    run_dir: &Path,
+    standalone: bool,
+    warnings: &mut Vec<String>,
+) -> Result<PathBuf> {
     let run = load::load_run(run_dir)?;
+    warnings.extend(run.warnings.iter().cloned());
     let existing = |dir: PathBuf, ext: &str| -> Result<Vec<PathBuf>> {
         let mut v = Vec::new();
         match std::fs::read_dir(&dir) {
@@ -103,11 +116,7 @@ pub fn write_run_page_with(run_dir: &Path, standalone: bool) -> Result<Written> 
     };
     let plots = existing(run.dir.join("plots"), "png")?;
     let gifs = existing(run.dir.join("report").join("gifs"), "gif")?;
-    let page = html::write_run_page(&run, &plots, &gifs, standalone)?;
-    Ok(Written {
-        page,
-        warnings: run.warnings,
-    })
+    html::write_run_page(&run, &plots, &gifs, standalone)
 }
 
 /// Write `run_dir/report/index.html` (self-contained apart from relative links to the run's
@@ -121,15 +130,25 @@ pub fn write_run_report(run_dir: &Path) -> Result<Written> {
 
 /// [`write_run_report`], optionally as a standalone export (see [`write_run_page_with`]).
 pub fn write_run_report_with(run_dir: &Path, standalone: bool) -> Result<Written> {
+    let mut warnings = Vec::new();
+    let page = write_run_report_into(run_dir, standalone, &mut warnings)?;
+    Ok(Written { page, warnings })
+}
+
+/// [`write_run_report_with`] for a caller that needs the warnings even when the plots or the
+/// page then fail (the training hook): they are pushed onto `warnings` as they arise.
+pub fn write_run_report_into(
+    run_dir: &Path,
+    standalone: bool,
+    warnings: &mut Vec<String>,
+) -> Result<PathBuf> {
     let mut run = load::load_run(run_dir)?;
-    let plots = plots::write_curves_for(&run)?;
+    warnings.extend(run.warnings.iter().cloned());
     let gifs = gif::write_probe_gifs_for(&run);
+    warnings.extend(gifs.skipped.iter().cloned());
     run.warnings.extend(gifs.skipped);
-    let page = html::write_run_page(&run, &plots, &gifs.written, standalone)?;
-    Ok(Written {
-        page,
-        warnings: run.warnings,
-    })
+    let plots = plots::write_curves_for(&run)?;
+    html::write_run_page(&run, &plots, &gifs.written, standalone)
 }
 
 /// Write `out_dir/index.html` comparing `runs` side by side: probes matched by probe id, one
