@@ -266,6 +266,9 @@ pub struct RunSummary {
     /// Decision threshold on the attack score, fixed on val (its EER point, or
     /// `train.threshold-bpcer`) and applied to test.
     pub threshold: f64,
+    /// How `threshold` was fixed; `None` in runs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_source: Option<ThresholdSource>,
     pub val: Option<EpochMetrics>,
     pub test: Option<EpochMetrics>,
     /// Region stats of the best epoch's CAM dump (the last dump when that epoch has none),
@@ -285,6 +288,34 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shortcuts: BTreeMap<String, ShortcutStats>,
     pub wall_s: f64,
+}
+
+/// How a run's decision threshold ([`RunSummary::threshold`]) was fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum ThresholdSource {
+    /// Val's EER point (APCER = BPCER).
+    ValEer,
+    /// On val, the lowest APCER with BPCER at most `max_bpcer` (`train.threshold-bpcer`).
+    ValBpcer { max_bpcer: f64 },
+    /// 0.5: val could not fix one (no val split, or not both bona fide and attack images in
+    /// it).
+    Default,
+}
+
+impl ThresholdSource {
+    /// How the threshold was fixed, as a phrase ("fixed on val at its EER point").
+    pub fn describe(&self) -> String {
+        match self {
+            ThresholdSource::ValEer => "fixed on val at its EER point".into(),
+            ThresholdSource::ValBpcer { max_bpcer } => {
+                format!("fixed on val at BPCER <= {max_bpcer} (train.threshold-bpcer)")
+            }
+            ThresholdSource::Default => "not fixed on val (no val split, or not both bona \
+                 fide and attack images in it), so the default 0.5"
+                .into(),
+        }
+    }
 }
 
 /// An `f64` that may have been written as `null` (serde_json writes NaN and ±inf so).

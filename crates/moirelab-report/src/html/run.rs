@@ -118,12 +118,18 @@ pub(crate) fn write_run_page(
     );
     body.push_str("<h2>Final metrics</h2>");
     if let Some(s) = &run.summary {
+        // Runs from before the source was recorded get no claim about it.
+        let how = match &s.threshold_source {
+            Some(src) => format!("{}, applied to test", src.describe()),
+            None => "applied to test".into(),
+        };
         body.push_str(&format!(
-            "<p>best epoch {} by {} = {} · decision threshold on the attack score {} (fixed on val at its EER point, applied to test) · wall {} s</p>",
+            "<p>best epoch {} by {} = {} · decision threshold on the attack score {} ({}) · wall {} s</p>",
             s.best_epoch,
             esc(&s.best_metric),
             esc(&fmt_num(s.best_value)),
             esc(&fmt_num(s.threshold)),
+            esc(&how),
             esc(&fmt_num(s.wall_s))
         ));
     } else {

@@ -195,3 +195,40 @@ fn a_probe_input_of_another_shape_is_named_not_blamed_on_the_strip() {
     // Probe 0's GIF falls back on its overlay tiles; probe 1's uses the strips.
     assert_eq!(d["gifs"].as_object().unwrap().len(), 2, "{}", d["gifs"]);
 }
+
+#[test]
+fn the_threshold_caption_says_how_the_run_fixed_it_and_claims_nothing_for_old_runs() {
+    use moirelab_core::run::{RunSummary, ThresholdSource, SUMMARY_JSON};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("tau"));
+    let path = run.join(SUMMARY_JSON);
+    let base: RunSummary = moirelab_core::fsio::read_json(&path).unwrap();
+    let caption = |src: Option<ThresholdSource>| {
+        let s = RunSummary {
+            threshold_source: src,
+            ..base.clone()
+        };
+        moirelab_core::fsio::write_json_atomic(&path, &s).unwrap();
+        let html = read(&write_run_report(&run).unwrap().page);
+        let a = html.find("decision threshold on the attack score").unwrap();
+        html[a..a + html[a..].find("·").unwrap()].to_string()
+    };
+    let c = caption(Some(ThresholdSource::ValEer));
+    assert!(
+        c.contains("(fixed on val at its EER point, applied to test)"),
+        "{c}"
+    );
+    let c = caption(Some(ThresholdSource::ValBpcer { max_bpcer: 0.1 }));
+    assert!(
+        c.contains("(fixed on val at BPCER &lt;= 0.1 (train.threshold-bpcer), applied to test)"),
+        "{c}"
+    );
+    let c = caption(Some(ThresholdSource::Default));
+    assert!(
+        c.contains("not fixed on val") && c.contains("the default 0.5"),
+        "{c}"
+    );
+    assert!(!c.contains("EER"), "{c}");
+    let c = caption(None);
+    assert!(c.contains("0.5 (applied to test)"), "{c}");
+}

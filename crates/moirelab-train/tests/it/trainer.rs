@@ -1,7 +1,7 @@
 //! End-to-end trainer tests on a tiny generated data set.
 
 use moirelab_core::fsio;
-use moirelab_core::run::{MetricsLine, RunMeta, RunSummary};
+use moirelab_core::run::{MetricsLine, RunMeta, RunSummary, ThresholdSource};
 use moirelab_data::DataConfig;
 use moirelab_models::ModelConfig;
 use moirelab_train::{
@@ -131,6 +131,7 @@ fn two_tiny_epochs_write_the_whole_run_folder() {
     let s: RunSummary = fsio::read_json(&dir.join("summary.json")).unwrap();
     assert_eq!(s.epochs, 2);
     assert!(s.test.is_some() && s.threshold.is_finite());
+    assert_eq!(s.threshold_source, Some(ThresholdSource::ValEer));
     let meta: RunMeta = fsio::read_json(&dir.join("meta.json")).unwrap();
     assert_eq!(meta.status, "finished");
     let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
@@ -459,4 +460,21 @@ fn a_failing_end_of_run_hook_is_named_as_such_not_by_an_epoch() {
     // Its warnings still went out before the error.
     assert_eq!(seen.0.last().map(|w| w.1.as_str()), Some("y.gif: left out"));
     assert!(t.run_dir().join("summary.json").is_file());
+}
+
+#[test]
+fn summary_records_a_bpcer_threshold_as_such() {
+    let _rng = torch_rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut s = setup(1);
+    s.train.threshold_bpcer = Some(0.2);
+    let mut t = Trainer::create(s, "", runs.path(), "bpcer", RunMeta::default()).unwrap();
+    t.run(&mut Quiet, &mut [], &AtomicBool::new(false)).unwrap();
+    let s: RunSummary = fsio::read_json(&t.run_dir().join("summary.json")).unwrap();
+    assert_eq!(
+        s.threshold_source,
+        Some(ThresholdSource::ValBpcer { max_bpcer: 0.2 })
+    );
+    let val_tau = s.val.and_then(|v| v.pad).map(|p| p.threshold);
+    assert_eq!(val_tau, Some(s.threshold));
 }
