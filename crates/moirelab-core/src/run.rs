@@ -290,6 +290,52 @@ pub struct RunSummary {
     pub wall_s: f64,
 }
 
+/// Metrics `train.monitor` may name, with whether higher is better.
+pub const MONITORS: &[(&str, bool)] = &[
+    ("val.loss", false),
+    ("val.accuracy", true),
+    ("val.balanced-accuracy", true),
+    ("val.eer", false),
+    ("val.auc", true),
+    ("val.worst-group-accuracy", true),
+];
+
+/// The value `monitor` reads from an epoch's line (val's, or train's for a run without a val
+/// split); `None` when the line lacks it, it is not finite or the monitor is unknown.
+pub fn monitor_value(monitor: &str, m: &EpochMetrics) -> Option<f64> {
+    match monitor {
+        "val.loss" => Some(m.loss),
+        "val.accuracy" => Some(m.accuracy),
+        "val.balanced-accuracy" => Some(m.balanced_accuracy),
+        "val.eer" => m.pad.as_ref().map(|p| p.eer),
+        "val.auc" => m.pad.as_ref().map(|p| p.auc),
+        "val.worst-group-accuracy" => m.worst_group_accuracy,
+        _ => None,
+    }
+    .filter(|v| v.is_finite())
+}
+
+/// Whether an epoch whose monitor value is `v` becomes the best one, the best so far being
+/// `best`: a strictly better value does (ties keep the earlier epoch), the first defined one
+/// does, and while none is defined every epoch does.
+pub fn monitor_improves(monitor: &str, v: Option<f64>, best: Option<f64>) -> bool {
+    let higher = MONITORS
+        .iter()
+        .find(|(m, _)| *m == monitor)
+        .is_none_or(|(_, h)| *h);
+    match (v, best) {
+        (Some(v), Some(b)) => {
+            if higher {
+                v > b
+            } else {
+                v < b
+            }
+        }
+        (Some(_), None) => true,
+        (None, _) => best.is_none(),
+    }
+}
+
 /// How a run's decision threshold ([`RunSummary::threshold`]) was fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "kebab-case")]

@@ -69,6 +69,14 @@ impl RunData {
         self.missing.iter().cloned().chain(warnings).collect()
     }
 
+    /// `train.monitor` of the run's config (the trainer's default when it names none).
+    pub fn monitor(&self) -> String {
+        self.config
+            .as_ref()
+            .and_then(|c| c.get("train")?.get("monitor")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| "val.balanced-accuracy".into())
+    }
+
     /// Epoch-kind metric lines.
     pub fn epoch_metrics(&self) -> impl Iterator<Item = &EpochMetrics> {
         self.metrics.iter().filter_map(|m| match m {

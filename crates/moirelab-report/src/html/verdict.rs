@@ -4,7 +4,9 @@
 
 use crate::load::RunData;
 use crate::util::{esc, fmt_num};
-use moirelab_core::run::{CamMetrics, CamTarget, EpochMetrics, RegionStats};
+use moirelab_core::run::{
+    monitor_improves, monitor_value, CamMetrics, CamTarget, EpochMetrics, RegionStats,
+};
 use std::collections::BTreeMap;
 
 /// Regions the card and the charts lead with, in this order.
@@ -24,19 +26,35 @@ pub(crate) fn attack_class(run: &RunData) -> Option<String> {
     classes.last().cloned()
 }
 
-/// Epoch of the best checkpoint: `summary.json`, else the best val balanced accuracy.
+/// Epoch of the best checkpoint: `summary.json`'s, else the one the run's `train.monitor`
+/// picks from the epoch lines by the trainer's rule (val's line, train's without a val split).
 pub(crate) fn best_epoch(run: &RunData) -> Option<u32> {
     if let Some(s) = &run.summary {
         return Some(s.best_epoch);
     }
-    run.epoch_metrics()
-        .filter(|e| e.split == "val")
-        .max_by(|a, b| {
-            a.balanced_accuracy
-                .total_cmp(&b.balanced_accuracy)
-                .then(b.epoch.cmp(&a.epoch))
-        })
-        .map(|e| e.epoch)
+    let monitor = run.monitor();
+    let mut by_epoch: BTreeMap<u32, (Option<&EpochMetrics>, Option<&EpochMetrics>)> =
+        BTreeMap::new();
+    for e in run.epoch_metrics() {
+        let slot = by_epoch.entry(e.epoch).or_default();
+        match e.split.as_str() {
+            "train" => slot.0 = Some(e),
+            "val" => slot.1 = Some(e),
+            _ => {}
+        }
+    }
+    let (mut best, mut best_value) = (None, None);
+    for (epoch, (train, val)) in by_epoch {
+        let Some(m) = val.or(train) else {
+            continue;
+        };
+        let v = monitor_value(&monitor, m);
+        if monitor_improves(&monitor, v, best_value) {
+            best_value = v.or(best_value);
+            best = Some(epoch);
+        }
+    }
+    best
 }
 
 /// Last epoch with metrics or a dump.

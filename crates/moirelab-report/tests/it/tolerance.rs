@@ -232,3 +232,26 @@ fn the_threshold_caption_says_how_the_run_fixed_it_and_claims_nothing_for_old_ru
     let c = caption(None);
     assert!(c.contains("0.5 (applied to test)"), "{c}");
 }
+
+#[test]
+fn without_summary_the_best_epoch_follows_the_runs_monitor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = Spec::new("monitor");
+    spec.summary = false;
+    let run = fixture::make_run(tmp.path(), &spec);
+    // Val balanced accuracy is highest at epoch 3; make val loss lowest at epoch 1.
+    edit_epoch_lines(&run, |e| {
+        if e.split == "val" {
+            e.loss = f64::from(e.epoch);
+        }
+    });
+    let best = |run: &Path| {
+        let d = fixture::page_data(&read(&write_run_report(run).unwrap().page));
+        d["runs"][0]["best"].clone()
+    };
+    assert_eq!(best(&run), 3, "default monitor: val balanced accuracy");
+    let cfg = run.join("config.toml");
+    let text = read(&cfg).replace("[train]\n", "[train]\nmonitor = \"val.loss\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    assert_eq!(best(&run), 1, "train.monitor = val.loss");
+}
