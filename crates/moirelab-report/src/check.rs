@@ -2,10 +2,12 @@
 //! against the sizes `maps.json` records (from their PNG headers only, so a page refresh stays
 //! cheap): an image that does not read, or whose size does not fit, becomes one warning naming
 //! the file ([`RunData::warnings`]) and is dropped from the [`RunData`], so the pages say
-//! "not available" instead of showing a broken or stretched picture.
+//! "not available" instead of showing a broken or stretched picture. `metrics.jsonl` keeps the
+//! last of duplicate lines, in epoch order.
 
 use crate::load::RunData;
-use moirelab_core::run::MapsFile;
+use moirelab_core::run::{MapsFile, MetricsLine};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Width and height from a PNG's header.
@@ -76,9 +78,141 @@ fn strip_problem(mf: &MapsFile, key: &str, path: &Path) -> Option<String> {
     })
 }
 
+/// What identifies a line of `metrics.jsonl`: its epoch and split, or its epoch, method,
+/// layer and target. A series is all lines of one key but the epoch.
+fn line_key(l: &MetricsLine) -> (u32, String) {
+    match l {
+        MetricsLine::Epoch(e) => (e.epoch, e.split.clone()),
+        MetricsLine::Cam(c) => (
+            c.epoch,
+            format!("cam {} {} {}", c.method, c.layer, c.target.as_str()),
+        ),
+    }
+}
+
+/// `metrics.jsonl`'s lines with one line per key (the last one written: a run resumed after a
+/// crash between writing an epoch's lines and committing its checkpoint repeats that epoch),
+/// in epoch order (stable), and a warning naming `path` for duplicates and for a series
+/// whose epochs go backwards. The final test line, which carries the best epoch after later
+/// epochs of the other splits, is in order.
+pub(crate) fn tidy_metrics(
+    path: &Path,
+    lines: Vec<MetricsLine>,
+) -> (Vec<MetricsLine>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let keys: Vec<(u32, String)> = lines.iter().map(line_key).collect();
+    let mut last: BTreeMap<&(u32, String), usize> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        last.insert(k, i);
+    }
+    let mut dups: Vec<String> = Vec::new();
+    let mut newest: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut backwards: Option<String> = None;
+    for (i, k) in keys.iter().enumerate() {
+        if last.get(k) != Some(&i) {
+            dups.push(format!("epoch {} {}", k.0, k.1));
+        }
+        let seen = newest.entry(k.1.as_str()).or_insert(k.0);
+        if k.0 < *seen && backwards.is_none() {
+            backwards = Some(format!("epoch {} {} after epoch {seen}", k.0, k.1));
+        }
+        *seen = (*seen).max(k.0);
+    }
+    if !dups.is_empty() {
+        let more = match dups.len() {
+            n if n > 3 => format!(" and {} more", n - 3),
+            _ => String::new(),
+        };
+        dups.truncate(3);
+        warnings.push(format!(
+            "{}: duplicate lines ({}{more}): the last of each is used",
+            path.display(),
+            dups.join(", ")
+        ));
+    }
+    if let Some(b) = backwards {
+        warnings.push(format!(
+            "{}: lines out of epoch order ({b}): read in epoch order",
+            path.display()
+        ));
+    }
+    let mut kept: Vec<MetricsLine> = lines
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| last.get(&keys[*i]) == Some(i))
+        .map(|(_, l)| l)
+        .collect();
+    kept.sort_by_key(|l| line_key(l).0);
+    (kept, warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use moirelab_core::run::EpochMetrics;
+
+    fn ep(epoch: u32, split: &str, loss: f64) -> MetricsLine {
+        MetricsLine::Epoch(EpochMetrics {
+            epoch,
+            split: split.into(),
+            loss,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn duplicate_lines_keep_the_last_and_lines_are_sorted_by_epoch_with_warnings() {
+        let p = Path::new("/r/metrics.jsonl");
+        let lines = vec![
+            ep(1, "train", 1.0),
+            ep(1, "val", 1.0),
+            ep(2, "train", 2.0),
+            ep(1, "train", 9.0),
+            ep(1, "val", 9.0),
+            ep(2, "val", 2.0),
+        ];
+        let (kept, w) = tidy_metrics(p, lines);
+        let got: Vec<(u32, String, f64)> = kept
+            .iter()
+            .map(|l| match l {
+                MetricsLine::Epoch(e) => (e.epoch, e.split.clone(), e.loss),
+                MetricsLine::Cam(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "train".into(), 9.0),
+                (1, "val".into(), 9.0),
+                (2, "train".into(), 2.0),
+                (2, "val".into(), 2.0)
+            ]
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(
+            w[0],
+            "/r/metrics.jsonl: duplicate lines (epoch 1 train, epoch 1 val): the last of each is used"
+        );
+        assert!(
+            w[1].contains("out of epoch order (epoch 1 train after epoch 2)"),
+            "{}",
+            w[1]
+        );
+    }
+
+    #[test]
+    fn a_run_as_the_trainer_writes_it_is_in_order_with_its_final_test_line() {
+        let lines = vec![
+            ep(1, "train", 1.0),
+            ep(1, "val", 1.0),
+            ep(2, "train", 1.0),
+            ep(2, "val", 1.0),
+            ep(1, "test", 1.0),
+        ];
+        let (kept, w) = tidy_metrics(Path::new("m"), lines);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(kept.len(), 5);
+    }
 
     #[test]
     fn shapes_match_at_any_scale_and_to_within_a_pixel() {

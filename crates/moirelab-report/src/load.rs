@@ -270,7 +270,10 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     let metrics_path = dir.join(METRICS_JSONL);
     if metrics_path.is_file() {
         found_any = true;
-        run.metrics = read_jsonl(&metrics_path)?;
+        let (lines, warnings) =
+            crate::check::tidy_metrics(&metrics_path, read_jsonl(&metrics_path)?);
+        run.metrics = lines;
+        run.warnings.extend(warnings);
         if run.metrics.is_empty() {
             run.missing
                 .push(format!("{METRICS_JSONL} is empty (no epoch finished yet)"));

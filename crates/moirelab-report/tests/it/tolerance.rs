@@ -255,3 +255,28 @@ fn without_summary_the_best_epoch_follows_the_runs_monitor() {
     std::fs::write(&cfg, text).unwrap();
     assert_eq!(best(&run), 1, "train.monitor = val.loss");
 }
+
+#[test]
+fn duplicate_and_out_of_order_metrics_lines_keep_the_last_in_epoch_order_with_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("dups"));
+    let path = run.join(METRICS_JSONL);
+    let mut again = fixture::epoch_metrics(&Spec::new("dups"), 2, "val");
+    again.accuracy = 0.123;
+    moirelab_core::fsio::append_jsonl(&path, &MetricsLine::Epoch(again)).unwrap();
+    let w = write_run_report(&run).unwrap();
+    let p = path.display().to_string();
+    assert_eq!(
+        w.warnings,
+        [
+            format!("{p}: duplicate lines (epoch 2 val): the last of each is used"),
+            format!(
+                "{p}: lines out of epoch order (epoch 2 val after epoch 3): read in epoch order"
+            ),
+        ]
+    );
+    let html = read(&w.page);
+    let d = fixture::page_data(&html);
+    assert_eq!(d["metrics"]["2"]["val"]["accuracy"], 0.123);
+    assert!(notes(&html).contains("metrics.jsonl: duplicate lines (epoch 2 val)"));
+}
