@@ -295,6 +295,12 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
                     msg: format!("extra: {e}"),
                 })?;
         }
+    } else if run.meta.as_ref().is_some_and(|m| m.status == "finished") {
+        run.warnings.push(format!(
+            "{}: missing, although meta.json says the run finished: final metrics come from \
+             the last epoch lines",
+            summary_path.display()
+        ));
     } else {
         let why = match run.meta.as_ref().map(|m| m.status.as_str()) {
             Some("running") => "run still training",

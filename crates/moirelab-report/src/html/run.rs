@@ -132,6 +132,11 @@ pub(crate) fn write_run_page(
             esc(&how),
             esc(&fmt_num(s.wall_s))
         ));
+    } else if m.is_some_and(|m| m.status == "finished") {
+        body.push_str(
+            "<p class=\"note\">summary.json is missing, although meta.json says the run \
+             finished: showing the last epoch of each split.</p>",
+        );
     } else {
         body.push_str(
             "<p class=\"note\">No summary.json yet: showing the last epoch of each split.</p>",

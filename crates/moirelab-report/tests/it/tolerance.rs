@@ -234,6 +234,26 @@ fn the_threshold_caption_says_how_the_run_fixed_it_and_claims_nothing_for_old_ru
 }
 
 #[test]
+fn a_finished_run_without_summary_says_the_summary_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("nosummary"));
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let w = write_run_report(&run).unwrap();
+    assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+    assert!(
+        w.warnings[0].ends_with("summary.json: missing, although meta.json says the run finished: final metrics come from the last epoch lines"),
+        "{}",
+        w.warnings[0]
+    );
+    let html = read(&w.page);
+    assert!(
+        !html.contains("still training"),
+        "a finished run is not training"
+    );
+    assert!(html.contains("summary.json is missing, although meta.json says the run finished"));
+}
+
+#[test]
 fn without_summary_the_best_epoch_follows_the_runs_monitor() {
     let tmp = tempfile::tempdir().unwrap();
     let mut spec = Spec::new("monitor");
