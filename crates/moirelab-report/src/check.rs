@@ -3,10 +3,11 @@
 //! cheap): an image that does not read, or whose size does not fit, becomes one warning naming
 //! the file ([`RunData::warnings`]) and is dropped from the [`RunData`], so the pages say
 //! "not available" instead of showing a broken or stretched picture. `metrics.jsonl` keeps the
-//! last of duplicate lines, in epoch order.
+//! last of duplicate lines, in epoch order; a `summary.json` whose best epoch the run does not
+//! have is said to be inconsistent.
 
 use crate::load::RunData;
-use moirelab_core::run::{MapsFile, MetricsLine};
+use moirelab_core::run::{MapsFile, MetricsLine, SUMMARY_JSON};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -144,6 +145,39 @@ pub(crate) fn tidy_metrics(
         .collect();
     kept.sort_by_key(|l| line_key(l).0);
     (kept, warnings)
+}
+
+/// Epochs the run has lines or a dump of.
+pub(crate) fn known_epochs(run: &RunData) -> std::collections::BTreeSet<u32> {
+    let mut set: std::collections::BTreeSet<u32> = run.epochs.iter().map(|e| e.epoch).collect();
+    set.extend(run.epoch_metrics().map(|e| e.epoch));
+    set
+}
+
+/// Whether `summary.json`'s best epoch is one the run has (nothing contradicts it when the
+/// run has none at all).
+pub(crate) fn summary_best_is_known(run: &RunData) -> bool {
+    let known = known_epochs(run);
+    run.summary
+        .as_ref()
+        .is_none_or(|s| known.is_empty() || known.contains(&s.best_epoch))
+}
+
+/// A warning for a `summary.json` whose best epoch is not one of the run's.
+pub(crate) fn check_summary(run: &mut RunData) {
+    if summary_best_is_known(run) {
+        return;
+    }
+    let known = known_epochs(run);
+    let (Some(s), Some(first), Some(last)) = (&run.summary, known.first(), known.last()) else {
+        return;
+    };
+    run.warnings.push(format!(
+        "{}: best_epoch {} is not an epoch of this run (it has epochs {first}–{last}): \
+         inconsistent, no best epoch is marked",
+        run.dir.join(SUMMARY_JSON).display(),
+        s.best_epoch
+    ));
 }
 
 #[cfg(test)]

@@ -355,6 +355,7 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
         .unwrap_or_else(|| file_name(&dir));
     describe_missing_images(&mut run);
     crate::check::check_images(&mut run);
+    crate::check::check_summary(&mut run);
     Ok(run)
 }
 

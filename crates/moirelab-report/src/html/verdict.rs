@@ -26,11 +26,12 @@ pub(crate) fn attack_class(run: &RunData) -> Option<String> {
     classes.last().cloned()
 }
 
-/// Epoch of the best checkpoint: `summary.json`'s, else the one the run's `train.monitor`
-/// picks from the epoch lines by the trainer's rule (val's line, train's without a val split).
+/// Epoch of the best checkpoint: `summary.json`'s (`None` when it names an epoch the run does
+/// not have: inconsistent, and said so), else the one the run's `train.monitor` picks from the
+/// epoch lines by the trainer's rule (val's line, train's without a val split).
 pub(crate) fn best_epoch(run: &RunData) -> Option<u32> {
     if let Some(s) = &run.summary {
-        return Some(s.best_epoch);
+        return crate::check::summary_best_is_known(run).then_some(s.best_epoch);
     }
     let monitor = run.monitor();
     let mut by_epoch: BTreeMap<u32, (Option<&EpochMetrics>, Option<&EpochMetrics>)> =
@@ -111,6 +112,8 @@ pub(crate) struct CardRow {
     pub conflicting: Option<f64>,
     /// (data set, accuracy)
     pub extra: Vec<(String, f64)>,
+    /// Instead of numbers: why the row has none (a best epoch the run does not have).
+    pub note: Option<String>,
 }
 
 fn row_at(run: &RunData, which: &'static str, epoch: u32) -> CardRow {
@@ -154,6 +157,7 @@ fn row_at(run: &RunData, which: &'static str, epoch: u32) -> CardRow {
         aligned: acc.and_then(|e| e.aligned_accuracy),
         conflicting: acc.and_then(|e| e.conflicting_accuracy),
         extra: extra.into_iter().collect(),
+        note: None,
     }
 }
 
@@ -164,6 +168,16 @@ pub(crate) fn card_rows(run: &RunData) -> Vec<CardRow> {
     let last = last_epoch(run);
     if let Some(b) = best {
         rows.push(row_at(run, "best", b));
+    } else if let Some(s) = &run.summary {
+        rows.push(CardRow {
+            which: "best",
+            epoch: s.best_epoch,
+            note: Some(format!(
+                "inconsistent: summary.json names epoch {}, which this run does not have",
+                s.best_epoch
+            )),
+            ..Default::default()
+        });
     }
     if let Some(l) = last.filter(|l| Some(*l) != best) {
         rows.push(row_at(run, "last", l));
@@ -263,6 +277,23 @@ pub(crate) fn card_html(runs: &[RunData]) -> String {
             continue;
         }
         for (i, row) in rows.iter().enumerate() {
+            if let Some(note) = &row.note {
+                s.push_str("<tr>");
+                if i == 0 {
+                    s.push_str(&format!(
+                        "<th scope=\"row\" rowspan=\"{}\" class=\"run-name\">{}</th>",
+                        rows.len(),
+                        esc(&r.name)
+                    ));
+                }
+                s.push_str(&format!(
+                    "<td class=\"which\">{} ?</td><td colspan=\"{}\" class=\"na\">{}</td></tr>",
+                    row.which,
+                    7 + extra_names.len(),
+                    esc(note)
+                ));
+                continue;
+            }
             let (suspect, text) = reading(row, &attack);
             let cls = match suspect {
                 Some(true) => "suspect",

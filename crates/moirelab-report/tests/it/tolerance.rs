@@ -234,6 +234,37 @@ fn the_threshold_caption_says_how_the_run_fixed_it_and_claims_nothing_for_old_ru
 }
 
 #[test]
+fn a_best_epoch_the_run_does_not_have_is_flagged_as_inconsistent() {
+    use moirelab_core::run::{RunSummary, SUMMARY_JSON};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = fixture::make_run(tmp.path(), &Spec::new("badbest"));
+    let path = run.join(SUMMARY_JSON);
+    let mut s: RunSummary = moirelab_core::fsio::read_json(&path).unwrap();
+    s.best_epoch = 4_000_000_000;
+    moirelab_core::fsio::write_json_atomic(&path, &s).unwrap();
+    let w = write_run_report(&run).unwrap();
+    assert_eq!(
+        w.warnings,
+        [format!(
+            "{}: best_epoch 4000000000 is not an epoch of this run (it has epochs 1–3): \
+             inconsistent, no best epoch is marked",
+            path.display()
+        )]
+    );
+    let html = read(&w.page);
+    assert!(html.contains(
+        "inconsistent: summary.json names epoch 4000000000, which this run does not have"
+    ));
+    assert!(
+        !html.contains("best 4000000000"),
+        "no row reads as if it existed"
+    );
+    let d = fixture::page_data(&html);
+    assert!(d["runs"][0]["best"].is_null());
+    assert_eq!(d["runs"][0]["last"], 3);
+}
+
+#[test]
 fn a_finished_run_without_summary_says_the_summary_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let run = fixture::make_run(tmp.path(), &Spec::new("nosummary"));
