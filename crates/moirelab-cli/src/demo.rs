@@ -13,8 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The generator's attack class (presentation attack = screen recording).
+/// The generator's attack class (presentation attack = screen recording), for runs whose
+/// `meta.json` predates recording it.
 const ATTACK_CLASS: &str = "screen";
+
+/// The attack class a run recorded in its `meta.json` (the class whose probability it scored),
+/// else the generator's.
+pub fn run_attack_class(run: &Path) -> String {
+    fsio::read_json::<runfmt::RunMeta>(&run.join(runfmt::META_JSON))
+        .ok()
+        .and_then(|m| m.attack_class)
+        .unwrap_or_else(|| ATTACK_CLASS.to_string())
+}
 
 /// One planted shortcut the demo tells a story about: the group attribute that carries it
 /// and the mask region in which a model that uses it looks.
@@ -57,10 +67,13 @@ pub struct Verdict {
 type Regions = BTreeMap<String, runfmt::RegionStats>;
 
 /// Region stats of the predicted-class Grad-CAM maps (method `gradcam` preferred) of the
-/// probes the model calls screen recordings, from `summary.json`'s attention (the best
-/// epoch's dump, keyed `method/pred/class`); all probes' maps when the run predates the
+/// probes the model calls `attack` (screen recordings), from `summary.json`'s attention (the
+/// best epoch's dump, keyed `method/pred/class`); all probes' maps when the run predates the
 /// per-class split.
-fn attack_regions(attention: &BTreeMap<String, Regions>) -> Option<&Regions> {
+fn attack_regions<'a>(
+    attention: &'a BTreeMap<String, Regions>,
+    attack: &str,
+) -> Option<&'a Regions> {
     let methods = std::iter::once("gradcam").chain(
         attention
             .keys()
@@ -69,7 +82,7 @@ fn attack_regions(attention: &BTreeMap<String, Regions>) -> Option<&Regions> {
     );
     methods
         .clone()
-        .find_map(|m| attention.get(&format!("{m}/pred/{ATTACK_CLASS}")))
+        .find_map(|m| attention.get(&format!("{m}/pred/{attack}")))
         .or_else(|| {
             methods
                 .clone()
@@ -84,11 +97,12 @@ pub fn verdict(run: &Path, story: Story) -> Result<Verdict> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(verdict_of(&summary, name, story))
+    Ok(verdict_of(&summary, &run_attack_class(run), name, story))
 }
 
-/// [`verdict`] of an already loaded `summary.json` (one read serves several stories).
-pub fn verdict_of(summary: &RunSummary, name: String, story: Story) -> Verdict {
+/// [`verdict`] of an already loaded `summary.json` (one read serves several stories) of a run
+/// whose attack class is `attack` ([`run_attack_class`]).
+pub fn verdict_of(summary: &RunSummary, attack: &str, name: String, story: Story) -> Verdict {
     let mut v = Verdict {
         name,
         ..Default::default()
@@ -117,7 +131,7 @@ pub fn verdict_of(summary: &RunSummary, name: String, story: Story) -> Verdict {
     // lies. Bona-fide ("direct") maps explain an absence of artifacts and light up the card's
     // sharpest, most saturated edges (the flag) whatever the model learnt, so they would blur
     // the comparison; the gallery shows both.
-    if let Some(regions) = attack_regions(&summary.attention) {
+    if let Some(regions) = attack_regions(&summary.attention, attack) {
         if let Some(r) = regions.get(story.region) {
             v.mass = Some(r.mass);
             v.lift = Some(r.lift);
@@ -265,7 +279,9 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     // The compare page aligns the runs probe by probe: the three data sets share their test
     // split's cards, so each row shows one image as each model sees it.
     let compare_dir = a.out.join("demo-compare");
-    let page = moirelab_report::write_compare(&runs, &compare_dir)?;
+    let written = moirelab_report::write_compare(&runs, &compare_dir)?;
+    crate::commands::print_warnings(&written.warnings);
+    let page = written.page;
     println!("== the flag story");
     println!(
         "{}",
@@ -313,13 +329,15 @@ mod tests {
         let table = |lift: f64| -> Regions { [("flag".to_string(), stats(lift))].into() };
         let mut att: BTreeMap<String, Regions> = BTreeMap::new();
         att.insert("gradcam/pred".into(), table(9.0));
-        assert_eq!(attack_regions(&att).unwrap()["flag"].lift, 9.0);
+        assert_eq!(attack_regions(&att, "screen").unwrap()["flag"].lift, 9.0);
         att.insert("gradcam/pred/screen".into(), table(0.2));
         att.insert("gradcam/pred/direct".into(), table(15.0));
-        assert_eq!(attack_regions(&att).unwrap()["flag"].lift, 0.2);
+        assert_eq!(attack_regions(&att, "screen").unwrap()["flag"].lift, 0.2);
+        // A run whose attack class is another one reads that class's maps.
+        assert_eq!(attack_regions(&att, "direct").unwrap()["flag"].lift, 15.0);
         // Another method when the run did not compute Grad-CAM.
         let other: BTreeMap<String, Regions> = [("hirescam/pred".to_string(), table(3.0))].into();
-        assert_eq!(attack_regions(&other).unwrap()["flag"].lift, 3.0);
+        assert_eq!(attack_regions(&other, "screen").unwrap()["flag"].lift, 3.0);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use moirelab_data::Dataset;
 use moirelab_gradcam::{Dumper, GradcamConfig, ProbeInput};
 use moirelab_models::CamNet;
 use moirelab_train::{EpochContext, EpochHook, HookError};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The split probes come from: test (what the story is about), else val, else train.
@@ -111,10 +112,22 @@ impl EpochHook for GradcamHook {
     }
 }
 
-/// TensorBoard events, plots and the HTML gallery, refreshed after each epoch.
+/// TensorBoard events, plots and the HTML gallery, refreshed after each epoch. Nothing it
+/// writes matters to the training: a page, plot, GIF or event file it cannot write is a
+/// warning ([`EpochHook::take_warnings`], each said once per run), never an error that would
+/// stop the run or mark a finished one failed.
 pub struct ReportHook {
     cfg: ReportConfig,
     tb: Option<moirelab_report::tb::EventWriter>,
+    /// Not yet taken by the trainer.
+    warnings: Vec<String>,
+    /// Every warning given this run (a page that cannot be written fails every epoch alike).
+    said: BTreeSet<String>,
+}
+
+/// An error as one line.
+fn line(e: impl std::fmt::Display) -> String {
+    e.to_string().replace('\n', " ")
 }
 
 impl ReportHook {
@@ -127,18 +140,50 @@ impl ReportHook {
         Ok(ReportHook {
             cfg: cfg.clone(),
             tb,
+            warnings: Vec::new(),
+            said: BTreeSet::new(),
         })
     }
 
-    /// Per epoch: curves and the page only (cheap); at the end: everything, GIFs included.
-    fn refresh(&self, run_dir: &Path, end: bool) -> Result<(), HookError> {
-        if end {
-            moirelab_report::write_run_report(run_dir)?;
-        } else {
-            moirelab_report::plots::write_curves(run_dir)?;
-            moirelab_report::write_run_page(run_dir)?;
+    fn warn(&mut self, text: String) {
+        if self.said.insert(text.clone()) {
+            self.warnings.push(text);
         }
-        Ok(())
+    }
+
+    /// Per epoch: curves and the page only (cheap); at the end: everything, GIFs included.
+    fn refresh(&mut self, run_dir: &Path, end: bool) {
+        let mut warnings = Vec::new();
+        let written = if end {
+            moirelab_report::write_run_report_into(run_dir, false, &mut warnings)
+        } else {
+            if let Err(e) = moirelab_report::plots::write_curves(run_dir) {
+                warnings.push(format!("plots: {}", line(e)));
+            }
+            moirelab_report::write_run_page_into(run_dir, false, &mut warnings)
+        };
+        if let Err(e) = written {
+            warnings.push(format!("report page not written: {}", line(e)));
+        }
+        warnings.into_iter().for_each(|w| self.warn(w));
+    }
+
+    /// Log `lines` and, after an epoch, its images to TensorBoard.
+    fn log_tb(
+        &mut self,
+        lines: &[MetricsLine],
+        images: Option<(&Path, u32)>,
+    ) -> Result<(), moirelab_report::ReportError> {
+        let Some(tb) = self.tb.as_mut() else {
+            return Ok(());
+        };
+        for line in lines {
+            moirelab_report::tb::log_metrics_line(tb, line)?;
+        }
+        if let Some((run_dir, epoch)) = images {
+            moirelab_report::tb::log_epoch_images(tb, run_dir, epoch)?;
+        }
+        tb.flush()
     }
 }
 
@@ -148,32 +193,79 @@ impl EpochHook for ReportHook {
     }
 
     fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
-        if let Some(tb) = self.tb.as_mut() {
-            for line in ctx.metrics {
-                moirelab_report::tb::log_metrics_line(tb, line)?;
-            }
-            moirelab_report::tb::log_epoch_images(tb, ctx.run_dir, ctx.epoch)?;
-            tb.flush()?;
+        if let Err(e) = self.log_tb(ctx.metrics, Some((ctx.run_dir, ctx.epoch))) {
+            self.warn(format!("TensorBoard: {}", line(e)));
         }
         if self.cfg.every_epoch {
-            self.refresh(ctx.run_dir, false)?;
+            self.refresh(ctx.run_dir, false);
         }
         Ok(Vec::new())
     }
 
     fn on_run_end(&mut self, run_dir: &Path) -> Result<(), HookError> {
-        if let (Some(tb), Ok(lines)) = (
-            self.tb.as_mut(),
-            moirelab_core::fsio::read_jsonl::<MetricsLine>(&run_dir.join(runfmt::METRICS_JSONL)),
-        ) {
-            for line in lines
-                .iter()
-                .filter(|l| matches!(l, MetricsLine::Epoch(m) if m.split == "test"))
-            {
-                moirelab_report::tb::log_metrics_line(tb, line)?;
+        if self.tb.is_some() {
+            let path = run_dir.join(runfmt::METRICS_JSONL);
+            if let Ok(lines) = moirelab_core::fsio::read_jsonl::<MetricsLine>(&path) {
+                let test: Vec<MetricsLine> = lines
+                    .into_iter()
+                    .filter(|l| matches!(l, MetricsLine::Epoch(m) if m.split == "test"))
+                    .collect();
+                if let Err(e) = self.log_tb(&test, None) {
+                    self.warn(format!("TensorBoard: {}", line(e)));
+                }
             }
-            tb.flush()?;
         }
-        self.refresh(run_dir, true)
+        self.refresh(run_dir, true);
+        Ok(())
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moirelab_core::run::EpochMetrics;
+
+    /// A run folder the report cannot finish: one epoch line, and `report/index.html` a folder.
+    fn run_whose_page_cannot_be_written() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let line = MetricsLine::Epoch(EpochMetrics {
+            epoch: 1,
+            split: "train".into(),
+            loss: 0.5,
+            ..Default::default()
+        });
+        let metrics = dir.path().join(runfmt::METRICS_JSONL);
+        moirelab_core::fsio::append_jsonl(&metrics, &line).unwrap();
+        std::fs::create_dir_all(dir.path().join("report/index.html/x")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_report_that_cannot_be_written_is_a_warning_said_once_not_an_error() {
+        let dir = run_whose_page_cannot_be_written();
+        let cfg = ReportConfig {
+            every_epoch: true,
+            tensorboard: false,
+        };
+        let mut hook = ReportHook::new(&cfg, dir.path()).unwrap();
+        assert!(hook.on_run_end(dir.path()).is_ok());
+        let w = hook.take_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        let page = dir.path().join("report").join("index.html");
+        assert!(
+            w[0].starts_with("report page not written: ")
+                && w[0].contains(&*page.to_string_lossy()),
+            "{}",
+            w[0]
+        );
+        assert!(!w[0].contains('\n'));
+        // The same failure again is not said again; the plots were still written.
+        assert!(hook.on_run_end(dir.path()).is_ok());
+        assert!(hook.take_warnings().is_empty());
+        assert!(dir.path().join("plots/loss.png").is_file());
     }
 }

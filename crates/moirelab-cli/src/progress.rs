@@ -111,6 +111,9 @@ impl Reporter for CliReporter {
                         }
                     }
                 }
+                Event::Warning { hook, text } => {
+                    let _ = multi.println(format!("warning: {hook}: {text}"));
+                }
                 Event::Hook { .. } | Event::Message(_) => {
                     if let Some(line) = ev.plain_line(0) {
                         let _ = multi.println(line);

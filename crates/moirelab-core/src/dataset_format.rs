@@ -22,6 +22,10 @@ pub const MAX_REGIONS: usize = 16;
 /// and where PWM bands do. A recapture with neither carries only weaker cues (panel tone,
 /// the attacker's JPEG).
 pub const ARTIFACT_REGIONS: &[&str] = &["moire", "bands"];
+/// Longest region name `dataset.json` may declare, in characters. Region names are
+/// identifiers (`flag`, `moire`): keys of `metrics.jsonl` and `summary.json`, panel titles and
+/// chart legends on the report pages.
+pub const MAX_REGION_NAME: usize = 64;
 /// File names inside a data-set root.
 pub const DATASET_JSON: &str = "dataset.json";
 pub const MANIFEST_JSONL: &str = "manifest.jsonl";
@@ -114,6 +118,25 @@ impl ManifestRecord {
 }
 
 impl DatasetMeta {
+    /// The first region name that is not an identifier ([`MAX_REGION_NAME`] characters at
+    /// most, no control characters), with why, as a phrase naming it (cut to 40 characters).
+    pub fn check_region_names(&self) -> Result<(), String> {
+        for name in &self.regions {
+            let n = name.chars().count();
+            let why = if n > MAX_REGION_NAME {
+                format!("has {n} characters, more than {MAX_REGION_NAME}")
+            } else if name.chars().any(char::is_control) {
+                "contains a control character (a newline, a tab, …)".to_string()
+            } else {
+                continue;
+            };
+            let shown: String = name.chars().take(40).collect();
+            let cut = if n > 40 { "…" } else { "" };
+            return Err(format!("region name {shown:?}{cut} {why}"));
+        }
+        Ok(())
+    }
+
     /// Index of the attack class (explicit `attack-class`, else the last class).
     pub fn attack_index(&self) -> Option<usize> {
         match &self.attack_class {

@@ -266,6 +266,9 @@ pub struct RunSummary {
     /// Decision threshold on the attack score, fixed on val (its EER point, or
     /// `train.threshold-bpcer`) and applied to test.
     pub threshold: f64,
+    /// How `threshold` was fixed; `None` in runs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_source: Option<ThresholdSource>,
     pub val: Option<EpochMetrics>,
     pub test: Option<EpochMetrics>,
     /// Region stats of the best epoch's CAM dump (the last dump when that epoch has none),
@@ -285,6 +288,80 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shortcuts: BTreeMap<String, ShortcutStats>,
     pub wall_s: f64,
+}
+
+/// Metrics `train.monitor` may name, with whether higher is better.
+pub const MONITORS: &[(&str, bool)] = &[
+    ("val.loss", false),
+    ("val.accuracy", true),
+    ("val.balanced-accuracy", true),
+    ("val.eer", false),
+    ("val.auc", true),
+    ("val.worst-group-accuracy", true),
+];
+
+/// The value `monitor` reads from an epoch's line (val's, or train's for a run without a val
+/// split); `None` when the line lacks it, it is not finite or the monitor is unknown.
+pub fn monitor_value(monitor: &str, m: &EpochMetrics) -> Option<f64> {
+    match monitor {
+        "val.loss" => Some(m.loss),
+        "val.accuracy" => Some(m.accuracy),
+        "val.balanced-accuracy" => Some(m.balanced_accuracy),
+        "val.eer" => m.pad.as_ref().map(|p| p.eer),
+        "val.auc" => m.pad.as_ref().map(|p| p.auc),
+        "val.worst-group-accuracy" => m.worst_group_accuracy,
+        _ => None,
+    }
+    .filter(|v| v.is_finite())
+}
+
+/// Whether an epoch whose monitor value is `v` becomes the best one, the best so far being
+/// `best`: a strictly better value does (ties keep the earlier epoch), the first defined one
+/// does, and while none is defined every epoch does.
+pub fn monitor_improves(monitor: &str, v: Option<f64>, best: Option<f64>) -> bool {
+    let higher = MONITORS
+        .iter()
+        .find(|(m, _)| *m == monitor)
+        .is_none_or(|(_, h)| *h);
+    match (v, best) {
+        (Some(v), Some(b)) => {
+            if higher {
+                v > b
+            } else {
+                v < b
+            }
+        }
+        (Some(_), None) => true,
+        (None, _) => best.is_none(),
+    }
+}
+
+/// How a run's decision threshold ([`RunSummary::threshold`]) was fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum ThresholdSource {
+    /// Val's EER point (APCER = BPCER).
+    ValEer,
+    /// On val, the lowest APCER with BPCER at most `max_bpcer` (`train.threshold-bpcer`).
+    ValBpcer { max_bpcer: f64 },
+    /// 0.5: val could not fix one (no val split, or not both bona fide and attack images in
+    /// it).
+    Default,
+}
+
+impl ThresholdSource {
+    /// How the threshold was fixed, as a phrase ("fixed on val at its EER point").
+    pub fn describe(&self) -> String {
+        match self {
+            ThresholdSource::ValEer => "fixed on val at its EER point".into(),
+            ThresholdSource::ValBpcer { max_bpcer } => {
+                format!("fixed on val at BPCER <= {max_bpcer} (train.threshold-bpcer)")
+            }
+            ThresholdSource::Default => "not fixed on val (no val split, or not both bona \
+                 fide and attack images in it), so the default 0.5"
+                .into(),
+        }
+    }
 }
 
 /// An `f64` that may have been written as `null` (serde_json writes NaN and ±inf so).

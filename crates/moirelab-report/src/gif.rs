@@ -141,6 +141,8 @@ enum Source<'a> {
     Strip {
         strip: &'a PathBuf,
         index: usize,
+        /// Height of one map (`maps.json`).
+        map_h: u32,
         input: &'a PathBuf,
     },
 }
@@ -166,6 +168,7 @@ impl Source<'_> {
             Source::Strip {
                 strip,
                 index,
+                map_h,
                 input,
             } => {
                 if !cache.strips.contains_key(*strip) {
@@ -177,7 +180,9 @@ impl Source<'_> {
                     cache.inputs.insert((*input).clone(), img);
                 }
                 match (cache.strips.get(*strip), cache.inputs.get(*input)) {
-                    (Some(s), Some(i)) => crate::maps::overlay(s, *index, i, stops, strip),
+                    (Some(s), Some(i)) => {
+                        crate::maps::overlay(s, *index, *map_h, i, stops, (strip, input))
+                    }
                     _ => Err(ReportError::Corrupt {
                         path: (*strip).clone(),
                         msg: "strip not cached".into(),
@@ -245,13 +250,24 @@ fn encode_strip(
     Ok(encoded)
 }
 
-/// Write one GIF per (probe, method) that has at least one overlay tile; returns the paths.
-pub fn write_probe_gifs(run_dir: &Path) -> Result<Vec<PathBuf>> {
-    let run = crate::load::load_run(run_dir)?;
-    write_probe_gifs_for(&run)
+/// The GIFs of a run: those written, and one line for each left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gifs {
+    pub written: Vec<PathBuf>,
+    /// Why a GIF was not written, naming the frame's file that does not decode (or the GIF
+    /// that could not be written) and the GIF.
+    pub skipped: Vec<String>,
 }
 
-pub(crate) fn write_probe_gifs_for(run: &RunData) -> Result<Vec<PathBuf>> {
+/// Write one GIF per (probe, method) that has at least one map strip or overlay tile. A GIF
+/// one of whose frames does not decode is left out, with a line in [`Gifs::skipped`]; the
+/// others are still written.
+pub fn write_probe_gifs(run_dir: &Path) -> Result<Gifs> {
+    let run = crate::load::load_run(run_dir)?;
+    Ok(write_probe_gifs_for(&run))
+}
+
+pub(crate) fn write_probe_gifs_for(run: &RunData) -> Gifs {
     // (probe, method) -> [(epoch, source)] in epoch order: the pred map strip over the
     // probe's input where the epoch has one, else the dump's overlay tile.
     let mut strips: BTreeMap<(usize, String), Vec<(u32, Source<'_>)>> = BTreeMap::new();
@@ -270,6 +286,7 @@ pub(crate) fn write_probe_gifs_for(run: &RunData) -> Result<Vec<PathBuf>> {
                     Source::Strip {
                         strip,
                         index: probe,
+                        map_h: mf.height,
                         input,
                     },
                 ));
@@ -287,14 +304,21 @@ pub(crate) fn write_probe_gifs_for(run: &RunData) -> Result<Vec<PathBuf>> {
     }
     let stops = crate::maps::colormap_stops(&run.colormap());
     let mut cache = Cache::default();
-    let mut out = Vec::new();
+    let mut out = Gifs::default();
     for ((probe, method), frames) in strips {
         let path = gif_path(&run.dir, probe, &method);
-        let bytes = encode_strip(&path, &frames, &mut cache, stops)?;
-        write_atomic(&path, &bytes)?;
-        out.push(path);
+        let written = encode_strip(&path, &frames, &mut cache, stops)
+            .and_then(|bytes| Ok(write_atomic(&path, &bytes)?));
+        match written {
+            Ok(()) => out.written.push(path),
+            Err(e) => out.skipped.push(format!(
+                "{}; GIF {} left out",
+                e.to_string().replace('\n', " "),
+                path.display()
+            )),
+        }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

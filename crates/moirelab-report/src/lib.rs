@@ -10,6 +10,7 @@
 //! prints. Anything in a run folder may be missing (a run still training, a data set without
 //! masks): pages show what exists and list what is missing; only corrupt files are errors.
 
+mod check;
 pub mod gif;
 mod html;
 mod load;
@@ -56,18 +57,41 @@ pub enum ReportError {
 
 pub type Result<T, E = ReportError> = std::result::Result<T, E>;
 
+/// A page written, and what it left out or tolerated on the way: one line each, naming the
+/// file (a map strip that does not decode, a GIF it could not build, duplicate lines in
+/// `metrics.jsonl`, …). The page lists them too; the caller decides whether to print them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The page's `index.html`.
+    pub page: PathBuf,
+    pub warnings: Vec<String>,
+}
+
 /// Write only `run_dir/report/index.html`, linking the plot files and GIF strips already on
 /// disk (from [`plots::write_curves`] / [`gif::write_probe_gifs`] or an earlier
 /// [`write_run_report`]) without re-encoding them; the inline curves are always current.
 /// This is the cheap per-epoch refresh: GIF encoding is most of a full report's time.
-pub fn write_run_page(run_dir: &Path) -> Result<PathBuf> {
+pub fn write_run_page(run_dir: &Path) -> Result<Written> {
     write_run_page_with(run_dir, false)
 }
 
 /// [`write_run_page`]; `standalone` copies every image the page links under `report/files/`
 /// (GIFs already live in `report/`), so the report folder opens on any machine by itself.
-pub fn write_run_page_with(run_dir: &Path, standalone: bool) -> Result<PathBuf> {
+pub fn write_run_page_with(run_dir: &Path, standalone: bool) -> Result<Written> {
+    let mut warnings = Vec::new();
+    let page = write_run_page_into(run_dir, standalone, &mut warnings)?;
+    Ok(Written { page, warnings })
+}
+
+/// [`write_run_page_with`] for a caller that needs the warnings even when the page then
+/// fails (the training hook): they are pushed onto `warnings` as they arise.
+pub fn write_run_page_into(
+    run_dir: &Path,
+    standalone: bool,
+    warnings: &mut Vec<String>,
+) -> Result<PathBuf> {
     let run = load::load_run(run_dir)?;
+    warnings.extend(run.warnings.iter().cloned());
     let existing = |dir: PathBuf, ext: &str| -> Result<Vec<PathBuf>> {
         let mut v = Vec::new();
         match std::fs::read_dir(&dir) {
@@ -98,30 +122,46 @@ pub fn write_run_page_with(run_dir: &Path, standalone: bool) -> Result<PathBuf> 
 /// Write `run_dir/report/index.html` (self-contained apart from relative links to the run's
 /// own images), the curve plots under `run_dir/plots/` and one GIF per probe and method
 /// under `run_dir/report/gifs/`. Every file is written atomically, so the trainer can call
-/// this after each epoch while someone has the page open. Returns the path of `index.html`.
-pub fn write_run_report(run_dir: &Path) -> Result<PathBuf> {
+/// this after each epoch while someone has the page open. A GIF whose frames do not decode
+/// is left out with a warning (the page still needs none of them); the page lists it.
+pub fn write_run_report(run_dir: &Path) -> Result<Written> {
     write_run_report_with(run_dir, false)
 }
 
 /// [`write_run_report`], optionally as a standalone export (see [`write_run_page_with`]).
-pub fn write_run_report_with(run_dir: &Path, standalone: bool) -> Result<PathBuf> {
-    let run = load::load_run(run_dir)?;
+pub fn write_run_report_with(run_dir: &Path, standalone: bool) -> Result<Written> {
+    let mut warnings = Vec::new();
+    let page = write_run_report_into(run_dir, standalone, &mut warnings)?;
+    Ok(Written { page, warnings })
+}
+
+/// [`write_run_report_with`] for a caller that needs the warnings even when the plots or the
+/// page then fail (the training hook): they are pushed onto `warnings` as they arise.
+pub fn write_run_report_into(
+    run_dir: &Path,
+    standalone: bool,
+    warnings: &mut Vec<String>,
+) -> Result<PathBuf> {
+    let mut run = load::load_run(run_dir)?;
+    warnings.extend(run.warnings.iter().cloned());
+    let gifs = gif::write_probe_gifs_for(&run);
+    warnings.extend(gifs.skipped.iter().cloned());
+    run.warnings.extend(gifs.skipped);
     let plots = plots::write_curves_for(&run)?;
-    let gifs = gif::write_probe_gifs_for(&run)?;
-    html::write_run_page(&run, &plots, &gifs, standalone)
+    html::write_run_page(&run, &plots, &gifs.written, standalone)
 }
 
 /// Write `out_dir/index.html` comparing `runs` side by side: probes matched by probe id, one
 /// global epoch slider, config table with a "differences only" toggle, overlaid curves and a
 /// final-metrics table with the best value per row marked. Image links are relative from
 /// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree.
-pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
+pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<Written> {
     write_compare_with(runs, out_dir, false)
 }
 
 /// [`write_compare`]; `standalone` copies every linked image under `out_dir/files/`, so the
 /// folder opens without the run folders.
-pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) -> Result<PathBuf> {
+pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) -> Result<Written> {
     if runs.is_empty() {
         return Err(ReportError::NoRuns);
     }
@@ -130,7 +170,11 @@ pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) ->
         .map(|r| load::load_run(r))
         .collect::<Result<Vec<_>>>()?;
     disambiguate_names(&mut loaded);
-    html::write_compare_page(&loaded, out_dir, standalone)
+    let page = html::write_compare_page(&loaded, out_dir, standalone)?;
+    Ok(Written {
+        page,
+        warnings: loaded.into_iter().flat_map(|r| r.warnings).collect(),
+    })
 }
 
 /// Columns must be told apart: runs sharing a name get their folder (or full path) appended.

@@ -1,4 +1,5 @@
-//! Reading a run folder into memory, tolerating absence and rejecting corruption.
+//! Reading a run folder into memory, tolerating absence and rejecting corrupt records
+//! (images that do not read are left out with a warning: [`crate::check`]).
 
 use crate::util::canonical;
 use crate::{ReportError, Result};
@@ -46,6 +47,10 @@ pub struct RunData {
     pub epochs: Vec<EpochData>,
     /// Human-readable notes on what is absent, shown on the page.
     pub missing: Vec<String>,
+    /// What the reader tolerated or left out of a damaged run folder (an image that does not
+    /// read or does not fit `maps.json`, …): one line each, naming the file by its full path.
+    /// Pages list them with the missing files; callers pass them on (the CLI prints them).
+    pub warnings: Vec<String>,
 }
 
 pub const TILE_KINDS: [&str; 3] = ["pred", "true", "overlay"];
@@ -56,6 +61,22 @@ pub const STOPPED: &str =
     "stopped: no process is training it (killed?); train --resume continues it";
 
 impl RunData {
+    /// What the page's "what is missing" list shows: the absent files, then the warnings
+    /// with paths relative to the run folder.
+    pub fn notes(&self) -> Vec<String> {
+        let prefix = format!("{}{}", self.dir.display(), std::path::MAIN_SEPARATOR);
+        let warnings = self.warnings.iter().map(|w| w.replace(&prefix, ""));
+        self.missing.iter().cloned().chain(warnings).collect()
+    }
+
+    /// `train.monitor` of the run's config (the trainer's default when it names none).
+    pub fn monitor(&self) -> String {
+        self.config
+            .as_ref()
+            .and_then(|c| c.get("train")?.get("monitor")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| "val.balanced-accuracy".into())
+    }
+
     /// Epoch-kind metric lines.
     pub fn epoch_metrics(&self) -> impl Iterator<Item = &EpochMetrics> {
         self.metrics.iter().filter_map(|m| match m {
@@ -249,7 +270,10 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     let metrics_path = dir.join(METRICS_JSONL);
     if metrics_path.is_file() {
         found_any = true;
-        run.metrics = read_jsonl(&metrics_path)?;
+        let (lines, warnings) =
+            crate::check::tidy_metrics(&metrics_path, read_jsonl(&metrics_path)?);
+        run.metrics = lines;
+        run.warnings.extend(warnings);
         if run.metrics.is_empty() {
             run.missing
                 .push(format!("{METRICS_JSONL} is empty (no epoch finished yet)"));
@@ -271,6 +295,12 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
                     msg: format!("extra: {e}"),
                 })?;
         }
+    } else if run.meta.as_ref().is_some_and(|m| m.status == "finished") {
+        run.warnings.push(format!(
+            "{}: missing, although meta.json says the run finished: final metrics come from \
+             the last epoch lines",
+            summary_path.display()
+        ));
     } else {
         let why = match run.meta.as_ref().map(|m| m.status.as_str()) {
             Some("running") => "run still training",
@@ -324,6 +354,8 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| file_name(&dir));
     describe_missing_images(&mut run);
+    crate::check::check_images(&mut run);
+    crate::check::check_summary(&mut run);
     Ok(run)
 }
 

@@ -92,33 +92,45 @@ pub(crate) fn read_rgb(path: &Path) -> Result<RgbImage> {
         })
 }
 
-/// Map `index` of a strip whose maps are `width` wide, over `input` (resized to the map's
-/// size when they differ): `out = (1 − w)·colour + w·input`, w = 0.5 as the dump's overlays.
+/// Map `index` of a strip of maps `map_h` rows high (`maps.json`'s height) over `input`
+/// (resized to the map's size when they differ): `out = (1 − w)·colour + w·input`, w = 0.5
+/// as the dump's overlays. An input of another shape than the maps is an error naming it
+/// (`input_path`); a strip without that map, one naming the strip (`strip_path`).
 pub(crate) fn overlay(
     strip: &GrayImage,
     index: usize,
+    map_h: u32,
     input: &RgbImage,
     stops: &[[u8; 3]],
-    path: &Path,
+    (strip_path, input_path): (&Path, &Path),
 ) -> Result<RgbaImage> {
     let w = strip.width();
     let rows = strip.height();
-    let count = if w == 0 { 0 } else { rows / w.max(1) };
-    // Maps are square unless the input is not: the map height is the input's aspect.
-    let h = if input.width() > 0 {
-        (u64::from(w) * u64::from(input.height()) / u64::from(input.width())) as u32
-    } else {
-        w
-    };
-    let top = index as u32 * h;
-    if w == 0 || h == 0 || top + h > rows {
+    let h = map_h;
+    let (iw, ih) = input.dimensions();
+    if iw == 0
+        || ih == 0
+        || (u64::from(iw) * u64::from(h)).abs_diff(u64::from(ih) * u64::from(w))
+            > u64::from(iw.max(ih).max(w).max(h))
+    {
         return Err(ReportError::Corrupt {
-            path: path.to_path_buf(),
+            path: input_path.to_path_buf(),
+            msg: format!("probe input is {iw}x{ih}, the maps over it are {w}x{h} (another shape)"),
+        });
+    }
+    let top = u64::try_from(index)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(u64::from(h));
+    if w == 0 || h == 0 || top + u64::from(h) > u64::from(rows) {
+        return Err(ReportError::Corrupt {
+            path: strip_path.to_path_buf(),
             msg: format!(
-                "strip of {w}x{rows} has no map {index} of height {h} ({count} square maps)"
+                "strip of {w}x{rows} has no map {index} of {w}x{h} ({} maps)",
+                rows.checked_div(h).unwrap_or(0)
             ),
         });
     }
+    let top = top as u32;
     let base = if input.dimensions() == (w, h) {
         input.clone()
     } else {
@@ -162,12 +174,24 @@ mod tests {
             strip.put_pixel(x, 3, image::Luma([255]));
         }
         let input = RgbImage::from_pixel(2, 2, image::Rgb([1, 255, 255]));
-        let p = Path::new("s.png");
+        let p = (Path::new("s.png"), Path::new("in.png"));
         let jet = colormap_stops("jet");
-        let first = overlay(&strip, 0, &input, jet, p).unwrap();
+        let first = overlay(&strip, 0, 2, &input, jet, p).unwrap();
         assert_eq!(first.get_pixel(0, 0).0, [1, 128, 191, 255]);
-        let second = overlay(&strip, 1, &input, jet, p).unwrap();
+        let second = overlay(&strip, 1, 2, &input, jet, p).unwrap();
         assert_eq!(second.get_pixel(1, 1).0, [64, 128, 128, 255]);
-        assert!(overlay(&strip, 2, &input, jet, p).is_err());
+        let e = overlay(&strip, 2, 2, &input, jet, p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.png: ") && e.contains("no map 2"), "{e}");
+        // An input of another shape is blamed on the input, not on the strip.
+        let tall = RgbImage::new(1, 64);
+        let e = overlay(&strip, 0, 2, &tall, jet, p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("in.png: ") && e.contains("probe input is 1x64"),
+            "{e}"
+        );
     }
 }

@@ -90,8 +90,29 @@ impl Chart {
         }
     }
 
-    fn bounds(&self) -> ((f64, f64), (f64, f64)) {
-        let pts = self.series.iter().flat_map(|s| s.points.iter());
+    /// The points that can be drawn ([`plottable`]) and how many were left out.
+    fn drawn(&self) -> (Vec<Vec<(f64, f64)>>, usize) {
+        let mut left_out = 0;
+        let kept = self
+            .series
+            .iter()
+            .map(|s| {
+                let pts: Vec<(f64, f64)> = s
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|&(x, y)| plottable(x) && plottable(y))
+                    .collect();
+                left_out += s.points.len() - pts.len();
+                pts
+            })
+            .collect();
+        (kept, left_out)
+    }
+
+    /// Axis ranges of `points` (the drawn ones); always finite.
+    fn bounds(points: &[Vec<(f64, f64)>]) -> ((f64, f64), (f64, f64)) {
+        let pts = points.iter().flatten();
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y) in pts {
             x0 = x0.min(x);
@@ -99,20 +120,52 @@ impl Chart {
             y0 = y0.min(y);
             y1 = y1.max(y);
         }
+        if x0 > x1 {
+            (x0, x1) = (0.0, 1.0);
+        }
         if x1 - x0 < 1.0 {
             x0 -= 0.5;
             x1 += 0.5;
         }
-        // A flat series still gets a readable range around its value.
-        let pad = ((y1 - y0) * 0.08)
-            .max(y1.abs().max(y0.abs()) * 0.05)
-            .max(1e-3);
-        (y0, y1) = (y0 - pad, y1 + pad);
-        // Shares and accuracies live in [0, 1]; keep 0 on the axis when close to it.
-        if y0 > 0.0 && y0 < 0.25 * y1 {
-            y0 = 0.0;
-        }
-        ((x0, x1), (y0, y1))
+        ((x0, x1), y_range(y0, y1))
+    }
+}
+
+/// Values of a larger magnitude are left out of a chart, and its title says how many: no
+/// metric gets there, and near `f64::MAX` the padded axis overflows to infinity, on which
+/// plotters' choice of axis labels never ends.
+pub const ABSURD: f64 = 1e100;
+
+/// Whether a value can be drawn: finite and within ±[`ABSURD`].
+pub(crate) fn plottable(v: f64) -> bool {
+    v.is_finite() && v.abs() <= ABSURD
+}
+
+/// The vertical axis for values `lo..=hi`: padded by 8 % of the span (5 % of the magnitude
+/// for a flat series, at least 1e-3), with 0 on the axis when it is close. Finite whatever
+/// the input: values are clamped to ±[`ABSURD`] first, and without values it is 0..1.
+pub(crate) fn y_range(lo: f64, hi: f64) -> (f64, f64) {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
+        return (0.0, 1.0);
+    }
+    let (lo, hi) = (lo.clamp(-ABSURD, ABSURD), hi.clamp(-ABSURD, ABSURD));
+    // A flat series still gets a readable range around its value.
+    let pad = ((hi - lo) * 0.08)
+        .max(hi.abs().max(lo.abs()) * 0.05)
+        .max(1e-3);
+    let (mut y0, y1) = (lo - pad, hi + pad);
+    // Shares and accuracies live in [0, 1]; keep 0 on the axis when close to it.
+    if y0 > 0.0 && y0 < 0.25 * y1 {
+        y0 = 0.0;
+    }
+    (y0, y1)
+}
+
+/// A chart title that says how many points were left out as not [`plottable`].
+pub(crate) fn title_with_left_out(title: &str, left_out: usize) -> String {
+    match left_out {
+        0 => title.to_string(),
+        n => format!("{title} ({n} value(s) beyond ±1e100 left out)"),
     }
 }
 
@@ -129,9 +182,10 @@ pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Chart) ->
         msg: e.to_string(),
     };
     area.fill(&WHITE).map_err(|e| err(&e))?;
-    let ((x0, x1), (y0, y1)) = chart.bounds();
+    let (points, left_out) = chart.drawn();
+    let ((x0, x1), (y0, y1)) = Chart::bounds(&points);
     let mut ctx = ChartBuilder::on(area)
-        .caption(&chart.title, (FAMILY, 18))
+        .caption(title_with_left_out(&chart.title, left_out), (FAMILY, 18))
         .margin(10)
         .x_label_area_size(36)
         .y_label_area_size(56)
@@ -152,14 +206,14 @@ pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Chart) ->
         })
         .draw()
         .map_err(|e| err(&e))?;
-    for s in &chart.series {
+    for (s, pts) in chart.series.iter().zip(&points) {
         let color = rgb(s.color);
         let style = color.stroke_width(2);
         let anno = if s.dashed {
-            ctx.draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, style))
+            ctx.draw_series(DashedLineSeries::new(pts.iter().copied(), 6, 4, style))
                 .map_err(|e| err(&e))?
         } else {
-            ctx.draw_series(LineSeries::new(s.points.iter().copied(), style))
+            ctx.draw_series(LineSeries::new(pts.iter().copied(), style))
                 .map_err(|e| err(&e))?
         };
         let dashed = s.dashed;
@@ -172,8 +226,7 @@ pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Chart) ->
         });
         // Markers so a single epoch still shows as a point.
         ctx.draw_series(
-            s.points
-                .iter()
+            pts.iter()
                 .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
         )
         .map_err(|e| err(&e))?;
@@ -454,4 +507,37 @@ pub fn sanity_chart(method: &str, steps: &[(usize, f64, f64)]) -> Chart {
     c.push("mean + std".into(), pts(&|m, s| m + s), 0, true);
     c.push("mean - std".into(), pts(&|m, s| m - s), 0, true);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_near_f64_max_are_left_out_counted_and_the_axes_stay_finite() {
+        let mut c = Chart::new("loss", "Loss", "cross-entropy");
+        let pts = vec![(1.0, 1.7e308), (2.0, -1.7e308), (3.0, 0.5), (4.0, 0.25)];
+        c.push("train".into(), pts, 0, false);
+        let (drawn, left_out) = c.drawn();
+        assert_eq!(left_out, 2);
+        assert_eq!(drawn[0], [(3.0, 0.5), (4.0, 0.25)]);
+        let ((x0, x1), (y0, y1)) = Chart::bounds(&drawn);
+        assert!([x0, x1, y0, y1].iter().all(|v| v.is_finite()));
+        assert!(y0 <= 0.25 && y1 >= 0.5, "{y0}..{y1}");
+        // The range itself never overflows, whatever it is given.
+        for (lo, hi) in [(-1.7e308, 1.7e308), (f64::MIN, f64::MAX), (1e308, 1e308)] {
+            let (a, b) = y_range(lo, hi);
+            assert!(a.is_finite() && b.is_finite() && (b - a).is_finite() && a < b);
+        }
+        assert_eq!(y_range(f64::MAX, f64::MIN), (0.0, 1.0), "no values");
+        // Nothing drawable left: a default range, not MAX..MIN.
+        let mut only = Chart::new("x", "X", "x");
+        only.push("a".into(), vec![(1.0, 1e300)], 0, false);
+        let (drawn, n) = only.drawn();
+        assert_eq!(n, 1);
+        let ((x0, x1), (y0, y1)) = Chart::bounds(&drawn);
+        assert!(x0 < x1 && y0 < y1 && [x0, x1, y0, y1].iter().all(|v| v.is_finite()));
+        let svg = to_svg(&c).unwrap();
+        assert!(svg.contains("2 value(s) beyond"), "the chart says so");
+    }
 }

@@ -5,6 +5,7 @@
 //! The caller reads the runs (it knows which cells finished) and hands over plain rows; this
 //! module only formats them. Pages link each cell's gallery when it exists.
 
+use crate::plots::{plottable, title_with_left_out, y_range};
 use crate::util::{csp_hash, esc, url_path};
 use crate::{ReportError, Result};
 use moirelab_core::fsio::write_atomic;
@@ -229,15 +230,11 @@ pub fn sweep_chart_svg(chart: &SweepChart) -> Result<String> {
         .series
         .iter()
         .flat_map(|s| s.values.iter().flatten().copied());
-    let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
-    let pad = ((hi - lo) * 0.08)
-        .max(hi.abs().max(lo.abs()) * 0.05)
-        .max(1e-3);
-    let (mut y0, y1) = (lo - pad, hi + pad);
-    if y0 > 0.0 && y0 < 0.25 * y1 {
-        y0 = 0.0;
-    }
+    let left_out = vals.clone().filter(|v| !plottable(*v)).count();
+    let (lo, hi) = vals
+        .filter(|v| plottable(*v))
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (y0, y1) = y_range(lo, hi);
     // `a..b` of i32 is inclusive in plotters: one segment per category is `0..n - 1`.
     let last = chart.categories.len().saturating_sub(1) as i32;
     let mut buf = String::new();
@@ -246,7 +243,10 @@ pub fn sweep_chart_svg(chart: &SweepChart) -> Result<String> {
             .into_drawing_area();
         area.fill(&WHITE).map_err(|e| err(&e))?;
         let mut ctx = ChartBuilder::on(&area)
-            .caption(&chart.title, ("sans-serif", 18))
+            .caption(
+                title_with_left_out(&chart.title, left_out),
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(56)
@@ -273,7 +273,10 @@ pub fn sweep_chart_svg(chart: &SweepChart) -> Result<String> {
                 .values
                 .iter()
                 .enumerate()
-                .filter_map(|(i, v)| v.map(|v| (SegmentValue::CenterOf(i as i32), v)))
+                .filter_map(|(i, v)| {
+                    v.filter(|v| plottable(*v))
+                        .map(|v| (SegmentValue::CenterOf(i as i32), v))
+                })
                 .collect();
             let style = color.stroke_width(2);
             let anno = if s.dashed {
@@ -478,6 +481,14 @@ mod tests {
         one.categories.truncate(1);
         one.series.iter_mut().for_each(|s| s.values.truncate(1));
         assert!(sweep_chart_svg(&one).unwrap().contains("0.5"));
+    }
+
+    #[test]
+    fn values_near_f64_max_are_left_out_and_said_so() {
+        let mut c = sweep_charts(&page()).remove(0);
+        c.series[0].values = vec![Some(1.7e308), Some(-1.7e308)];
+        let svg = sweep_chart_svg(&c).unwrap();
+        assert!(svg.contains("2 value(s) beyond"), "{svg}");
     }
 
     #[test]

@@ -467,7 +467,8 @@ pub fn log_epoch_images(w: &mut EventWriter, run_dir: &Path, epoch: u32) -> Resu
                     continue;
                 }
                 let rgb = crate::maps::read_rgb(&input)?;
-                let over = crate::maps::overlay(&gray, probe, &rgb, stops, path)?;
+                let over =
+                    crate::maps::overlay(&gray, probe, mf.height, &rgb, stops, (path, &input))?;
                 let (w0, h0) = over.dimensions();
                 let k = f64::from(TB_TILE_MAX) / f64::from(w0.max(h0));
                 let over = if k < 1.0 {

@@ -207,15 +207,9 @@ impl EvalConfig {
     }
 }
 
-/// Metrics `monitor` may name, with whether higher is better.
-pub const MONITORS: &[(&str, bool)] = &[
-    ("val.loss", false),
-    ("val.accuracy", true),
-    ("val.balanced-accuracy", true),
-    ("val.eer", false),
-    ("val.auc", true),
-    ("val.worst-group-accuracy", true),
-];
+/// Metrics `monitor` may name, with whether higher is better (shared with the report, which
+/// finds the best epoch of a run without `summary.json` by the same rule).
+pub use moirelab_core::run::MONITORS;
 
 impl TrainConfig {
     /// Range and enum checks; messages name the key as it is written in the file.

@@ -49,6 +49,12 @@ pub enum Event {
         hook: String,
         seconds: f64,
     },
+    /// Something a hook could not do that does not change the run ([`EpochHook::take_warnings`]):
+    /// one line, naming the file.
+    Warning {
+        hook: String,
+        text: String,
+    },
     Message(String),
 }
 
@@ -117,6 +123,7 @@ impl Event {
                 hook,
                 seconds,
             } => Some(format!("event=hook epoch={epoch} hook={hook} seconds={seconds:.2}")),
+            Event::Warning { hook, text } => Some(format!("event=warning hook={hook} text={text:?}")),
             Event::Message(m) => Some(format!("event=message text={m:?}")),
         }
     }
@@ -143,7 +150,10 @@ pub struct EpochContext<'a> {
 
 /// Per-epoch extension point (Grad-CAM dumps, reports, TensorBoard). The trainer knows
 /// nothing about them; lines a hook returns are appended to `metrics.jsonl`. An error stops
-/// the run as [`TrainError::Hook`](crate::TrainError::Hook), named by [`EpochHook::name`].
+/// the run as [`TrainError::Hook`](crate::TrainError::Hook) (from `on_run_end`,
+/// [`TrainError::RunEndHook`](crate::TrainError::RunEndHook)), named by [`EpochHook::name`].
+/// A hook whose failures do not matter to the training (a report page) keeps them as
+/// warnings instead ([`EpochHook::take_warnings`]).
 pub trait EpochHook {
     /// Short name, used in `train.log` and in error messages.
     fn name(&self) -> &str;
@@ -151,6 +161,13 @@ pub trait EpochHook {
     /// Called once after the final test evaluation (summary.json exists).
     fn on_run_end(&mut self, _run_dir: &Path) -> Result<(), HookError> {
         Ok(())
+    }
+    /// Warnings since the last call, one line each naming the file: what the hook could not do
+    /// that changes neither the run's outcome nor its status. The trainer takes them after
+    /// every `on_epoch_end` and `on_run_end` and sends each as an [`Event::Warning`] (which
+    /// `train.log` keeps too).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
     }
 }
 

@@ -81,12 +81,19 @@ pub enum TrainError {
     /// Data that cannot adapt the BatchNorm statistics ([`eval::adapt_batch_norm`]).
     #[error("BatchNorm statistics: {0}")]
     Adapt(String),
-    /// A hook's [`HookError`], with the hook's name and the epoch (the last completed one
-    /// for `on_run_end`); the hook's error is the `source()`.
+    /// A hook's [`HookError`] from `on_epoch_end`, with the hook's name and the epoch; the
+    /// hook's error is the `source()`.
     #[error("epoch hook '{hook}' at epoch {epoch}: {source}")]
     Hook {
         hook: String,
         epoch: u32,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// A hook's [`HookError`] from `on_run_end`: every epoch and `summary.json` were written
+    /// before it.
+    #[error("end-of-run hook '{hook}' (after summary.json was written): {source}")]
+    RunEndHook {
+        hook: String,
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     #[error(transparent)]

@@ -5,7 +5,7 @@
 use crate::checkpoint::{RunningTrain, TrainState};
 use crate::config::TrainConfig;
 use crate::metrics::balanced_accuracy;
-use moirelab_core::run::EpochMetrics;
+use moirelab_core::run::{monitor_improves, monitor_value, EpochMetrics};
 
 impl RunningTrain {
     /// Add one training batch: its labels, the argmax predictions and the batch's mean loss.
@@ -42,22 +42,6 @@ pub(crate) fn running_metrics(
     }
 }
 
-/// The value of `train.monitor` (val metrics, else train), `None` when absent or not finite.
-fn monitor_value(monitor: &str, val: Option<&EpochMetrics>, train: &EpochMetrics) -> Option<f64> {
-    // Without a val split the train numbers stand in (documented in the README).
-    let m = val.unwrap_or(train);
-    match monitor {
-        "val.loss" => Some(m.loss),
-        "val.accuracy" => Some(m.accuracy),
-        "val.balanced-accuracy" => Some(m.balanced_accuracy),
-        "val.eer" => m.pad.as_ref().map(|p| p.eer),
-        "val.auc" => m.pad.as_ref().map(|p| p.auc),
-        "val.worst-group-accuracy" => m.worst_group_accuracy,
-        _ => None,
-    }
-    .filter(|v| v.is_finite())
-}
-
 /// Compare an epoch's monitor value with the best so far in `state`; on improvement the epoch
 /// becomes the best one (with its val threshold). Returns whether it improved.
 pub(crate) fn record_best(
@@ -67,18 +51,9 @@ pub(crate) fn record_best(
     train_m: &EpochMetrics,
     val_m: Option<&EpochMetrics>,
 ) -> bool {
-    let monitor = monitor_value(&cfg.monitor, val_m, train_m);
-    let improved = match (monitor, state.best_value) {
-        (Some(v), Some(b)) => {
-            if cfg.monitor_higher_is_better() {
-                v > b
-            } else {
-                v < b
-            }
-        }
-        (Some(_), None) => true,
-        (None, _) => state.best_value.is_none(),
-    };
+    // Without a val split the train numbers stand in (documented in the README).
+    let monitor = monitor_value(&cfg.monitor, val_m.unwrap_or(train_m));
+    let improved = monitor_improves(&cfg.monitor, monitor, state.best_value);
     if improved {
         state.best_value = monitor.or(state.best_value);
         state.best_epoch = epoch;

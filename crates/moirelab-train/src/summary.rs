@@ -19,6 +19,8 @@ pub(crate) struct FinalEval {
     pub monitor: String,
     /// Val threshold (EER point) the test metrics were computed at.
     pub threshold: f64,
+    /// How val fixed it (or did not).
+    pub threshold_source: runfmt::ThresholdSource,
     pub val: Option<EpochMetrics>,
     pub test: Option<EpochMetrics>,
 }
@@ -42,6 +44,7 @@ pub(crate) fn run_summary(
         best_epoch: state.best_epoch,
         best_value: state.best_value.unwrap_or(f64::NAN),
         threshold: fin.threshold,
+        threshold_source: Some(fin.threshold_source),
         val: fin.val,
         test: fin.test,
         attention: attention_at(&metrics, state.best_epoch)?,

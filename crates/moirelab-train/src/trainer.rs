@@ -341,12 +341,12 @@ impl Trainer {
         }
         let summary = self.finish(reporter)?;
         for hook in hooks.iter_mut() {
-            hook.on_run_end(&self.run_dir)
-                .map_err(|e| TrainError::Hook {
-                    hook: hook.name().to_string(),
-                    epoch: self.state.epochs_done,
-                    source: e.into(),
-                })?;
+            let done = hook.on_run_end(&self.run_dir);
+            self.emit_warnings(reporter, &mut **hook);
+            done.map_err(|e| TrainError::RunEndHook {
+                hook: hook.name().to_string(),
+                source: e.into(),
+            })?;
         }
         Ok(if early {
             Outcome::EarlyStopped(summary)
@@ -540,7 +540,9 @@ impl Trainer {
                 device: self.device,
                 metrics: &lines,
             };
-            let extra = hook.on_epoch_end(&ctx).map_err(|e| TrainError::Hook {
+            let extra = hook.on_epoch_end(&ctx);
+            self.emit_warnings(reporter, &mut **hook);
+            let extra = extra.map_err(|e| TrainError::Hook {
                 hook: hook.name().to_string(),
                 epoch,
                 source: e.into(),
@@ -560,6 +562,14 @@ impl Trainer {
             );
         }
         Ok(())
+    }
+
+    /// Send the warnings `hook` kept since its last call.
+    fn emit_warnings(&mut self, reporter: &mut dyn Reporter, hook: &mut dyn EpochHook) {
+        for text in hook.take_warnings() {
+            let hook = hook.name().to_string();
+            self.emit(reporter, Event::Warning { hook, text });
+        }
     }
 
     /// `epoch` is complete: commit its checkpoint (and `best.safetensors` if it improved).

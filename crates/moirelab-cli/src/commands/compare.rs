@@ -10,7 +10,8 @@ pub fn compare(a: CompareArgs) -> Result<ExitCode> {
     for r in &a.runs {
         check_run_folder(r)?;
     }
-    let page = moirelab_report::write_compare_with(&a.runs, &a.out, a.standalone)?;
-    println!("{}", page.display());
+    let written = moirelab_report::write_compare_with(&a.runs, &a.out, a.standalone)?;
+    super::print_warnings(&written.warnings);
+    println!("{}", written.page.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -180,6 +180,13 @@ fn run_classes(run: &Path, loaded: &Loaded) -> Result<Vec<String>> {
     Ok(ds.classes().to_vec())
 }
 
+/// What a report or compare page left out or tolerated, on stderr: one line each.
+pub fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// The run's attack class: `meta.json`'s, else `data.attack-class`, else the last class.
 fn attack_index(run: &Path, classes: &[String], loaded: &Loaded) -> usize {
     let from_meta = moirelab_core::fsio::read_json::<RunMeta>(&run.join(META_JSON))

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
     check_run_folder(&a.run)?;
-    let page = moirelab_report::write_run_report_with(&a.run, a.standalone)?;
-    println!("{}", page.display());
+    let written = moirelab_report::write_run_report_with(&a.run, a.standalone)?;
+    super::print_warnings(&written.warnings);
+    println!("{}", written.page.display());
     Ok(ExitCode::SUCCESS)
 }

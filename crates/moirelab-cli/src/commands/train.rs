@@ -390,8 +390,12 @@ pub fn summary_table(s: &RunSummary) -> String {
             .unwrap_or_else(|| "-".into())
     };
     let width = |h: &str| (h.len() + 2).max(12);
+    let how = s
+        .threshold_source
+        .map(|src| format!(" {}", src.describe()))
+        .unwrap_or_default();
     let mut out = format!(
-        "best epoch {} ({} = {:.4}); threshold {:.4} fixed on val\n{:<24}",
+        "best epoch {} ({} = {:.4}); threshold {:.4}{how}\n{:<24}",
         s.best_epoch, s.best_metric, s.best_value, s.threshold, "metric"
     );
     for (h, _) in &cols {

@@ -113,13 +113,14 @@ pub(super) fn collect(
             ..Default::default()
         };
         if let Some(s) = summary {
-            let v = demo::verdict_of(s, c.name.clone(), story);
+            let attack = demo::run_attack_class(&out.join(&c.run));
+            let v = demo::verdict_of(s, &attack, c.name.clone(), story);
             row.test_accuracy = v.test_accuracy;
             row.aligned_accuracy = v.aligned_accuracy;
             row.conflicting_accuracy = v.conflicting_accuracy;
             row.artifact_lift = v.artifact_lift;
-            row.flag_lift = demo::verdict_of(s, c.name.clone(), demo::FLAG).lift;
-            row.face_lift = demo::verdict_of(s, c.name.clone(), demo::FACE).lift;
+            row.flag_lift = demo::verdict_of(s, &attack, c.name.clone(), demo::FLAG).lift;
+            row.face_lift = demo::verdict_of(s, &attack, c.name.clone(), demo::FACE).lift;
         }
         rows.push(row);
     }
@@ -193,7 +194,9 @@ fn write_compares(out: &Path, file: &SweepFile) -> Result<Vec<(String, PathBuf)>
             config::file_safe(&label.join("_"), ".+-=")
         };
         let dir = out.join("compare").join(&folder);
-        let page = moirelab_report::write_compare(&runs, &dir)?;
+        let written = moirelab_report::write_compare(&runs, &dir)?;
+        crate::commands::print_warnings(&written.warnings);
+        let page = written.page;
         let title = if label.is_empty() {
             format!("all cells across {first}")
         } else {

@@ -120,6 +120,59 @@ fn killed_run_resumes_to_the_same_weights() {
     }
 }
 
+/// The report is the run's view, not its result: a page it cannot write and a map strip that
+/// no longer decodes (damaged while it trains) are warnings naming the file; the run finishes,
+/// exits 0 and says "finished" in its meta.json.
+#[test]
+fn report_failures_while_training_are_warnings_and_the_run_still_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cfg(dir.path(), 3);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(["train", "--config", "tiny.toml"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = dir.path().join("runs/tiny");
+    let strip = run.join("epochs/0001/maps/gradcam-pred.png");
+    let t0 = Instant::now();
+    while !strip.exists() && t0.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Keep the PNG header (the size still reads), cut the pixels: only decoding fails.
+    let bytes = std::fs::read(&strip).unwrap();
+    std::fs::write(&strip, &bytes[..bytes.len() / 2]).unwrap();
+    let page = run.join("report/index.html");
+    std::fs::create_dir_all(run.join("report")).unwrap();
+    // The hook may be renaming a fresh page into place meanwhile: retry until the folder stands.
+    while std::fs::create_dir(&page).is_err() {
+        let _ = std::fs::remove_file(&page);
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("event=warning hook=report text="))
+        .collect();
+    let page_text = page.display().to_string();
+    assert!(warnings.iter().any(|w| w.contains(&page_text)), "{err}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("gradcam-pred.png") && w.contains("gif left out")),
+        "{err}"
+    );
+    assert!(!err.lines().any(|l| l.starts_with("error")), "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "finished");
+    assert!(run.join("summary.json").is_file());
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("event=warning hook=report"), "{log}");
+}
+
 #[test]
 fn dry_run_prints_the_resolved_config_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

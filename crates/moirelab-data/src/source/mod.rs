@@ -165,14 +165,20 @@ pub(crate) fn read_source_for(
     Ok(src)
 }
 
-/// `root`'s `dataset.json`, if it has one (a newer format version than this build reads is
-/// an error).
+/// `root`'s `dataset.json`, if it has one (a newer format version than this build reads, or
+/// a region name that is not an identifier, is an error).
 fn read_meta_file(root: &Path) -> Result<Option<DatasetMeta>, DataError> {
     let meta_path = root.join(DATASET_JSON);
     if !meta_path.is_file() {
         return Ok(None);
     }
     let m: DatasetMeta = moirelab_core::fsio::read_json(&meta_path)?;
+    if let Err(msg) = m.check_region_names() {
+        return Err(DataError::Layout {
+            root: meta_path,
+            msg,
+        });
+    }
     if m.format_version > FORMAT_VERSION {
         return Err(DataError::Layout {
             root: root.to_path_buf(),

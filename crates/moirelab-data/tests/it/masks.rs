@@ -101,3 +101,42 @@ fn patch_mode_crops_native_pixels_and_masks_match_exactly() {
     assert_eq!(view, eval);
     assert!(t.equal(&ds.eval_batch(&[0]).unwrap()));
 }
+
+/// Region names are identifiers: a 300-character one (which made the report page scroll
+/// sideways) or one with a newline is refused in one line naming `dataset.json` and the name;
+/// 64 characters are fine.
+#[test]
+fn region_names_longer_than_64_characters_or_with_control_characters_are_refused() {
+    for (name, why) in [
+        ("x".repeat(300), "has 300 characters, more than 64"),
+        ("fl\nag".to_string(), "contains a control character"),
+        ("é".repeat(65), "has 65 characters, more than 64"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        painted_set(dir.path(), 16, 16);
+        let meta_path = dir.path().join("dataset.json");
+        let mut m: moirelab_core::dataset_format::DatasetMeta =
+            moirelab_core::fsio::read_json(&meta_path).unwrap();
+        m.regions[1] = name.clone();
+        moirelab_core::fsio::write_json_atomic(&meta_path, &m).unwrap();
+        let Err(e) = Dataset::open(&cfg(dir.path()), Path::new("/")) else {
+            panic!("region name {name:?} accepted");
+        };
+        let e = e.to_string();
+        assert!(
+            e.starts_with(&format!("{}: region name \"", meta_path.display())),
+            "{e}"
+        );
+        assert!(e.contains(why) && !e.contains('\n'), "{e}");
+        let shown: String = name.chars().take(40).collect();
+        assert!(e.contains(&format!("{shown:?}")), "{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    painted_set(dir.path(), 16, 16);
+    let meta_path = dir.path().join("dataset.json");
+    let mut m: moirelab_core::dataset_format::DatasetMeta =
+        moirelab_core::fsio::read_json(&meta_path).unwrap();
+    m.regions[0] = "é".repeat(64);
+    moirelab_core::fsio::write_json_atomic(&meta_path, &m).unwrap();
+    assert!(Dataset::open(&cfg(dir.path()), Path::new("/")).is_ok());
+}

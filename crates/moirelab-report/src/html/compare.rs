@@ -160,7 +160,7 @@ pub(crate) fn write_compare_page(
     for r in runs {
         body.push_str(&missing_html(
             &format!("{}: what is missing", r.name),
-            &r.missing,
+            &r.notes(),
         ));
     }
     body.push_str(&card_html(runs));

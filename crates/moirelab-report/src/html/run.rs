@@ -91,7 +91,7 @@ pub(crate) fn write_run_page(
         esc(&run.name),
         esc(&sub)
     );
-    body.push_str(&missing_html("What is missing", &run.missing));
+    body.push_str(&missing_html("What is missing", &run.notes()));
     body.push_str(&card_html(std::slice::from_ref(run)));
 
     body.push_str("<section id=\"gallery\"><h2>Grad-CAM gallery</h2>");
@@ -118,14 +118,25 @@ pub(crate) fn write_run_page(
     );
     body.push_str("<h2>Final metrics</h2>");
     if let Some(s) = &run.summary {
+        // Runs from before the source was recorded get no claim about it.
+        let how = match &s.threshold_source {
+            Some(src) => format!("{}, applied to test", src.describe()),
+            None => "applied to test".into(),
+        };
         body.push_str(&format!(
-            "<p>best epoch {} by {} = {} · decision threshold on the attack score {} (fixed on val at its EER point, applied to test) · wall {} s</p>",
+            "<p>best epoch {} by {} = {} · decision threshold on the attack score {} ({}) · wall {} s</p>",
             s.best_epoch,
             esc(&s.best_metric),
             esc(&fmt_num(s.best_value)),
             esc(&fmt_num(s.threshold)),
+            esc(&how),
             esc(&fmt_num(s.wall_s))
         ));
+    } else if m.is_some_and(|m| m.status == "finished") {
+        body.push_str(
+            "<p class=\"note\">summary.json is missing, although meta.json says the run \
+             finished: showing the last epoch of each split.</p>",
+        );
     } else {
         body.push_str(
             "<p class=\"note\">No summary.json yet: showing the last epoch of each split.</p>",

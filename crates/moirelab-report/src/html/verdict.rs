@@ -4,14 +4,21 @@
 
 use crate::load::RunData;
 use crate::util::{esc, fmt_num};
-use moirelab_core::run::{CamMetrics, CamTarget, EpochMetrics, RegionStats};
+use moirelab_core::run::{
+    monitor_improves, monitor_value, CamMetrics, CamTarget, EpochMetrics, RegionStats,
+};
 use std::collections::BTreeMap;
 
 /// Regions the card and the charts lead with, in this order.
 pub(crate) const KEY_REGIONS: [&str; 3] = ["flag", "face", "moire"];
 
-/// The attack class of a run: `screen` when the run has it, else its last class.
+/// The attack class of a run: the one its `meta.json` records (the class whose probability
+/// the trainer scored as the attack score); for runs that predate that record, `screen` when
+/// the run has it, else its last class (the data sets' default).
 pub(crate) fn attack_class(run: &RunData) -> Option<String> {
+    if let Some(a) = run.meta.as_ref().and_then(|m| m.attack_class.clone()) {
+        return Some(a);
+    }
     let classes = run.classes();
     if classes.iter().any(|c| c == "screen") {
         return Some("screen".into());
@@ -19,19 +26,36 @@ pub(crate) fn attack_class(run: &RunData) -> Option<String> {
     classes.last().cloned()
 }
 
-/// Epoch of the best checkpoint: `summary.json`, else the best val balanced accuracy.
+/// Epoch of the best checkpoint: `summary.json`'s (`None` when it names an epoch the run does
+/// not have: inconsistent, and said so), else the one the run's `train.monitor` picks from the
+/// epoch lines by the trainer's rule (val's line, train's without a val split).
 pub(crate) fn best_epoch(run: &RunData) -> Option<u32> {
     if let Some(s) = &run.summary {
-        return Some(s.best_epoch);
+        return crate::check::summary_best_is_known(run).then_some(s.best_epoch);
     }
-    run.epoch_metrics()
-        .filter(|e| e.split == "val")
-        .max_by(|a, b| {
-            a.balanced_accuracy
-                .total_cmp(&b.balanced_accuracy)
-                .then(b.epoch.cmp(&a.epoch))
-        })
-        .map(|e| e.epoch)
+    let monitor = run.monitor();
+    let mut by_epoch: BTreeMap<u32, (Option<&EpochMetrics>, Option<&EpochMetrics>)> =
+        BTreeMap::new();
+    for e in run.epoch_metrics() {
+        let slot = by_epoch.entry(e.epoch).or_default();
+        match e.split.as_str() {
+            "train" => slot.0 = Some(e),
+            "val" => slot.1 = Some(e),
+            _ => {}
+        }
+    }
+    let (mut best, mut best_value) = (None, None);
+    for (epoch, (train, val)) in by_epoch {
+        let Some(m) = val.or(train) else {
+            continue;
+        };
+        let v = monitor_value(&monitor, m);
+        if monitor_improves(&monitor, v, best_value) {
+            best_value = v.or(best_value);
+            best = Some(epoch);
+        }
+    }
+    best
 }
 
 /// Last epoch with metrics or a dump.
@@ -67,7 +91,7 @@ pub(crate) fn lift_series(run: &RunData) -> BTreeMap<u32, BTreeMap<String, f64>>
         .map(|c| {
             let lifts = attack_regions(c, &attack)
                 .iter()
-                .filter(|(_, s)| s.lift.is_finite())
+                .filter(|(_, s)| crate::plots::plottable(s.lift))
                 .map(|(r, s)| (r.clone(), s.lift))
                 .collect();
             (c.epoch, lifts)
@@ -88,6 +112,8 @@ pub(crate) struct CardRow {
     pub conflicting: Option<f64>,
     /// (data set, accuracy)
     pub extra: Vec<(String, f64)>,
+    /// Instead of numbers: why the row has none (a best epoch the run does not have).
+    pub note: Option<String>,
 }
 
 fn row_at(run: &RunData, which: &'static str, epoch: u32) -> CardRow {
@@ -131,6 +157,7 @@ fn row_at(run: &RunData, which: &'static str, epoch: u32) -> CardRow {
         aligned: acc.and_then(|e| e.aligned_accuracy),
         conflicting: acc.and_then(|e| e.conflicting_accuracy),
         extra: extra.into_iter().collect(),
+        note: None,
     }
 }
 
@@ -141,6 +168,16 @@ pub(crate) fn card_rows(run: &RunData) -> Vec<CardRow> {
     let last = last_epoch(run);
     if let Some(b) = best {
         rows.push(row_at(run, "best", b));
+    } else if let Some(s) = &run.summary {
+        rows.push(CardRow {
+            which: "best",
+            epoch: s.best_epoch,
+            note: Some(format!(
+                "inconsistent: summary.json names epoch {}, which this run does not have",
+                s.best_epoch
+            )),
+            ..Default::default()
+        });
     }
     if let Some(l) = last.filter(|l| Some(*l) != best) {
         rows.push(row_at(run, "last", l));
@@ -240,6 +277,23 @@ pub(crate) fn card_html(runs: &[RunData]) -> String {
             continue;
         }
         for (i, row) in rows.iter().enumerate() {
+            if let Some(note) = &row.note {
+                s.push_str("<tr>");
+                if i == 0 {
+                    s.push_str(&format!(
+                        "<th scope=\"row\" rowspan=\"{}\" class=\"run-name\">{}</th>",
+                        rows.len(),
+                        esc(&r.name)
+                    ));
+                }
+                s.push_str(&format!(
+                    "<td class=\"which\">{} ?</td><td colspan=\"{}\" class=\"na\">{}</td></tr>",
+                    row.which,
+                    7 + extra_names.len(),
+                    esc(note)
+                ));
+                continue;
+            }
             let (suspect, text) = reading(row, &attack);
             let cls = match suspect {
                 Some(true) => "suspect",
@@ -292,7 +346,7 @@ pub(crate) fn card_html(runs: &[RunData]) -> String {
     }
     s.push_str(
         "</tbody></table></div><p class=\"note\">Lifts of the maps that explain the attack class \
-         (the model's evidence for \"screen recording\"), first CAM method; 1 = no preference, \
+         (the model's evidence for an attack, the class <code>meta.json</code> records), first CAM method; 1 = no preference, \
          ≥ 2 highlighted. A shortcut shows up as a high flag lift and a gap between aligned and \
          conflicting accuracy.</p></section>",
     );

@@ -150,7 +150,7 @@ fn run_and_compare_pages_pass_their_selftest_in_headless_chromium() {
     b.probe_ids = vec!["images/000002.png".into(), "images/000003.png".into()];
     let rb = fixture::make_run(&tmp.path().join("runs"), &b);
 
-    let page = write_run_report(&ra).unwrap();
+    let page = write_run_report(&ra).unwrap().page;
     let dom = check_page(&bin, &page, Some("run.png"));
     // Hostile strings are text in the live DOM too: no element was created from them.
     assert_eq!(
@@ -161,7 +161,9 @@ fn run_and_compare_pages_pass_their_selftest_in_headless_chromium() {
     assert!(!dom.contains("<b>"));
     assert!(dom.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;'../"));
 
-    let cmp = write_compare(&[ra, rb], &tmp.path().join("out/cmp")).unwrap();
+    let cmp = write_compare(&[ra, rb], &tmp.path().join("out/cmp"))
+        .unwrap()
+        .page;
     let dom = check_page(&bin, &cmp, Some("compare.png"));
     assert_eq!(dom.matches("<script").count(), 2);
     assert!(!dom.contains("<b>"));
@@ -172,7 +174,7 @@ fn selftest_reports_a_missing_image_as_failure() {
     let Some(bin) = chromium() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let run = fixture::make_run(tmp.path(), &Spec::new("broken"));
-    let page = write_run_report(&run).unwrap();
+    let page = write_run_report(&run).unwrap().page;
     // The page was built while the strip existed; deleting it afterwards must be caught.
     std::fs::remove_file(run.join("epochs/0002/maps/gradcam-pred.png")).unwrap();
     let profile = tempfile::tempdir().unwrap();
@@ -200,7 +202,7 @@ fn a_link_with_view_state_reopens_that_view() {
     a.epochs = vec![1, 2, 3, 4];
     a.dumps = vec![1, 2, 3, 4];
     let ra = fixture::make_run(tmp.path(), &a);
-    let page = write_run_report(&ra).unwrap();
+    let page = write_run_report(&ra).unwrap().page;
     let profile = tempfile::tempdir().unwrap();
     let hash = "#e=2&map=both&grp=aligned&ok=right&sort=pa&norm=epoch&op=35&p=images%2F000001.png";
     let (dom, log) = headless(
@@ -244,7 +246,9 @@ fn a_link_with_view_state_reopens_that_view() {
 
     // The compare page keeps its alignment mode in the address too.
     let rb = fixture::make_run(tmp.path(), &Spec::new("b"));
-    let cmp = write_compare(&[ra, rb], &tmp.path().join("cmp")).unwrap();
+    let cmp = write_compare(&[ra, rb], &tmp.path().join("cmp"))
+        .unwrap()
+        .page;
     let profile = tempfile::tempdir().unwrap();
     let (dom, _) = headless(
         &bin,
@@ -282,7 +286,7 @@ fn gallery_of_a_50_epoch_run_opens_fast_and_stays_small() {
     s.dumps = (1..=50).collect();
     s.probe_ids = (0..32).map(|i| format!("images/{i:06}.png")).collect();
     let run = fixture::make_run(tmp.path(), &s);
-    let page = moirelab_report::write_run_page(&run).unwrap();
+    let page = moirelab_report::write_run_page(&run).unwrap().page;
     let bytes = std::fs::metadata(&page).unwrap().len();
     assert!(bytes < 5_000_000, "page is {bytes} bytes");
     let profile = tempfile::tempdir().unwrap();
@@ -304,14 +308,16 @@ fn pages_of_a_run_without_metrics_or_dumps_pass_their_selftest() {
     let fresh = tmp.path().join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
     std::fs::write(fresh.join("config.toml"), "[train]\nepochs = 3\n").unwrap();
-    let page = write_run_report(&fresh).unwrap();
+    let page = write_run_report(&fresh).unwrap().page;
     let dom = check_page(&bin, &page, None);
     assert!(dom.contains("no epochs yet"), "{dom}");
     let mut spec = Spec::new("metrics-only");
     spec.dumps = vec![];
     spec.summary = false;
     let other = fixture::make_run(tmp.path(), &spec);
-    let cmp = write_compare(&[fresh, other], &tmp.path().join("cmp")).unwrap();
+    let cmp = write_compare(&[fresh, other], &tmp.path().join("cmp"))
+        .unwrap()
+        .page;
     check_page(&bin, &cmp, None);
 }
 
@@ -320,7 +326,7 @@ fn csp_blocks_an_injected_inline_script_under_file_urls() {
     let Some(bin) = chromium() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let run = fixture::make_run(tmp.path(), &Spec::new("csp"));
-    let page = write_run_report(&run).unwrap();
+    let page = write_run_report(&run).unwrap().page;
     // Simulate an escaping bug: a script that is not one of the page's hashed blocks.
     let html = std::fs::read_to_string(&page)
         .unwrap()

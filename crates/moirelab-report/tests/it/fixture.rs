@@ -20,6 +20,8 @@ pub struct Spec {
     pub probe_ids: Vec<String>,
     pub methods: Vec<String>,
     pub classes: Vec<String>,
+    /// `meta.json`'s attack class; `None`: the last class.
+    pub attack: Option<String>,
     pub lr: f64,
     pub arch: String,
     pub summary: bool,
@@ -42,6 +44,7 @@ impl Spec {
             probe_ids: vec!["images/000001.png".into(), "images/000002.png".into()],
             methods: vec!["gradcam".into()],
             classes: vec!["direct".into(), "screen".into()],
+            attack: None,
             lr: 1e-3,
             arch: "shallow".into(),
             summary: true,
@@ -50,6 +53,16 @@ impl Spec {
             legacy: false,
             extra: Vec::new(),
         }
+    }
+}
+
+impl Spec {
+    /// The attack class `meta.json` records.
+    pub fn attack_class(&self) -> String {
+        self.attack
+            .clone()
+            .or_else(|| self.classes.last().cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -171,9 +184,18 @@ pub fn cam_metrics(spec: &Spec, epoch: u32, method: &str, target: CamTarget) -> 
         } else {
             BTreeMap::new()
         },
+        // The attack class's maps look less at the flag than the other classes' do.
         per_class: if spec.masks {
-            [("screen".to_string(), regions(flag - 0.2))]
-                .into_iter()
+            spec.classes
+                .iter()
+                .map(|c| {
+                    let shift = if *c == spec.attack_class() {
+                        -0.2
+                    } else {
+                        0.25
+                    };
+                    (c.clone(), regions(flag + shift))
+                })
                 .collect()
         } else {
             BTreeMap::new()
@@ -211,7 +233,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
         status: if spec.summary { "finished" } else { "running" }.into(),
         resumed: vec![],
         classes: spec.classes.clone(),
-        attack_class: spec.classes.last().cloned(),
+        attack_class: Some(spec.attack_class()),
         skipped_files: vec![],
     };
     write_json_atomic(&dir.join(run::META_JSON), &meta).expect("meta");

@@ -6,3 +6,4 @@ mod fixture;
 mod media;
 mod pages;
 mod tb;
+mod tolerance;

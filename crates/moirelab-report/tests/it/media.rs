@@ -75,7 +75,7 @@ fn probe_gif_has_one_captioned_frame_per_dumped_epoch() {
     spec.epochs = vec![1, 2, 3, 4];
     spec.dumps = vec![1, 3, 4];
     let run = fixture::make_run(tmp.path(), &spec);
-    let gifs = gif::write_probe_gifs(&run).unwrap();
+    let gifs = gif::write_probe_gifs(&run).unwrap().written;
     assert_eq!(gifs.len(), 2);
     let path = gif::gif_path(&run.canonicalize().unwrap(), 1, "gradcam");
     assert_eq!(gifs[1], path);

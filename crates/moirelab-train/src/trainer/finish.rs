@@ -3,11 +3,11 @@
 
 use super::{evaluate, EvalOptions, Event, Reporter, Trainer};
 use crate::checkpoint::{self, BEST, CKPT_DIR};
-use crate::metrics::ThresholdFrom;
+use crate::metrics::{ThresholdFrom, ThresholdRule};
 use crate::summary::{self, FinalEval};
 use crate::TrainError;
 use moirelab_core::fsio;
-use moirelab_core::run::{self as runfmt, EpochMetrics, MetricsLine, RunSummary};
+use moirelab_core::run::{self as runfmt, EpochMetrics, MetricsLine, RunSummary, ThresholdSource};
 
 impl Trainer {
     /// Final evaluation with the best weights: val fixes the threshold (EER point), test
@@ -19,16 +19,22 @@ impl Trainer {
         }
         let epoch = self.state.best_epoch;
         let val = self.evaluate_split(epoch, "val", None)?;
-        let threshold = val
+        // Val's metrics were computed at the threshold its rule fixes, when it could.
+        let fixed = val
             .as_ref()
             .and_then(|m| m.pad.as_ref())
-            .map(|p| p.threshold)
-            .unwrap_or(0.5);
+            .map(|p| p.threshold);
+        let (threshold, threshold_source) = match (fixed, self.setup.train.threshold_rule()) {
+            (Some(t), ThresholdRule::Eer) => (t, ThresholdSource::ValEer),
+            (Some(t), ThresholdRule::Bpcer(b)) => (t, ThresholdSource::ValBpcer { max_bpcer: b }),
+            (None, _) => (0.5, ThresholdSource::Default),
+        };
         let test = self.final_test(epoch, threshold)?;
         let fin = FinalEval {
             name: self.meta.name.clone(),
             monitor: self.setup.train.monitor.clone(),
             threshold,
+            threshold_source,
             val,
             test,
         };

@@ -1,7 +1,7 @@
 //! End-to-end trainer tests on a tiny generated data set.
 
 use moirelab_core::fsio;
-use moirelab_core::run::{MetricsLine, RunMeta, RunSummary};
+use moirelab_core::run::{MetricsLine, RunMeta, RunSummary, ThresholdSource};
 use moirelab_data::DataConfig;
 use moirelab_models::ModelConfig;
 use moirelab_train::{
@@ -131,6 +131,7 @@ fn two_tiny_epochs_write_the_whole_run_folder() {
     let s: RunSummary = fsio::read_json(&dir.join("summary.json")).unwrap();
     assert_eq!(s.epochs, 2);
     assert!(s.test.is_some() && s.threshold.is_finite());
+    assert_eq!(s.threshold_source, Some(ThresholdSource::ValEer));
     let meta: RunMeta = fsio::read_json(&dir.join("meta.json")).unwrap();
     assert_eq!(meta.status, "finished");
     let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
@@ -362,4 +363,118 @@ fn a_failing_hook_stops_the_run_with_one_line_naming_hook_and_epoch() {
     let meta: RunMeta = fsio::read_json(&t.run_dir().join("meta.json")).unwrap();
     assert_eq!(meta.status, format!("failed: {msg}"));
     assert!(meta.finished.is_some());
+}
+
+/// A hook with a warning after every epoch, whose `on_run_end` fails when `fail_at_end`.
+struct Warns {
+    fail_at_end: bool,
+    pending: Vec<String>,
+}
+impl EpochHook for Warns {
+    fn name(&self) -> &str {
+        "warns"
+    }
+    fn on_epoch_end(&mut self, ctx: &EpochContext<'_>) -> Result<Vec<MetricsLine>, HookError> {
+        self.pending
+            .push(format!("x.png: not written at epoch {}", ctx.epoch));
+        Ok(Vec::new())
+    }
+    fn on_run_end(&mut self, run_dir: &Path) -> Result<(), HookError> {
+        self.pending.push("y.gif: left out".into());
+        if self.fail_at_end {
+            std::fs::read(run_dir.join("no-such-file"))?;
+        }
+        Ok(())
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// Keeps the warning events.
+#[derive(Default)]
+struct Warnings(Vec<(String, String)>);
+impl Reporter for Warnings {
+    fn event(&mut self, e: &Event) {
+        if let Event::Warning { hook, text } = e {
+            self.0.push((hook.clone(), text.clone()));
+        }
+    }
+}
+
+#[test]
+fn hook_warnings_reach_the_reporter_and_the_log_and_leave_the_run_finished() {
+    let _rng = torch_rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut t = create(runs.path(), "warns", 2);
+    let mut hook = Warns {
+        fail_at_end: false,
+        pending: Vec::new(),
+    };
+    let mut hooks: [&mut dyn EpochHook; 1] = [&mut hook];
+    let mut seen = Warnings::default();
+    let outcome = t
+        .run(&mut seen, &mut hooks, &AtomicBool::new(false))
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
+    let texts: Vec<&str> = seen.0.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "x.png: not written at epoch 1",
+            "x.png: not written at epoch 2",
+            "y.gif: left out"
+        ]
+    );
+    assert!(seen.0.iter().all(|(h, _)| h == "warns"));
+    let log = std::fs::read_to_string(t.run_dir().join("train.log")).unwrap();
+    assert!(
+        log.contains("event=warning hook=warns text=\"y.gif: left out\""),
+        "{log}"
+    );
+    let meta: RunMeta = fsio::read_json(&t.run_dir().join("meta.json")).unwrap();
+    assert_eq!(meta.status, "finished");
+}
+
+#[test]
+fn a_failing_end_of_run_hook_is_named_as_such_not_by_an_epoch() {
+    let _rng = torch_rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut t = create(runs.path(), "end", 1);
+    let mut hook = Warns {
+        fail_at_end: true,
+        pending: Vec::new(),
+    };
+    let mut hooks: [&mut dyn EpochHook; 1] = [&mut hook];
+    let mut seen = Warnings::default();
+    let err = t
+        .run(&mut seen, &mut hooks, &AtomicBool::new(false))
+        .unwrap_err();
+    assert!(matches!(&err, TrainError::RunEndHook { hook, .. } if hook == "warns"));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("end-of-run hook 'warns' (after summary.json was written): "),
+        "{msg}"
+    );
+    assert!(!msg.contains("at epoch"), "{msg}");
+    // Its warnings still went out before the error.
+    assert_eq!(seen.0.last().map(|w| w.1.as_str()), Some("y.gif: left out"));
+    assert!(t.run_dir().join("summary.json").is_file());
+}
+
+#[test]
+fn summary_records_a_bpcer_threshold_as_such() {
+    let _rng = torch_rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut s = setup(1);
+    s.train.threshold_bpcer = Some(0.2);
+    let mut t = Trainer::create(s, "", runs.path(), "bpcer", RunMeta::default()).unwrap();
+    t.run(&mut Quiet, &mut [], &AtomicBool::new(false)).unwrap();
+    let s: RunSummary = fsio::read_json(&t.run_dir().join("summary.json")).unwrap();
+    assert_eq!(
+        s.threshold_source,
+        Some(ThresholdSource::ValBpcer { max_bpcer: 0.2 })
+    );
+    let val_tau = s.val.and_then(|v| v.pad).map(|p| p.threshold);
+    assert_eq!(val_tau, Some(s.threshold));
 }
