@@ -40,6 +40,12 @@ pub enum ReportError {
         "{path}: not a run folder (none of config.toml, meta.json, metrics.jsonl, epochs/ found)"
     )]
     NotARun { path: PathBuf },
+    #[error(
+        "{path}: not written by a moirelab standalone export (no {} inside), so it is not \
+         replaced: move it away or export to another folder",
+        html::EXPORT_MARKER
+    )]
+    ForeignFiles { path: PathBuf },
     #[error("compare needs at least one run folder")]
     NoRuns,
     #[error("{path}: cannot encode {what}: {msg}")]
