@@ -48,6 +48,15 @@ pub enum ReportError {
     ForeignFiles { path: PathBuf },
     #[error("compare needs at least one run folder")]
     NoRuns,
+    /// A compare page asked for in a run folder (`run`, resolved; `itself` when `out` is
+    /// that folder), where it would overwrite or mix with the run's own files
+    /// (`report/index.html` is its gallery).
+    #[error("{}", out_in_run(out, run, *itself))]
+    OutInRun {
+        out: PathBuf,
+        run: PathBuf,
+        itself: bool,
+    },
     #[error("{path}: cannot encode {what}: {msg}")]
     Encode {
         path: PathBuf,
@@ -61,6 +70,19 @@ pub enum ReportError {
 }
 
 pub type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+fn out_in_run(out: &Path, run: &Path, itself: bool) -> String {
+    let here = if itself {
+        "is a run folder".to_string()
+    } else {
+        format!("is inside the run folder {}", run.display())
+    };
+    format!(
+        "{}: {here}; write compare pages outside run folders, where they overwrite none of a \
+         run's files",
+        out.display()
+    )
+}
 
 /// Write only `run_dir/report/index.html`, linking the plot files and GIF strips already on
 /// disk (from [`plots::write_curves`] / [`gif::write_probe_gifs`] or an earlier
@@ -120,7 +142,8 @@ pub fn write_run_report_with(run_dir: &Path, standalone: bool) -> Result<PathBuf
 /// Write `out_dir/index.html` comparing `runs` side by side: probes matched by probe id, one
 /// global epoch slider, config table with a "differences only" toggle, overlaid curves and a
 /// final-metrics table with the best value per row marked. Image links are relative from
-/// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree.
+/// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree
+/// but inside a run folder ([`ReportError::OutInRun`]).
 pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
     write_compare_with(runs, out_dir, false)
 }
@@ -130,6 +153,14 @@ pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
 pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) -> Result<PathBuf> {
     if runs.is_empty() {
         return Err(ReportError::NoRuns);
+    }
+    let out = util::resolve(out_dir)?;
+    if let Some(run) = util::enclosing_run(&out) {
+        return Err(ReportError::OutInRun {
+            out: out_dir.to_path_buf(),
+            run: run.to_path_buf(),
+            itself: run == out,
+        });
     }
     let mut loaded = runs
         .iter()

@@ -272,6 +272,40 @@ fn standalone_export_never_replaces_a_files_folder_it_did_not_write() {
     assert_links_resolve(&cmp, &read(&cmp));
 }
 
+/// A compare page in a run folder would overwrite its gallery (`report/index.html`) or mix
+/// with its files: refused, naming the folder and the run, before anything is written.
+#[test]
+fn compare_refuses_an_output_folder_inside_a_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixture::make_run(tmp.path(), &Spec::new("a"));
+    let b = fixture::make_run(tmp.path(), &Spec::new("b"));
+    let gallery = write_run_report(&a).unwrap();
+    let before = std::fs::read(&gallery).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let other = fixture::make_run(&tmp.path().join("o"), &Spec::new("c"));
+    for (out, needle) in [
+        (a.join("report"), "is inside the run folder"),
+        (a.clone(), "is a run folder"),
+        (link.join("report"), "is inside the run folder"),
+        (a.join("new/../epochs/0001"), "is inside the run folder"),
+        (other.join("cmp"), "is inside the run folder"),
+    ] {
+        let err = write_compare(&[a.clone(), b.clone()], &out).unwrap_err();
+        assert!(matches!(err, ReportError::OutInRun { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("{}: {needle}", out.display())),
+            "{msg}"
+        );
+    }
+    assert_eq!(std::fs::read(&gallery).unwrap(), before);
+    assert!(!a.join("new").exists() && !other.join("cmp").exists());
+    assert!(!a.join("index.html").exists());
+    // Beside the runs is fine.
+    write_compare(&[a, b], &tmp.path().join("cmp")).unwrap();
+}
+
 #[test]
 fn fresh_run_without_metrics_or_dumps_still_gets_a_page_listing_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
