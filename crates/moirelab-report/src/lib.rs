@@ -48,6 +48,9 @@ pub enum ReportError {
     ForeignFiles { path: PathBuf },
     #[error("compare needs at least one run folder")]
     NoRuns,
+    /// One run folder given twice (by the same path, or by two that resolve to it).
+    #[error("{}", same_run(first, second))]
+    SameRun { first: PathBuf, second: PathBuf },
     /// A compare page asked for in a run folder (`run`, resolved; `itself` when `out` is
     /// that folder), where it would overwrite or mix with the run's own files
     /// (`report/index.html` is its gallery).
@@ -70,6 +73,21 @@ pub enum ReportError {
 }
 
 pub type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+fn same_run(first: &Path, second: &Path) -> String {
+    if first.as_os_str() == second.as_os_str() {
+        format!(
+            "{}: given twice (compare shows each run once)",
+            first.display()
+        )
+    } else {
+        format!(
+            "{} and {}: the same run folder given twice (compare shows each run once)",
+            first.display(),
+            second.display()
+        )
+    }
+}
 
 fn out_in_run(out: &Path, run: &Path, itself: bool) -> String {
     let here = if itself {
@@ -143,7 +161,8 @@ pub fn write_run_report_with(run_dir: &Path, standalone: bool) -> Result<PathBuf
 /// global epoch slider, config table with a "differences only" toggle, overlaid curves and a
 /// final-metrics table with the best value per row marked. Image links are relative from
 /// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree
-/// but inside a run folder ([`ReportError::OutInRun`]).
+/// but inside a run folder ([`ReportError::OutInRun`]). A run given twice is
+/// [`ReportError::SameRun`].
 pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
     write_compare_with(runs, out_dir, false)
 }
@@ -154,6 +173,7 @@ pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) ->
     if runs.is_empty() {
         return Err(ReportError::NoRuns);
     }
+    check_distinct(runs)?;
     let out = util::resolve(out_dir)?;
     if let Some(run) = util::enclosing_run(&out) {
         return Err(ReportError::OutInRun {
@@ -168,6 +188,25 @@ pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) ->
         .collect::<Result<Vec<_>>>()?;
     disambiguate_names(&mut loaded);
     html::write_compare_page(&loaded, out_dir, standalone)
+}
+
+/// Each run once: two arguments that resolve to one folder are an error naming both.
+fn check_distinct(runs: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::new();
+    for r in runs {
+        // A path that does not resolve is load_run's to report.
+        let Ok(dir) = std::fs::canonicalize(r) else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(d, _)| *d == dir) {
+            return Err(ReportError::SameRun {
+                first: first.to_path_buf(),
+                second: r.clone(),
+            });
+        }
+        seen.push((dir, r));
+    }
+    Ok(())
 }
 
 /// Columns must be told apart: runs sharing a name get their folder (or full path) appended.

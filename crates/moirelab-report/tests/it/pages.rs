@@ -272,6 +272,41 @@ fn standalone_export_never_replaces_a_files_folder_it_did_not_write() {
     assert_links_resolve(&cmp, &read(&cmp));
 }
 
+/// One run twice (same path, another spelling, a link to it) would be two identical columns:
+/// refused, naming both arguments.
+#[test]
+fn compare_refuses_a_run_given_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixture::make_run(tmp.path(), &Spec::new("a"));
+    let b = fixture::make_run(tmp.path(), &Spec::new("b"));
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let out = tmp.path().join("cmp");
+    for (runs, needle) in [
+        (
+            vec![a.clone(), a.clone()],
+            format!("{}: given twice", a.display()),
+        ),
+        (
+            vec![a.clone(), b.clone(), link.clone()],
+            format!(
+                "{} and {}: the same run folder",
+                a.display(),
+                link.display()
+            ),
+        ),
+        (
+            vec![b.join("."), a.clone(), b.clone()],
+            "the same run folder".to_string(),
+        ),
+    ] {
+        let err = write_compare(&runs, &out).unwrap_err();
+        assert!(matches!(err, ReportError::SameRun { .. }), "{err}");
+        assert!(err.to_string().contains(&needle), "{err}");
+    }
+    assert!(!out.exists());
+}
+
 /// A compare page in a run folder would overwrite its gallery (`report/index.html`) or mix
 /// with its files: refused, naming the folder and the run, before anything is written.
 #[test]
