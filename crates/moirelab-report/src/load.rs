@@ -234,7 +234,7 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     let meta_path = dir.join(META_JSON);
     if meta_path.is_file() {
         found_any = true;
-        let mut meta: RunMeta = read_json(&meta_path)?;
+        let mut meta: RunMeta = run::read_meta(run_dir)?;
         // A killed training keeps "running" in its meta.json. A live one holds an exclusive
         // lock on its folder; where nobody does, say that it stopped.
         let unlocked = matches!(moirelab_core::dirlock::read_guard(&dir), Ok(Some(_)));

@@ -132,6 +132,35 @@ fn compare_refuses_one_run_a_run_twice_and_an_out_in_a_run() {
     assert!(d.join("cmp/index.html").is_file());
 }
 
+/// Every command that opens a run refuses one a newer moirelab wrote (a higher
+/// `format_version` in meta.json), in one line naming it, before reading anything else.
+#[test]
+fn a_run_of_a_newer_format_is_one_line_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_run(
+        &d.join("new"),
+        r#", "format_version": 9, "stages": {"v2": true}"#,
+    );
+    fake_run(&d.join("old"), "");
+    std::fs::write(d.join("x.png"), "not read").unwrap();
+    let want = "error: new: written by a newer moirelab (run format 9, this build reads up to 1)";
+    for args in [
+        &["report", "new"][..],
+        &["compare", "old", "new", "--out", "cmp"],
+        &["eval", "--run", "new"],
+        &["predict", "--run", "new", "x.png"],
+        &["explain", "--run", "new", "--out", "e", "x.png"],
+        &["sanity", "--run", "new"],
+        &["train", "--resume", "new"],
+    ] {
+        let o = moirelab(d, args);
+        assert_one_line_error(&o, &[want]);
+    }
+    assert!(!d.join("cmp").exists() && !d.join("e").exists());
+    assert!(!d.join("new/report").exists());
+}
+
 #[test]
 fn a_closed_stdout_pipe_ends_the_command_quietly() {
     // `moirelab ... | head -1`: the reader is gone before the command prints. Rust ignores

@@ -268,6 +268,18 @@ fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
     std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
+/// A run records the run-folder format it was written in.
+#[test]
+fn a_new_run_records_its_format_version() {
+    let meta = std::fs::read_to_string(trained().join("runs/t/meta.json")).unwrap();
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(
+        meta["format_version"],
+        moirelab_core::run::RUN_FORMAT_VERSION,
+        "{meta}"
+    );
+}
+
 #[test]
 fn a_summary_or_state_json_that_does_not_parse_is_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -196,6 +196,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
     );
     write(&dir.join(run::CONFIG_TOML), config.as_bytes());
     let meta = RunMeta {
+        format_version: run::RUN_FORMAT_VERSION,
         name: spec.name.clone(),
         argv: vec!["moirelab".into(), "train".into()],
         moirelab_version: "0.1.0".into(),
