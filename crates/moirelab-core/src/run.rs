@@ -395,6 +395,11 @@ pub struct ProbeRecord {
     pub index: usize,
     /// Stable id: the image path relative to the data-set root.
     pub id: String,
+    /// Content hash of the data-set image's decoded pixels (16 hex digits), so that runs on
+    /// data sets holding other pictures under the same path can be told apart. `None` in
+    /// dumps written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_hash: Option<String>,
     pub true_class: usize,
     pub pred_class: usize,
     pub probs: Vec<f64>,

@@ -149,6 +149,20 @@ impl RunData {
             })
             .unwrap_or_else(|| format!("probe {index:02}"))
     }
+
+    /// Content hash of the source image of probe row `index` (`image_hash` of the newest
+    /// probes.json that lists it), when the dump recorded one.
+    pub fn probe_image_hash(&self, index: usize) -> Option<&str> {
+        self.epochs.iter().rev().find_map(|e| {
+            e.probes
+                .as_ref()?
+                .probes
+                .iter()
+                .find(|r| r.index == index)?
+                .image_hash
+                .as_deref()
+        })
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {

@@ -7,10 +7,12 @@
 //! * this module: the page shell, links (relative, or copied for a standalone export), the
 //!   per-run data block shared by both pages, the map colour filters and the controls;
 //! * [`run`]: the run page; [`compare`]: the compare page;
-//! * [`tables`]: static tables; [`verdict`]: the verdict card and lift small multiples.
+//! * [`tables`]: static tables; [`verdict`]: the verdict card and lift small multiples;
+//! * [`same_image`]: compare rows that show another picture in some runs.
 
 mod compare;
 mod run;
+mod same_image;
 mod tables;
 mod verdict;
 

@@ -96,3 +96,80 @@ fn a_run_of_a_newer_format_is_refused_naming_the_run() {
     assert_eq!(err.to_string(), want);
     assert!(!tmp.path().join("cmp/index.html").exists());
 }
+
+/// The probe rows of a compare page that flag another picture, and its warning box.
+fn flagged(page: &std::path::Path) -> (Vec<String>, Option<String>) {
+    let html = std::fs::read_to_string(page).unwrap();
+    let d = fixture::page_data(&html);
+    let ids = d["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["differs"] == true)
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    let warn = html.find("id=\"probe-warning\"").map(|i| {
+        let j = i + html[i..].find("</div>").unwrap();
+        html[i..j].to_string()
+    });
+    (ids, warn)
+}
+
+/// Probes are matched by path: runs on data sets holding other pictures under the same paths
+/// get those rows flagged and a warning naming each probe, whether the dumps recorded the
+/// images' hashes or (older runs) only their probe inputs can be compared; the same pictures
+/// under other data roots, in any row order, are like for like.
+#[test]
+fn compare_says_when_a_probe_is_not_the_same_image_in_every_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let a = fixture::make_run(root, &Spec::new("a"));
+    let mut same = Spec::new("same");
+    same.probe_ids.reverse();
+    let same = fixture::make_run(root, &same);
+    let page = write_compare(&[a.clone(), same], &root.join("c0")).unwrap();
+    assert_eq!(flagged(&page), (vec![], None));
+
+    for hashes in [true, false] {
+        let mut s = Spec::new(if hashes { "other" } else { "old" });
+        s.pictures = 1;
+        s.hashes = hashes;
+        s.probe_ids.push("images/only-here.png".into());
+        let b = fixture::make_run(root, &s);
+        let a_old = if hashes {
+            a.clone()
+        } else {
+            let mut o = Spec::new("a-old");
+            o.hashes = false;
+            fixture::make_run(root, &o)
+        };
+        let out = root.join(format!("c-{hashes}"));
+        let page = write_compare(&[a_old, b], &out).unwrap();
+        let (ids, warn) = flagged(&page);
+        assert_eq!(ids, ["images/000001.png", "images/000002.png"], "{hashes}");
+        let warn = warn.expect("warning");
+        let name = &s.name;
+        let first = if hashes { "a" } else { "a-old" };
+        assert!(
+            warn.contains(&format!(
+                "probe images/000001.png differs between runs: not the same image in {name} as \
+                 in {first}"
+            )) && warn.contains("2 of 3 probes")
+                && warn.contains(&format!("<code>data/{name}</code>")),
+            "{warn}"
+        );
+    }
+
+    // One data folder whose pictures changed between two runs.
+    let mut later = Spec::new("later");
+    later.pictures = 2;
+    let later = fixture::make_run(root, &later);
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    std::fs::write(later.join("config.toml"), cfg).unwrap();
+    let page = write_compare(&[a, later], &root.join("c3")).unwrap();
+    let warn = flagged(&page).1.expect("warning");
+    assert!(
+        warn.contains("the same data folder, <code>data/a</code>, whose pictures changed"),
+        "{warn}"
+    );
+}

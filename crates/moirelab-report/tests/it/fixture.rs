@@ -30,6 +30,11 @@ pub struct Spec {
     pub legacy: bool,
     /// Extra data sets evaluated every epoch (`extra/<name>` lines, summary `extra`).
     pub extra: Vec<String>,
+    /// Which pictures the data set holds under the probe ids: runs with another value show
+    /// other pictures under the same names.
+    pub pictures: u32,
+    /// probes.json records each probe's `image_hash` (dumps before it was recorded do not).
+    pub hashes: bool,
 }
 
 impl Spec {
@@ -49,6 +54,8 @@ impl Spec {
             skill: 0.0,
             legacy: false,
             extra: Vec::new(),
+            pictures: 0,
+            hashes: true,
         }
     }
 }
@@ -182,6 +189,11 @@ pub fn cam_metrics(spec: &Spec, epoch: u32, method: &str, target: CamTarget) -> 
     }
 }
 
+/// The picture a data set of `spec.pictures` holds under `id`: the seed of its probe input.
+fn picture(spec: &Spec, id: &str) -> u32 {
+    1000 + id.bytes().map(u32::from).sum::<u32>() + 7 * spec.pictures
+}
+
 /// Write a complete run under `root/<folder>` and return its path.
 pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
     let dir = root.join(&spec.folder);
@@ -237,10 +249,10 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             }
         }
     }
-    for (i, _) in spec.probe_ids.iter().enumerate() {
+    for (i, id) in spec.probe_ids.iter().enumerate() {
         write(
             &run::probe_input_png(&dir, i),
-            &png(24, 24, 1000 + i as u32),
+            &png(24, 24, picture(spec, id)),
         );
     }
     for &e in &spec.dumps {
@@ -261,6 +273,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
                 ProbeRecord {
                     index: i,
                     id: id.clone(),
+                    image_hash: spec.hashes.then(|| format!("{:016x}", picture(spec, id))),
                     true_class: i % 2,
                     pred_class: (i + e as usize) % 2,
                     probs: vec![0.3 + 0.01 * i as f64, 0.7 - 0.01 * i as f64],
