@@ -25,6 +25,7 @@ pub fn probe_inputs(ds: &Dataset, indices: &[usize]) -> Result<Vec<ProbeInput>> 
         let rec = ds.record(i);
         out.push(ProbeInput {
             id: rec.path.clone(),
+            image_hash: Some(ds.content_hash(i)?),
             image: ds.eval_image(i)?,
             input: ds.eval_batch(&[i])?.squeeze_dim(0),
             true_class: ds.label(i),

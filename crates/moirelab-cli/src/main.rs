@@ -300,7 +300,8 @@ pub struct ReportArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    #[arg(required = true, num_args = 2..)]
+    /// Two or more run folders (one run's page is `moirelab report RUN`)
+    #[arg(required = true, num_args = 1..)]
     pub runs: Vec<PathBuf>,
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,

@@ -96,9 +96,21 @@ pub fn tile_png(run: &Path, epoch: u32, probe: usize, method: &str, kind: &str) 
         .join(format!("{probe:02}-{method}-{kind}.png"))
 }
 
+/// Version of the run-folder format (the layout above and its records) this build writes
+/// and reads, recorded as `meta.json`'s `format_version`. A run folder from before it was
+/// recorded has none and is version 1; one of a higher version is refused ([`read_meta`]).
+pub const RUN_FORMAT_VERSION: u32 = 1;
+
+fn format_version_1() -> u32 {
+    1
+}
+
 /// `meta.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
+    /// [`RUN_FORMAT_VERSION`] of the moirelab that started the run (1 when absent).
+    #[serde(default = "format_version_1")]
+    pub format_version: u32,
     pub name: String,
     pub argv: Vec<String>,
     pub moirelab_version: String,
@@ -127,6 +139,46 @@ pub struct RunMeta {
     /// names them; `moirelab data check` says why).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_files: Vec<String>,
+}
+
+/// Refuses a `meta.json` (parsed as plain JSON) written by a newer moirelab: its run folder
+/// may hold records this build would misread. `run_dir` is named in the error.
+fn check_format(run_dir: &Path, raw: &serde_json::Value) -> Result<(), CoreError> {
+    let Some(v) = raw
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+    else {
+        return Ok(());
+    };
+    if v > u64::from(RUN_FORMAT_VERSION) {
+        return Err(CoreError::Invalid {
+            path: run_dir.to_path_buf(),
+            msg: format!(
+                "written by a newer moirelab (run format {v}, this build reads up to \
+                 {RUN_FORMAT_VERSION})"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `run_dir/meta.json`; a run of a newer format than [`RUN_FORMAT_VERSION`] is an error naming
+/// the run folder. The version is read first, so a newer file that no longer parses as
+/// [`RunMeta`] is refused for its version, not for a field.
+pub fn read_meta(run_dir: &Path) -> Result<RunMeta, CoreError> {
+    let path = run_dir.join(META_JSON);
+    let raw: serde_json::Value = crate::fsio::read_json(&path)?;
+    check_format(run_dir, &raw)?;
+    crate::fsio::read_json(&path)
+}
+
+/// Only the version check of [`read_meta`], for commands that open a run through its other
+/// files: an absent or unreadable `meta.json` passes (its readers report it).
+pub fn check_run_format(run_dir: &Path) -> Result<(), CoreError> {
+    match crate::fsio::read_json::<serde_json::Value>(&run_dir.join(META_JSON)) {
+        Ok(raw) => check_format(run_dir, &raw),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Presentation-attack-detection metrics (ISO/IEC 30107-3 vocabulary) at one threshold.
@@ -420,6 +472,11 @@ pub struct ProbeRecord {
     pub index: usize,
     /// Stable id: the image path relative to the data-set root.
     pub id: String,
+    /// Content hash of the data-set image's decoded pixels (16 hex digits), so that runs on
+    /// data sets holding other pictures under the same path can be told apart. `None` in
+    /// dumps written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_hash: Option<String>,
     pub true_class: usize,
     pub pred_class: usize,
     pub probs: Vec<f64>,
@@ -569,6 +626,48 @@ mod tests {
         }
         assert!(check_run_name(&"x".repeat(201)).is_err());
         assert!(check_run_name(&"x".repeat(200)).is_ok());
+    }
+
+    #[test]
+    fn meta_json_of_a_newer_run_format_is_refused_naming_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("x");
+        std::fs::create_dir_all(&run).unwrap();
+        let mut meta = serde_json::to_value(RunMeta {
+            format_version: RUN_FORMAT_VERSION,
+            name: "x".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let write = |v: &serde_json::Value| {
+            std::fs::write(run.join(META_JSON), serde_json::to_string(v).unwrap()).unwrap()
+        };
+        write(&meta);
+        assert_eq!(read_meta(&run).unwrap().format_version, RUN_FORMAT_VERSION);
+        check_run_format(&run).unwrap();
+        // Older runs have no version: they are version 1.
+        meta.as_object_mut().unwrap().remove("format_version");
+        write(&meta);
+        assert_eq!(read_meta(&run).unwrap().format_version, 1);
+        // A newer one, with a field this build does not know and one it reads otherwise.
+        meta["format_version"] = (RUN_FORMAT_VERSION + 2).into();
+        meta["new_field"] = "x".into();
+        meta["threads"] = "many".into();
+        write(&meta);
+        let want = format!(
+            "{}: written by a newer moirelab (run format {}, this build reads up to {})",
+            run.display(),
+            RUN_FORMAT_VERSION + 2,
+            RUN_FORMAT_VERSION
+        );
+        assert_eq!(read_meta(&run).unwrap_err().to_string(), want);
+        assert_eq!(check_run_format(&run).unwrap_err().to_string(), want);
+        // No meta.json or a torn one: the version check leaves them to their readers.
+        std::fs::write(run.join(META_JSON), "{").unwrap();
+        check_run_format(&run).unwrap();
+        assert!(read_meta(&run).is_err());
+        std::fs::remove_file(run.join(META_JSON)).unwrap();
+        check_run_format(&run).unwrap();
     }
 
     #[test]

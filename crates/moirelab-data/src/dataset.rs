@@ -33,6 +33,8 @@ pub struct Dataset {
     mask_ok: Vec<bool>,
     /// Perceptual hash per image (`similar.rs`), `None` for a flat one.
     phash: Vec<Option<PerceptualHash>>,
+    /// Content hash per image (`ImageInfo::hash`).
+    content: Vec<u64>,
     store: Store,
     splits: BTreeMap<String, Vec<usize>>,
     report: CheckReport,
@@ -231,6 +233,7 @@ impl Dataset {
             slots: Vec::new(),
             mask_ok: Vec::new(),
             phash: Vec::new(),
+            content: Vec::new(),
             store,
             splits: BTreeMap::new(),
             report,
@@ -255,6 +258,8 @@ impl Dataset {
             ds.slots.push(i);
             ds.mask_ok.push(it.mask.is_some());
             ds.phash.push(it.info.as_ref().and_then(|info| info.phash));
+            ds.content
+                .push(it.info.as_ref().map_or(0, |info| info.hash));
         }
         ds.primary =
             strongest_shortcut(&ds.meta, ds.split("train").iter().map(|&i| &ds.records[i]))
@@ -290,6 +295,14 @@ impl Dataset {
             version: HashList::VERSION,
             images,
         }
+    }
+
+    /// Content hash of image `i`'s decoded pixels at their native size
+    /// ([`crate::content_hash`]): equal for the same picture whatever its file's name or
+    /// format and whatever the data settings, different for another picture.
+    pub fn content_hash(&self, i: usize) -> Result<u64, DataError> {
+        self.check_index(i)?;
+        Ok(self.content[i])
     }
 
     pub fn config(&self) -> &DataConfig {

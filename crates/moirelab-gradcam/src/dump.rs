@@ -294,6 +294,7 @@ impl Dumper {
             records.push(ProbeRecord {
                 index: pi,
                 id: probe.id.clone(),
+                image_hash: probe.image_hash.map(|h| format!("{h:016x}")),
                 true_class: probe.true_class,
                 pred_class: maps.pred[pi] as usize,
                 probs: maps.probs[pi].clone(),

@@ -11,6 +11,9 @@ use tch::Tensor;
 pub struct ProbeInput {
     /// Stable id: the image path relative to the data-set root.
     pub id: String,
+    /// Content hash of the source image (`moirelab_data::Dataset::content_hash`), recorded
+    /// in `probes.json` so the compare page can tell other pictures under one id apart.
+    pub image_hash: Option<u64>,
     /// The image as the model sees it, for display (resized to the input size if it differs).
     pub image: image::RgbImage,
     /// The normalised model input. `[3, H, W]` float.

@@ -363,6 +363,7 @@
   function infoCell(it) {
     var box = el('div', 'pinfo');
     box.appendChild(el('div', 'probe-id', it.p.id));
+    if (it.p.differs) box.appendChild(el('div', 'wrong', '≠ not the same image in every run'));
     var first = it.rows.filter(function (r) { return r; })[0];
     if (first) {
       box.appendChild(el('div', 'cls', 'true: ' + first.t));

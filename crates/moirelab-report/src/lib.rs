@@ -41,8 +41,26 @@ pub enum ReportError {
         "{path}: not a run folder (none of config.toml, meta.json, metrics.jsonl, epochs/ found)"
     )]
     NotARun { path: PathBuf },
+    #[error(
+        "{path}: not written by a moirelab standalone export (no {} inside), so it is not \
+         replaced: move it away or export to another folder",
+        html::EXPORT_MARKER
+    )]
+    ForeignFiles { path: PathBuf },
     #[error("compare needs at least one run folder")]
     NoRuns,
+    /// One run folder given twice (by the same path, or by two that resolve to it).
+    #[error("{}", same_run(first, second))]
+    SameRun { first: PathBuf, second: PathBuf },
+    /// A compare page asked for in a run folder (`run`, resolved; `itself` when `out` is
+    /// that folder), where it would overwrite or mix with the run's own files
+    /// (`report/index.html` is its gallery).
+    #[error("{}", out_in_run(out, run, *itself))]
+    OutInRun {
+        out: PathBuf,
+        run: PathBuf,
+        itself: bool,
+    },
     #[error("{path}: cannot encode {what}: {msg}")]
     Encode {
         path: PathBuf,
@@ -65,6 +83,34 @@ pub struct Written {
     /// The page's `index.html`.
     pub page: PathBuf,
     pub warnings: Vec<String>,
+}
+
+fn same_run(first: &Path, second: &Path) -> String {
+    if first.as_os_str() == second.as_os_str() {
+        format!(
+            "{}: given twice (compare shows each run once)",
+            first.display()
+        )
+    } else {
+        format!(
+            "{} and {}: the same run folder given twice (compare shows each run once)",
+            first.display(),
+            second.display()
+        )
+    }
+}
+
+fn out_in_run(out: &Path, run: &Path, itself: bool) -> String {
+    let here = if itself {
+        "is a run folder".to_string()
+    } else {
+        format!("is inside the run folder {}", run.display())
+    };
+    format!(
+        "{}: {here}; write compare pages outside run folders, where they overwrite none of a \
+         run's files",
+        out.display()
+    )
 }
 
 /// Write only `run_dir/report/index.html`, linking the plot files and GIF strips already on
@@ -154,7 +200,9 @@ pub fn write_run_report_into(
 /// Write `out_dir/index.html` comparing `runs` side by side: probes matched by probe id, one
 /// global epoch slider, config table with a "differences only" toggle, overlaid curves and a
 /// final-metrics table with the best value per row marked. Image links are relative from
-/// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree.
+/// `out_dir` to each run folder, so `out_dir` may live anywhere on the same file system tree
+/// but inside a run folder ([`ReportError::OutInRun`]). A run given twice is
+/// [`ReportError::SameRun`].
 pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<Written> {
     write_compare_with(runs, out_dir, false)
 }
@@ -164,6 +212,15 @@ pub fn write_compare(runs: &[PathBuf], out_dir: &Path) -> Result<Written> {
 pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) -> Result<Written> {
     if runs.is_empty() {
         return Err(ReportError::NoRuns);
+    }
+    check_distinct(runs)?;
+    let out = util::resolve(out_dir)?;
+    if let Some(run) = util::enclosing_run(&out) {
+        return Err(ReportError::OutInRun {
+            out: out_dir.to_path_buf(),
+            run: run.to_path_buf(),
+            itself: run == out,
+        });
     }
     let mut loaded = runs
         .iter()
@@ -175,6 +232,25 @@ pub fn write_compare_with(runs: &[PathBuf], out_dir: &Path, standalone: bool) ->
         page,
         warnings: loaded.into_iter().flat_map(|r| r.warnings).collect(),
     })
+}
+
+/// Each run once: two arguments that resolve to one folder are an error naming both.
+fn check_distinct(runs: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<(PathBuf, &PathBuf)> = Vec::new();
+    for r in runs {
+        // A path that does not resolve is load_run's to report.
+        let Ok(dir) = std::fs::canonicalize(r) else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(d, _)| *d == dir) {
+            return Err(ReportError::SameRun {
+                first: first.to_path_buf(),
+                second: r.clone(),
+            });
+        }
+        seen.push((dir, r));
+    }
+    Ok(())
 }
 
 /// Columns must be told apart: runs sharing a name get their folder (or full path) appended.

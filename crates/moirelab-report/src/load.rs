@@ -170,6 +170,20 @@ impl RunData {
             })
             .unwrap_or_else(|| format!("probe {index:02}"))
     }
+
+    /// Content hash of the source image of probe row `index` (`image_hash` of the newest
+    /// probes.json that lists it), when the dump recorded one.
+    pub fn probe_image_hash(&self, index: usize) -> Option<&str> {
+        self.epochs.iter().rev().find_map(|e| {
+            e.probes
+                .as_ref()?
+                .probes
+                .iter()
+                .find(|r| r.index == index)?
+                .image_hash
+                .as_deref()
+        })
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
@@ -255,7 +269,7 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     let meta_path = dir.join(META_JSON);
     if meta_path.is_file() {
         found_any = true;
-        let mut meta: RunMeta = read_json(&meta_path)?;
+        let mut meta: RunMeta = run::read_meta(run_dir)?;
         // A killed training keeps "running" in its meta.json. A live one holds an exclusive
         // lock on its folder; where nobody does, say that it stopped.
         let unlocked = matches!(moirelab_core::dirlock::read_guard(&dir), Ok(Some(_)));

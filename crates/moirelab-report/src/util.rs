@@ -83,6 +83,47 @@ pub fn canonical(path: &Path) -> Result<PathBuf> {
     })
 }
 
+/// Where `path` is, or will be once created: absolute, each part that exists with its links
+/// resolved and the parts that do not exist yet appended as written (a `..` after such a part
+/// removes it: a folder this process would create, not a link).
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut out = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        std::env::current_dir()
+            .and_then(std::fs::canonicalize)
+            .map_err(io)?
+    };
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => {
+                out.push(n);
+                if out.exists() {
+                    out = std::fs::canonicalize(&out).map_err(io)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The run folder `path` (absolute, resolved) is or lies in: the nearest folder from it up
+/// that holds both `config.toml` and `meta.json`, as every run folder does.
+pub fn enclosing_run(path: &Path) -> Option<&Path> {
+    use moirelab_core::run::{CONFIG_TOML, META_JSON};
+    path.ancestors()
+        .find(|a| a.join(CONFIG_TOML).is_file() && a.join(META_JSON).is_file())
+}
+
 /// Standard base64 with padding (RFC 4648), for CSP hash sources.
 pub fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

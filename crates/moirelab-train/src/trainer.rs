@@ -99,10 +99,11 @@ impl Trainer {
         resolved_config_toml: &str,
         runs_root: &Path,
         name: &str,
-        meta: RunMeta,
+        mut meta: RunMeta,
     ) -> Result<Trainer, TrainError> {
         setup.train.validate()?;
         moirelab_core::run::check_run_name(name)?;
+        meta.format_version = runfmt::RUN_FORMAT_VERSION;
         let dataset = Arc::new(Dataset::open(&setup.data, &setup.base_dir)?);
         setup.model.classes = dataset.classes().len() as i64;
         let n_train = dataset.split("train").len();
@@ -152,7 +153,7 @@ impl Trainer {
         setup.train.validate()?;
         let lock = checkpoint::lock_run(run_dir)?;
         let state = checkpoint::read_state(run_dir)?;
-        let mut meta: RunMeta = fsio::read_json(&run_dir.join(runfmt::META_JSON))?;
+        let mut meta: RunMeta = runfmt::read_meta(run_dir)?;
         meta.resumed.push(now_rfc3339());
         let dataset = Arc::new(Dataset::open(&setup.data, &setup.base_dir)?);
         let mut setup = setup;

@@ -126,12 +126,13 @@ pub fn metrics_rows(m: &EpochMetrics) -> Vec<(String, String)> {
 }
 
 /// `config.toml` of a run folder, or the one error every command gives for a folder that is
-/// not a run.
+/// not a run, or of a run a newer moirelab wrote.
 fn check_run_folder(run: &Path) -> Result<PathBuf> {
     let path = run.join(moirelab_core::run::CONFIG_TOML);
     if !path.is_file() {
         bail!("{}: not a run folder (no config.toml)", run.display());
     }
+    moirelab_core::run::check_run_format(run)?;
     Ok(path)
 }
 

@@ -337,8 +337,7 @@ pub(super) fn cell_state_with(
     }
     // A damaged summary does not count: the cell has no numbers, and a rerun resumes it.
     let finished = matches!(summary, Some(Ok(_)))
-        && fsio::read_json::<runfmt::RunMeta>(&run_dir.join(runfmt::META_JSON))
-            .is_ok_and(|m| m.status == "finished");
+        && runfmt::read_meta(run_dir).is_ok_and(|m| m.status == "finished");
     if finished {
         CellState::Finished
     } else if run_dir.join("checkpoints").join("state.json").is_file() {

@@ -94,6 +94,73 @@ fn report_on_a_non_run_folder_fails_cleanly() {
     assert_one_line_error(&o, &["not a run folder"]);
 }
 
+/// A run folder as far as `report` and `compare` look: `config.toml` and `meta.json`.
+pub fn fake_run(dir: &std::path::Path, extra_meta: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.toml"), "[train]\nepochs = 1\n").unwrap();
+    let meta = format!(
+        r#"{{"name": "n", "argv": [], "moirelab_version": "0", "tch_version": "0",
+        "libtorch_version": "0", "device": "cpu", "threads": 1, "seed": 1,
+        "started": "2026-01-01T00:00:00Z", "status": "finished"{extra_meta}}}"#
+    );
+    std::fs::write(dir.join("meta.json"), meta).unwrap();
+}
+
+/// `compare` with one run says what to run instead (clap's "2 values required" did not); a
+/// run given twice and an --out in a run folder are one line naming them.
+#[test]
+fn compare_refuses_one_run_a_run_twice_and_an_out_in_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_run(&d.join("r1"), "");
+    fake_run(&d.join("r2"), "");
+    let o = moirelab(d, &["compare", "r1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_one_line_error(
+        &o,
+        &["two or more run folders, got only r1", "moirelab report r1"],
+    );
+    let o = moirelab(d, &["compare", "r1", "r2", "r1"]);
+    assert_one_line_error(&o, &["error: r1: given twice"]);
+    let o = moirelab(d, &["compare", "r1", "./r1/"]);
+    assert_one_line_error(&o, &["error: r1 and ./r1/: the same run folder"]);
+    let o = moirelab(d, &["compare", "r1", "r2", "--out", "r2/report"]);
+    assert_one_line_error(&o, &["error: r2/report: is inside the run folder"]);
+    assert!(!d.join("r2/report").exists());
+    let o = moirelab(d, &["compare", "r1", "r2", "--out", "cmp"]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    assert!(d.join("cmp/index.html").is_file());
+}
+
+/// Every command that opens a run refuses one a newer moirelab wrote (a higher
+/// `format_version` in meta.json), in one line naming it, before reading anything else.
+#[test]
+fn a_run_of_a_newer_format_is_one_line_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_run(
+        &d.join("new"),
+        r#", "format_version": 9, "stages": {"v2": true}"#,
+    );
+    fake_run(&d.join("old"), "");
+    std::fs::write(d.join("x.png"), "not read").unwrap();
+    let want = "error: new: written by a newer moirelab (run format 9, this build reads up to 1)";
+    for args in [
+        &["report", "new"][..],
+        &["compare", "old", "new", "--out", "cmp"],
+        &["eval", "--run", "new"],
+        &["predict", "--run", "new", "x.png"],
+        &["explain", "--run", "new", "--out", "e", "x.png"],
+        &["sanity", "--run", "new"],
+        &["train", "--resume", "new"],
+    ] {
+        let o = moirelab(d, args);
+        assert_one_line_error(&o, &[want]);
+    }
+    assert!(!d.join("cmp").exists() && !d.join("e").exists());
+    assert!(!d.join("new/report").exists());
+}
+
 #[test]
 fn a_closed_stdout_pipe_ends_the_command_quietly() {
     // `moirelab ... | head -1`: the reader is gone before the command prints. Rust ignores

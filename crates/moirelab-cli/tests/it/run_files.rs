@@ -268,6 +268,30 @@ fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
     std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
+/// A run records the run-folder format it was written in, and each probe's image hash (what
+/// the compare page tells other pictures under one path apart by).
+#[test]
+fn a_new_run_records_its_format_version_and_probe_image_hashes() {
+    let meta = std::fs::read_to_string(trained().join("runs/t/meta.json")).unwrap();
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(
+        meta["format_version"],
+        moirelab_core::run::RUN_FORMAT_VERSION,
+        "{meta}"
+    );
+    let probes = trained().join("runs/t/epochs/0001/probes.json");
+    let probes: Value = serde_json::from_str(&std::fs::read_to_string(probes).unwrap()).unwrap();
+    let rows = probes["probes"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        let h = r["image_hash"].as_str().unwrap_or_default();
+        assert!(
+            h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{r}"
+        );
+    }
+}
+
 #[test]
 fn a_summary_or_state_json_that_does_not_parse_is_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -270,7 +270,16 @@ fn demo_tells_the_flag_and_the_face_story_from_the_shipped_configs() {
     }
     let face = std::fs::read_to_string(p.join("out/demo-face/summary.json")).unwrap();
     assert!(face.contains("\"shortcut\": \"hair\""), "{face}");
-    assert!(p.join("out/demo-compare/index.html").is_file());
+    // The three data sets share their test cards: every probe row is one picture.
+    let page = std::fs::read_to_string(p.join("out/demo-compare/index.html")).unwrap();
+    assert!(
+        !page.contains("id=\"probe-warning\""),
+        "rows flagged as other pictures"
+    );
+    assert!(
+        page.contains("\"cells\":[0,0,0]") || page.contains("\"cells\":[1,1,1]"),
+        "no probe row of all three runs"
+    );
     // --no-face tells the flag story only.
     let o = moirelab(
         p,

@@ -76,6 +76,7 @@ pub fn probes(xs: &Tensor, classes: usize) -> Vec<ProbeInput> {
             }
             ProbeInput {
                 id: format!("images/{i:03}.png"),
+                image_hash: Some(i as u64),
                 image,
                 input: x,
                 true_class: (i as usize) % classes,

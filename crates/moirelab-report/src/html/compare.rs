@@ -89,7 +89,8 @@ pub(crate) fn write_compare_page(
     let differing = differing_keys(&flats, false);
     let besides_data = differing_keys(&flats, true);
 
-    // Probes matched across runs by their stable id (data-set relative path).
+    // Probes matched across runs by their stable id (data-set relative path); rows whose
+    // picture differs between runs are flagged.
     let mut order: Vec<String> = Vec::new();
     let mut by_run: Vec<BTreeMap<String, usize>> = Vec::new();
     for r in runs {
@@ -103,11 +104,13 @@ pub(crate) fn write_compare_page(
         }
         by_run.push(m);
     }
+    let differs = super::same_image::differing_probes(runs, &by_run, &order);
     let probes: Vec<Value> = order
         .iter()
         .map(|id| {
             let cells: Vec<Value> = by_run.iter().map(|m| json!(m.get(id))).collect();
-            json!({ "id": id, "cells": cells })
+            let other = differs.iter().any(|d| d.id == *id);
+            json!({ "id": id, "cells": cells, "differs": other })
         })
         .collect();
     let mut epochs: BTreeSet<u32> = BTreeSet::new();
@@ -157,6 +160,13 @@ pub(crate) fn write_compare_page(
             esc(&besides_data.join(", "))
         ));
     }
+    let roots: Vec<Option<String>> = flats.iter().map(|f| f.get("data.root").cloned()).collect();
+    body.push_str(&super::same_image::warning_html(
+        runs,
+        &roots,
+        &differs,
+        order.len(),
+    ));
     for r in runs {
         body.push_str(&missing_html(
             &format!("{}: what is missing", r.name),

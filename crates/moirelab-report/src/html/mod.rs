@@ -7,10 +7,12 @@
 //! * this module: the page shell, links (relative, or copied for a standalone export), the
 //!   per-run data block shared by both pages, the map colour filters and the controls;
 //! * [`run`]: the run page; [`compare`]: the compare page;
-//! * [`tables`]: static tables; [`verdict`]: the verdict card and lift small multiples.
+//! * [`tables`]: static tables; [`verdict`]: the verdict card and lift small multiples;
+//! * [`same_image`]: compare rows that show another picture in some runs.
 
 mod compare;
 mod run;
+mod same_image;
 mod tables;
 mod verdict;
 
@@ -98,12 +100,15 @@ impl Linker {
     /// beside it first (`.files.partial-<pid>`), then swapped in, so a failure leaves the old
     /// one as it was and a folder exported before keeps none of the earlier run's files.
     /// Nothing outside `files/` is touched; a page that is not standalone leaves it alone.
+    /// A `files/` that an export did not write (no [`EXPORT_MARKER`] inside) is someone
+    /// else's: it is refused, never replaced.
     pub(crate) fn copy_files(&self) -> Result<usize> {
         if !self.standalone {
             return Ok(0);
         }
-        moirelab_core::fsio::remove_abandoned_dirs(&self.base, "files");
         let files = self.base.join("files");
+        check_own_files(&files)?;
+        moirelab_core::fsio::remove_abandoned_dirs(&self.base, "files");
         let staged = self
             .base
             .join(format!(".files.partial-{}", std::process::id()));
@@ -127,6 +132,8 @@ impl Linker {
             std::fs::remove_dir_all(staged).map_err(io(staged))?;
         }
         std::fs::create_dir_all(staged).map_err(io(staged))?;
+        let marker = staged.join(EXPORT_MARKER);
+        std::fs::write(&marker, MARKER_TEXT).map_err(io(&marker))?;
         let copies = self.copies.borrow();
         for (dst, src) in copies.iter() {
             let to = staged.join(dst.strip_prefix(files).unwrap_or(dst));
@@ -137,6 +144,36 @@ impl Linker {
         }
         Ok(copies.len())
     }
+}
+
+/// The file a standalone export writes into its `files/` folder, so that the next export
+/// knows the folder is its own to replace.
+pub(crate) const EXPORT_MARKER: &str = ".moirelab-export";
+const MARKER_TEXT: &str = "Written by a moirelab standalone export (report --standalone, \
+compare --standalone). The next export replaces this whole folder.\n";
+
+/// Ok when `files` is absent or a folder (not a link) an export wrote: it holds
+/// [`EXPORT_MARKER`] as a plain file.
+fn check_own_files(files: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(files) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ReportError::Io {
+                path: files.to_path_buf(),
+                source,
+            })
+        }
+        Ok(m) if m.is_dir() => {
+            let marker = std::fs::symlink_metadata(files.join(EXPORT_MARKER));
+            if marker.is_ok_and(|m| m.is_file()) {
+                return Ok(());
+            }
+        }
+        Ok(_) => {}
+    }
+    Err(ReportError::ForeignFiles {
+        path: files.to_path_buf(),
+    })
 }
 
 fn class_name(classes: &[String], i: usize) -> String {

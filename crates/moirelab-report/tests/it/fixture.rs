@@ -32,6 +32,11 @@ pub struct Spec {
     pub legacy: bool,
     /// Extra data sets evaluated every epoch (`extra/<name>` lines, summary `extra`).
     pub extra: Vec<String>,
+    /// Which pictures the data set holds under the probe ids: runs with another value show
+    /// other pictures under the same names.
+    pub pictures: u32,
+    /// probes.json records each probe's `image_hash` (dumps before it was recorded do not).
+    pub hashes: bool,
 }
 
 impl Spec {
@@ -52,6 +57,8 @@ impl Spec {
             skill: 0.0,
             legacy: false,
             extra: Vec::new(),
+            pictures: 0,
+            hashes: true,
         }
     }
 }
@@ -204,6 +211,11 @@ pub fn cam_metrics(spec: &Spec, epoch: u32, method: &str, target: CamTarget) -> 
     }
 }
 
+/// The picture a data set of `spec.pictures` holds under `id`: the seed of its probe input.
+fn picture(spec: &Spec, id: &str) -> u32 {
+    1000 + id.bytes().map(u32::from).sum::<u32>() + 7 * spec.pictures
+}
+
 /// Write a complete run under `root/<folder>` and return its path.
 pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
     let dir = root.join(&spec.folder);
@@ -218,6 +230,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
     );
     write(&dir.join(run::CONFIG_TOML), config.as_bytes());
     let meta = RunMeta {
+        format_version: run::RUN_FORMAT_VERSION,
         name: spec.name.clone(),
         argv: vec!["moirelab".into(), "train".into()],
         moirelab_version: "0.1.0".into(),
@@ -258,10 +271,10 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
             }
         }
     }
-    for (i, _) in spec.probe_ids.iter().enumerate() {
+    for (i, id) in spec.probe_ids.iter().enumerate() {
         write(
             &run::probe_input_png(&dir, i),
-            &png(24, 24, 1000 + i as u32),
+            &png(24, 24, picture(spec, id)),
         );
     }
     for &e in &spec.dumps {
@@ -282,6 +295,7 @@ pub fn make_run(root: &Path, spec: &Spec) -> PathBuf {
                 ProbeRecord {
                     index: i,
                     id: id.clone(),
+                    image_hash: spec.hashes.then(|| format!("{:016x}", picture(spec, id))),
                     true_class: i % 2,
                     pred_class: (i + e as usize) % 2,
                     probs: vec![0.3 + 0.01 * i as f64, 0.7 - 0.01 * i as f64],

@@ -2,6 +2,7 @@
 //! (TensorBoard's EventAccumulator, headless Chromium) where the brief asks for them.
 
 mod browser;
+mod compare;
 mod fixture;
 mod media;
 mod pages;

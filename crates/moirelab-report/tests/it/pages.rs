@@ -234,6 +234,54 @@ fn standalone_export_into_an_earlier_one_drops_its_stale_files() {
     assert_eq!(names, ["files", "index.html", "notes.txt"]);
 }
 
+/// A `files/` folder in the page folder that no export wrote is the user's: a standalone
+/// export refuses, naming it, and leaves it as it was (it used to replace it wholesale).
+#[test]
+fn standalone_export_never_replaces_a_files_folder_it_did_not_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs: Vec<_> = ["x", "y"]
+        .iter()
+        .map(|n| fixture::make_run(tmp.path(), &Spec::new(n)))
+        .collect();
+    let out = tmp.path().join("cmp");
+    std::fs::create_dir_all(out.join("files")).unwrap();
+    std::fs::write(out.join("files/mine.txt"), "mine").unwrap();
+    let run_files = runs[0].join("report/files");
+    std::fs::create_dir_all(&run_files).unwrap();
+    std::fs::write(run_files.join("mine.txt"), "mine").unwrap();
+    for (err, files) in [
+        (
+            moirelab_report::write_compare_with(&runs, &out, true).unwrap_err(),
+            &out.join("files"),
+        ),
+        (
+            moirelab_report::write_run_report_with(&runs[0], true).unwrap_err(),
+            &run_files,
+        ),
+    ] {
+        assert!(matches!(err, ReportError::ForeignFiles { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("files: not written by a moirelab standalone export"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+        assert_eq!(
+            std::fs::read_to_string(files.join("mine.txt")).unwrap(),
+            "mine"
+        );
+        assert_eq!(std::fs::read_dir(files).unwrap().count(), 1);
+    }
+    assert!(!out.join("index.html").exists());
+    // An export's own folder (it carries the marker) is replaced as before.
+    std::fs::remove_dir_all(out.join("files")).unwrap();
+    moirelab_report::write_compare_with(&runs, &out, true).unwrap();
+    assert!(out.join("files/.moirelab-export").is_file());
+    let cmp = moirelab_report::write_compare_with(&runs[..1], &out, true).unwrap();
+    assert!(!out.join("files/1").exists());
+    assert_links_resolve(&cmp, &read(&cmp));
+}
+
 #[test]
 fn fresh_run_without_metrics_or_dumps_still_gets_a_page_listing_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
