@@ -15,6 +15,47 @@ fn values_split_at_top_level_commas_only() {
     assert_eq!(a.values, ["[\"gradcam\",\"hirescam\"]", "[\"gradcam\"]"]);
     let a = parse_axis("data.knobs.artifacts=\"moire,bands\", none").unwrap();
     assert_eq!(a.values, ["\"moire,bands\"", "none"]);
+    // An escaped quote does not end a string; a quote inside a bare word opens none.
+    let a = parse_axis(r#"name="say \"hi\", twice",plain"#).unwrap();
+    assert_eq!(a.values, [r#""say \"hi\", twice""#, "plain"]);
+    let a = parse_axis(r#"name="a\\",b"#).unwrap();
+    assert_eq!(a.values, [r#""a\\""#, "b"]);
+    let a = parse_axis("data.root=/d/it's,/d/x]").unwrap();
+    assert_eq!(a.values, ["/d/it's", "/d/x]"]);
+}
+
+#[test]
+fn malformed_and_duplicate_values_name_the_grid_argument() {
+    let err = |spec: &str| parse_axis(spec).unwrap_err().to_string();
+    let e = err(r#"name="abc,d"#);
+    assert!(
+        e.starts_with(r#"--grid name="abc,d: "#) && e.contains("closing quote"),
+        "{e}"
+    );
+    let e = err("gradcam.methods=[\"gradcam\",b");
+    assert!(
+        e.contains("--grid gradcam.methods=") && e.contains("closing bracket"),
+        "{e}"
+    );
+    let e = err(r#"name="abc"d,e"#);
+    assert!(
+        e.contains(r#"--grid name: value "abc"d is not TOML"#),
+        "{e}"
+    );
+    // Duplicates are the same value, however spelled.
+    let e = err("train.lr=0.001,1e-3");
+    assert!(
+        e.contains("--grid train.lr: ") && e.contains("0.001 and 1e-3"),
+        "{e}"
+    );
+    let e = err("train.lr=1,0.5,1.0");
+    assert!(e.contains("1 and 1.0"), "{e}");
+    let e = err(r#"model.arch=vgg,"vgg""#);
+    assert!(e.contains(r#"vgg and "vgg""#), "{e}");
+    let e = err(r#"gradcam.methods=["a", "b"],["a","b"]"#);
+    assert!(e.contains("given twice"), "{e}");
+    assert!(parse_axis("train.lr=0.001,0.0011,1e-4").is_ok());
+    assert!(parse_axis(r#"model.arch=vgg,"VGG""#).is_ok());
 }
 
 #[test]
