@@ -266,7 +266,7 @@ pub(super) fn absolute(p: &Path) -> Result<PathBuf> {
     })
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

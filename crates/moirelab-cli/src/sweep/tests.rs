@@ -1,5 +1,6 @@
 //! Unit tests of the grid parser, the cell plan and the Slurm script.
 
+use super::collect::lines;
 use super::plan::*;
 use super::slurm::*;
 use std::path::{Path, PathBuf};
@@ -178,4 +179,64 @@ fn slurm_tasks_run_the_local_commands() {
         file.cell_sets(&file.cells[1]),
         ["model.arch=shallow", "train.lr=0.01"]
     );
+}
+
+fn sweep_file(specs: &[&str]) -> SweepFile {
+    let ax = axes(specs);
+    let combos = combinations(&ax);
+    let n = combos.len();
+    let cells = combos
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| CellRecord {
+            index: i,
+            name: cell_name(i, n, &ax, &v),
+            run: PathBuf::from("runs").join(cell_name(i, n, &ax, &v)),
+            values: v,
+            status: "pending".into(),
+            command: vec![],
+        })
+        .collect();
+    SweepFile {
+        format_version: FORMAT_VERSION,
+        base_config: "c.toml".into(),
+        base_sha256: "00".into(),
+        sets: vec![],
+        grid: ax,
+        workdir: "/w".into(),
+        cells,
+    }
+}
+
+#[test]
+fn compare_folders_are_distinct_short_and_stable() {
+    let long_a = format!("/d/{}a", "x".repeat(300));
+    let long_b = format!("/d/{}b", "x".repeat(300));
+    let spec = format!("data.root=/tmp/dx a,/tmp/dx_a,/tmp/DX_A,/tmp/other,{long_a},{long_b}");
+    let file = sweep_file(&["train.seed=1,2", &spec]);
+    let ls = lines(&file);
+    assert_eq!(ls.len(), 6);
+    let folders: Vec<&str> = ls.iter().map(|l| l.folder.as_str()).collect();
+    for (i, f) in folders.iter().enumerate() {
+        assert!(f.len() <= 80, "{f}");
+        let lower = f.to_lowercase();
+        assert!(
+            folders[..i].iter().all(|g| g.to_lowercase() != lower),
+            "{folders:?}"
+        );
+    }
+    // A label no other line shares keeps its plain name; the others end in a hash.
+    assert_eq!(folders[3], "root=_tmp_other");
+    assert!(folders[0].starts_with("root=_tmp_dx_a-"), "{folders:?}");
+    assert!(folders[4].starts_with("root=_d_xxx"), "{folders:?}");
+    // Each line holds its own cells, and names depend on the grid alone.
+    assert_eq!(ls[0].cells.len(), 2);
+    assert_eq!(ls[0].cells[1].values, ["2", "/tmp/dx a"]);
+    assert_eq!(ls[1].label, "root=/tmp/dx_a");
+    let again: Vec<String> = lines(&sweep_file(&["train.seed=1,2", &spec]))
+        .into_iter()
+        .map(|l| l.folder)
+        .collect();
+    assert_eq!(again, folders);
+    assert_eq!(lines(&sweep_file(&["model.width=4,6"]))[0].folder, "all");
 }
