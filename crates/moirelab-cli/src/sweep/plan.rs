@@ -490,10 +490,11 @@ pub(super) fn read_sweep(out: &Path) -> Result<SweepFile> {
     Ok(file)
 }
 
-/// Create the sweep folder, or check that an existing one holds the same sweep (same base
-/// config text, `--set` and grid) and keep its working directory; writes `base.toml` and
-/// `sweep.json` with every cell's current state.
-pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
+/// Check that `out` can hold this sweep, writing nothing: it is absent, empty, or holds the
+/// same sweep (same base config text, `--set` and grid, and an unedited `base.toml`), whose
+/// working directory the plan then keeps. A sweep that fails before [`write_folder`] (a data
+/// set that cannot be made) leaves no folder behind that would refuse the corrected grid.
+pub(super) fn check_folder(out: &Path, plan: &mut Plan) -> Result<()> {
     if out.join(SWEEP_JSON).is_file() {
         let old = read_sweep(out)?;
         if old.base_sha256 != plan.file.base_sha256
@@ -516,6 +517,12 @@ pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
             out.display()
         );
     }
+    Ok(())
+}
+
+/// Create the sweep folder checked by [`check_folder`]: `logs/`, `base.toml` and `sweep.json`
+/// with every cell's current state.
+pub(super) fn write_folder(out: &Path, plan: &mut Plan) -> Result<()> {
     std::fs::create_dir_all(out.join("logs"))
         .with_context(|| format!("create {}", out.join("logs").display()))?;
     fsio::write_atomic(&out.join(BASE_TOML), plan.base_text.as_bytes())?;

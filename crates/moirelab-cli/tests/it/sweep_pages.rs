@@ -1,10 +1,10 @@
 //! `moirelab sweep`'s table and compare pages over cells that are already trained (one cell
 //! trains, the others are copies of its run folder): one page per line of the charts in a
 //! folder of its own, rebuilt whole by `--collect`, and a damaged cell that costs only its own
-//! page.
+//! page; and a sweep that fails before training leaves no folder behind.
 
 use crate::sweep::{cells, setup};
-use crate::{moirelab, stderr};
+use crate::{assert_one_line_error, moirelab, stderr, TINY};
 use std::path::{Path, PathBuf};
 
 /// `sweep --emit slurm` over `grids` in `dir/sw`, cell 0 trained and copied to every other
@@ -174,4 +174,22 @@ fn a_damaged_cell_loses_its_compare_page_not_the_table() {
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert_eq!(pages[0].1, ["00_", "02_"]);
     assert_eq!(folders(&out.join("compare")), ["name=a"]);
+}
+
+#[test]
+fn a_sweep_that_fails_before_training_leaves_no_folder() {
+    let dir = setup();
+    let no_preset = TINY.replace("preset = \"tiny\"", "root = \"nowhere\"");
+    std::fs::write(dir.path().join("t.toml"), no_preset).unwrap();
+    for widths in ["model.width=4,6", "model.width=4,8"] {
+        let o = moirelab(
+            dir.path(),
+            &[
+                "sweep", "--config", "t.toml", "--grid", widths, "--out", "sw",
+            ],
+        );
+        // The second grid is refused for its data set too, not as another sweep.
+        assert_one_line_error(&o, &["nowhere"]);
+        assert!(!dir.path().join("sw").exists(), "{}", stderr(&o));
+    }
 }
