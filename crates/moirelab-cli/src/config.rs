@@ -210,7 +210,7 @@ fn line_of_key(text: &str, msg: &str) -> Option<usize> {
 }
 
 /// Parse a `--set` value: TOML if it parses, else a bare string.
-fn parse_value(raw: &str) -> toml::Value {
+pub(crate) fn parse_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&doc) {
         Ok(mut t) => t

@@ -108,6 +108,26 @@ pub fn exclusive_guard(dir: &Path) -> Result<Option<ExclusiveGuard>, Busy> {
     }
 }
 
+/// [`exclusive_guard`], tried again for up to `wait` while only readers hold the folder: a
+/// reader's shared lock (a report, or a sweep's check for a live training, looking at a run
+/// folder) lasts a moment. A folder that a process holds exclusively (a training, which may
+/// run for hours) is refused at once.
+pub fn exclusive_guard_after_readers(
+    dir: &Path,
+    wait: std::time::Duration,
+) -> Result<Option<ExclusiveGuard>, Busy> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match exclusive_guard(dir) {
+            // A shared lock of ours succeeds only while no process holds the folder exclusively.
+            Err(_) if t0.elapsed() < wait && matches!(read_guard(dir), Ok(Some(_))) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The folder opened for locking; `None` where it is no folder or cannot be opened.
 fn open_dir(dir: &Path) -> Option<File> {
     let file = File::open(dir).ok()?;
@@ -227,6 +247,28 @@ mod tests {
         assert_eq!(read_guard(d).unwrap_err().holders, vec![std::process::id()]);
         drop(w);
         assert!(read_guard(d).unwrap().is_some());
+    }
+
+    /// A reader's moment delays a writer that waits for readers; a writer is refused at once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_writer_waits_out_a_reader_but_not_another_writer() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let reader = read_guard(&d).unwrap().expect("a lock on a local folder");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(reader);
+        });
+        let w = exclusive_guard_after_readers(&d, Duration::from_secs(5)).unwrap();
+        assert!(w.is_some());
+        release.join().unwrap();
+        let t0 = Instant::now();
+        let busy = exclusive_guard_after_readers(&d, Duration::from_secs(5)).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        assert_eq!(busy.holders, vec![std::process::id()]);
+        drop(w);
     }
 
     /// A path that is no folder is read and replaced without a lock.

@@ -228,6 +228,10 @@ fn settle_checkpoint(dir: &Path, state: &TrainState) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// How long [`lock_run`] waits for readers of the run folder to let go (a sweep's `--cell`
+/// reservation waits as long).
+const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A trainer's lock on its run folder; `None` where the file system has no locks.
 pub(crate) type RunLock = Option<moirelab_core::dirlock::ExclusiveGuard>;
 
@@ -236,8 +240,11 @@ pub(crate) type RunLock = Option<moirelab_core::dirlock::ExclusiveGuard>;
 /// --resume`, a sweep cell started twice): their epochs would both be appended to
 /// `metrics.jsonl`. A resume also deletes the temp files that a killed process left in the
 /// folder, now that no other writer can be in it. `None` where the file system has no locks.
+/// A reader's brief shared lock (a report, a sweep's check for a live training) is waited out
+/// for up to [`READER_WAIT`]; a training that holds the folder is refused at once.
 pub(crate) fn lock_run(run_dir: &Path) -> Result<RunLock, TrainError> {
-    let lock = moirelab_core::dirlock::exclusive_guard(run_dir).map_err(|busy| {
+    let lock = moirelab_core::dirlock::exclusive_guard_after_readers(run_dir, READER_WAIT)
+        .map_err(|busy| {
         ckpt_err(
             run_dir,
             format!(
@@ -319,4 +326,33 @@ fn truncate_metrics(path: &Path, epochs_done: u32) -> Result<(), TrainError> {
     }
     fsio::write_atomic(path, &out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A report's or a sweep's brief shared lock on the run folder does not refuse a resume;
+    /// a training's exclusive one does, at once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_resume_waits_out_a_reader_but_not_a_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().to_path_buf();
+        let reader = moirelab_core::dirlock::read_guard(&run)
+            .unwrap()
+            .expect("a lock on a local folder");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(reader);
+        });
+        let lock = lock_run(&run).unwrap();
+        assert!(lock.is_some());
+        release.join().unwrap();
+        let t0 = Instant::now();
+        let e = lock_run(&run).unwrap_err().to_string();
+        assert!(t0.elapsed() < READER_WAIT, "{:?}", t0.elapsed());
+        assert!(e.contains("being trained by this process"), "{e}");
+    }
 }

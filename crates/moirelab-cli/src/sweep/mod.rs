@@ -23,8 +23,8 @@ mod tests;
 
 use collect::collect;
 use plan::{
-    absolute, cell_state, cell_trained_by, check_base, make_plan, prepare_folder, read_sweep,
-    reserve_cell, trained_by, CellState, SweepFile,
+    absolute, cell_state, cell_trained_by, check_base, check_folder, make_plan, read_sweep,
+    reserve_cell, trained_by, write_folder, CellState, SweepFile,
 };
 use slurm::{collect_command, shell_quote, slurm_script};
 
@@ -84,10 +84,13 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     }
     let exe = std::env::current_exe().context("locate the moirelab binary")?;
     let mut plan = make_plan(config_path, &a.grids, &a.sets, a.yes, &out, &exe)?;
-    prepare_folder(&out, &mut plan)?;
+    // Everything that can fail on the grid (the folder, the data sets) before the folder is
+    // written: a sweep that fails here leaves nothing that would refuse the corrected grid.
+    check_folder(&out, &mut plan)?;
     std::env::set_current_dir(&plan.file.workdir)
         .with_context(|| format!("working directory {}", plan.file.workdir.display()))?;
     prepare_data(&plan.cells)?;
+    write_folder(&out, &mut plan)?;
     let mut file = plan.file;
     if a.emit.is_some() {
         let path = out.join(SLURM_SCRIPT);

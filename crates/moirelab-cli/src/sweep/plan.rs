@@ -71,18 +71,25 @@ impl SweepFile {
     }
 }
 
-/// Split `v1,v2,...` at top-level commas (not inside `[...]`, `{...}` or quotes), so TOML
-/// arrays and strings with commas are single values.
-fn split_values(raw: &str) -> Vec<String> {
+/// Split `v1,v2,...` at top-level commas: not inside a TOML string, array or inline table
+/// (`"moire,bands"`, `["gradcam","hirescam"]`), so those are single values. A quote or bracket
+/// opens one at the start of a value or inside another one (`it's` is a bare word); in a
+/// `"..."` string a backslash escapes the next character (`"say \"hi\", twice"`). An
+/// unterminated string or bracket is an error.
+fn split_values(raw: &str) -> std::result::Result<Vec<String>, &'static str> {
     let mut out = Vec::new();
-    let (mut depth, mut quote, mut cur) = (0i32, None::<char>, String::new());
+    let (mut depth, mut quote, mut escaped) = (0i32, None::<char>, false);
+    let mut cur = String::new();
     for c in raw.chars() {
+        let opens = depth > 0 || cur.trim().is_empty();
         match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[' | '{') => depth += 1,
-            (None, ']' | '}') => depth -= 1,
+            (None, '"' | '\'') if opens => quote = Some(c),
+            (None, '[' | '{') if opens => depth += 1,
+            (None, ']' | '}') if depth > 0 => depth -= 1,
             (None, ',') if depth == 0 => {
                 out.push(cur.trim().to_string());
                 cur.clear();
@@ -92,8 +99,47 @@ fn split_values(raw: &str) -> Vec<String> {
         }
         cur.push(c);
     }
+    if quote.is_some() {
+        return Err("a string without its closing quote");
+    }
+    if depth > 0 {
+        return Err("a [ or { without its closing bracket");
+    }
     out.push(cur.trim().to_string());
-    out
+    Ok(out)
+}
+
+/// A grid value as `train --set` reads it ([`config::parse_value`]): TOML where it parses,
+/// else a bare word. A value that starts like a TOML string, array or table must parse.
+fn grid_value(raw: &str) -> std::result::Result<toml::Value, String> {
+    if raw.starts_with(['"', '\'', '[', '{']) {
+        let doc = format!("v = {raw}");
+        return match toml::from_str::<toml::Table>(&doc) {
+            Ok(mut t) if t.len() == 1 => t.remove("v").ok_or_else(String::new),
+            Ok(_) => Err("more than one value".into()),
+            Err(e) => Err(e.message().trim().replace('\n', " ")),
+        };
+    }
+    Ok(config::parse_value(raw))
+}
+
+/// Whether two grid values give a cell the same config: TOML equality, an integer and a float
+/// of the same number alike (`train.lr=0.001,1e-3` and `train.lr=1,1.0` are one value twice).
+fn same_value(a: &toml::Value, b: &toml::Value) -> bool {
+    use toml::Value as V;
+    match (a, b) {
+        (V::Integer(i), V::Float(f)) | (V::Float(f), V::Integer(i)) => *i as f64 == *f,
+        (V::Float(x), V::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (V::Array(x), V::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y))
+        }
+        (V::Table(x), V::Table(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// Parse one `--grid section.key=v1,v2,...`.
@@ -105,16 +151,24 @@ pub fn parse_axis(spec: &str) -> Result<Axis> {
     if key.is_empty() || key.split('.').any(|p| p.trim().is_empty()) {
         bail!("--grid {spec}: expected section.key=value1,value2,...");
     }
-    let values = split_values(raw);
+    let values = split_values(raw).map_err(|why| anyhow!("--grid {spec}: {why}"))?;
     if values.iter().all(String::is_empty) {
         bail!("--grid {key}: no values (expected {key}=value1,value2,...)");
     }
     if values.iter().any(String::is_empty) {
         bail!("--grid {key}={raw}: an empty value");
     }
-    for (i, v) in values.iter().enumerate() {
-        if values[..i].contains(v) {
-            bail!("--grid {key}: value {v} is given twice");
+    let parsed = values
+        .iter()
+        .map(|v| grid_value(v).map_err(|why| anyhow!("--grid {key}: value {v} is not TOML: {why}")))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, v) in parsed.iter().enumerate() {
+        if let Some(j) = parsed[..i].iter().position(|w| same_value(v, w)) {
+            let (a, b) = (&values[j], &values[i]);
+            if a == b {
+                bail!("--grid {key}: value {b} is given twice");
+            }
+            bail!("--grid {key}: value {b} is given twice (as {a} and {b}, the same value)");
         }
     }
     Ok(Axis {
@@ -212,7 +266,7 @@ pub(super) fn absolute(p: &Path) -> Result<PathBuf> {
     })
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -435,10 +489,11 @@ pub(super) fn read_sweep(out: &Path) -> Result<SweepFile> {
     Ok(file)
 }
 
-/// Create the sweep folder, or check that an existing one holds the same sweep (same base
-/// config text, `--set` and grid) and keep its working directory; writes `base.toml` and
-/// `sweep.json` with every cell's current state.
-pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
+/// Check that `out` can hold this sweep, writing nothing: it is absent, empty, or holds the
+/// same sweep (same base config text, `--set` and grid, and an unedited `base.toml`), whose
+/// working directory the plan then keeps. A sweep that fails before [`write_folder`] (a data
+/// set that cannot be made) leaves no folder behind that would refuse the corrected grid.
+pub(super) fn check_folder(out: &Path, plan: &mut Plan) -> Result<()> {
     if out.join(SWEEP_JSON).is_file() {
         let old = read_sweep(out)?;
         if old.base_sha256 != plan.file.base_sha256
@@ -461,6 +516,12 @@ pub(super) fn prepare_folder(out: &Path, plan: &mut Plan) -> Result<()> {
             out.display()
         );
     }
+    Ok(())
+}
+
+/// Create the sweep folder checked by [`check_folder`]: `logs/`, `base.toml` and `sweep.json`
+/// with every cell's current state.
+pub(super) fn write_folder(out: &Path, plan: &mut Plan) -> Result<()> {
     std::fs::create_dir_all(out.join("logs"))
         .with_context(|| format!("create {}", out.join("logs").display()))?;
     fsio::write_atomic(&out.join(BASE_TOML), plan.base_text.as_bytes())?;

@@ -1,5 +1,6 @@
 //! Unit tests of the grid parser, the cell plan and the Slurm script.
 
+use super::collect::lines;
 use super::plan::*;
 use super::slurm::*;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,47 @@ fn values_split_at_top_level_commas_only() {
     assert_eq!(a.values, ["[\"gradcam\",\"hirescam\"]", "[\"gradcam\"]"]);
     let a = parse_axis("data.knobs.artifacts=\"moire,bands\", none").unwrap();
     assert_eq!(a.values, ["\"moire,bands\"", "none"]);
+    // An escaped quote does not end a string; a quote inside a bare word opens none.
+    let a = parse_axis(r#"name="say \"hi\", twice",plain"#).unwrap();
+    assert_eq!(a.values, [r#""say \"hi\", twice""#, "plain"]);
+    let a = parse_axis(r#"name="a\\",b"#).unwrap();
+    assert_eq!(a.values, [r#""a\\""#, "b"]);
+    let a = parse_axis("data.root=/d/it's,/d/x]").unwrap();
+    assert_eq!(a.values, ["/d/it's", "/d/x]"]);
+}
+
+#[test]
+fn malformed_and_duplicate_values_name_the_grid_argument() {
+    let err = |spec: &str| parse_axis(spec).unwrap_err().to_string();
+    let e = err(r#"name="abc,d"#);
+    assert!(
+        e.starts_with(r#"--grid name="abc,d: "#) && e.contains("closing quote"),
+        "{e}"
+    );
+    let e = err("gradcam.methods=[\"gradcam\",b");
+    assert!(
+        e.contains("--grid gradcam.methods=") && e.contains("closing bracket"),
+        "{e}"
+    );
+    let e = err(r#"name="abc"d,e"#);
+    assert!(
+        e.contains(r#"--grid name: value "abc"d is not TOML"#),
+        "{e}"
+    );
+    // Duplicates are the same value, however spelled.
+    let e = err("train.lr=0.001,1e-3");
+    assert!(
+        e.contains("--grid train.lr: ") && e.contains("0.001 and 1e-3"),
+        "{e}"
+    );
+    let e = err("train.lr=1,0.5,1.0");
+    assert!(e.contains("1 and 1.0"), "{e}");
+    let e = err(r#"model.arch=vgg,"vgg""#);
+    assert!(e.contains(r#"vgg and "vgg""#), "{e}");
+    let e = err(r#"gradcam.methods=["a", "b"],["a","b"]"#);
+    assert!(e.contains("given twice"), "{e}");
+    assert!(parse_axis("train.lr=0.001,0.0011,1e-4").is_ok());
+    assert!(parse_axis(r#"model.arch=vgg,"VGG""#).is_ok());
 }
 
 #[test]
@@ -137,4 +179,64 @@ fn slurm_tasks_run_the_local_commands() {
         file.cell_sets(&file.cells[1]),
         ["model.arch=shallow", "train.lr=0.01"]
     );
+}
+
+fn sweep_file(specs: &[&str]) -> SweepFile {
+    let ax = axes(specs);
+    let combos = combinations(&ax);
+    let n = combos.len();
+    let cells = combos
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| CellRecord {
+            index: i,
+            name: cell_name(i, n, &ax, &v),
+            run: PathBuf::from("runs").join(cell_name(i, n, &ax, &v)),
+            values: v,
+            status: "pending".into(),
+            command: vec![],
+        })
+        .collect();
+    SweepFile {
+        format_version: FORMAT_VERSION,
+        base_config: "c.toml".into(),
+        base_sha256: "00".into(),
+        sets: vec![],
+        grid: ax,
+        workdir: "/w".into(),
+        cells,
+    }
+}
+
+#[test]
+fn compare_folders_are_distinct_short_and_stable() {
+    let long_a = format!("/d/{}a", "x".repeat(300));
+    let long_b = format!("/d/{}b", "x".repeat(300));
+    let spec = format!("data.root=/tmp/dx a,/tmp/dx_a,/tmp/DX_A,/tmp/other,{long_a},{long_b}");
+    let file = sweep_file(&["train.seed=1,2", &spec]);
+    let ls = lines(&file);
+    assert_eq!(ls.len(), 6);
+    let folders: Vec<&str> = ls.iter().map(|l| l.folder.as_str()).collect();
+    for (i, f) in folders.iter().enumerate() {
+        assert!(f.len() <= 80, "{f}");
+        let lower = f.to_lowercase();
+        assert!(
+            folders[..i].iter().all(|g| g.to_lowercase() != lower),
+            "{folders:?}"
+        );
+    }
+    // A label no other line shares keeps its plain name; the others end in a hash.
+    assert_eq!(folders[3], "root=_tmp_other");
+    assert!(folders[0].starts_with("root=_tmp_dx_a-"), "{folders:?}");
+    assert!(folders[4].starts_with("root=_d_xxx"), "{folders:?}");
+    // Each line holds its own cells, and names depend on the grid alone.
+    assert_eq!(ls[0].cells.len(), 2);
+    assert_eq!(ls[0].cells[1].values, ["2", "/tmp/dx a"]);
+    assert_eq!(ls[1].label, "root=/tmp/dx_a");
+    let again: Vec<String> = lines(&sweep_file(&["train.seed=1,2", &spec]))
+        .into_iter()
+        .map(|l| l.folder)
+        .collect();
+    assert_eq!(again, folders);
+    assert_eq!(lines(&sweep_file(&["model.width=4,6"]))[0].folder, "all");
 }

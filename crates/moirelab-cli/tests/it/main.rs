@@ -10,6 +10,7 @@ mod plan;
 mod pretrained;
 mod run_files;
 mod sweep;
+mod sweep_pages;
 mod train;
 
 use std::path::Path;

@@ -5,18 +5,18 @@ use crate::{assert_one_line_error, moirelab, spawn_moirelab, stderr, TINY};
 use serde_json::Value;
 use std::path::Path;
 
-fn setup() -> tempfile::TempDir {
+pub(crate) fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tiny.toml"), TINY).unwrap();
     dir
 }
 
-fn json(path: &Path) -> Value {
+pub(crate) fn json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
-fn cells(out: &Path) -> Vec<Value> {
+pub(crate) fn cells(out: &Path) -> Vec<Value> {
     json(&out.join("sweep.json"))["cells"]
         .as_array()
         .unwrap()
