@@ -407,12 +407,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `e` is a Ctrl-C that stopped a data set's generation (nothing was written) or the
-/// wait for another writer of it: exit 130 as for any other interruption, so a script or the
-/// sweep tells it from a failure.
+/// Whether `e` is a Ctrl-C that stopped a run while it started (no run folder), a data set's
+/// generation (nothing was written) or the wait for another writer of it: exit 130 as for any
+/// other interruption, so a script or the sweep tells it from a failure.
 fn stopped(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
+            c.downcast_ref::<moirelab_train::TrainError>(),
+            Some(moirelab_train::TrainError::Stopped)
+        ) || matches!(
             c.downcast_ref::<moirelab_synth::SynthError>(),
             Some(
                 moirelab_synth::SynthError::Stopped { .. }
