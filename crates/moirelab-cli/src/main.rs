@@ -465,7 +465,7 @@ fn restore_sigpipe() {
 /// their source (`"{path}: {source}"`) and also expose it as `source()` would otherwise
 /// repeat the OS error. A libtorch message that reaches here stops before its C++ stack
 /// frames ("Exception raised from …"), thousands of characters that mean nothing to a user.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
