@@ -90,9 +90,10 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
             }
         }
     }
+    let scored = rows.len() - failed;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
+    } else if scored > 0 {
         let note = match lr.threshold {
             Some(_) => String::new(),
             None => ", a default: the run has fixed none yet".to_string(),
