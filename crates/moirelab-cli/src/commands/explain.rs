@@ -40,8 +40,10 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
     for p in &a.images {
         let (t, img) = match moirelab_data::load_image_file_checked(p, &loaded.config.data) {
             Ok((t, img, warnings)) => {
-                for w in &warnings {
-                    eprintln!("warning: {}", term_safe(&w.to_string()));
+                if !warnings.is_empty() {
+                    let msgs: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+                    let line = format!("{}: {}", p.display(), msgs.join("; "));
+                    eprintln!("warning: {}", term_safe(&line));
                 }
                 (t, img)
             }

@@ -63,7 +63,7 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
                 }
                 .into());
             }
-            Ok((probs, warnings.iter().map(ToString::to_string).collect()))
+            Ok((probs, warnings.iter().map(|w| w.message.clone()).collect()))
         })();
         let image = path.display().to_string();
         match scored {
@@ -74,8 +74,10 @@ pub fn predict(a: PredictArgs) -> Result<ExitCode> {
                 rows.push(serde_json::json!({ "image": image, "error": msg }));
             }
             Ok((probs, warnings)) => {
-                for w in &warnings {
-                    eprintln!("warning: {}", term_safe(w));
+                // One line per file, its warnings joined (the file named once).
+                if !warnings.is_empty() {
+                    let line = format!("{image}: {}", warnings.join("; "));
+                    eprintln!("warning: {}", term_safe(&line));
                 }
                 let score = probs.get(attack).copied().unwrap_or(f64::NAN);
                 rows.push(serde_json::json!({
