@@ -7,7 +7,7 @@
 //! to create the data set from, and the `[data.knobs]` table overrides that preset's generator
 //! knobs (`rho-flag = 0.75`, `count = 800`; the names of `moirelab gen-data --set`).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use moirelab_data::{DataConfig, Mode};
 use moirelab_gradcam::GradcamConfig;
 use moirelab_models::ModelConfig;
@@ -244,8 +244,9 @@ pub fn apply_set(table: &mut toml::Table, spec: &str) -> Result<()> {
 
 /// Load and validate a config file with overrides.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("config file {}", path.display()))?;
+    use moirelab_core::fsio;
+    let text = fsio::read_text_capped(path, "a config", fsio::TEXT_MAX_BYTES)
+        .map_err(|e| anyhow!("config file {e}"))?;
     load_str(path, &text, sets)
 }
 

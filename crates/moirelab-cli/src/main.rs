@@ -408,12 +408,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `e` is a Ctrl-C that stopped a data set's generation (nothing was written) or the
-/// wait for another writer of it: exit 130 as for any other interruption, so a script or the
-/// sweep tells it from a failure.
+/// Whether `e` is a Ctrl-C that stopped a run while it started (no run folder), a data set's
+/// generation (nothing was written) or the wait for another writer of it: exit 130 as for any
+/// other interruption, so a script or the sweep tells it from a failure.
 fn stopped(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
+            c.downcast_ref::<moirelab_train::TrainError>(),
+            Some(moirelab_train::TrainError::Stopped)
+        ) || matches!(
             c.downcast_ref::<moirelab_synth::SynthError>(),
             Some(
                 moirelab_synth::SynthError::Stopped { .. }
@@ -463,7 +466,7 @@ fn restore_sigpipe() {
 /// their source (`"{path}: {source}"`) and also expose it as `source()` would otherwise
 /// repeat the OS error. A libtorch message that reaches here stops before its C++ stack
 /// frames ("Exception raised from …"), thousands of characters that mean nothing to a user.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();

@@ -183,9 +183,96 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &bytes)
 }
 
+/// The most a config, sweep file or run-folder JSON/TOML file may hold: far above any real
+/// one, and a file named by mistake (a video, `/dev/zero`'s worth) is refused before it is read.
+pub const TEXT_MAX_BYTES: u64 = 16 << 20;
+/// The most a data-set manifest (CSV or JSONL, one line per image) may hold: 1 GiB is
+/// millions of records.
+pub const MANIFEST_MAX_BYTES: u64 = 1 << 30;
+
+fn size_words(n: u64) -> String {
+    const MB: f64 = (1u64 << 20) as f64;
+    if n >= 1 << 30 {
+        format!("{:.1} GB", n as f64 / (MB * 1024.0))
+    } else if n >= 1 << 20 {
+        format!("{:.1} MB", n as f64 / MB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn kind_words(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a folder"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// Read a file a user named (a config, a manifest, a run folder's JSON) whole, safely: it is
+/// opened without blocking (a FIFO does not hang the caller), must be a regular file, and may
+/// hold at most `max` bytes (a larger one, or `/dev/zero`, is refused before it is read).
+/// `what` names the kind of file in the size error ("a config"). Errors are one line naming
+/// the file.
+pub fn read_capped(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let invalid = |msg: String| CoreError::Invalid {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_err(path))?;
+    let meta = f.metadata().map_err(io_err(path))?;
+    if !meta.file_type().is_file() {
+        return Err(invalid(format!(
+            "not a regular file ({})",
+            kind_words(&meta.file_type())
+        )));
+    }
+    let too_big = |n: u64| {
+        invalid(format!(
+            "{}, above the {} {what} may be",
+            size_words(n),
+            size_words(max)
+        ))
+    };
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(path))?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] for UTF-8 text; other bytes are "not a text file (UTF-8)".
+pub fn read_text_capped(path: &Path, what: &str, max: u64) -> Result<String> {
+    String::from_utf8(read_capped(path, what, max)?).map_err(|_| CoreError::Invalid {
+        path: path.to_path_buf(),
+        msg: "not a text file (UTF-8)".into(),
+    })
+}
+
 /// Read and parse a JSON file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let text = read_text_capped(path, "a JSON file", TEXT_MAX_BYTES)?;
     serde_json::from_str(&text).map_err(|e| CoreError::Parse {
         path: path.to_path_buf(),
         line: e.line(),
@@ -214,7 +301,7 @@ pub fn append_jsonl<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 /// are skipped; a final line without a newline that does not parse is treated as a torn write
 /// (a crash mid-append) and ignored; any other bad line is an error naming it.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let text = read_text_capped(path, "a JSON-lines log", MANIFEST_MAX_BYTES)?;
     parse_jsonl(&text, path)
 }
 
@@ -228,7 +315,7 @@ pub fn parse_jsonl<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> R
 /// last one too, with or without a final newline. A torn last line here means a damaged file,
 /// and dropping it would silently drop a record.
 pub fn read_jsonl_strict<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let text = read_text_capped(path, "a manifest", MANIFEST_MAX_BYTES)?;
     parse_jsonl_strict(&text, path)
 }
 
@@ -379,6 +466,50 @@ mod tests {
         assert_eq!(v.len(), 1);
         let err = parse_jsonl_strict::<serde_json::Value>("{\"a\":1}\nnope\n", Path::new("m"));
         assert!(err.unwrap_err().to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn capped_read_refuses_fifos_devices_and_oversized_files_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.png");
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        // Would block forever on open (no writer) without O_NONBLOCK.
+        let err = read_capped(&fifo, "a config", TEXT_MAX_BYTES).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: not a regular file (a FIFO)", fifo.display())
+        );
+        let err = read_capped(Path::new("/dev/zero"), "a config", TEXT_MAX_BYTES).unwrap_err();
+        assert!(err.to_string().contains("a character device"), "{err}");
+        let err = read_capped(dir.path(), "a config", TEXT_MAX_BYTES).unwrap_err();
+        assert!(
+            err.to_string().contains("not a regular file (a folder)"),
+            "{err}"
+        );
+        let big = dir.path().join("big.toml");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(3 << 30).unwrap(); // sparse: no disk used
+        let err = read_capped(&big, "a config", TEXT_MAX_BYTES).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: 3.0 GB, above the 16.0 MB a config may be",
+                big.display()
+            )
+        );
+        let small = dir.path().join("s.toml");
+        std::fs::write(&small, "a = 1\n").unwrap();
+        assert_eq!(read_text_capped(&small, "a config", 6).unwrap(), "a = 1\n");
+        std::fs::write(&small, [0xff, 0xfe]).unwrap();
+        let err = read_text_capped(&small, "a config", 6).unwrap_err();
+        assert!(
+            err.to_string().ends_with("not a text file (UTF-8)"),
+            "{err}"
+        );
     }
 
     #[test]

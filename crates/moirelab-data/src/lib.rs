@@ -103,6 +103,16 @@ pub(crate) fn normalize_into(img: &RgbImage, out: &mut [f32]) {
 /// # Shapes
 /// Returns `[1, 3, S, S]` f32 normalised and the un-normalised `S×S` view.
 pub fn load_image_file(path: &Path, cfg: &DataConfig) -> Result<(Tensor, RgbImage), DataError> {
+    load_image_file_checked(path, cfg).map(|(t, view, _)| (t, view))
+}
+
+/// [`load_image_file`] that also returns what decoding tolerated (a fully transparent PNG
+/// whose hidden RGB is used, CMYK, 16-bit, an animation's first frame, content that does
+/// not match the extension), worded as `data check` words them.
+pub fn load_image_file_checked(
+    path: &Path,
+    cfg: &DataConfig,
+) -> Result<(Tensor, RgbImage, Vec<Problem>), DataError> {
     let rel = path.display().to_string();
     let limits = decode::DecodeLimits {
         min_side: cfg.min_image_size.min(cfg.image_size),
@@ -112,6 +122,7 @@ pub fn load_image_file(path: &Path, cfg: &DataConfig) -> Result<(Tensor, RgbImag
         path: path.to_path_buf(),
         msg: p.message,
     })?;
+    let warnings = d.warnings;
     let stored = decode::stored_view(d.rgb, cfg);
     let (w, h) = stored.dimensions();
     let s = cfg.image_size;
@@ -125,5 +136,5 @@ pub fn load_image_file(path: &Path, cfg: &DataConfig) -> Result<(Tensor, RgbImag
     let mut buf = vec![0f32; (3 * s * s) as usize];
     normalize_into(&view, &mut buf);
     let t = Tensor::f_from_slice(&buf)?.f_view([1, 3, s as i64, s as i64])?;
-    Ok((t, view))
+    Ok((t, view, warnings))
 }

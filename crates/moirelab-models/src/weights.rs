@@ -17,6 +17,9 @@ const LIST_MAX: usize = 8;
 pub enum WeightsError {
     #[error("no such file")]
     NoFile,
+    /// A FIFO, device or folder: never opened (a FIFO would block).
+    #[error("not a regular file")]
+    NotAFile,
     #[error("not a readable safetensors file ({0})")]
     Unreadable(String),
     /// Keys the model has no variable for.
@@ -103,8 +106,10 @@ pub fn without_torch_frames(message: &str) -> &str {
 
 /// The tensors of a safetensors file by name.
 pub(crate) fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
-    if !path.is_file() {
-        return Err(WeightsError::NoFile);
+    match std::fs::metadata(path) {
+        Err(_) => return Err(WeightsError::NoFile),
+        Ok(m) if !m.is_file() => return Err(WeightsError::NotAFile),
+        Ok(_) => {}
     }
     Ok(Tensor::read_safetensors(path)
         .map_err(|e| WeightsError::Unreadable(torch_error_line(&e)))?
@@ -234,4 +239,26 @@ pub(crate) fn is_float(t: &Tensor) -> bool {
 /// Whether every value of a floating-point tensor is finite (true for an empty one).
 fn all_finite(t: &Tensor) -> Result<bool, tch::TchError> {
     Ok(t.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fifo_or_folder_is_not_a_regular_file_and_is_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("init.safetensors");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = super::read(&fifo).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file");
+        assert_eq!(
+            super::read(dir.path()).unwrap_err().to_string(),
+            "not a regular file"
+        );
+        let e = super::read(&dir.path().join("none")).unwrap_err();
+        assert_eq!(e.to_string(), "no such file");
+    }
 }

@@ -247,7 +247,11 @@ pub fn load_run(run_dir: &Path) -> Result<RunData> {
     let cfg_path = dir.join(CONFIG_TOML);
     if cfg_path.is_file() {
         found_any = true;
-        let text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
+        let text = moirelab_core::fsio::read_text_capped(
+            &cfg_path,
+            "a config",
+            moirelab_core::fsio::TEXT_MAX_BYTES,
+        )?;
         let value: toml::Value = toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()

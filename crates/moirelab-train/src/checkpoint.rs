@@ -303,7 +303,7 @@ fn truncate_metrics(path: &Path, epochs_done: u32) -> Result<(), TrainError> {
     if !path.is_file() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(path).map_err(|e| ckpt_err(path, e))?;
+    let text = fsio::read_text_capped(path, "a JSON-lines log", fsio::MANIFEST_MAX_BYTES)?;
     let lines: Vec<MetricsLine> = fsio::parse_jsonl(&text, path)?;
     let keep: Vec<&MetricsLine> = lines
         .iter()

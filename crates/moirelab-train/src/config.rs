@@ -302,8 +302,18 @@ impl TrainConfig {
                     "train.class-weights = \"{n}\" is unknown; valid: \"none\", \"balanced\", or a list of numbers"
                 ))
             }
-            ClassWeights::Explicit(w) if w.iter().any(|x| !(*x >= 0.0 && x.is_finite())) => {
-                return err(format!("train.class-weights = {w:?}: weights must be finite and >= 0"))
+            ClassWeights::Explicit(w)
+                if w.iter().any(|x| !(*x >= 0.0 && *x <= MAX_CLASS_WEIGHT)) =>
+            {
+                return err(format!(
+                    "train.class-weights = {w:?}: every weight must be a number in [0, 1e6]"
+                ))
+            }
+            // All zero: the loss is 0/0 (NaN) from the first batch.
+            ClassWeights::Explicit(w) if !w.iter().any(|x| *x > 0.0) => {
+                return err(format!(
+                    "train.class-weights = {w:?}: at least one weight must be above 0"
+                ))
             }
             _ => {}
         }
@@ -359,9 +369,34 @@ impl TrainConfig {
     }
 }
 
+/// The largest `train.class-weights` entry: weights are relative, and larger ones overflow
+/// the weighted loss to infinity or NaN.
+pub const MAX_CLASS_WEIGHT: f64 = 1e6;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_weights_must_be_in_range_and_not_all_zero() {
+        for ok in ["[1, 3]", "[0, 1]", "[1e6, 0.5]"] {
+            let c: TrainConfig = toml::from_str(&format!("class-weights = {ok}")).unwrap();
+            c.validate().unwrap();
+        }
+        for (bad, why) in [
+            ("[0, 0]", "at least one weight must be above 0"),
+            ("[]", "at least one weight must be above 0"),
+            ("[1e308, 1e308]", "in [0, 1e6]"),
+            ("[-1, 2]", "in [0, 1e6]"),
+            ("[nan, 2]", "in [0, 1e6]"),
+            ("[inf, 2]", "in [0, 1e6]"),
+        ] {
+            let c: TrainConfig = toml::from_str(&format!("class-weights = {bad}")).unwrap();
+            let e = c.validate().unwrap_err().0;
+            assert!(e.starts_with("train.class-weights = "), "{bad}: {e}");
+            assert!(e.contains(why) && !e.contains('\n'), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn defaults_validate_and_bad_values_name_the_key() {

@@ -78,6 +78,10 @@ pub enum TrainError {
     },
     #[error("device: {0}")]
     Device(String),
+    /// The stop flag was set while the run was starting (data scan, model build): nothing
+    /// was trained and no run folder is left.
+    #[error("interrupted before training started; no run folder was made")]
+    Stopped,
     /// Data that cannot adapt the BatchNorm statistics ([`eval::adapt_batch_norm`]).
     #[error("BatchNorm statistics: {0}")]
     Adapt(String),

@@ -95,16 +95,34 @@ impl Trainer {
     /// resolved config text, the training data's hashes and `meta.json`, all written before
     /// the first step.
     pub fn create(
+        setup: TrainSetup,
+        resolved_config_toml: &str,
+        runs_root: &Path,
+        name: &str,
+        meta: RunMeta,
+    ) -> Result<Trainer, TrainError> {
+        Self::create_stoppable(setup, resolved_config_toml, runs_root, name, meta, None)
+    }
+
+    /// [`Trainer::create`] that a set `stop` (Ctrl-C) ends with [`TrainError::Stopped`]: it is
+    /// checked after the data set is opened (before the run folder exists) and after the
+    /// model is built (the new folder is deleted).
+    pub fn create_stoppable(
         mut setup: TrainSetup,
         resolved_config_toml: &str,
         runs_root: &Path,
         name: &str,
         mut meta: RunMeta,
+        stop: Option<&AtomicBool>,
     ) -> Result<Trainer, TrainError> {
+        let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
         setup.train.validate()?;
         moirelab_core::run::check_run_name(name)?;
         meta.format_version = runfmt::RUN_FORMAT_VERSION;
         let dataset = Arc::new(Dataset::open(&setup.data, &setup.base_dir)?);
+        if stopped() {
+            return Err(TrainError::Stopped);
+        }
         setup.model.classes = dataset.classes().len() as i64;
         let n_train = dataset.split("train").len();
         if n_train == 0 {
@@ -141,6 +159,13 @@ impl Trainer {
                 (TrainState::default(), lock),
                 true,
             )
+        })
+        .and_then(|t| {
+            if stopped() {
+                Err(TrainError::Stopped)
+            } else {
+                Ok(t)
+            }
         });
         if built.is_err() {
             let _ = std::fs::remove_dir_all(&run_dir);

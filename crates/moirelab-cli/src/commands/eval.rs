@@ -63,7 +63,22 @@ fn bad_files_hint(e: DataError) -> anyhow::Error {
 /// runs that do not keep one.
 fn read_hash_list(run: &std::path::Path) -> Option<moirelab_data::HashList> {
     let path = run.join(moirelab_core::run::DATA_HASHES_JSON);
-    let bytes = std::fs::read(&path).ok()?;
+    if !path.exists() {
+        return None;
+    }
+    let bytes = match moirelab_core::fsio::read_capped(
+        &path,
+        "a hash list",
+        moirelab_core::fsio::MANIFEST_MAX_BYTES,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "warning: {e}; evaluated images are not checked for copies of the training data"
+            );
+            return None;
+        }
+    };
     match serde_json::from_slice(&bytes) {
         Ok(list) => Some(list),
         Err(e) => {

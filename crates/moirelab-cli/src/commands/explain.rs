@@ -1,8 +1,9 @@
 //! `explain`: CAM overlays for single images, any methods and layers.
 
+use super::predict::term_safe;
 use super::{attack_index, check_out_folder, load_model, run_classes, run_config};
 use crate::ExplainArgs;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use std::process::ExitCode;
 
 pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
@@ -32,8 +33,26 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
     };
     let mut inputs = Vec::new();
     let mut used = std::collections::BTreeSet::new();
+    // Every file is read before anything is written: each unreadable one gets its own error
+    // line, and then nothing is written for the batch (one bad name does not leave a
+    // half-explained --out folder).
+    let mut bad = 0usize;
     for p in &a.images {
-        let (t, img) = moirelab_data::load_image_file(p, &loaded.config.data)?;
+        let (t, img) = match moirelab_data::load_image_file_checked(p, &loaded.config.data) {
+            Ok((t, img, warnings)) => {
+                if !warnings.is_empty() {
+                    let msgs: Vec<&str> = warnings.iter().map(|w| w.message.as_str()).collect();
+                    let line = format!("{}: {}", p.display(), msgs.join("; "));
+                    eprintln!("warning: {}", term_safe(&line));
+                }
+                (t, img)
+            }
+            Err(e) => {
+                bad += 1;
+                eprintln!("error: {}", term_safe(&e.to_string()));
+                continue;
+            }
+        };
         // File-name-safe, unique output stem per image.
         let stem: String = p
             .file_stem()
@@ -60,6 +79,13 @@ pub fn explain(a: ExplainArgs) -> Result<ExitCode> {
             input: t.squeeze_dim(0).to_device(lr.device),
             masks: None,
         });
+    }
+    if bad > 0 {
+        bail!(
+            "{bad} of {} image(s) could not be read; nothing written to {}",
+            a.images.len(),
+            a.out.display()
+        );
     }
     let g = &loaded.config.gradcam;
     let opts = moirelab_gradcam::ExplainOptions {

@@ -113,6 +113,7 @@ pub fn train_from_config(
         .map_err(|e| anyhow!("{e}; pass a plain folder name with --name"))?;
     let mut reporter = CliReporter::new(loaded.config.train.log_every);
     ensure_data(&loaded, Some(&reporter), Some(stop))?;
+    check_stop(stop)?;
     absolutize_root(&mut loaded)?;
     let runs_dir = runs_dir
         .map(Path::to_path_buf)
@@ -123,18 +124,30 @@ pub fn train_from_config(
     // Extra data sets are opened first: a missing or mismatched one fails before the run
     // folder exists.
     let extra = open_extra(&loaded.config)?;
+    check_stop(stop)?;
     check_model(&loaded.config, &extra)?;
+    check_stop(stop)?;
     announce_extra(&extra, &reporter);
     let new_root = !runs_dir.exists();
-    let trainer = Trainer::create(setup, &loaded.resolved, &runs_dir, &name, new_meta())
-        .inspect_err(|_| {
-            // A run that fails before its first step leaves no folder; nor the runs folder
-            // made for it (`remove_dir` leaves a folder that is not empty).
-            if new_root {
-                let _ = std::fs::remove_dir(&runs_dir);
-            }
-        })?;
+    let meta = new_meta();
+    let trainer =
+        Trainer::create_stoppable(setup, &loaded.resolved, &runs_dir, &name, meta, Some(stop))
+            .inspect_err(|_| {
+                // A run that fails before its first step leaves no folder; nor the runs folder
+                // made for it (`remove_dir` leaves a folder that is not empty).
+                if new_root {
+                    let _ = std::fs::remove_dir(&runs_dir);
+                }
+            })?;
     run_trainer(trainer, &loaded.config, extra, &mut reporter, stop)
+}
+
+/// A Ctrl-C during startup (before the run folder exists) ends `train` with exit 130.
+fn check_stop(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::SeqCst) {
+        return Err(moirelab_train::TrainError::Stopped.into());
+    }
+    Ok(())
 }
 
 /// Open `[eval] extra` for a model of the training data's classes (read from its manifest or

@@ -293,8 +293,8 @@ pub fn make_plan(
     exe: &Path,
 ) -> Result<Plan> {
     let axes = parse_grid(grids, sets, yes)?;
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("config file {}", config_path.display()))?;
+    let text = fsio::read_text_capped(config_path, "a config", fsio::TEXT_MAX_BYTES)
+        .map_err(|e| anyhow!("config file {e}"))?;
     config::load_str(config_path, &text, sets)?;
     for a in &axes {
         for v in &a.values {
@@ -370,7 +370,7 @@ pub(super) fn read_summary(run_dir: &Path) -> Option<Result<runfmt::RunSummary, 
     if !path.is_file() {
         return None;
     }
-    let text = match std::fs::read_to_string(&path) {
+    let text = match fsio::read_text_capped(&path, "a run summary", fsio::TEXT_MAX_BYTES) {
         Ok(t) => t,
         Err(e) => return Some(Err(e.to_string())),
     };
@@ -461,7 +461,7 @@ pub(super) fn reserve_cell(
 /// (its cells would mix two configs in one table).
 pub(super) fn check_base(out: &Path, file: &SweepFile) -> Result<()> {
     let path = out.join(BASE_TOML);
-    let text = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    let text = fsio::read_capped(&path, "a config", fsio::TEXT_MAX_BYTES)?;
     if sha256_hex(&text) != file.base_sha256 {
         bail!(
             "{}: changed since the sweep was planned (its SHA-256 is not the base_sha256 in \

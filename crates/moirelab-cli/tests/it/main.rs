@@ -9,6 +9,7 @@ mod hostile;
 mod plan;
 mod pretrained;
 mod run_files;
+mod special_files;
 mod sweep;
 mod sweep_pages;
 mod train;

@@ -351,3 +351,82 @@ fn predict_says_when_the_run_has_no_threshold_yet() {
     assert_eq!(rows[0]["threshold"], 0.5, "{rows}");
     assert_eq!(rows[0]["threshold_source"], "default", "{rows}");
 }
+
+#[test]
+fn predict_scores_every_readable_file_and_names_each_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, image) = run_copy(d);
+    // content PNG, extension BMP: scored, with the decode warning
+    std::fs::copy(&image, d.join("x.bmp")).unwrap();
+    std::fs::write(d.join("one.png"), b"not a png").unwrap();
+    // a name with a newline and a terminal escape
+    let odd = "a\n\u{1b}[31mred.png";
+    std::fs::copy(&image, d.join(odd)).unwrap();
+    let args = ["predict", "--run", "runs/r", "x.bmp", "one.png", odd];
+    let o = moirelab(d, &args);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        !out.contains('\u{1b}') && !err.contains('\u{1b}'),
+        "{out}{err}"
+    );
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0].starts_with("x.bmp "), "{out}");
+    assert!(rows[1].starts_with("a\\n\\u{1b}[31mred.png "), "{out}");
+    let err_lines: Vec<&str> = err.lines().collect();
+    assert_eq!(err_lines.len(), 2, "{err}");
+    assert!(
+        err_lines[0].starts_with("warning: x.bmp: content is PNG but the extension says BMP"),
+        "{err}"
+    );
+    assert!(
+        err_lines[1].starts_with("error: one.png") && !err.contains("panicked"),
+        "{err}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let o = moirelab(d, &json_args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
+    assert!(rows[0]["score"].is_f64(), "{rows}");
+    assert!(rows[0]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("extension says BMP"));
+    assert_eq!(rows[1]["image"], "one.png");
+    assert!(
+        rows[1]["error"].as_str().unwrap().starts_with("one.png"),
+        "{rows}"
+    );
+    assert!(rows[1].get("score").is_none(), "{rows}");
+    assert_eq!(rows[2]["image"], odd);
+}
+
+#[test]
+fn explain_names_every_unreadable_file_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, image) = run_copy(d);
+    std::fs::write(d.join("one.png"), b"not a png").unwrap();
+    std::fs::write(d.join("two.png"), b"nor this").unwrap();
+    let o = moirelab(
+        d,
+        &[
+            "explain", "--run", "runs/r", &image, "one.png", "two.png", "--out", "ex",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].starts_with("error: one.png"), "{err}");
+    assert!(lines[1].starts_with("error: two.png"), "{err}");
+    assert!(
+        lines[2].starts_with("error: 2 of 3 image(s) could not be read; nothing written"),
+        "{err}"
+    );
+    assert!(!d.join("ex").exists());
+}

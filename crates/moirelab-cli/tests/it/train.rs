@@ -360,3 +360,52 @@ fn sanity_runs_on_the_gallerys_probes() {
     assert_eq!(images.len(), 4);
     assert_eq!(images, ids);
 }
+
+/// Whether process `pid` catches SIGINT (its ctrlc handler is installed).
+fn catches_sigint(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGINT - 1)) != 0)
+}
+
+#[test]
+fn ctrl_c_while_the_data_is_scanned_stops_with_130_and_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Enough images that opening the data set outlasts the signal's delivery.
+    crate::hostile::folder(&d.join("data"), 40);
+    std::fs::write(
+        d.join("t.toml"),
+        crate::hostile::config("data", "").replace("image-size = 16", "image-size = 64"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_moirelab"))
+        .args(["train", "--config", "t.toml", "--runs-dir", "runs"])
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !catches_sigint(child.id()) {
+        assert!(start.elapsed().as_secs() < 60, "no SIGINT handler");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert_eq!(
+        err.trim(),
+        "error: interrupted before training started; no run folder was made"
+    );
+    assert!(!d.join("runs").exists(), "{err}");
+}

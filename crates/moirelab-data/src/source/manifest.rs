@@ -31,15 +31,14 @@ struct UserRecord {
 /// A manifest's text. A file that is not UTF-8 text (an image, an archive) is named as such
 /// instead of with the decoder's "stream did not contain valid UTF-8".
 fn read_text(path: &Path) -> Result<String, DataError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            DataError::Layout {
-                root: path.to_path_buf(),
-                msg: "not a text file; a manifest is CSV or JSONL text (UTF-8)".into(),
-            }
-        } else {
-            DataError::io(path)(e)
-        }
+    let bytes = moirelab_core::fsio::read_capped(
+        path,
+        "a manifest",
+        moirelab_core::fsio::MANIFEST_MAX_BYTES,
+    )?;
+    String::from_utf8(bytes).map_err(|_| DataError::Layout {
+        root: path.to_path_buf(),
+        msg: "not a text file; a manifest is CSV or JSONL text (UTF-8)".into(),
     })
 }
 

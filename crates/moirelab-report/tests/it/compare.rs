@@ -46,7 +46,7 @@ fn compare_refuses_an_output_folder_inside_a_run_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let a = fixture::make_run(tmp.path(), &Spec::new("a"));
     let b = fixture::make_run(tmp.path(), &Spec::new("b"));
-    let gallery = write_run_report(&a).unwrap();
+    let gallery = write_run_report(&a).unwrap().page;
     let before = std::fs::read(&gallery).unwrap();
     let link = tmp.path().join("link");
     std::os::unix::fs::symlink(&a, &link).unwrap();
@@ -127,7 +127,9 @@ fn compare_says_when_a_probe_is_not_the_same_image_in_every_run() {
     let mut same = Spec::new("same");
     same.probe_ids.reverse();
     let same = fixture::make_run(root, &same);
-    let page = write_compare(&[a.clone(), same], &root.join("c0")).unwrap();
+    let page = write_compare(&[a.clone(), same], &root.join("c0"))
+        .unwrap()
+        .page;
     assert_eq!(flagged(&page), (vec![], None));
 
     for hashes in [true, false] {
@@ -144,7 +146,7 @@ fn compare_says_when_a_probe_is_not_the_same_image_in_every_run() {
             fixture::make_run(root, &o)
         };
         let out = root.join(format!("c-{hashes}"));
-        let page = write_compare(&[a_old, b], &out).unwrap();
+        let page = write_compare(&[a_old, b], &out).unwrap().page;
         let (ids, warn) = flagged(&page);
         assert_eq!(ids, ["images/000001.png", "images/000002.png"], "{hashes}");
         let warn = warn.expect("warning");
@@ -166,7 +168,7 @@ fn compare_says_when_a_probe_is_not_the_same_image_in_every_run() {
     let later = fixture::make_run(root, &later);
     let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
     std::fs::write(later.join("config.toml"), cfg).unwrap();
-    let page = write_compare(&[a, later], &root.join("c3")).unwrap();
+    let page = write_compare(&[a, later], &root.join("c3")).unwrap().page;
     let warn = flagged(&page).1.expect("warning");
     assert!(
         warn.contains("the same data folder, <code>data/a</code>, whose pictures changed"),

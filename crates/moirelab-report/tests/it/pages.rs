@@ -277,7 +277,9 @@ fn standalone_export_never_replaces_a_files_folder_it_did_not_write() {
     std::fs::remove_dir_all(out.join("files")).unwrap();
     moirelab_report::write_compare_with(&runs, &out, true).unwrap();
     assert!(out.join("files/.moirelab-export").is_file());
-    let cmp = moirelab_report::write_compare_with(&runs[..1], &out, true).unwrap();
+    let cmp = moirelab_report::write_compare_with(&runs[..1], &out, true)
+        .unwrap()
+        .page;
     assert!(!out.join("files/1").exists());
     assert_links_resolve(&cmp, &read(&cmp));
 }
