@@ -218,30 +218,62 @@ fn kind_words(ft: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// Read a file a user named (a config, a manifest, a run folder's JSON) whole, safely: it is
-/// opened without blocking (a FIFO does not hang the caller), must be a regular file, and may
-/// hold at most `max` bytes (a larger one, or `/dev/zero`, is refused before it is read).
-/// `what` names the kind of file in the size error ("a config"). Errors are one line naming
-/// the file.
-pub fn read_capped(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
+/// Why [`open_regular`] did not open a file.
+#[derive(Debug)]
+pub enum OpenError {
+    /// It does not exist, or cannot be opened or read.
+    Io(std::io::Error),
+    /// It is something other than a regular file: "a folder", "a FIFO", "a character device"…
+    NotRegular(&'static str),
+}
+
+/// Open a file a user named (a config, a manifest, an image, a mask) for reading, with its
+/// size. Only a regular file is opened (a FIFO named `x.png` would block the caller, a device
+/// never ends), and it is opened without blocking, so a regular file whose read waits for
+/// data (`/proc/kmsg`, reached through a link) fails at its first read instead of hanging.
+pub fn open_regular(path: &Path) -> std::result::Result<(std::fs::File, u64), OpenError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let invalid = |msg: String| CoreError::Invalid {
-        path: path.to_path_buf(),
-        msg,
+    let regular = |m: std::fs::Metadata| {
+        if m.file_type().is_file() {
+            Ok(m.len())
+        } else {
+            Err(OpenError::NotRegular(kind_words(&m.file_type())))
+        }
     };
+    // Looked at before it is opened: opening a socket fails with an unhelpful "no such device".
+    regular(std::fs::metadata(path).map_err(OpenError::Io)?)?;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(io_err(path))?;
-    let meta = f.metadata().map_err(io_err(path))?;
-    if !meta.file_type().is_file() {
-        return Err(invalid(format!(
-            "not a regular file ({})",
-            kind_words(&meta.file_type())
-        )));
-    }
+        .map_err(OpenError::Io)?;
+    // And again once open: the path may have been replaced in between.
+    let len = regular(f.metadata().map_err(OpenError::Io)?)?;
+    Ok((f, len))
+}
+
+/// Read `f` (of `len` bytes, from [`open_regular`]) whole; `None` when it holds more than
+/// `max` bytes (it grew, or its size was not known), of which at most `max + 1` are read.
+pub fn read_at_most(f: std::fs::File, len: u64, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(len.min(max) as usize);
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
+/// Read a file a user named (a config, a manifest, a run folder's JSON) whole, safely: it is
+/// opened by [`open_regular`] (regular files only, without blocking), and may hold at most
+/// `max` bytes (a larger one is refused before it is read). `what` names the kind of file in
+/// the size error ("a config"). Errors are one line naming the file.
+pub fn read_capped(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
+    let invalid = |msg: String| CoreError::Invalid {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let (f, len) = open_regular(path).map_err(|e| match e {
+        OpenError::Io(e) => io_err(path)(e),
+        OpenError::NotRegular(kind) => invalid(format!("not a regular file ({kind})")),
+    })?;
     let too_big = |n: u64| {
         invalid(format!(
             "{}, above the {} {what} may be",
@@ -249,17 +281,12 @@ pub fn read_capped(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
             size_words(max)
         ))
     };
-    if meta.len() > max {
-        return Err(too_big(meta.len()));
+    if len > max {
+        return Err(too_big(len));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(path))?;
-    if bytes.len() as u64 > max {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(bytes)
+    read_at_most(f, len, max)
+        .map_err(io_err(path))?
+        .ok_or_else(|| too_big(max + 1))
 }
 
 /// [`read_capped`] for UTF-8 text; other bytes are "not a text file (UTF-8)".
@@ -272,8 +299,15 @@ pub fn read_text_capped(path: &Path, what: &str, max: u64) -> Result<String> {
 
 /// Read and parse a JSON file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = read_text_capped(path, "a JSON file", TEXT_MAX_BYTES)?;
-    serde_json::from_str(&text).map_err(|e| CoreError::Parse {
+    parse_json(
+        &read_text_capped(path, "a JSON file", TEXT_MAX_BYTES)?,
+        path,
+    )
+}
+
+/// [`read_json`] on text already read from `path` (named in errors).
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| CoreError::Parse {
         path: path.to_path_buf(),
         line: e.line(),
         msg: e.to_string(),
@@ -510,6 +544,24 @@ mod tests {
             err.to_string().ends_with("not a text file (UTF-8)"),
             "{err}"
         );
+    }
+
+    /// `/proc/kmsg` is a regular file whose read waits for kernel messages (an image linked to
+    /// it hung a run). It opens only with CAP_SYSLOG; where it does not, there is nothing to
+    /// check.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_regular_file_whose_read_would_wait_does_not_block() {
+        let Ok((f, len)) = open_regular(Path::new("/proc/kmsg")) else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_at_most(f, len, 1 << 20).is_err());
+        });
+        // Pending messages are returned, none is EAGAIN: either way at once, never a wait.
+        let done = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert!(done.is_ok(), "the read waited");
     }
 
     #[test]

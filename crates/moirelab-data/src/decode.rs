@@ -5,6 +5,7 @@ use crate::check::{Problem, ProblemKind};
 use crate::config::{DataConfig, Mode};
 use image::imageops::FilterType;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use moirelab_core::fsio::{open_regular, read_at_most, OpenError};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
@@ -367,8 +368,8 @@ pub(crate) fn decode_bytes(
     })
 }
 
-/// Read and decode one file. Only regular files are read (a FIFO named `x.png` would block
-/// forever, a device never ends), and only up to [`DecodeLimits::max_file_bytes`].
+/// Read and decode one file. Only regular files are read, without blocking
+/// (`fsio::open_regular`), and only up to [`DecodeLimits::max_file_bytes`].
 pub(crate) fn decode_file(
     path: &Path,
     rel: &str,
@@ -382,37 +383,30 @@ pub(crate) fn decode_file(
         };
         Problem::new(kind, Some(rel), format!("cannot read: {e}"))
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        let what = if meta.is_dir() {
-            "a folder"
-        } else {
-            "not a regular file (a pipe, socket or device)"
-        };
-        return Err(Problem::new(
+    let (file, len) = open_regular(path).map_err(|e| match e {
+        OpenError::Io(e) => io(e),
+        OpenError::NotRegular(kind) => Problem::new(
             ProblemKind::NotAnImage,
             Some(rel),
-            format!("{what}; not read"),
-        ));
-    }
-    if meta.len() > limits.max_file_bytes() {
-        return Err(Problem::new(
+            format!("not a regular file ({kind}); not read"),
+        ),
+    })?;
+    let too_large = |len: u64| {
+        Problem::new(
             ProblemKind::TooLarge,
             Some(rel),
             format!(
-                "file is {} bytes, more than any image within [data] max-pixels {} needs; not read",
-                meta.len(),
+                "file is {len} bytes, more than any image within [data] max-pixels {} needs; not read",
                 megapixels(limits.max_pixels)
             ),
-        ));
+        )
+    };
+    if len > limits.max_file_bytes() {
+        return Err(too_large(len));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)
-        .and_then(|f| {
-            use std::io::Read;
-            f.take(limits.max_file_bytes() + 1).read_to_end(&mut bytes)
-        })
-        .map_err(io)?;
+    let bytes = read_at_most(file, len, limits.max_file_bytes())
+        .map_err(io)?
+        .ok_or_else(|| too_large(limits.max_file_bytes() + 1))?;
     decode_bytes(&bytes, rel, limits)
 }
 
