@@ -167,9 +167,9 @@ fn check_format(run_dir: &Path, raw: &serde_json::Value) -> Result<(), CoreError
 /// [`RunMeta`] is refused for its version, not for a field.
 pub fn read_meta(run_dir: &Path) -> Result<RunMeta, CoreError> {
     let path = run_dir.join(META_JSON);
-    let raw: serde_json::Value = crate::fsio::read_json(&path)?;
-    check_format(run_dir, &raw)?;
-    crate::fsio::read_json(&path)
+    let text = crate::fsio::read_text_capped(&path, "a JSON file", crate::fsio::TEXT_MAX_BYTES)?;
+    check_format(run_dir, &crate::fsio::parse_json(&text, &path)?)?;
+    crate::fsio::parse_json(&text, &path)
 }
 
 /// Only the version check of [`read_meta`], for commands that open a run through its other
