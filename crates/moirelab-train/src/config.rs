@@ -358,15 +358,6 @@ impl TrainConfig {
             None => crate::metrics::ThresholdRule::Eer,
         }
     }
-
-    /// Whether a larger `monitor` value is better.
-    pub fn monitor_higher_is_better(&self) -> bool {
-        MONITORS
-            .iter()
-            .find(|(m, _)| *m == self.monitor)
-            .map(|(_, h)| *h)
-            .unwrap_or(true)
-    }
 }
 
 /// The largest `train.class-weights` entry: weights are relative, and larger ones overflow
