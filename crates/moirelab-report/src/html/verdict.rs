@@ -276,15 +276,17 @@ pub(crate) fn card_html(runs: &[RunData]) -> String {
             ));
             continue;
         }
+        // The run's name heads its rows (on the first one, spanning them all).
+        let run_head = format!(
+            "<th scope=\"row\" rowspan=\"{}\" class=\"run-name\">{}</th>",
+            rows.len(),
+            esc(&r.name)
+        );
         for (i, row) in rows.iter().enumerate() {
             if let Some(note) = &row.note {
                 s.push_str("<tr>");
                 if i == 0 {
-                    s.push_str(&format!(
-                        "<th scope=\"row\" rowspan=\"{}\" class=\"run-name\">{}</th>",
-                        rows.len(),
-                        esc(&r.name)
-                    ));
+                    s.push_str(&run_head);
                 }
                 s.push_str(&format!(
                     "<td class=\"which\">{} ?</td><td colspan=\"{}\" class=\"na\">{}</td></tr>",
@@ -302,11 +304,7 @@ pub(crate) fn card_html(runs: &[RunData]) -> String {
             };
             s.push_str("<tr>");
             if i == 0 {
-                s.push_str(&format!(
-                    "<th scope=\"row\" rowspan=\"{}\" class=\"run-name\">{}</th>",
-                    rows.len(),
-                    esc(&r.name)
-                ));
+                s.push_str(&run_head);
             }
             let cam = match row.cam_epoch {
                 Some(c) if c != row.epoch => format!(" (maps of epoch {c})"),
