@@ -438,23 +438,20 @@ pub(super) fn is_running(out: &Path, cell: &CellRecord, state: CellState) -> boo
 /// `--cell` commands started together (the run folder does not exist yet, and the training
 /// creates it only after reading the data set) one trains and the other is refused.
 /// `Ok(Err(holders))` while another process holds it; `Ok(Ok(None))` where the file system
-/// has no locks. Another process's [`trained_by`] holds it for a moment: a refusal is tried
-/// again for a second before it stands.
+/// has no locks. Another process's [`trained_by`] holds it for a moment (a shared lock): that
+/// is waited out for up to a second, as `train --resume` does; a `--cell` process that holds
+/// it is a refusal at once.
 pub(super) fn reserve_cell(
     out: &Path,
     cell: &CellRecord,
 ) -> Result<std::result::Result<Option<ExclusiveGuard>, String>> {
     let dir = reservation(out, cell);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let mut tries = 0;
-    loop {
-        match moirelab_core::dirlock::exclusive_guard(&dir) {
-            Ok(guard) => return Ok(Ok(guard)),
-            Err(busy) if tries == 20 => return Ok(Err(busy.holders_text())),
-            Err(_) => tries += 1,
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let wait = std::time::Duration::from_secs(1);
+    Ok(
+        moirelab_core::dirlock::exclusive_guard_after_readers(&dir, wait)
+            .map_err(|busy| busy.holders_text()),
+    )
 }
 
 /// Refuse to train from a `base.toml` that is no longer the text the sweep was planned from
